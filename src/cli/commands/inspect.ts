@@ -1,0 +1,128 @@
+import { basename } from 'node:path';
+import { tensorSha256 } from '../../checkpoint/checksum.js';
+import { openCheckpoint } from '../../checkpoint/open-path.js';
+import { groupByLayer, summarize } from '../../checkpoint/summary.js';
+import type { Checkpoint, TensorInfo } from '../../checkpoint/types.js';
+import { SluiceError } from '../../errors.js';
+import { parseCommandArgs } from '../args.js';
+import { formatBytes, formatCount, table } from '../format.js';
+import type { CliIo, Command } from '../io.js';
+import { Progress } from '../progress.js';
+
+/** Rows shown before the list is cut short (human output without --all). */
+const MAX_ROWS = 60;
+
+const USAGE = `Usage: sluice inspect PATH [--json] [--checksum] [--all]
+
+List the tensors of a checkpoint (name, dtype, shape, size, file), then totals:
+tensors, parameters, bytes by dtype, metadata. Only headers are read, unless --checksum.
+
+PATH  a .safetensors file, a model.safetensors.index.json, a directory, or an http(s) URL
+
+Options:
+  --json      one JSON document on stdout
+  --checksum  add each tensor's sha256 over its contiguous little-endian bytes (reads all data)
+  --all       list every tensor (the default groups per-layer tensors and cuts long lists)
+  --debug     stack traces on errors
+`;
+
+export const inspectCommand: Command = {
+  name: 'inspect',
+  summary: 'list the tensors, parameters and metadata of a checkpoint',
+  usage: USAGE,
+  usesGpu: false,
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs('inspect', args, {
+      json: { type: 'boolean' },
+      checksum: { type: 'boolean' },
+      all: { type: 'boolean' },
+    });
+    if (positionals.length !== 1) throw new SluiceError('USAGE', "inspect: expected one PATH (see 'sluice inspect --help')");
+    const checkpoint = await openCheckpoint(positionals[0]);
+    try {
+      const sums = values.checksum ? await checksums(checkpoint, io, !values.json) : undefined;
+      io.stdout(values.json ? jsonReport(checkpoint, sums) : humanReport(checkpoint, sums, Boolean(values.all)));
+      return 0;
+    } finally {
+      await checkpoint.close();
+    }
+  },
+};
+
+async function checksums(checkpoint: Checkpoint, io: CliIo, showProgress: boolean): Promise<Map<string, string>> {
+  const tensors = checkpoint.tensors();
+  const total = tensors.reduce((a, t) => a + t.byteLength, 0);
+  const progress = new Progress(io, 'sha256', total, showProgress);
+  const out = new Map<string, string>();
+  for (const t of tensors) out.set(t.name, await tensorSha256(checkpoint, t.name, (n) => progress.add(n)));
+  progress.done();
+  return out;
+}
+
+function jsonReport(checkpoint: Checkpoint, sums?: Map<string, string>): string {
+  const s = summarize(checkpoint);
+  const doc = {
+    format: s.format,
+    files: s.files,
+    metadata: s.metadata,
+    tensor_count: s.tensorCount,
+    parameters: s.parameters,
+    bytes: s.bytes,
+    bytes_by_dtype: s.bytesByDtype,
+    parameters_by_dtype: s.parametersByDtype,
+    ...('indexMetadata' in checkpoint ? { index_metadata: checkpoint.indexMetadata } : {}),
+    tensors: checkpoint.tensors().map((t) => ({
+      name: t.name,
+      dtype: t.dtype,
+      shape: t.shape,
+      bytes: t.byteLength,
+      file: t.file,
+      ...(sums ? { sha256: sums.get(t.name) } : {}),
+    })),
+  };
+  return `${JSON.stringify(doc, null, 2)}\n`;
+}
+
+function humanReport(checkpoint: Checkpoint, sums: Map<string, string> | undefined, all: boolean): string {
+  const s = summarize(checkpoint);
+  const tensors = checkpoint.tensors();
+  const multiFile = new Set(tensors.map((t) => t.file)).size > 1;
+  const header = ['name', 'dtype', 'shape', 'size', ...(multiFile ? ['file'] : []), ...(sums ? ['sha256'] : [])];
+  const fileCell = (ts: TensorInfo[]) => {
+    const files = [...new Set(ts.map((t) => basename(t.file)))];
+    return files.length === 1 ? files[0] : `${files.length} files`;
+  };
+  const groups = all || sums ? tensors.map((t) => ({ pattern: t.name, members: [t] })) : groupByLayer(tensors);
+  let rows = groups.map(({ pattern, members: [first, ...rest] }) => [
+    rest.length ? `${pattern} (×${rest.length + 1})` : pattern,
+    first.dtype,
+    `[${first.shape.join(', ')}]`,
+    formatBytes(first.byteLength * (rest.length + 1)),
+    ...(multiFile ? [fileCell([first, ...rest])] : []),
+    ...(sums ? [sums.get(first.name) ?? ''] : []),
+  ]);
+  let more = '';
+  if (!all && !sums && rows.length > MAX_ROWS) {
+    more = `… ${rows.length - MAX_ROWS + 10} more rows (--all lists every tensor)\n`;
+    rows = rows.slice(0, MAX_ROWS - 10);
+  }
+  const byDtype = Object.entries(s.bytesByDtype)
+    .map(([dtype, bytes]) => `${dtype} ${formatBytes(bytes)}`)
+    .join(', ');
+  const meta = Object.entries(s.metadata).map(([k, v]) => `${k}=${v.length > 60 ? `${v.slice(0, 57)}...` : v}`);
+  const totals = table(
+    ['', ''],
+    [
+      ['format', `${s.format}, ${s.files.length} file${s.files.length === 1 ? '' : 's'}`],
+      ['tensors', String(s.tensorCount)],
+      ['parameters', `${formatCount(s.parameters)} (${s.parameters.toLocaleString('en-US')})`],
+      ['bytes', `${formatBytes(s.bytes)} (${byDtype || 'none'})`],
+      ['metadata', meta.length ? meta.join(', ') : 'none'],
+    ],
+  )
+    .split('\n')
+    .slice(1)
+    .join('\n');
+  return `${table(header, rows, [3])}${more}\n${totals}`;
+}
+

@@ -1,0 +1,53 @@
+// One error class for everything sluice throws on purpose. `code` is stable (tests and
+// callers switch on it); `message` is one line that names the file or tensor at fault.
+
+export type ErrorCode =
+  // safetensors header and layout (mirrors huggingface/safetensors tensor.rs)
+  | 'HEADER_TOO_SMALL' // fewer than 8 bytes
+  | 'HEADER_TOO_LARGE' // header length over 100,000,000
+  | 'INVALID_HEADER_LENGTH' // 8 + N past end of file
+  | 'INVALID_UTF8'
+  | 'INVALID_JSON'
+  | 'DUPLICATE_KEY'
+  | 'HEADER_NOT_OBJECT'
+  | 'UNKNOWN_DTYPE'
+  | 'INVALID_TENSOR_INFO' // missing or ill-typed fields
+  | 'SHAPE_OVERFLOW' // element count does not fit
+  | 'SIZE_MISMATCH' // shape × dtype size ≠ end − begin
+  | 'MISALIGNED_SUB_BYTE' // F4/F6 tensor not ending on a byte
+  | 'INVALID_OFFSETS' // gaps, overlaps, reversed, past the end, trailing bytes
+  | 'OFFSET_TOO_LARGE' // beyond 2^53
+  | 'INVALID_METADATA' // __metadata__ not string → string
+  // lookups and views
+  | 'TENSOR_NOT_FOUND'
+  | 'INVALID_SLICE'
+  | 'INVALID_INDEX' // sharded index problems
+  | 'UNSUPPORTED_FORMAT'
+  // sources
+  | 'NOT_FOUND'
+  | 'IO_ERROR'
+  | 'HTTP_ERROR'
+  | 'RANGE_NOT_SUPPORTED'
+  | 'SOURCE_CHANGED' // a source that changed or was truncated mid-read
+  // GPU
+  | 'NO_ADAPTER'
+  | 'DEVICE_LOST'
+  | 'OUT_OF_MEMORY'
+  // CLI
+  | 'USAGE';
+
+export class SluiceError extends Error {
+  override readonly name = 'SluiceError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** True when `e` is a SluiceError, optionally with the given code. */
+export function isSluiceError(e: unknown, code?: ErrorCode): e is SluiceError {
+  return e instanceof SluiceError && (code === undefined || e.code === code);
+}

@@ -1,0 +1,64 @@
+// `model.safetensors.index.json` as transformers writes it:
+//   {"metadata": {"total_size": N, ...}, "weight_map": {"tensor name": "shard file", ...}}
+// Parsed strictly (duplicate tensor names refused) and with shard names that must stay
+// inside the index's directory.
+
+import { SluiceError } from '../../errors.js';
+import { type JsonObject, type JsonValue, JsonSyntaxError, parseStrictJson } from '../strict-json.js';
+
+/** An index bigger than this is not an index (Llama-405B's is ~100 KB). */
+export const MAX_INDEX_BYTES = 64 * 1024 * 1024;
+
+export interface ShardIndex {
+  /** `metadata` as written (total_size among others), or {}. */
+  metadata: Record<string, unknown>;
+  /** tensor name → shard file name, in the order the index lists them. */
+  weightMap: Map<string, string>;
+  /** Distinct shard names, sorted (model-00001-of-0000N first). */
+  shards: string[];
+}
+
+export function parseShardIndex(text: string, indexName: string): ShardIndex {
+  const bad = (what: string): never => {
+    throw new SluiceError('INVALID_INDEX', `${indexName}: ${what}`);
+  };
+  let root: JsonValue;
+  try {
+    root = parseStrictJson(text);
+  } catch (e) {
+    if (e instanceof JsonSyntaxError && e.duplicateKey !== undefined) bad(`lists ${JSON.stringify(e.duplicateKey)} twice`);
+    return bad(`not valid JSON: ${(e as Error).message}`);
+  }
+  if (!isObject(root)) return bad('not a JSON object');
+  const map = root.weight_map;
+  if (!isObject(map)) return bad('has no "weight_map" object');
+  const meta = root.metadata ?? {};
+  if (!isObject(meta)) return bad('"metadata" is not an object');
+  const weightMap = new Map<string, string>();
+  for (const [tensor, shard] of Object.entries(map)) {
+    if (typeof shard !== 'string') bad(`weight_map entry for ${JSON.stringify(tensor)} is not a file name`);
+    checkShardName(shard as string, indexName);
+    weightMap.set(tensor, shard as string);
+  }
+  const metadata: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(meta)) metadata[k] = typeof v === 'bigint' ? Number(v) : v;
+  return { metadata, weightMap, shards: [...new Set(weightMap.values())].sort() };
+}
+
+/** A shard name must name a file beside the index or below it, never outside. */
+export function checkShardName(name: string, indexName: string): void {
+  const escapes =
+    name === '' ||
+    name.includes('\0') ||
+    name.startsWith('/') ||
+    name.startsWith('\\') ||
+    /^[a-zA-Z]:/.test(name) || // C:\ or a URL scheme
+    name.split(/[\\/]/).some((part) => part === '..' || part === '.' || part === '');
+  if (escapes) {
+    throw new SluiceError('INVALID_INDEX', `${indexName}: shard path ${JSON.stringify(name)} is not a file inside the checkpoint directory`);
+  }
+}
+
+function isObject(v: JsonValue | undefined): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

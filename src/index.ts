@@ -1,0 +1,23 @@
+// sluice's public, browser-safe API. Node-only additions (local files, the Dawn device,
+// checksums) are in `sluice/node`.
+
+export { SluiceError, isSluiceError, type ErrorCode } from './errors.js';
+
+// Sources of bytes
+export type { ByteSource, SourceOpener } from './io/byte-source.js';
+export { MemorySource } from './io/memory-source.js';
+export { UrlSource, type UrlSourceOptions } from './io/url-source.js';
+export { BlobSource } from './io/blob-source.js';
+
+// Checkpoints
+export type { Checkpoint, SliceRanges, TensorInfo, TensorSlice } from './checkpoint/types.js';
+export { openCheckpointSource, openCheckpointUrl } from './checkpoint/open.js';
+export { summarize, groupByLayer, type CheckpointSummary } from './checkpoint/summary.js';
+export { DTYPES, dtypeBits, dtypeBytes, isDtype, type Dtype } from './formats/dtypes.js';
+export { SafetensorsFile } from './formats/safetensors/file.js';
+export { ShardedSafetensors } from './formats/safetensors/sharded.js';
+export { MAX_HEADER_SIZE, parseHeader, parseHeaderLength, type SafetensorsHeader, type TensorEntry } from './formats/safetensors/header.js';
+
+// GPU
+export { acquireDevice, type AcquireOptions, type GpuContext } from './gpu/device.js';
+export { describeAdapter, type AdapterReport } from './gpu/adapter-info.js';
