@@ -9,11 +9,16 @@ export const commonOptions = {
   debug: { type: 'boolean' },
 } as const satisfies Options;
 
+export interface ParsedArgs {
+  values: Record<string, string | boolean | Array<string | boolean> | undefined>;
+  positionals: string[];
+}
+
 /**
  * util.parseArgs with sluice's conventions: strict, positionals allowed, and its
  * TypeErrors turned into one-line USAGE errors naming the command.
  */
-export function parseCommandArgs<O extends Options>(command: string, args: string[], options: O) {
+export function parseCommandArgs(command: string, args: string[], options: Options): ParsedArgs {
   try {
     return parseArgs({ args, options: { ...commonOptions, ...options }, allowPositionals: true, strict: true });
   } catch (e) {

@@ -1,0 +1,14 @@
+// The whole project (src, tests, scripts) typechecks under `strict`: vitest strips types
+// without checking them, so without this a type error would pass `npm test`.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { expect, it } from 'vitest';
+import { root } from './support/build.js';
+
+it('tsc --noEmit reports no errors', async () => {
+  const run = promisify(execFile);
+  const result = await run(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json', '--noEmit'], {
+    cwd: root,
+  }).catch((e: { stdout: string }) => ({ stdout: e.stdout }));
+  expect(result.stdout).toBe('');
+});
