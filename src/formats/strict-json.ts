@@ -1,9 +1,10 @@
 // A strict JSON parser for checkpoint headers. JSON.parse is not enough: it silently
 // keeps the last of duplicate keys and rounds integers past 2^53, and both hide corrupt
 // or malicious headers. This one refuses duplicates, keeps integers exact (as bigint when
-// unsafe) and bounds nesting depth so a hostile `[[[[...` cannot overflow the stack.
+// unsafe), refuses lone UTF-16 surrogate escapes (they are not Unicode text), and bounds
+// nesting depth so a hostile `[[[[...` cannot overflow the stack.
 
-export type JsonValue = null | boolean | number | bigint | string | JsonValue[] | JsonObject;
+export type JsonValue = null | boolean | number | bigint | string | JsonFloat | JsonValue[] | JsonObject;
 export interface JsonObject {
   [key: string]: JsonValue;
 }
@@ -18,10 +19,25 @@ export class JsonSyntaxError extends Error {
   }
 }
 
+/**
+ * A number written with a fraction, an exponent or as `-0`. Only with `floats: 'wrap'`:
+ * a format whose fields are unsigned integers (safetensors shapes and offsets) must refuse
+ * `1.0` and `4e0` as the reference's serde does, which a plain JS number cannot tell apart.
+ */
+export class JsonFloat {
+  constructor(readonly value: number) {}
+}
+
+export interface StrictJsonOptions {
+  /** 'number' (default, as JSON.parse) or 'wrap' in JsonFloat. */
+  floats?: 'number' | 'wrap';
+}
+
 const MAX_DEPTH = 64;
 
 /** Parses `text` (whitespace allowed around the value). Throws JsonSyntaxError. */
-export function parseStrictJson(text: string): JsonValue {
+export function parseStrictJson(text: string, options: StrictJsonOptions = {}): JsonValue {
+  const wrapFloats = options.floats === 'wrap';
   let pos = 0;
 
   const fail = (what: string): never => {
@@ -69,10 +85,16 @@ export function parseStrictJson(text: string): JsonValue {
         case 'r': out += '\r'; break;
         case 't': out += '\t'; break;
         case 'u': {
-          const hex = text.slice(pos, pos + 4);
-          if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail('invalid \\u escape');
-          out += String.fromCharCode(parseInt(hex, 16));
+          const unit = hexUnit(pos);
           pos += 4;
+          if (unit >= 0xdc00 && unit <= 0xdfff) fail('lone low surrogate escape');
+          if (unit >= 0xd800 && unit <= 0xdbff) {
+            // A high surrogate must be followed by an escaped low one: together one code point.
+            const low = text.startsWith('\\u', pos) ? hexUnit(pos + 2) : -1;
+            if (low < 0xdc00 || low > 0xdfff) fail('lone high surrogate escape');
+            out += String.fromCharCode(unit, low);
+            pos += 6;
+          } else out += String.fromCharCode(unit);
           break;
         }
         default:
@@ -83,18 +105,25 @@ export function parseStrictJson(text: string): JsonValue {
     }
   };
 
+  const hexUnit = (at: number): number => {
+    const hex = text.slice(at, at + 4);
+    if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail('invalid \\u escape');
+    return parseInt(hex, 16);
+  };
+
   const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
-  const parseNumber = (): number | bigint => {
+  const parseNumber = (): number | bigint | JsonFloat => {
     NUMBER.lastIndex = pos;
     const m = NUMBER.exec(text);
     if (!m || m[0] === '-') fail('invalid number');
     const raw = m![0];
     pos += raw.length;
-    if (m![1] === undefined && m![2] === undefined) {
+    const integerSyntax = m![1] === undefined && m![2] === undefined && raw !== '-0';
+    if (integerSyntax) {
       const n = Number(raw);
       return Number.isSafeInteger(n) ? n : BigInt(raw);
     }
-    return Number(raw);
+    return wrapFloats ? new JsonFloat(Number(raw)) : Number(raw);
   };
 
   const parseLiteral = (word: string, value: JsonValue): JsonValue => {

@@ -8,7 +8,7 @@
 
 import { SluiceError, type ErrorCode } from '../../errors.js';
 import { type Dtype, dtypeBits, isDtype } from '../dtypes.js';
-import { type JsonObject, type JsonValue, JsonSyntaxError, parseStrictJson } from '../strict-json.js';
+import { JsonFloat, type JsonObject, type JsonValue, JsonSyntaxError, parseStrictJson } from '../strict-json.js';
 
 export const MAX_HEADER_SIZE = 100_000_000;
 export const PREFIX_BYTES = 8;
@@ -67,7 +67,7 @@ export function parseHeader(json: Uint8Array, fileSize: number, file: string): S
   }
   let root: JsonValue;
   try {
-    root = parseStrictJson(text);
+    root = parseStrictJson(text, { floats: 'wrap' });
   } catch (e) {
     if (e instanceof JsonSyntaxError && e.duplicateKey !== undefined) {
       fail('DUPLICATE_KEY', file, `header has the key ${JSON.stringify(e.duplicateKey)} twice`);
@@ -107,18 +107,17 @@ export function parseHeader(json: Uint8Array, fileSize: number, file: string): S
 }
 
 function isObject(v: JsonValue): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof JsonFloat);
 }
 
 function parseMetadata(value: JsonValue, file: string): Record<string, string> | null {
   if (value === null) return null;
   if (!isObject(value)) return fail('INVALID_METADATA', file, '__metadata__ is not an object of strings');
-  const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(value)) {
     if (typeof v !== 'string') fail('INVALID_METADATA', file, `__metadata__ value for ${JSON.stringify(k)} is not a string`);
-    out[k] = v as string;
   }
-  return out;
+  // fromEntries defines own properties, so a "__proto__" key stays data.
+  return Object.fromEntries(Object.entries(value)) as Record<string, string>;
 }
 
 function parseEntry(name: string, value: JsonValue, file: string): TensorEntry {

@@ -18,10 +18,16 @@ export interface ShardIndex {
   shards: string[];
 }
 
-export function parseShardIndex(text: string, indexName: string): ShardIndex {
+export function parseShardIndex(bytes: Uint8Array, indexName: string): ShardIndex {
   const bad = (what: string): never => {
     throw new SluiceError('INVALID_INDEX', `${indexName}: ${what}`);
   };
+  let text = '';
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    bad('not valid UTF-8');
+  }
   let root: JsonValue;
   try {
     root = parseStrictJson(text);
@@ -40,8 +46,9 @@ export function parseShardIndex(text: string, indexName: string): ShardIndex {
     checkShardName(shard as string, indexName);
     weightMap.set(tensor, shard as string);
   }
-  const metadata: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(meta)) metadata[k] = typeof v === 'bigint' ? Number(v) : v;
+  // fromEntries defines own properties, so a "__proto__" key stays data.
+  if (weightMap.size === 0) bad('"weight_map" lists no tensors');
+  const metadata = Object.fromEntries(Object.entries(meta).map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v]));
   return { metadata, weightMap, shards: [...new Set(weightMap.values())].sort() };
 }
 

@@ -23,7 +23,8 @@ export class ShardedSafetensors implements Checkpoint {
     indexName: string | null,
   ) {
     this.files = [...(indexName ? [indexName] : []), ...shards.map((s) => s.source.name)];
-    this.metadata = Object.assign({}, ...shards.map((s) => s.metadata));
+    // fromEntries, not Object.assign: a "__proto__" key must stay data.
+    this.metadata = Object.fromEntries(shards.flatMap((s) => Object.entries(s.metadata)));
     for (const shard of shards) {
       for (const t of shard.header.tensors) {
         const other = this.owner.get(t.name);
@@ -41,16 +42,16 @@ export class ShardedSafetensors implements Checkpoint {
    * Takes ownership of `index`.
    */
   static async fromIndex(index: ByteSource, openSibling: SourceOpener): Promise<ShardedSafetensors> {
-    let text: string;
+    let bytes: Uint8Array;
     try {
       if (index.size > MAX_INDEX_BYTES) {
         throw new SluiceError('INVALID_INDEX', `${index.name}: ${index.size} bytes is too large for a shard index`);
       }
-      text = new TextDecoder('utf-8', { fatal: false }).decode(await index.read(0, index.size));
+      bytes = await index.read(0, index.size);
     } finally {
       await index.close();
     }
-    const parsed = parseShardIndex(text, index.name);
+    const parsed = parseShardIndex(bytes, index.name);
     const shards = await openAll(parsed.shards, async (name) => SafetensorsFile.open(await openSibling(name)));
     try {
       const byName = new Map(parsed.shards.map((name, i) => [name, shards[i]]));
@@ -105,15 +106,15 @@ export class ShardedSafetensors implements Checkpoint {
     return this.shardOf(name).info(name);
   }
 
-  read(name: string): Promise<Uint8Array> {
+  async read(name: string): Promise<Uint8Array> {
     return this.shardOf(name).read(name);
   }
 
-  readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
+  async readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
     return this.shardOf(name).readRange(name, offset, length);
   }
 
-  slice(name: string, ranges: SliceRanges): Promise<TensorSlice> {
+  async slice(name: string, ranges: SliceRanges): Promise<TensorSlice> {
     return this.shardOf(name).slice(name, ranges);
   }
 

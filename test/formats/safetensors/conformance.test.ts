@@ -120,6 +120,12 @@ describe('header layout', () => {
     expect(file.tensors().map((t) => t.name)).toEqual(['a', 'b']);
   });
 
+  it('decodes escapes in tensor names (\\u, \\", \\/) and a surrogate pair', async () => {
+    const header = '{"w\\u00e9\\"\\/\\ud83d\\ude00": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}}';
+    const t = spec('w\u00e9"/\ud83d\ude00', 'U8', [2]);
+    await roundTrip(buildSafetensors({ header, data: t.data }), [t]);
+  });
+
   it('accepts non-ASCII tensor names and metadata', async () => {
     const t = spec('模型.层/权重 😀', 'F16', [2]);
     const file = await roundTrip(buildValid([t], { 'clé': 'välue ✓' }), [t]);

@@ -53,6 +53,8 @@ function seedFiles(): Seed[] {
     { json: toJson(reversed) + ' '.repeat(16), data: concat(mixed.map((x) => x.data)) },
     asSeed(buildValid([t('scalar', 'F16', [])], null)),
     asSeed(buildValid(many, { a: '1', b: '2' })),
+    // A header over 64 KiB, so open takes its second read.
+    asSeed(buildValid(mixed.slice(0, 4), { blob: 'x'.repeat(70_000) })),
   ];
 }
 
@@ -173,6 +175,7 @@ async function check(bytes: Uint8Array, name: string): Promise<{ problem: string
   } catch (e) {
     outcome = e instanceof SluiceError ? e.code : 'other';
     if (!(e instanceof SluiceError)) problem = `threw ${(e as Error)?.constructor?.name}: ${(e as Error)?.message ?? e}`;
+    else if (file) problem = `opened, then reading a tensor failed: ${e.code} ${e.message}`;
     else if (!e.message.includes(name)) problem = `${e.code} does not name the file: ${e.message}`;
     else if (!file && !src.closed) problem = `${e.code} on open left the source open`;
   }

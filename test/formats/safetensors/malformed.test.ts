@@ -27,7 +27,8 @@ async function expectRefused(bytes: Uint8Array, code: ErrorCode, tensor?: string
   } catch (e) {
     caught = e;
   }
-  const what = `${bytes.byteLength}-byte file, header ${JSON.stringify(new TextDecoder().decode(bytes.subarray(8, 300)))}`;
+  const n = bytes.byteLength >= 8 ? Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true)) : 0;
+  const what = `${bytes.byteLength}-byte file, header ${JSON.stringify(new TextDecoder().decode(bytes.subarray(8, 8 + Math.min(n, 300))))}`;
   expect(caught, what).toBeInstanceOf(SluiceError);
   const e = caught as SluiceError;
   expect(e.code, `${what}: ${e.message}`).toBe(code);
@@ -88,6 +89,13 @@ describe('header text', () => {
     await expectRefused(assemble(enc(text), new Uint8Array(0)), 'INVALID_JSON');
   });
 
+  // serde_json (the reference) refuses unpaired surrogate escapes: they are not UTF-8.
+  it('INVALID_JSON: tensor names with a lone surrogate escape (\\ud800, \\udc00, a\\ud83d)', async () => {
+    for (const name of ['\\ud800', '\\udc00', 'a\\ud83d']) {
+      await expectRefused(file(`{"${name}": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}`, 1), 'INVALID_JSON');
+    }
+  });
+
   it.for(['[]', '[{"dtype": "F32"}]', '12', '"a string"', 'null', 'true'])('HEADER_NOT_OBJECT: %s', async (text) => {
     await expectRefused(file(text), 'HEADER_NOT_OBJECT');
   });
@@ -138,12 +146,14 @@ describe('tensor entries', () => {
   });
 
   // The reference (serde_json into usize) refuses float syntax even when the value is whole.
-  it.for([
-    ['a dim written 1.0', '{"w": {"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}}'],
-    ['an offset written 4e0', '{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4e0]}}'],
-    ['a dim written -0', '{"w": {"dtype": "F32", "shape": [-0], "data_offsets": [0, 0]}}'],
-  ])('INVALID_TENSOR_INFO: %s (float syntax)', async ([, text]) => {
-    await expectRefused(file(text, text.includes('-0') ? 0 : 4), 'INVALID_TENSOR_INFO', 'w');
+  it('INVALID_TENSOR_INFO: dims and offsets in float syntax (1.0, 4e0, -0)', async () => {
+    for (const [text, n] of [
+      ['{"w": {"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}}', 4],
+      ['{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4e0]}}', 4],
+      ['{"w": {"dtype": "F32", "shape": [-0], "data_offsets": [0, 0]}}', 0],
+    ] as const) {
+      await expectRefused(file(text, n), 'INVALID_TENSOR_INFO', 'w');
+    }
   });
 
   it.for([
@@ -347,7 +357,9 @@ describe('sharded checkpoints', () => {
     ['a tensor listed twice', `{"weight_map": {"a": "${S1}", "a": "${S1}"}}`],
     ['metadata an array', { metadata: [], weight_map: { a: S1 } }],
     ['an array root', [S1]],
-  ] as Array<[string, object | string]>)('INVALID_INDEX: an index with %s', async ([, index]) => {
+    ['an empty weight_map', { weight_map: {} }],
+    ['invalid UTF-8', new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])],
+  ] as Array<[string, object | string | Uint8Array]>)('INVALID_INDEX: an index with %s', async ([, index]) => {
     const dir = await tempDir({ ...shards, [INDEX]: index });
     await expectOpenRefused(join(dir, INDEX), 'INVALID_INDEX', INDEX);
   });
