@@ -29,6 +29,11 @@ export type ErrorCode =
   | 'HTTP_ERROR'
   | 'RANGE_NOT_SUPPORTED'
   | 'SOURCE_CHANGED' // a source that changed or was truncated mid-read
+  // in-place updates
+  | 'SHAPE_MISMATCH'
+  | 'DTYPE_MISMATCH'
+  | 'JOURNAL_INVALID' // a torn or foreign update journal: the file is left as it is
+  | 'LOCKED' // another process holds the file's update lock past the timeout
   // GPU
   | 'NO_ADAPTER'
   | 'DEVICE_LOST'

@@ -6,6 +6,7 @@ import { SluiceError } from '../errors.js';
 import { FileSource, fileError } from '../io/file-source.js';
 import type { UrlSourceOptions } from '../io/url-source.js';
 import { ShardedSafetensors } from '../formats/safetensors/sharded.js';
+import { recoverIfNeeded } from '../formats/safetensors/transaction.js';
 import { isUrl, openCheckpointSource, openCheckpointUrl } from './open.js';
 import type { Checkpoint } from './types.js';
 
@@ -34,21 +35,31 @@ export async function openCheckpoint(path: string, options: OpenOptions = {}): P
   if (info.isDirectory()) return openDirectory(path);
   if (PYTORCH_FILE.test(path)) throw pytorchNotYet(path);
   const dir = dirname(path);
-  return openCheckpointSource(await FileSource.open(path), (name) => FileSource.open(join(dir, name)));
+  const source = path.endsWith('.json') ? await FileSource.open(path) : await openLocalSafetensors(path);
+  return openCheckpointSource(source, (name) => openLocalSafetensors(join(dir, name)));
+}
+
+/**
+ * A local safetensors file, after rolling back an update that a crash interrupted (a
+ * journal beside it): every open sees the file whole, old or new, never half-written.
+ */
+export async function openLocalSafetensors(path: string): Promise<FileSource> {
+  await recoverIfNeeded(path);
+  return FileSource.open(path);
 }
 
 async function openDirectory(dir: string): Promise<Checkpoint> {
   const names = (await readdir(dir)).sort();
   if (names.includes(SAFETENSORS_INDEX)) {
     const index = await FileSource.open(join(dir, SAFETENSORS_INDEX));
-    return openCheckpointSource(index, (name) => FileSource.open(join(dir, name)));
+    return openCheckpointSource(index, (name) => openLocalSafetensors(join(dir, name)));
   }
   const files = names.filter((n) => n.endsWith('.safetensors'));
-  if (files.length === 1) return openCheckpointSource(await FileSource.open(join(dir, files[0])));
+  if (files.length === 1) return openCheckpointSource(await openLocalSafetensors(join(dir, files[0])));
   if (files.length > 1) {
     const sources = [];
     try {
-      for (const f of files) sources.push(await FileSource.open(join(dir, f)));
+      for (const f of files) sources.push(await openLocalSafetensors(join(dir, f)));
     } catch (e) {
       await Promise.all(sources.map((s) => s.close()));
       throw e;

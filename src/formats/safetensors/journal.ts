@@ -1,0 +1,213 @@
+// The rollback journal of an in-place update (like SQLite's rollback journal).
+//
+// Before any byte of FILE is overwritten, the original bytes of every range to be written
+// go to `FILE.sluice-journal`: written under a temp name, fsynced, then renamed into place
+// and the directory fsynced, so a journal under its real name is always complete. A
+// journal that exists means "FILE may be half-updated: put these bytes back".
+//
+// Layout (all little-endian):
+//   "SLUICEJ1"                      8-byte magic
+//   u32 H                           header length
+//   H bytes of JSON                 {version, target, fileSize, txn, ranges: [{offset, length, sha256}]}
+//   original bytes of each range, back to back
+//   32-byte sha256 of everything above
+// The trailing digest tells a torn or corrupted journal from a complete one; `target` and
+// `fileSize` tell a foreign one (another file's, or a file changed since).
+
+import { createHash } from 'node:crypto';
+import { type FileHandle, open, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { SluiceError } from '../../errors.js';
+import { fsyncDir, writeAll } from '../../io/atomic-file.js';
+
+export const JOURNAL_SUFFIX = '.sluice-journal';
+const MAGIC = 'SLUICEJ1';
+const MAX_JOURNAL_HEADER = 16 * 1024 * 1024;
+const DIGEST_BYTES = 32;
+/** Bytes copied per step, so journaling a multi-GB tensor needs one chunk of memory. */
+export const COPY_CHUNK = 8 * 1024 * 1024;
+
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface JournalHeader {
+  version: 1;
+  /** Base name of the file this journal restores. */
+  target: string;
+  /** Its size: in-place updates never change it. */
+  fileSize: number;
+  /** Base name of the multi-file transaction record, or null for a one-file update. */
+  txn: string | null;
+  ranges: Array<ByteRange & { sha256: string }>;
+}
+
+export interface Journal {
+  path: string;
+  header: JournalHeader;
+  /** Where the original bytes start in the journal file. */
+  dataStart: number;
+}
+
+export function journalPathOf(file: string): string {
+  return `${file}${JOURNAL_SUFFIX}`;
+}
+
+/** Copies the current bytes of `ranges` of `file` into its journal, durably. */
+export async function writeJournal(file: string, target: FileHandle, ranges: ByteRange[], txn: string | null): Promise<void> {
+  const fileSize = (await target.stat()).size;
+  const originals: Array<ByteRange & { sha256: string }> = [];
+  for (const r of ranges) {
+    const hash = createHash('sha256');
+    await copyChunks(target, r.offset, r.length, (chunk) => void hash.update(chunk));
+    originals.push({ ...r, sha256: hash.digest('hex') });
+  }
+  const header: JournalHeader = { version: 1, target: basename(file), fileSize, txn, ranges: originals };
+  const json = Buffer.from(JSON.stringify(header));
+  const prefix = Buffer.alloc(12);
+  prefix.write(MAGIC, 0, 'latin1');
+  prefix.writeUInt32LE(json.length, 8);
+
+  const path = journalPathOf(file);
+  const temp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const out = await open(temp, 'wx');
+  try {
+    const digest = createHash('sha256');
+    let at = 0;
+    const append = async (bytes: Uint8Array) => {
+      digest.update(bytes);
+      await writeAll(out, bytes, at);
+      at += bytes.byteLength;
+    };
+    await append(prefix);
+    await append(json);
+    // A second read of the ranges (the first computed the checksums the header needs):
+    // holding them in memory instead would bound an update by RAM.
+    for (const r of ranges) await copyChunks(target, r.offset, r.length, append);
+    await writeAll(out, digest.digest(), at);
+    await out.sync();
+  } catch (e) {
+    await out.close().catch(() => {});
+    await unlink(temp).catch(() => {});
+    throw e;
+  }
+  await out.close();
+  await rename(temp, path);
+  await fsyncDir(dirname(path));
+}
+
+/**
+ * The journal of `file`, fully validated, or null when there is none. A journal that is
+ * torn, corrupted or belongs to another file throws JOURNAL_INVALID and changes nothing.
+ */
+export async function readJournal(file: string): Promise<Journal | null> {
+  const path = journalPathOf(file);
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  const bad = (what: string): never => {
+    throw new SluiceError('JOURNAL_INVALID', `${path}: ${what}; ${basename(file)} was left as it is (move the journal away once you have checked the file)`);
+  };
+  try {
+    const size = (await handle.stat()).size;
+    if (size < 12 + DIGEST_BYTES) bad('torn journal (too short)');
+    const prefix = await readExactly(handle, 0, 12);
+    if (prefix.toString('latin1', 0, 8) !== MAGIC) bad('not a sluice journal (bad magic)');
+    const h = prefix.readUInt32LE(8);
+    if (h > MAX_JOURNAL_HEADER || 12 + h + DIGEST_BYTES > size) bad('torn journal (header length)');
+    // Verify the trailing digest over everything before it, streaming.
+    const digest = createHash('sha256');
+    await copyChunks(handle, 0, size - DIGEST_BYTES, (chunk) => void digest.update(chunk));
+    const trailer = await readExactly(handle, size - DIGEST_BYTES, DIGEST_BYTES);
+    if (!digest.digest().equals(trailer)) bad('torn or corrupted journal (checksum mismatch)');
+    let header: JournalHeader;
+    try {
+      header = JSON.parse((await readExactly(handle, 12, h)).toString('utf8')) as JournalHeader;
+    } catch {
+      return bad('journal header is not JSON');
+    }
+    const ranges = Array.isArray(header?.ranges) ? header.ranges : bad('journal header has no ranges');
+    if (header.version !== 1) bad(`unknown journal version ${String(header.version)}`);
+    if (header.target !== basename(file)) bad(`journal belongs to ${JSON.stringify(header.target)}, not this file`);
+    const fileSize = (await stat(file)).size;
+    if (header.fileSize !== fileSize) bad(`journal is for a file of ${header.fileSize} bytes, this one has ${fileSize}`);
+    let total = 0;
+    for (const r of ranges) {
+      const ok = Number.isSafeInteger(r.offset) && Number.isSafeInteger(r.length) && r.offset >= 0 && r.length >= 0 && r.offset + r.length <= fileSize;
+      if (!ok) bad(`journal range ${JSON.stringify(r)} is outside the file`);
+      total += r.length;
+    }
+    if (12 + h + total + DIGEST_BYTES !== size) bad('journal data length does not match its ranges');
+    return { path, header, dataStart: 12 + h };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes the journaled original bytes back into `file` and fsyncs it. Idempotent. */
+export async function rollBack(file: string, journal: Journal): Promise<number> {
+  const source = await open(journal.path, 'r');
+  const target = await open(file, 'r+');
+  let bytes = 0;
+  try {
+    let at = journal.dataStart;
+    for (const r of journal.header.ranges) {
+      const hash = createHash('sha256');
+      let done = 0;
+      await copyChunks(source, at, r.length, async (chunk) => {
+        hash.update(chunk);
+        await writeAll(target, chunk, r.offset + done);
+        done += chunk.byteLength;
+      });
+      if (hash.digest('hex') !== r.sha256) {
+        throw new SluiceError('JOURNAL_INVALID', `${journal.path}: range at ${r.offset} does not match its checksum`);
+      }
+      at += r.length;
+      bytes += r.length;
+    }
+    await target.sync();
+  } finally {
+    await source.close();
+    await target.close();
+  }
+  return bytes;
+}
+
+export async function removeJournal(file: string): Promise<void> {
+  await unlink(journalPathOf(file)).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+  });
+  await fsyncDir(dirname(file));
+}
+
+/** Calls `onChunk` with successive chunks of [offset, offset + length) of `handle`. */
+export async function copyChunks(
+  handle: FileHandle,
+  offset: number,
+  length: number,
+  onChunk: (chunk: Buffer) => void | Promise<void>,
+): Promise<void> {
+  const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(length, 1)));
+  for (let done = 0; done < length; ) {
+    const n = Math.min(buffer.length, length - done);
+    const chunk = await readExactly(handle, offset + done, n, buffer);
+    await onChunk(chunk);
+    done += n;
+  }
+}
+
+async function readExactly(handle: FileHandle, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+  const buffer = into ?? Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(buffer, done, length - done, offset + done);
+    if (bytesRead === 0) throw new SluiceError('SOURCE_CHANGED', `unexpected end of file at offset ${offset + done}`);
+    done += bytesRead;
+  }
+  return buffer.subarray(0, length);
+}

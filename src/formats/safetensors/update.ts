@@ -1,0 +1,199 @@
+// `sluice update`: replace tensors of a safetensors checkpoint in place (journaled, all or
+// nothing, cost proportional to the bytes replaced), or delete/rename tensors by an atomic
+// rewrite. Works on one file, a directory, or a sharded index (each tensor in its shard).
+
+import { readdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Checkpoint } from '../../checkpoint/types.js';
+import { SluiceError } from '../../errors.js';
+import { fileError, FileSource } from '../../io/file-source.js';
+import { acquireLock, type FileLock, type LockOptions } from '../../io/file-lock.js';
+import { SafetensorsFile } from './file.js';
+import { parseShardIndex } from './shard-index.js';
+import { ShardedSafetensors } from './sharded.js';
+import { commitInPlace, type PlannedWrite, recoverFile, type RecoveryReport } from './transaction.js';
+import { rewriteShards } from './rewrite.js';
+
+export const INDEX_NAME = 'model.safetensors.index.json';
+
+export interface UpdateOptions {
+  /** Tensors to replace: a patch checkpoint (same names, dtypes and shapes as in the target). */
+  from?: Checkpoint;
+  delete?: string[];
+  /** [old, new] pairs. */
+  rename?: Array<[string, string]>;
+  lock?: LockOptions;
+}
+
+export interface UpdateReport {
+  target: string;
+  mode: 'in-place' | 'rewrite' | 'none';
+  files: string[];
+  replaced: Array<{ name: string; file: string; bytes: number }>;
+  deleted: string[];
+  renamed: Array<{ from: string; to: string }>;
+  recovered: RecoveryReport[];
+  bytesWritten: number;
+}
+
+/** The files of a local safetensors checkpoint, as an update must lock them. */
+export interface Target {
+  /** The index, when the checkpoint has one. */
+  index: string | null;
+  files: string[];
+}
+
+export async function resolveTarget(path: string): Promise<Target> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (e) {
+    throw fileError(path, e);
+  }
+  if (info.isDirectory()) {
+    const names = (await readdir(path)).sort();
+    if (names.includes(INDEX_NAME)) return resolveTarget(join(path, INDEX_NAME));
+    const files = names.filter((n) => n.endsWith('.safetensors')).map((n) => join(path, n));
+    if (!files.length) throw new SluiceError('NOT_FOUND', `${path}: no .safetensors files in this directory`);
+    return { index: null, files };
+  }
+  if (path.endsWith('.json')) {
+    const source = await FileSource.open(path);
+    const parsed = parseShardIndex(await source.read(0, source.size), path).shards;
+    await source.close();
+    return { index: path, files: parsed.map((s) => join(dirname(path), s)) };
+  }
+  return { index: null, files: [path] };
+}
+
+/** Recovers (if needed) every file of `path` under its lock and reports what it did. */
+export async function recoverCheckpoint(path: string, lock?: LockOptions): Promise<RecoveryReport[]> {
+  const target = await resolveTarget(path);
+  return withTargetLocks(target, lock, async () => recoverAll(target));
+}
+
+export async function updateCheckpoint(path: string, options: UpdateOptions): Promise<UpdateReport> {
+  const target = await resolveTarget(path);
+  return withTargetLocks(target, options.lock, async () => {
+    const recovered = await recoverAll(target);
+    const checkpoint = await openLocked(target);
+    try {
+      const report: UpdateReport = {
+        target: path,
+        mode: 'none',
+        files: [],
+        replaced: [],
+        deleted: [],
+        renamed: [],
+        recovered,
+        bytesWritten: 0,
+      };
+      const writes = planReplacements(checkpoint, options.from, report);
+      validateLayoutChanges(checkpoint, options, report);
+      if (report.deleted.length || report.renamed.length) {
+        report.mode = 'rewrite';
+        report.files = await rewriteShards(checkpoint, target.index, options.from, options.delete ?? [], options.rename ?? []);
+        report.bytesWritten = report.files.length ? await sizeOf(report.files) : 0;
+      } else if (writes.length) {
+        report.mode = 'in-place';
+        await commitInPlace(writes);
+        report.files = [...new Set(writes.map((w) => w.file))];
+        report.bytesWritten = writes.reduce((a, w) => a + w.length, 0);
+      }
+      return report;
+    } finally {
+      await Promise.all(checkpoint.shards.map((s) => s.close()));
+    }
+  });
+}
+
+/** Checks every patch tensor against the target and plans its bytes' writes. */
+function planReplacements(checkpoint: LockedCheckpoint, patch: Checkpoint | undefined, report: UpdateReport): PlannedWrite[] {
+  if (!patch) return [];
+  const writes: PlannedWrite[] = [];
+  for (const p of patch.tensors()) {
+    const shard = checkpoint.owner.get(p.name);
+    if (!shard) {
+      throw new SluiceError('TENSOR_NOT_FOUND', `${p.file}: tensor ${JSON.stringify(p.name)} is not in ${checkpoint.name}; an update can only replace existing tensors`);
+    }
+    const t = shard.info(p.name);
+    if (t.dtype !== p.dtype) {
+      throw new SluiceError('DTYPE_MISMATCH', `tensor ${JSON.stringify(p.name)}: ${t.file} holds ${t.dtype} but ${p.file} has ${p.dtype}`);
+    }
+    if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i])) {
+      throw new SluiceError('SHAPE_MISMATCH', `tensor ${JSON.stringify(p.name)}: ${t.file} holds [${t.shape}] but ${p.file} has [${p.shape}]`);
+    }
+    const entry = shard.header.tensors.find((e) => e.name === p.name)!;
+    writes.push({
+      file: shard.source.name,
+      offset: shard.header.dataStart + entry.begin,
+      length: t.byteLength,
+      read: (at, length) => patch.readRange(p.name, at, length),
+    });
+    report.replaced.push({ name: p.name, file: shard.source.name, bytes: t.byteLength });
+  }
+  return writes;
+}
+
+function validateLayoutChanges(checkpoint: LockedCheckpoint, options: UpdateOptions, report: UpdateReport): void {
+  const names = new Set(checkpoint.owner.keys());
+  for (const name of options.delete ?? []) {
+    if (!names.delete(name)) throw new SluiceError('TENSOR_NOT_FOUND', `${checkpoint.name}: cannot delete ${JSON.stringify(name)}: no such tensor`);
+    report.deleted.push(name);
+  }
+  for (const [from, to] of options.rename ?? []) {
+    if (!names.delete(from)) throw new SluiceError('TENSOR_NOT_FOUND', `${checkpoint.name}: cannot rename ${JSON.stringify(from)}: no such tensor`);
+    if (names.has(to)) throw new SluiceError('DUPLICATE_KEY', `${checkpoint.name}: cannot rename ${JSON.stringify(from)} to ${JSON.stringify(to)}: that name exists`);
+    names.add(to);
+    report.renamed.push({ from, to });
+  }
+}
+
+export interface LockedCheckpoint {
+  name: string;
+  shards: SafetensorsFile[];
+  owner: Map<string, SafetensorsFile>;
+}
+
+/** Opens the target's files directly: their locks are held and recovery is done. */
+async function openLocked(target: Target): Promise<LockedCheckpoint> {
+  const name = target.index ?? (target.files.length === 1 ? target.files[0] : dirname(target.files[0]));
+  let shards: SafetensorsFile[];
+  if (target.index) {
+    const dir = dirname(target.index);
+    shards = (await ShardedSafetensors.fromIndex(await FileSource.open(target.index), (n) => FileSource.open(join(dir, n)))).shards;
+  } else {
+    shards = [...(await ShardedSafetensors.fromFiles(await Promise.all(target.files.map((f) => FileSource.open(f))))).shards];
+  }
+  const owner = new Map<string, SafetensorsFile>();
+  for (const s of shards) for (const t of s.header.tensors) owner.set(t.name, s);
+  return { name, shards, owner };
+}
+
+async function recoverAll(target: Target): Promise<RecoveryReport[]> {
+  const out: RecoveryReport[] = [];
+  for (const file of target.files) {
+    const r = await recoverFile(file);
+    if (r) out.push(r);
+  }
+  return out;
+}
+
+/** Locks the index (serialising whole-checkpoint updaters) and then each file, in one order. */
+async function withTargetLocks<T>(target: Target, options: LockOptions | undefined, body: () => Promise<T>): Promise<T> {
+  const order = [...(target.index ? [target.index] : []), ...[...target.files].sort()];
+  const held: FileLock[] = [];
+  try {
+    for (const file of order) held.push(await acquireLock(file, options));
+    return await body();
+  } finally {
+    for (const lock of held.reverse()) await lock.release();
+  }
+}
+
+async function sizeOf(files: string[]): Promise<number> {
+  let total = 0;
+  for (const f of files) total += (await stat(f)).size;
+  return total;
+}
+

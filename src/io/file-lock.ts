@@ -1,0 +1,161 @@
+// An exclusive, cross-process lock on a file: `<file>.lock`, holding who took it.
+//
+// Taking it: the content is written to a private temp file first and then hard-linked to
+// the lock name. link() fails with EEXIST when the lock exists, so the lock appears
+// atomically and always with its content (no window where it exists but is empty).
+//
+// Stale locks: a lock whose process is gone (same host, pid not alive) is broken. Two
+// waiters may both see the same stale lock; each renames it aside first and only deletes
+// what it renamed if that is still the stale lock it saw, so a fresh lock taken meanwhile
+// by a third process is put back rather than deleted.
+
+import { link, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { basename } from 'node:path';
+import { SluiceError } from '../errors.js';
+
+export interface LockOptions {
+  /** Give up after this long (default 60 s) with LOCKED. */
+  timeoutMs?: number;
+  /** Called once when the lock is busy and we start waiting. */
+  onWait?: (holder: LockOwner) => void;
+}
+
+export interface LockOwner {
+  pid: number;
+  host: string;
+  since: string;
+  token: string;
+}
+
+export interface FileLock {
+  readonly path: string;
+  release(): Promise<void>;
+}
+
+const POLL_MIN_MS = 5;
+const POLL_MAX_MS = 100;
+
+/** Locks in this process, so two async callers of one process also take turns. */
+const local = new Map<string, Promise<void>>();
+
+export function lockPathOf(file: string): string {
+  return `${file}.lock`;
+}
+
+export async function acquireLock(file: string, options: LockOptions = {}): Promise<FileLock> {
+  const path = lockPathOf(file);
+  // In-process queue first: the file lock below cannot tell our own callers apart.
+  const previous = local.get(path) ?? Promise.resolve();
+  let releaseLocal!: () => void;
+  const mine = new Promise<void>((resolve) => (releaseLocal = resolve));
+  const chained = previous.then(() => mine);
+  local.set(path, chained);
+  await previous;
+  try {
+    const owner = await takeFileLock(path, options);
+    return {
+      path,
+      release: async () => {
+        await releaseFileLock(path, owner);
+        releaseLocal();
+        if (local.get(path) === chained) local.delete(path);
+      },
+    };
+  } catch (e) {
+    releaseLocal();
+    if (local.get(path) === chained) local.delete(path);
+    throw e;
+  }
+}
+
+/** Runs `body` holding the lock of `file`. */
+export async function withLock<T>(file: string, body: () => Promise<T>, options?: LockOptions): Promise<T> {
+  const lock = await acquireLock(file, options);
+  try {
+    return await body();
+  } finally {
+    await lock.release();
+  }
+}
+
+async function takeFileLock(path: string, options: LockOptions): Promise<LockOwner> {
+  const owner: LockOwner = {
+    pid: process.pid,
+    host: hostname(),
+    since: new Date().toISOString(),
+    token: Math.random().toString(36).slice(2),
+  };
+  const temp = `${path}.${owner.pid}.${owner.token}`;
+  await writeFile(temp, JSON.stringify(owner));
+  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+  let delay = POLL_MIN_MS;
+  let warned = false;
+  try {
+    for (;;) {
+      try {
+        await link(temp, path);
+        return owner;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const holder = await readOwner(path);
+      if (holder && isStale(holder)) {
+        await breakStale(path, holder);
+        continue;
+      }
+      if (Date.now() > deadline) {
+        const who = holder ? `process ${holder.pid} on ${holder.host} since ${holder.since}` : 'another process';
+        throw new SluiceError('LOCKED', `${path.slice(0, -'.lock'.length)}: locked by ${who}; try again later, or remove ${basename(path)} if that process is gone`);
+      }
+      if (holder && !warned) {
+        warned = true;
+        options.onWait?.(holder);
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, POLL_MAX_MS);
+    }
+  } finally {
+    await unlink(temp).catch(() => {});
+  }
+}
+
+async function releaseFileLock(path: string, owner: LockOwner): Promise<void> {
+  // Only remove it if it is still ours (it could have been broken as stale by mistake).
+  const holder = await readOwner(path);
+  if (holder?.token === owner.token && holder.pid === owner.pid) await unlink(path).catch(() => {});
+}
+
+async function readOwner(path: string): Promise<LockOwner | null> {
+  try {
+    const parsed = JSON.parse(await readFile(path, 'utf8')) as LockOwner;
+    return typeof parsed.pid === 'number' && typeof parsed.token === 'string' ? parsed : null;
+  } catch {
+    return null; // vanished meanwhile, or not ours to understand: treat as held
+  }
+}
+
+function isStale(owner: LockOwner): boolean {
+  if (owner.host !== hostname()) return false; // cannot see another machine's processes
+  try {
+    process.kill(owner.pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+async function breakStale(path: string, stale: LockOwner): Promise<void> {
+  const aside = `${path}.stale-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  try {
+    await rename(path, aside);
+  } catch {
+    return; // someone else broke it first
+  }
+  const moved = await readOwner(aside);
+  if (moved && moved.token !== stale.token) {
+    // We moved a fresh lock taken after we looked: put it back (unless yet another exists).
+    await link(aside, path).catch(() => {});
+  }
+  await unlink(aside).catch(() => {});
+}
