@@ -21,3 +21,9 @@ export { MAX_HEADER_SIZE, parseHeader, parseHeaderLength, type SafetensorsHeader
 // GPU
 export { acquireDevice, type AcquireOptions, type GpuContext } from './gpu/device.js';
 export { describeAdapter, type AdapterReport } from './gpu/adapter-info.js';
+
+// Safetensors writing (browser-safe: planning and streaming; files are in sluice/node)
+export {
+  planSafetensors, serializeSafetensors, streamSafetensors, tensorByteLength,
+  type SafetensorsPlan, type TensorToWrite,
+} from './formats/safetensors/writer.js';

@@ -6,3 +6,11 @@ export { FileSource } from './io/file-source.js';
 export { openCheckpoint, type OpenOptions } from './checkpoint/open-path.js';
 export { tensorSha256 } from './checkpoint/checksum.js';
 export { acquireNodeDevice, nodeGpu } from './gpu/node-gpu.js';
+
+// Safetensors writing to disk: single files, sharded directories, atomic replacement
+export { writeSafetensors, writeSafetensorsPlan, type WriteSafetensorsOptions, type WrittenFile } from './formats/safetensors/write-file.js';
+export {
+  parseSize, planShards, writeShardedSafetensors,
+  type ShardItem, type ShardedWriteOptions, type ShardedWriteResult,
+} from './formats/safetensors/sharded-writer.js';
+export { fsyncDir, writeAll, writeFileAtomic, type AtomicWriteOptions } from './io/atomic-file.js';

@@ -8,13 +8,12 @@
 // rewritten last, so an interrupted delete at worst leaves an index naming a tensor its
 // shard no longer has, which opening reports as INVALID_INDEX.
 
-import { readFile } from 'node:fs/promises';
 import { basename, dirname, relative } from 'node:path';
 import type { Checkpoint } from '../../checkpoint/types.js';
 import { writeAll, writeFileAtomic } from '../../io/atomic-file.js';
 import type { SafetensorsFile } from './file.js';
-import { parseShardIndex } from './shard-index.js';
 import { COPY_CHUNK } from './journal.js';
+import { indexJson } from './sharded-writer.js';
 import type { LockedCheckpoint } from './update.js';
 import { writeSafetensors } from './write-file.js';
 import type { TensorToWrite } from './writer.js';
@@ -64,12 +63,9 @@ async function* streamTensor(from: Checkpoint | SafetensorsFile, name: string, l
   for (let at = 0; at < length; at += COPY_CHUNK) yield await from.readRange(name, at, Math.min(COPY_CHUNK, length - at));
 }
 
-/** The index with the new weight_map and total_size, other metadata kept, as transformers writes it. */
+/** The index with the new weight_map and total_size, written as the sharded writer writes it. */
 async function rewriteIndex(index: string, owner: Map<string, string>, totalSize: number): Promise<void> {
-  const old = parseShardIndex(await readFile(index), index);
   const dir = dirname(index);
-  const weightMap: Record<string, string> = {};
-  for (const name of [...owner.keys()].sort()) weightMap[name] = relative(dir, owner.get(name)!);
-  const doc = { metadata: { ...old.metadata, total_size: totalSize }, weight_map: weightMap };
-  await writeFileAtomic(index, (h) => writeAll(h, Buffer.from(`${JSON.stringify(doc, null, 2)}\n`), 0, basename(index)));
+  const text = indexJson(totalSize, [...owner].map(([name, file]) => [name, relative(dir, file)] as const));
+  await writeFileAtomic(index, (h) => writeAll(h, Buffer.from(text), 0, basename(index)));
 }
