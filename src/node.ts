@@ -14,3 +14,7 @@ export {
   type ShardItem, type ShardedWriteOptions, type ShardedWriteResult,
 } from './formats/safetensors/sharded-writer.js';
 export { fsyncDir, writeAll, writeFileAtomic, type AtomicWriteOptions } from './io/atomic-file.js';
+
+// In-place updates: journaled, locked, recovered on open
+export { recoverCheckpoint, updateCheckpoint, type UpdateOptions, type UpdateReport } from './formats/safetensors/update.js';
+export { recoverIfNeeded, type RecoveryReport } from './formats/safetensors/transaction.js';
