@@ -51,9 +51,11 @@ export async function acquireLock(file: string, options: LockOptions = {}): Prom
   const mine = new Promise<void>((resolve) => (releaseLocal = resolve));
   const chained = previous.then(() => mine);
   local.set(path, chained);
-  await previous;
+  // One deadline for both waits: a caller of this process holding the lock counts too.
+  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
   try {
-    const owner = await takeFileLock(path, options);
+    if (!(await settlesBefore(previous, deadline))) throw lockedError(path, await readOwner(path));
+    const owner = await takeFileLock(path, options, deadline);
     return {
       path,
       release: async () => {
@@ -63,10 +65,27 @@ export async function acquireLock(file: string, options: LockOptions = {}): Prom
       },
     };
   } catch (e) {
+    // Those queued behind us now wait only for `previous` (chained settles with it).
     releaseLocal();
-    if (local.get(path) === chained) local.delete(path);
+    void chained.then(() => local.get(path) === chained && local.delete(path));
     throw e;
   }
+}
+
+/** Whether `p` settles before `deadline` (ms since the epoch). */
+async function settlesBefore(p: Promise<void>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()))));
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function lockedError(path: string, holder: LockOwner | null): SluiceError {
+  const who = holder ? `process ${holder.pid} on ${holder.host} since ${holder.since}` : 'another process';
+  return new SluiceError('LOCKED', `${path.slice(0, -'.lock'.length)}: locked by ${who}; try again later, or remove ${basename(path)} if that process is gone`);
 }
 
 /** Runs `body` holding the lock of `file`. */
@@ -79,7 +98,7 @@ export async function withLock<T>(file: string, body: () => Promise<T>, options?
   }
 }
 
-async function takeFileLock(path: string, options: LockOptions): Promise<LockOwner> {
+async function takeFileLock(path: string, options: LockOptions, deadline: number): Promise<LockOwner> {
   const owner: LockOwner = {
     pid: process.pid,
     host: hostname(),
@@ -88,7 +107,6 @@ async function takeFileLock(path: string, options: LockOptions): Promise<LockOwn
   };
   const temp = `${path}.${owner.pid}.${owner.token}`;
   await writeFile(temp, JSON.stringify(owner));
-  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
   let delay = POLL_MIN_MS;
   let warned = false;
   try {
@@ -104,10 +122,7 @@ async function takeFileLock(path: string, options: LockOptions): Promise<LockOwn
         await breakStale(path, holder);
         continue;
       }
-      if (Date.now() > deadline) {
-        const who = holder ? `process ${holder.pid} on ${holder.host} since ${holder.since}` : 'another process';
-        throw new SluiceError('LOCKED', `${path.slice(0, -'.lock'.length)}: locked by ${who}; try again later, or remove ${basename(path)} if that process is gone`);
-      }
+      if (Date.now() > deadline) throw lockedError(path, holder);
       if (holder && !warned) {
         warned = true;
         options.onWait?.(holder);

@@ -15,8 +15,8 @@
 // `fileSize` tell a foreign one (another file's, or a file changed since).
 
 import { createHash } from 'node:crypto';
-import { type FileHandle, open, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { type FileHandle, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { SluiceError } from '../../errors.js';
 import { fsyncDir, writeAll } from '../../io/atomic-file.js';
 
@@ -176,6 +176,18 @@ export async function rollBack(file: string, journal: Journal): Promise<number> 
     await target.close();
   }
   return bytes;
+}
+
+/**
+ * Removes journal temp files an update killed mid-journal left (as large as what it was
+ * replacing). Only under the lock of `file`: then no one can be writing one.
+ */
+export async function removeJournalTemps(file: string): Promise<void> {
+  const prefix = `${basename(journalPathOf(file))}.tmp-`;
+  const dir = dirname(file);
+  for (const name of await readdir(dir)) {
+    if (name.startsWith(prefix)) await unlink(join(dir, name)).catch(() => {});
+  }
 }
 
 export async function removeJournal(file: string): Promise<void> {

@@ -14,7 +14,7 @@ import { access, open, readFile, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fsyncDir, writeAll, writeFileAtomic } from '../../io/atomic-file.js';
 import { withLock, type LockOptions } from '../../io/file-lock.js';
-import { type ByteRange, journalPathOf, readJournal, removeJournal, rollBack, writeJournal } from './journal.js';
+import { type ByteRange, journalPathOf, readJournal, removeJournal, removeJournalTemps, rollBack, writeJournal } from './journal.js';
 
 /** Bytes to put at `offset` of `file`, produced chunk by chunk by `read`. */
 export interface PlannedWrite extends ByteRange {
@@ -85,6 +85,7 @@ export async function commitInPlace(writes: PlannedWrite[]): Promise<void> {
 
 /** Undoes an interrupted update of `file`, if its journal says there is one. Lock must be held. */
 export async function recoverFile(file: string): Promise<RecoveryReport | null> {
+  await removeJournalTemps(file);
   const journal = await readJournal(file);
   if (!journal) return null;
   const ranges = journal.header.ranges.length;
