@@ -8,15 +8,22 @@
 // Layout (all little-endian):
 //   "SLUICEJ1"                      8-byte magic
 //   u32 H                           header length
-//   H bytes of JSON                 {version, target, fileSize, txn, ranges: [{offset, length, sha256}]}
+//   H bytes of JSON                 {version, target, fileSize, txn, ranges: [{offset, length, crc32}]}
 //   original bytes of each range, back to back
-//   32-byte sha256 of everything above
-// The trailing digest tells a torn or corrupted journal from a complete one; `target` and
-// `fileSize` tell a foreign one (another file's, or a file changed since).
+//   32-byte sha256 of the magic, length and header
+// The trailing digest seals the header, and the header's per-range CRC-32s seal the data,
+// so together they tell a torn or corrupted journal from a complete one; `target` and
+// `fileSize` tell a foreign one (another file's, or a file changed since). CRC-32, not a
+// cryptographic hash, for the data: it catches torn and corrupted writes, which is its job
+// here, at 6 GB/s against sha256's 2.5 GB/s, and the journal is on an update's hot path.
+//
+// One pass: the originals are copied and checksummed together, and the header (whose
+// length does not depend on the checksum values) is written after the data it describes.
 
 import { createHash } from 'node:crypto';
 import { type FileHandle, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { SluiceError } from '../../errors.js';
 import { fsyncDir, writeAll } from '../../io/atomic-file.js';
 
@@ -40,7 +47,7 @@ export interface JournalHeader {
   fileSize: number;
   /** Base name of the multi-file transaction record, or null for a one-file update. */
   txn: string | null;
-  ranges: Array<ByteRange & { sha256: string }>;
+  ranges: Array<ByteRange & { crc32: number }>;
 }
 
 export interface Journal {
@@ -57,35 +64,42 @@ export function journalPathOf(file: string): string {
 /** Copies the current bytes of `ranges` of `file` into its journal, durably. */
 export async function writeJournal(file: string, target: FileHandle, ranges: ByteRange[], txn: string | null): Promise<void> {
   const fileSize = (await target.stat()).size;
-  const originals: Array<ByteRange & { sha256: string }> = [];
-  for (const r of ranges) {
-    const hash = createHash('sha256');
-    await copyChunks(target, r.offset, r.length, (chunk) => void hash.update(chunk));
-    originals.push({ ...r, sha256: hash.digest('hex') });
-  }
-  const header: JournalHeader = { version: 1, target: basename(file), fileSize, txn, ranges: originals };
-  const json = Buffer.from(JSON.stringify(header));
-  const prefix = Buffer.alloc(12);
-  prefix.write(MAGIC, 0, 'latin1');
-  prefix.writeUInt32LE(json.length, 8);
+  const headerFor = (crcs: number[]): Buffer => {
+    const header: JournalHeader = {
+      version: 1,
+      target: basename(file),
+      fileSize,
+      txn,
+      ranges: ranges.map((r, i) => ({ offset: r.offset, length: r.length, crc32: crcs[i] })),
+    };
+    return Buffer.from(JSON.stringify(header));
+  };
+  // The header's length must not depend on the checksums: they are written as fixed-width
+  // numbers (10 digits at most), so a placeholder of 4294967295 gives the final length and
+  // the real header is padded with spaces to it.
+  const headerLength = headerFor(ranges.map(() => 0xffffffff)).length;
+  const dataStart = 12 + headerLength;
 
   const path = journalPathOf(file);
   const temp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const out = await open(temp, 'wx');
   try {
-    const digest = createHash('sha256');
-    let at = 0;
-    const append = async (bytes: Uint8Array) => {
-      digest.update(bytes);
-      await writeAll(out, bytes, at);
-      at += bytes.byteLength;
-    };
-    await append(prefix);
-    await append(json);
-    // A second read of the ranges (the first computed the checksums the header needs):
-    // holding them in memory instead would bound an update by RAM.
-    for (const r of ranges) await copyChunks(target, r.offset, r.length, append);
-    await writeAll(out, digest.digest(), at);
+    const crcs: number[] = [];
+    let at = dataStart;
+    for (const r of ranges) {
+      let crc = 0;
+      await copyChunks(target, r.offset, r.length, async (chunk) => {
+        crc = crc32(chunk, crc);
+        await writeAll(out, chunk, at);
+        at += chunk.byteLength;
+      });
+      crcs.push(crc);
+    }
+    const header = Buffer.alloc(headerLength, ' ');
+    headerFor(crcs).copy(header);
+    const sealed = Buffer.concat([journalPrefix(headerLength), header]);
+    await writeAll(out, sealed, 0);
+    await writeAll(out, createHash('sha256').update(sealed).digest(), at);
     await out.sync();
   } catch (e) {
     await out.close().catch(() => {});
@@ -95,6 +109,13 @@ export async function writeJournal(file: string, target: FileHandle, ranges: Byt
   await out.close();
   await rename(temp, path);
   await fsyncDir(dirname(path));
+}
+
+function journalPrefix(headerLength: number): Buffer {
+  const prefix = Buffer.alloc(12);
+  prefix.write(MAGIC, 0, 'latin1');
+  prefix.writeUInt32LE(headerLength, 8);
+  return prefix;
 }
 
 /**
@@ -120,14 +141,12 @@ export async function readJournal(file: string): Promise<Journal | null> {
     if (prefix.toString('latin1', 0, 8) !== MAGIC) bad('not a sluice journal (bad magic)');
     const h = prefix.readUInt32LE(8);
     if (h > MAX_JOURNAL_HEADER || 12 + h + DIGEST_BYTES > size) bad('torn journal (header length)');
-    // Verify the trailing digest over everything before it, streaming.
-    const digest = createHash('sha256');
-    await copyChunks(handle, 0, size - DIGEST_BYTES, (chunk) => void digest.update(chunk));
+    const sealed = await readExactly(handle, 0, 12 + h);
     const trailer = await readExactly(handle, size - DIGEST_BYTES, DIGEST_BYTES);
-    if (!digest.digest().equals(trailer)) bad('torn or corrupted journal (checksum mismatch)');
+    if (!createHash('sha256').update(sealed).digest().equals(trailer)) bad('torn or corrupted journal (header checksum mismatch)');
     let header: JournalHeader;
     try {
-      header = JSON.parse((await readExactly(handle, 12, h)).toString('utf8')) as JournalHeader;
+      header = JSON.parse(sealed.subarray(12).toString('utf8')) as JournalHeader;
     } catch {
       return bad('journal header is not JSON');
     }
@@ -143,6 +162,14 @@ export async function readJournal(file: string): Promise<Journal | null> {
       total += r.length;
     }
     if (12 + h + total + DIGEST_BYTES !== size) bad('journal data length does not match its ranges');
+    // The data, range by range, against the checksums the sealed header holds.
+    let at = 12 + h;
+    for (const r of ranges) {
+      let crc = 0;
+      await copyChunks(handle, at, r.length, (chunk) => void (crc = crc32(chunk, crc)));
+      if (crc !== r.crc32) bad(`torn or corrupted journal (range at ${r.offset} does not match its checksum)`);
+      at += r.length;
+    }
     return { path, header, dataStart: 12 + h };
   } finally {
     await handle.close();
@@ -157,14 +184,14 @@ export async function rollBack(file: string, journal: Journal): Promise<number> 
   try {
     let at = journal.dataStart;
     for (const r of journal.header.ranges) {
-      const hash = createHash('sha256');
+      let crc = 0;
       let done = 0;
       await copyChunks(source, at, r.length, async (chunk) => {
-        hash.update(chunk);
+        crc = crc32(chunk, crc);
         await writeAll(target, chunk, r.offset + done);
         done += chunk.byteLength;
       });
-      if (hash.digest('hex') !== r.sha256) {
+      if (crc !== r.crc32) {
         throw new SluiceError('JOURNAL_INVALID', `${journal.path}: range at ${r.offset} does not match its checksum`);
       }
       at += r.length;
