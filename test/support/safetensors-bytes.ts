@@ -6,6 +6,7 @@
 // what it is told (for malformed files); `buildValid` lays tensors out like the reference
 // writer: back to back from offset 0, header padded with spaces to a multiple of 8.
 
+import { SluiceError } from '../../src/errors.js';
 import type { ByteSource } from '../../src/io/byte-source.js';
 import { DTYPE_BITS, type Dtype } from '../../src/formats/dtypes.js';
 
@@ -179,4 +180,23 @@ export class CountingSource implements ByteSource {
     this.closed = true;
     await this.inner.close();
   }
+}
+
+/** Seeded bytes, 4 at a time (a byte-wise PRNG takes seconds for tens of MiB); `bytes` % 4 = 0. */
+export function seededBytes(seed: number, bytes: number): Uint8Array {
+  const rng = mulberry32(seed);
+  const words = new Uint32Array(bytes / 4);
+  for (let i = 0; i < words.length; i++) words[i] = (rng() * 2 ** 32) >>> 0;
+  return new Uint8Array(words.buffer);
+}
+
+/** The SluiceError code a call or promise fails with, or 'no error'; other errors rethrow. */
+export async function errorCode(p: Promise<unknown> | (() => unknown)): Promise<string> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    if (e instanceof SluiceError) return e.code;
+    throw e;
+  }
+  return 'no error';
 }

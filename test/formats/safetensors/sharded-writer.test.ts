@@ -13,7 +13,7 @@ import { SafetensorsFile } from '../../../src/formats/safetensors/file.js';
 import { indexJson, parseSize, planShards, writeShardedSafetensors } from '../../../src/formats/safetensors/sharded-writer.js';
 import type { TensorToWrite } from '../../../src/formats/safetensors/writer.js';
 import { FileSource } from '../../../src/io/file-source.js';
-import { byteSize, mulberry32, randomBytes } from '../../support/safetensors-bytes.js';
+import { byteSize, mulberry32, randomBytes, errorCode } from '../../support/safetensors-bytes.js';
 
 const rng = mulberry32(0x5a4d);
 
@@ -33,15 +33,6 @@ const tensor = (name: string, dtype: Dtype, shape: number[]): TensorToWrite & { 
 /** A U8 tensor of `size` bytes: sizes read straight off the test. */
 const u8 = (name: string, size: number) => tensor(name, 'U8', [size]);
 
-async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    if (e instanceof SluiceError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 /** Opens `dir` and checks every tensor's info and bytes. */
 async function expectReadsBack(dir: string, tensors: ReadonlyArray<TensorToWrite & { data: Uint8Array }>): Promise<void> {
@@ -82,7 +73,7 @@ describe('parseSize (transformers convert_file_size_to_int)', () => {
   it.for(['', 'GB', '1.5GB', '-5GB', '5TB', '5B', '5 G', 'abc', '0GB', '0', '99999999999999GiB', 0, -1, 1.5, Number.NaN, Infinity])(
     '%s → USAGE',
     async (input) => {
-      expect(await codeOf(() => parseSize(input))).toBe('USAGE');
+      expect(await errorCode(() => parseSize(input))).toBe('USAGE');
     },
   );
 });
@@ -224,7 +215,7 @@ describe('writeShardedSafetensors', () => {
 
   it('refuses duplicate names across shards before writing anything', async () => {
     const dir = freshDir();
-    expect(await codeOf(writeShardedSafetensors(dir, [u8('a', 10), u8('b', 10), u8('a', 10)], { maxShardSize: 10 }))).toBe('DUPLICATE_KEY');
+    expect(await errorCode(writeShardedSafetensors(dir, [u8('a', 10), u8('b', 10), u8('a', 10)], { maxShardSize: 10 }))).toBe('DUPLICATE_KEY');
     await expect(readdir(dir)).rejects.toThrow();
   });
 

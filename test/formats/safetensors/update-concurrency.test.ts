@@ -17,7 +17,7 @@ import { updateCheckpoint } from '../../../src/formats/safetensors/update.js';
 import { writeSafetensors } from '../../../src/formats/safetensors/write-file.js';
 import type { TensorToWrite } from '../../../src/formats/safetensors/writer.js';
 import { ensureBuilt, root as repoRoot } from '../../support/build.js';
-import { mulberry32 } from '../../support/safetensors-bytes.js';
+import { mulberry32, seededBytes } from '../../support/safetensors-bytes.js';
 
 const WORKER = join(repoRoot, 'test', 'support', 'update-worker.mjs');
 const MiB = 1 << 20;
@@ -35,15 +35,9 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-function fill(seed: number, bytes: number): Uint8Array {
-  const rng = mulberry32(seed);
-  const words = new Uint32Array(bytes / 4);
-  for (let i = 0; i < words.length; i++) words[i] = (rng() * 2 ** 32) >>> 0;
-  return new Uint8Array(words.buffer);
-}
 let seed = 0x70c0;
 /** A BF16 tensor of `bytes` bytes, shape (bytes / 2048, 1024). */
-const bf16 = (name: string, bytes: number): Spec => ({ name, dtype: 'BF16', shape: [bytes / 2048, 1024], data: fill(seed++, bytes) });
+const bf16 = (name: string, bytes: number): Spec => ({ name, dtype: 'BF16', shape: [bytes / 2048, 1024], data: seededBytes(seed++, bytes) });
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 async function writeFile(tensors: Spec[]): Promise<string> {

@@ -28,7 +28,7 @@ import { writeSafetensors } from '../../../src/formats/safetensors/write-file.js
 import type { TensorToWrite } from '../../../src/formats/safetensors/writer.js';
 import { acquireLock, lockPathOf } from '../../../src/io/file-lock.js';
 import { ensureBuilt, root as repoRoot } from '../../support/build.js';
-import { mulberry32 } from '../../support/safetensors-bytes.js';
+import { mulberry32, seededBytes } from '../../support/safetensors-bytes.js';
 
 const SEED = Number(process.env.SLUICE_CRASH_SEED ?? 0xc4a5);
 const KILLS = 50;
@@ -46,15 +46,8 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-/** Seeded bytes, 4 at a time (a byte-wise PRNG would take seconds for 64 MiB). */
-function fill(seed: number, bytes: number): Uint8Array {
-  const rng = mulberry32(seed);
-  const words = new Uint32Array(bytes / 4);
-  for (let i = 0; i < words.length; i++) words[i] = (rng() * 2 ** 32) >>> 0;
-  return new Uint8Array(words.buffer);
-}
 /** An F16 tensor of `mib` MiB: shape (mib·256, 2048). */
-const f16 = (name: string, mib: number, seed: number): Spec => ({ name, dtype: 'F16', shape: [mib * 256, 2048], data: fill(seed, mib * MiB) });
+const f16 = (name: string, mib: number, seed: number): Spec => ({ name, dtype: 'F16', shape: [mib * 256, 2048], data: seededBytes(seed, mib * MiB) });
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 /** `file` (its bytes) with the patch tensors' bytes put where the header places them. */

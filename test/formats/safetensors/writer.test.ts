@@ -14,7 +14,7 @@ import { writeSafetensors } from '../../../src/formats/safetensors/write-file.js
 import { type TensorToWrite, planSafetensors, serializeSafetensors, streamSafetensors } from '../../../src/formats/safetensors/writer.js';
 import { writeAll, writeFileAtomic } from '../../../src/io/atomic-file.js';
 import { MemorySource } from '../../../src/io/memory-source.js';
-import { buildValid, byteSize, concat, mulberry32, randInt, randomBytes } from '../../support/safetensors-bytes.js';
+import { buildValid, byteSize, concat, mulberry32, randInt, randomBytes, errorCode } from '../../support/safetensors-bytes.js';
 
 const SEED = 0x3217e5;
 const rng = mulberry32(SEED);
@@ -35,15 +35,6 @@ const tensor = (name: string, dtype: Dtype, shape: number[]): TensorToWrite & { 
 /** Shapes that end on a byte for every dtype (F4 needs an even count, F6 a multiple of 4). */
 const SHAPE_FOR: Partial<Record<Dtype, number[]>> = { F4: [3, 2], F6_E2M3: [2, 4], F6_E3M2: [4] };
 
-async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    if (e instanceof SluiceError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 async function errorOf(p: Promise<unknown> | (() => unknown)): Promise<SluiceError> {
   try {
@@ -237,7 +228,7 @@ describe('producers', () => {
     // Same check on the stream alone: the excess is refused before it is yielded.
     const chunks: number[] = [];
     const stream = streamSafetensors(planSafetensors([bad]));
-    expect(await codeOf(async () => { for await (const c of stream) chunks.push(c.byteLength); })).toBe('SIZE_MISMATCH');
+    expect(await errorCode(async () => { for await (const c of stream) chunks.push(c.byteLength); })).toBe('SIZE_MISMATCH');
     expect(chunks.slice(1).reduce((x, y) => x + y, 0)).toBeLessThanOrEqual(24);
   });
 
@@ -291,8 +282,8 @@ describe('refusals', () => {
   });
 
   it('refuses metadata that is not string → string', async () => {
-    expect(await codeOf(() => planSafetensors([], { n: 1 as unknown as string }))).toBe('INVALID_METADATA');
-    expect(await codeOf(() => planSafetensors([], { k: 'x\uDC00' }))).toBe('INVALID_METADATA');
+    expect(await errorCode(() => planSafetensors([], { n: 1 as unknown as string }))).toBe('INVALID_METADATA');
+    expect(await errorCode(() => planSafetensors([], { k: 'x\uDC00' }))).toBe('INVALID_METADATA');
   });
 
   it('refuses a header over 100,000,000 bytes and accepts one of exactly that size', () => {
@@ -343,6 +334,6 @@ describe('writeFileAtomic', () => {
   });
 
   it('maps a missing directory to a SluiceError naming the temp path', async () => {
-    expect(await codeOf(writeFileAtomic(join(dir, 'no', 'such', 'x.bin'), async () => {}))).toBe('NOT_FOUND');
+    expect(await errorCode(writeFileAtomic(join(dir, 'no', 'such', 'x.bin'), async () => {}))).toBe('NOT_FOUND');
   });
 });
