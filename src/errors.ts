@@ -23,6 +23,11 @@ export type ErrorCode =
   | 'INVALID_SLICE'
   | 'INVALID_INDEX' // sharded index problems
   | 'UNSUPPORTED_FORMAT'
+  // PyTorch checkpoints
+  | 'INVALID_ZIP' // a zip directory or entry that is malformed or lies about its sizes
+  | 'INVALID_PICKLE' // malformed pickle, or one past the memo/stack/depth bounds
+  | 'UNSAFE_PICKLE' // a global outside the allow-list: refused, nothing executed
+  | 'UNSUPPORTED_DTYPE'
   // sources
   | 'NOT_FOUND'
   | 'IO_ERROR'

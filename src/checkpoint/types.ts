@@ -24,7 +24,7 @@ export interface TensorSlice {
 }
 
 export interface Checkpoint {
-  readonly format: 'safetensors';
+  readonly format: 'safetensors' | 'pytorch';
   /** Every file the checkpoint spans (shards in order), plus the index when there is one. */
   readonly files: string[];
   /** Free-form string metadata (safetensors `__metadata__`; merged across shards). */

@@ -9,7 +9,7 @@ import { SluiceError } from '../../errors.js';
 import { fileError, FileSource } from '../../io/file-source.js';
 import { acquireLock, type FileLock, type LockOptions } from '../../io/file-lock.js';
 import { SafetensorsFile } from './file.js';
-import { parseShardIndex } from './shard-index.js';
+import { parseShardIndex } from '../shard-index.js';
 import { ShardedSafetensors } from './sharded.js';
 import { commitInPlace, type PlannedWrite, recoverFile, type RecoveryReport } from './transaction.js';
 import { rewriteShards } from './rewrite.js';

@@ -1,10 +1,11 @@
-// `model.safetensors.index.json` as transformers writes it:
+// A shard index (`model.safetensors.index.json`, `pytorch_model.bin.index.json`) as
+// transformers writes it:
 //   {"metadata": {"total_size": N, ...}, "weight_map": {"tensor name": "shard file", ...}}
 // Parsed strictly (duplicate tensor names refused) and with shard names that must stay
 // inside the index's directory.
 
-import { SluiceError } from '../../errors.js';
-import { type JsonObject, type JsonValue, JsonSyntaxError, parseStrictJson } from '../strict-json.js';
+import { SluiceError } from '../errors.js';
+import { type JsonObject, type JsonValue, JsonSyntaxError, parseStrictJson } from './strict-json.js';
 
 /** An index bigger than this is not an index (Llama-405B's is ~100 KB). */
 export const MAX_INDEX_BYTES = 64 * 1024 * 1024;
