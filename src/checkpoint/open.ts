@@ -1,18 +1,21 @@
-// Opening a checkpoint from sources, browser-safe: a safetensors file, an index with its
-// shards, or a URL to either. `open-path.ts` adds local paths and directories for Node.
+// Opening a checkpoint from sources, browser-safe: a safetensors file, a torch.save file,
+// an index with its shards, or a URL to any of them. `open-path.ts` adds local paths and
+// directories for Node.
 
 import { SluiceError } from '../errors.js';
 import type { ByteSource, SourceOpener } from '../io/byte-source.js';
 import { UrlSource, type UrlSourceOptions, urlSibling } from '../io/url-source.js';
+import { PytorchCheckpoint } from '../formats/pytorch/checkpoint.js';
 import { SafetensorsFile } from '../formats/safetensors/file.js';
-import { ShardedSafetensors } from '../formats/safetensors/sharded.js';
+import { ShardedCheckpoint } from '../formats/sharded.js';
 import type { Checkpoint } from './types.js';
 
-export const INDEX_SUFFIX = '.index.json';
+const PYTORCH_NAME = /\.(pth|pt|bin)$/i;
 
 /**
- * A checkpoint from one source: an index (`*.json`, whose shards come from
- * `openSibling`) or a safetensors file. Takes ownership of `source`.
+ * A checkpoint from one source: an index (`*.json`, whose shards come from `openSibling`),
+ * a torch.save file (`.pth`/`.pt`/`.bin`, or a zip by its magic) or a safetensors file.
+ * Takes ownership of `source`.
  */
 export async function openCheckpointSource(source: ByteSource, openSibling?: SourceOpener): Promise<Checkpoint> {
   if (baseName(source.name).endsWith('.json')) {
@@ -20,16 +23,25 @@ export async function openCheckpointSource(source: ByteSource, openSibling?: Sou
       await source.close();
       throw new SluiceError('UNSUPPORTED_FORMAT', `${source.name}: a shard index needs its shards beside it`);
     }
-    return ShardedSafetensors.fromIndex(source, openSibling);
+    return ShardedCheckpoint.fromIndex(source, async (name) => openFile(await openSibling(name)));
   }
-  return SafetensorsFile.open(source);
+  return openFile(source);
+}
+
+/** One checkpoint file: by extension, else by content (torch.save files are zips: "PK"). */
+export async function openFile(source: ByteSource): Promise<Checkpoint> {
+  const name = baseName(source.name);
+  if (name.endsWith('.safetensors')) return SafetensorsFile.open(source);
+  if (PYTORCH_NAME.test(name)) return PytorchCheckpoint.open(source);
+  const head = source.size >= 2 ? await source.read(0, 2) : new Uint8Array(0);
+  return head[0] === 0x50 && head[1] === 0x4b ? PytorchCheckpoint.open(source) : SafetensorsFile.open(source);
 }
 
 export function isUrl(s: string): boolean {
   return /^https?:\/\//i.test(s);
 }
 
-/** A checkpoint behind an HTTP(S) URL: a `.safetensors` file or a `model.safetensors.index.json`. */
+/** A checkpoint behind an HTTP(S) URL: a checkpoint file or a shard index. */
 export async function openCheckpointUrl(url: string, options: UrlSourceOptions = {}): Promise<Checkpoint> {
   const source = await UrlSource.open(url, options);
   return openCheckpointSource(source, (name) => UrlSource.open(urlSibling(url, name), options));

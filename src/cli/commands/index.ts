@@ -1,8 +1,9 @@
 import type { Command } from '../io.js';
 import { benchCommand } from './bench.js';
+import { convertCommand } from './convert.js';
 import { gpuCommand } from './gpu.js';
 import { inspectCommand } from './inspect.js';
 import { updateCommand } from './update.js';
 
 /** Every `sluice` command, in the order `sluice --help` lists them. */
-export const commands: Command[] = [inspectCommand, updateCommand, benchCommand, gpuCommand];
+export const commands: Command[] = [inspectCommand, convertCommand, updateCommand, benchCommand, gpuCommand];

@@ -17,7 +17,8 @@ const USAGE = `Usage: sluice inspect PATH [--json] [--checksum] [--all]
 List the tensors of a checkpoint (name, dtype, shape, size, file), then totals:
 tensors, parameters, bytes by dtype, metadata. Only headers are read, unless --checksum.
 
-PATH  a .safetensors file, a model.safetensors.index.json, a directory, or an http(s) URL
+PATH  a .safetensors or .pth/.bin/.pt file, a model.safetensors.index.json or
+      pytorch_model.bin.index.json, a directory (safetensors preferred), or an http(s) URL
 
 Options:
   --json      one JSON document on stdout
@@ -38,7 +39,7 @@ export const inspectCommand: Command = {
       all: { type: 'boolean' },
     });
     if (positionals.length !== 1) throw new SluiceError('USAGE', "inspect: expected one PATH (see 'sluice inspect --help')");
-    const checkpoint = await openCheckpoint(positionals[0]);
+    const checkpoint = await openCheckpoint(positionals[0], { onNote: (note) => io.stderr(`sluice: ${note}\n`) });
     try {
       const sums = values.checksum ? await checksums(checkpoint, io, !values.json) : undefined;
       io.stdout(values.json ? jsonReport(checkpoint, sums) : humanReport(checkpoint, sums, Boolean(values.all)));
