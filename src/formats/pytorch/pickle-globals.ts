@@ -1,7 +1,9 @@
-// The allow-list of the restricted unpickler: every global a torch.save pickle may name,
-// each mapped to a pure TypeScript stand-in that builds plain data. Nothing here imports,
-// calls or evaluates anything the pickle names; a global outside this list is refused at
-// the GLOBAL opcode itself. Python equivalent of the whole file:
+// The Python side of the restricted unpickler, in pure TypeScript: the allow-list (every
+// global a torch.save pickle may name, each mapped to a stand-in that builds plain data),
+// torch's persistent storage ids, and the Python literal forms the text opcodes carry
+// (int(), float(), escape_decode, raw-unicode-escape). Nothing here imports, calls or
+// evaluates anything the pickle names; a global outside the list is refused at the GLOBAL
+// opcode itself. Python equivalent of the allow-list:
 //   torch.load(f, weights_only=True), minus numpy, minus every tensor subclass.
 
 import { SluiceError } from '../../errors.js';
@@ -85,7 +87,7 @@ const PY2_MODULES: Readonly<Record<string, string>> = { __builtin__: 'builtins',
  * `_utils._rebuild_tensor_v2` (a protocol-4 qualname) is the same function.
  */
 export function resolveGlobal(module: string, qualname: string, file: string): PickleGlobal {
-  const full = `${PY2_MODULES[module] ?? module}.${qualname}`;
+  const full = `${Object.hasOwn(PY2_MODULES, module) ? PY2_MODULES[module] : module}.${qualname}`;
   const dot = full.lastIndexOf('.');
   if (ENTRIES.has(full)) return { kind: 'global', module: full.slice(0, dot), name: full.slice(dot + 1) };
   if (full.startsWith('torch.') && UNSUPPORTED.has(full.slice(6))) {
@@ -220,6 +222,100 @@ function fromIterable(args: readonly PickleValue[], site: Site, what: string): P
   if (Array.isArray(items)) return items.slice();
   if (isKind(items, 'tuple')) return items.items.slice();
   return site.fail(`${what}(${describe(items)})`);
+}
+
+// ─── Python literals (protocol 0 text, LONG1/LONG4) ─────────────────────────────────────
+
+/** INT / LONG text: Python's int(s, 0) for what Python writes (no prefixes, no leading zeros). */
+export function pyInt(t: string, site: Site): number | bigint {
+  if (!/^[+-]?(0|[1-9]\d*)$/.test(t)) site.fail(`${printable(JSON.stringify(t))} is not an integer`);
+  return t.length <= 15 ? Number(t) : normalize(BigInt(t));
+}
+
+/** FLOAT text: repr(float), as CPython's PyOS_string_to_double reads it (overflow refused). */
+export function pyFloat(t: string, site: Site): number {
+  const m = /^([+-]?)(?:(inf|infinity)|(nan)|(\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?))$/i.exec(t);
+  if (!m) site.fail(`${printable(JSON.stringify(t))} is not a float`);
+  if (m[2]) return m[1] === '-' ? -Infinity : Infinity;
+  if (m[3]) return NaN;
+  const v = Number(m[1] + m[4]);
+  if (!Number.isFinite(v)) site.fail(`float ${t} overflows`);
+  return v;
+}
+
+/** LONG1 / LONG4: int.from_bytes(b, 'little', signed=True). */
+export function intFromBytes(b: Uint8Array): number | bigint {
+  const n = b.length;
+  const negative = n > 0 && b[n - 1] >= 0x80;
+  if (n <= 6) { // exact in a double
+    let v = 0;
+    for (let i = n - 1; i >= 0; i--) v = v * 256 + b[i];
+    return negative ? v - 2 ** (8 * n) : v;
+  }
+  let hex = '';
+  for (let i = n - 1; i >= 0; i--) hex += b[i].toString(16).padStart(2, '0');
+  const v = BigInt(`0x${hex}`);
+  return normalize(negative ? v - (1n << BigInt(8 * n)) : v);
+}
+
+/** Ints are numbers below 2^53 in magnitude, bigints beyond. */
+function normalize(v: bigint): number | bigint {
+  return v >= -(2n ** 53n) + 1n && v <= 2n ** 53n - 1n ? Number(v) : v;
+}
+
+/** STRING: Python's codecs.escape_decode, the backslash escapes of a bytes literal. */
+export function escapeDecode(s: Uint8Array, site: Site): Uint8Array {
+  const out = new Uint8Array(s.length); // escapes only shrink
+  let n = 0;
+  const simple: Record<number, number> = { 0x5c: 0x5c, 0x27: 0x27, 0x22: 0x22, 0x62: 8, 0x66: 12, 0x74: 9, 0x6e: 10, 0x72: 13, 0x76: 11, 0x61: 7 };
+  const hex = (c: number | undefined): number => (c === undefined ? NaN : parseInt(String.fromCharCode(c), 16));
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] !== 0x5c) { out[n++] = s[i]; continue; }
+    const c = s[++i];
+    if (c === undefined) site.fail('STRING ends in a lone backslash');
+    if (c === 0x0a) continue; // backslash-newline: a line continuation
+    if (simple[c] !== undefined) { out[n++] = simple[c]; continue; }
+    if (c >= 0x30 && c <= 0x37) { // up to three octal digits
+      let v = c - 0x30;
+      for (let k = 0; k < 2 && s[i + 1] >= 0x30 && s[i + 1] <= 0x37; k++) v = v * 8 + (s[++i] - 0x30);
+      out[n++] = v & 0xff;
+      continue;
+    }
+    if (c === 0x78) { // \xhh
+      const v = hex(s[i + 1]) * 16 + hex(s[i + 2]);
+      if (Number.isNaN(v)) site.fail('invalid \\x escape in STRING');
+      out[n++] = v;
+      i += 2;
+      continue;
+    }
+    out[n++] = 0x5c; // unknown escapes stay as written
+    out[n++] = c;
+  }
+  return out.subarray(0, n);
+}
+
+/** UNICODE: latin-1 text with \uXXXX / \UXXXXXXXX escapes (Python's raw-unicode-escape). */
+export function rawUnicodeEscape(s: Uint8Array, site: Site): string {
+  const parts: string[] = [];
+  for (let i = 0; i < s.length;) {
+    const bs = s.indexOf(0x5c, i);
+    const end = bs < 0 ? s.length : bs;
+    for (let k = i; k < end; k += 8192) parts.push(String.fromCharCode(...s.subarray(k, Math.min(end, k + 8192)))); // latin-1
+    if (bs < 0) break;
+    let run = 0; // an escape needs an odd run of backslashes; the last one starts it
+    for (i = bs; s[i] === 0x5c; i++) run++;
+    const escape = run % 2 === 1 && (s[i] === 0x75 || s[i] === 0x55);
+    parts.push('\\'.repeat(escape ? run - 1 : run));
+    if (!escape) continue;
+    const n = s[i] === 0x75 ? 4 : 8;
+    const digits = String.fromCharCode(...s.subarray(i + 1, i + 1 + n));
+    if (!new RegExp(`^[0-9a-fA-F]{${n}}$`).test(digits)) site.fail('truncated \\uXXXX escape in UNICODE');
+    const cp = parseInt(digits, 16);
+    if (cp > 0x10ffff) site.fail('\\U escape beyond U+10FFFF in UNICODE');
+    parts.push(String.fromCodePoint(cp));
+    i += 1 + n;
+  }
+  return parts.join('');
 }
 
 // ─── helpers ────────────────────────────────────────────────────────────────────────────

@@ -10,15 +10,23 @@
 // pickle does (a memo GET is the same object, never a copy).
 //
 // Values: lists → arrays, tuples → PickleTuple, dicts and OrderedDicts → Map (insertion
-// order; keys compare as JS Map keys do, so primitives by value and tuples by identity;
-// a list or dict as a key is refused, as Python refuses it), sets and frozensets → arrays,
-// ints → number when |v| < 2^53 else bigint, bytes and bytearray → Uint8Array (copies).
+// order; keys compare as JS Map keys do: primitives by value, True/False merged into 1/0
+// as Python merges them, tuples by identity; unhashable keys are refused as Python
+// refuses them), sets and frozensets → arrays (equal primitives once), ints → number when
+// |v| < 2^53 else bigint, floats → number (so 1.0 and 1 look alike), str → string (UTF-8;
+// Python 2 str too, as torch.load's encoding='utf-8'), bytes and bytearray → Uint8Array
+// (copies). Bytes after STOP are ignored, as Python ignores them.
 // A container may not change once it is inside another, so cyclic (self-referencing)
-// structures are refused; Python's pickler never does that for acyclic data.
+// structures are refused; Python's pickler never does that for acyclic data. That rule
+// is what lets nesting depth be counted exactly as containers are built.
+//
+// Past ~400 lines on purpose: the opcode table and the container rules it enforces read
+// as one unit; the Python-side semantics (allow-list, literals) live in pickle-globals.ts.
 
 import { SluiceError } from '../../errors.js';
 import {
-  callGlobal, constructGlobal, describe, isKind, persistentLoad, printable, resolveGlobal, type Site,
+  callGlobal, constructGlobal, describe, escapeDecode, intFromBytes, isKind, persistentLoad, printable, pyFloat, pyInt,
+  rawUnicodeEscape, resolveGlobal, type Site,
 } from './pickle-globals.js';
 import type { PickleDict, PickleGlobal, PickleTuple, PickleValue, StorageRef } from './types.js';
 
@@ -41,6 +49,8 @@ const DEFAULTS = { maxMemo: 1_000_000, maxStack: 1_000_000, maxDepth: 1000, maxO
 const MAX_DECIMAL_DIGITS = 4300;
 /** LONG4 bytes: ~4900 decimal digits, past anything a checkpoint stores. */
 const MAX_LONG_BYTES = 2048;
+/** str arguments: V8's longest string is ~2^29 UTF-16 units; refuse clearly well before. */
+const MAX_STR_BYTES = 2 ** 28;
 
 /** Parses a pickle into plain data. Throws SluiceError: INVALID_PICKLE, UNSAFE_PICKLE, UNSUPPORTED_DTYPE. */
 export function unpickle(bytes: Uint8Array, options: UnpickleOptions): PickleValue {
@@ -60,6 +70,9 @@ class Machine implements Site {
   private readonly memo = new Map<number, PickleValue>();
   private readonly depth = new Map<object, number>(); // containers deeper than 1
   private readonly sealed = new Set<object>(); // values already inside a container
+  private readonly sets = new Map<object, { kind: 'set' | 'frozenset'; seen: Set<unknown> }>(); // arrays that are sets
+  private readonly unhashable = new Set<PickleTuple>(); // tuples holding a list, dict or set
+  private frameEnd = 0; // an opcode that starts before it must end by it
   private readonly storages = new Map<string, StorageRef>();
   private readonly globals = new Map<string, PickleGlobal>();
 
@@ -88,9 +101,11 @@ class Machine implements Site {
           if (v > 5) this.fail(`unsupported protocol ${v}`);
           break;
         }
-        case 0x95: { // FRAME: a length hint; only checked against what is left
+        case 0x95: { // FRAME: the next n bytes hold whole opcodes
+          if (this.at < this.frameEnd) this.fail('a FRAME inside another');
           const n = this.u64();
           if (n > this.b.length - this.pos) this.fail(`truncated: a frame of ${n} bytes, ${this.b.length - this.pos} left`);
+          this.frameEnd = this.pos + Number(n);
           break;
         }
         case 0x2e: { // STOP
@@ -112,27 +127,27 @@ class Machine implements Site {
         case 0x89: this.push(false); break; // NEWFALSE
         case 0x49: { // INT: decimal text; I01 / I00 are True / False
           const t = this.text();
-          this.push(t === '01' ? true : t === '00' ? false : this.decimal(t));
+          this.push(t === '01' ? true : t === '00' ? false : pyInt(t, this));
           break;
         }
         case 0x4a: this.push(this.view.getInt32(this.take(4), true)); break; // BININT
         case 0x4b: this.push(this.u8()); break; // BININT1
         case 0x4d: this.push(this.view.getUint16(this.take(2), true)); break; // BININT2
-        case 0x4c: this.push(this.decimal(this.text().replace(/L$/, ''))); break; // LONG
-        case 0x8a: this.push(this.long(this.u8())); break; // LONG1
+        case 0x4c: this.push(pyInt(this.text().replace(/L$/, ''), this)); break; // LONG
+        case 0x8a: this.push(intFromBytes(this.bytes(this.u8()))); break; // LONG1
         case 0x8b: { // LONG4
           const n = this.view.getInt32(this.take(4), true);
           if (n < 0 || n > MAX_LONG_BYTES) this.fail(`LONG4 of ${n} bytes`);
-          this.push(this.long(n));
+          this.push(intFromBytes(this.bytes(n)));
           break;
         }
-        case 0x46: this.push(this.float(this.text())); break; // FLOAT
+        case 0x46: this.push(pyFloat(this.text(), this)); break; // FLOAT
         case 0x47: this.push(this.view.getFloat64(this.take(8), false)); break; // BINFLOAT (big-endian)
         // ─── str and bytes ─────────────────────────────────────────────────────────────
         case 0x53: this.push(this.decode(escapeDecode(this.quoted(), this))); break; // STRING (Python 2 str)
         case 0x54: this.push(this.decode(this.bytes(this.i32len()))); break; // BINSTRING
         case 0x55: this.push(this.decode(this.bytes(this.u8()))); break; // SHORT_BINSTRING
-        case 0x56: this.push(rawUnicodeEscape(this.line(), this)); break; // UNICODE
+        case 0x56: this.push(rawUnicodeEscape(this.strSize(this.line()), this)); break; // UNICODE
         case 0x58: this.push(this.decode(this.bytes(this.u32()))); break; // BINUNICODE
         case 0x8c: this.push(this.decode(this.bytes(this.u8()))); break; // SHORT_BINUNICODE
         case 0x8d: this.push(this.decode(this.bytes(this.u64()))); break; // BINUNICODE8
@@ -143,53 +158,22 @@ class Machine implements Site {
         case 0x97: // NEXT_BUFFER
         case 0x98: this.fail('out-of-band buffers (protocol 5 NEXT_BUFFER) are not supported'); // READONLY_BUFFER
         // ─── containers ────────────────────────────────────────────────────────────────
-        case 0x5d: // EMPTY_LIST
-        case 0x8f: this.push([]); break; // EMPTY_SET
-        case 0x61: { // APPEND
-          const v = this.pop();
-          this.extend(this.top(), [v]);
-          break;
-        }
-        case 0x65: // APPENDS
-        case 0x90: { // ADDITEMS
-          const items = this.popMark();
-          this.extend(this.top(), items);
-          break;
-        }
-        case 0x6c: // LIST
-        case 0x91: { // FROZENSET
-          const items = this.popMark();
-          this.push(this.adopt(items, items));
-          break;
-        }
+        case 0x5d: this.push([]); break; // EMPTY_LIST
+        case 0x8f: this.push(this.set([], 'set')); break; // EMPTY_SET
+        case 0x61: this.extend([this.pop()], 'list'); break; // APPEND
+        case 0x65: this.extend(this.popMark(), 'list'); break; // APPENDS
+        case 0x90: this.extend(this.popMark(), 'set'); break; // ADDITEMS
+        case 0x6c: this.push(this.list(this.popMark())); break; // LIST
+        case 0x91: this.push(this.set(this.popMark(), 'frozenset')); break; // FROZENSET
         case 0x29: this.push(this.tuple([])); break; // EMPTY_TUPLE
         case 0x74: this.push(this.tuple(this.popMark())); break; // TUPLE
         case 0x85: // TUPLE1
         case 0x86: // TUPLE2
-        case 0x87: { // TUPLE3
-          const items = Array.from({ length: op - 0x84 }, () => this.pop()).reverse();
-          this.push(this.tuple(items));
-          break;
-        }
+        case 0x87: this.push(this.tuple(this.pops(op - 0x84))); break; // TUPLE3
         case 0x7d: this.push(new Map()); break; // EMPTY_DICT
-        case 0x64: { // DICT
-          const items = this.popMark();
-          const d: PickleDict = new Map();
-          this.setItems(d, items);
-          this.push(d);
-          break;
-        }
-        case 0x73: { // SETITEM
-          const v = this.pop();
-          const k = this.pop();
-          this.setItems(this.top(), [k, v]);
-          break;
-        }
-        case 0x75: { // SETITEMS
-          const items = this.popMark();
-          this.setItems(this.top(), items);
-          break;
-        }
+        case 0x64: this.push(this.setItems(new Map(), this.popMark())); break; // DICT
+        case 0x73: this.addItems(this.pops(2)); break; // SETITEM
+        case 0x75: this.addItems(this.popMark()); break; // SETITEMS
         // ─── memo ──────────────────────────────────────────────────────────────────────
         case 0x70: this.put(this.index(this.text())); break; // PUT
         case 0x71: this.put(this.u8()); break; // BINPUT
@@ -201,27 +185,25 @@ class Machine implements Site {
         // ─── globals and calls ─────────────────────────────────────────────────────────
         case 0x63: this.push(this.global(this.decode(this.line()), this.decode(this.line()))); break; // GLOBAL
         case 0x93: { // STACK_GLOBAL
-          const name = this.pop();
-          const module = this.pop();
+          const [module, name] = this.pops(2);
           if (typeof module !== 'string' || typeof name !== 'string') this.fail(`STACK_GLOBAL of ${describe(module)} and ${describe(name)}`);
           this.push(this.global(module, name));
           break;
         }
         case 0x52: { // REDUCE: f(*args)
-          const args = this.pop();
-          this.push(this.call(this.pop(), this.args(args), callGlobal));
+          const [f, args] = this.pops(2);
+          this.push(this.call(f, this.args(args), callGlobal));
           break;
         }
         case 0x81: { // NEWOBJ: cls.__new__(cls, *args)
-          const args = this.pop();
-          this.push(this.call(this.pop(), this.args(args), constructGlobal));
+          const [cls, args] = this.pops(2);
+          this.push(this.call(cls, this.args(args), constructGlobal));
           break;
         }
         case 0x92: { // NEWOBJ_EX: cls.__new__(cls, *args, **kwargs)
-          const kwargs = this.pop();
-          const args = this.pop();
+          const [cls, args, kwargs] = this.pops(3);
           if (!(kwargs instanceof Map) || kwargs.size) this.fail(`NEWOBJ_EX keyword arguments ${describe(kwargs)}`);
-          this.push(this.call(this.pop(), this.args(args), constructGlobal));
+          this.push(this.call(cls, this.args(args), constructGlobal));
           break;
         }
         case 0x6f: { // OBJ: MARK cls args... → cls(*args)
@@ -229,17 +211,12 @@ class Machine implements Site {
           this.push(this.call(cls, args, callGlobal));
           break;
         }
-        case 0x69: { // INST: module and name inline, MARK args... → cls(*args)
+        case 0x69: { // INST: module and name inline (resolved first), MARK args... → cls(*args)
           const g = this.global(this.decode(this.line()), this.decode(this.line()));
           this.push(this.call(g, this.popMark(), callGlobal));
           break;
         }
-        case 0x62: { // BUILD: state on an OrderedDict (state_dict `_metadata`) is dropped
-          this.pop();
-          const target = this.top();
-          if (!(target instanceof Map)) this.fail(`BUILD (setstate) on ${describe(target)}`);
-          break;
-        }
+        case 0x62: this.build(this.pop(), this.top()); break; // BUILD
         case 0x51: this.push(persistentLoad(this.pop(), this.storages, this)); break; // BINPERSID
         case 0x50: this.line(); this.fail('PERSID (a text persistent id): torch.save writes tuple ids'); // PERSID
         case 0x82: // EXT1
@@ -261,6 +238,7 @@ class Machine implements Site {
   private take(n: number | bigint): number {
     const left = this.b.length - this.pos;
     if (n > left) this.fail(`truncated: needs ${n} bytes, ${left} left`);
+    if (this.pos < this.frameEnd && n > this.frameEnd - this.pos) this.fail('an opcode runs past the end of its FRAME');
     const start = this.pos;
     this.pos += Number(n);
     return start;
@@ -285,6 +263,7 @@ class Machine implements Site {
   private line(): Uint8Array {
     const nl = this.b.indexOf(0x0a, this.pos);
     if (nl < 0) this.fail('truncated: a text argument without its newline');
+    if (this.pos < this.frameEnd && nl >= this.frameEnd) this.fail('an opcode runs past the end of its FRAME');
     const out = this.b.subarray(this.pos, nl);
     this.pos = nl + 1;
     return out;
@@ -306,19 +285,12 @@ class Machine implements Site {
   }
 
   private decode(bytes: Uint8Array): string {
+    this.strSize(bytes);
     try {
       return utf8.decode(bytes);
     } catch {
       return this.fail('a string that is not valid UTF-8');
     }
-  }
-
-  // ─── numbers ────────────────────────────────────────────────────────────────────────
-
-  /** INT / LONG text: Python's int(s, 0) for what Python writes (no prefixes, no leading zeros). */
-  private decimal(t: string): number | bigint {
-    if (!/^[+-]?(0|[1-9]\d*)$/.test(t)) this.fail(`${printable(JSON.stringify(t))} is not an integer`);
-    return t.length <= 15 ? Number(t) : normalize(BigInt(t));
   }
 
   /** PUT / GET index: Python's int(s). */
@@ -327,33 +299,9 @@ class Machine implements Site {
     return t.length > 15 ? Infinity : Number(t);
   }
 
-  /** LONG1 / LONG4: n bytes, little-endian two's complement. */
-  private long(n: number): number | bigint {
-    const at = this.take(n);
-    if (n === 0) return 0;
-    const bytes = this.b.subarray(at, at + n);
-    const negative = bytes[n - 1] >= 0x80;
-    if (n <= 6) {
-      let v = 0;
-      for (let i = n - 1; i >= 0; i--) v = v * 256 + bytes[i];
-      return negative ? v - 2 ** (8 * n) : v;
-    }
-    let hex = '';
-    for (let i = n - 1; i >= 0; i--) hex += bytes[i].toString(16).padStart(2, '0');
-    const v = BigInt(`0x${hex}`);
-    return normalize(negative ? v - (1n << BigInt(8 * n)) : v);
-  }
-
-  /** FLOAT text: repr(float), as CPython's PyOS_string_to_double reads it (overflow refused). */
-  private float(t: string): number {
-    const m = /^([+-]?)(?:(inf|infinity)|(nan)|(\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?))$/i.exec(t);
-    if (!m) this.fail(`${printable(JSON.stringify(t))} is not a float`);
-    const sign = m[1] === '-' ? -1 : 1;
-    if (m[2]) return sign * Infinity;
-    if (m[3]) return NaN;
-    const v = Number(m[1] + m[4]);
-    if (!Number.isFinite(v)) this.fail(`float ${t} overflows`);
-    return v;
+  private strSize(bytes: Uint8Array): Uint8Array {
+    if (bytes.length > MAX_STR_BYTES) this.fail(`a ${bytes.length}-byte str, longer than sluice reads (${MAX_STR_BYTES})`);
+    return bytes;
   }
 
   // ─── stack and memo ─────────────────────────────────────────────────────────────────
@@ -380,6 +328,11 @@ class Machine implements Site {
   private top(): PickleValue {
     if (this.stack.length <= this.fence()) this.fail('stack underflow');
     return this.stack[this.stack.length - 1];
+  }
+
+  /** The top n values, in stack order. */
+  private pops(n: number): PickleValue[] {
+    return Array.from({ length: n }, () => this.pop()).reverse();
   }
 
   private popMark(): PickleValue[] {
@@ -423,34 +376,96 @@ class Machine implements Site {
     return container;
   }
 
+  private list(items: PickleValue[]): PickleValue[] {
+    return this.adopt(items, items);
+  }
+
   private tuple(items: PickleValue[]): PickleTuple {
-    return this.adopt({ kind: 'tuple', items }, items);
+    const t = this.adopt<PickleTuple>({ kind: 'tuple', items }, items);
+    if (items.some((v) => !this.isHashable(v))) this.unhashable.add(t);
+    return t;
   }
 
   private mutable(target: object): void {
     if (this.sealed.has(target)) this.fail('changes a container already inside another (recursive structures are not supported)');
   }
 
-  private extend(target: PickleValue, items: PickleValue[]): void {
-    if (!Array.isArray(target)) this.fail(`APPEND to ${describe(target)}`);
-    this.mutable(target);
+  /** A set or frozenset (an array here) of existing values. */
+  private set(items: PickleValue[], kind: 'set' | 'frozenset'): PickleValue[] {
+    const out: PickleValue[] = [];
+    this.sets.set(out, { kind, seen: new Set() });
+    this.addToSet(out, items);
+    return out;
+  }
+
+  /** set.add: items must be hashable; equal primitives (1, 1.0, True) are added once. */
+  private addToSet(target: PickleValue[], items: PickleValue[]): void {
+    const { kind, seen } = this.sets.get(target)!;
     for (const v of items) {
+      this.hashable(v, `${kind} item`);
+      if (typeof v !== 'object' || v === null) {
+        const key = typeof v === 'boolean' ? Number(v) : v;
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
       this.nest(target, v);
       target.push(v);
     }
   }
 
-  private setItems(target: PickleValue, items: PickleValue[]): void {
+  /** Python's hash() refuses lists, dicts, sets, and tuples holding one (frozensets are fine). */
+  private isHashable(v: PickleValue): boolean {
+    if (v instanceof Map || (Array.isArray(v) && this.sets.get(v)?.kind !== 'frozenset')) return false;
+    return !isKind(v, 'tuple') || !this.unhashable.has(v);
+  }
+
+  private hashable(v: PickleValue, what: string): void {
+    if (!this.isHashable(v)) this.fail(`unhashable ${what}: ${describe(v)}`);
+  }
+
+  /** APPEND(S) on a list, ADDITEMS on a set: the value under the items. */
+  private extend(items: PickleValue[], as: 'list' | 'set'): void {
+    const target = this.top();
+    if (!items.length) return; // as CPython: nothing to add, nothing checked
+    const kind = Array.isArray(target) ? (this.sets.get(target)?.kind ?? 'list') : undefined;
+    if (kind !== as) this.fail(`${as === 'list' ? 'APPEND to' : 'ADDITEMS on'} ${kind ? `a ${kind}` : describe(target)}`);
+    const list = target as PickleValue[];
+    this.mutable(list);
+    if (as === 'set') return this.addToSet(list, items);
+    for (const v of items) {
+      this.nest(list, v);
+      list.push(v);
+    }
+  }
+
+  /** SETITEM(S): into the dict under the items. */
+  private addItems(items: PickleValue[]): void {
+    const target = this.top();
+    if (items.length) this.setItems(target, items); // as CPython: nothing to add, nothing checked
+  }
+
+  private setItems(target: PickleValue, items: PickleValue[]): PickleDict {
     if (!(target instanceof Map)) this.fail(`SETITEM on ${describe(target)}`);
     if (items.length % 2) this.fail('odd number of items for a dict');
     this.mutable(target);
     for (let i = 0; i < items.length; i += 2) {
-      const k = items[i];
-      if (Array.isArray(k) || k instanceof Map) this.fail(`unhashable dict key: ${describe(k)}`);
+      let k = items[i];
+      this.hashable(k, 'dict key');
+      // Python: True == 1 and False == 0 are one key; the first spelling stays.
+      if (typeof k === 'boolean' && target.has(Number(k))) k = Number(k);
+      else if ((k === 0 || k === 1) && target.has(k === 1)) k = k === 1;
       this.nest(target, k);
       this.nest(target, items[i + 1]);
       target.set(k, items[i + 1]);
     }
+    return target;
+  }
+
+  /** BUILD: attributes of an OrderedDict (a state_dict's `_metadata`) are checked, then dropped. */
+  private build(state: PickleValue, target: PickleValue): void {
+    if (!(target instanceof Map)) this.fail(`BUILD (setstate) on ${describe(target)}`);
+    const [dict, slots = null] = isKind(state, 'tuple') && state.items.length === 2 ? state.items : [state];
+    if (!(dict === null || dict instanceof Map) || !(slots === null || slots instanceof Map)) this.fail(`BUILD state ${describe(state)} is not a dict`);
   }
 
   // ─── globals ────────────────────────────────────────────────────────────────────────
@@ -473,65 +488,9 @@ class Machine implements Site {
   private call(f: PickleValue | undefined, args: PickleValue[], how: typeof callGlobal): PickleValue {
     if (!isKind(f, 'global')) this.fail(`a call of ${describe(f)}, which is not an allow-listed global`);
     const out = how(f, args, this);
-    // A fresh container from a stand-in (a set's list, an OrderedDict): record its depth.
-    if (Array.isArray(out)) return this.adopt(out, out);
-    if (isKind(out, 'tuple')) return this.adopt(out, out.items);
+    // A fresh container from a stand-in: record its depth (the only arrays are set() and frozenset()).
+    if (Array.isArray(out)) return this.set(out, f.name === 'frozenset' ? 'frozenset' : 'set');
+    if (isKind(out, 'tuple')) return this.tuple(out.items);
     return out;
   }
-}
-
-function normalize(v: bigint): number | bigint {
-  return v >= -(2n ** 53n) + 1n && v <= 2n ** 53n - 1n ? Number(v) : v;
-}
-
-/** Python's codecs.escape_decode: the backslash escapes of a bytes literal. */
-function escapeDecode(s: Uint8Array, site: Site): Uint8Array {
-  const out: number[] = [];
-  const simple: Record<number, number> = { 0x5c: 0x5c, 0x27: 0x27, 0x22: 0x22, 0x62: 8, 0x66: 12, 0x74: 9, 0x6e: 10, 0x72: 13, 0x76: 11, 0x61: 7 };
-  const hex = (c: number | undefined): number => (c === undefined ? -1 : parseInt(String.fromCharCode(c), 16));
-  for (let i = 0; i < s.length; i++) {
-    if (s[i] !== 0x5c) { out.push(s[i]); continue; }
-    const c = s[++i];
-    if (c === undefined) site.fail('STRING ends in a lone backslash');
-    if (c === 0x0a) continue; // backslash-newline: a line continuation
-    if (simple[c] !== undefined) { out.push(simple[c]); continue; }
-    if (c >= 0x30 && c <= 0x37) { // up to three octal digits
-      let v = c - 0x30;
-      for (let k = 0; k < 2 && s[i + 1] >= 0x30 && s[i + 1] <= 0x37; k++) v = v * 8 + (s[++i] - 0x30);
-      out.push(v & 0xff);
-      continue;
-    }
-    if (c === 0x78) { // \xhh
-      const hi = hex(s[i + 1]);
-      const lo = hex(s[i + 2]);
-      if (!(hi >= 0) || !(lo >= 0)) site.fail('invalid \\x escape in STRING');
-      out.push(hi * 16 + lo);
-      i += 2;
-      continue;
-    }
-    out.push(0x5c, c); // unknown escapes stay as written
-  }
-  return Uint8Array.from(out);
-}
-
-/** UNICODE's argument: latin-1 text with \uXXXX / \UXXXXXXXX escapes (raw-unicode-escape). */
-function rawUnicodeEscape(s: Uint8Array, site: Site): string {
-  const parts: string[] = [];
-  for (let i = 0; i < s.length;) {
-    if (s[i] !== 0x5c) { parts.push(String.fromCharCode(s[i++])); continue; }
-    let run = 0; // an escape needs an odd run of backslashes; the last one starts it
-    while (s[i] === 0x5c) { run++; i++; }
-    const u = s[i];
-    const escape = run % 2 === 1 && (u === 0x75 || u === 0x55);
-    parts.push('\\'.repeat(escape ? run - 1 : run));
-    if (!escape) continue;
-    const n = u === 0x75 ? 4 : 8;
-    const digits = String.fromCharCode(...s.subarray(i + 1, i + 1 + n));
-    if (!new RegExp(`^[0-9a-fA-F]{${n}}$`).test(digits)) site.fail('truncated \\uXXXX escape in UNICODE');
-    const cp = parseInt(digits, 16);
-    if (cp > 0x10ffff) site.fail('\\U escape beyond U+10FFFF in UNICODE');
-    parts.push(String.fromCodePoint(cp));
-    i += 1 + n;
-  }
-  return parts.join('');
 }

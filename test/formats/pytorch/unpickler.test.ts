@@ -159,6 +159,17 @@ describe(`a real torch.save data.pkl (torch ${torchExpected.torch})`, () => {
     expect(thrown(bytes).code).toBe('INVALID_PICKLE');
   });
 
+  it('the other stand-ins: _rebuild_tensor, parameters, torch.Size, torch.device, UntypedStorage', () => {
+    const v1 = `ctorch._utils\n_rebuild_tensor\n(${storagePid('UntypedStorage', 'u', [8])}K\x00K\x08\x85K\x01\x85tR`;
+    expect(load(pk(`\x80\x02${v1}.`))).toMatchObject({ storage: { dtype: 'U8', numel: 8 }, shape: [8], stride: [1], requiresGrad: false });
+    const param = pk(`\x80\x02ctorch._utils\n_rebuild_parameter_with_state\n(${v1}\x88ccollections\nOrderedDict\n)R}tR.`);
+    expect(load(param)).toMatchObject({ kind: 'tensor', shape: [8], requiresGrad: true });
+    expect(load(pk('\x80\x02ctorch\nSize\nK\x02K\x03\x86\x85R.'))).toEqual({ kind: 'tuple', items: [2, 3] });
+    expect(load(pk('\x80\x02ctorch\ndevice\nX\x04\x00\x00\x00cudaK\x01\x86R.'))).toBe('cuda:1');
+    expect(thrown(pk('\x80\x02ctorch\ndevice\nX\x03\x00\x00\x00a b\x85R.')).code).toBe('INVALID_PICKLE');
+    expect(thrown(pk(`\x80\x02ctorch._utils\n_rebuild_parameter\n(K\x01\x88ccollections\nOrderedDict\n)RtR.`)).message).toMatch(/not a tensor/);
+  });
+
   it('the same key twice is one StorageRef', () => {
     const t = load(pk(`\x80\x02${storagePid('FloatStorage', 'k', [4])}${storagePid('FloatStorage', 'k', [4])}\x86.`)) as PickleTuple;
     expect(t.items[0]).toBe(t.items[1]);
@@ -184,6 +195,7 @@ describe('pickles that would run code are refused at the global, and nothing run
     ['a Python 2 module name', pk('c__builtin__\neval\n'), 'builtins.eval'],
     ['numpy arrays', pk('\x80\x02cnumpy.core.multiarray\n_reconstruct\n'), 'numpy.core.multiarray._reconstruct'],
     ['a control character in the name', pk('\x80\x04\x8c\x02os\x8c\x07sys\ntem\x93'), 'os.sys\\u000atem'],
+    ['an Object.prototype name', pk('cconstructor\n__proto__\n'), 'constructor.__proto__'],
   ])('%s', (_, bytes, global) => {
     const e = thrown(bytes);
     expect([e.code, e.message]).toEqual(['UNSAFE_PICKLE', expect.stringContaining(`references ${global},`)]);
@@ -236,10 +248,23 @@ describe('malformed input', () => {
     ['a truncated \\u in UNICODE', pk('V\\u12\n.'), /\\uXXXX/],
     ['a list appended to itself', pk(']q\x00h\x00a.'), /inside itself/],
     ['a cycle through two lists', pk(']q\x00]q\x01ah\x01h\x00a0.'), /recursive/],
-    ['a list as a dict key', pk('}]K\x01s.'), /unhashable/],
+    ['a list as a dict key', pk('}]K\x01s.'), /unhashable dict key: a list/],
+    ['a tuple holding a list as a dict key', pk('}K\x01]\x86\x85K\x02s.'), /unhashable dict key: a tuple/],
+    ['a set as a dict key', pk('\x80\x04}\x8fK\x01s.'), /unhashable dict key/],
+    ['a list in a set', pk('\x80\x04\x8f(]\x90.'), /unhashable set item/],
+    ['a dict in a frozenset', pk('\x80\x04(}\x91.'), /unhashable frozenset item/],
+    ['a list in set()', pk('\x80\x02c__builtin__\nset\n]]a\x85R.'), /unhashable set item/],
+    ['APPEND to a set', pk('\x80\x04\x8fK\x01a.'), /APPEND to a set/],
+    ['ADDITEMS on a list', pk('\x80\x04](K\x01\x90.'), /ADDITEMS on a list/],
+    ['ADDITEMS on a frozenset', pk('\x80\x04(\x91(K\x01\x90.'), /ADDITEMS on a frozenset/],
+    ['an opcode across a FRAME end', pk('\x80\x04\x95\x02\x00\x00\x00\x00\x00\x00\x00J\x01\x00\x00\x00.'), /past the end of its FRAME/],
+    ['a text opcode across a FRAME end', pk('\x95\x02\x00\x00\x00\x00\x00\x00\x00I12\n.'), /past the end of its FRAME/],
+    ['a FRAME inside a FRAME', pk('\x95\x0a\x00\x00\x00\x00\x00\x00\x00\x95\x01\x00\x00\x00\x00\x00\x00\x00N.'), /FRAME inside another/],
     ['an odd DICT', pk('(K\x01d.'), /odd number/],
     ['APPEND to a dict', pk('}K\x01a.'), /APPEND to a dict/],
+    ['APPEND to a str', pk('X\x00\x00\x00\x00K\x01a.'), /APPEND to the str ""/],
     ['BUILD on a list', pk(']}b.'), /BUILD/],
+    ['BUILD with a list state', pk('\x80\x02ccollections\nOrderedDict\n)R]b.'), /BUILD state a list is not a dict/],
     ['out-of-band buffers', pk('\x80\x05\x97.'), /out-of-band/],
     ['a STACK_GLOBAL of ints', pk('\x80\x04K\x01K\x02\x93.'), /STACK_GLOBAL/],
   ])('%s → INVALID_PICKLE', (_, bytes, message) => {
@@ -254,6 +279,22 @@ describe('malformed input', () => {
       const e = thrown(stateDictPkl.subarray(0, n));
       expect([n, e.code, e.message]).toEqual([n, 'INVALID_PICKLE', expect.stringContaining('truncated')]);
     }
+  });
+
+  it('sets add equal primitives once and dicts merge True with 1, as Python does', () => {
+    expect(load(pk('\x80\x04\x8f(K\x01\x88G\x3f\xf0\x00\x00\x00\x00\x00\x00K\x02K\x01\x90.'))).toEqual([1, 2]);
+    expect(load(pk('\x80\x04(K\x03K\x03\x91.'))).toEqual([3]);
+    expect(load(pk('\x80\x02}(K\x01X\x01\x00\x00\x00a\x88X\x01\x00\x00\x00b\x89X\x01\x00\x00\x00cK\x00X\x01\x00\x00\x00du.'))).toEqual(new Map<PickleValue, PickleValue>([[1, 'b'], [false, 'd']]));
+  });
+
+  it('a large bytes opcode between frames (how the pickler writes >= 64 KiB objects) loads', () => {
+    const frame = (body: string): string => `\x95${String.fromCharCode(body.length)}\x00\x00\x00\x00\x00\x00\x00${body}`;
+    expect(load(pk('\x80\x05', frame(']\x94('), 'C\x03abc', frame('\x94e.')))).toEqual([pk('abc')]);
+  });
+
+  it('empty APPENDS / SETITEMS / ADDITEMS change nothing and check nothing, as CPython', () => {
+    expect(load(pk('\x88(e.'))).toBe(true);
+    expect(load(pk('K\x01(u.'))).toBe(1);
   });
 
   it('ignores bytes after STOP, as Python does', () => {
