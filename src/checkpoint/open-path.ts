@@ -39,7 +39,7 @@ export async function openCheckpoint(path: string, options: OpenOptions = {}): P
   if (choice.files.length === 1) return openLocalPath(choice.files[0]);
   const sources: FileSource[] = [];
   try {
-    for (const f of choice.files) sources.push(await openLocalSafetensors(f));
+    for (const f of choice.files) sources.push(await openLocalFile(f));
   } catch (e) {
     await Promise.all(sources.map((s) => s.close()));
     throw e;
@@ -49,8 +49,8 @@ export async function openCheckpoint(path: string, options: OpenOptions = {}): P
 
 async function openLocalPath(path: string): Promise<Checkpoint> {
   const dir = dirname(path);
-  const source = path.endsWith('.json') ? await FileSource.open(path) : await openLocalSafetensors(path);
-  return openCheckpointSource(source, (name) => openLocalSafetensors(join(dir, name)));
+  const source = path.endsWith('.json') ? await FileSource.open(path) : await openLocalFile(path);
+  return openCheckpointSource(source, (name) => openLocalFile(join(dir, name)));
 }
 
 /**
@@ -58,7 +58,7 @@ async function openLocalPath(path: string): Promise<Checkpoint> {
  * journal beside it): every open sees the file whole, old or new, never half-written.
  * (Only safetensors files are ever updated in place; for others this is one stat.)
  */
-export async function openLocalSafetensors(path: string): Promise<FileSource> {
+export async function openLocalFile(path: string): Promise<FileSource> {
   await recoverIfNeeded(path);
   return FileSource.open(path);
 }
