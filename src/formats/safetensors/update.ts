@@ -2,8 +2,9 @@
 // nothing, cost proportional to the bytes replaced), or delete/rename tensors by an atomic
 // rewrite. Works on one file, a directory, or a sharded index (each tensor in its shard).
 
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { resolveDirectory, SAFETENSORS_INDEX } from '../../checkpoint/resolve.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
 import { SluiceError } from '../../errors.js';
 import { fileError, FileSource } from '../../io/file-source.js';
@@ -13,8 +14,6 @@ import { parseShardIndex } from '../shard-index.js';
 import { ShardedSafetensors } from './sharded.js';
 import { commitInPlace, type PlannedWrite, recoverFile, type RecoveryReport } from './transaction.js';
 import { rewriteShards } from './rewrite.js';
-
-export const INDEX_NAME = 'model.safetensors.index.json';
 
 export interface UpdateOptions {
   /** Tensors to replace: a patch checkpoint (same names, dtypes and shapes as in the target). */
@@ -50,20 +49,20 @@ export async function resolveTarget(path: string): Promise<Target> {
   } catch (e) {
     throw fileError(path, e);
   }
-  if (info.isDirectory()) {
-    const names = (await readdir(path)).sort();
-    if (names.includes(INDEX_NAME)) return resolveTarget(join(path, INDEX_NAME));
-    const files = names.filter((n) => n.endsWith('.safetensors')).map((n) => join(path, n));
-    if (!files.length) throw new SluiceError('NOT_FOUND', `${path}: no .safetensors files in this directory`);
-    return { index: null, files };
+  // A directory resolves as every reader resolves it, so an update edits what a load reads.
+  const files = info.isDirectory() ? (await resolveDirectory(path)).files : [path];
+  const notSafetensors = files.find((f) => !f.endsWith('.safetensors') && !f.endsWith(SAFETENSORS_INDEX));
+  if (notSafetensors) {
+    throw new SluiceError('UNSUPPORTED_FORMAT', `${notSafetensors}: only safetensors files can be updated; convert it first (sluice convert)`);
   }
-  if (path.endsWith('.json')) {
-    const source = await FileSource.open(path);
-    const parsed = parseShardIndex(await source.read(0, source.size), path).shards;
+  if (files.length === 1 && files[0].endsWith('.json')) {
+    const index = files[0];
+    const source = await FileSource.open(index);
+    const parsed = parseShardIndex(await source.read(0, source.size), index).shards;
     await source.close();
-    return { index: path, files: parsed.map((s) => join(dirname(path), s)) };
+    return { index, files: parsed.map((s) => join(dirname(index), s)) };
   }
-  return { index: null, files: [path] };
+  return { index: null, files };
 }
 
 /** Recovers (if needed) every file of `path` under its lock and reports what it did. */
