@@ -67,3 +67,10 @@ export function planSlice(
   }
   return { shape: outShape, runs, byteLength: total * elementBytes };
 }
+
+/** Throws INVALID_SLICE unless bytes [offset, offset + length) lie within a tensor of `size` bytes. */
+export function checkTensorRange(file: string, name: string, offset: number, length: number, size: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+    throw new SluiceError('INVALID_SLICE', `${file}: bytes ${offset}..${offset + length} are outside tensor ${JSON.stringify(name)} (${size} bytes)`);
+  }
+}

@@ -8,7 +8,7 @@ import type { Checkpoint, SliceRanges, TensorInfo, TensorSlice } from '../../che
 import { SluiceError } from '../../errors.js';
 import type { ByteSource } from '../../io/byte-source.js';
 import { dtypeBytes } from '../dtypes.js';
-import { planSlice } from '../slice.js';
+import { checkTensorRange, planSlice } from '../slice.js';
 import { isContiguous, stridedIndices, swapBytes } from './strided.js';
 import type { TensorRef } from './types.js';
 import { unpickle } from './unpickler.js';
@@ -84,9 +84,7 @@ export class PytorchCheckpoint implements Checkpoint {
 
   async readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
     const t = this.get(name);
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > t.byteLength) {
-      throw new SluiceError('INVALID_SLICE', `${this.source.name}: bytes ${offset}..${offset + length} are outside tensor ${JSON.stringify(name)} (${t.byteLength} bytes)`);
-    }
+    checkTensorRange(this.source.name, name, offset, length, t.byteLength);
     if (length === 0) return new Uint8Array(0);
     const { offset: base } = await this.zip.dataRange(t.entry);
     const es = t.elementBytes;

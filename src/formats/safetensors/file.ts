@@ -5,7 +5,7 @@ import type { Checkpoint, SliceRanges, TensorInfo, TensorSlice } from '../../che
 import { SluiceError } from '../../errors.js';
 import type { ByteSource } from '../../io/byte-source.js';
 import { dtypeBytes } from '../dtypes.js';
-import { planSlice } from '../slice.js';
+import { checkTensorRange, planSlice } from '../slice.js';
 import { PREFIX_BYTES, type SafetensorsHeader, type TensorEntry, parseHeader, parseHeaderLength } from './header.js';
 
 /** The first read takes this much, so a typical header costs one read (one HTTP request). */
@@ -63,9 +63,7 @@ export class SafetensorsFile implements Checkpoint {
   async readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
     const t = this.entry(name);
     const size = t.end - t.begin;
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
-      throw new SluiceError('INVALID_SLICE', `${this.source.name}: bytes ${offset}..${offset + length} are outside tensor ${JSON.stringify(name)} (${size} bytes)`);
-    }
+    checkTensorRange(this.source.name, name, offset, length, size);
     return this.source.read(this.header.dataStart + t.begin + offset, length);
   }
 
