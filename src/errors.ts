@@ -43,6 +43,9 @@ export type ErrorCode =
   | 'NO_ADAPTER'
   | 'DEVICE_LOST'
   | 'OUT_OF_MEMORY'
+  | 'SHADER_ERROR' // a WGSL variant that does not compile: a bug of sluice, named precisely
+  | 'TENSOR_TOO_LARGE' // one row of a tensor exceeds what a GPU binding can hold
+  | 'ABORTED' // the caller's AbortSignal fired
   // CLI
   | 'USAGE';
 

@@ -13,6 +13,11 @@
 
 import { SluiceError } from '../errors.js';
 import { type AcquireOptions, acquireDevice, type GpuContext } from './device.js';
+import { nodeShaderLoader } from './node-shaders.js';
+import { setShaderLoader } from './shader-library.js';
+
+// Any Node program that gets a device from here gets its shaders from the package on disk.
+setShaderLoader(nodeShaderLoader);
 
 let gpu: Promise<GPU> | undefined;
 

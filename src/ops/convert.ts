@@ -1,0 +1,76 @@
+// Launcher of shaders/convert.wgsl: storage dtype → compute dtype for one piece of a
+// tensor already on the GPU (the uploader's staging copy). Bit-exact; see the shader.
+
+import type { Dtype } from '../formats/dtypes.js';
+import { workgroups1d } from '../gpu/dispatch.js';
+import { pipelineCache } from '../gpu/pipeline-cache.js';
+
+/** Threads per workgroup; one thread writes one output word (one f32 or two f16). */
+export const CONVERT_WORKGROUP = 256;
+
+export type ComputeDtype = 'F32' | 'F16';
+
+/** The storage dtypes the kernel converts (others are copied as they are). */
+export const CONVERTIBLE: readonly Dtype[] = ['F32', 'F16', 'BF16'];
+
+/** True when storing `from` as `to` needs the kernel (not a plain byte copy). */
+export function needsConversion(from: Dtype, to: Dtype): boolean {
+  return from !== to && CONVERTIBLE.includes(from) && (to === 'F32' || to === 'F16');
+}
+
+export function convertPipelineKey(from: Dtype, to: ComputeDtype): string {
+  return `convert_${from.toLowerCase()}_to_${to.toLowerCase()}_wg${CONVERT_WORKGROUP}`;
+}
+
+/** The converter of one (from, to) pair, its pipeline compiled once per device. */
+export class Converter {
+  private constructor(
+    private readonly device: GPUDevice,
+    private readonly pipeline: GPUComputePipeline,
+    readonly from: Dtype,
+    readonly to: ComputeDtype,
+  ) {}
+
+  static async create(device: GPUDevice, from: Dtype, to: ComputeDtype): Promise<Converter> {
+    if (!needsConversion(from, to)) throw new Error(`convert: no kernel for ${from} → ${to}`);
+    const pipeline = await pipelineCache(device).get(convertPipelineKey(from, to), {
+      shader: 'convert',
+      flags: [`SRC_${from}`, ...(to === 'F16' ? ['DST_F16'] : [])],
+      constants: { WORKGROUP_SIZE: CONVERT_WORKGROUP },
+    });
+    return new Converter(device, pipeline, from, to);
+  }
+
+  /**
+   * Encodes: `count` elements packed from byte 0 of `src` → `dst` from element
+   * `dstElement` (even for F16, so the piece starts on a whole word). `params` is a
+   * 16-byte uniform buffer this piece owns until its submit is done.
+   */
+  encode(
+    encoder: GPUCommandEncoder,
+    src: GPUBuffer,
+    dst: GPUBuffer,
+    dstElement: number,
+    count: number,
+    params: GPUBuffer,
+  ): void {
+    const perWord = this.to === 'F16' ? 2 : 1;
+    if (dstElement % perWord !== 0) throw new Error(`convert: F16 piece starts at odd element ${dstElement}`);
+    this.device.queue.writeBuffer(params, 0, new Uint32Array([count, dstElement / perWord, 0, 0]));
+    const bindGroup = this.device.createBindGroup({
+      label: `${this.pipeline.label}.bind`,
+      layout: this.pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: params } },
+        { binding: 1, resource: { buffer: src } },
+        { binding: 2, resource: { buffer: dst } },
+      ],
+    });
+    const pass = encoder.beginComputePass({ label: this.pipeline.label });
+    pass.setPipeline(this.pipeline);
+    pass.setBindGroup(0, bindGroup);
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    pass.dispatchWorkgroups(...workgroups1d(Math.ceil(count / perWord), CONVERT_WORKGROUP, maxGroups));
+    pass.end();
+  }
+}
