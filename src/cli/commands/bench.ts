@@ -1,7 +1,9 @@
 // `sluice bench <benchmark>`: benchmarks, each measured against a goal in the same run.
 // One module per benchmark under src/cli/bench/; this file only dispatches and prints.
 
+import { benchLoad, type LoadBenchResult, type LoadRow } from '../bench/load-bench.js';
 import { benchUpdate, type UpdateBenchResult } from '../bench/update-bench.js';
+import { parseSize } from '../../formats/safetensors/sharded-writer.js';
 import { SluiceError } from '../../errors.js';
 import { parseCommandArgs } from '../args.js';
 import { formatBytes, table } from '../format.js';
@@ -36,13 +38,61 @@ const update: Benchmark = {
   },
 };
 
+const load: Benchmark = {
+  name: 'load',
+  summary: 'checkpoint → GPU vs raw read and raw upload (goal: within 1.25× of the slower)',
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs('bench load', args, {
+      pth: { type: 'string' },
+      synthetic: { type: 'string' },
+      dir: { type: 'string' },
+      dtype: { type: 'string' },
+      repeat: { type: 'string' },
+      staging: { type: 'string' },
+      slots: { type: 'string' },
+      json: { type: 'boolean' },
+    });
+    if (positionals.length > 1) throw new SluiceError('USAGE', `bench load: unexpected argument ${JSON.stringify(positionals[1])}`);
+    const dtype = (values.dtype as string | undefined) ?? 'auto';
+    if (!['auto', 'f16', 'f32'].includes(dtype)) throw new SluiceError('USAGE', `bench load: --dtype must be auto, f16 or f32, not ${JSON.stringify(dtype)}`);
+    const int = (v: unknown) => (v === undefined ? undefined : Number(v));
+    const terminal = io.isTty && !values.json;
+    const result = await benchLoad({
+      checkpoint: positionals[0],
+      pth: values.pth as string | undefined,
+      syntheticBytes: values.synthetic === undefined ? undefined : parseSize(values.synthetic as string),
+      dir: values.dir as string | undefined,
+      dtype: dtype as 'auto' | 'f16' | 'f32',
+      repeat: int(values.repeat),
+      stagingBytes: values.staging === undefined ? undefined : parseSize(values.staging as string),
+      stagingSlots: int(values.slots),
+      onStep: terminal ? (what) => io.stderr(`${what}\n`) : undefined,
+      progress: terminal,
+      stderr: io.stderr,
+    });
+    io.stdout(values.json ? `${JSON.stringify(result, null, 2)}\n` : loadTable(result));
+    return 0;
+  },
+};
+
 /** The benchmarks, in the order usage lists them. */
-const BENCHMARKS: Benchmark[] = [update];
+const BENCHMARKS: Benchmark[] = [load, update];
 
 const USAGE = `Usage: sluice bench <benchmark> [options]
 
 Benchmarks:
 ${BENCHMARKS.map((b) => `  ${b.name.padEnd(8)}  ${b.summary}`).join('\n')}
+
+sluice bench load (CHECKPOINT [--pth OTHER] | --synthetic SIZE) [--dtype auto|f16|f32]
+                  [--repeat R] [--staging SIZE] [--slots N] [--dir DIR] [--json]
+  Measures, each in a fresh process: (a) raw read of the checkpoint's tensor bytes,
+  (b) raw upload of as many bytes to fresh GPU buffers, (c) sluice safetensors → GPU,
+  (d) sluice .pth → GPU (with --pth, or --synthetic), (e) torch.load of the .pth to
+  CPU where /usr/bin/python3 has torch. One cold run (files dropped from the page
+  cache) and R warm runs (default 2; medians). --synthetic SIZE (e.g. 1GiB) writes a
+  Llama-shaped BF16 checkpoint in both formats to a temp dir (inside DIR if given).
+  Goals: (c) within 1.25× of max(a, b); (d) within 1.1× of (c); (c) faster than (e);
+  host memory during (c) ≤ 256 MiB (peak RSS growth minus GPU bytes on a software GPU).
 
 sluice bench update [--size-mib N] [--repeat R] [--dir DIR] [--json]
   Writes a safetensors file of N MiB (default 1024: 64 tensors of 16 MiB) in a temp
@@ -87,5 +137,30 @@ function updateTable(r: UpdateBenchResult): string {
     `replacing one ${formatBytes(r.tensor_bytes)} tensor of a ${formatBytes(r.file_bytes)} file (${r.tensors} tensor${r.tensors === 1 ? '' : 's'}), ${r.repeat} run${r.repeat === 1 ? '' : 's'} each\n`,
     table(['method', 'median ms', 'runs ms'], rows, [1]),
     `ratio ${r.ratio.toFixed(1)}× (goal ≥ ${r.goal}×): ${r.pass ? 'pass' : 'FAIL'}\n`,
+  ].join('');
+}
+
+function loadTable(r: LoadBenchResult): string {
+  const fmt = (row: LoadRow | null, which: 'cold' | 'warm') => {
+    const t = row?.[which];
+    return t ? [t.seconds.toFixed(3), t.gbps.toFixed(2)] : ['-', '-'];
+  };
+  const line = (name: string, row: LoadRow | null) => [name, ...fmt(row, 'cold'), ...fmt(row, 'warm')];
+  const rows = [
+    line('(a) raw read', r.read),
+    line('(b) raw upload', r.upload),
+    line('(c) safetensors → GPU', r.load),
+    line('(d) .pth → GPU', r.load_pth),
+    line('(e) torch.load → CPU', r.torch_load),
+  ];
+  const verdict = (ok: boolean | null) => (ok === null ? 'n/a' : ok ? 'pass' : 'FAIL');
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+  return [
+    `${r.checkpoint}: ${r.tensors} tensors, ${formatBytes(r.bytes)} → ${r.compute_dtype} on ${r.adapter}; staging ${r.staging.slots} × ${formatBytes(r.staging.bytes / r.staging.slots)}\n`,
+    table(['measurement', 'cold s', 'cold GB/s', 'warm s', 'warm GB/s'], rows, [1, 2, 3, 4]),
+    `limit/(c) = ${r.ratios.limit_over_load.toFixed(2)} (goal ≥ ${r.goals.limitOverLoad}): ${verdict(r.pass.load_vs_limit)}\n`,
+    `(d)/(c) = ${r.ratios.pth_over_load?.toFixed(2) ?? 'n/a'} (goal ≤ ${r.goals.pthOverLoad}): ${verdict(r.pass.pth_vs_load)}\n`,
+    `(e)/(c) = ${r.ratios.torch_over_load?.toFixed(2) ?? 'n/a'} (goal > ${r.goals.torchOverLoad}): ${verdict(r.pass.torch_vs_load)}${r.torch_note ? ` (${r.torch_note})` : ''}\n`,
+    `host memory during (c): ${mib(r.memory.host_overhead_bytes)} = peak RSS growth ${mib(r.memory.rss_growth_bytes)} − GPU buffers ${r.software_adapter ? mib(r.memory.device_bytes) : '0 (hardware GPU)'} (goal ≤ ${mib(r.goals.hostOverheadBytes)}): ${verdict(r.pass.host_memory)}\n`,
   ].join('');
 }

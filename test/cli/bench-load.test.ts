@@ -1,0 +1,84 @@
+// `sluice bench load` at a small size: every measurement runs (in worker processes, from
+// dist/), the JSON document is complete and self-consistent, the human table, temp files
+// removed, usage errors. No timing is asserted: speed goals live in the benchmark itself.
+
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt } from '../support/build.js';
+import { runCli } from '../support/cli.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-load-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+beforeAll(() => ensureBuilt(), 120_000);
+
+function hasTorch(): boolean {
+  try {
+    execFileSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('sluice bench load', () => {
+  it('--synthetic --json: all five measurements, ratios and verdicts consistent with the timings', async () => {
+    const { code, stdout, stderr } = await runCli(['bench', 'load', '--synthetic', '6MiB', '--repeat', '1', '--dir', dir, '--json']);
+    expect([code, stderr]).toEqual([0, '']);
+    const r = JSON.parse(stdout);
+    expect(r.bytes).toBeGreaterThan(5 * 2 ** 20);
+    expect(r.tensors).toBeGreaterThan(10);
+    expect(r.compute_dtype).toMatch(/^F(16|32)$/);
+    for (const key of ['read', 'load', 'load_pth']) {
+      for (const which of ['cold', 'warm']) {
+        expect(r[key][which].seconds, `${key}.${which}`).toBeGreaterThan(0);
+        expect(r[key][which].gbps, `${key}.${which}`).toBeCloseTo(r.bytes / r[key][which].seconds / 1e9, 1);
+      }
+    }
+    expect(r.upload.cold).toBeNull(); // nothing to read, so no cold run
+    expect(r.upload.warm.seconds).toBeGreaterThan(0);
+    const limit = Math.max(r.read.warm.seconds, r.upload.warm.seconds);
+    expect(r.ratios.limit_over_load).toBeCloseTo(limit / r.load.warm.seconds, 1);
+    expect(r.ratios.pth_over_load).toBeCloseTo(r.load_pth.warm.seconds / r.load.warm.seconds, 1);
+    expect(r.pass.load_vs_limit).toBe(r.ratios.limit_over_load >= 0.8);
+    expect(r.pass.pth_vs_load).toBe(r.ratios.pth_over_load <= 1.1);
+    if (hasTorch()) {
+      expect(r.torch_load.warm.seconds).toBeGreaterThan(0);
+      expect(r.pass.torch_vs_load).toBe(r.ratios.torch_over_load > 1);
+    } else {
+      expect(r.torch_load).toBeNull();
+      expect(r.torch_note).toMatch(/torch/);
+    }
+    // The GPU holds every byte (bf16 → f16 or f32), and host memory is what RSS grew beyond it.
+    expect(r.memory.device_bytes).toBeGreaterThanOrEqual(r.bytes);
+    expect(r.memory.host_overhead_bytes).toBe(r.memory.rss_growth_bytes - (r.software_adapter ? r.memory.device_bytes : 0));
+    expect(readdirSync(dir)).toEqual([]);
+  }, 120_000);
+
+  it('a given checkpoint without --pth: (d) and (e) are n/a in the table', async () => {
+    const { code, stdout, stderr } = await runCli(['bench', 'load', 'examples/tiny/model.safetensors', '--repeat', '1']);
+    expect([code, stderr]).toEqual([0, '']);
+    expect(stdout).toMatch(/^examples\/tiny\/model\.safetensors: \d+ tensors, /);
+    expect(stdout).toMatch(/\n\(c\) safetensors → GPU +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+\n/);
+    expect(stdout).toMatch(/\n\(d\) \.pth → GPU +- +- +- +-\n/);
+    expect(stdout).toMatch(/\(d\)\/\(c\) = n\/a .*: n\/a\n/);
+    expect(stdout).toMatch(/no \.pth given/);
+    expect(stdout).toMatch(/\nhost memory during \(c\): -?\d+ MiB = peak RSS growth \d+ MiB − GPU buffers/);
+  }, 120_000);
+
+  it('usage errors', async () => {
+    for (const argv of [
+      ['bench', 'load'],
+      ['bench', 'load', 'x.safetensors', '--synthetic', '1MiB'],
+      ['bench', 'load', '--synthetic', 'lots'],
+      ['bench', 'load', '--synthetic', '1MiB', '--dtype', 'f8'],
+      ['bench', 'load', '--synthetic', '1MiB', '--repeat', '0'],
+    ]) {
+      const { code, stderr } = await runCli(argv);
+      expect(code, argv.join(' ')).toBe(2);
+      expect(stderr, argv.join(' ')).toMatch(/^sluice: /);
+    }
+  });
+});
