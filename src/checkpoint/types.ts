@@ -36,8 +36,12 @@ export interface Checkpoint {
   info(name: string): TensorInfo;
   /** A tensor's whole bytes, read on demand. */
   read(name: string): Promise<Uint8Array>;
-  /** `length` bytes of a tensor starting `offset` bytes into it, for streaming in chunks. */
-  readRange(name: string, offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * `length` bytes of a tensor starting `offset` bytes into it, for streaming in chunks;
+   * into `into` when given (see ByteSource.read: no intermediate buffer where the source
+   * can read in place).
+   */
+  readRange(name: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
   /** A sub-block, reading only the bytes it covers. */
   slice(name: string, ranges: SliceRanges): Promise<TensorSlice>;
   close(): Promise<void>;

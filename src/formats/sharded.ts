@@ -111,8 +111,8 @@ export class ShardedCheckpoint<S extends Checkpoint = Checkpoint> implements Che
     return this.shardOf(name).read(name);
   }
 
-  async readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
-    return this.shardOf(name).readRange(name, offset, length);
+  async readRange(name: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    return this.shardOf(name).readRange(name, offset, length, into);
   }
 
   async slice(name: string, ranges: SliceRanges): Promise<TensorSlice> {

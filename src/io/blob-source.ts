@@ -4,7 +4,7 @@
 
 import { SluiceError } from '../errors.js';
 import type { ByteSource } from './byte-source.js';
-import { checkComplete, checkRange } from './range.js';
+import { checkComplete, checkRange, copyInto } from './range.js';
 
 export class BlobSource implements ByteSource {
   readonly name: string;
@@ -21,11 +21,11 @@ export class BlobSource implements ByteSource {
     this.blob = blob;
   }
 
-  async read(offset: number, length: number): Promise<Uint8Array> {
+  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const blob = this.blob;
     if (!blob) throw new SluiceError('IO_ERROR', `${this.name}: read after close`);
     checkRange(this, offset, length);
-    if (length === 0) return new Uint8Array(0);
+    if (length === 0) return into ? into.subarray(0, 0) : new Uint8Array(0);
     let bytes: ArrayBuffer;
     try {
       bytes = await blob.slice(offset, offset + length).arrayBuffer();
@@ -37,7 +37,7 @@ export class BlobSource implements ByteSource {
       throw new SluiceError('IO_ERROR', `${this.name}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
     }
     checkComplete(this, offset, length, bytes.byteLength);
-    return new Uint8Array(bytes);
+    return into ? copyInto(into, new Uint8Array(bytes)) : new Uint8Array(bytes);
   }
 
   /** Drops the reference so the Blob can be collected; the data itself is the caller's. */

@@ -11,8 +11,12 @@ export interface ByteSource {
    * Exactly `length` bytes starting at `offset`. Requests past `size` are a bug of the
    * caller and throw; a source that returns fewer bytes than it promised throws
    * `SOURCE_CHANGED`.
+   *
+   * With `into` (at least `length` bytes), the bytes land there and the result is a view
+   * of it: the loader reads straight into mapped GPU staging memory, with no buffer in
+   * between. Sources that cannot read in place copy.
    */
-  read(offset: number, length: number): Promise<Uint8Array>;
+  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
   /** Releases file handles or connections; reads after close throw. */
   close(): Promise<void>;
 }

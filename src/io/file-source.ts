@@ -29,11 +29,12 @@ export class FileSource implements ByteSource {
     return new FileSource(path, stat.size, handle);
   }
 
-  async read(offset: number, length: number): Promise<Uint8Array> {
+  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const handle = this.handle;
     if (!handle) throw new SluiceError('IO_ERROR', `${this.name}: read after close`);
     checkRange(this, offset, length);
-    const out = new Uint8Array(length);
+    if (into && into.length < length) throw new RangeError(`read destination of ${into.length} bytes is shorter than ${length}`);
+    const out = into ? into.subarray(0, length) : new Uint8Array(length);
     let done = 0;
     // One pread may return less than asked (large reads, signals): loop until EOF.
     while (done < length) {

@@ -1,6 +1,6 @@
 import { SluiceError } from '../errors.js';
 import type { ByteSource } from './byte-source.js';
-import { checkRange } from './range.js';
+import { checkRange, copyInto } from './range.js';
 
 /** A ByteSource over bytes already in memory: tests, generated data, small downloads. */
 export class MemorySource implements ByteSource {
@@ -14,10 +14,13 @@ export class MemorySource implements ByteSource {
     this.size = bytes.byteLength;
   }
 
-  async read(offset: number, length: number): Promise<Uint8Array> {
+  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     if (this.closed) throw new SluiceError('IO_ERROR', `${this.name}: read after close`);
     checkRange(this, offset, length);
-    return this.bytes.subarray(offset, offset + length);
+    const view = this.bytes.subarray(offset, offset + length);
+    // A copy, like every other source: a caller that writes into its result (byte-swapping
+    // a big-endian tensor) must not corrupt the data.
+    return into ? copyInto(into, view) : view.slice();
   }
 
   async close(): Promise<void> {

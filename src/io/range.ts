@@ -17,6 +17,13 @@ export function checkRange(source: ByteSource, offset: number, length: number): 
   }
 }
 
+/** Copies `bytes` to the start of `into` (a read's destination); returns the filled view. */
+export function copyInto(into: Uint8Array, bytes: Uint8Array): Uint8Array {
+  if (into.length < bytes.length) throw new RangeError(`read destination of ${into.length} bytes is shorter than ${bytes.length}`);
+  into.set(bytes);
+  return into.subarray(0, bytes.length);
+}
+
 /** Throws SOURCE_CHANGED when a read came back shorter than asked. */
 export function checkComplete(source: ByteSource, offset: number, wanted: number, got: number): void {
   if (got !== wanted) {

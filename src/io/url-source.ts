@@ -8,7 +8,7 @@
 
 import { SluiceError } from '../errors.js';
 import type { ByteSource, SourceOpener } from './byte-source.js';
-import { checkComplete, checkRange } from './range.js';
+import { checkComplete, checkRange, copyInto } from './range.js';
 
 export interface UrlSourceOptions {
   /** Extra request headers, e.g. `{ Authorization: 'Bearer hf_…' }` for gated models. */
@@ -120,14 +120,15 @@ export class UrlSource implements ByteSource {
     return UrlSource.open(urlSibling(this.name, relativeName), this.options);
   }
 
-  async read(offset: number, length: number): Promise<Uint8Array> {
+  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     if (this.closed) throw new SluiceError('IO_ERROR', `${this.name}: read after close`);
     checkRange(this, offset, length);
     const end = offset + length;
     // A copy, not a view: a caller that writes into its result must not corrupt the cache.
-    if (end <= this.head.length) return this.head.slice(offset, end);
+    if (end <= this.head.length) return into ? copyInto(into, this.head.subarray(offset, end)) : this.head.slice(offset, end);
 
-    const out = new Uint8Array(length); // (length,) u8, assembled in place by every chunk
+    if (into && into.length < length) throw new RangeError(`read destination of ${into.length} bytes is shorter than ${length}`);
+    const out = into ? into.subarray(0, length) : new Uint8Array(length); // (length,) u8, assembled in place by every chunk
     let from = offset;
     if (offset < this.head.length) {
       out.set(this.head.subarray(offset), 0);

@@ -7,6 +7,7 @@
 import type { Checkpoint, SliceRanges, TensorInfo, TensorSlice } from '../../checkpoint/types.js';
 import { SluiceError } from '../../errors.js';
 import type { ByteSource } from '../../io/byte-source.js';
+import { copyInto } from '../../io/range.js';
 import { dtypeBytes } from '../dtypes.js';
 import { checkTensorRange, planSlice } from '../slice.js';
 import { isContiguous, stridedIndices, swapBytes } from './strided.js';
@@ -82,14 +83,21 @@ export class PytorchCheckpoint implements Checkpoint {
     return this.readRange(name, 0, this.get(name).byteLength);
   }
 
-  async readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
+  async readRange(name: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const t = this.get(name);
     checkTensorRange(this.source.name, name, offset, length, t.byteLength);
     if (length === 0) return new Uint8Array(0);
     const { offset: base } = await this.zip.dataRange(t.entry);
+    const start = base + t.ref.storageOffset * t.elementBytes;
+    // The common case, a contiguous little-endian tensor, reads in place; the others
+    // (byte-swapped or strided) are assembled first, then copied.
+    if (t.contiguous && !this.bigEndian) return this.source.read(start + offset, length, into);
+    const bytes = await this.assembleRange(t, start, offset, length);
+    return into ? copyInto(into, bytes) : bytes;
+  }
+
+  private async assembleRange(t: Located, start: number, offset: number, length: number): Promise<Uint8Array> {
     const es = t.elementBytes;
-    const start = base + t.ref.storageOffset * es;
-    if (t.contiguous && !this.bigEndian) return this.source.read(start + offset, length);
     if (t.contiguous) {
       // Swap whole elements: widen to element bounds, swap, cut back.
       const lo = offset - (offset % es);

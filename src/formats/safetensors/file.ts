@@ -60,11 +60,11 @@ export class SafetensorsFile implements Checkpoint {
     return this.source.read(this.header.dataStart + t.begin, t.end - t.begin);
   }
 
-  async readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
+  async readRange(name: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const t = this.entry(name);
     const size = t.end - t.begin;
     checkTensorRange(this.source.name, name, offset, length, size);
-    return this.source.read(this.header.dataStart + t.begin + offset, length);
+    return this.source.read(this.header.dataStart + t.begin + offset, length, into);
   }
 
   async slice(name: string, ranges: SliceRanges): Promise<TensorSlice> {
