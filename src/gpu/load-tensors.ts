@@ -152,9 +152,9 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
         const dst = chunks[piece.chunk].buffer;
         const copyBytes = alignUp(piece.sourceLength, 4);
         ring.use(slot, async (mapped) => {
-          const bytes = await checkpoint.readRange(plan.info.name, piece.sourceOffset, piece.sourceLength);
+          // Straight into the mapped slot: a file source reads there, no buffer in between.
           const view = new Uint8Array(mapped, 0, copyBytes);
-          view.set(bytes);
+          await checkpoint.readRange(plan.info.name, piece.sourceOffset, piece.sourceLength, view);
           view.fill(0, piece.sourceLength); // deterministic padding bytes
           slot.buffer.unmap();
           const encoder = device.createCommandEncoder({ label: `${label}.upload` });

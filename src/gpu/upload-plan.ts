@@ -5,7 +5,7 @@
 import type { TensorInfo } from '../checkpoint/types.js';
 import { SluiceError } from '../errors.js';
 import { type Dtype, dtypeBytes } from '../formats/dtypes.js';
-import { type ComputeDtype, needsConversion } from '../ops/convert.js';
+import { type ComputeDtype, ELEMENTS_PER_INVOCATION, needsConversion } from '../ops/convert.js';
 import { alignUp, BUFFER_ALIGNMENT, rowCount, rowElements } from './gpu-tensor.js';
 
 export interface ChunkPlan {
@@ -71,10 +71,10 @@ export function planTensor(info: TensorInfo, compute: ComputeDtype, limits: Plan
   if (rowBytes > maxChunk) throw tooLarge(where, rowBytes, maxChunk, 'one row is larger than a binding');
   const rowsPerChunk = rows === 0 || rowBytes === 0 ? Math.max(rows, 1) : Math.min(rows, Math.floor(maxChunk / rowBytes));
 
-  // Pieces hold a whole number of 16-byte units of the source and an even element count,
-  // so an F16 output piece starts on a whole 32-bit word of the chunk.
-  const pieceElements = Math.floor(limits.pieceBytes / inBytes / 2) * 2;
-  if (pieceElements < 2) throw new Error(`staging slot of ${limits.pieceBytes} bytes is too small`);
+  // Pieces hold a multiple of 8 elements (the convert kernel's vector), so each one starts
+  // on a 16-byte boundary of its chunk, in every dtype.
+  const pieceElements = Math.floor(limits.pieceBytes / inBytes / ELEMENTS_PER_INVOCATION) * ELEMENTS_PER_INVOCATION;
+  if (pieceElements < ELEMENTS_PER_INVOCATION) throw new Error(`staging slot of ${limits.pieceBytes} bytes is too small`);
 
   const chunks: ChunkPlan[] = [];
   const pieces: PiecePlan[] = [];

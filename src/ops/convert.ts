@@ -5,8 +5,14 @@ import type { Dtype } from '../formats/dtypes.js';
 import { workgroups1d } from '../gpu/dispatch.js';
 import { pipelineCache } from '../gpu/pipeline-cache.js';
 
-/** Threads per workgroup; one thread writes one output word (one f32 or two f16). */
+/** Threads per workgroup. */
 export const CONVERT_WORKGROUP = 256;
+
+/**
+ * Elements per invocation (fixed in the shader: one vec4 of f16 out, two of f32). Pieces
+ * start at multiples of it, so every piece begins on a 16-byte boundary of its chunk.
+ */
+export const ELEMENTS_PER_INVOCATION = 8;
 
 export type ComputeDtype = 'F32' | 'F16';
 
@@ -43,8 +49,9 @@ export class Converter {
 
   /**
    * Encodes: `count` elements packed from byte 0 of `src` → `dst` from element
-   * `dstElement` (even for F16, so the piece starts on a whole word). `params` is a
-   * 16-byte uniform buffer this piece owns until its submit is done.
+   * `dstElement` (a multiple of ELEMENTS_PER_INVOCATION). `params` is a 16-byte uniform
+   * written now with queue.writeBuffer: submit this encoder before encoding another
+   * piece with the same `params`.
    */
   encode(
     encoder: GPUCommandEncoder,
@@ -54,9 +61,9 @@ export class Converter {
     count: number,
     params: GPUBuffer,
   ): void {
-    const perWord = this.to === 'F16' ? 2 : 1;
-    if (dstElement % perWord !== 0) throw new Error(`convert: F16 piece starts at odd element ${dstElement}`);
-    this.device.queue.writeBuffer(params, 0, new Uint32Array([count, dstElement / perWord, 0, 0]));
+    if (dstElement % ELEMENTS_PER_INVOCATION !== 0) throw new Error(`convert: piece starts at element ${dstElement}, not a multiple of 8`);
+    const dstVec = (dstElement * (this.to === 'F16' ? 2 : 4)) / 16;
+    this.device.queue.writeBuffer(params, 0, new Uint32Array([count, dstVec, 0, 0]));
     const bindGroup = this.device.createBindGroup({
       label: `${this.pipeline.label}.bind`,
       layout: this.pipeline.getBindGroupLayout(0),
@@ -70,7 +77,7 @@ export class Converter {
     pass.setPipeline(this.pipeline);
     pass.setBindGroup(0, bindGroup);
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
-    pass.dispatchWorkgroups(...workgroups1d(Math.ceil(count / perWord), CONVERT_WORKGROUP, maxGroups));
+    pass.dispatchWorkgroups(...workgroups1d(Math.ceil(count / ELEMENTS_PER_INVOCATION), CONVERT_WORKGROUP, maxGroups));
     pass.end();
   }
 }

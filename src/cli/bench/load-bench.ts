@@ -21,7 +21,7 @@ import { SluiceError } from '../../errors.js';
 import { DEFAULT_STAGING_BYTES, DEFAULT_STAGING_SLOTS, type DtypeChoice } from '../../gpu/load-tensors.js';
 import { createNoiseFilter } from '../dawn-noise.js';
 import type { Measurement, WorkerResult } from './load-worker.js';
-import { writeSyntheticCheckpoint } from './synthetic-checkpoint.js';
+import { type SyntheticDtype, writeSyntheticCheckpoint } from './synthetic-checkpoint.js';
 
 export const LOAD_GOALS = { limitOverLoad: 0.8, pthOverLoad: 1.1, torchOverLoad: 1, hostOverheadBytes: 256 * 2 ** 20 };
 
@@ -30,6 +30,8 @@ export interface LoadBenchOptions {
   pth?: string;
   /** Generate a checkpoint of this many bytes in both formats instead (in `dir`). */
   syntheticBytes?: number;
+  /** Storage dtype of the synthetic checkpoint (default BF16). */
+  syntheticDtype?: SyntheticDtype;
   dir?: string;
   dtype?: DtypeChoice;
   /** Warm runs of each measurement (median reported); default 2. */
@@ -86,8 +88,9 @@ export async function benchLoad(options: LoadBenchOptions): Promise<LoadBenchRes
     let checkpoint = options.checkpoint ?? '';
     let pth = options.pth ?? null;
     if (dir && options.syntheticBytes) {
-      step(`writing a synthetic checkpoint of ~${Math.round(options.syntheticBytes / 2 ** 20)} MiB as .safetensors and .pth in ${dir}`);
-      ({ safetensors: checkpoint, pth } = await writeSyntheticCheckpoint(dir, options.syntheticBytes));
+      const dtype = options.syntheticDtype ?? 'BF16';
+      step(`writing a synthetic ${dtype} checkpoint of ~${Math.round(options.syntheticBytes / 2 ** 20)} MiB as .safetensors and .pth in ${dir}`);
+      ({ safetensors: checkpoint, pth } = await writeSyntheticCheckpoint(dir, options.syntheticBytes, dtype));
     }
     const opened = await openCheckpoint(checkpoint);
     const files = opened.files.filter((f) => !f.endsWith('.json'));

@@ -1,10 +1,12 @@
-// A Llama-shaped BF16 checkpoint of about `bytes`, written as model.safetensors and as
+// A Llama-shaped checkpoint (BF16 by default, as most HF checkpoints) of about `bytes`, written as model.safetensors and as
 // model.pth (torch.save layout) with the same tensors, for `sluice bench load --synthetic`.
 
 import { join } from 'node:path';
 import type { Dtype } from '../../formats/dtypes.js';
 import { writeTorchCheckpoint } from '../../formats/pytorch/writer.js';
 import { writeSafetensors } from '../../formats/safetensors/write-file.js';
+
+export type SyntheticDtype = 'BF16' | 'F16' | 'F32';
 
 interface SyntheticTensor {
   name: string;
@@ -14,12 +16,13 @@ interface SyntheticTensor {
 }
 
 /** Tensor list: an embedding table, then whole layers (Llama-2-7B-like proportions at h = 2048). */
-export function syntheticTensors(bytes: number): SyntheticTensor[] {
+export function syntheticTensors(bytes: number, dtype: SyntheticDtype = 'BF16'): SyntheticTensor[] {
   const h = bytes >= 256 * 2 ** 20 ? 2048 : 256;
   const inter = Math.round((h * 11) / 4); // 5632 at h = 2048, as TinyLlama
   const kv = h / 8; // GQA, 4 KV heads of 64 at h = 2048
   const vocab = h === 2048 ? 32000 : 1000;
-  const t = (name: string, shape: number[]): SyntheticTensor => ({ name, dtype: 'BF16', shape, byteLength: shape.reduce((a, b) => a * b, 2) });
+  const width = dtype === 'F32' ? 4 : 2;
+  const t = (name: string, shape: number[]): SyntheticTensor => ({ name, dtype, shape, byteLength: shape.reduce((a, b) => a * b, width) });
   const out = [t('model.embed_tokens.weight', [vocab, h]), t('model.norm.weight', [h])];
   let total = out.reduce((s, x) => s + x.byteLength, 0);
   for (let layer = 0; layer === 0 || total < bytes; layer++) {
@@ -43,40 +46,45 @@ export function syntheticTensors(bytes: number): SyntheticTensor[] {
   return out;
 }
 
-// 1 MiB of bf16 weights ~ N(0, 0.02) (a seeded LCG + Box-Muller: realistic bit patterns
-// for the conversion kernel), reused for every chunk of every tensor. Made on first use,
-// not at CLI start-up.
-let block_: Uint8Array | undefined;
-function weightBlock(): Uint8Array {
-  if (block_) return block_;
-  const block = new Uint16Array(1 << 19);
+// 1 MiB of weights ~ N(0, 0.02) (a seeded LCG + Box-Muller: realistic bit patterns for
+// the conversion kernel), reused for every chunk of every tensor. Made on first use, not
+// at CLI start-up. BF16 truncates the f32 bits; F16 takes the top bits of a rescaled f32
+// (not exact rounding: only realistic patterns matter here).
+function weightBlock(dtype: SyntheticDtype): Uint8Array {
+  const f32 = new Float32Array(1 << 18);
   let state = 0x2545f491;
   const uniform = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) + 0.5) / 2 ** 32;
-  const f32 = new Float32Array(1);
-  const u32 = new Uint32Array(f32.buffer);
-  for (let i = 0; i < block.length; i++) {
-    f32[0] = 0.02 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-    block[i] = u32[0] >>> 16;
+  for (let i = 0; i < f32.length; i++) f32[i] = 0.02 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  if (dtype === 'F32') return new Uint8Array(f32.buffer);
+  const bits = new Uint32Array(f32.buffer);
+  const halves = new Uint16Array(f32.length * 2);
+  for (let i = 0; i < halves.length; i++) {
+    const x = bits[i % bits.length];
+    // f16: sign, exponent rebiased by −112, top 10 mantissa bits; below 2^-14 → 0.
+    halves[i] = dtype === 'BF16' ? x >>> 16 : ((x >>> 16) & 0x8000) | Math.max(0, ((x >>> 13) & 0x3ffff) - (112 << 10));
   }
-  block_ = new Uint8Array(block.buffer);
-  return block_;
+  return new Uint8Array(halves.buffer);
 }
 
-function* blockStream(length: number): Iterable<Uint8Array> {
-  const block = weightBlock();
+function* blockStream(block: Uint8Array, length: number): Iterable<Uint8Array> {
   for (let at = 0; at < length; at += block.length) yield block.subarray(0, Math.min(block.length, length - at));
 }
 
 /** Writes dir/model.safetensors and dir/model.pth; returns their paths. */
-export async function writeSyntheticCheckpoint(dir: string, bytes: number): Promise<{ safetensors: string; pth: string }> {
-  const tensors = syntheticTensors(bytes);
+export async function writeSyntheticCheckpoint(
+  dir: string,
+  bytes: number,
+  dtype: SyntheticDtype = 'BF16',
+): Promise<{ safetensors: string; pth: string }> {
+  const tensors = syntheticTensors(bytes, dtype);
+  const block = weightBlock(dtype);
   const safetensors = join(dir, 'model.safetensors');
   const pth = join(dir, 'model.pth');
   await writeSafetensors(
     safetensors,
-    tensors.map((x) => ({ ...x, data: async function* () { yield* blockStream(x.byteLength); } })),
+    tensors.map((x) => ({ ...x, data: async function* () { yield* blockStream(block, x.byteLength); } })),
     { metadata: { format: 'pt' } },
   );
-  await writeTorchCheckpoint(pth, tensors.map((x) => ({ ...x, data: () => blockStream(x.byteLength) })), { archiveName: 'model' });
+  await writeTorchCheckpoint(pth, tensors.map((x) => ({ ...x, data: () => blockStream(block, x.byteLength) })), { archiveName: 'model' });
   return { safetensors, pth };
 }

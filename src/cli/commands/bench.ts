@@ -45,6 +45,7 @@ const load: Benchmark = {
     const { values, positionals } = parseCommandArgs('bench load', args, {
       pth: { type: 'string' },
       synthetic: { type: 'string' },
+      storage: { type: 'string' },
       dir: { type: 'string' },
       dtype: { type: 'string' },
       repeat: { type: 'string' },
@@ -55,12 +56,15 @@ const load: Benchmark = {
     if (positionals.length > 1) throw new SluiceError('USAGE', `bench load: unexpected argument ${JSON.stringify(positionals[1])}`);
     const dtype = (values.dtype as string | undefined) ?? 'auto';
     if (!['auto', 'f16', 'f32'].includes(dtype)) throw new SluiceError('USAGE', `bench load: --dtype must be auto, f16 or f32, not ${JSON.stringify(dtype)}`);
+    const storage = ((values.storage as string | undefined) ?? 'bf16').toUpperCase();
+    if (!['BF16', 'F16', 'F32'].includes(storage)) throw new SluiceError('USAGE', `bench load: --storage must be bf16, f16 or f32, not ${JSON.stringify(values.storage)}`);
     const int = (v: unknown) => (v === undefined ? undefined : Number(v));
     const terminal = io.isTty && !values.json;
     const result = await benchLoad({
       checkpoint: positionals[0],
       pth: values.pth as string | undefined,
       syntheticBytes: values.synthetic === undefined ? undefined : parseSize(values.synthetic as string),
+      syntheticDtype: storage as 'BF16' | 'F16' | 'F32',
       dir: values.dir as string | undefined,
       dtype: dtype as 'auto' | 'f16' | 'f32',
       repeat: int(values.repeat),
@@ -83,14 +87,16 @@ const USAGE = `Usage: sluice bench <benchmark> [options]
 Benchmarks:
 ${BENCHMARKS.map((b) => `  ${b.name.padEnd(8)}  ${b.summary}`).join('\n')}
 
-sluice bench load (CHECKPOINT [--pth OTHER] | --synthetic SIZE) [--dtype auto|f16|f32]
+sluice bench load (CHECKPOINT [--pth OTHER] | --synthetic SIZE [--storage bf16|f16|f32])
+                  [--dtype auto|f16|f32]
                   [--repeat R] [--staging SIZE] [--slots N] [--dir DIR] [--json]
   Measures, each in a fresh process: (a) raw read of the checkpoint's tensor bytes,
   (b) raw upload of as many bytes to fresh GPU buffers, (c) sluice safetensors → GPU,
   (d) sluice .pth → GPU (with --pth, or --synthetic), (e) torch.load of the .pth to
   CPU where /usr/bin/python3 has torch. One cold run (files dropped from the page
   cache) and R warm runs (default 2; medians). --synthetic SIZE (e.g. 1GiB) writes a
-  Llama-shaped BF16 checkpoint in both formats to a temp dir (inside DIR if given).
+  Llama-shaped checkpoint (BF16 unless --storage) in both formats to a temp dir (inside
+  DIR if given). --dtype is the compute dtype the loader converts floats to.
   Goals: (c) within 1.25× of max(a, b); (d) within 1.1× of (c); (c) faster than (e);
   host memory during (c) ≤ 256 MiB (peak RSS growth minus GPU bytes on a software GPU).
 
