@@ -21,6 +21,14 @@ export { MAX_HEADER_SIZE, parseHeader, parseHeaderLength, type SafetensorsHeader
 // GPU
 export { acquireDevice, type AcquireOptions, type GpuContext } from './gpu/device.js';
 export { describeAdapter, type AdapterReport } from './gpu/adapter-info.js';
+export {
+  loadTensors, resolveComputeDtype, GpuTensors, DEFAULT_STAGING_BYTES, DEFAULT_STAGING_SLOTS,
+  type LoadOptions, type LoadProgress, type DtypeChoice,
+} from './gpu/load-tensors.js';
+export { singleBuffer, type GpuTensor, type GpuTensorChunk } from './gpu/gpu-tensor.js';
+export { readBuffer, readTensor } from './gpu/read-back.js';
+export { PipelineCache, pipelineCache, type PipelineSpec } from './gpu/pipeline-cache.js';
+export { setShaderLoader, shaderTable, type ShaderLoader } from './gpu/shader-library.js';
 
 // Safetensors writing (browser-safe: planning and streaming; files are in sluice/node)
 export {
