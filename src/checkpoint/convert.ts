@@ -223,8 +223,10 @@ function verifyError(outDir: string, what: string): SluiceError {
 // ─── float conversion (CPU) ───────────────────────────────────────────────────────────
 // Bit-exact and endian-explicit (DataView, little-endian). Narrowing rounds to nearest,
 // ties to even, as torch's `.half()` / `.bfloat16()` do; overflow becomes ±inf; subnormals
-// are produced and read exactly. NaN stays NaN: sign kept, quiet bit set, the payload's
-// top bits kept (torch's NaN bits differ from path to path, so none is copied).
+// are produced and read exactly. NaNs to F32 and F16 get the bits torch's `.float()` /
+// `.half()` give (F16 → F32: payload kept, quiet bit set; BF16 → F32 exact; → F16:
+// sign | 0x7e00), the same as the GPU loader's kernel (shaders/convert.wgsl). To BF16
+// torch differs from path to path, so a NaN keeps its sign, quiet bit and top payload.
 
 export type FloatDtype = 'F32' | 'F16' | 'BF16';
 
@@ -259,7 +261,7 @@ export function f32ToF16Bits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   const mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
+  if (exp === 0xff) return sign | (mant ? 0x7e00 : 0x7c00);
   const e = exp - 112; // F16's biased exponent: (exp − 127) + 15
   if (e >= 0x1f) return sign | 0x7c00;
   if (e <= 0) {
@@ -306,8 +308,7 @@ export function f16ToF32Bits(h: number): number {
   return (sign | ((exp + 112) << 23) | (mant << 13)) >>> 0;
 }
 
-/** BF16 bits → F32 bits (exact; a NaN gets its quiet bit). */
+/** BF16 bits → F32 bits (exact, NaNs included). */
 export function bf16ToF32Bits(b: number): number {
-  const x = (b << 16) >>> 0;
-  return (x & 0x7fffffff) > 0x7f800000 ? (x | 0x400000) >>> 0 : x;
+  return (b << 16) >>> 0;
 }

@@ -85,13 +85,13 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
   const computeDtype = resolveComputeDtype(device, options.dtype);
   const label = options.label ?? 'weights';
   const slots = options.stagingSlots ?? DEFAULT_STAGING_SLOTS;
-  const slotBytes = Math.floor((options.stagingBytes ?? DEFAULT_STAGING_BYTES) / slots / 16) * 16;
-  if (!(slots >= 1 && slotBytes >= 64)) throw new SluiceError('USAGE', `staging of ${slots} slots × ${slotBytes} bytes is too small`);
-  const maxChunkBytes = Math.min(
-    options.maxChunkBytes ?? Infinity,
-    device.limits.maxStorageBufferBindingSize,
-    device.limits.maxBufferSize,
-  );
+  const bindingLimit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  // A slot is also the scratch buffer the convert kernel binds whole: at most one binding.
+  const slotBytes = Math.floor(Math.min((options.stagingBytes ?? DEFAULT_STAGING_BYTES) / slots, bindingLimit) / 16) * 16;
+  if (!(Number.isInteger(slots) && slots >= 1 && slotBytes >= 64)) {
+    throw new SluiceError('USAGE', `staging of ${slots} slots × ${slotBytes} bytes: need at least 1 slot of 64 bytes`);
+  }
+  const maxChunkBytes = Math.min(options.maxChunkBytes ?? Infinity, bindingLimit);
   const infos = checkpoint.tensors().filter((t) => options.filter?.(t) ?? true);
   const plans = infos.map((info) => planTensor(info, computeDtype, { maxChunkBytes, pieceBytes: slotBytes }));
   const where = checkpoint.files[0] ?? 'checkpoint';
@@ -154,7 +154,9 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
         ring.use(slot, async (mapped) => {
           // Straight into the mapped slot: a file source reads there, no buffer in between.
           const view = new Uint8Array(mapped, 0, copyBytes);
-          await checkpoint.readRange(plan.info.name, piece.sourceOffset, piece.sourceLength, view);
+          const got = await checkpoint.readRange(plan.info.name, piece.sourceOffset, piece.sourceLength, view);
+          // A custom source may ignore `into` and return its own bytes: copy them then.
+          if (got.buffer !== view.buffer || got.byteOffset !== view.byteOffset) view.set(got);
           view.fill(0, piece.sourceLength); // deterministic padding bytes
           slot.buffer.unmap();
           const encoder = device.createCommandEncoder({ label: `${label}.upload` });
@@ -175,19 +177,19 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
     }
     await ring.drain();
     await device.queue.onSubmittedWorkDone();
+    progress.phase = 'done';
+    progress.tensor = null;
+    report(); // inside the try: a callback that throws here must not leak the tensors
   } catch (e) {
+    // Pieces still in flight may yet submit copies into the tensors: let them settle first.
+    await ring.destroy();
+    for (const tensor of loaded.values()) destroyTensor(tensor);
+    throw e;
+  } finally {
     await ring.destroy();
     scratch?.destroy();
     params.destroy();
-    for (const tensor of loaded.values()) destroyTensor(tensor);
-    throw e;
   }
-  await ring.destroy();
-  scratch?.destroy();
-  params.destroy();
-  progress.phase = 'done';
-  progress.tensor = null;
-  report();
   return new GpuTensors(computeDtype, progress.bytesTotal, deviceBytes, loaded);
 }
 

@@ -66,7 +66,7 @@ export class StagingRing {
     if (failed) throw failed.reason;
   }
 
-  /** Settles every slot, ignoring failures (used when already failing), then frees the buffers. */
+  /** Settles every slot, ignoring failures (used when already failing), then frees the buffers. Idempotent. */
   async destroy(): Promise<void> {
     await Promise.allSettled(this.ready);
     for (const { buffer } of this.slots) buffer.destroy();

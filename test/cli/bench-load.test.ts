@@ -34,14 +34,18 @@ describe('sluice bench load', () => {
     for (const key of ['read', 'load', 'load_pth']) {
       for (const which of ['cold', 'warm']) {
         expect(r[key][which].seconds, `${key}.${which}`).toBeGreaterThan(0);
-        expect(r[key][which].gbps, `${key}.${which}`).toBeCloseTo(r.bytes / r[key][which].seconds / 1e9, 1);
+        // seconds are rounded to 1 ms: GB/s agrees with them within that rounding.
+        const { seconds, gbps } = r[key][which];
+        expect(gbps, `${key}.${which}`).toBeGreaterThanOrEqual(r.bytes / (seconds + 0.0006) / 1e9 - 0.001);
+        expect(gbps, `${key}.${which}`).toBeLessThanOrEqual(r.bytes / Math.max(seconds - 0.0006, 1e-4) / 1e9 + 0.001);
       }
     }
     expect(r.upload.cold).toBeNull(); // nothing to read, so no cold run
     expect(r.upload.warm.seconds).toBeGreaterThan(0);
     const limit = Math.max(r.read.warm.seconds, r.upload.warm.seconds);
-    expect(r.ratios.limit_over_load).toBeCloseTo(limit / r.load.warm.seconds, 1);
-    expect(r.ratios.pth_over_load).toBeCloseTo(r.load_pth.warm.seconds / r.load.warm.seconds, 1);
+    const near = (got: number, want: number) => expect(Math.abs(got - want) / want, `${got} vs ${want}`).toBeLessThan(0.3);
+    near(r.ratios.limit_over_load, limit / r.load.warm.seconds);
+    near(r.ratios.pth_over_load, r.load_pth.warm.seconds / r.load.warm.seconds);
     expect(r.pass.load_vs_limit).toBe(r.ratios.limit_over_load >= 0.8);
     expect(r.pass.pth_vs_load).toBe(r.ratios.pth_over_load <= 1.1);
     if (hasTorch()) {

@@ -219,12 +219,13 @@ describe('float conversion (CPU)', () => {
     expect(f32ToBf16Bits(bitsOf(3.4e38))).toBe(0x7f80); // past the largest BF16: inf
   });
 
-  it('NaN keeps its sign, gets the quiet bit, keeps its top payload bits', () => {
-    expect(f32ToF16Bits(0xffa12345)).toBe(0xfe00 | (0x212345 >>> 13));
-    expect(f32ToF16Bits(0x7f800001)).toBe(0x7e00); // payload below F16's bits: still NaN
+  it("NaN: as torch's .half()/.float() to F16 and F32; to BF16 sign, quiet bit and top payload kept", () => {
+    expect(f32ToF16Bits(0xffa12345)).toBe(0xfe00);
+    expect(f32ToF16Bits(0x7f800001)).toBe(0x7e00);
+    expect(f16ToF32Bits(0x7c01)).toBe(0x7fc02000); // payload kept, made quiet
     expect(f32ToBf16Bits(0xffa12345)).toBe(0xffe1);
     expect(f32ToBf16Bits(0x7f800001)).toBe(0x7fc0);
-    expect(bf16ToF32Bits(0xff81)).toBe(0xffc10000);
+    expect(bf16ToF32Bits(0xff81)).toBe(0xff810000); // exact, as torch
     expect(bf16ToF32Bits(0x7f80)).toBe(0x7f800000); // inf is not NaN
   });
 
