@@ -4,6 +4,7 @@
 import type { Dtype } from '../formats/dtypes.js';
 import { workgroups1d } from '../gpu/dispatch.js';
 import { pipelineCache } from '../gpu/pipeline-cache.js';
+import type { ComputeDtype } from './op.js';
 
 /** Threads per workgroup. */
 export const CONVERT_WORKGROUP = 256;
@@ -14,7 +15,7 @@ export const CONVERT_WORKGROUP = 256;
  */
 export const ELEMENTS_PER_INVOCATION = 8;
 
-export type ComputeDtype = 'F32' | 'F16';
+export type { ComputeDtype } from './op.js';
 
 /** The storage dtypes the kernel converts (others are copied as they are). */
 export const CONVERTIBLE: readonly Dtype[] = ['F32', 'F16', 'BF16'];

@@ -1,0 +1,27 @@
+// Every pipeline variant of every kernel, by its cache key, so one test compiles them all
+// (getCompilationInfo: no errors, no warnings) and no variant rots unseen. Each op file
+// exports its own list; add new ops here.
+
+import type { PipelineSpec } from '../gpu/pipeline-cache.js';
+import { addVariants } from './add.js';
+import { CONVERT_WORKGROUP, convertPipelineKey } from './convert.js';
+import type { ComputeDtype } from './op.js';
+
+export interface Variant {
+  key: string;
+  spec: PipelineSpec;
+}
+
+function convertVariants(): Variant[] {
+  const pairs = [['BF16', 'F32'], ['F16', 'F32'], ['BF16', 'F16'], ['F32', 'F16']] as const;
+  return pairs.map(([from, to]) => ({
+    key: convertPipelineKey(from, to),
+    spec: { shader: 'convert', flags: [`SRC_${from}`, ...(to === 'F16' ? ['DST_F16'] : [])], constants: { WORKGROUP_SIZE: CONVERT_WORKGROUP } },
+  }));
+}
+
+/** All variants the device can run: F16 ones only where it has shader-f16. */
+export function allVariants(features: ReadonlySet<string>): Variant[] {
+  const dtypes: ComputeDtype[] = features.has('shader-f16') ? ['F32', 'F16'] : ['F32'];
+  return [...convertVariants(), ...addVariants(dtypes)];
+}
