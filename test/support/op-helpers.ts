@@ -96,7 +96,7 @@ export async function uploadWeights(
   dtype: ComputeDtype,
   maxChunkBytes?: number,
 ): Promise<{ tensors: Map<string, GpuTensor>; destroy(): void }> {
-  const bytes = serializeSafetensors(
+  const bytes = await serializeSafetensors(
     Object.entries(tensors).map(([name, t]) => ({ name, dtype: 'F32' as const, shape: t.shape, data: encode(t.values, 'F32') })),
   );
   const checkpoint = await openCheckpointSource(new MemorySource(bytes, 'test-weights.safetensors'));
