@@ -4,6 +4,7 @@
 
 import type { PipelineSpec } from '../gpu/pipeline-cache.js';
 import { addVariants } from './add.js';
+import { bandwidthVariants } from './bandwidth.js';
 import { CONVERT_WORKGROUP, convertPipelineKey } from './convert.js';
 import type { ComputeDtype } from './op.js';
 
@@ -23,5 +24,5 @@ function convertVariants(): Variant[] {
 /** All variants the device can run: F16 ones only where it has shader-f16. */
 export function allVariants(features: ReadonlySet<string>): Variant[] {
   const dtypes: ComputeDtype[] = features.has('shader-f16') ? ['F32', 'F16'] : ['F32'];
-  return [...convertVariants(), ...addVariants(dtypes)];
+  return [...convertVariants(), ...addVariants(dtypes), ...bandwidthVariants()];
 }

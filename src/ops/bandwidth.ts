@@ -1,0 +1,56 @@
+// Launcher of shaders/bandwidth.wgsl: the read limit (and a copy) that memory-bound
+// kernels are measured against in `sluice bench kernels`.
+
+import { ParamsLayout } from '../gpu/params.js';
+import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import type { PreparedOp } from './op.js';
+
+export const BANDWIDTH_WORKGROUP = 256;
+/** Workgroups per dispatch: enough to fill any GPU, few enough to stay in one dimension. */
+export const BANDWIDTH_GROUPS = 1024;
+const PARAMS = new ParamsLayout([['count', 'u32'], ['threads', 'u32']] as const);
+
+export type BandwidthKind = 'read' | 'copy';
+
+export function bandwidthVariants(): { key: string; spec: PipelineSpec }[] {
+  return (['read', 'copy'] as const).map(variant);
+}
+
+function variant(kind: BandwidthKind): { key: string; spec: PipelineSpec } {
+  return {
+    key: `bandwidth_${kind}_wg${BANDWIDTH_WORKGROUP}`,
+    spec: { shader: 'bandwidth', flags: kind === 'copy' ? ['COPY'] : [], constants: { WORKGROUP_SIZE: BANDWIDTH_WORKGROUP } },
+  };
+}
+
+export class Bandwidth {
+  private constructor(
+    private readonly device: GPUDevice,
+    private readonly pipeline: GPUComputePipeline,
+    readonly kind: BandwidthKind,
+  ) {}
+
+  static async create(device: GPUDevice, kind: BandwidthKind): Promise<Bandwidth> {
+    const { key, spec } = variant(kind);
+    return new Bandwidth(device, await pipelineCache(device).get(key, spec), kind);
+  }
+
+  /**
+   * Reads `bytes` (a multiple of 16) of `src`; 'copy' writes them to `dst`, 'read' writes
+   * one f32 per invocation to `dst` (at least BANDWIDTH_GROUPS × WORKGROUP × 4 bytes).
+   */
+  prepare(label: string, bytes: number, src: GPUBuffer, dst: GPUBuffer): PreparedOp {
+    const threads = BANDWIDTH_GROUPS * BANDWIDTH_WORKGROUP;
+    const params = PARAMS.createBuffer(this.device, label, { count: bytes / 16, threads });
+    const bindGroup = this.device.createBindGroup({
+      label,
+      layout: this.pipeline.getBindGroupLayout(0),
+      entries: [params, src, dst].map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+    return {
+      label,
+      dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups: [BANDWIDTH_GROUPS] }],
+      destroy: () => params.destroy(),
+    };
+  }
+}
