@@ -46,6 +46,8 @@ export type ErrorCode =
   | 'SHADER_ERROR' // a WGSL variant that does not compile: a bug of sluice, named precisely
   | 'TENSOR_TOO_LARGE' // one row of a tensor exceeds what a GPU binding can hold
   | 'ABORTED' // the caller's AbortSignal fired
+  // models
+  | 'UNSUPPORTED_ARCH' // a config.json sluice cannot run: names what, lists what it can
   // CLI
   | 'USAGE';
 

@@ -1,0 +1,155 @@
+// HF `config.json` → a typed ModelConfig for the Llama family sluice runs: Llama (1–3.2),
+// Mistral, Qwen2 and the models built on them (SmolLM/SmolLM2, TinyLlama). Everything the
+// forward pass needs is checked here, once, with errors that say what is unsupported and
+// what is: nothing downstream re-validates.
+
+import { SluiceError } from '../errors.js';
+
+export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const;
+export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
+
+export type RopeScaling =
+  | { type: 'default' }
+  | { type: 'linear'; factor: number }
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+
+export interface ModelConfig {
+  architecture: Architecture;
+  /** e.g. 'llama', 'mistral', 'qwen2' (informational). */
+  modelType: string;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling;
+  maxPositionEmbeddings: number;
+  tieWordEmbeddings: boolean;
+  /** q/k/v projections have biases (Qwen2 always; Llama when attention_bias). o_proj too when attention_bias. */
+  qkvBias: boolean;
+  oBias: boolean;
+  /** Sliding-window attention size, or null: a context longer than it is refused. */
+  slidingWindow: number | null;
+  /** The checkpoint's own dtype (torch_dtype), informational. */
+  torchDtype: string | null;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+}
+
+const SUPPORTED_ROPE = ['default', 'linear', 'llama3'];
+
+/** Parses config.json text; `file` names it in errors. */
+export function parseModelConfig(text: string, file = 'config.json'): ModelConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new SluiceError('INVALID_JSON', `${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new SluiceError('INVALID_JSON', `${file}: not a JSON object`);
+  return modelConfig(raw as Record<string, unknown>, file);
+}
+
+export function modelConfig(c: Record<string, unknown>, file = 'config.json'): ModelConfig {
+  const unsupported = (what: string) =>
+    new SluiceError('UNSUPPORTED_ARCH', `${file}: ${what}; sluice runs ${SUPPORTED_ARCHITECTURES.join(', ')} with rope_scaling ${SUPPORTED_ROPE.join('/')} (SmolLM, TinyLlama, Llama 2/3/3.1/3.2, Mistral, Qwen2)`);
+  const bad = (key: string, why: string) => new SluiceError('INVALID_JSON', `${file}: ${key} ${why}`);
+  const int = (key: string, fallback?: number): number => {
+    const v = c[key] ?? fallback;
+    if (!Number.isSafeInteger(v) || (v as number) <= 0) throw bad(key, v === undefined ? 'is missing' : `must be a positive integer, not ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const num = (key: string, fallback?: number): number => {
+    const v = c[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw bad(key, v === undefined ? 'is missing' : `must be a positive number, not ${JSON.stringify(v)}`);
+    return v;
+  };
+  const bool = (key: string, fallback: boolean): boolean => {
+    const v = c[key] ?? fallback;
+    if (typeof v !== 'boolean') throw bad(key, `must be true or false, not ${JSON.stringify(v)}`);
+    return v;
+  };
+
+  const architectures = c.architectures;
+  const arch = Array.isArray(architectures) ? architectures.find((a) => (SUPPORTED_ARCHITECTURES as readonly unknown[]).includes(a)) : undefined;
+  if (!arch) throw unsupported(`architecture ${JSON.stringify(architectures ?? null)} is not supported`);
+  const act = c.hidden_act ?? 'silu';
+  if (act !== 'silu') throw unsupported(`hidden_act ${JSON.stringify(act)} is not supported (only silu)`);
+  if (c.mlp_bias === true) throw unsupported('mlp_bias true is not supported');
+
+  const hiddenSize = int('hidden_size');
+  const numHeads = int('num_attention_heads');
+  const numKvHeads = int('num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0) throw bad('num_key_value_heads', `(${numKvHeads}) must divide num_attention_heads (${numHeads})`);
+  const headDim = c.head_dim == null ? hiddenSize / numHeads : int('head_dim');
+  if (!Number.isInteger(headDim)) throw bad('hidden_size', `(${hiddenSize}) is not a multiple of num_attention_heads (${numHeads}) and head_dim is not given`);
+
+  const attentionBias = bool('attention_bias', false);
+  const qwen2 = arch === 'Qwen2ForCausalLM';
+  const maxPositionEmbeddings = int('max_position_embeddings', 2048);
+  // Qwen2 configs carry sliding_window but use it only with use_sliding_window true.
+  const windowed = qwen2 ? c.use_sliding_window === true : c.sliding_window != null;
+  const slidingWindow = windowed ? int('sliding_window') : null;
+
+  return {
+    architecture: arch as Architecture,
+    modelType: typeof c.model_type === 'string' ? c.model_type : 'llama',
+    hiddenSize,
+    intermediateSize: int('intermediate_size'),
+    numLayers: int('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize: int('vocab_size'),
+    rmsNormEps: num('rms_norm_eps', 1e-6),
+    ropeTheta: num('rope_theta', 10000),
+    ropeScaling: ropeScaling(c.rope_scaling, unsupported, bad),
+    maxPositionEmbeddings,
+    tieWordEmbeddings: bool('tie_word_embeddings', false),
+    qkvBias: qwen2 || attentionBias,
+    oBias: attentionBias,
+    slidingWindow,
+    torchDtype: typeof c.torch_dtype === 'string' ? c.torch_dtype : null,
+    bosTokenId: Number.isSafeInteger(c.bos_token_id) ? (c.bos_token_id as number) : null,
+    eosTokenIds: tokenIds(c.eos_token_id),
+  };
+}
+
+function ropeScaling(
+  raw: unknown,
+  unsupported: (what: string) => SluiceError,
+  bad: (key: string, why: string) => SluiceError,
+): RopeScaling {
+  if (raw == null) return { type: 'default' };
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw bad('rope_scaling', 'must be an object or null');
+  const r = raw as Record<string, unknown>;
+  const type = r.rope_type ?? r.type; // newer configs say rope_type, older ones type
+  const number = (key: string, fallback?: number): number => {
+    const v = r[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw bad(`rope_scaling.${key}`, `must be a positive number, not ${JSON.stringify(v)}`);
+    return v;
+  };
+  if (type === 'default') return { type: 'default' };
+  if (type === 'linear') return { type: 'linear', factor: number('factor') };
+  if (type === 'llama3') {
+    return {
+      type: 'llama3',
+      factor: number('factor'),
+      lowFreqFactor: number('low_freq_factor'),
+      highFreqFactor: number('high_freq_factor'),
+      originalMaxPositionEmbeddings: number('original_max_position_embeddings'),
+    };
+  }
+  throw unsupported(`rope_scaling type ${JSON.stringify(type ?? null)} is not supported`);
+}
+
+/** eos_token_id / generation_config ids: one id, a list, or absent. */
+export function tokenIds(v: unknown): number[] {
+  if (Number.isSafeInteger(v)) return [v as number];
+  if (Array.isArray(v)) return v.filter((x): x is number => Number.isSafeInteger(x));
+  return [];
+}

@@ -1,0 +1,94 @@
+// config.json → ModelConfig on real configs (test/fixtures/configs/), and every refusal:
+// an unsupported architecture, activation or rope type is UNSUPPORTED_ARCH naming it and
+// listing what is supported; a malformed field is INVALID_JSON naming the key.
+
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { isSluiceError } from '../../src/errors.js';
+import { parseModelConfig } from '../../src/model/config.js';
+
+const fixture = (name: string) => readFileSync(`test/fixtures/configs/${name}.json`, 'utf8');
+const edited = (name: string, change: Record<string, unknown>) => JSON.stringify({ ...JSON.parse(fixture(name)), ...change });
+
+function refusal(text: string, code: string): string {
+  try {
+    parseModelConfig(text, 'x/config.json');
+  } catch (e) {
+    expect(isSluiceError(e, code as never), String(e)).toBe(true);
+    return (e as Error).message;
+  }
+  throw new Error('no error');
+}
+
+describe('real configs', () => {
+  it('SmolLM2-135M-Instruct: GQA 9/3, head_dim 64, tied embeddings, no rope scaling', () => {
+    const c = parseModelConfig(fixture('smollm2-135m-instruct'));
+    expect(c).toMatchObject({
+      architecture: 'LlamaForCausalLM', hiddenSize: 576, intermediateSize: 1536, numLayers: 30, numHeads: 9, numKvHeads: 3,
+      headDim: 64, vocabSize: 49152, rmsNormEps: 1e-5, ropeTheta: 100000, ropeScaling: { type: 'default' },
+      maxPositionEmbeddings: 8192, tieWordEmbeddings: true, qkvBias: false, oBias: false, slidingWindow: null,
+      torchDtype: 'bfloat16', bosTokenId: 1, eosTokenIds: [2],
+    });
+  });
+
+  it('Llama-3.2-1B-Instruct: llama3 rope scaling, three eos ids', () => {
+    const c = parseModelConfig(fixture('llama-3.2-1b-instruct'));
+    expect(c.ropeScaling).toEqual({ type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
+    expect(c.eosTokenIds).toEqual([128001, 128008, 128009]);
+    expect([c.headDim, c.numKvHeads, c.ropeTheta]).toEqual([64, 8, 500000]);
+  });
+
+  it('Qwen2-0.5B-Instruct: q/k/v biases, sliding window present but not in use', () => {
+    const c = parseModelConfig(fixture('qwen2-0.5b-instruct'));
+    expect([c.qkvBias, c.oBias, c.slidingWindow, c.headDim, c.rmsNormEps]).toEqual([true, false, null, 64, 1e-6]);
+    expect(parseModelConfig(edited('qwen2-0.5b-instruct', { use_sliding_window: true })).slidingWindow).toBe(32768);
+  });
+
+  it('TinyLlama: head_dim derived from hidden_size / heads, untied embeddings', () => {
+    const c = parseModelConfig(fixture('tinyllama-1.1b-chat'));
+    expect([c.headDim, c.numKvHeads, c.tieWordEmbeddings]).toEqual([64, 4, false]);
+  });
+
+  it('Mistral: v0.2 has no window; v0.1 has a 4096 window (a longer context is refused later)', () => {
+    expect(parseModelConfig(fixture('mistral-7b-instruct-v0.2')).slidingWindow).toBeNull();
+    expect(parseModelConfig(fixture('mistral-7b-instruct-v0.1')).slidingWindow).toBe(4096);
+  });
+
+  it('linear rope scaling, and the older "type" key', () => {
+    const c = parseModelConfig(edited('tinyllama-1.1b-chat', { rope_scaling: { type: 'linear', factor: 4 } }));
+    expect(c.ropeScaling).toEqual({ type: 'linear', factor: 4 });
+  });
+});
+
+describe('refusals', () => {
+  it('an unsupported architecture names it and lists the supported ones', () => {
+    const message = refusal(edited('tinyllama-1.1b-chat', { architectures: ['GPTNeoXForCausalLM'] }), 'UNSUPPORTED_ARCH');
+    expect(message).toMatch(/^x\/config\.json: architecture \["GPTNeoXForCausalLM"\] is not supported; sluice runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM/);
+  });
+
+  it.each([
+    [{ rope_scaling: { rope_type: 'yarn', factor: 4 } }, /rope_scaling type "yarn" is not supported/],
+    [{ rope_scaling: { rope_type: 'dynamic', factor: 2 } }, /rope_scaling type "dynamic"/],
+    [{ hidden_act: 'gelu' }, /hidden_act "gelu" is not supported \(only silu\)/],
+    [{ mlp_bias: true }, /mlp_bias true is not supported/],
+  ])('UNSUPPORTED_ARCH for %j', (change, pattern) => {
+    expect(refusal(edited('tinyllama-1.1b-chat', change), 'UNSUPPORTED_ARCH')).toMatch(pattern);
+  });
+
+  it.each([
+    [{ hidden_size: 0 }, /hidden_size must be a positive integer, not 0/],
+    [{ num_hidden_layers: undefined }, /num_hidden_layers is missing/],
+    [{ num_key_value_heads: 5 }, /num_key_value_heads \(5\) must divide num_attention_heads \(32\)/],
+    [{ hidden_size: 2050, head_dim: undefined }, /not a multiple of num_attention_heads/],
+    [{ rms_norm_eps: 'small' }, /rms_norm_eps must be a positive number/],
+    [{ tie_word_embeddings: 'yes' }, /tie_word_embeddings must be true or false/],
+    [{ rope_scaling: { rope_type: 'llama3', factor: 8 } }, /rope_scaling\.low_freq_factor must be a positive number, not undefined/],
+  ])('INVALID_JSON for %j', (change, pattern) => {
+    expect(refusal(edited('tinyllama-1.1b-chat', change), 'INVALID_JSON')).toMatch(pattern);
+  });
+
+  it('not JSON, or not an object', () => {
+    expect(refusal('{', 'INVALID_JSON')).toMatch(/^x\/config\.json: not valid JSON/);
+    expect(refusal('[1]', 'INVALID_JSON')).toMatch(/not a JSON object/);
+  });
+});
