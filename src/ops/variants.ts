@@ -6,7 +6,11 @@ import type { PipelineSpec } from '../gpu/pipeline-cache.js';
 import { addVariants } from './add.js';
 import { bandwidthVariants } from './bandwidth.js';
 import { CONVERT_WORKGROUP, convertPipelineKey } from './convert.js';
+import { embeddingVariants } from './embedding.js';
 import type { ComputeDtype } from './op.js';
+import { rmsNormVariants } from './rms-norm.js';
+import { ropeVariants } from './rope.js';
+import { swigluVariants } from './swiglu.js';
 
 export interface Variant {
   key: string;
@@ -24,5 +28,13 @@ function convertVariants(): Variant[] {
 /** All variants the device can run: F16 ones only where it has shader-f16. */
 export function allVariants(features: ReadonlySet<string>): Variant[] {
   const dtypes: ComputeDtype[] = features.has('shader-f16') ? ['F32', 'F16'] : ['F32'];
-  return [...convertVariants(), ...addVariants(dtypes), ...bandwidthVariants()];
+  return [
+    ...convertVariants(),
+    ...bandwidthVariants(),
+    ...addVariants(dtypes),
+    ...embeddingVariants(dtypes, features),
+    ...rmsNormVariants(dtypes, features),
+    ...ropeVariants(dtypes, features),
+    ...swigluVariants(dtypes, features),
+  ];
 }

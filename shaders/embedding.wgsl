@@ -1,0 +1,44 @@
+// Embedding gather: out[t] = table[ids[t]], for a table stored in row-chunks. One dispatch
+// per chunk; each copies the rows of the ids inside its chunk and skips the others. One
+// workgroup per token, striding over the row, so a chunk that does not hold the id skips
+// the whole workgroup at once (few workgroups to skip). An id ≥ vocab gets a row of zeros,
+// written by the last chunk's dispatch (zero_past = 1), so no read leaves the table.
+// Launcher: src/ops/embedding.ts. Variant: F16 (f16 storage; a copy either way).
+#ifdef F16
+enable f16;
+alias T = f16;
+#else
+alias T = f32;
+#endif
+
+struct Params {
+  tokens: u32,    // T
+  hidden: u32,    // elements per row
+  first_row: u32, // vocab id of the chunk's row 0
+  rows: u32,      // rows in this chunk
+  zero_past: u32, // 1: ids ≥ first_row + rows (past the vocab) get zeros; 0: skipped
+}
+
+override WORKGROUP_SIZE: u32;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;        // (tokens,) token ids
+@group(0) @binding(2) var<storage, read> table: array<T>;        // (rows, hidden): this chunk
+@group(0) @binding(3) var<storage, read_write> out: array<T>;    // (tokens, hidden)
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let t = wid.x + wid.y * groups.x; // tokens past 65535 spill into y (workgroups1d)
+  if (t >= params.tokens) { return; }
+  let id = ids[t];
+  if (id < params.first_row) { return; } // an earlier chunk's row
+  let row = id - params.first_row;
+  let dst = t * params.hidden;
+  if (row < params.rows) {
+    let src = row * params.hidden;
+    for (var col = lid; col < params.hidden; col += WORKGROUP_SIZE) { out[dst + col] = table[src + col]; }
+  } else if (params.zero_past != 0u) {
+    for (var col = lid; col < params.hidden; col += WORKGROUP_SIZE) { out[dst + col] = T(0.0); }
+  }
+}

@@ -1,0 +1,60 @@
+// RMSNorm over the rows of an activation, as HF's LlamaRMSNorm computes it:
+//   h = x.float(); h = h * rsqrt(mean(h²) + eps); y = weight * h.to(x.dtype)
+// One workgroup per row: each invocation sums the squares of a strided slice of the row
+// in f32, a workgroup tree reduces the partial sums, then each invocation scales its
+// slice. Launcher: src/ops/rms-norm.ts. Variant: F16 (f16 storage, f32 reduction; the
+// normalised value is rounded to f16 before the weight multiplies it, as HF does).
+#ifdef F16
+enable f16;
+alias T = f16;
+#else
+alias T = f32;
+#endif
+
+struct Params {
+  rows: u32,   // T: rows to normalise
+  hidden: u32, // elements per row
+  eps: f32,    // rms_norm_eps
+}
+
+// A power of two (the tree reduction halves it): the launcher's RMS_NORM_WORKGROUP.
+override WORKGROUP_SIZE: u32;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;             // (rows, hidden)
+@group(0) @binding(2) var<storage, read> weight: array<T>;        // (hidden,)
+@group(0) @binding(3) var<storage, read_write> out: array<T>;     // (rows, hidden)
+
+var<workgroup> partial: array<f32, WORKGROUP_SIZE>; // (WORKGROUP_SIZE,) sums of squares
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  // Rows past 65535 spill into y (workgroups1d); the test is uniform per workgroup, so
+  // the barriers below stay in uniform control flow.
+  let row = wid.x + wid.y * groups.x;
+  if (row >= params.rows) { return; }
+  let base = row * params.hidden;
+
+  var sum = 0.0;
+  for (var i = lid; i < params.hidden; i += WORKGROUP_SIZE) {
+    let v = f32(x[base + i]);
+    sum += v * v;
+  }
+  partial[lid] = sum;
+  workgroupBarrier();
+  for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride /= 2u) {
+    if (lid < stride) { partial[lid] += partial[lid + stride]; }
+    workgroupBarrier();
+  }
+  // workgroupUniformLoad: every invocation reads the total, and the compiler knows it is uniform.
+  let total = workgroupUniformLoad(&partial[0]);
+  let scale = 1.0 / sqrt(total / f32(params.hidden) + params.eps);
+
+  for (var i = lid; i < params.hidden; i += WORKGROUP_SIZE) {
+    // HF: weight * h.to(input_dtype). An f16 × f16 product is exact in f32, so rounding it
+    // once to f16 gives torch's f16 multiply bit for bit.
+    let h = T(f32(x[base + i]) * scale);
+    out[base + i] = T(f32(weight[i]) * f32(h));
+  }
+}

@@ -1,0 +1,94 @@
+// Launcher of shaders/embedding.wgsl: out (tokens, hidden) = rows of a (vocab, hidden)
+// table for token ids, the table possibly row-chunked (a Llama-3 table is 128256 × 4096:
+// 1 GiB in f16, 8 chunks at lavapipe's 128 MiB binding limit).
+//
+// Per token: the ids live in a small u32 buffer the caller owns and rewrites (or the
+// sampler writes on the GPU, so the sampled id never has to come back to the host); the
+// prepared op itself never changes. An id ≥ vocab gives a row of zeros (not clamped: a
+// bad id then shows as a zero row rather than as a plausible token, and nothing is read
+// outside the table).
+
+import type { GpuTensor } from '../gpu/gpu-tensor.js';
+import { workgroups1d } from '../gpu/dispatch.js';
+import { ParamsLayout } from '../gpu/params.js';
+import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import { checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
+
+/**
+ * Invocations per workgroup; one workgroup copies one token's row (hidden / WORKGROUP
+ * elements each), so a chunk that does not hold the id skips one workgroup per token.
+ * Napkin math: decode (1 token, hidden 4096, f16) copies 8 KiB in 8 dispatches (8 chunks)
+ * of one workgroup: ≈ 8 × 50 µs on lavapipe, dispatch overhead only on a real GPU.
+ */
+export const EMBEDDING_WORKGROUP = 256;
+
+const PARAMS = new ParamsLayout([
+  ['tokens', 'u32'], // T
+  ['hidden', 'u32'], // elements per row
+  ['first_row', 'u32'], // vocab id of the chunk's row 0
+  ['rows', 'u32'], // rows in the chunk
+  ['zero_past', 'u32'], // 1 on the last chunk: ids ≥ vocab get zeros
+] as const);
+
+/** Every variant of the shader, for the test that compiles them all (no feature beyond shader-f16 used). */
+export function embeddingVariants(dtypes: readonly ComputeDtype[], _features: ReadonlySet<string> = new Set()): { key: string; spec: PipelineSpec }[] {
+  return dtypes.map(variant);
+}
+
+function variant(dtype: ComputeDtype): { key: string; spec: PipelineSpec } {
+  return {
+    key: `embedding_${dtype.toLowerCase()}_wg${EMBEDDING_WORKGROUP}`,
+    spec: { shader: 'embedding', flags: dtypeFlags(dtype), constants: { WORKGROUP_SIZE: EMBEDDING_WORKGROUP } },
+  };
+}
+
+export class Embedding {
+  private constructor(
+    private readonly device: GPUDevice,
+    private readonly pipeline: GPUComputePipeline,
+    readonly dtype: ComputeDtype,
+  ) {}
+
+  static async create(device: GPUDevice, dtype: ComputeDtype): Promise<Embedding> {
+    const { key, spec } = variant(dtype);
+    return new Embedding(device, await pipelineCache(device).get(key, spec), dtype);
+  }
+
+  /**
+   * out: (tokens, hidden) in the compute dtype = table[ids[t]]; ids: (tokens,) u32, the
+   * caller's buffer; table: (vocab, hidden) in the compute dtype, any number of chunks.
+   * One dispatch per chunk, in chunk order.
+   */
+  prepare(label: string, tokens: number, ids: GPUBuffer, table: GpuTensor, out: GPUBuffer): PreparedOp {
+    if (!Number.isInteger(tokens) || tokens < 1) throw new Error(`${label}: embedding tokens must be an integer ≥ 1, got ${tokens}`);
+    if (table.shape.length !== 2) throw new Error(`${label}: embedding table ${table.name} must be 2-D (vocab, hidden), got [${table.shape.join(', ')}]`);
+    const [vocab, hidden] = table.shape as [number, number];
+    checkWeight(label, table, this.dtype, [vocab, hidden]);
+    if (ids.size < tokens * 4) throw new Error(`${label}: embedding ids holds ${ids.size} bytes, ${tokens} u32 need ${tokens * 4}`);
+    const outBytes = tokens * hidden * computeBytes(this.dtype);
+    if (out.size < outBytes) throw new Error(`${label}: embedding out holds ${out.size} bytes, (${tokens}, ${hidden}) ${this.dtype} needs ${outBytes}`);
+    if (tokens * hidden > 2 ** 32 - 1) throw new Error(`${label}: embedding (${tokens}, ${hidden}) has more elements than u32 indexes`);
+
+    const workgroups = workgroups1d(tokens, 1, this.device.limits.maxComputeWorkgroupsPerDimension);
+    const layout = this.pipeline.getBindGroupLayout(0);
+    const paramsBuffers: GPUBuffer[] = [];
+    const dispatches = table.chunks.map((chunk, i) => {
+      const chunkLabel = table.chunks.length === 1 ? label : `${label}.chunk${i}`;
+      const params = PARAMS.createBuffer(this.device, chunkLabel, {
+        tokens,
+        hidden,
+        first_row: chunk.firstRow,
+        rows: chunk.rows,
+        zero_past: i === table.chunks.length - 1 ? 1 : 0,
+      });
+      paramsBuffers.push(params);
+      const bindGroup = this.device.createBindGroup({
+        label: chunkLabel,
+        layout,
+        entries: [params, ids, chunk.buffer, out].map((buffer, binding) => ({ binding, resource: { buffer } })),
+      });
+      return { label: chunkLabel, pipeline: this.pipeline, bindGroup, workgroups };
+    });
+    return { label, dispatches, destroy: () => paramsBuffers.forEach((b) => b.destroy()) };
+  }
+}

@@ -1,0 +1,80 @@
+// Launcher of shaders/swiglu.wgsl: out = silu(gate) * up over (rows, intermediate), from
+// two buffers (gate, up) or, FUSED, from one (rows, 2·intermediate) buffer holding
+// [gate | up] per row. Nothing changes per token: decode prepares rows = 1 once.
+
+import { workgroups1d } from '../gpu/dispatch.js';
+import { ParamsLayout } from '../gpu/params.js';
+import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import { type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
+
+/** Invocations per workgroup, one element each (memory-bound: 3 accesses per element). */
+export const SWIGLU_WORKGROUP = 256;
+
+const PARAMS = new ParamsLayout([
+  ['rows', 'u32'], // T
+  ['cols', 'u32'], // intermediate_size
+] as const);
+
+export interface SwigluOptions {
+  /** One input (rows, 2·cols) = [gate | up] per row, instead of two. */
+  fused?: boolean;
+}
+
+/** Every variant of the shader, for the test that compiles them all (no feature beyond shader-f16 used). */
+export function swigluVariants(dtypes: readonly ComputeDtype[], _features: ReadonlySet<string> = new Set()): { key: string; spec: PipelineSpec }[] {
+  return dtypes.flatMap((dtype) => [false, true].map((fused) => variant(dtype, fused)));
+}
+
+function variant(dtype: ComputeDtype, fused: boolean): { key: string; spec: PipelineSpec } {
+  return {
+    key: `swiglu_${dtype.toLowerCase()}${fused ? '_fused' : ''}_wg${SWIGLU_WORKGROUP}`,
+    spec: { shader: 'swiglu', flags: [...dtypeFlags(dtype), ...(fused ? ['FUSED'] : [])], constants: { WORKGROUP_SIZE: SWIGLU_WORKGROUP } },
+  };
+}
+
+export class Swiglu {
+  private constructor(
+    private readonly device: GPUDevice,
+    private readonly pipeline: GPUComputePipeline,
+    readonly dtype: ComputeDtype,
+    readonly fused: boolean,
+  ) {}
+
+  static async create(device: GPUDevice, dtype: ComputeDtype, options: SwigluOptions = {}): Promise<Swiglu> {
+    const fused = options.fused ?? false;
+    const { key, spec } = variant(dtype, fused);
+    return new Swiglu(device, await pipelineCache(device).get(key, spec), dtype, fused);
+  }
+
+  /**
+   * out: (rows, cols) = silu(gate) * up. Two inputs: `inputs` = [gate, up], each
+   * (rows, cols); fused: [gateUp], (rows, 2·cols). All in the compute dtype; out distinct
+   * from the inputs.
+   */
+  prepare(label: string, rows: number, cols: number, inputs: readonly [GPUBuffer, GPUBuffer] | readonly [GPUBuffer], out: GPUBuffer): PreparedOp {
+    if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(cols) || cols < 1) {
+      throw new Error(`${label}: swiglu needs rows ≥ 1 and cols ≥ 1, got rows ${rows}, cols ${cols}`);
+    }
+    if (rows * cols * (this.fused ? 2 : 1) > 2 ** 32 - 1) throw new Error(`${label}: swiglu (${rows}, ${cols}) has more elements than u32 indexes`);
+    if (inputs.length !== (this.fused ? 1 : 2)) {
+      throw new Error(`${label}: swiglu ${this.fused ? 'fused takes one input [gate | up]' : 'takes two inputs, gate and up'}, got ${inputs.length}`);
+    }
+    const bytes = rows * cols * computeBytes(this.dtype);
+    const named: [string, GPUBuffer, number][] = this.fused
+      ? [['gate_up', inputs[0], 2 * bytes]]
+      : [['gate', inputs[0], bytes], ['up', inputs[1]!, bytes]];
+    named.push(['out', out, bytes]);
+    for (const [name, buffer, need] of named) {
+      if (buffer.size < need) throw new Error(`${label}: swiglu ${name} holds ${buffer.size} bytes, needs ${need}`);
+    }
+    if (inputs.includes(out)) throw new Error(`${label}: swiglu out must not be an input buffer`);
+    const params = PARAMS.createBuffer(this.device, label, { rows, cols });
+    const bindGroup = this.device.createBindGroup({
+      label,
+      layout: this.pipeline.getBindGroupLayout(0),
+      entries: [params, ...inputs, out].map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+    const workgroups = workgroups1d(rows * cols, SWIGLU_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
+    return { label, dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups }], destroy: () => params.destroy() };
+  }
+}

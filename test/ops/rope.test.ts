@@ -1,0 +1,235 @@
+// rope: HF Llama rotate-half rotary embedding in place on Q and K, F32 and F16, with the
+// default, linear and llama3 inv_freq tables, at positions offset by `start` (up to
+// 10^5, where the angle needs range reduction), against a float64 reference from the
+// stored values; and the inv_freq table itself against a float64 transcription of HF's
+// rope init functions.
+
+import { describe, expect, it } from 'vitest';
+import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
+import { runOps, type ComputeDtype } from '../../src/ops/op.js';
+import { Rope, type RopeConfig, ropeInvFreq, ropeVariants, UnsupportedRopeError } from '../../src/ops/rope.js';
+import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
+import { asDtype, closeness, randomValues, readArray, uploadArray } from '../support/op-helpers.js';
+import { mulberry32 } from '../support/safetensors-bytes.js';
+
+const gpu = useGpuTestDevice('test.rope');
+
+const LLAMA3: RopeConfig = {
+  // Llama-3.2-1B/3B's rope: theta 500000, llama3 scaling by 32 from an 8192 context.
+  headDim: 64,
+  ropeTheta: 500000,
+  ropeScaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+};
+const configs = {
+  default: (headDim: number): RopeConfig => ({ headDim, ropeTheta: 10000 }),
+  linear: (headDim: number): RopeConfig => ({ headDim, ropeTheta: 10000, ropeScaling: { type: 'linear', factor: 4 } }),
+  llama3: (headDim: number): RopeConfig => ({ ...LLAMA3, headDim }),
+};
+type Kind = keyof typeof configs;
+
+interface Shape {
+  tokens: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  start: number;
+  kind: Kind;
+}
+
+// Named regression cases first (the smallest head; a Llama-3.2 decode step far into the
+// context; odd half-dims), then seeded random shapes.
+const rng = mulberry32(0x20be);
+const HEAD_DIMS = [2, 6, 16, 64, 100, 128];
+const KINDS: Kind[] = ['default', 'linear', 'llama3'];
+const pick = <T>(list: readonly T[]): T => list[Math.floor(rng() * list.length)];
+const SHAPES: Shape[] = [
+  { tokens: 1, nHeads: 1, nKvHeads: 1, headDim: 2, start: 0, kind: 'default' },
+  { tokens: 1, nHeads: 32, nKvHeads: 8, headDim: 64, start: 100_000, kind: 'llama3' },
+  { tokens: 33, nHeads: 3, nKvHeads: 1, headDim: 6, start: 7, kind: 'linear' },
+  { tokens: 5, nHeads: 4, nKvHeads: 2, headDim: 128, start: 131_000, kind: 'default' },
+  ...Array.from({ length: 12 }, (): Shape => {
+    const nHeads = 1 + Math.floor(rng() * 8);
+    return {
+      tokens: 1 + Math.floor(rng() * 33),
+      nHeads,
+      nKvHeads: 1 + Math.floor(rng() * nHeads),
+      headDim: pick(HEAD_DIMS),
+      start: rng() < 0.5 ? Math.floor(rng() * 64) : Math.floor(rng() * 131_072),
+      kind: pick(KINDS),
+    };
+  }),
+];
+
+/** float64 rotation of the stored values at HF's f32 angle fl32(position · inv_freq). */
+function reference(x: Float32Array, tokens: number, heads: number, headDim: number, start: number, inv: Float32Array): Float64Array {
+  const half = headDim / 2;
+  const out = Float64Array.from(x);
+  for (let t = 0; t < tokens; t++) {
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < half; i++) {
+        const angle = Math.fround((start + t) * inv[i]);
+        const [c, s] = [Math.cos(angle), Math.sin(angle)];
+        const at = (t * heads + h) * headDim + i;
+        out[at] = x[at] * c - x[at + half] * s;
+        out[at + half] = x[at + half] * c + x[at] * s;
+      }
+    }
+  }
+  return out;
+}
+
+/** HF's rope init functions transcribed in float64 (no f32 rounding anywhere). */
+function invFreq64(config: RopeConfig): number[] {
+  const { headDim: d, ropeTheta: theta } = config;
+  const s = (config.ropeScaling ?? {}) as Record<string, number | string>;
+  const inv = Array.from({ length: d / 2 }, (_, i) => 1 / theta ** ((2 * i) / d));
+  const type = s.rope_type ?? s.type ?? 'default';
+  if (type === 'linear') return inv.map((x) => x / (s.factor as number));
+  if (type !== 'llama3') return inv;
+  const [factor, low, high, old] = [s.factor, s.low_freq_factor, s.high_freq_factor, s.original_max_position_embeddings] as number[];
+  return inv.map((x) => {
+    const wavelen = (2 * Math.PI) / x;
+    if (wavelen < old / high) return x;
+    if (wavelen > old / low) return x / factor;
+    const smooth = (old / wavelen - low) / (high - low);
+    return ((1 - smooth) * x) / factor + smooth * x;
+  });
+}
+
+const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
+
+describe('ropeInvFreq', () => {
+  it.each([
+    ['default', configs.default(128)],
+    ['linear', configs.linear(64)],
+    ['llama3 (Llama-3.2)', LLAMA3],
+    ['llama3, head_dim 128 (Llama-3.1-8B)', { ...LLAMA3, ropeScaling: { ...LLAMA3.ropeScaling, factor: 8 } }],
+  ])('%s matches HF in float64', (_, config) => {
+    const got = ropeInvFreq(config);
+    // f32 emulation vs float64: ~6 f32 roundings, and theta^e amplifies the exponent's
+    // rounding (2^-25 relative) by ln(theta) ≤ 13.2: a few 2^-24 ulps in all.
+    expect(closeness(got, invFreq64(config), 0, 2 ** -19)).toBeNull();
+  });
+
+  it('llama3: high frequencies kept, low ones divided by the factor exactly, the middle between', () => {
+    const base = ropeInvFreq(configs.default(64));
+    const base500k = ropeInvFreq({ headDim: 64, ropeTheta: 500000 });
+    const got = ropeInvFreq(LLAMA3);
+    expect(base).not.toEqual(base500k);
+    let kept = 0;
+    let divided = 0;
+    let middle = 0;
+    got.forEach((x, i) => {
+      const wavelen = (2 * Math.PI) / base500k[i];
+      if (wavelen < 8192 / 4) expect(x, `i=${i}`).toBe(base500k[i]), kept++;
+      else if (wavelen > 8192 / 1) expect(x, `i=${i}`).toBe(base500k[i] / 32), divided++;
+      else expect(x > base500k[i] / 32 && x < base500k[i], `i=${i}`).toBe(true), middle++;
+    });
+    // Llama-3.2's table has all three bands.
+    expect([kept > 0, divided > 0, middle > 0]).toEqual([true, true, true]);
+  });
+
+  it('refuses unknown rope types by name, and missing or bad fields', () => {
+    for (const ropeScaling of [{ rope_type: 'yarn', factor: 4 }, { type: 'dynamic', factor: 2 }, { rope_type: 'longrope' }]) {
+      const name = String(ropeScaling.rope_type ?? ropeScaling.type);
+      expect(() => ropeInvFreq({ headDim: 64, ropeTheta: 1e4, ropeScaling })).toThrow(UnsupportedRopeError);
+      expect(() => ropeInvFreq({ headDim: 64, ropeTheta: 1e4, ropeScaling })).toThrow(new RegExp(`"${name}"`));
+    }
+    expect(() => ropeInvFreq({ headDim: 64, ropeTheta: 1e4, ropeScaling: { rope_type: 'linear' } })).toThrow(/factor must be a number/);
+    expect(() => ropeInvFreq({ headDim: 64, ropeTheta: 1e4, ropeScaling: { rope_type: 'llama3', factor: 8 } })).toThrow(/low_freq_factor/);
+    expect(() => ropeInvFreq({ headDim: 63, ropeTheta: 1e4 })).toThrow(/even/);
+    expect(() => ropeInvFreq({ headDim: 64, ropeTheta: 0 })).toThrow(/rope_theta/);
+    // `rope_scaling: {rope_type: "default"}` and null are both the default table.
+    expect(ropeInvFreq({ headDim: 8, ropeTheta: 1e4, ropeScaling: { rope_type: 'default' } })).toEqual(ropeInvFreq({ headDim: 8, ropeTheta: 1e4, ropeScaling: null }));
+  });
+});
+
+it('every variant compiles with no message', async () => {
+  const features = gpu.device.features as ReadonlySet<string>;
+  for (const { key, spec } of ropeVariants(features.has('shader-f16') ? ['F32', 'F16'] : ['F32'], features)) {
+    const info = await pipelineCache(gpu.device).module(spec.shader, spec.flags).getCompilationInfo();
+    expect(info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`), key).toEqual([]);
+  }
+});
+
+/** Runs one rope on fresh random Q and K and compares both with the reference. */
+async function check(device: GPUDevice, dtype: ComputeDtype, shape: Shape): Promise<void> {
+  const { tokens, nHeads, nKvHeads, headDim, start, kind } = shape;
+  const rope = await Rope.create(device, dtype, { config: configs[kind](headDim) });
+  const q = asDtype(randomValues(rng, tokens * nHeads * headDim), dtype);
+  const k = asDtype(randomValues(rng, tokens * nKvHeads * headDim), dtype);
+  const [qBuf, kBuf] = [uploadArray(gpu.device, q, dtype), uploadArray(gpu.device, k, dtype)];
+  const op = rope.prepare(`test.rope.${kind}`, { tokens, nHeads, nKvHeads, start }, qBuf, kBuf);
+  await runOps(device, [op]);
+  const what = JSON.stringify(shape);
+  const tol = tolerance(dtype);
+  expect(closeness(await readArray(gpu.device, qBuf, q.length, dtype), reference(q, tokens, nHeads, headDim, start, rope.invFreq), ...tol), `q ${what}`).toBeNull();
+  expect(closeness(await readArray(gpu.device, kBuf, k.length, dtype), reference(k, tokens, nKvHeads, headDim, start, rope.invFreq), ...tol), `k ${what}`).toBeNull();
+  op.destroy();
+  rope.destroy();
+  qBuf.destroy();
+  kBuf.destroy();
+}
+
+/**
+ * |x| ≤ 1. abs: the reduced angle carries ≤ 2^-22 of rounding (|r| ≤ π), lavapipe's f32
+ * sin/cos ~2^-23, two terms of a few f32 roundings: measured ≤ 2^-22.2 on lavapipe (at
+ * positions up to 131,000 too); 2^-19 leaves 8× margin. (WGSL itself promises only 2^-11
+ * for sin/cos on [−π, π]; a GPU near that bound would fail here, and should.) rel: F16
+ * output rounding, 2^-11.
+ */
+function tolerance(dtype: ComputeDtype): [number, number] {
+  return dtype === 'F16' ? [2 ** -19, 2 ** -11] : [2 ** -19, 0];
+}
+
+describe.each(['F32', 'F16'] as const)('rope %s', (dtype) => {
+  it(`${SHAPES.length} seeded shapes, default / linear / llama3`, async () => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said, not silent: no F16 on this adapter
+    for (const shape of SHAPES) await check(gpu.device, dtype, shape);
+  });
+
+  it('setPositions moves the positions (and the rows) of the next submit', async () => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
+    const [tokens, nHeads, nKvHeads, headDim] = [4, 2, 1, 16];
+    const rope = await Rope.create(gpu.device, dtype, { config: configs.llama3(headDim) });
+    const q = asDtype(randomValues(rng, tokens * nHeads * headDim), dtype);
+    const k = asDtype(randomValues(rng, tokens * nKvHeads * headDim), dtype);
+    const [qBuf, kBuf] = [uploadArray(gpu.device, q, dtype), uploadArray(gpu.device, k, dtype)];
+    const op = rope.prepare('test.rope.positions', { tokens, nHeads, nKvHeads }, qBuf, kBuf);
+    op.setPositions(9000, 2); // rows 0 and 1 at positions 9000 and 9001; rows 2 and 3 untouched
+    await runOps(gpu.device, [op]);
+    const gotQ = await readArray(gpu.device, qBuf, q.length, dtype);
+    const wantQ = reference(q, 2, nHeads, headDim, 9000, rope.invFreq);
+    expect(closeness(gotQ.subarray(0, 2 * nHeads * headDim), wantQ.subarray(0, 2 * nHeads * headDim), ...tolerance(dtype))).toBeNull();
+    expect([...gotQ.subarray(2 * nHeads * headDim)]).toEqual([...q.subarray(2 * nHeads * headDim)]);
+    const gotK = await readArray(gpu.device, kBuf, k.length, dtype);
+    expect(closeness(gotK.subarray(0, 2 * headDim), reference(k, 2, 1, headDim, 9000, rope.invFreq).subarray(0, 2 * headDim), ...tolerance(dtype))).toBeNull();
+    expect(() => op.setPositions(0, 5)).toThrow(/tokens must be 1..4/);
+    expect(() => op.setPositions(2 ** 24 - 1, 2)).toThrow(/out of range/);
+    op.destroy();
+    rope.destroy();
+    qBuf.destroy();
+    kBuf.destroy();
+  });
+});
+
+it('pairs past the per-dimension workgroup limit spill into y', async () => {
+  // A device that claims 4 workgroups per dimension: 9 tokens × 8 heads × 32 pairs = 2304
+  // invocations = 9 workgroups of 256 → a (3, 3) grid.
+  const spy = spyDevice(gpu.device, { limits: { maxComputeWorkgroupsPerDimension: 4 } });
+  await check(spy.device, 'F32', { tokens: 9, nHeads: 6, nKvHeads: 2, headDim: 64, start: 3, kind: 'llama3' });
+});
+
+it('prepare refuses short or shared buffers and bad counts', async () => {
+  const rope = await Rope.create(gpu.device, 'F32', { config: configs.default(8) });
+  const buf = (n: number): GPUBuffer => uploadArray(gpu.device, new Float32Array(n), 'F32');
+  const [q, k] = [buf(16), buf(16)];
+  rope.prepare('x', { tokens: 2, nHeads: 1, nKvHeads: 1 }, q, k).destroy();
+  expect(() => rope.prepare('x', { tokens: 2, nHeads: 2, nKvHeads: 1 }, q, k)).toThrow(/q holds 64 bytes/);
+  expect(() => rope.prepare('x', { tokens: 2, nHeads: 1, nKvHeads: 1 }, q, q)).toThrow(/distinct/);
+  expect(() => rope.prepare('x', { tokens: 0, nHeads: 1, nKvHeads: 1 }, q, k)).toThrow(/tokens/);
+  await expect(Rope.create(gpu.device, 'F32', { config: { headDim: 8, ropeTheta: 1e4, ropeScaling: { rope_type: 'yarn' } } })).rejects.toThrow(UnsupportedRopeError);
+  rope.destroy();
+  q.destroy();
+  k.destroy();
+});
