@@ -48,8 +48,15 @@ export class ParamsLayout<K extends string> {
     return buffer;
   }
 
-  /** Rewrites a params buffer on the queue timeline (in order with submits). */
+  /**
+   * Rewrites a params buffer on the queue timeline (in order with submits). Packs into
+   * one reused scratch buffer (writeBuffer copies it at once), so a per-token update
+   * allocates nothing.
+   */
   write(device: GPUDevice, buffer: GPUBuffer, values: Readonly<Record<K, number>>): void {
-    device.queue.writeBuffer(buffer, 0, this.pack(values));
+    this.scratch ??= new ArrayBuffer(this.byteSize);
+    device.queue.writeBuffer(buffer, 0, this.pack(values, this.scratch));
   }
+
+  private scratch: ArrayBuffer | undefined;
 }

@@ -4,11 +4,14 @@
 
 import type { PipelineSpec } from '../gpu/pipeline-cache.js';
 import { addVariants } from './add.js';
+import { argmaxVariants } from './argmax.js';
 import { bandwidthVariants } from './bandwidth.js';
 import { CONVERT_WORKGROUP, convertPipelineKey } from './convert.js';
 import { embeddingVariants } from './embedding.js';
 import type { ComputeDtype } from './op.js';
 import { rmsNormVariants } from './rms-norm.js';
+import { sampleVariants } from './sample.js';
+import { softmaxVariants } from './softmax.js';
 import { ropeVariants } from './rope.js';
 import { swigluVariants } from './swiglu.js';
 
@@ -36,5 +39,8 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...rmsNormVariants(dtypes, features),
     ...ropeVariants(dtypes, features),
     ...swigluVariants(dtypes, features),
+    ...softmaxVariants(dtypes, features),
+    ...argmaxVariants(dtypes, features),
+    ...sampleVariants(dtypes, features),
   ];
 }
