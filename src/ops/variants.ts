@@ -5,9 +5,11 @@
 import type { PipelineSpec } from '../gpu/pipeline-cache.js';
 import { addVariants } from './add.js';
 import { argmaxVariants } from './argmax.js';
+import { attentionVariants } from './attention.js';
 import { bandwidthVariants } from './bandwidth.js';
 import { CONVERT_WORKGROUP, convertPipelineKey } from './convert.js';
 import { embeddingVariants } from './embedding.js';
+import { kvStoreVariants } from './kv-store.js';
 import type { ComputeDtype } from './op.js';
 import { rmsNormVariants } from './rms-norm.js';
 import { sampleVariants } from './sample.js';
@@ -39,6 +41,8 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...rmsNormVariants(dtypes, features),
     ...ropeVariants(dtypes, features),
     ...swigluVariants(dtypes, features),
+    ...kvStoreVariants(dtypes, features),
+    ...attentionVariants(dtypes, features),
     ...softmaxVariants(dtypes, features),
     ...argmaxVariants(dtypes, features),
     ...sampleVariants(dtypes, features),

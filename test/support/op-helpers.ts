@@ -27,8 +27,8 @@ export function asDtype(values: Float32Array, dtype: ComputeDtype): Float32Array
 }
 
 /** Little-endian bytes of `values` in `dtype`. */
-export function encode(values: Float32Array, dtype: ComputeDtype): Uint8Array {
-  if (dtype === 'F32') return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
+export function encode(values: Float32Array, dtype: ComputeDtype): Uint8Array<ArrayBuffer> {
+  if (dtype === 'F32') return new Uint8Array(values.slice().buffer);
   const out = new Uint16Array(values.length);
   for (let i = 0; i < values.length; i++) {
     f32[0] = values[i];

@@ -1,0 +1,284 @@
+// Causal grouped-query attention over the KV cache, flash-attention style:
+//   O = softmax(Q Kᵀ / sqrt(headDim) + causal mask) V
+// for queries at positions [start, start + T) against cache positions [0, start + T).
+// Launcher: src/ops/attention.ts. Variants: F16 (f16 storage, f32 math), SPLIT (flash-
+// decoding pass 1: each workgroup covers one split of the keys and writes its partial
+// (max, sum, unnormalised O) in f32; entry point `combine` is pass 2).
+//
+// A workgroup owns `rows` query rows of one kv head: row = (token, head of the group), token
+// major, so the heads sharing a kv head share every K/V read. Per tile of TILE_KEYS keys:
+//   scores   lane = 4 keys, 4 rows at a time: 4 K + 4 query vec4 reads feed 16 dot4s;
+//   softmax  ROW_LANES lanes per row: max, probabilities in place, partial sums;
+//   P·V      lane = (4 rows, vec4 of headDim), accumulated in registers: one V read and
+//            4 probabilities feed 4 vec4 FMAs.
+// Workgroup memory holds the scaled queries and one tile of scores (online softmax: the T×T
+// matrix never exists). K and V are read straight from the cache, each read feeding 4 rows
+// from registers, rather than staged in workgroup memory: a staged tile would be reused by
+// only `rows` (≤ 8) rows, and lavapipe issues every load in a loop lane by lane, even at a
+// uniform address, so loads rather than FLOPs set its time. A first version that staged
+// 16–32-key K/V tiles with a thread per (row, vec4) took 4.2 s for the prefill below on
+// lavapipe; this one takes 0.4 s.
+//
+// Napkin math, Llama-8B shape (32 heads, 8 kv heads, headDim 128), prefill T = 512:
+// 2 · 2 · 32 · 128 · 512²/2 ≈ 2.1 GFLOP (causal half); K/V read once per workgroup of 8
+// rows: 2 · 2 B · 128 · ~256 keys ≈ 128 KiB, 2048 workgroups → 0.27 GB, from L2 — compute-
+// bound. Decode at context 2048: K and V are 2 · 8 · 2048 · 128 · 2 B = 8 MiB — memory-bound.
+
+#ifdef F16
+// f16 storage read and written as packed u32 pairs (4 halves), converted with
+// unpack2x16float / pack2x16float: one 32-bit access per 2 values, half the loads of f16
+// element access on lavapipe (which loads each component on its own); free on GPUs. No
+// `enable f16` is needed, and the math stays f32.
+alias Packed = vec2u;
+fn unpack(w: vec2u) -> vec4f { return vec4f(unpack2x16float(w.x), unpack2x16float(w.y)); }
+fn pack(v: vec4f) -> vec2u { return vec2u(pack2x16float(v.xy), pack2x16float(v.zw)); }
+#else
+alias Packed = vec4f;
+fn unpack(w: vec4f) -> vec4f { return w; }
+fn pack(v: vec4f) -> vec4f { return v; }
+#endif
+
+struct Params {
+  start: u32,      // position of the first query token (rewritten per call)
+  tokens: u32,     // T: query tokens this call, ≤ the prepared maximum (rewritten per call)
+  n_heads: u32,    // query heads
+  group: u32,      // query heads per kv head
+  head_vecs: u32,  // headDim / 4, ≤ WORKGROUP_SIZE
+  max_seq: u32,    // positions per head in the cache (its row stride in rows)
+  rows: u32,       // query rows per workgroup: a multiple of 4, ≤ MAX_ROWS, ≤ 4 · (WORKGROUP_SIZE / head_vecs)
+  split_keys: u32, // keys per split (workgroup z), best a multiple of TILE_KEYS; ≥ max_seq when unsplit
+  scale: f32,      // 1 / sqrt(headDim)
+}
+
+override WORKGROUP_SIZE: u32; // threads per workgroup
+override MAX_ROWS: u32;       // query rows per workgroup, at most
+// Keys per tile: each thread scores 4 (four K reads share the 4 query reads of a step).
+override TILE_KEYS: u32 = 4u * WORKGROUP_SIZE;
+
+// Lanes per row in the softmax steps.
+override ROW_LANES: u32 = WORKGROUP_SIZE / MAX_ROWS;
+
+// A score that is masked out (causal, or past the range). Finite, so max() and the
+// subtraction stay NaN-free; its probability is set to 0 explicitly.
+const MASKED = -3.0e38;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> q: array<Packed>;       // (T, nHeads, headDim)
+@group(0) @binding(2) var<storage, read> k_cache: array<Packed>; // (nKvHeads, maxSeq, headDim)
+@group(0) @binding(3) var<storage, read> v_cache: array<Packed>; // (nKvHeads, maxSeq, headDim)
+#ifdef SPLIT
+@group(0) @binding(4) var<storage, read_write> part_o: array<vec4f>;  // (splits, T, nHeads, headDim) f32, unnormalised
+@group(0) @binding(5) var<storage, read_write> part_ml: array<vec2f>; // (splits, T, nHeads) f32: (row max, row sum)
+@group(0) @binding(6) var<storage, read_write> out: array<Packed>;    // (T, nHeads, headDim), written by combine
+#else
+@group(0) @binding(4) var<storage, read_write> out: array<Packed>;    // (T, nHeads, headDim)
+#endif
+
+var<workgroup> q_tile: array<vec4f, 4u * WORKGROUP_SIZE>;     // (rows, headVecs) queries · scale
+var<workgroup> scores: array<f32, MAX_ROWS * TILE_KEYS>;       // (rows, TILE_KEYS): scores, then probabilities
+var<workgroup> red_max: array<f32, WORKGROUP_SIZE>;            // (rows, ROW_LANES) partial maxima of a tile
+var<workgroup> red_sum: array<f32, WORKGROUP_SIZE>;            // (rows, ROW_LANES) partial Σ p of a tile
+var<workgroup> row_max: array<f32, MAX_ROWS>;                  // (rows,) running max of each row
+var<workgroup> row_sum: array<f32, MAX_ROWS>;                  // (rows,) running Σ exp(s − max)
+var<workgroup> row_alpha: array<f32, MAX_ROWS>;                // (rows,) this tile's exp(old max − new max)
+
+// The max of row r over the tile (its ROW_LANES partial maxima) and `m`.
+fn tile_max(r: u32, m: f32) -> f32 {
+  var out = m;
+  for (var i = 0u; i < ROW_LANES; i++) { out = max(out, red_max[r * ROW_LANES + i]); }
+  return out;
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: vec3u) {
+  let hv = params.head_vecs;
+  let rows = params.rows;
+  let group = params.group;
+  // Workgroup-uniform ranges: blocks past this call's T (the dispatch covers the prepared
+  // maximum) and splits past the keys the block sees leave before any barrier.
+  let row_count = params.tokens * group;
+  let first_row = wg.x * rows;
+  if (first_row >= row_count) { return; }
+  let last_row = min(first_row + rows, row_count) - 1u;
+  let n_keys = params.start + last_row / group + 1u; // causal: what the block's last row sees
+  let split_begin = wg.z * params.split_keys;
+  if (split_begin >= n_keys) { return; }
+  let split_end = split_begin + min(params.split_keys, n_keys - split_begin); // no u32 overflow
+  let cache_base = wg.y * params.max_seq * hv;
+
+  // Queries · scale; rows past T are zero.
+  for (var i = tid; i < rows * hv; i += WORKGROUP_SIZE) {
+    let row = first_row + i / hv;
+    var qv = vec4f(0.0);
+    if (row < row_count) {
+      let head = wg.y * group + row % group;
+      qv = unpack(q[((row / group) * params.n_heads + head) * hv + i % hv]) * params.scale;
+    }
+    q_tile[i] = qv;
+  }
+  if (tid < rows) {
+    row_max[tid] = MASKED;
+    row_sum[tid] = 0.0;
+  }
+  workgroupBarrier();
+
+  // Softmax lanes: ROW_LANES per row.
+  let sr = tid / ROW_LANES;
+  let sl = tid % ROW_LANES;
+  let soft_lane = sr < rows;
+  // P·V lanes: vec4 c of headDim for rows r0 .. r0 + 3, accumulated in registers across
+  // tiles (rows ≤ 4 · (WORKGROUP_SIZE / hv): every chunk of 4 rows has its lanes).
+  let c = tid % hv;
+  let r0 = 4u * (tid / hv);
+  let pv_lane = r0 < rows;
+  var o0 = vec4f(0.0);
+  var o1 = vec4f(0.0);
+  var o2 = vec4f(0.0);
+  var o3 = vec4f(0.0);
+
+  for (var k0 = split_begin; k0 < split_end; k0 += TILE_KEYS) {
+    let keys = min(TILE_KEYS, split_end - k0);
+    // Scores, lane = keys tid + n · WORKGROUP_SIZE (n < 4), 4 rows at a time: per step 4 K
+    // reads + 4 query reads → 16 dot4s. Lanes past the range re-read the last key; masked.
+    let kl = keys - 1u;
+    let ka = cache_base + (k0 + min(tid, kl)) * hv;
+    let kb = cache_base + (k0 + min(tid + WORKGROUP_SIZE, kl)) * hv;
+    let kc = cache_base + (k0 + min(tid + 2u * WORKGROUP_SIZE, kl)) * hv;
+    let kd = cache_base + (k0 + min(tid + 3u * WORKGROUP_SIZE, kl)) * hv;
+    for (var rc = 0u; rc < rows; rc += 4u) {
+      var da = vec4f(0.0); // rows rc .. rc + 3 against key a
+      var db = vec4f(0.0);
+      var dc = vec4f(0.0);
+      var dd = vec4f(0.0);
+      for (var cc = 0u; cc < hv; cc++) {
+        let qi = rc * hv + cc;
+        let q0 = q_tile[qi];
+        let q1 = q_tile[qi + hv];
+        let q2 = q_tile[qi + 2u * hv];
+        let q3 = q_tile[qi + 3u * hv];
+        let k_a = unpack(k_cache[ka + cc]);
+        da += vec4f(dot(q0, k_a), dot(q1, k_a), dot(q2, k_a), dot(q3, k_a));
+        // Key groups wholly past the range (a short last tile) are skipped, uniformly.
+        if (keys > WORKGROUP_SIZE) {
+          let k_b = unpack(k_cache[kb + cc]);
+          db += vec4f(dot(q0, k_b), dot(q1, k_b), dot(q2, k_b), dot(q3, k_b));
+        }
+        if (keys > 2u * WORKGROUP_SIZE) {
+          let k_c = unpack(k_cache[kc + cc]);
+          dc += vec4f(dot(q0, k_c), dot(q1, k_c), dot(q2, k_c), dot(q3, k_c));
+        }
+        if (keys > 3u * WORKGROUP_SIZE) {
+          let k_d = unpack(k_cache[kd + cc]);
+          dd += vec4f(dot(q0, k_d), dot(q1, k_d), dot(q2, k_d), dot(q3, k_d));
+        }
+      }
+      let d = array<vec4f, 4>(da, db, dc, dd);
+      for (var i = 0u; i < 4u; i++) {
+        let row = first_row + rc + i;
+        let last_key = params.start + row / group; // the row's own position
+        let at = (rc + i) * TILE_KEYS + tid;
+        for (var n = 0u; n < 4u; n++) {
+          let j = tid + n * WORKGROUP_SIZE;
+          let visible = row < row_count && j < keys && k0 + j <= last_key;
+          scores[at + n * WORKGROUP_SIZE] = select(MASKED, d[n][i], visible);
+        }
+      }
+    }
+    workgroupBarrier();
+
+    // Online softmax, ROW_LANES lanes per row, each over keys sl, sl + ROW_LANES, …:
+    // partial maxima; then the row max, probabilities in place, partial sums and the
+    // rescale alpha; the row state itself is folded in during P·V (nobody reads it then).
+    if (soft_lane) {
+      var m = MASKED;
+      for (var j = sl; j < keys; j += ROW_LANES) { m = max(m, scores[sr * TILE_KEYS + j]); }
+      red_max[tid] = m;
+    }
+    workgroupBarrier();
+    if (soft_lane) {
+      let m_old = row_max[sr];
+      let m = tile_max(sr, m_old);
+      var sum = 0.0;
+      for (var j = sl; j < keys; j += ROW_LANES) {
+        let at = sr * TILE_KEYS + j;
+        let s = scores[at];
+        let p = select(exp(s - m), 0.0, s <= MASKED);
+        scores[at] = p;
+        sum += p;
+      }
+      red_sum[tid] = sum;
+      if (sl == 0u) { row_alpha[sr] = select(exp(m_old - m), 0.0, m_old <= MASKED); }
+    }
+    workgroupBarrier();
+
+    // o = o · alpha + P · V: each V read feeds the lane's 4 rows.
+    if (pv_lane) {
+      o0 *= row_alpha[r0];
+      o1 *= row_alpha[r0 + 1u];
+      o2 *= row_alpha[r0 + 2u];
+      o3 *= row_alpha[r0 + 3u];
+      let v_base = cache_base + k0 * hv + c;
+      let p0 = r0 * TILE_KEYS;
+      for (var j = 0u; j < keys; j++) {
+        let v = unpack(v_cache[v_base + j * hv]);
+        let pj = p0 + j;
+        o0 += scores[pj] * v;
+        o1 += scores[pj + TILE_KEYS] * v;
+        o2 += scores[pj + 2u * TILE_KEYS] * v;
+        o3 += scores[pj + 3u * TILE_KEYS] * v;
+      }
+    }
+    if (soft_lane && sl == 0u) {
+      var sum = 0.0;
+      for (var i = 0u; i < ROW_LANES; i++) { sum += red_sum[sr * ROW_LANES + i]; }
+      row_sum[sr] = row_sum[sr] * row_alpha[sr] + sum;
+      row_max[sr] = tile_max(sr, row_max[sr]);
+    }
+    workgroupBarrier(); // the next tile overwrites scores and row_alpha
+  }
+
+  if (!pv_lane) { return; }
+  let acc = array<vec4f, 4>(o0, o1, o2, o3);
+  for (var i = 0u; i < 4u; i++) {
+    let r = r0 + i;
+    let row = first_row + r;
+    if (row >= row_count) { break; }
+    let head = wg.y * group + row % group;
+    let t = row / group;
+#ifdef SPLIT
+    // Rows whose position precedes this split hold (MASKED, 0, 0): combine never reads them.
+    let part = (wg.z * params.tokens + t) * params.n_heads + head;
+    part_o[part * hv + c] = acc[i];
+    if (c == 0u) { part_ml[part] = vec2f(row_max[r], row_sum[r]); }
+#else
+    out[(t * params.n_heads + head) * hv + c] = pack(acc[i] / row_sum[r]);
+#endif
+  }
+}
+
+#ifdef SPLIT
+// Pass 2 of flash-decoding: one thread per output vec4 merges the splits its token's
+// position reaches: O = Σ e^(mₛ−M) Oₛ / Σ e^(mₛ−M) lₛ, M = max mₛ.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn combine(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let i = gid.x + gid.y * groups.x * WORKGROUP_SIZE;
+  let hv = params.head_vecs;
+  if (i >= params.tokens * params.n_heads * hv) { return; }
+  let part0 = i / hv; // t · nHeads + head
+  let c = i % hv;
+  let t = part0 / params.n_heads;
+  let splits = (params.start + t) / params.split_keys + 1u;
+  let stride = params.tokens * params.n_heads; // parts per split
+  var m = MASKED;
+  for (var s = 0u; s < splits; s++) { m = max(m, part_ml[s * stride + part0].x); }
+  var o = vec4f(0.0);
+  var l = 0.0;
+  for (var s = 0u; s < splits; s++) {
+    let ml = part_ml[s * stride + part0];
+    let w = exp(ml.x - m);
+    o += w * part_o[(s * stride + part0) * hv + c];
+    l += w * ml.y;
+  }
+  out[i] = pack(o / l);
+}
+#endif

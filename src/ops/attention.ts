@@ -1,0 +1,272 @@
+// Launcher of shaders/attention.wgsl: causal GQA attention of T query tokens at positions
+// [start, start + T) over the KV cache (see kv-store.ts for how tokens get there).
+//
+//   prepare()        prefill: one flash-attention dispatch, sized for `maxTokens` queries.
+//   prepareDecode()  one token: flash-decoding, the keys cut in splits of DECODE_SPLIT_KEYS
+//                    (pass 1, SPLIT variant) merged by `combine` (pass 2); one plain
+//                    dispatch when the cache is no longer than one split.
+//
+// Per-call values — `start` and `tokens` (T), hence the context start + T — live in the op's
+// Params buffer: call `op.setRange(start, tokens)` (ParamsLayout.write on the queue, in
+// order with submits) before submitting the encoded op. Bind groups and dispatch sizes
+// never change: the dispatch covers `maxTokens` queries and every split up to `maxSeq`;
+// workgroups past this call's T or context exit at once (~µs each).
+//
+// Supported: headDim a multiple of 4 up to 4 · ATTENTION_WORKGROUP (256); nHeads a multiple
+// of nKvHeads. Anything else is refused with SHAPE_MISMATCH.
+
+import { SluiceError } from '../errors.js';
+import { workgroups1d } from '../gpu/dispatch.js';
+import { ParamsLayout } from '../gpu/params.js';
+import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import { type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
+
+/**
+ * Threads per workgroup; a tile is 4 keys per thread. P·V puts one thread on each vec4 of
+ * headDim (for 4 rows), so headDim ≤ 4 · this.
+ */
+export const ATTENTION_WORKGROUP = 64;
+/** Query rows per workgroup at most: 8 (headDim ≤ 128), 4 (256). */
+export const ATTENTION_MAX_ROWS = 8;
+/** Rows each P·V thread accumulates in registers: fixed in the shader (o0 … o3). */
+export const ROWS_PER_THREAD = 4;
+// Workgroup memory: 4 KiB queries (4 · 64 vec4) + 8 KiB scores (8 rows × 256 keys) + 0.6 KiB
+// softmax state < 16 KiB, WebGPU's default limit, so every adapter runs it.
+
+/**
+ * Keys per split of flash-decoding: one tile (4 keys per thread). Decode at context 2048
+ * with 8 kv heads → 8 splits × 8 heads = 64 workgroups: enough to fill a GPU, and few
+ * partials (splits · nHeads · headDim f32) to merge.
+ */
+export const DECODE_SPLIT_KEYS = 256;
+
+const PARAMS = new ParamsLayout([
+  ['start', 'u32'], // position of the first query (per call)
+  ['tokens', 'u32'], // T, ≤ maxTokens (per call)
+  ['n_heads', 'u32'],
+  ['group', 'u32'], // nHeads / nKvHeads
+  ['head_vecs', 'u32'], // headDim / 4
+  ['max_seq', 'u32'],
+  ['rows', 'u32'], // query rows per workgroup (attentionRows)
+  ['split_keys', 'u32'], // keys per split; maxSeq when unsplit
+  ['scale', 'f32'], // 1 / sqrt(headDim)
+] as const);
+
+/** The shape an op is prepared for. */
+export interface AttentionShape {
+  readonly nHeads: number;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+  /** Positions the cache holds per head. */
+  readonly maxSeq: number;
+}
+
+/** The caller's buffers, all in the compute dtype. */
+export interface AttentionBuffers {
+  readonly q: GPUBuffer; // (maxTokens, nHeads, headDim)
+  readonly kCache: GPUBuffer; // (nKvHeads, maxSeq, headDim)
+  readonly vCache: GPUBuffer; // (nKvHeads, maxSeq, headDim)
+  readonly out: GPUBuffer; // (maxTokens, nHeads, headDim)
+}
+
+/** A prepared attention: encode it with encodeOp after setRange. */
+export interface AttentionOp extends PreparedOp {
+  /** The Params uniform the op reads; setRange rewrites it. */
+  readonly params: GPUBuffer;
+  readonly maxTokens: number;
+  /** Queries at positions [start, start + tokens) over keys [0, start + tokens). */
+  setRange(start: number, tokens: number): void;
+}
+
+/** f32 scratch of flash-decoding's partials; one can serve every layer (they run in order). */
+export interface DecodeScratch {
+  readonly o: GPUBuffer; // (splits, 1, nHeads, headDim) f32
+  readonly ml: GPUBuffer; // (splits, 1, nHeads) vec2 f32
+  destroy(): void;
+}
+
+/**
+ * Query rows per workgroup for `rowCount` rows (tokens · group) of a head size: as many as
+ * the P·V threads cover (4 rows per thread, one thread per vec4 of headDim), in multiples
+ * of 4, no more than needed.
+ */
+export function attentionRows(headDim: number, rowCount: number): number {
+  const fit = Math.min(ATTENTION_MAX_ROWS, ROWS_PER_THREAD * Math.floor(ATTENTION_WORKGROUP / (headDim / 4)));
+  return Math.min(fit - (fit % ROWS_PER_THREAD), Math.ceil(rowCount / ROWS_PER_THREAD) * ROWS_PER_THREAD);
+}
+
+type Kind = 'plain' | 'split' | 'combine';
+
+/** Every variant of the shader, for the test that compiles them all. */
+export function attentionVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
+  const usable = dtypes.filter((d) => d === 'F32' || features.has('shader-f16'));
+  return usable.flatMap((dtype) => (['plain', 'split', 'combine'] as const).map((kind) => variant(dtype, kind)));
+}
+
+function variant(dtype: ComputeDtype, kind: Kind): { key: string; spec: PipelineSpec } {
+  const name = kind === 'plain' ? 'attention' : `attention_${kind}`;
+  return {
+    key: `${name}_${dtype.toLowerCase()}_wg${ATTENTION_WORKGROUP}`,
+    spec: {
+      shader: 'attention',
+      flags: [...dtypeFlags(dtype), ...(kind === 'plain' ? [] : ['SPLIT'])],
+      constants: {
+        WORKGROUP_SIZE: ATTENTION_WORKGROUP,
+        MAX_ROWS: ATTENTION_MAX_ROWS,
+      },
+      entryPoint: kind === 'combine' ? 'combine' : 'main',
+    },
+  };
+}
+
+function fail(label: string, why: string): never {
+  throw new SluiceError('SHAPE_MISMATCH', `${label}: attention ${why}`);
+}
+
+function checkShape(label: string, s: AttentionShape, maxTokens: number): void {
+  const { nHeads, nKvHeads, headDim, maxSeq } = s;
+  for (const [name, v] of Object.entries({ nHeads, nKvHeads, headDim, maxSeq, maxTokens })) {
+    if (!Number.isInteger(v) || v < 1) fail(label, `${name} = ${v} is not a positive integer`);
+  }
+  if (nHeads % nKvHeads !== 0) fail(label, `needs nHeads (${nHeads}) a multiple of nKvHeads (${nKvHeads})`);
+  if (headDim % 4 !== 0 || headDim > 4 * ATTENTION_WORKGROUP) {
+    fail(label, `supports headDim a multiple of 4 up to ${4 * ATTENTION_WORKGROUP}, got ${headDim}`);
+  }
+}
+
+function checkBuffer(label: string, name: string, buffer: GPUBuffer, bytes: number): void {
+  if (buffer.size < bytes) fail(label, `${name} holds ${buffer.size} bytes, needs ${bytes}`);
+}
+
+export class Attention {
+  private constructor(
+    private readonly device: GPUDevice,
+    readonly dtype: ComputeDtype,
+    private readonly pipelines: Readonly<Record<Kind, GPUComputePipeline>>,
+  ) {}
+
+  /** Compiles the plain, split and combine pipelines of `dtype` (F16 needs shader-f16). */
+  static async create(device: GPUDevice, dtype: ComputeDtype): Promise<Attention> {
+    if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error('attention: F16 needs the shader-f16 feature');
+    const cache = pipelineCache(device);
+    const [plain, split, combine] = await Promise.all(
+      (['plain', 'split', 'combine'] as const).map((kind) => {
+        const { key, spec } = variant(dtype, kind);
+        return cache.get(key, spec);
+      }),
+    );
+    return new Attention(device, dtype, { plain, split, combine });
+  }
+
+  /** Prefill: up to `maxTokens` queries per call (setRange picks T and start). */
+  prepare(label: string, shape: AttentionShape, maxTokens: number, buffers: AttentionBuffers): AttentionOp {
+    return this.build(label, shape, maxTokens, buffers, 1);
+  }
+
+  /**
+   * Decode: one query (setRange(position, 1)) over keys [0, position]. Splits cover the
+   * whole cache, so the dispatch never changes; splits past the context exit at once.
+   * `scratch` (decodeScratch) may be shared by all layers; without it the op makes its own.
+   */
+  prepareDecode(label: string, shape: AttentionShape, buffers: AttentionBuffers, scratch?: DecodeScratch): AttentionOp {
+    checkShape(label, shape, 1);
+    const splits = Math.ceil(shape.maxSeq / DECODE_SPLIT_KEYS);
+    if (splits === 1) return this.build(label, shape, 1, buffers, 1);
+    const own = scratch ? undefined : this.decodeScratch(label, shape);
+    const use = scratch ?? own!;
+    checkBuffer(label, 'scratch.o', use.o, splits * shape.nHeads * shape.headDim * 4);
+    checkBuffer(label, 'scratch.ml', use.ml, splits * shape.nHeads * 8);
+    return this.build(label, shape, 1, buffers, splits, use, own);
+  }
+
+  /** Partials of prepareDecode for `shape`: splits · nHeads · (headDim + 2) f32. */
+  decodeScratch(label: string, shape: AttentionShape): DecodeScratch {
+    const splits = Math.ceil(shape.maxSeq / DECODE_SPLIT_KEYS);
+    const make = (name: string, size: number): GPUBuffer =>
+      this.device.createBuffer({ label: `${label}.${name}`, size: Math.ceil(size / 16) * 16, usage: GPUBufferUsage.STORAGE });
+    const o = make('partial_o', splits * shape.nHeads * shape.headDim * 4);
+    const ml = make('partial_ml', splits * shape.nHeads * 8);
+    return { o, ml, destroy: () => (o.destroy(), ml.destroy()) };
+  }
+
+  private build(
+    label: string,
+    shape: AttentionShape,
+    maxTokens: number,
+    buffers: AttentionBuffers,
+    splits: number,
+    scratch?: DecodeScratch,
+    ownScratch?: DecodeScratch,
+  ): AttentionOp {
+    checkShape(label, shape, maxTokens);
+    const { nHeads, nKvHeads, headDim, maxSeq } = shape;
+    const bytes = computeBytes(this.dtype);
+    checkBuffer(label, 'q', buffers.q, maxTokens * nHeads * headDim * bytes);
+    checkBuffer(label, 'out', buffers.out, maxTokens * nHeads * headDim * bytes);
+    checkBuffer(label, 'kCache', buffers.kCache, nKvHeads * maxSeq * headDim * bytes);
+    checkBuffer(label, 'vCache', buffers.vCache, nKvHeads * maxSeq * headDim * bytes);
+
+    const group = nHeads / nKvHeads;
+    const headVecs = headDim / 4;
+    const rows = attentionRows(headDim, maxTokens * group);
+    const blocks = Math.ceil((maxTokens * group) / rows);
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (blocks > maxGroups || nKvHeads > maxGroups) fail(label, `of ${maxTokens} tokens × ${nHeads} heads needs more than ${maxGroups} workgroups`);
+    const fixed = {
+      n_heads: nHeads,
+      group,
+      head_vecs: headVecs,
+      max_seq: maxSeq,
+      rows,
+      split_keys: splits > 1 ? DECODE_SPLIT_KEYS : maxSeq,
+      scale: 1 / Math.sqrt(headDim),
+    };
+    const params = PARAMS.createBuffer(this.device, label, { start: 0, tokens: maxTokens, ...fixed });
+    const bind = (pipeline: GPUComputePipeline, entries: [number, GPUBuffer][]): GPUBindGroup =>
+      this.device.createBindGroup({
+        label,
+        layout: pipeline.getBindGroupLayout(0),
+        entries: entries.map(([binding, buffer]) => ({ binding, resource: { buffer } })),
+      });
+    const inputs: [number, GPUBuffer][] = [[0, params], [1, buffers.q], [2, buffers.kCache], [3, buffers.vCache]];
+    const dispatches: PreparedDispatch[] = [];
+    if (splits === 1) {
+      const pipeline = this.pipelines.plain;
+      dispatches.push({ label, pipeline, bindGroup: bind(pipeline, [...inputs, [4, buffers.out]]), workgroups: [blocks, nKvHeads, 1] });
+    } else {
+      const split = this.pipelines.split;
+      const combine = this.pipelines.combine;
+      const { o, ml } = scratch!;
+      dispatches.push({
+        label: `${label}.split`,
+        pipeline: split,
+        bindGroup: bind(split, [...inputs, [4, o], [5, ml]]),
+        workgroups: [blocks, nKvHeads, splits],
+      });
+      dispatches.push({
+        label: `${label}.combine`,
+        pipeline: combine,
+        bindGroup: bind(combine, [[0, params], [4, o], [5, ml], [6, buffers.out]]),
+        workgroups: workgroups1d(maxTokens * nHeads * headVecs, ATTENTION_WORKGROUP, maxGroups),
+      });
+    }
+    const device = this.device;
+    return {
+      label,
+      dispatches,
+      params,
+      maxTokens,
+      setRange(start: number, tokens: number): void {
+        if (!Number.isInteger(tokens) || tokens < 1 || tokens > maxTokens) fail(label, `tokens = ${tokens}, prepared for 1..${maxTokens}`);
+        if (!Number.isInteger(start) || start < 0 || start + tokens > maxSeq) {
+          fail(label, `positions [${start}, ${start + tokens}) exceed the cache (${maxSeq})`);
+        }
+        PARAMS.write(device, params, { start, tokens, ...fixed });
+      },
+      destroy(): void {
+        params.destroy();
+        ownScratch?.destroy();
+      },
+    };
+  }
+}

@@ -1,0 +1,267 @@
+// kv_store and attention (prefill and flash-decoding), F32 and F16, against a float64
+// reference (test/support/attention-reference.ts) on seeded shapes: GQA ratios, head sizes
+// that are and are not powers of two, contexts that are not multiples of the KV tile,
+// later turns (start > 0), and a cache poisoned with NaN past the context, so a kernel that
+// reads a key it must not see fails loudly.
+
+import { describe, expect, it } from 'vitest';
+import { readBuffer } from '../../src/gpu/read-back.js';
+import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
+import {
+  Attention,
+  ATTENTION_MAX_ROWS,
+  ATTENTION_WORKGROUP,
+  attentionRows,
+  type AttentionShape,
+  attentionVariants,
+  DECODE_SPLIT_KEYS,
+  ROWS_PER_THREAD,
+} from '../../src/ops/attention.js';
+import { KvStore, kvStoreVariants } from '../../src/ops/kv-store.js';
+import { type ComputeDtype, runOps } from '../../src/ops/op.js';
+import { attentionReference, kvStoreReference } from '../support/attention-reference.js';
+import { useGpuTestDevice } from '../support/gpu-helpers.js';
+import { asDtype, encode, nmse, outputBuffer, randomValues, readArray, uploadArray } from '../support/op-helpers.js';
+import { mulberry32 } from '../support/safetensors-bytes.js';
+
+const gpu = useGpuTestDevice('test.attention');
+
+interface Case extends AttentionShape {
+  tokens: number;
+  start: number;
+  /** The op's prepared maximum (≥ tokens): blocks past T must exit. */
+  maxTokens: number;
+}
+
+const HEADS = [[4, 4], [8, 2], [6, 3], [9, 1]] as const;
+const rng = mulberry32(0xa77e);
+const pick = <X>(xs: readonly X[]): X => xs[Math.floor(rng() * xs.length)];
+
+// Named cases first (the corners), then seeded random shapes.
+const PREFILL: Case[] = [
+  { tokens: 1, start: 0, nHeads: 4, nKvHeads: 4, headDim: 64, maxSeq: 8, maxTokens: 1 }, // one key
+  { tokens: 300, start: 0, nHeads: 4, nKvHeads: 4, headDim: 32, maxSeq: 300, maxTokens: 300 }, // first turn, 2 KV tiles
+  { tokens: 33, start: 500, nHeads: 8, nKvHeads: 2, headDim: 64, maxSeq: 540, maxTokens: 33 }, // 3 tiles, a 21-key last one
+  { tokens: 33, start: 70, nHeads: 9, nKvHeads: 1, headDim: 80, maxSeq: 120, maxTokens: 40 }, // MQA, odd head size, 2nd turn
+  { tokens: 7, start: 5, nHeads: 6, nKvHeads: 3, headDim: 256, maxSeq: 16, maxTokens: 7 }, // largest head size
+  { tokens: 5, start: 3, nHeads: 2, nKvHeads: 1, headDim: 12, maxSeq: 9, maxTokens: 8 }, // tiny head, rows capped
+  ...Array.from({ length: 10 }, (): Case => {
+    const [nHeads, nKvHeads] = pick(HEADS);
+    const tokens = pick([1, 2, 7, 33, 100]);
+    const start = rng() < 0.25 ? 0 : 1 + Math.floor(rng() * 90);
+    const maxTokens = tokens + (rng() < 0.5 ? 0 : Math.floor(rng() * 9));
+    const maxSeq = start + maxTokens + Math.floor(rng() * 5);
+    return { tokens, start, nHeads, nKvHeads, headDim: pick([64, 128, 32, 80]), maxSeq, maxTokens };
+  }),
+];
+
+// Decode contexts (a single query at position context − 1); maxSeq 1000 or 1024 → 4
+// splits, the last one short or not; context 1000 fills the 1000-position cache.
+const CONTEXTS = [1, 17, 300, 1000];
+const DECODE_SHAPES: AttentionShape[] = HEADS.map(([nHeads, nKvHeads], i) => {
+  return { nHeads, nKvHeads, headDim: [64, 128, 32, 80][i], maxSeq: i % 2 ? 1000 : 1024 };
+});
+
+// Tolerances. The reference gets exactly the stored (rounded) inputs, so the error is the
+// kernel's own. F32: f32 dots and sums (relative ~1e-7) and WGSL's exp (3 + 2|x| ulp) give
+// NMSE ~1e-13 here; 1e-11 leaves 100×. F16 adds rounding the output to f16: an error uniform
+// in ±ulp/2, relative² 2^-20/12 · E[1/m²] ≈ 4e-8 on average (measured 2e-8 … 5e-8); 1e-7
+// bounds that over thousands of elements, while a skipped rescale measured 1e-4 and a
+// mask one key off 4e-2.
+const TOLERANCE: Record<ComputeDtype, number> = { F32: 1e-11, F16: 1e-7 };
+
+const nanCache = (count: number): Float32Array => new Float32Array(count).fill(Number.NaN);
+
+/** A cache (nKv, maxSeq, d) holding random values at positions < filled and NaN after. */
+function cacheArray(nKv: number, maxSeq: number, d: number, filled: number, dtype: ComputeDtype): Float32Array {
+  const cache = nanCache(nKv * maxSeq * d);
+  for (let h = 0; h < nKv; h++) cache.set(asDtype(randomValues(rng, filled * d), dtype), h * maxSeq * d);
+  return cache;
+}
+
+function noNaN(values: Float32Array): string | null {
+  const at = values.findIndex(Number.isNaN);
+  return at < 0 ? null : `NaN at ${at}`;
+}
+
+const label = (c: Case | AttentionShape): string => JSON.stringify(c);
+
+function write(buffer: GPUBuffer, offset: number, values: Float32Array, dtype: ComputeDtype): void {
+  gpu.device.queue.writeBuffer(buffer, offset, encode(values, dtype) as Uint8Array<ArrayBuffer>);
+}
+
+describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
+  const skip = (): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
+  const bytes = dtype === 'F16' ? 2 : 4;
+
+  it('kv_store writes [start, start + T) exactly and nothing else, turn after turn', async () => {
+    if (skip()) return expect(skip()).toBe(true); // said, not silent: no F16 on this adapter
+    const store = await KvStore.create(gpu.device, dtype);
+    for (const [nKv, d, maxSeq, maxTokens] of [[2, 64, 40, 16], [3, 80, 29, 29], [1, 4, 7, 3]] as const) {
+      let kHost = asDtype(randomValues(rng, nKv * maxSeq * d), dtype); // stale garbage
+      let vHost = asDtype(randomValues(rng, nKv * maxSeq * d), dtype);
+      const kCache = uploadArray(gpu.device, kHost, dtype);
+      const vCache = uploadArray(gpu.device, vHost, dtype);
+      const k = outputBuffer(gpu.device, maxTokens * nKv * d, bytes);
+      const v = outputBuffer(gpu.device, maxTokens * nKv * d, bytes);
+      const op = store.prepare(`test.kv_store`, { nKvHeads: nKv, headDim: d, maxSeq }, maxTokens, { k, v, kCache, vCache });
+      // Three turns of the same prepared op: a prompt, one token, the tail of the cache.
+      const first = Math.min(maxTokens, maxSeq - 3);
+      for (const [start, tokens] of [[0, first], [first, 1], [maxSeq - 2, 2]]) {
+        const kNew = asDtype(randomValues(rng, tokens * nKv * d), dtype);
+        const vNew = asDtype(randomValues(rng, tokens * nKv * d), dtype);
+        write(k, 0, kNew, dtype);
+        write(v, 0, vNew, dtype);
+        op.setRange(start, tokens);
+        await runOps(gpu.device, [op]);
+        kHost = kvStoreReference(kHost, kNew, nKv, d, maxSeq, start, tokens);
+        vHost = kvStoreReference(vHost, vNew, nKv, d, maxSeq, start, tokens);
+        for (const [buffer, host] of [[kCache, kHost], [vCache, vHost]] as const) {
+          const got = await readBuffer(gpu.device, buffer, 0, host.length * bytes);
+          expect(Buffer.from(got).equals(encode(host, dtype)), `${nKv}×${d}, start ${start}, T ${tokens}`).toBe(true); // a copy: bit-exact
+        }
+      }
+      op.destroy();
+      for (const b of [kCache, vCache, k, v]) b.destroy();
+    }
+  });
+
+  it(`prefill: ${PREFILL.length} shapes, new tokens stored by kv_store in the same pass`, async () => {
+    if (skip()) return expect(skip()).toBe(true);
+    const [attention, store] = await Promise.all([Attention.create(gpu.device, dtype), KvStore.create(gpu.device, dtype)]);
+    for (const c of PREFILL) {
+      const { tokens, start, nHeads, nKvHeads: nKv, headDim: d, maxSeq, maxTokens } = c;
+      // Earlier turns in the cache, NaN from `start` on; this turn's K/V go through kv_store.
+      const kHost = cacheArray(nKv, maxSeq, d, start, dtype);
+      const vHost = cacheArray(nKv, maxSeq, d, start, dtype);
+      const kNew = asDtype(randomValues(rng, maxTokens * nKv * d), dtype);
+      const vNew = asDtype(randomValues(rng, maxTokens * nKv * d), dtype);
+      const q = asDtype(randomValues(rng, maxTokens * nHeads * d, -5, 5), dtype); // peaky softmax: rescaling matters
+      const bufs = {
+        q: uploadArray(gpu.device, q, dtype),
+        kCache: uploadArray(gpu.device, kHost, dtype),
+        vCache: uploadArray(gpu.device, vHost, dtype),
+        out: outputBuffer(gpu.device, maxTokens * nHeads * d, bytes),
+        k: uploadArray(gpu.device, kNew, dtype),
+        v: uploadArray(gpu.device, vNew, dtype),
+      };
+      const storeOp = store.prepare('test.kv_store', c, maxTokens, bufs);
+      const attnOp = attention.prepare('test.attention', c, maxTokens, bufs);
+      storeOp.setRange(start, tokens);
+      attnOp.setRange(start, tokens);
+      await runOps(gpu.device, [storeOp, attnOp]);
+      const got = await readArray(gpu.device, bufs.out, tokens * nHeads * d, dtype);
+      const kAll = kvStoreReference(kHost, kNew, nKv, d, maxSeq, start, tokens);
+      const vAll = kvStoreReference(vHost, vNew, nKv, d, maxSeq, start, tokens);
+      const want = attentionReference(q, kAll, vAll, c, start, tokens);
+      expect(noNaN(got), label(c)).toBeNull();
+      expect(nmse(got, want), label(c)).toBeLessThan(TOLERANCE[dtype]);
+      storeOp.destroy();
+      attnOp.destroy();
+      for (const b of Object.values(bufs)) b.destroy();
+    }
+  });
+
+  it(`decode at contexts ${CONTEXTS.join(', ')} (several splits), one prepared op per shape`, async () => {
+    if (skip()) return expect(skip()).toBe(true);
+    const attention = await Attention.create(gpu.device, dtype);
+    const shared = attention.decodeScratch('test.scratch', { nHeads: 9, nKvHeads: 1, headDim: 128, maxSeq: 1024 }); // fits every shape
+    for (const [i, shape] of DECODE_SHAPES.entries()) {
+      const { nHeads, nKvHeads: nKv, headDim: d, maxSeq } = shape;
+      const kHost = nanCache(nKv * maxSeq * d);
+      const vHost = nanCache(nKv * maxSeq * d);
+      const kCache = uploadArray(gpu.device, kHost, dtype);
+      const vCache = uploadArray(gpu.device, vHost, dtype);
+      const qBuf = outputBuffer(gpu.device, nHeads * d, bytes);
+      const out = outputBuffer(gpu.device, nHeads * d, bytes);
+      const op = attention.prepareDecode('test.decode', shape, { q: qBuf, kCache, vCache, out }, i % 2 ? shared : undefined);
+      expect(op.dispatches.length).toBe(2); // split + combine
+      let filled = 0;
+      for (const context of CONTEXTS) {
+        // Grow the cache to `context` positions per head (the rest stays NaN).
+        for (let h = 0; h < nKv; h++) {
+          for (const [host, buffer] of [[kHost, kCache], [vHost, vCache]] as const) {
+            const from = (h * maxSeq + filled) * d;
+            host.set(asDtype(randomValues(rng, (context - filled) * d), dtype), from);
+            write(buffer, from * bytes, host.subarray(from, from + (context - filled) * d), dtype);
+          }
+        }
+        filled = context;
+        const q = asDtype(randomValues(rng, nHeads * d, -5, 5), dtype);
+        write(qBuf, 0, q, dtype);
+        op.setRange(context - 1, 1);
+        await runOps(gpu.device, [op]);
+        const got = await readArray(gpu.device, out, nHeads * d, dtype);
+        const want = attentionReference(q, kHost, vHost, shape, context - 1, 1);
+        const what = `${label(shape)} context ${context}`;
+        expect(noNaN(got), what).toBeNull();
+        expect(nmse(got, want), what).toBeLessThan(TOLERANCE[dtype]);
+      }
+      op.destroy();
+      for (const b of [kCache, vCache, qBuf, out]) b.destroy();
+    }
+    shared.destroy();
+  });
+
+  it('decode with a cache of one split: one plain dispatch', async () => {
+    if (skip()) return expect(skip()).toBe(true);
+    const attention = await Attention.create(gpu.device, dtype);
+    const shape = { nHeads: 8, nKvHeads: 2, headDim: 64, maxSeq: DECODE_SPLIT_KEYS };
+    const kHost = cacheArray(2, shape.maxSeq, 64, 200, dtype);
+    const vHost = cacheArray(2, shape.maxSeq, 64, 200, dtype);
+    const q = asDtype(randomValues(rng, 8 * 64, -5, 5), dtype);
+    const bufs = {
+      q: uploadArray(gpu.device, q, dtype),
+      kCache: uploadArray(gpu.device, kHost, dtype),
+      vCache: uploadArray(gpu.device, vHost, dtype),
+      out: outputBuffer(gpu.device, 8 * 64, bytes),
+    };
+    const op = attention.prepareDecode('test.decode', shape, bufs);
+    expect(op.dispatches.length).toBe(1);
+    op.setRange(199, 1);
+    await runOps(gpu.device, [op]);
+    const got = await readArray(gpu.device, bufs.out, 8 * 64, dtype);
+    expect(nmse(got, attentionReference(q, kHost, vHost, shape, 199, 1))).toBeLessThan(TOLERANCE[dtype]);
+    op.destroy();
+    for (const b of Object.values(bufs)) b.destroy();
+  });
+});
+
+it('every attention and kv_store variant compiles without a message', async () => {
+  const features = gpu.device.features as ReadonlySet<string>;
+  const variants = [...attentionVariants(['F32', 'F16'], features), ...kvStoreVariants(['F32', 'F16'], features)];
+  expect(variants.length).toBe(features.has('shader-f16') ? 7 : 4);
+  for (const { key, spec } of variants) {
+    const info = await pipelineCache(gpu.device).module(spec.shader, spec.flags).getCompilationInfo();
+    expect(info.messages.map((m) => `${m.type} ${spec.shader}.wgsl:${m.lineNum}: ${m.message}`), key).toEqual([]);
+    expect((await pipelineCache(gpu.device).get(key, spec)).label).toBe(key);
+  }
+});
+
+it('rows per workgroup fit the workgroup arrays for every supported head size', () => {
+  for (let d = 4; d <= 4 * ATTENTION_WORKGROUP; d += 4) {
+    for (const rowCount of [1, 4, 9, 1000]) {
+      const rows = attentionRows(d, rowCount);
+      expect(rows % ROWS_PER_THREAD === 0 && rows >= ROWS_PER_THREAD && rows <= ATTENTION_MAX_ROWS, `d=${d}`).toBe(true);
+      expect((rows / ROWS_PER_THREAD) * (d / 4), `d=${d}: a P·V thread per (4 rows, vec4)`).toBeLessThanOrEqual(ATTENTION_WORKGROUP);
+    }
+  }
+});
+
+it('refuses unsupported shapes and ranges by name', async () => {
+  const attention = await Attention.create(gpu.device, 'F32');
+  const store = await KvStore.create(gpu.device, 'F32');
+  const buf = outputBuffer(gpu.device, 4096, 4);
+  const bufs = { q: buf, kCache: buf, vCache: buf, out: buf, k: buf, v: buf };
+  const shape = { nHeads: 4, nKvHeads: 2, headDim: 64, maxSeq: 8 };
+  expect(() => attention.prepare('x', { ...shape, headDim: 66 }, 1, bufs)).toThrow(/headDim a multiple of 4 up to 256, got 66/);
+  expect(() => attention.prepare('x', { ...shape, headDim: 260 }, 1, bufs)).toThrow(/up to 256/);
+  expect(() => attention.prepare('x', { ...shape, nKvHeads: 3 }, 1, bufs)).toThrow(/multiple of nKvHeads/);
+  expect(() => attention.prepare('x', { ...shape, maxSeq: 100 }, 1, bufs)).toThrow(/kCache holds 16384 bytes, needs 51200/);
+  expect(() => store.prepare('x', { ...shape, headDim: 6 }, 1, bufs)).toThrow(/headDim a multiple of 4/);
+  const op = attention.prepare('x', shape, 4, bufs);
+  expect(() => op.setRange(0, 5)).toThrow(/tokens = 5, prepared for 1..4/);
+  expect(() => op.setRange(6, 4)).toThrow(/positions \[6, 10\) exceed the cache \(8\)/);
+  op.destroy();
+  buf.destroy();
+});

@@ -1,0 +1,74 @@
+// The reference of the attention kernels, in float64 and written as the math reads:
+//   O[t, h] = softmax_j(Q[t, h] · K[h / group, j] · scale) V[h / group, j],  j ≤ start + t
+// Three plain loops, no tiling, no online softmax: nothing shared with the kernel's scheme.
+
+export interface ReferenceShape {
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  /** Positions per head in the cache arrays. */
+  maxSeq: number;
+}
+
+/**
+ * q: (tokens, nHeads, headDim) for positions [start, start + tokens); kCache, vCache:
+ * (nKvHeads, maxSeq, headDim). Returns O (tokens, nHeads, headDim) in float64.
+ */
+export function attentionReference(
+  q: ArrayLike<number>,
+  kCache: ArrayLike<number>,
+  vCache: ArrayLike<number>,
+  shape: ReferenceShape,
+  start: number,
+  tokens: number,
+): Float64Array {
+  const { nHeads, nKvHeads, headDim: d, maxSeq } = shape;
+  const group = nHeads / nKvHeads;
+  const scale = 1 / Math.sqrt(d);
+  const out = new Float64Array(tokens * nHeads * d);
+  const scores = new Float64Array(start + tokens);
+  for (let t = 0; t < tokens; t++) {
+    const keys = start + t + 1; // causal: positions 0 ..= start + t
+    for (let h = 0; h < nHeads; h++) {
+      const qOff = (t * nHeads + h) * d;
+      const kvBase = Math.floor(h / group) * maxSeq * d;
+      let max = -Infinity;
+      for (let j = 0; j < keys; j++) {
+        let s = 0;
+        for (let i = 0; i < d; i++) s += q[qOff + i] * kCache[kvBase + j * d + i];
+        scores[j] = s * scale;
+        max = Math.max(max, scores[j]);
+      }
+      let sum = 0;
+      for (let j = 0; j < keys; j++) {
+        scores[j] = Math.exp(scores[j] - max);
+        sum += scores[j];
+      }
+      for (let j = 0; j < keys; j++) {
+        const p = scores[j] / sum;
+        for (let i = 0; i < d; i++) out[qOff + i] += p * vCache[kvBase + j * d + i];
+      }
+    }
+  }
+  return out;
+}
+
+/** The cache after storing `tokens` new rows (T, nKvHeads, headDim) at [start, start + tokens). */
+export function kvStoreReference(
+  cache: Float32Array,
+  rows: Float32Array,
+  nKvHeads: number,
+  headDim: number,
+  maxSeq: number,
+  start: number,
+  tokens: number,
+): Float32Array {
+  const out = cache.slice();
+  for (let t = 0; t < tokens; t++) {
+    for (let h = 0; h < nKvHeads; h++) {
+      const src = (t * nKvHeads + h) * headDim;
+      out.set(rows.subarray(src, src + headDim), (h * maxSeq + start + t) * headDim);
+    }
+  }
+  return out;
+}
