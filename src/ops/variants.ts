@@ -10,6 +10,7 @@ import { bandwidthVariants } from './bandwidth.js';
 import { CONVERT_WORKGROUP, convertPipelineKey } from './convert.js';
 import { embeddingVariants } from './embedding.js';
 import { kvStoreVariants } from './kv-store.js';
+import { matmulVariants } from './matmul.js';
 import type { ComputeDtype } from './op.js';
 import { rmsNormVariants } from './rms-norm.js';
 import { sampleVariants } from './sample.js';
@@ -41,6 +42,7 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...rmsNormVariants(dtypes, features),
     ...ropeVariants(dtypes, features),
     ...swigluVariants(dtypes, features),
+    ...matmulVariants(dtypes, features),
     ...kvStoreVariants(dtypes, features),
     ...attentionVariants(dtypes, features),
     ...softmaxVariants(dtypes, features),

@@ -1,0 +1,51 @@
+// The naive baseline of shaders/matmul.wgsl, on purpose: one thread per output y[m, n], a
+// plain loop over k reading x and W straight from storage, no tiling, no vectors. Same
+// bindings, Params and variants as matmul.wgsl (F16, BIAS, OUT_F32), so `sluice bench
+// kernels` can swap it in and measure what the tiling buys. Launcher: NaiveMatmul in
+// src/ops/matmul.ts.
+#ifdef F16
+enable f16;
+alias T = f16;
+#else
+alias T = f32;
+#endif
+#ifdef OUT_F32
+alias Y = f32;
+#else
+alias Y = T;
+#endif
+
+struct Params {
+  M: u32,         // rows of x and y (tokens)
+  K: u32,         // columns of x and of W
+  N: u32,         // columns of y (rows of W, all chunks): y's row stride
+  rows: u32,      // rows of this chunk of W = the columns of y it computes
+  colOffset: u32, // the chunk's first row of W: its first column of y and of bias
+}
+
+override WORKGROUP_X: u32; // threads along the chunk's columns
+override WORKGROUP_Y: u32; // threads along rows
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;       // (M, K)
+@group(0) @binding(2) var<storage, read> w: array<T>;       // (rows, K)
+@group(0) @binding(3) var<storage, read_write> y: array<Y>; // (M, N); this chunk writes its columns
+#ifdef BIAS
+@group(0) @binding(4) var<storage, read> bias: array<T>;    // (N,)
+#endif
+
+@compute @workgroup_size(WORKGROUP_X, WORKGROUP_Y)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x; // column in the chunk
+  let m = gid.y;
+  if (c >= params.rows || m >= params.M) { return; }
+  let K = params.K;
+  let n = params.colOffset + c;
+#ifdef BIAS
+  var acc = f32(bias[n]);
+#else
+  var acc = 0.0;
+#endif
+  for (var k = 0u; k < K; k++) { acc += f32(x[m * K + k]) * f32(w[c * K + k]); }
+  y[m * params.N + n] = Y(acc);
+}
