@@ -9,6 +9,7 @@ import { attentionVariants } from './attention.js';
 import { bandwidthVariants } from './bandwidth.js';
 import { CONVERT_WORKGROUP, convertPipelineKey } from './convert.js';
 import { embeddingVariants } from './embedding.js';
+import { gemvVariants } from './gemv.js';
 import { kvStoreVariants } from './kv-store.js';
 import { matmulVariants } from './matmul.js';
 import type { ComputeDtype } from './op.js';
@@ -43,6 +44,7 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...ropeVariants(dtypes, features),
     ...swigluVariants(dtypes, features),
     ...matmulVariants(dtypes, features),
+    ...gemvVariants(dtypes, features),
     ...kvStoreVariants(dtypes, features),
     ...attentionVariants(dtypes, features),
     ...softmaxVariants(dtypes, features),

@@ -105,7 +105,7 @@ export async function uploadWeights(
 }
 
 /** Seeded uniform values in [lo, hi). */
-export function randomValues(rng: () => number, count: number, lo = -1, hi = 1): Float32Array {
+export function randomValues(rng: () => number, count: number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
   const out = new Float32Array(count);
   for (let i = 0; i < count; i++) out[i] = lo + (hi - lo) * rng();
   return out;

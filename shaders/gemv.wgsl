@@ -1,0 +1,144 @@
+// Decode matrix-vector product, one token: y = W·x (+ b), W in HF Linear layout (N, K).
+// Launcher: src/ops/gemv.ts. One dispatch per row-chunk of W; a chunk writes rows
+// [rowOffset, rowOffset + rows) of y. Variants: F16 (f16 storage, f32 accumulation),
+// SUBGROUPS (row reduction by subgroupShuffleXor, else workgroup memory), BIAS, OUT_F32
+// (f32 logits from f16 compute: the LM head).
+//
+// Memory-bound: 2 (f16) or 4 (f32) bytes per weight read once, ~2 flops per weight. Layout:
+// THREADS_PER_ROW threads split each row's K into 16-byte vectors (4 f32 or 8 f16), and
+// each thread works on ROWS_PER_THREAD rows at once, so one load of x serves that many
+// rows of W. On lavapipe (llvmpipe: 8 invocations = one AVX lane vector; a load at
+// per-invocation addresses is a gather) the cost is counted in gathers per byte: W needs
+// one per 4 bytes whatever the layout, x's share falls with ROWS_PER_THREAD.
+#ifdef SUBGROUPS
+enable subgroups;
+#endif
+#ifdef F16
+enable f16;
+// 8 halves per load as 4 u32 + unpack2x16float rather than vec4<f16>: llvmpipe gathers 32-bit
+// lanes natively but 16-bit ones element by element, and one load moves 16 bytes, not 8.
+alias T = f16;
+#else
+alias T = f32;
+#endif
+#ifdef OUT_F32
+alias Y = f32;
+#else
+alias Y = T;
+#endif
+
+struct Params {
+  rows: u32,       // rows of this chunk of W (≤ N)
+  cols: u32,       // K: elements of x and of each row of W
+  rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias
+}
+
+override THREADS_PER_ROW: u32; // a power of two ≤ 4 (WebGPU's smallest subgroup)
+override ROWS_PER_THREAD: u32; // ≤ MAX_ROWS_PER_THREAD
+override WORKGROUP_SIZE: u32;  // row groups per workgroup × THREADS_PER_ROW
+const MAX_ROWS_PER_THREAD = 4u; // capacity of the accumulator array (function arrays need a const size)
+
+@group(0) @binding(0) var<uniform> params: Params;
+#ifdef F16
+@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>; // (rows, K) f16 as 8 halves per element
+@group(0) @binding(2) var<storage, read> x: array<vec4<u32>>; // (K,) f16 as 8 halves per element
+#else
+@group(0) @binding(1) var<storage, read> w: array<vec4f>;     // (rows, K) f32, 4 per element
+@group(0) @binding(2) var<storage, read> x: array<vec4f>;     // (K,) f32, 4 per element
+#endif
+@group(0) @binding(3) var<storage, read_write> y: array<Y>;   // (N,) whole output; this chunk writes its rows
+#ifdef BIAS
+@group(0) @binding(4) var<storage, read> bias: array<T>;      // (N,)
+#endif
+
+#ifdef F16
+const VEC = 8u; // elements per 16-byte load
+#else
+const VEC = 4u;
+#endif
+
+#ifndef SUBGROUPS
+var<workgroup> partial: array<f32, WORKGROUP_SIZE * MAX_ROWS_PER_THREAD>; // (threads, rows per thread)
+#endif
+
+// One 16-byte element of W or x as f32: (lo, hi) = elements 0..3 and 4..7 (hi is 0 for f32).
+#ifdef F16
+fn widen(v: vec4<u32>) -> array<vec4f, 2> {
+  return array(vec4f(unpack2x16float(v.x), unpack2x16float(v.y)), vec4f(unpack2x16float(v.z), unpack2x16float(v.w)));
+}
+// Element e of a packed f16 array (the scalar path).
+fn wAt(e: u32) -> f32 { return unpack2x16float(w[e / 8u][(e / 2u) % 4u])[e % 2u]; }
+fn xAt(e: u32) -> f32 { return unpack2x16float(x[e / 8u][(e / 2u) % 4u])[e % 2u]; }
+#else
+fn widen(v: vec4f) -> array<vec4f, 2> { return array(v, vec4f(0.0)); }
+fn wAt(e: u32) -> f32 { return w[e / 4u][e % 4u]; }
+fn xAt(e: u32) -> f32 { return x[e / 4u][e % 4u]; }
+#endif
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let lane = lid % THREADS_PER_ROW;          // which slice of K
+  let rowGroup = lid / THREADS_PER_ROW;      // which ROWS_PER_THREAD rows
+  let rowGroupsPerWorkgroup = WORKGROUP_SIZE / THREADS_PER_ROW;
+  let workgroup = wid.x + wid.y * groups.x;  // 2-D past 65535 workgroups
+  let firstRow = (workgroup * rowGroupsPerWorkgroup + rowGroup) * ROWS_PER_THREAD;
+  let K = params.cols;
+
+  // Rows past the chunk's end recompute its last row (no out-of-bounds read, no early
+  // return: every invocation must reach the reduction) and are not written.
+  var base: array<u32, MAX_ROWS_PER_THREAD>; // first element of each row
+  var acc: array<vec4f, MAX_ROWS_PER_THREAD>;
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+    base[j] = min(firstRow + j, params.rows - 1u) * K;
+    acc[j] = vec4f(0.0);
+  }
+
+  // Vector path: rows start on 16-byte boundaries only when K is a multiple of VEC; then
+  // every element of the row is covered here. Otherwise the scalar loop below does the row.
+  let vectors = select(0u, K / VEC, K % VEC == 0u);
+  for (var k = lane; k < vectors; k += THREADS_PER_ROW) {
+    let xv = widen(x[k]);
+    for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+      let wv = widen(w[base[j] / VEC + k]);
+      acc[j] += wv[0] * xv[0] + wv[1] * xv[1];
+    }
+  }
+  for (var e = vectors * VEC + lane; e < K; e += THREADS_PER_ROW) {
+    let xe = xAt(e);
+    for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j].x += wAt(base[j] + e) * xe; }
+  }
+
+  // Sum each row over its THREADS_PER_ROW threads.
+  var sums: array<f32, MAX_ROWS_PER_THREAD>;
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) { sums[j] = dot(acc[j], vec4f(1.0)); }
+#ifdef SUBGROUPS
+  // A row's threads are neighbouring invocations of one subgroup: subgroups are at least 4
+  // wide in WebGPU and made of consecutive invocation indices on every implementation.
+  for (var o = 1u; o < THREADS_PER_ROW; o *= 2u) {
+    for (var j = 0u; j < ROWS_PER_THREAD; j++) { sums[j] += subgroupShuffleXor(sums[j], o); }
+  }
+#else
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) { partial[lid * MAX_ROWS_PER_THREAD + j] = sums[j]; }
+  for (var o = THREADS_PER_ROW / 2u; o > 0u; o /= 2u) {
+    workgroupBarrier();
+    if (lane < o) {
+      for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+        partial[lid * MAX_ROWS_PER_THREAD + j] += partial[(lid + o) * MAX_ROWS_PER_THREAD + j];
+      }
+    }
+  }
+  workgroupBarrier();
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) { sums[j] = partial[lid * MAX_ROWS_PER_THREAD + j]; }
+#endif
+
+  if (lane != 0u) { return; }
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+    let row = firstRow + j;
+    if (row >= params.rows) { break; }
+#ifdef BIAS
+    y[params.rowOffset + row] = Y(sums[j] + f32(bias[params.rowOffset + row]));
+#else
+    y[params.rowOffset + row] = Y(sums[j]);
+#endif
+  }
+}

@@ -1,0 +1,147 @@
+// Launcher of shaders/gemv.wgsl: y = W·x (+ b) for one token (decode), W a Linear weight
+// in HF layout (N, K), possibly row-chunked (the LM head: vocab 128256 × 2048 is 525 MB in
+// f16, four 128 MiB bindings). One dispatch per chunk, each writing its rows of y.
+//
+// Nothing changes per token: the caller writes the new x into the same buffer and encodes
+// the same PreparedOp again (shapes are fixed at prepare time, in the Params buffers).
+//
+// Napkin math (Llama-3.2-1B, f16): 2.5 GB of weights read per token; at lavapipe's
+// ~10 GB/s streaming-read limit that is 0.25 s per token, so this kernel is the decode speed.
+
+import { workgroups1d } from '../gpu/dispatch.js';
+import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
+import { ParamsLayout } from '../gpu/params.js';
+import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import { checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
+
+/**
+ * Threads splitting one row's K (a power of two ≤ 4, WebGPU's smallest subgroup, so a
+ * row's reduction never leaves its subgroup). Measured on lavapipe, 8192×2048 f32: 4 and 8
+ * threads per row tie (within noise), 1 (a row per thread) is ~20% slower, 64 with a
+ * workgroup reduction ~4× slower (its barriers are coroutine switches there).
+ */
+export const GEMV_THREADS_PER_ROW = 4;
+/**
+ * Rows each thread accumulates at once: one load of x serves this many rows of W. On
+ * lavapipe every load at per-thread addresses is a gather, so with 1 row x costs as many
+ * gathers as W; 4 rows took 8192×2048 f32 from 0.6× to 0.9× of the read limit. At most the
+ * shader's MAX_ROWS_PER_THREAD (4).
+ */
+export const GEMV_ROWS_PER_THREAD = 4;
+/** Threads per workgroup: 16 row groups of GEMV_THREADS_PER_ROW. */
+export const GEMV_WORKGROUP = 64;
+/** Rows of y per workgroup (64): 2048 rows → 32 workgroups, the LM head's 128256 → 2004. */
+export const GEMV_ROWS_PER_WORKGROUP = (GEMV_WORKGROUP / GEMV_THREADS_PER_ROW) * GEMV_ROWS_PER_THREAD;
+
+const PARAMS = new ParamsLayout([
+  ['rows', 'u32'], // rows of this chunk
+  ['cols', 'u32'], // K
+  ['rowOffset', 'u32'], // the chunk's first row in y and bias
+] as const);
+
+export interface GemvOptions {
+  /** y = W·x + b: prepare then takes the bias, (N,) in the compute dtype. */
+  bias?: boolean;
+  /** y in f32 whatever the compute dtype (the LM head's logits). */
+  outF32?: boolean;
+  /**
+   * Reduce rows with subgroup operations: default where the device has 'subgroups'.
+   * false forces the workgroup-memory reduction (tests run both on one adapter).
+   */
+  subgroups?: boolean;
+}
+
+interface VariantChoice {
+  dtype: ComputeDtype;
+  subgroups: boolean;
+  bias: boolean;
+  outF32: boolean;
+}
+
+/** Every variant: both dtypes given, subgroup ones only where the device has 'subgroups'. */
+export function gemvVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
+  const subgroups = features.has('subgroups') ? [false, true] : [false];
+  return dtypes.flatMap((dtype) =>
+    subgroups.flatMap((sg) =>
+      [false, true].flatMap((bias) =>
+        // f32 compute already writes f32: OUT_F32 is an F16 variant only.
+        (dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32 })),
+      ),
+    ),
+  );
+}
+
+function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
+  const flags = [
+    ...dtypeFlags(v.dtype),
+    ...(v.subgroups ? ['SUBGROUPS'] : []),
+    ...(v.bias ? ['BIAS'] : []),
+    ...(v.outF32 ? ['OUT_F32'] : []),
+  ];
+  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : [])];
+  return {
+    key: `${name.join('_')}_t${GEMV_THREADS_PER_ROW}r${GEMV_ROWS_PER_THREAD}_wg${GEMV_WORKGROUP}`,
+    spec: {
+      shader: 'gemv',
+      flags,
+      constants: { THREADS_PER_ROW: GEMV_THREADS_PER_ROW, ROWS_PER_THREAD: GEMV_ROWS_PER_THREAD, WORKGROUP_SIZE: GEMV_WORKGROUP },
+    },
+  };
+}
+
+export class Gemv {
+  private constructor(
+    private readonly device: GPUDevice,
+    private readonly pipeline: GPUComputePipeline,
+    readonly dtype: ComputeDtype,
+    readonly bias: boolean,
+    readonly outF32: boolean,
+    /** Which reduction the pipeline uses. */
+    readonly subgroups: boolean,
+  ) {}
+
+  static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<Gemv> {
+    if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`gemv: F16 compute needs the device feature 'shader-f16'`);
+    const subgroups = options.subgroups ?? device.features.has('subgroups');
+    if (subgroups && !device.features.has('subgroups')) throw new Error(`gemv: the device has no 'subgroups' feature`);
+    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false) };
+    const { key, spec } = variant(choice);
+    return new Gemv(device, await pipelineCache(device).get(key, spec), dtype, choice.bias, options.outF32 ?? false, subgroups);
+  }
+
+  /**
+   * y = W·x (+ bias). weight: (N, K) in the compute dtype, any number of row-chunks.
+   * x: (K,) in the compute dtype. y: (N,) in the compute dtype, or f32 with outF32; distinct
+   * from x. bias: (N,) in the compute dtype, one chunk, given exactly when created with bias.
+   */
+  prepare(label: string, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
+    if (weight.shape.length !== 2) throw new Error(`${label}: gemv needs a 2-D weight, ${weight.name} is [${weight.shape.join(', ')}]`);
+    const [n, k] = weight.shape;
+    if (n < 1 || k < 1) throw new Error(`${label}: gemv needs N ≥ 1 and K ≥ 1, ${weight.name} is [${n}, ${k}]`);
+    checkWeight(label, weight, this.dtype, [n, k]);
+    if (this.bias !== (bias !== undefined)) throw new Error(`${label}: gemv was created ${this.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
+    if (bias) checkWeight(label, bias, this.dtype, [n]);
+    const xBytes = k * computeBytes(this.dtype);
+    const yBytes = n * (this.outF32 ? 4 : computeBytes(this.dtype));
+    if (x.size < xBytes) throw new Error(`${label}: gemv x holds ${x.size} bytes, (${k},) ${this.dtype} needs ${xBytes}`);
+    if (y.size < yBytes) throw new Error(`${label}: gemv y holds ${y.size} bytes, (${n},) needs ${yBytes}`);
+    if (x === y) throw new Error(`${label}: gemv cannot run in place (x and y are one buffer)`);
+
+    const biasBuffer = bias ? [singleBuffer(bias)] : [];
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const paramBuffers: GPUBuffer[] = [];
+    const dispatches: PreparedDispatch[] = weight.chunks.map((chunk, i) => {
+      const name = weight.chunks.length > 1 ? `${label}.chunk${i}` : label;
+      const params = PARAMS.createBuffer(this.device, name, { rows: chunk.rows, cols: k, rowOffset: chunk.firstRow });
+      paramBuffers.push(params);
+      const bindGroup = this.device.createBindGroup({
+        label: name,
+        layout: this.pipeline.getBindGroupLayout(0),
+        entries: [params, chunk.buffer, x, y, ...biasBuffer].map((buffer, binding) => ({ binding, resource: { buffer } })),
+      });
+      const workgroups = workgroups1d(chunk.rows, GEMV_ROWS_PER_WORKGROUP, maxGroups);
+      return { label: name, pipeline: this.pipeline, bindGroup, workgroups };
+    });
+    return { label, dispatches, destroy: () => paramBuffers.forEach((b) => b.destroy()) };
+  }
+}
