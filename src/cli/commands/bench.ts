@@ -1,7 +1,9 @@
 // `sluice bench <benchmark>`: benchmarks, each measured against a goal in the same run.
 // One module per benchmark under src/cli/bench/; this file only dispatches and prints.
 
+import { benchKernels, type KernelsBenchResult } from '../bench/kernels-bench.js';
 import { benchLoad, type LoadBenchResult, type LoadRow } from '../bench/load-bench.js';
+import { acquireNodeDevice } from '../../gpu/node-gpu.js';
 import { benchUpdate, type UpdateBenchResult } from '../bench/update-bench.js';
 import { parseSize } from '../../formats/safetensors/sharded-writer.js';
 import { SluiceError } from '../../errors.js';
@@ -79,8 +81,28 @@ const load: Benchmark = {
   },
 };
 
+const kernels: Benchmark = {
+  name: 'kernels',
+  summary: 'gemv vs the read limit, matmul vs a naive kernel, attention times',
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs('bench kernels', args, { quick: { type: 'boolean' }, json: { type: 'boolean' } });
+    if (positionals.length) throw new SluiceError('USAGE', `bench kernels: unexpected argument ${JSON.stringify(positionals[0])}`);
+    const gpu = await acquireNodeDevice({ label: 'bench' });
+    try {
+      const result = await benchKernels(gpu, {
+        quick: Boolean(values.quick),
+        onStep: io.isTty && !values.json ? (what) => io.stderr(`${what}\n`) : undefined,
+      });
+      io.stdout(values.json ? `${JSON.stringify(result, null, 2)}\n` : kernelsTable(result));
+    } finally {
+      gpu.destroy();
+    }
+    return 0;
+  },
+};
+
 /** The benchmarks, in the order usage lists them. */
-const BENCHMARKS: Benchmark[] = [load, update];
+const BENCHMARKS: Benchmark[] = [load, kernels, update];
 
 const USAGE = `Usage: sluice bench <benchmark> [options]
 
@@ -100,6 +122,15 @@ sluice bench load (CHECKPOINT [--pth OTHER] | --synthetic SIZE [--storage bf16|f
   Goals: (c) within 1.25× of max(a, b); (d) within 1.1× of (c); (c) faster than (e);
   host memory during (c) ≤ 256 MiB (peak RSS growth minus GPU bytes on a software GPU).
 
+sluice bench kernels [--quick] [--json]
+  On the current adapter: the read limit (a read-only streaming reduction over 256 MiB,
+  and a copy); gemv GB/s for Llama shapes (2048×2048, 8192×2048, 2048×8192, 128256×2048
+  row-chunked) in F32 and F16 (goal ≥ 0.8× the read limit); matmul GFLOP/s at M = 128
+  and 512, N = K = 2048, against a naive one-thread-per-output kernel (goal ≥ 3× on a
+  software GPU, ≥ 5× on a real one); attention ms for a 512-token prefill and decode at
+  512 and 2048 positions (32 heads, 8 KV heads, head dim 64). Timestamp queries where
+  the adapter has them. --quick: small shapes.
+
 sluice bench update [--size-mib N] [--repeat R] [--dir DIR] [--json]
   Writes a safetensors file of N MiB (default 1024: 64 tensors of 16 MiB) in a temp
   directory (inside DIR if given; removed afterwards), then times replacing one 16 MiB
@@ -115,7 +146,8 @@ export const benchCommand: Command = {
   name: 'bench',
   summary: 'benchmarks, each against a goal measured in the same run',
   usage: USAGE,
-  usesGpu: false,
+  // bench kernels runs on the GPU in this process (bench load spawns its own workers).
+  usesGpu: true,
   async run(args, io) {
     const [name, ...rest] = args;
     const bench = BENCHMARKS.find((b) => b.name === name);
@@ -168,5 +200,21 @@ function loadTable(r: LoadBenchResult): string {
     `(d)/(c) = ${r.ratios.pth_over_load?.toFixed(2) ?? 'n/a'} (goal ≤ ${r.goals.pthOverLoad}): ${verdict(r.pass.pth_vs_load)}\n`,
     `(e)/(c) = ${r.ratios.torch_over_load?.toFixed(2) ?? 'n/a'} (goal > ${r.goals.torchOverLoad}): ${verdict(r.pass.torch_vs_load)}${r.torch_note ? ` (${r.torch_note})` : ''}\n`,
     `host memory during (c): ${mib(r.memory.host_overhead_bytes)} = peak RSS growth ${mib(r.memory.rss_growth_bytes)} − GPU buffers ${r.software_adapter ? mib(r.memory.device_bytes) : '0 (hardware GPU)'} (goal ≤ ${mib(r.goals.hostOverheadBytes)}): ${verdict(r.pass.host_memory)}\n`,
+  ].join('');
+}
+
+function kernelsTable(r: KernelsBenchResult): string {
+  const verdict = (ok: boolean) => (ok ? 'pass' : 'FAIL');
+  const gemvRows = r.gemv.map((g) => [g.dtype, `${g.n}×${g.k}`, String(g.chunks), g.ms.toFixed(2), g.gbps.toFixed(2), g.over_read.toFixed(2), verdict(g.pass)]);
+  const matmulRows = r.matmul.map((m) => [m.dtype, `${m.m}×${m.n}×${m.k}`, m.gflops.toFixed(2), m.naive_gflops.toFixed(2), m.over_naive.toFixed(2), verdict(m.pass)]);
+  const attentionRows = r.attention.map((a) => [a.dtype, a.kind, String(a.tokens), String(a.context), `${a.heads}/${a.kv_heads}×${a.head_dim}`, a.ms.toFixed(2)]);
+  return [
+    `${r.adapter}${r.software_adapter ? ' (software)' : ''}; timing by ${r.timing === 'timestamp' ? 'timestamp queries' : 'wall clock'}\n`,
+    `read limit: ${r.read_limit.read_gbps.toFixed(2)} GB/s (copy ${r.read_limit.copy_gbps.toFixed(2)} GB/s) over ${formatBytes(r.read_limit.bytes)}\n\n`,
+    table(['gemv', 'N×K', 'chunks', 'ms', 'GB/s', '×read', `≥ ${r.goals.gemvOverRead}`], gemvRows, [2, 3, 4, 5]),
+    '\n',
+    table(['matmul', 'M×N×K', 'GFLOP/s', 'naive', '×naive', `≥ ${r.matmul[0]?.goal ?? ''}`], matmulRows, [2, 3, 4]),
+    '\n',
+    table(['attention', 'kind', 'tokens', 'context', 'heads', 'ms'], attentionRows, [2, 3, 5]),
   ].join('');
 }

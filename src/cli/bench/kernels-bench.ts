@@ -1,0 +1,199 @@
+// `sluice bench kernels`: the kernels that dominate a forward pass, each against a limit
+// measured on the same adapter in the same run.
+//   read limit  a read-only streaming reduction over 256 MiB (and a copy, for reference)
+//   gemv        weight bytes / time for Llama shapes, F32 and F16: goal ≥ 0.8× the read limit
+//   matmul      GFLOP/s at prefill shapes against a naive one-thread-per-output kernel:
+//               goal ≥ 3× on a software GPU, ≥ 5× on a real one
+//   attention   prefill of 512 tokens, decode at 512 and 2048 positions (ms)
+// Timing: timestamp queries where the device has them, else the wall clock over repeats
+// in one pass (src/gpu/profiler.ts).
+
+import { type GpuContext } from '../../gpu/device.js';
+import type { GpuTensor } from '../../gpu/gpu-tensor.js';
+import { timeOps } from '../../gpu/profiler.js';
+import { Attention } from '../../ops/attention.js';
+import { Bandwidth } from '../../ops/bandwidth.js';
+import { Gemv } from '../../ops/gemv.js';
+import { Matmul, NaiveMatmul } from '../../ops/matmul.js';
+import { type ComputeDtype, computeBytes, type PreparedOp } from '../../ops/op.js';
+
+export const KERNEL_GOALS = { gemvOverRead: 0.8, matmulOverNaiveSoftware: 3, matmulOverNaiveHardware: 5 };
+
+export interface KernelsBenchOptions {
+  /** Smaller shapes (a quick check, and the test). */
+  quick?: boolean;
+  onStep?: (what: string) => void;
+}
+
+export interface KernelsBenchResult {
+  adapter: string;
+  software_adapter: boolean;
+  timing: 'timestamp' | 'wall';
+  read_limit: { bytes: number; read_gbps: number; copy_gbps: number };
+  gemv: { dtype: ComputeDtype; n: number; k: number; chunks: number; ms: number; gbps: number; over_read: number; pass: boolean }[];
+  matmul: { dtype: ComputeDtype; m: number; n: number; k: number; gflops: number; naive_gflops: number; over_naive: number; goal: number; pass: boolean }[];
+  attention: { dtype: ComputeDtype; kind: 'prefill' | 'decode'; tokens: number; context: number; heads: number; kv_heads: number; head_dim: number; ms: number }[];
+  goals: typeof KERNEL_GOALS;
+}
+
+const MiB = 2 ** 20;
+
+export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions = {}): Promise<KernelsBenchResult> {
+  const { device } = gpu;
+  const step = options.onStep ?? (() => {});
+  const quick = options.quick ?? false;
+  const dtypes: ComputeDtype[] = device.features.has('shader-f16') ? ['F32', 'F16'] : ['F32'];
+  let method: 'timestamp' | 'wall' = 'wall';
+  const time = async (ops: PreparedOp[], bytesOrWork: number, perSecond: number) => {
+    // Repeat so one measured pass lasts ~0.2 s at the expected speed (bounded both ways).
+    const repeat = Math.max(2, Math.min(50, Math.ceil(0.2 / (bytesOrWork / perSecond))));
+    const t = await timeOps(device, ops, { repeat });
+    method = t.method;
+    return t.seconds;
+  };
+
+  // ── read limit ──
+  step('read limit');
+  const probeBytes = (quick ? 32 : 256) * MiB;
+  const src = filledBuffer(device, 'bench.probe.src', probeBytes, 'F32');
+  const dst = device.createBuffer({ label: 'bench.probe.dst', size: probeBytes, usage: GPUBufferUsage.STORAGE });
+  const read = (await Bandwidth.create(device, 'read')).prepare('bench.read', probeBytes, src, dst);
+  const copy = (await Bandwidth.create(device, 'copy')).prepare('bench.copy', probeBytes, src, dst);
+  const readGbps = probeBytes / (await time([read], probeBytes, 3e9)) / 1e9;
+  const copyGbps = (2 * probeBytes) / (await time([copy], 2 * probeBytes, 3e9)) / 1e9;
+  for (const x of [read, copy]) x.destroy();
+  for (const b of [src, dst]) b.destroy();
+
+  // ── gemv ──
+  const gemvShapes: [number, number][] = quick
+    ? [[1024, 1024], [4096, 1024], [1024, 4096], [32000, 1024]]
+    : [[2048, 2048], [8192, 2048], [2048, 8192], [128256, 2048]];
+  const gemv: KernelsBenchResult['gemv'] = [];
+  for (const dtype of dtypes) {
+    const op = await Gemv.create(device, dtype);
+    for (const [n, k] of gemvShapes) {
+      step(`gemv ${dtype} ${n}×${k}`);
+      const weight = syntheticWeight(device, `bench.gemv.${n}x${k}`, [n, k], dtype);
+      const x = filledBuffer(device, 'bench.gemv.x', k * computeBytes(dtype), dtype);
+      const y = filledBuffer(device, 'bench.gemv.y', n * computeBytes(dtype), dtype);
+      const prepared = op.prepare(`bench.gemv.${n}x${k}`, weight, x, y);
+      const bytes = n * k * computeBytes(dtype);
+      const seconds = await time([prepared], bytes, readGbps * 1e9);
+      const gbps = bytes / seconds / 1e9;
+      gemv.push({ dtype, n, k, chunks: weight.chunks.length, ms: round(seconds * 1e3), gbps: round(gbps), over_read: round(gbps / readGbps), pass: gbps / readGbps >= KERNEL_GOALS.gemvOverRead });
+      prepared.destroy();
+      for (const c of weight.chunks) c.buffer.destroy();
+      x.destroy();
+      y.destroy();
+    }
+  }
+
+  // ── matmul ──
+  const size = quick ? 256 : 2048;
+  const goal = gpu.adapterInfo.isSoftware ? KERNEL_GOALS.matmulOverNaiveSoftware : KERNEL_GOALS.matmulOverNaiveHardware;
+  const matmul: KernelsBenchResult['matmul'] = [];
+  for (const dtype of dtypes) {
+    const tiled = await Matmul.create(device, dtype);
+    const naive = await NaiveMatmul.create(device, dtype);
+    for (const m of quick ? [16, 64] : [128, 512]) {
+      step(`matmul ${dtype} ${m}×${size}×${size}`);
+      const weight = syntheticWeight(device, 'bench.matmul.w', [size, size], dtype);
+      const x = filledBuffer(device, 'bench.matmul.x', m * size * computeBytes(dtype), dtype);
+      const y = filledBuffer(device, 'bench.matmul.y', m * size * computeBytes(dtype), dtype);
+      const flops = 2 * m * size * size;
+      const fast = tiled.prepare(`bench.matmul.${m}`, m, weight, x, y);
+      const slow = naive.prepare(`bench.matmul.naive.${m}`, m, weight, x, y);
+      const gflops = flops / (await time([fast], flops, 5e9)) / 1e9;
+      const naiveGflops = flops / (await time([slow], flops, 0.7e9)) / 1e9;
+      matmul.push({ dtype, m, n: size, k: size, gflops: round(gflops), naive_gflops: round(naiveGflops), over_naive: round(gflops / naiveGflops), goal, pass: gflops / naiveGflops >= goal });
+      for (const p of [fast, slow]) p.destroy();
+      for (const c of weight.chunks) c.buffer.destroy();
+      x.destroy();
+      y.destroy();
+    }
+  }
+
+  // ── attention ──
+  const shape = quick ? { nHeads: 8, nKvHeads: 2, headDim: 64 } : { nHeads: 32, nKvHeads: 8, headDim: 64 };
+  const attention: KernelsBenchResult['attention'] = [];
+  for (const dtype of dtypes) {
+    const op = await Attention.create(device, dtype);
+    const prefillTokens = quick ? 64 : 512;
+    for (const [kind, tokens, context] of [
+      ['prefill', prefillTokens, prefillTokens],
+      ['decode', 1, quick ? 64 : 512],
+      ['decode', 1, quick ? 256 : 2048],
+    ] as const) {
+      step(`attention ${dtype} ${kind} ${tokens} tokens at context ${context}`);
+      const maxSeq = context;
+      const width = computeBytes(dtype);
+      const cache = (name: string) => filledBuffer(device, `bench.attention.${name}`, shape.nKvHeads * maxSeq * shape.headDim * width, dtype);
+      const buffers = {
+        q: filledBuffer(device, 'bench.attention.q', tokens * shape.nHeads * shape.headDim * width, dtype),
+        kCache: cache('k'),
+        vCache: cache('v'),
+        out: filledBuffer(device, 'bench.attention.out', tokens * shape.nHeads * shape.headDim * width, dtype),
+      };
+      const full = { ...shape, maxSeq };
+      const prepared = kind === 'prefill' ? op.prepare('bench.attention', full, tokens, buffers) : op.prepareDecode('bench.attention', full, buffers);
+      prepared.setRange(context - tokens, tokens);
+      // Work ~ reading the cache once per query group: a rough guess to pick the repeat count.
+      const seconds = await time([prepared], tokens * context * shape.nHeads * shape.headDim * 4, 2e9);
+      attention.push({ dtype, kind, tokens, context, heads: shape.nHeads, kv_heads: shape.nKvHeads, head_dim: shape.headDim, ms: round(seconds * 1e3) });
+      prepared.destroy();
+      for (const b of Object.values(buffers)) b.destroy();
+    }
+  }
+
+  return {
+    adapter: gpu.adapterInfo.description || gpu.adapterInfo.device,
+    software_adapter: gpu.adapterInfo.isSoftware,
+    timing: method,
+    read_limit: { bytes: probeBytes, read_gbps: round(readGbps), copy_gbps: round(copyGbps) },
+    gemv,
+    matmul,
+    attention,
+    goals: KERNEL_GOALS,
+  };
+}
+
+const round = (x: number) => Math.round(x * 1000) / 1000;
+
+// Small weights ~ N(0, 0.02)-ish values, as f32 or f16 bits, repeated: valid numbers (no
+// NaN or subnormal slow paths on a CPU "GPU"), content otherwise irrelevant to timing.
+function block(dtype: ComputeDtype): Uint8Array<ArrayBuffer> {
+  const n = MiB / 4;
+  const f = new Float32Array(n);
+  for (let i = 0; i < n; i++) f[i] = (((i * 2654435761) >>> 0) / 2 ** 32 - 0.5) * 0.05;
+  if (dtype === 'F32') return new Uint8Array(f.buffer);
+  const bits = new Uint32Array(f.buffer);
+  // |x| ≤ 0.025: sign, exponent rebiased by −112, top 10 mantissa bits; below 2^-14 → 0.
+  const h = Uint16Array.from(bits, (x) => ((x >>> 16) & 0x8000) | Math.max(0, ((x >>> 13) & 0x3ffff) - (112 << 10)));
+  return new Uint8Array(h.buffer);
+}
+
+function filledBuffer(device: GPUDevice, label: string, bytes: number, dtype: ComputeDtype): GPUBuffer {
+  const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+  const buffer = device.createBuffer({ label, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  const data = block(dtype);
+  for (let at = 0; at < size; at += data.length) device.queue.writeBuffer(buffer, at, data, 0, Math.min(data.length, size - at));
+  return buffer;
+}
+
+/** A (rows, cols) weight in the compute dtype, row-chunked at the binding limit as the loader would. */
+function syntheticWeight(device: GPUDevice, name: string, shape: [number, number], dtype: ComputeDtype): GpuTensor {
+  const [rows, cols] = shape;
+  const rowBytes = cols * computeBytes(dtype);
+  const rowsPerChunk = Math.min(rows, Math.floor(Math.floor(device.limits.maxStorageBufferBindingSize / 16) * 16 / rowBytes));
+  const data = block(dtype);
+  const chunks = [];
+  for (let firstRow = 0; firstRow < rows; firstRow += rowsPerChunk) {
+    const n = Math.min(rowsPerChunk, rows - firstRow);
+    const byteLength = n * rowBytes;
+    const size = Math.ceil(byteLength / 16) * 16;
+    const buffer = device.createBuffer({ label: `${name}#${chunks.length}`, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    for (let at = 0; at < size; at += data.length) device.queue.writeBuffer(buffer, at, data, 0, Math.min(data.length, size - at));
+    chunks.push({ buffer, firstRow, rows: n, byteLength });
+  }
+  return { name, shape, storageDtype: dtype, dtype, chunks, rowsPerChunk, byteLength: rows * rowBytes };
+}

@@ -1,0 +1,46 @@
+// `sluice bench kernels --quick`: every section measured on the software GPU, the JSON
+// complete and self-consistent (ratios and verdicts follow from the figures), the table.
+// No speed is asserted: goals live in the benchmark's own verdicts.
+
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
+
+describe('sluice bench kernels', () => {
+  it('--quick --json: read limit, gemv, matmul and attention, with consistent verdicts', async () => {
+    const { code, stdout, stderr } = await runCli(['bench', 'kernels', '--quick', '--json']);
+    expect([code, stderr]).toEqual([0, '']);
+    const r = JSON.parse(stdout);
+    expect(r.timing).toMatch(/^(timestamp|wall)$/);
+    expect(r.read_limit.read_gbps).toBeGreaterThan(0);
+    expect(r.read_limit.copy_gbps).toBeGreaterThan(0);
+    expect(r.gemv.map((g: { dtype: string }) => g.dtype)).toContain('F32');
+    expect(r.gemv).toHaveLength(r.gemv.some((g: { dtype: string }) => g.dtype === 'F16') ? 8 : 4);
+    for (const g of r.gemv) {
+      expect(g.gbps, `${g.n}×${g.k}`).toBeCloseTo((g.n * g.k * (g.dtype === 'F16' ? 2 : 4)) / (g.ms / 1e3) / 1e9, 0);
+      expect(g.over_read).toBeCloseTo(g.gbps / r.read_limit.read_gbps, 1);
+      expect(g.pass).toBe(g.over_read >= r.goals.gemvOverRead);
+    }
+    expect(r.matmul.length).toBeGreaterThanOrEqual(2);
+    for (const m of r.matmul) {
+      expect(m.over_naive).toBeCloseTo(m.gflops / m.naive_gflops, 1);
+      expect(m.goal).toBe(r.software_adapter ? 3 : 5);
+      expect(m.pass).toBe(m.over_naive >= m.goal);
+    }
+    expect(r.attention.map((a: { kind: string; context: number }) => `${a.kind}@${a.context}`)).toEqual(
+      expect.arrayContaining(['prefill@64', 'decode@64', 'decode@256']),
+    );
+    for (const a of r.attention) expect(a.ms).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('the table names every section; bad arguments are usage errors', async () => {
+    const { code, stdout } = await runCli(['bench', 'kernels', '--quick']);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^.*; timing by (timestamp queries|wall clock)\nread limit: [\d.]+ GB\/s \(copy [\d.]+ GB\/s\) over 33\.6 MB\n/);
+    expect(stdout).toMatch(/\ngemv +N×K +chunks +ms +GB\/s +×read +≥ 0\.8\nF32 +1024×1024 +1 /);
+    expect(stdout).toMatch(/\nmatmul +M×N×K +GFLOP\/s +naive +×naive +≥ [35]\n/);
+    expect(stdout).toMatch(/\nattention +kind +tokens +context +heads +ms\nF32 +prefill +64 +64 +8\/2×64 /);
+    const bad = await runCli(['bench', 'kernels', 'extra']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^sluice: bench kernels: unexpected argument "extra"/);
+  });
+});
