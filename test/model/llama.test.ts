@@ -1,0 +1,95 @@
+// The golden end-to-end test (STYLE: the cheapest test that catches the most bugs): three
+// tiny BF16 models (GQA Llama, llama3-scaled RoPE with an untied head, Qwen2 with q/k/v
+// biases) against an independent float32 PyTorch forward (test/fixtures/models/, made by
+// make_model_references.py): the prompt's last logits, 24 greedy tokens decoded through
+// the KV cache, and a second turn appended to the cache (multi-turn reuse).
+
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { openCheckpoint } from '../../src/checkpoint/open-path.js';
+import { parseModelConfig } from '../../src/model/config.js';
+import { LlamaModel, PREFILL_CHUNK } from '../../src/model/llama.js';
+import { useGpuTestDevice } from '../support/gpu-helpers.js';
+import { nmse } from '../support/op-helpers.js';
+
+const gpu = useGpuTestDevice('test.llama');
+
+interface Reference {
+  prompt_ids: number[];
+  logits_last: number[];
+  greedy_ids: number[];
+  multi_turn: { first_ids: number[]; first_greedy_ids: number[]; second_ids: number[]; greedy_after_both: number[] };
+}
+
+const argmax = (xs: Float32Array) => xs.reduce((best, x, i) => (x > xs[best] ? i : best), 0);
+
+async function load(name: string, dtype: 'f32' | 'f16', contextLength = 128) {
+  const dir = `test/fixtures/models/${name}`;
+  const config = parseModelConfig(readFileSync(`${dir}/config.json`, 'utf8'), `${dir}/config.json`);
+  const checkpoint = await openCheckpoint(`${dir}/model.safetensors`);
+  const model = await LlamaModel.load(checkpoint, config, gpu.device, { dtype, contextLength });
+  await checkpoint.close();
+  const reference = JSON.parse(readFileSync(`${dir}/reference.json`, 'utf8')) as Reference;
+  return { model, reference };
+}
+
+/** Greedy ids: one forward per token through the cache, argmax on the host. */
+async function greedy(model: LlamaModel, prompt: number[], start: number, count: number): Promise<number[]> {
+  const out: number[] = [];
+  await model.forward(prompt, start);
+  let position = start + prompt.length;
+  for (let i = 0; i < count; i++) {
+    const next = argmax(await model.readLogits());
+    out.push(next);
+    if (i + 1 < count) await model.forward([next], position++);
+  }
+  return out;
+}
+
+describe.each(['llama-gqa', 'llama3-scaled', 'qwen2-bias'])('%s against the PyTorch reference', (name) => {
+  it.each(['f32', 'f16'] as const)('%s: last-position logits, greedy decode, multi-turn', async (dtype) => {
+    if (dtype === 'f16' && !gpu.device.features.has('shader-f16')) return; // no F16 compute on this adapter
+    const { model, reference } = await load(name, dtype);
+    try {
+      await model.forward(reference.prompt_ids, 0);
+      const logits = await model.readLogits();
+      // F32: same math on the same bf16 weights, only summation order differs (~1e-12).
+      // F16: activations and weights rounded to f16 at every op (~1e-5 relative each).
+      expect(nmse(logits, reference.logits_last), 'logits NMSE').toBeLessThan(dtype === 'f32' ? 1e-9 : 1e-4);
+      // The references keep a top-1 margin ≥ 0.1, so both dtypes must pick the same ids.
+      expect(await greedy(model, reference.prompt_ids, 0, reference.greedy_ids.length)).toEqual(reference.greedy_ids);
+      // Multi-turn: the first turn and its reply stay in the cache; only the new turn is run.
+      const { first_ids, first_greedy_ids, second_ids, greedy_after_both } = reference.multi_turn;
+      await model.forward(first_ids, 0);
+      const replied = [...first_ids, ...first_greedy_ids];
+      // Feed the reply token by token, as decoding did, then the second turn at once.
+      for (let i = 0; i < first_greedy_ids.length; i++) await model.forward([first_greedy_ids[i]], first_ids.length + i);
+      expect(await greedy(model, second_ids, replied.length, greedy_after_both.length)).toEqual(greedy_after_both);
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
+it(`a prompt longer than one prefill pass (${PREFILL_CHUNK} tokens) equals the same prompt fed token by token`, async () => {
+  const { model } = await load('llama-gqa', 'f32');
+  try {
+    const prompt = Array.from({ length: PREFILL_CHUNK + 13 }, (_, i) => (i * 37 + 11) % 256);
+    await model.forward(prompt, 0);
+    const chunked = await model.readLogits();
+    for (let i = 0; i < prompt.length; i++) await model.forward([prompt[i]], i);
+    const stepwise = await model.readLogits();
+    expect(nmse(chunked, stepwise)).toBeLessThan(1e-9);
+  } finally {
+    model.dispose();
+  }
+});
+
+it('a full context is refused with a clear error, not a crash', async () => {
+  const { model } = await load('llama-gqa', 'f32', 16);
+  try {
+    await expect(model.forward(Array.from({ length: 17 }, () => 5), 0)).rejects.toThrow(/context is full: positions \[0, 17\) exceed the KV cache \(16\)/);
+  } finally {
+    model.dispose();
+  }
+});
