@@ -1,0 +1,132 @@
+// The generation loop: prefill the new tokens, then one forward pass per token with
+// sampling on the GPU, as an async iterator of deltas. Text, when a tokenizer is given,
+// is detokenized incrementally (never half a UTF-8 character) and cut at stop strings
+// matched across token boundaries. The iterator's return value is the run's statistics.
+
+import { SluiceError } from '../errors.js';
+import type { LlamaModel } from '../model/llama.js';
+import { DEFAULT_SAMPLING, type SamplingParams } from '../ops/sample.js';
+import { Detokenizer } from '../text/detokenizer.js';
+import { StopMatcher } from '../text/stop.js';
+import type { Tokenizer } from '../text/tokenizer.js';
+import type { GpuSampler } from './sampler.js';
+
+export interface GenerateOptions extends Partial<SamplingParams> {
+  /** Most tokens to generate (default 256). */
+  maxTokens?: number;
+  /** Stop strings: generation ends before the first one (needs a tokenizer). */
+  stop?: readonly string[];
+  /** Ids that end generation (not emitted): the model's eos ids. */
+  eosIds?: readonly number[];
+  signal?: AbortSignal;
+}
+
+export interface GenerationDelta {
+  /** New text (empty while a character or a possible stop string is incomplete). */
+  text: string;
+  /** The token ids this delta adds. */
+  ids: number[];
+}
+
+export type StopReason = 'eos' | 'stop' | 'length' | 'abort' | 'context';
+
+export interface GenerationStats {
+  promptTokens: number;
+  generatedTokens: number;
+  /** Time to the first generated token (prefill + one sample). */
+  ttftMs: number;
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+  stopReason: StopReason;
+  /** Cache positions used after this run (the next turn starts here). */
+  position: number;
+}
+
+export interface GenerateContext {
+  model: LlamaModel;
+  sampler: GpuSampler;
+  tokenizer?: Tokenizer;
+}
+
+/**
+ * Generates after `promptIds` placed at cache position `start` (the cache before it holds
+ * earlier turns). Yields deltas; returns the statistics.
+ */
+export async function* generate(ctx: GenerateContext, promptIds: readonly number[], start: number, options: GenerateOptions = {}): AsyncGenerator<GenerationDelta, GenerationStats> {
+  const { model, sampler, tokenizer } = ctx;
+  const maxTokens = options.maxTokens ?? 256;
+  if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new SluiceError('USAGE', `max tokens must be a non-negative integer, not ${maxTokens}`);
+  if (promptIds.length === 0) throw new SluiceError('USAGE', 'generate: the prompt has no tokens');
+  if (options.stop?.length && !tokenizer) throw new SluiceError('USAGE', 'stop strings need a tokenizer');
+  if (start + promptIds.length > model.contextLength) {
+    throw new SluiceError('USAGE', `the prompt (${promptIds.length} tokens at position ${start}) does not fit the context of ${model.contextLength} tokens`);
+  }
+  sampler.configure({ ...DEFAULT_SAMPLING, ...definedOnly(options) });
+  const eos = new Set(options.eosIds ?? []);
+  const detokenizer = tokenizer ? new Detokenizer(tokenizer, { skipSpecialTokens: true, context: promptIds.slice(-8) }) : null;
+  const stops = options.stop?.length ? new StopMatcher(options.stop) : null;
+
+  const began = performance.now();
+  let position = start;
+  let generated = 0;
+  let firstAt = began;
+  let stopReason: StopReason = 'length';
+  let pending = promptIds;
+  while (generated < maxTokens) {
+    if (options.signal?.aborted) {
+      stopReason = 'abort';
+      break;
+    }
+    if (position + pending.length > model.contextLength) {
+      stopReason = 'context';
+      break;
+    }
+    const id = await sampler.next(pending, position);
+    position += pending.length;
+    if (generated === 0) firstAt = performance.now();
+    generated++;
+    if (eos.has(id)) {
+      stopReason = 'eos';
+      break;
+    }
+    pending = [id];
+    let text = detokenizer ? detokenizer.push(id) : '';
+    if (stops) {
+      const r = stops.push(text);
+      text = r.text;
+      if (r.stop) {
+        if (text) yield { text, ids: [id] };
+        stopReason = 'stop';
+        break;
+      }
+    }
+    yield { text, ids: [id] };
+  }
+  // The last sampled id is not in the cache yet: the next turn's prompt must start with
+  // it (or the caller drops it), so `position` counts only what the cache holds.
+  if (detokenizer && stopReason !== 'stop') {
+    let tail = detokenizer.flush();
+    if (stops) tail = stops.push(tail).text + stops.flush();
+    if (tail) yield { text: tail, ids: [] };
+  }
+  const end = performance.now();
+  const prefillSeconds = Math.max((firstAt - began) / 1000, 1e-9);
+  const decodeSeconds = Math.max((end - firstAt) / 1000, 1e-9);
+  return {
+    promptTokens: promptIds.length,
+    generatedTokens: generated,
+    ttftMs: firstAt - began,
+    prefillTokensPerSecond: promptIds.length / prefillSeconds,
+    decodeTokensPerSecond: generated > 1 ? (generated - 1) / decodeSeconds : 0,
+    stopReason,
+    position,
+  };
+}
+
+function definedOnly(o: Partial<SamplingParams>): Partial<SamplingParams> {
+  const out: Partial<SamplingParams> = {};
+  for (const key of ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed'] as const) {
+    if (o[key] !== undefined) out[key] = o[key];
+  }
+  return out;
+}
