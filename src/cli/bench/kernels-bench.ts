@@ -54,7 +54,10 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
 
   // ── read limit ──
   step('read limit');
-  const probeBytes = (quick ? 32 : 256) * MiB;
+  // 256 MiB outruns any GPU cache (an H200 has 50 MB of L2), but one binding may be
+  // smaller (128 MiB on lavapipe and in browsers): the probe reads what one binding holds.
+  const maxBinding = Math.floor(device.limits.maxStorageBufferBindingSize / 16) * 16;
+  const probeBytes = Math.min((quick ? 32 : 256) * MiB, maxBinding);
   const src = filledBuffer(device, 'bench.probe.src', probeBytes, 'F32');
   const dst = device.createBuffer({ label: 'bench.probe.dst', size: probeBytes, usage: GPUBufferUsage.STORAGE });
   const read = (await Bandwidth.create(device, 'read')).prepare('bench.read', probeBytes, src, dst);
@@ -145,6 +148,9 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
     }
   }
 
+  // A dispatch that fails validation does nothing, and would time as infinitely fast.
+  const { errors } = gpu.takeErrors();
+  if (errors.length) throw new Error(`bench kernels: GPU errors: ${errors.map((e) => e.message.replace(/\s*\n\s*/g, ' ')).join('; ')}`);
   return {
     adapter: gpu.adapterInfo.description || gpu.adapterInfo.device,
     software_adapter: gpu.adapterInfo.isSoftware,
