@@ -1,0 +1,139 @@
+// `sluice chat [MODEL] [--prompt TEXT] [--system TEXT] [sampling] [--json]`: a chat
+// REPL over the model's chat template (one turn with --prompt). Earlier turns stay in the
+// KV cache: each turn prefills only its own tokens.
+
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { SluiceError } from '../../errors.js';
+import { ChatSession, type ChatTurnStats } from '../../generate/chat-session.js';
+import type { GenerateOptions } from '../../generate/generate.js';
+import { GpuSampler } from '../../generate/sampler.js';
+import { acquireNodeDevice } from '../../gpu/node-gpu.js';
+import { DEFAULT_SAMPLING } from '../../ops/sample.js';
+import { parseCommandArgs } from '../args.js';
+import type { CliIo, Command } from '../io.js';
+import { MODEL_OPTIONS_HELP, modelOptions, modelSettings, openModelWithProgress } from '../model-args.js';
+
+/** The embedded default model (step 7), shipped with the package. */
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../../models/tiny-chat', import.meta.url));
+
+const usage = `Usage: sluice chat [MODEL] [--prompt TEXT] [--system TEXT] [options]
+
+Chats with the model in directory MODEL (default: the embedded model) using its chat
+template. Without --prompt it is a REPL: type a message, Enter sends it; /reset forgets
+the conversation; /exit or Ctrl-D quits; Ctrl-C stops a reply. With --prompt it answers
+one message and exits.
+
+  --system TEXT            a system message first
+
+${MODEL_OPTIONS_HELP}
+
+--json (with --prompt) prints {"text", "ids", "prompt_tokens", "reused_tokens",
+"stop_reason", "timings": {...}}.
+`;
+
+export const chatCommand: Command = {
+  name: 'chat',
+  summary: 'chat with a model (REPL, or one turn with --prompt)',
+  usage,
+  usesGpu: true,
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs('chat', args, { ...modelOptions, prompt: { type: 'string' }, system: { type: 'string' } });
+    if (positionals.length > 1) throw new SluiceError('USAGE', `chat: unexpected argument ${JSON.stringify(positionals[1])}`);
+    const dir = positionals[0] ?? DEFAULT_MODEL_DIR;
+    if (positionals[0] === undefined && !existsSync(dir)) {
+      throw new SluiceError('NOT_FOUND', `no MODEL given, and the embedded default model is not in this build (${dir}); pass a model directory`);
+    }
+    const settings = modelSettings('chat', values);
+    const json = Boolean(values.json);
+    if (json && values.prompt === undefined) throw new SluiceError('USAGE', 'chat: --json needs --prompt (one turn)');
+
+    const gpu = await acquireNodeDevice({ label: 'sluice.chat' });
+    try {
+      const opened = await openModelWithProgress(dir, gpu, io, settings, json);
+      try {
+        if (!opened.tokenizer || !opened.chatTemplate) throw opened.chatTemplateError ?? new SluiceError('NOT_FOUND', `${dir}: no chat template`);
+        const sampler = await GpuSampler.create(opened.model, DEFAULT_SAMPLING);
+        try {
+          const ctx = { model: opened.model, sampler, tokenizer: opened.tokenizer, template: opened.chatTemplate, eosIds: opened.eosIds };
+          const session = new ChatSession(ctx, values.system as string | undefined, (notice) => io.stderr(`[${notice}]\n`));
+          const options: GenerateOptions = { ...opened.defaults, ...settings.generate };
+          if (values.prompt !== undefined) {
+            const { text, ids, stats } = await turn(session, values.prompt as string, options, json ? null : io);
+            if (json) io.stdout(`${JSON.stringify(turnJson(text, ids, stats), null, 2)}\n`);
+            else io.stdout('\n');
+          } else await repl(session, options, io);
+        } finally {
+          sampler.destroy();
+        }
+      } finally {
+        opened.dispose();
+      }
+    } finally {
+      gpu.destroy();
+    }
+    return 0;
+  },
+};
+
+async function turn(session: ChatSession, message: string, options: GenerateOptions, io: CliIo | null): Promise<{ text: string; ids: number[]; stats: ChatTurnStats }> {
+  let text = '';
+  const ids: number[] = [];
+  const run = session.send(message, options);
+  let r = await run.next();
+  while (!r.done) {
+    text += r.value.text;
+    ids.push(...r.value.ids);
+    io?.stdout(r.value.text);
+    r = await run.next();
+  }
+  return { text, ids, stats: r.value };
+}
+
+function turnJson(text: string, ids: number[], s: ChatTurnStats) {
+  const round = (x: number) => Math.round(x * 100) / 100;
+  return {
+    text,
+    ids,
+    prompt_tokens: s.promptTokens,
+    reused_tokens: s.reusedTokens,
+    generated_tokens: s.generatedTokens,
+    stop_reason: s.stopReason,
+    timings: { ttft_ms: round(s.ttftMs), prefill_tokens_per_second: round(s.prefillTokensPerSecond), decode_tokens_per_second: round(s.decodeTokensPerSecond) },
+  };
+}
+
+async function repl(session: ChatSession, options: GenerateOptions, io: CliIo): Promise<void> {
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: Boolean(process.stdin.isTTY) });
+  let reply: AbortController | null = null;
+  rl.on('SIGINT', () => {
+    if (reply) reply.abort();
+    else rl.close();
+  });
+  const ask = () => new Promise<string | null>((resolve) => {
+    rl.once('close', () => resolve(null));
+    rl.question('> ', resolve);
+  });
+  for (;;) {
+    const line = await ask();
+    if (line === null || line.trim() === '/exit') break;
+    if (line.trim() === '') continue;
+    if (line.trim() === '/reset') {
+      session.reset();
+      io.stderr('[conversation forgotten]\n');
+      continue;
+    }
+    reply = new AbortController();
+    try {
+      const { stats } = await turn(session, line, { ...options, signal: reply.signal }, io);
+      io.stdout('\n');
+      if (io.isTty) io.stderr(`[${stats.promptTokens - stats.reusedTokens} new prompt tokens, ${stats.generatedTokens} generated, ${stats.decodeTokensPerSecond.toFixed(1)} tok/s${stats.stopReason === 'abort' ? ', stopped' : ''}]\n`);
+    } catch (e) {
+      io.stderr(`sluice: ${(e as Error).message}\n`);
+    } finally {
+      reply = null;
+    }
+  }
+  rl.close();
+}

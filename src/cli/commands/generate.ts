@@ -1,0 +1,94 @@
+// `sluice generate MODEL (--prompt TEXT | --ids 1,2,3) [sampling] [--json]`: raw
+// completion, no chat template. Text streams to stdout as it is generated.
+
+import { SluiceError } from '../../errors.js';
+import { generate } from '../../generate/generate.js';
+import { GpuSampler } from '../../generate/sampler.js';
+import { acquireNodeDevice } from '../../gpu/node-gpu.js';
+import { DEFAULT_SAMPLING } from '../../ops/sample.js';
+import { parseCommandArgs } from '../args.js';
+import type { Command } from '../io.js';
+import { MODEL_OPTIONS_HELP, modelOptions, modelSettings, openModelWithProgress } from '../model-args.js';
+
+const usage = `Usage: sluice generate MODEL (--prompt TEXT | --ids 1,2,3) [options]
+
+Continues a raw prompt (no chat template) with the model in directory MODEL, streaming
+the text to stdout. --prompt is tokenized with the model's tokenizer (adding its bos
+token, as transformers does); --ids gives token ids directly (no tokenizer needed).
+
+${MODEL_OPTIONS_HELP}
+
+--json prints {"ids": [...], "text": "...", "prompt_tokens": N, "stop_reason": "...",
+"timings": {"ttft_ms", "prefill_tokens_per_second", "decode_tokens_per_second"}}.
+`;
+
+export const generateCommand: Command = {
+  name: 'generate',
+  summary: 'continue a raw prompt (no chat template)',
+  usage,
+  usesGpu: true,
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs('generate', args, { ...modelOptions, prompt: { type: 'string' }, ids: { type: 'string' } });
+    const [dir, extra] = positionals;
+    if (!dir) throw new SluiceError('USAGE', "generate: which model? (sluice generate MODEL --prompt TEXT; see 'sluice generate --help')");
+    if (extra !== undefined) throw new SluiceError('USAGE', `generate: unexpected argument ${JSON.stringify(extra)}`);
+    if ((values.prompt === undefined) === (values.ids === undefined)) throw new SluiceError('USAGE', 'generate: give --prompt TEXT or --ids 1,2,3 (one of them)');
+    const settings = modelSettings('generate', values);
+    const ids = values.ids === undefined ? null : parseIds(values.ids as string);
+    const json = Boolean(values.json);
+
+    const gpu = await acquireNodeDevice({ label: 'sluice.generate' });
+    try {
+      const opened = await openModelWithProgress(dir, gpu, io, settings, json);
+      try {
+        const { model, tokenizer } = opened;
+        if (!ids && !tokenizer) throw new SluiceError('NOT_FOUND', `${dir}: no tokenizer.json, so --prompt cannot be tokenized; use --ids`);
+        const promptIds = ids ?? tokenizer!.encode(values.prompt as string, { addSpecialTokens: true });
+        const sampler = await GpuSampler.create(model, DEFAULT_SAMPLING);
+        try {
+          const out: number[] = [];
+          let text = '';
+          const run = generate({ model, sampler, tokenizer: tokenizer ?? undefined }, promptIds, 0, { ...opened.defaults, ...settings.generate, eosIds: opened.eosIds });
+          let r = await run.next();
+          while (!r.done) {
+            out.push(...r.value.ids);
+            text += r.value.text;
+            if (!json) io.stdout(tokenizer ? r.value.text : r.value.ids.map((id) => `${id} `).join(''));
+            r = await run.next();
+          }
+          const s = r.value;
+          if (json) {
+            io.stdout(`${JSON.stringify({
+              ids: out,
+              text,
+              prompt_tokens: s.promptTokens,
+              generated_tokens: s.generatedTokens,
+              stop_reason: s.stopReason,
+              timings: { ttft_ms: round(s.ttftMs), prefill_tokens_per_second: round(s.prefillTokensPerSecond), decode_tokens_per_second: round(s.decodeTokensPerSecond) },
+            }, null, 2)}\n`);
+          } else {
+            io.stdout('\n');
+            if (io.isTty) io.stderr(`[${s.promptTokens} prompt tokens, ${s.generatedTokens} generated; ${s.prefillTokensPerSecond.toFixed(1)} tok/s prefill, ${s.decodeTokensPerSecond.toFixed(1)} tok/s decode; ${s.stopReason}]\n`);
+          }
+        } finally {
+          sampler.destroy();
+        }
+      } finally {
+        opened.dispose();
+      }
+    } finally {
+      gpu.destroy();
+    }
+    return 0;
+  },
+};
+
+function parseIds(text: string): number[] {
+  const ids = text.split(/[\s,]+/).filter(Boolean).map(Number);
+  if (!ids.length || ids.some((id) => !Number.isSafeInteger(id) || id < 0)) {
+    throw new SluiceError('USAGE', `generate: --ids must be token ids separated by commas, not ${JSON.stringify(text)}`);
+  }
+  return ids;
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;

@@ -1,0 +1,71 @@
+// The options every model command shares: compute dtype, context length and the sampling
+// flags of ../shared/ARCHITECTURE.md, parsed and checked in one place; plus loading a
+// model directory with a progress bar.
+
+import { SluiceError } from '../errors.js';
+import type { GpuContext } from '../gpu/device.js';
+import type { DtypeChoice } from '../gpu/load-tensors.js';
+import type { GenerateOptions } from '../generate/generate.js';
+import { openModel, type OpenedModel } from '../model/open-model.js';
+import type { ParsedArgs } from './args.js';
+import type { CliIo } from './io.js';
+import { loadProgressBar } from './progress.js';
+
+export const modelOptions = {
+  dtype: { type: 'string' },
+  context: { type: 'string' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  'min-p': { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+  seed: { type: 'string' },
+  'max-tokens': { type: 'string' },
+  stop: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+} as const;
+
+export const MODEL_OPTIONS_HELP = `Sampling (defaults from the model's generation_config.json, else greedy-free HF defaults):
+  --temperature T          0 = greedy (argmax)
+  --top-k K, --top-p P, --min-p P, --repetition-penalty R
+  --seed N                 same seed, same tokens
+  --max-tokens N           most tokens to generate (default 256)
+  --stop TEXT              stop before TEXT (repeatable)
+Model:
+  --dtype auto|f16|f32     compute precision (auto: f16 where the GPU has shader-f16)
+  --context N              KV cache positions (default min(max_position_embeddings, 4096))
+  --json                   one JSON document on stdout
+  --debug                  Dawn's own messages, and stack traces on errors`;
+
+export function modelSettings(command: string, values: ParsedArgs['values']): { dtype: DtypeChoice; contextLength?: number; generate: GenerateOptions } {
+  const number = (flag: string, check: (x: number) => boolean, what: string): number | undefined => {
+    const v = values[flag];
+    if (v === undefined) return undefined;
+    const x = Number(v);
+    if (typeof v !== 'string' || v.trim() === '' || !check(x)) throw new SluiceError('USAGE', `${command}: --${flag} must be ${what}, not ${JSON.stringify(v)}`);
+    return x;
+  };
+  const nonNegative = (x: number) => Number.isFinite(x) && x >= 0;
+  const integer = (x: number) => Number.isSafeInteger(x) && x >= 0;
+  const dtype = (values.dtype as string | undefined) ?? 'auto';
+  if (!['auto', 'f16', 'f32'].includes(dtype)) throw new SluiceError('USAGE', `${command}: --dtype must be auto, f16 or f32, not ${JSON.stringify(dtype)}`);
+  const generate: GenerateOptions = {};
+  const set = <K extends keyof GenerateOptions>(key: K, value: GenerateOptions[K] | undefined) => {
+    if (value !== undefined) generate[key] = value;
+  };
+  set('temperature', number('temperature', nonNegative, 'a number ≥ 0'));
+  set('topK', number('top-k', integer, 'a whole number ≥ 0'));
+  set('topP', number('top-p', (x) => x > 0 && x <= 1, 'in (0, 1]'));
+  set('minP', number('min-p', (x) => x >= 0 && x <= 1, 'in [0, 1]'));
+  set('repetitionPenalty', number('repetition-penalty', (x) => Number.isFinite(x) && x > 0, 'a number > 0'));
+  set('seed', number('seed', (x) => integer(x) && x < 2 ** 32, 'a whole number below 2^32'));
+  set('maxTokens', number('max-tokens', integer, 'a whole number ≥ 0'));
+  if (values.stop) generate.stop = values.stop as string[];
+  const contextLength = number('context', (x) => integer(x) && x >= 1, 'a whole number ≥ 1');
+  return { dtype: dtype as DtypeChoice, contextLength, generate };
+}
+
+/** Opens a model directory on the device, with a load progress bar on a terminal. */
+export async function openModelWithProgress(dir: string, gpu: GpuContext, io: CliIo, settings: { dtype: DtypeChoice; contextLength?: number }, quiet: boolean): Promise<OpenedModel> {
+  return openModel(dir, gpu.device, { ...settings, onProgress: loadProgressBar(io, !quiet) });
+}
