@@ -3,9 +3,11 @@
 // model directory with a progress bar.
 
 import { SluiceError } from '../errors.js';
-import type { GpuContext } from '../gpu/device.js';
+import { GpuSampler } from '../generate/sampler.js';
+import { acquireNodeDevice } from '../gpu/node-gpu.js';
+import { DEFAULT_SAMPLING } from '../ops/sample.js';
 import type { DtypeChoice } from '../gpu/load-tensors.js';
-import type { GenerateOptions } from '../generate/generate.js';
+import type { GenerateOptions, GenerationStats } from '../generate/generate.js';
 import { openModel, type OpenedModel } from '../model/open-model.js';
 import type { ParsedArgs } from './args.js';
 import type { CliIo } from './io.js';
@@ -65,7 +67,37 @@ export function modelSettings(command: string, values: ParsedArgs['values']): { 
   return { dtype: dtype as DtypeChoice, contextLength, generate };
 }
 
-/** Opens a model directory on the device, with a load progress bar on a terminal. */
-export async function openModelWithProgress(dir: string, gpu: GpuContext, io: CliIo, settings: { dtype: DtypeChoice; contextLength?: number }, quiet: boolean): Promise<OpenedModel> {
-  return openModel(dir, gpu.device, { ...settings, onProgress: loadProgressBar(io, !quiet) });
+/**
+ * Runs `body` with a model directory loaded on a fresh device (a load progress bar on a
+ * terminal unless `quiet`) and a GPU sampler, and frees all three whatever happens.
+ */
+export async function withModel<T>(
+  dir: string,
+  io: CliIo,
+  settings: { dtype: DtypeChoice; contextLength?: number },
+  quiet: boolean,
+  body: (opened: OpenedModel, sampler: GpuSampler) => Promise<T>,
+): Promise<T> {
+  const gpu = await acquireNodeDevice({ label: 'sluice.model' });
+  try {
+    const opened = await openModel(dir, gpu.device, { ...settings, onProgress: loadProgressBar(io, !quiet) });
+    try {
+      const sampler = await GpuSampler.create(opened.model, DEFAULT_SAMPLING);
+      try {
+        return await body(opened, sampler);
+      } finally {
+        sampler.destroy();
+      }
+    } finally {
+      opened.dispose();
+    }
+  } finally {
+    gpu.destroy();
+  }
+}
+
+/** The `timings` object of --json outputs. */
+export function timingsJson(s: GenerationStats) {
+  const round = (x: number) => Math.round(x * 100) / 100;
+  return { ttft_ms: round(s.ttftMs), prefill_tokens_per_second: round(s.prefillTokensPerSecond), decode_tokens_per_second: round(s.decodeTokensPerSecond) };
 }

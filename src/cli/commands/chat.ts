@@ -8,12 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { SluiceError } from '../../errors.js';
 import { ChatSession, type ChatTurnStats } from '../../generate/chat-session.js';
 import type { GenerateOptions } from '../../generate/generate.js';
-import { GpuSampler } from '../../generate/sampler.js';
-import { acquireNodeDevice } from '../../gpu/node-gpu.js';
-import { DEFAULT_SAMPLING } from '../../ops/sample.js';
 import { parseCommandArgs } from '../args.js';
 import type { CliIo, Command } from '../io.js';
-import { MODEL_OPTIONS_HELP, modelOptions, modelSettings, openModelWithProgress } from '../model-args.js';
+import { MODEL_OPTIONS_HELP, modelOptions, modelSettings, timingsJson, withModel } from '../model-args.js';
 
 /** The embedded default model (step 7), shipped with the package. */
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../../models/tiny-chat', import.meta.url));
@@ -49,30 +46,15 @@ export const chatCommand: Command = {
     const json = Boolean(values.json);
     if (json && values.prompt === undefined) throw new SluiceError('USAGE', 'chat: --json needs --prompt (one turn)');
 
-    const gpu = await acquireNodeDevice({ label: 'sluice.chat' });
-    try {
-      const opened = await openModelWithProgress(dir, gpu, io, settings, json);
-      try {
-        if (!opened.tokenizer || !opened.chatTemplate) throw opened.chatTemplateError ?? new SluiceError('NOT_FOUND', `${dir}: no chat template`);
-        const sampler = await GpuSampler.create(opened.model, DEFAULT_SAMPLING);
-        try {
-          const ctx = { model: opened.model, sampler, tokenizer: opened.tokenizer, template: opened.chatTemplate, eosIds: opened.eosIds };
-          const session = new ChatSession(ctx, values.system as string | undefined, (notice) => io.stderr(`[${notice}]\n`));
-          const options: GenerateOptions = { ...opened.defaults, ...settings.generate };
-          if (values.prompt !== undefined) {
-            const { text, ids, stats } = await turn(session, values.prompt as string, options, json ? null : io);
-            if (json) io.stdout(`${JSON.stringify(turnJson(text, ids, stats), null, 2)}\n`);
-            else io.stdout('\n');
-          } else await repl(session, options, io);
-        } finally {
-          sampler.destroy();
-        }
-      } finally {
-        opened.dispose();
-      }
-    } finally {
-      gpu.destroy();
-    }
+    await withModel(dir, io, settings, json, async (opened, sampler) => {
+      if (!opened.tokenizer || !opened.chatTemplate) throw opened.chatTemplateError ?? new SluiceError('NOT_FOUND', `${dir}: no chat template`);
+      const ctx = { model: opened.model, sampler, tokenizer: opened.tokenizer, template: opened.chatTemplate, eosIds: opened.eosIds };
+      const session = new ChatSession(ctx, values.system as string | undefined, (notice) => io.stderr(`[${notice}]\n`));
+      const options: GenerateOptions = { ...opened.defaults, ...settings.generate };
+      if (values.prompt === undefined) return repl(session, options, io);
+      const { text, ids, stats } = await turn(session, values.prompt as string, options, json ? null : io);
+      io.stdout(json ? `${JSON.stringify(turnJson(text, ids, stats), null, 2)}\n` : '\n');
+    });
     return 0;
   },
 };
@@ -92,7 +74,6 @@ async function turn(session: ChatSession, message: string, options: GenerateOpti
 }
 
 function turnJson(text: string, ids: number[], s: ChatTurnStats) {
-  const round = (x: number) => Math.round(x * 100) / 100;
   return {
     text,
     ids,
@@ -100,7 +81,7 @@ function turnJson(text: string, ids: number[], s: ChatTurnStats) {
     reused_tokens: s.reusedTokens,
     generated_tokens: s.generatedTokens,
     stop_reason: s.stopReason,
-    timings: { ttft_ms: round(s.ttftMs), prefill_tokens_per_second: round(s.prefillTokensPerSecond), decode_tokens_per_second: round(s.decodeTokensPerSecond) },
+    timings: timingsJson(s),
   };
 }
 

@@ -3,12 +3,9 @@
 
 import { SluiceError } from '../../errors.js';
 import { generate } from '../../generate/generate.js';
-import { GpuSampler } from '../../generate/sampler.js';
-import { acquireNodeDevice } from '../../gpu/node-gpu.js';
-import { DEFAULT_SAMPLING } from '../../ops/sample.js';
 import { parseCommandArgs } from '../args.js';
 import type { Command } from '../io.js';
-import { MODEL_OPTIONS_HELP, modelOptions, modelSettings, openModelWithProgress } from '../model-args.js';
+import { MODEL_OPTIONS_HELP, modelOptions, modelSettings, timingsJson, withModel } from '../model-args.js';
 
 const usage = `Usage: sluice generate MODEL (--prompt TEXT | --ids 1,2,3) [options]
 
@@ -37,48 +34,29 @@ export const generateCommand: Command = {
     const ids = values.ids === undefined ? null : parseIds(values.ids as string);
     const json = Boolean(values.json);
 
-    const gpu = await acquireNodeDevice({ label: 'sluice.generate' });
-    try {
-      const opened = await openModelWithProgress(dir, gpu, io, settings, json);
-      try {
-        const { model, tokenizer } = opened;
-        if (!ids && !tokenizer) throw new SluiceError('NOT_FOUND', `${dir}: no tokenizer.json, so --prompt cannot be tokenized; use --ids`);
-        const promptIds = ids ?? tokenizer!.encode(values.prompt as string, { addSpecialTokens: true });
-        const sampler = await GpuSampler.create(model, DEFAULT_SAMPLING);
-        try {
-          const out: number[] = [];
-          let text = '';
-          const run = generate({ model, sampler, tokenizer: tokenizer ?? undefined }, promptIds, 0, { ...opened.defaults, ...settings.generate, eosIds: opened.eosIds });
-          let r = await run.next();
-          while (!r.done) {
-            out.push(...r.value.ids);
-            text += r.value.text;
-            if (!json) io.stdout(tokenizer ? r.value.text : r.value.ids.map((id) => `${id} `).join(''));
-            r = await run.next();
-          }
-          const s = r.value;
-          if (json) {
-            io.stdout(`${JSON.stringify({
-              ids: out,
-              text,
-              prompt_tokens: s.promptTokens,
-              generated_tokens: s.generatedTokens,
-              stop_reason: s.stopReason,
-              timings: { ttft_ms: round(s.ttftMs), prefill_tokens_per_second: round(s.prefillTokensPerSecond), decode_tokens_per_second: round(s.decodeTokensPerSecond) },
-            }, null, 2)}\n`);
-          } else {
-            io.stdout('\n');
-            if (io.isTty) io.stderr(`[${s.promptTokens} prompt tokens, ${s.generatedTokens} generated; ${s.prefillTokensPerSecond.toFixed(1)} tok/s prefill, ${s.decodeTokensPerSecond.toFixed(1)} tok/s decode; ${s.stopReason}]\n`);
-          }
-        } finally {
-          sampler.destroy();
-        }
-      } finally {
-        opened.dispose();
+    await withModel(dir, io, settings, json, async (opened, sampler) => {
+      const { model, tokenizer } = opened;
+      if (!ids && !tokenizer) throw new SluiceError('NOT_FOUND', `${dir}: no tokenizer.json, so --prompt cannot be tokenized; use --ids`);
+      const promptIds = ids ?? tokenizer!.encode(values.prompt as string, { addSpecialTokens: true });
+      const out: number[] = [];
+      let text = '';
+      const run = generate({ model, sampler, tokenizer: tokenizer ?? undefined }, promptIds, 0, { ...opened.defaults, ...settings.generate, eosIds: opened.eosIds });
+      let r = await run.next();
+      while (!r.done) {
+        out.push(...r.value.ids);
+        text += r.value.text;
+        if (!json) io.stdout(tokenizer ? r.value.text : r.value.ids.map((id) => `${id} `).join(''));
+        r = await run.next();
       }
-    } finally {
-      gpu.destroy();
-    }
+      const s = r.value;
+      if (json) {
+        const doc = { ids: out, text, prompt_tokens: s.promptTokens, generated_tokens: s.generatedTokens, stop_reason: s.stopReason, timings: timingsJson(s) };
+        io.stdout(`${JSON.stringify(doc, null, 2)}\n`);
+      } else {
+        io.stdout('\n');
+        if (io.isTty) io.stderr(`[${s.promptTokens} prompt tokens, ${s.generatedTokens} generated; ${s.prefillTokensPerSecond.toFixed(1)} tok/s prefill, ${s.decodeTokensPerSecond.toFixed(1)} tok/s decode; ${s.stopReason}]\n`);
+      }
+    });
     return 0;
   },
 };
@@ -90,5 +68,3 @@ function parseIds(text: string): number[] {
   }
   return ids;
 }
-
-const round = (x: number) => Math.round(x * 100) / 100;
