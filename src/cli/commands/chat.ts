@@ -86,35 +86,36 @@ function turnJson(text: string, ids: number[], s: ChatTurnStats) {
 }
 
 async function repl(session: ChatSession, options: GenerateOptions, io: CliIo): Promise<void> {
-  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: Boolean(process.stdin.isTTY) });
+  const terminal = Boolean(process.stdin.isTTY);
+  // Lines are read as an async stream, so input piped ahead of the replies (a script, a
+  // test) waits its turn instead of racing the generation.
+  const rl = createInterface({ input: process.stdin, output: terminal ? process.stdout : undefined, terminal });
   let reply: AbortController | null = null;
   rl.on('SIGINT', () => {
-    if (reply) reply.abort();
-    else rl.close();
+    if (reply) reply.abort(); // Ctrl-C stops the reply…
+    else rl.close(); // …or, at the prompt, quits
   });
-  const ask = () => new Promise<string | null>((resolve) => {
-    rl.once('close', () => resolve(null));
-    rl.question('> ', resolve);
-  });
-  for (;;) {
-    const line = await ask();
-    if (line === null || line.trim() === '/exit') break;
-    if (line.trim() === '') continue;
-    if (line.trim() === '/reset') {
+  rl.setPrompt('> ');
+  if (terminal) rl.prompt();
+  for await (const raw of rl) {
+    const line = raw.trim();
+    if (line === '/exit') break;
+    if (line === '/reset') {
       session.reset();
       io.stderr('[conversation forgotten]\n');
-      continue;
+    } else if (line !== '') {
+      reply = new AbortController();
+      try {
+        const { stats } = await turn(session, raw, { ...options, signal: reply.signal }, io);
+        io.stdout('\n');
+        if (io.isTty) io.stderr(`[${stats.promptTokens - stats.reusedTokens} new prompt tokens, ${stats.generatedTokens} generated, ${stats.decodeTokensPerSecond.toFixed(1)} tok/s${stats.stopReason === 'abort' ? ', stopped' : ''}]\n`);
+      } catch (e) {
+        io.stderr(`sluice: ${(e as Error).message}\n`);
+      } finally {
+        reply = null;
+      }
     }
-    reply = new AbortController();
-    try {
-      const { stats } = await turn(session, line, { ...options, signal: reply.signal }, io);
-      io.stdout('\n');
-      if (io.isTty) io.stderr(`[${stats.promptTokens - stats.reusedTokens} new prompt tokens, ${stats.generatedTokens} generated, ${stats.decodeTokensPerSecond.toFixed(1)} tok/s${stats.stopReason === 'abort' ? ', stopped' : ''}]\n`);
-    } catch (e) {
-      io.stderr(`sluice: ${(e as Error).message}\n`);
-    } finally {
-      reply = null;
-    }
+    if (terminal) rl.prompt();
   }
   rl.close();
 }
