@@ -253,6 +253,21 @@ export class LlamaModel {
     }
   }
 
+  /** Dispatches one decode step encodes (all layers and the LM head; sampling not included). */
+  get decodeDispatches(): number {
+    return [...this.decode.ops, ...this.head].reduce((n, op) => n + op.dispatches.length, 0);
+  }
+
+  /**
+   * Weight bytes one decode step reads: every matrix and norm once, the LM head whole; the
+   * embedding table only for its one row (unless it is also the tied LM head).
+   */
+  get weightBytesPerToken(): number {
+    let bytes = 0;
+    for (const [name, t] of this.weights) if (name !== this.names.embed || this.names.lmHead === name) bytes += t.byteLength;
+    return bytes + this.config.hiddenSize * computeBytes(this.dtype);
+  }
+
   private setPositions(pass: Pass, start: number, tokens: number): void {
     for (const rope of pass.ropes) rope.setPositions(start, tokens);
     for (const store of pass.stores) store.setRange(start, tokens);

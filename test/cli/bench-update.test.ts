@@ -38,10 +38,10 @@ describe('sluice bench update', () => {
     for (const argv of [['bench'], ['bench', 'nope'], ['bench', '--json']]) {
       const { code, stderr } = await runCli(argv);
       expect(code, argv.join(' ')).toBe(2);
-      expect(stderr).toMatch(/^sluice: bench: .*Available: load, kernels, update/);
+      expect(stderr).toMatch(/^sluice: bench: .*Available: load, kernels, generate, update/);
     }
     expect((await runCli(['bench', 'update', '--size-mib', '0'])).code).toBe(2);
     const help = await runCli(['bench', '--help']);
-    expect(help.stdout).toMatch(/Benchmarks:\n {2}load .*\n {2}kernels .*\n {2}update /);
+    expect(help.stdout).toMatch(/Benchmarks:\n {2}load .*\n {2}kernels .*\n {2}generate .*\n {2}update /);
   });
 });

@@ -1,6 +1,7 @@
 // `sluice bench <benchmark>`: benchmarks, each measured against a goal in the same run.
 // One module per benchmark under src/cli/bench/; this file only dispatches and prints.
 
+import { benchGenerate } from '../bench/generate-bench.js';
 import { benchKernels, type KernelsBenchResult } from '../bench/kernels-bench.js';
 import { benchLoad, type LoadBenchResult, type LoadRow } from '../bench/load-bench.js';
 import { acquireNodeDevice } from '../../gpu/node-gpu.js';
@@ -101,8 +102,52 @@ const kernels: Benchmark = {
   },
 };
 
+const generateBench: Benchmark = {
+  name: 'generate',
+  summary: 'prefill and decode tokens/s, weight GB/s per token vs the read limit',
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs('bench generate', args, {
+      dtype: { type: 'string' },
+      'prompt-tokens': { type: 'string' },
+      tokens: { type: 'string' },
+      json: { type: 'boolean' },
+    });
+    const [dir, extra] = positionals;
+    if (!dir) throw new SluiceError('USAGE', 'bench generate: which model? (sluice bench generate MODEL)');
+    if (extra !== undefined) throw new SluiceError('USAGE', `bench generate: unexpected argument ${JSON.stringify(extra)}`);
+    const count = (flag: string) => {
+      const v = values[flag];
+      if (v === undefined) return undefined;
+      const n = Number(v);
+      if (!Number.isSafeInteger(n) || n < 1) throw new SluiceError('USAGE', `bench generate: --${flag} must be a whole number ≥ 1, not ${JSON.stringify(v)}`);
+      return n;
+    };
+    const dtype = (values.dtype as string | undefined) ?? 'auto';
+    if (!['auto', 'f16', 'f32'].includes(dtype)) throw new SluiceError('USAGE', `bench generate: --dtype must be auto, f16 or f32, not ${JSON.stringify(dtype)}`);
+    const gpu = await acquireNodeDevice({ label: 'bench' });
+    try {
+      const r = await benchGenerate(gpu, {
+        dir,
+        dtype: dtype as 'auto' | 'f16' | 'f32',
+        promptTokens: count('prompt-tokens'),
+        tokens: count('tokens'),
+        onStep: io.isTty && !values.json ? (what) => io.stderr(`${what}\n`) : undefined,
+      });
+      io.stdout(values.json ? `${JSON.stringify(r, null, 2)}\n` : [
+        `${r.model} (${r.compute_dtype}) on ${r.adapter}\n`,
+        `prefill ${r.prompt_tokens} tokens: ${r.prefill_tokens_per_second.toFixed(1)} tok/s (TTFT ${r.ttft_ms.toFixed(1)} ms)\n`,
+        `decode ${r.generated_tokens} tokens: ${r.decode_tokens_per_second.toFixed(1)} tok/s; ${r.dispatches_per_token} dispatches, ${r.submits_per_token} submit, ${r.readback_bytes_per_token} bytes read back per token\n`,
+        `weights read per token: ${formatBytes(r.weight_bytes_per_token)} → ${r.weight_gbps.toFixed(2)} GB/s = ${r.weight_over_read.toFixed(2)}× the read limit (${r.read_limit_gbps.toFixed(2)} GB/s)\n`,
+      ].join(''));
+    } finally {
+      gpu.destroy();
+    }
+    return 0;
+  },
+};
+
 /** The benchmarks, in the order usage lists them. */
-const BENCHMARKS: Benchmark[] = [load, kernels, update];
+const BENCHMARKS: Benchmark[] = [load, kernels, generateBench, update];
 
 const USAGE = `Usage: sluice bench <benchmark> [options]
 
@@ -130,6 +175,12 @@ sluice bench kernels [--quick] [--json]
   software GPU, ≥ 5× on a real one); attention ms for a 512-token prefill and decode at
   512 and 2048 positions (32 heads, 8 KV heads, head dim 64). Timestamp queries where
   the adapter has them. --quick: small shapes.
+
+sluice bench generate MODEL [--prompt-tokens N] [--tokens N] [--dtype auto|f16|f32] [--json]
+  Prefills N random prompt tokens (default 128) and decodes --tokens greedily (default
+  64): TTFT, prefill and decode tokens/s, dispatches and submits per token, and the
+  weight bandwidth of decoding (weight bytes per token × tokens/s) against the read
+  limit measured in the same run.
 
 sluice bench update [--size-mib N] [--repeat R] [--dir DIR] [--json]
   Writes a safetensors file of N MiB (default 1024: 64 tensors of 16 MiB) in a temp

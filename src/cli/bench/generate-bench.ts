@@ -1,0 +1,104 @@
+// `sluice bench generate MODEL`: end-to-end generation speed on the current adapter.
+// Prefill a prompt of random ids, then decode greedily; report TTFT, prefill and decode
+// tokens/s, dispatches and submits per token, and the weight bandwidth a decode step
+// achieves (weight bytes per token × tokens/s) against the read limit measured in the
+// same run (the bandwidth probe of `bench kernels`). Decode is memory-bound: every weight
+// is read once per token, so that ratio says how close to the hardware the loop runs.
+
+import { GpuSampler } from '../../generate/sampler.js';
+import type { GpuContext } from '../../gpu/device.js';
+import { timeOps } from '../../gpu/profiler.js';
+import { openModel } from '../../model/open-model.js';
+import { Bandwidth } from '../../ops/bandwidth.js';
+import type { DtypeChoice } from '../../gpu/load-tensors.js';
+
+export interface GenerateBenchOptions {
+  dir: string;
+  dtype?: DtypeChoice;
+  promptTokens?: number;
+  tokens?: number;
+  onStep?: (what: string) => void;
+}
+
+export interface GenerateBenchResult {
+  model: string;
+  adapter: string;
+  compute_dtype: string;
+  prompt_tokens: number;
+  generated_tokens: number;
+  ttft_ms: number;
+  prefill_tokens_per_second: number;
+  decode_tokens_per_second: number;
+  dispatches_per_token: number;
+  submits_per_token: number;
+  readback_bytes_per_token: number;
+  weight_bytes_per_token: number;
+  weight_gbps: number;
+  read_limit_gbps: number;
+  weight_over_read: number;
+}
+
+export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptions): Promise<GenerateBenchResult> {
+  const step = options.onStep ?? (() => {});
+  const tokens = options.tokens ?? 64;
+  const promptLength = options.promptTokens ?? 128;
+  step(`loading ${options.dir}`);
+  const opened = await openModel(options.dir, gpu.device, { dtype: options.dtype, contextLength: promptLength + tokens + 1 });
+  const { model } = opened;
+  try {
+    const sampler = await GpuSampler.create(model, { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: 0 });
+    try {
+      // Random ids, avoiding eos so nothing stops early (the loop below ignores eos anyway).
+      let state = 12345;
+      const prompt = Array.from({ length: promptLength }, () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) % model.config.vocabSize);
+      // Warm-up: pipelines compiled by the driver on first use would count as prefill time.
+      step('warm-up');
+      await sampler.next(prompt.slice(0, 2), 0);
+      await sampler.next([prompt[0]], 2);
+
+      step(`prefill ${promptLength} tokens`);
+      const began = performance.now();
+      let id = await sampler.next(prompt, 0);
+      const ttft = performance.now() - began;
+      step(`decode ${tokens} tokens`);
+      const decodeStart = performance.now();
+      for (let i = 0; i < tokens; i++) id = await sampler.next([id], promptLength + i);
+      const decodeSeconds = (performance.now() - decodeStart) / 1000;
+
+      step('read limit');
+      const probeBytes = Math.floor(Math.min(128 * 2 ** 20, gpu.device.limits.maxStorageBufferBindingSize) / 16) * 16;
+      const src = gpu.device.createBuffer({ label: 'bench.probe', size: probeBytes, usage: GPUBufferUsage.STORAGE });
+      const dst = gpu.device.createBuffer({ label: 'bench.probe.sums', size: probeBytes, usage: GPUBufferUsage.STORAGE });
+      const probe = (await Bandwidth.create(gpu.device, 'read')).prepare('bench.read', probeBytes, src, dst);
+      const readGbps = probeBytes / (await timeOps(gpu.device, [probe], { repeat: 5 })).seconds / 1e9;
+      probe.destroy();
+      src.destroy();
+      dst.destroy();
+
+      const decodeRate = tokens / decodeSeconds;
+      const weightGbps = (model.weightBytesPerToken * decodeRate) / 1e9;
+      const round = (x: number) => Math.round(x * 1000) / 1000;
+      return {
+        model: options.dir,
+        adapter: gpu.adapterInfo.description || gpu.adapterInfo.device,
+        compute_dtype: model.dtype,
+        prompt_tokens: promptLength,
+        generated_tokens: tokens,
+        ttft_ms: round(ttft),
+        prefill_tokens_per_second: round(promptLength / (ttft / 1000)),
+        decode_tokens_per_second: round(decodeRate),
+        dispatches_per_token: model.decodeDispatches + 1, // + the sampler's one
+        submits_per_token: 1,
+        readback_bytes_per_token: 4,
+        weight_bytes_per_token: model.weightBytesPerToken,
+        weight_gbps: round(weightGbps),
+        read_limit_gbps: round(readGbps),
+        weight_over_read: round(weightGbps / readGbps),
+      };
+    } finally {
+      sampler.destroy();
+    }
+  } finally {
+    opened.dispose();
+  }
+}
