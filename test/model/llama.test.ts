@@ -93,3 +93,68 @@ it('a full context is refused with a clear error, not a crash', async () => {
     model.dispose();
   }
 });
+
+describe('the same model stored as F32, as F16 and sharded', () => {
+  // Converted by sluice convert from the BF16 fixture: F32 and the shards hold the same
+  // values (BF16 → F32 is exact), so the logits must match the reference as tightly as the
+  // original; F16 storage rounds the weights (~1e-3 relative), hence a looser bound.
+  it.each([
+    ['f32', { dtype: 'f32' }, 1e-9],
+    ['f16', { dtype: 'f16' }, 1e-4],
+    ['sharded', { maxShardSize: 60_000 }, 1e-9],
+  ] as const)('%s storage: logits and greedy ids as the reference', async (name, convertOptions, tolerance) => {
+    const { convertCheckpoint } = await import('../../src/checkpoint/convert.js');
+    const { mkdtemp, rm, copyFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const out = await mkdtemp(join(tmpdir(), 'sluice-model-'));
+    try {
+      const source = await openCheckpoint('test/fixtures/models/llama3-scaled/model.safetensors');
+      await convertCheckpoint(source, join(out, 'm'), convertOptions);
+      await source.close();
+      await copyFile('test/fixtures/models/llama3-scaled/config.json', join(out, 'm', 'config.json'));
+      const config = parseModelConfig(readFileSync(join(out, 'm', 'config.json'), 'utf8'));
+      const checkpoint = await openCheckpoint(join(out, 'm'));
+      if (name === 'sharded') expect(checkpoint.files.length).toBeGreaterThan(2); // shards + index
+      const model = await LlamaModel.load(checkpoint, config, gpu.device, { dtype: 'f32', contextLength: 64 });
+      await checkpoint.close();
+      try {
+        const reference = JSON.parse(readFileSync('test/fixtures/models/llama3-scaled/reference.json', 'utf8')) as Reference;
+        await model.forward(reference.prompt_ids, 0);
+        expect(nmse(await model.readLogits(), reference.logits_last)).toBeLessThan(tolerance);
+        expect(await greedy(model, reference.prompt_ids, 0, 16)).toEqual(reference.greedy_ids.slice(0, 16));
+      } finally {
+        model.dispose();
+      }
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+});
+
+it('the same model as a torch pytorch_model.bin (no safetensors): identical logits', async () => {
+  const { writeTorchCheckpoint } = await import('../../src/formats/pytorch/writer.js');
+  const { mkdtemp, rm, copyFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const out = await mkdtemp(join(tmpdir(), 'sluice-model-bin-'));
+  try {
+    const source = await openCheckpoint('test/fixtures/models/qwen2-bias/model.safetensors');
+    const tensors = await Promise.all(source.tensors().map(async (t) => ({ ...t, bytes: await source.read(t.name) })));
+    await source.close();
+    await writeTorchCheckpoint(join(out, 'pytorch_model.bin'), tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.byteLength, data: () => [t.bytes] })));
+    await copyFile('test/fixtures/models/qwen2-bias/config.json', join(out, 'config.json'));
+    const loaded = await load('qwen2-bias', 'f32');
+    const fromBin = await LlamaModel.load(await openCheckpoint(out), loaded.model.config, gpu.device, { dtype: 'f32', contextLength: 128 });
+    try {
+      await loaded.model.forward(loaded.reference.prompt_ids, 0);
+      await fromBin.forward(loaded.reference.prompt_ids, 0);
+      expect(await fromBin.readLogits()).toEqual(await loaded.model.readLogits());
+    } finally {
+      fromBin.dispose();
+      loaded.model.dispose();
+    }
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+});
