@@ -54,6 +54,23 @@ describe('sluice generate', () => {
   });
 });
 
+describe('a model behind a URL', () => {
+  it('generate reads config and weights over HTTP (Range requests) and answers as from disk', async () => {
+    const { TestServer } = await import('../support/http-server.js');
+    const files: Record<string, Uint8Array> = {};
+    for (const name of ['config.json', 'model.safetensors']) files[`/models/gqa/${name}`] = new Uint8Array(readFileSync(join(MODEL, name)));
+    const server = await TestServer.start(files);
+    try {
+      const { code, stdout, stderr } = await runCli(['generate', server.url('/models/gqa/'), '--ids', reference.prompt_ids.join(','), '--temperature', '0', '--max-tokens', '8', '--json']);
+      expect([code, stderr]).toEqual([0, '']);
+      expect(JSON.parse(stdout).ids).toEqual(reference.greedy_ids.slice(0, 8));
+      expect(server.requests.some((r) => r.headers.range)).toBe(true);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('sluice chat', () => {
   it('--prompt --json: one turn over the chat template', async () => {
     const { code, stdout, stderr } = await runCli(['chat', chatDir, '--prompt', 'Hi', '--system', 'Be brief.', '--json']);
