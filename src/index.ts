@@ -35,3 +35,17 @@ export {
   planSafetensors, serializeSafetensors, streamSafetensors, tensorByteLength,
   type SafetensorsPlan, type TensorToWrite,
 } from './formats/safetensors/writer.js';
+
+// Models, text and generation (the ten-line embedding API comes in a later step)
+export { parseModelConfig, modelConfig, SUPPORTED_ARCHITECTURES, type ModelConfig, type RopeScaling } from './model/config.js';
+export { weightNames, type WeightNames } from './model/weights.js';
+export { LlamaModel, PREFILL_CHUNK, type LoadModelOptions } from './model/llama.js';
+export { parseGenerationConfig, type GenerationDefaults } from './model/generation-config.js';
+export { Tokenizer, loadTokenizer, type ReadModelFile } from './text/tokenizer.js';
+export { ChatTemplate, loadChatTemplate, type ChatMessage } from './text/chat-template.js';
+export { Detokenizer } from './text/detokenizer.js';
+export { StopMatcher, eosTokenIds } from './text/stop.js';
+export { GpuSampler } from './generate/sampler.js';
+export { generate, type GenerateOptions, type GenerationDelta, type GenerationStats } from './generate/generate.js';
+export { ChatSession, type ChatTurnStats } from './generate/chat-session.js';
+export { DEFAULT_SAMPLING, type SamplingParams } from './ops/sample.js';

@@ -18,3 +18,6 @@ export { fsyncDir, writeAll, writeFileAtomic, type AtomicWriteOptions } from './
 // In-place updates: journaled, locked, recovered on open
 export { recoverCheckpoint, updateCheckpoint, type UpdateOptions, type UpdateReport } from './formats/safetensors/update.js';
 export { recoverIfNeeded, type RecoveryReport } from './formats/safetensors/transaction.js';
+
+// Model directories on disk (or behind a base URL)
+export { openModel, type OpenedModel, type OpenModelOptions } from './model/open-model.js';

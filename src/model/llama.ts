@@ -12,6 +12,7 @@ import type { Checkpoint } from '../checkpoint/types.js';
 import { SluiceError } from '../errors.js';
 import type { GpuTensor } from '../gpu/gpu-tensor.js';
 import { type DtypeChoice, type GpuTensors, type LoadProgress, loadTensors } from '../gpu/load-tensors.js';
+import { readBuffer } from '../gpu/read-back.js';
 import { Add } from '../ops/add.js';
 import { Attention, type AttentionOp } from '../ops/attention.js';
 import { Embedding } from '../ops/embedding.js';
@@ -276,7 +277,6 @@ export class LlamaModel {
 
   /** The last forward's logits, read back (tests, `--json` debugging; not per token). */
   async readLogits(): Promise<Float32Array> {
-    const { readBuffer } = await import('../gpu/read-back.js');
     const bytes = await readBuffer(this.device, this.logits, 0, this.config.vocabSize * 4);
     return new Float32Array(bytes.buffer, bytes.byteOffset, this.config.vocabSize);
   }
