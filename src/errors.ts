@@ -46,6 +46,7 @@ export type ErrorCode =
   | 'SHADER_ERROR' // a WGSL variant that does not compile: a bug of sluice, named precisely
   | 'TENSOR_TOO_LARGE' // one row of a tensor exceeds what a GPU binding can hold
   | 'ABORTED' // the caller's AbortSignal fired
+  | 'BUSY' // a model's request queue is full
   // models
   | 'UNSUPPORTED_ARCH' // a config.json sluice cannot run: names what, lists what it can
   // CLI

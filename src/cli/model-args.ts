@@ -3,6 +3,7 @@
 // model directory with a progress bar.
 
 import { SluiceError } from '../errors.js';
+import { Engine } from '../generate/engine.js';
 import { GpuSampler } from '../generate/sampler.js';
 import { acquireNodeDevice } from '../gpu/node-gpu.js';
 import { DEFAULT_SAMPLING } from '../ops/sample.js';
@@ -94,6 +95,12 @@ export async function withModel<T>(
   } finally {
     gpu.destroy();
   }
+}
+
+/** The engine (queue + shared cache) over an opened model and its sampler. */
+export function engineOf(opened: OpenedModel, sampler: GpuSampler): Engine {
+  const { model, tokenizer, chatTemplate: template, chatTemplateError: templateError, eosIds, defaults } = opened;
+  return new Engine({ model, sampler, tokenizer, template, templateError, eosIds, defaults });
 }
 
 /** The `timings` object of --json outputs. */

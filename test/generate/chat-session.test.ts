@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChatSession, type ChatTurnStats } from '../../src/generate/chat-session.js';
+import { Engine } from '../../src/generate/engine.js';
 import { GpuSampler } from '../../src/generate/sampler.js';
 import { openModel, type OpenedModel } from '../../src/model/open-model.js';
 import { DEFAULT_SAMPLING } from '../../src/ops/sample.js';
@@ -30,8 +31,8 @@ afterAll(() => {
 });
 
 function session(notices: string[] = []) {
-  const { model, tokenizer, chatTemplate, eosIds } = opened;
-  return new ChatSession({ model, sampler, tokenizer: tokenizer!, template: chatTemplate!, eosIds }, 'Be brief.', (n) => notices.push(n));
+  const { model, tokenizer, chatTemplate: template, eosIds, defaults } = opened;
+  return new ChatSession(new Engine({ model, sampler, tokenizer, template, eosIds, defaults }), 'Be brief.', (n) => notices.push(n));
 }
 
 async function say(s: ChatSession, text: string): Promise<{ reply: string; stats: ChatTurnStats }> {

@@ -10,7 +10,7 @@ import { ChatSession, type ChatTurnStats } from '../../generate/chat-session.js'
 import type { GenerateOptions } from '../../generate/generate.js';
 import { parseCommandArgs } from '../args.js';
 import type { CliIo, Command } from '../io.js';
-import { MODEL_OPTIONS_HELP, modelOptions, modelSettings, timingsJson, withModel } from '../model-args.js';
+import { engineOf, MODEL_OPTIONS_HELP, modelOptions, modelSettings, timingsJson, withModel } from '../model-args.js';
 
 /** The embedded default model (step 7), shipped with the package. */
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../../models/tiny-chat', import.meta.url));
@@ -48,9 +48,9 @@ export const chatCommand: Command = {
 
     await withModel(dir, io, settings, json, async (opened, sampler) => {
       if (!opened.tokenizer || !opened.chatTemplate) throw opened.chatTemplateError ?? new SluiceError('NOT_FOUND', `${dir}: no chat template`);
-      const ctx = { model: opened.model, sampler, tokenizer: opened.tokenizer, template: opened.chatTemplate, eosIds: opened.eosIds };
-      const session = new ChatSession(ctx, values.system as string | undefined, (notice) => io.stderr(`[${notice}]\n`));
-      const options: GenerateOptions = { ...opened.defaults, ...settings.generate };
+      const engine = engineOf(opened, sampler);
+      const session = new ChatSession(engine, values.system as string | undefined, (notice) => io.stderr(`[${notice}]\n`));
+      const options: GenerateOptions = settings.generate;
       if (values.prompt === undefined) return repl(session, options, io);
       const { text, ids, stats } = await turn(session, values.prompt as string, options, json ? null : io);
       io.stdout(json ? `${JSON.stringify(turnJson(text, ids, stats), null, 2)}\n` : '\n');

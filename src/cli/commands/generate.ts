@@ -2,10 +2,9 @@
 // completion, no chat template. Text streams to stdout as it is generated.
 
 import { SluiceError } from '../../errors.js';
-import { generate } from '../../generate/generate.js';
 import { parseCommandArgs } from '../args.js';
 import type { Command } from '../io.js';
-import { MODEL_OPTIONS_HELP, modelOptions, modelSettings, timingsJson, withModel } from '../model-args.js';
+import { engineOf, MODEL_OPTIONS_HELP, modelOptions, modelSettings, timingsJson, withModel } from '../model-args.js';
 
 const usage = `Usage: sluice generate MODEL (--prompt TEXT | --ids 1,2,3) [options]
 
@@ -35,12 +34,11 @@ export const generateCommand: Command = {
     const json = Boolean(values.json);
 
     await withModel(dir, io, settings, json, async (opened, sampler) => {
-      const { model, tokenizer } = opened;
+      const { tokenizer } = opened;
       if (!ids && !tokenizer) throw new SluiceError('NOT_FOUND', `${dir}: no tokenizer.json, so --prompt cannot be tokenized; use --ids`);
-      const promptIds = ids ?? tokenizer!.encode(values.prompt as string, { addSpecialTokens: true });
       const out: number[] = [];
       let text = '';
-      const run = generate({ model, sampler, tokenizer: tokenizer ?? undefined }, promptIds, 0, { ...opened.defaults, ...settings.generate, eosIds: opened.eosIds });
+      const run = engineOf(opened, sampler).generate(ids ?? (values.prompt as string), settings.generate);
       let r = await run.next();
       while (!r.done) {
         out.push(...r.value.ids);

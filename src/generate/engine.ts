@@ -1,0 +1,112 @@
+// A loaded model as a service: requests are queued (one generation at a time), each may
+// be cancelled, and consecutive requests share the KV cache — a prompt that starts like
+// the previous conversation (the next chat turn) only prefills what is new. This is what
+// the embedding API (sluice/node loadModel) and the server run on.
+
+import { SluiceError } from '../errors.js';
+import type { GenerationDefaults } from '../model/generation-config.js';
+import type { LlamaModel } from '../model/llama.js';
+import type { ChatMessage, ChatTemplate } from '../text/chat-template.js';
+import type { Tokenizer } from '../text/tokenizer.js';
+import { generate, type GenerateOptions, type GenerationDelta, type GenerationStats } from './generate.js';
+import { RequestQueue } from './queue.js';
+import type { GpuSampler } from './sampler.js';
+
+export interface EngineParts {
+  model: LlamaModel;
+  sampler: GpuSampler;
+  tokenizer: Tokenizer | null;
+  template: ChatTemplate | null;
+  /** Why there is no template (chat's error), when there is none. */
+  templateError?: Error | null;
+  eosIds: readonly number[];
+  defaults: GenerationDefaults;
+}
+
+export interface CompletionStats extends GenerationStats {
+  /** Prompt tokens found in the cache from the previous request (not prefilled again). */
+  reusedTokens: number;
+}
+
+/** One engine per LlamaModel: it owns the model's KV cache (what `cached` says it holds). */
+export class Engine {
+  private readonly queue: RequestQueue;
+  /** Ids whose keys and values are in the cache, at positions 0 … length−1. */
+  private cached: number[] = [];
+
+  constructor(
+    readonly parts: EngineParts,
+    options: { maxQueue?: number } = {},
+  ) {
+    this.queue = new RequestQueue(options.maxQueue ?? 16);
+  }
+
+  get contextLength(): number {
+    return this.parts.model.contextLength;
+  }
+
+  /** Requests running or waiting. */
+  get pending(): number {
+    return this.queue.size;
+  }
+
+  /** Chat messages → prompt ids with the model's template (throws when it has none). */
+  chatPromptIds(messages: readonly ChatMessage[]): number[] {
+    const { tokenizer, template } = this.parts;
+    if (!tokenizer || !template) throw this.parts.templateError ?? new SluiceError('NOT_FOUND', 'this model has no chat template');
+    // The template writes bos itself, as transformers' apply_chat_template expects.
+    return tokenizer.encode(template.render(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+  }
+
+  /** A raw text prompt → ids, with the tokenizer's bos (as transformers' generate does). */
+  textPromptIds(prompt: string): number[] {
+    if (!this.parts.tokenizer) throw new SluiceError('NOT_FOUND', 'this model has no tokenizer.json: give token ids');
+    return this.parts.tokenizer.encode(prompt, { addSpecialTokens: true });
+  }
+
+  /** Streams a chat reply to `messages`. */
+  chat(messages: readonly ChatMessage[], options: GenerateOptions = {}): AsyncGenerator<GenerationDelta, CompletionStats> {
+    return this.complete(this.chatPromptIds(messages), options);
+  }
+
+  /** Streams a raw completion of `prompt` (text, or token ids). */
+  generate(prompt: string | readonly number[], options: GenerateOptions = {}): AsyncGenerator<GenerationDelta, CompletionStats> {
+    return this.complete(typeof prompt === 'string' ? this.textPromptIds(prompt) : prompt, options);
+  }
+
+  /**
+   * Waits its turn, then generates after `ids`, reusing the cached prefix. Model defaults
+   * (generation_config.json) apply under `options`; eos ids default to the model's.
+   */
+  async *complete(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<GenerationDelta, CompletionStats> {
+    if (ids.length === 0) throw new SluiceError('USAGE', 'the prompt has no tokens');
+    if (ids.length + 1 > this.contextLength) {
+      throw new SluiceError('USAGE', `the prompt is ${ids.length} tokens; the context holds ${this.contextLength} (and the reply needs at least one)`);
+    }
+    const release = await this.queue.acquire(options.signal);
+    try {
+      // Reuse the cached prefix, but prefill at least one token (its logits start the reply).
+      let reused = 0;
+      while (reused < ids.length - 1 && reused < this.cached.length && ids[reused] === this.cached[reused]) reused++;
+      this.cached = ids.slice(0, reused); // what stays valid if this request fails midway
+      const { model, sampler, tokenizer, eosIds, defaults } = this.parts;
+      const generated: number[] = [];
+      const run = generate({ model, sampler, tokenizer: tokenizer ?? undefined }, ids.slice(reused), reused, { ...defaults, ...options, eosIds: options.eosIds ?? eosIds });
+      let r = await run.next();
+      while (!r.done) {
+        generated.push(...r.value.ids);
+        yield r.value;
+        r = await run.next();
+      }
+      this.cached = [...ids, ...generated].slice(0, r.value.position);
+      return { ...r.value, promptTokens: ids.length, reusedTokens: reused };
+    } finally {
+      release();
+    }
+  }
+
+  /** Forgets the cached conversation (the next request prefills from scratch). */
+  forget(): void {
+    this.cached = [];
+  }
+}
