@@ -21,3 +21,4 @@ export { recoverIfNeeded, type RecoveryReport } from './formats/safetensors/tran
 
 // Model directories on disk (or behind a base URL)
 export { openModel, type OpenedModel, type OpenModelOptions } from './model/open-model.js';
+export { loadModel, type LoadModelApiOptions, type SluiceModel } from './generate/load-model.js';
