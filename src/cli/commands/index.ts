@@ -5,7 +5,8 @@ import { convertCommand } from './convert.js';
 import { generateCommand } from './generate.js';
 import { gpuCommand } from './gpu.js';
 import { inspectCommand } from './inspect.js';
+import { serveCommand } from './serve.js';
 import { updateCommand } from './update.js';
 
 /** Every `sluice` command, in the order `sluice --help` lists them. */
-export const commands: Command[] = [inspectCommand, convertCommand, updateCommand, generateCommand, chatCommand, benchCommand, gpuCommand];
+export const commands: Command[] = [inspectCommand, convertCommand, updateCommand, generateCommand, chatCommand, serveCommand, benchCommand, gpuCommand];

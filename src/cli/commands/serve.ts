@@ -1,0 +1,83 @@
+// `sluice serve [MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY]`: the
+// OpenAI-compatible server (src/server/) over one model. SIGINT/SIGTERM stop it
+// gracefully: no new connections, running requests cancelled, the GPU freed.
+
+import { existsSync } from 'node:fs';
+import { SluiceError } from '../../errors.js';
+import { loadModel } from '../../generate/load-model.js';
+import { startServer } from '../../server/server.js';
+import { parseCommandArgs } from '../args.js';
+import type { Command } from '../io.js';
+import { loadProgressBar } from '../progress.js';
+import { DEFAULT_MODEL_DIR } from './chat.js';
+
+const usage = `Usage: sluice serve [MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [options]
+
+Serves the model in directory (or base URL) MODEL — default: the embedded model — over
+OpenAI's API: POST /v1/chat/completions and /v1/completions (stream: true for
+server-sent events), GET /v1/models, GET /health. Extra sampling fields top_k, min_p
+and repetition_penalty are accepted, as llama-server does.
+
+  --host H          address to bind (default 127.0.0.1: this machine only)
+  --port N          port (default 8080; 0 = any free port)
+  --api-key KEY     require "Authorization: Bearer KEY" on every request (or SLUICE_API_KEY)
+  --max-queue N     requests that may wait while one runs (default 16; beyond: HTTP 429)
+  --dtype auto|f16|f32, --context N   as for sluice chat
+`;
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'OpenAI-compatible HTTP server',
+  usage,
+  usesGpu: true,
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs('serve', args, {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'api-key': { type: 'string' },
+      'max-queue': { type: 'string' },
+      dtype: { type: 'string' },
+      context: { type: 'string' },
+    });
+    if (positionals.length > 1) throw new SluiceError('USAGE', `serve: unexpected argument ${JSON.stringify(positionals[1])}`);
+    const source = positionals[0] ?? DEFAULT_MODEL_DIR;
+    if (positionals[0] === undefined && !existsSync(source)) throw new SluiceError('NOT_FOUND', `no MODEL given, and the embedded default model is not in this build (${source})`);
+    const integer = (flag: string, min: number, max: number) => {
+      const v = values[flag];
+      if (v === undefined) return undefined;
+      const n = Number(v);
+      if (!Number.isSafeInteger(n) || n < min || n > max) throw new SluiceError('USAGE', `serve: --${flag} must be a whole number in [${min}, ${max}], not ${JSON.stringify(v)}`);
+      return n;
+    };
+    const port = integer('port', 0, 65535) ?? 8080;
+    const dtype = (values.dtype as string | undefined) ?? 'auto';
+    if (!['auto', 'f16', 'f32'].includes(dtype)) throw new SluiceError('USAGE', `serve: --dtype must be auto, f16 or f32, not ${JSON.stringify(dtype)}`);
+
+    const model = await loadModel(source, {
+      dtype: dtype as 'auto' | 'f16' | 'f32',
+      contextLength: integer('context', 1, 2 ** 24),
+      maxQueue: integer('max-queue', 0, 10_000),
+      onProgress: loadProgressBar(io, true),
+    });
+    try {
+      const server = await startServer([model], {
+        host: (values.host as string | undefined) ?? '127.0.0.1',
+        port,
+        apiKey: (values['api-key'] as string | undefined) ?? process.env.SLUICE_API_KEY,
+      });
+      io.stderr(`sluice: serving ${model.name} on ${server.url} (Ctrl-C stops)\n`);
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          io.stderr(`sluice: ${signal}: shutting down\n`);
+          resolve();
+        };
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.once('SIGTERM', () => stop('SIGTERM'));
+      });
+      await server.close();
+    } finally {
+      model.dispose();
+    }
+    return 0;
+  },
+};
