@@ -10,16 +10,17 @@ export const BANDWIDTH_WORKGROUP = 256;
 export const BANDWIDTH_GROUPS = 1024;
 const PARAMS = new ParamsLayout([['count', 'u32'], ['threads', 'u32']] as const);
 
-export type BandwidthKind = 'read' | 'copy';
+/** read: grid-strided reduction; segmented: one contiguous segment per invocation; copy. */
+export type BandwidthKind = 'read' | 'segmented' | 'copy';
 
 export function bandwidthVariants(): { key: string; spec: PipelineSpec }[] {
-  return (['read', 'copy'] as const).map(variant);
+  return (['read', 'segmented', 'copy'] as const).map(variant);
 }
 
 function variant(kind: BandwidthKind): { key: string; spec: PipelineSpec } {
   return {
     key: `bandwidth_${kind}_wg${BANDWIDTH_WORKGROUP}`,
-    spec: { shader: 'bandwidth', flags: kind === 'copy' ? ['COPY'] : [], constants: { WORKGROUP_SIZE: BANDWIDTH_WORKGROUP } },
+    spec: { shader: 'bandwidth', flags: kind === 'copy' ? ['COPY'] : kind === 'segmented' ? ['SEGMENTED'] : [], constants: { WORKGROUP_SIZE: BANDWIDTH_WORKGROUP } },
   };
 }
 
@@ -36,7 +37,7 @@ export class Bandwidth {
   }
 
   /**
-   * Reads `bytes` (a multiple of 16) of `src`; 'copy' writes them to `dst`, 'read' writes
+   * Reads `bytes` (a multiple of 16) of `src`; 'copy' writes them to `dst`, the reads write
    * one f32 per invocation to `dst` (at least BANDWIDTH_GROUPS × WORKGROUP × 4 bytes).
    */
   prepare(label: string, bytes: number, src: GPUBuffer, dst: GPUBuffer): PreparedOp {

@@ -35,7 +35,7 @@ describe('sluice bench kernels', () => {
   it('the table names every section; bad arguments are usage errors', async () => {
     const { code, stdout } = await runCli(['bench', 'kernels', '--quick']);
     expect(code).toBe(0);
-    expect(stdout).toMatch(/^.*; timing by (timestamp queries|wall clock)\nread limit: [\d.]+ GB\/s \(copy [\d.]+ GB\/s\) over 33\.6 MB\n/);
+    expect(stdout).toMatch(/^.*; timing by (timestamp queries|wall clock)\nread limit: [\d.]+ GB\/s \(strided [\d.]+, segmented [\d.]+; copy [\d.]+ GB\/s\) over 33\.6 MB\n/);
     expect(stdout).toMatch(/\ngemv +N×K +chunks +ms +GB\/s +×read +≥ 0\.8\nF32 +1024×1024 +1 /);
     expect(stdout).toMatch(/\nmatmul +M×N×K +GFLOP\/s +naive +×naive +≥ [35]\n/);
     expect(stdout).toMatch(/\nattention +kind +tokens +context +heads +ms\nF32 +prefill +64 +64 +8\/2×64 /);

@@ -10,12 +10,12 @@ import { outputBuffer, readArray, uploadArray } from '../support/op-helpers.js';
 
 const gpu = useGpuTestDevice('test.profiler');
 
-it('the read probe sums every element once; copy copies', async () => {
+it.each(['read', 'segmented'] as const)('the %s probe sums every element once; copy copies', async (kind) => {
   const n = 4 * 100_003; // not a multiple of the grid
   const values = Float32Array.from({ length: n }, (_, i) => (i % 7) - 3);
   const src = uploadArray(gpu.device, values, 'F32');
   const sums = outputBuffer(gpu.device, BANDWIDTH_GROUPS * BANDWIDTH_WORKGROUP, 4);
-  const read = (await Bandwidth.create(gpu.device, 'read')).prepare('test.read', n * 4, src, sums);
+  const read = (await Bandwidth.create(gpu.device, kind)).prepare('test.read', n * 4, src, sums);
   const copyDst = outputBuffer(gpu.device, n, 4);
   const copy = (await Bandwidth.create(gpu.device, 'copy')).prepare('test.copy', n * 4, src, copyDst);
   await runOps(gpu.device, [read, copy]);

@@ -1,6 +1,6 @@
 // `sluice bench kernels`: the kernels that dominate a forward pass, each against a limit
 // measured on the same adapter in the same run.
-//   read limit  a read-only streaming reduction over 256 MiB (and a copy, for reference)
+//   read limit  the faster of two read-only streaming reductions over up to 256 MiB (and a copy)
 //   gemv        weight bytes / time for Llama shapes, F32 and F16: goal ≥ 0.8× the read limit
 //   matmul      GFLOP/s at prefill shapes against a naive one-thread-per-output kernel:
 //               goal ≥ 3× on a software GPU, ≥ 5× on a real one
@@ -29,7 +29,7 @@ export interface KernelsBenchResult {
   adapter: string;
   software_adapter: boolean;
   timing: 'timestamp' | 'wall';
-  read_limit: { bytes: number; read_gbps: number; copy_gbps: number };
+  read_limit: { bytes: number; read_gbps: number; strided_gbps: number; segmented_gbps: number; copy_gbps: number };
   gemv: { dtype: ComputeDtype; n: number; k: number; chunks: number; ms: number; gbps: number; over_read: number; pass: boolean }[];
   matmul: { dtype: ComputeDtype; m: number; n: number; k: number; gflops: number; naive_gflops: number; over_naive: number; goal: number; pass: boolean }[];
   attention: { dtype: ComputeDtype; kind: 'prefill' | 'decode'; tokens: number; context: number; heads: number; kv_heads: number; head_dim: number; ms: number }[];
@@ -60,11 +60,16 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
   const probeBytes = Math.min((quick ? 32 : 256) * MiB, maxBinding);
   const src = filledBuffer(device, 'bench.probe.src', probeBytes, 'F32');
   const dst = device.createBuffer({ label: 'bench.probe.dst', size: probeBytes, usage: GPUBufferUsage.STORAGE });
+  // Two read shapes, the faster is the limit: grid-strided (coalesced: what a real GPU
+  // reads fastest) and one contiguous segment per invocation (what a CPU "GPU" does).
   const read = (await Bandwidth.create(device, 'read')).prepare('bench.read', probeBytes, src, dst);
+  const segmented = (await Bandwidth.create(device, 'segmented')).prepare('bench.read.segmented', probeBytes, src, dst);
   const copy = (await Bandwidth.create(device, 'copy')).prepare('bench.copy', probeBytes, src, dst);
-  const readGbps = probeBytes / (await time([read], probeBytes, 3e9)) / 1e9;
+  const stridedGbps = probeBytes / (await time([read], probeBytes, 3e9)) / 1e9;
+  const segmentedGbps = probeBytes / (await time([segmented], probeBytes, 3e9)) / 1e9;
+  const readGbps = Math.max(stridedGbps, segmentedGbps);
   const copyGbps = (2 * probeBytes) / (await time([copy], 2 * probeBytes, 3e9)) / 1e9;
-  for (const x of [read, copy]) x.destroy();
+  for (const x of [read, segmented, copy]) x.destroy();
   for (const b of [src, dst]) b.destroy();
 
   // ── gemv ──
@@ -155,7 +160,7 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
     adapter: gpu.adapterInfo.description || gpu.adapterInfo.device,
     software_adapter: gpu.adapterInfo.isSoftware,
     timing: method,
-    read_limit: { bytes: probeBytes, read_gbps: round(readGbps), copy_gbps: round(copyGbps) },
+    read_limit: { bytes: probeBytes, read_gbps: round(readGbps), strided_gbps: round(stridedGbps), segmented_gbps: round(segmentedGbps), copy_gbps: round(copyGbps) },
     gemv,
     matmul,
     attention,

@@ -261,7 +261,7 @@ function kernelsTable(r: KernelsBenchResult): string {
   const attentionRows = r.attention.map((a) => [a.dtype, a.kind, String(a.tokens), String(a.context), `${a.heads}/${a.kv_heads}×${a.head_dim}`, a.ms.toFixed(2)]);
   return [
     `${r.adapter}${r.software_adapter ? ' (software)' : ''}; timing by ${r.timing === 'timestamp' ? 'timestamp queries' : 'wall clock'}\n`,
-    `read limit: ${r.read_limit.read_gbps.toFixed(2)} GB/s (copy ${r.read_limit.copy_gbps.toFixed(2)} GB/s) over ${formatBytes(r.read_limit.bytes)}\n\n`,
+    `read limit: ${r.read_limit.read_gbps.toFixed(2)} GB/s (strided ${r.read_limit.strided_gbps.toFixed(2)}, segmented ${r.read_limit.segmented_gbps.toFixed(2)}; copy ${r.read_limit.copy_gbps.toFixed(2)} GB/s) over ${formatBytes(r.read_limit.bytes)}\n\n`,
     table(['gemv', 'N×K', 'chunks', 'ms', 'GB/s', '×read', `≥ ${r.goals.gemvOverRead}`], gemvRows, [2, 3, 4, 5]),
     '\n',
     table(['matmul', 'M×N×K', 'GFLOP/s', 'naive', '×naive', `≥ ${r.matmul[0]?.goal ?? ''}`], matmulRows, [2, 3, 4]),
