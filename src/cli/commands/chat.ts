@@ -12,7 +12,7 @@ import { parseCommandArgs } from '../args.js';
 import type { CliIo, Command } from '../io.js';
 import { engineOf, MODEL_OPTIONS_HELP, modelOptions, modelSettings, timingsJson, withModel } from '../model-args.js';
 
-/** The embedded default model (step 7), shipped with the package. */
+/** The embedded default model (models/tiny-chat, trained by scripts/train-tiny-chat.py), shipped with the package. */
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../../models/tiny-chat', import.meta.url));
 
 const usage = `Usage: sluice chat [MODEL] [--prompt TEXT] [--system TEXT] [options]
