@@ -4,19 +4,24 @@
 // SUBGROUPS (row reduction by subgroupShuffleXor, else workgroup memory), BIAS, OUT_F32
 // (f32 logits from f16 compute: the LM head).
 //
-// Memory-bound: 2 (f16) or 4 (f32) bytes per weight read once, ~2 flops per weight. Layout:
-// THREADS_PER_ROW threads split each row's K into 16-byte vectors (4 f32 or 8 f16), and
-// each thread works on ROWS_PER_THREAD rows at once, so one load of x serves that many
-// rows of W. On lavapipe (llvmpipe: 8 invocations = one AVX lane vector; a load at
-// per-invocation addresses is a gather) the cost is counted in gathers per byte: W needs
-// one per 4 bytes whatever the layout, x's share falls with ROWS_PER_THREAD.
+// Memory-bound: 2 (f16) or 4 (f32) bytes per weight, each read once, 2 flops per weight.
+// THREADS_PER_ROW threads split each row's K into 16-byte vectors (4 f32 or 8 f16), and each
+// thread accumulates ROWS_PER_THREAD rows at once, so one load of x serves that many rows.
+// Why this shape, on lavapipe (the software GPU tests run on): llvmpipe runs 8 invocations
+// as one AVX vector and loads from per-invocation addresses one lane and one 32-bit word at
+// a time, each with a bounds check (~12 instructions per word). That, not DRAM, sets its
+// read limit, so cost = 32-bit loads per weight byte: W needs one per 4 bytes whatever the
+// layout, x adds 1/ROWS_PER_THREAD of that. More rows per thread spill registers (8 rows:
+// ~400 stack accesses per loop iteration), so 4.
 #ifdef SUBGROUPS
 enable subgroups;
 #endif
 #ifdef F16
 enable f16;
-// 8 halves per load as 4 u32 + unpack2x16float rather than vec4<f16>: llvmpipe gathers 32-bit
-// lanes natively but 16-bit ones element by element, and one load moves 16 bytes, not 8.
+// W and x as vec4<u32> (8 halves, 16 bytes per load) + unpack2x16float, not vec4<f16>: on
+// llvmpipe a vec4<f16> load moves 8 bytes in 4 lane-by-lane 16-bit loads, twice the load
+// instructions per byte (measured 0.55-0.6x of the read limit against 0.7-0.9x), while
+// unpack2x16float compiles to vcvtph2ps; bitcast<vec4<f16>> of a u32 pair is a few % more code.
 alias T = f16;
 #else
 alias T = f32;
@@ -61,8 +66,8 @@ const VEC = 4u;
 var<workgroup> partial: array<f32, WORKGROUP_SIZE * MAX_ROWS_PER_THREAD>; // (threads, rows per thread)
 #endif
 
-// One 16-byte element of W or x as f32: (lo, hi) = elements 0..3 and 4..7 (hi is 0 for f32).
 #ifdef F16
+// One 16-byte element of W or x (8 halves) as f32: elements 0..3 and 4..7.
 fn widen(v: vec4<u32>) -> array<vec4f, 2> {
   return array(vec4f(unpack2x16float(v.x), unpack2x16float(v.y)), vec4f(unpack2x16float(v.z), unpack2x16float(v.w)));
 }
@@ -70,7 +75,6 @@ fn widen(v: vec4<u32>) -> array<vec4f, 2> {
 fn wAt(e: u32) -> f32 { return unpack2x16float(w[e / 8u][(e / 2u) % 4u])[e % 2u]; }
 fn xAt(e: u32) -> f32 { return unpack2x16float(x[e / 8u][(e / 2u) % 4u])[e % 2u]; }
 #else
-fn widen(v: vec4f) -> array<vec4f, 2> { return array(v, vec4f(0.0)); }
 fn wAt(e: u32) -> f32 { return w[e / 4u][e % 4u]; }
 fn xAt(e: u32) -> f32 { return x[e / 4u][e % 4u]; }
 #endif
@@ -87,38 +91,44 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   // Rows past the chunk's end recompute its last row (no out-of-bounds read, no early
   // return: every invocation must reach the reduction) and are not written.
   var base: array<u32, MAX_ROWS_PER_THREAD>; // first element of each row
-  var acc: array<vec4f, MAX_ROWS_PER_THREAD>;
+  var acc: array<f32, MAX_ROWS_PER_THREAD>; // this thread's partial dot product of each row
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     base[j] = min(firstRow + j, params.rows - 1u) * K;
-    acc[j] = vec4f(0.0);
+    acc[j] = 0.0;
   }
 
   // Vector path: rows start on 16-byte boundaries only when K is a multiple of VEC; then
   // every element of the row is covered here. Otherwise the scalar loop below does the row.
   let vectors = select(0u, K / VEC, K % VEC == 0u);
   for (var k = lane; k < vectors; k += THREADS_PER_ROW) {
+#ifdef F16
     let xv = widen(x[k]);
     for (var j = 0u; j < ROWS_PER_THREAD; j++) {
       let wv = widen(w[base[j] / VEC + k]);
-      acc[j] += wv[0] * xv[0] + wv[1] * xv[1];
+      acc[j] += dot(wv[0], xv[0]) + dot(wv[1], xv[1]);
     }
+#else
+    let xv = x[k];
+    for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += dot(w[base[j] / VEC + k], xv); }
+#endif
   }
   for (var e = vectors * VEC + lane; e < K; e += THREADS_PER_ROW) {
     let xe = xAt(e);
-    for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j].x += wAt(base[j] + e) * xe; }
+    for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += wAt(base[j] + e) * xe; }
   }
 
   // Sum each row over its THREADS_PER_ROW threads.
-  var sums: array<f32, MAX_ROWS_PER_THREAD>;
-  for (var j = 0u; j < ROWS_PER_THREAD; j++) { sums[j] = dot(acc[j], vec4f(1.0)); }
 #ifdef SUBGROUPS
   // A row's threads are neighbouring invocations of one subgroup: subgroups are at least 4
   // wide in WebGPU and made of consecutive invocation indices on every implementation.
   for (var o = 1u; o < THREADS_PER_ROW; o *= 2u) {
-    for (var j = 0u; j < ROWS_PER_THREAD; j++) { sums[j] += subgroupShuffleXor(sums[j], o); }
+    for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += subgroupShuffleXor(acc[j], o); }
   }
 #else
-  for (var j = 0u; j < ROWS_PER_THREAD; j++) { partial[lid * MAX_ROWS_PER_THREAD + j] = sums[j]; }
+  // Tree over workgroup memory, halving the active lanes each step. Lane 0 ends with the
+  // sum in its own slot, written by itself, so no barrier follows the last step (on
+  // lavapipe every barrier is a coroutine switch per subgroup).
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) { partial[lid * MAX_ROWS_PER_THREAD + j] = acc[j]; }
   for (var o = THREADS_PER_ROW / 2u; o > 0u; o /= 2u) {
     workgroupBarrier();
     if (lane < o) {
@@ -127,8 +137,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       }
     }
   }
-  workgroupBarrier();
-  for (var j = 0u; j < ROWS_PER_THREAD; j++) { sums[j] = partial[lid * MAX_ROWS_PER_THREAD + j]; }
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] = partial[lid * MAX_ROWS_PER_THREAD + j]; }
 #endif
 
   if (lane != 0u) { return; }
@@ -136,9 +145,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let row = firstRow + j;
     if (row >= params.rows) { break; }
 #ifdef BIAS
-    y[params.rowOffset + row] = Y(sums[j] + f32(bias[params.rowOffset + row]));
+    y[params.rowOffset + row] = Y(acc[j] + f32(bias[params.rowOffset + row]));
 #else
-    y[params.rowOffset + row] = Y(sums[j]);
+    y[params.rowOffset + row] = Y(acc[j]);
 #endif
   }
 }

@@ -5,8 +5,11 @@
 // Nothing changes per token: the caller writes the new x into the same buffer and encodes
 // the same PreparedOp again (shapes are fixed at prepare time, in the Params buffers).
 //
-// Napkin math (Llama-3.2-1B, f16): 2.5 GB of weights read per token; at lavapipe's
-// ~10 GB/s streaming-read limit that is 0.25 s per token, so this kernel is the decode speed.
+// Napkin math (Llama-3.2-1B, f16): 2.5 GB of weights read per token (0.5 GB of it the LM
+// head); at the ~7 GB/s this kernel streams f16 on lavapipe (the best read-only kernel
+// found there: ~10 GB/s) that is ~0.35 s per token, so this kernel is the decode speed.
+// Measured (2-core lavapipe, weights rotated past the 32 MiB L3): 2048×2048 f16 1.2 ms,
+// 8192×2048 f16 4.6 ms, the LM head 128256×2048 f16 → f32 89 ms.
 
 import { workgroups1d } from '../gpu/dispatch.js';
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
@@ -16,16 +19,17 @@ import { checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type Prepared
 
 /**
  * Threads splitting one row's K (a power of two ≤ 4, WebGPU's smallest subgroup, so a
- * row's reduction never leaves its subgroup). Measured on lavapipe, 8192×2048 f32: 4 and 8
- * threads per row tie (within noise), 1 (a row per thread) is ~20% slower, 64 with a
- * workgroup reduction ~4× slower (its barriers are coroutine switches there).
+ * row's reduction never leaves its subgroup). On lavapipe, 8192×2048: 4 and 8 tie within
+ * noise, 1 (a row per thread) is ~20% slower, 64 with a workgroup reduction ~4× slower
+ * (its barriers are coroutine switches there). A hardware GPU would want more threads per
+ * row (coalescing); this is tuned for the software adapter the tests and CI run on.
  */
 export const GEMV_THREADS_PER_ROW = 4;
 /**
  * Rows each thread accumulates at once: one load of x serves this many rows of W. On
- * lavapipe every load at per-thread addresses is a gather, so with 1 row x costs as many
- * gathers as W; 4 rows took 8192×2048 f32 from 0.6× to 0.9× of the read limit. At most the
- * shader's MAX_ROWS_PER_THREAD (4).
+ * lavapipe every 32-bit load at a per-thread address costs ~12 instructions, so x adds
+ * 1/ROWS_PER_THREAD to W's loads: 1 row ran at ~0.6× of the read limit, 4 at 0.7-0.9×;
+ * 6 or 8 spill registers and lose again. At most the shader's MAX_ROWS_PER_THREAD (4).
  */
 export const GEMV_ROWS_PER_THREAD = 4;
 /** Threads per workgroup: 16 row groups of GEMV_THREADS_PER_ROW. */
