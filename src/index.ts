@@ -28,7 +28,7 @@ export {
 export { singleBuffer, type GpuTensor, type GpuTensorChunk } from './gpu/gpu-tensor.js';
 export { readBuffer, readTensor } from './gpu/read-back.js';
 export { PipelineCache, pipelineCache, type PipelineSpec } from './gpu/pipeline-cache.js';
-export { setShaderLoader, shaderTable, type ShaderLoader } from './gpu/shader-library.js';
+export { setShaderLoader, shaderSource, shaderTable, type ShaderLoader } from './gpu/shader-library.js';
 
 // Safetensors writing (browser-safe: planning and streaming; files are in sluice/node)
 export {
@@ -41,6 +41,10 @@ export { parseModelConfig, modelConfig, SUPPORTED_ARCHITECTURES, type ModelConfi
 export { weightNames, type WeightNames } from './model/weights.js';
 export { LlamaModel, PREFILL_CHUNK, type LoadModelOptions } from './model/llama.js';
 export { parseGenerationConfig, type GenerationDefaults } from './model/generation-config.js';
+export {
+  openModelSource, openModelFromUrl, openModelFromFiles,
+  type ModelSource, type OpenedModel, type OpenModelOptions,
+} from './model/open-model-source.js';
 export { Tokenizer, loadTokenizer, type ReadModelFile } from './text/tokenizer.js';
 export { ChatTemplate, loadChatTemplate, type ChatMessage } from './text/chat-template.js';
 export { Detokenizer } from './text/detokenizer.js';
