@@ -34,8 +34,14 @@ it.each([false, true])('timeOps (wall clock: %s): positive, and 8× the bytes ta
   const probe = await Bandwidth.create(gpu.device, 'read');
   const small = probe.prepare('test.small', bytes, src, sums);
   const large = probe.prepare('test.large', bytes * 8, src, sums);
-  const a = await timeOps(gpu.device, [small], { repeat: 4, wall });
-  const b = await timeOps(gpu.device, [large], { repeat: 4, wall });
+  // Best of three each: a busy machine (2 cores, tests in parallel) only ever adds time.
+  const best = async (op: typeof small) => {
+    const runs = [];
+    for (let i = 0; i < 3; i++) runs.push(await timeOps(gpu.device, [op], { repeat: 4, wall }));
+    return runs.reduce((x, y) => (y.seconds < x.seconds ? y : x));
+  };
+  const a = await best(small);
+  const b = await best(large);
   expect(a.method).toBe(wall || !gpu.device.features.has('timestamp-query') ? 'wall' : 'timestamp');
   expect(a.seconds).toBeGreaterThan(0);
   expect(b.seconds).toBeGreaterThan(a.seconds * 2); // 8× the reads; at least 2× the time, noise allowed

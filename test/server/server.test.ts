@@ -151,19 +151,25 @@ describe('limits', () => {
   });
 
   it('beyond the queue limit: 429 rate_limit_error', async () => {
-    const small = await loadModel(dir, { device: gpu.device, dtype: 'f32', contextLength: 64, maxQueue: 1 });
+    const small = await loadModel(dir, { device: gpu.device, dtype: 'f32', contextLength: 96, maxQueue: 1 });
     const busy = await startServer([small], { port: 0 });
     try {
-      const statuses = await Promise.all(
-        Array.from({ length: 5 }, async () => {
-          const res = await post('/v1/chat/completions', { messages: MESSAGES, max_tokens: 6 }, {}, busy.url);
-          const body = await res.json();
-          if (res.status === 429) expect(body.error.type).toBe('rate_limit_error');
-          return res.status;
-        }),
-      );
-      expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(2);
-      expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(1);
+      // Hold the model: a long streamed answer that has begun (its first event is here).
+      const hold = new AbortController();
+      const running = await fetch(`${busy.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: MESSAGES, max_tokens: 60, stream: true }), signal: hold.signal });
+      const reader = running.body!.getReader();
+      await reader.read();
+      // One more may wait (maxQueue 1); the next two are refused at once.
+      const waiting = post('/v1/chat/completions', { messages: MESSAGES, max_tokens: 2 }, {}, busy.url);
+      await new Promise((r) => setTimeout(r, 50)); // let it take its place in the queue
+      const refused = await Promise.all([0, 1].map(() => post('/v1/chat/completions', { messages: MESSAGES, max_tokens: 2 }, {}, busy.url)));
+      for (const res of refused) {
+        expect(res.status).toBe(429);
+        expect((await res.json()).error.type).toBe('rate_limit_error');
+      }
+      hold.abort();
+      await reader.closed.catch(() => {});
+      expect((await waiting).status).toBe(200);
     } finally {
       await busy.close();
       small.dispose();
