@@ -5,7 +5,7 @@
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
+import { bindBuffers, type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
 
 export const ADD_WORKGROUP = 256;
 const PARAMS = new ParamsLayout([['count', 'u32']] as const);
@@ -43,11 +43,7 @@ export class Add {
     if (this.inPlace === (out !== undefined)) throw new Error(`${label}: add ${this.inPlace ? 'in place takes no out buffer' : 'needs an out buffer'}`);
     const params = PARAMS.createBuffer(this.device, label, { count });
     const buffers = out ? [a, b, out] : [a, b];
-    const bindGroup = this.device.createBindGroup({
-      label,
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: [params, ...buffers].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
+    const bindGroup = bindBuffers(this.device, this.pipeline, label, [params, ...buffers]);
     const workgroups = workgroups1d(count, ADD_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
     return { label, dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups }], destroy: () => params.destroy() };
   }

@@ -5,7 +5,7 @@
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import type { ComputeDtype, PreparedOp } from './op.js';
+import { bindBuffers, type ComputeDtype, type PreparedOp } from './op.js';
 
 /** Threads per workgroup (one workgroup per row); a power of two for the tree reduction. */
 export const ARGMAX_WORKGROUP = 256;
@@ -49,11 +49,7 @@ export class Argmax {
       throw new Error(`${label}: argmax (${rows}, ${cols}) needs x ≥ ${rows * cols * 4} B and out ≥ ${rows * 4} B, got ${x.size} and ${out.size}`);
     }
     const params = PARAMS.createBuffer(this.device, label, { rows, cols });
-    const bindGroup = this.device.createBindGroup({
-      label,
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: [params, x, out].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
+    const bindGroup = bindBuffers(this.device, this.pipeline, label, [params, x, out]);
     const workgroups = workgroups1d(rows, 1, this.device.limits.maxComputeWorkgroupsPerDimension);
     return { label, dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups }], destroy: () => params.destroy() };
   }

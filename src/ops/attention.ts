@@ -19,7 +19,7 @@ import { SluiceError } from '../errors.js';
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
+import { type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp, type RangedOp } from './op.js';
 
 /**
  * Threads per workgroup; a tile is 4 keys per thread. P·V puts one thread on each vec4 of
@@ -69,14 +69,8 @@ export interface AttentionBuffers {
   readonly out: GPUBuffer; // (maxTokens, nHeads, headDim)
 }
 
-/** A prepared attention: encode it with encodeOp after setRange. */
-export interface AttentionOp extends PreparedOp {
-  /** The Params uniform the op reads; setRange rewrites it. */
-  readonly params: GPUBuffer;
-  readonly maxTokens: number;
-  /** Queries at positions [start, start + tokens) over keys [0, start + tokens). */
-  setRange(start: number, tokens: number): void;
-}
+/** A prepared attention: queries at positions [start, start + tokens) over keys [0, start + tokens). */
+export type AttentionOp = RangedOp;
 
 /** f32 scratch of flash-decoding's partials; one can serve every layer (they run in order). */
 export interface DecodeScratch {

@@ -3,7 +3,7 @@
 
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import type { PreparedOp } from './op.js';
+import { bindBuffers, type PreparedOp } from './op.js';
 
 export const BANDWIDTH_WORKGROUP = 256;
 /** Workgroups per dispatch: enough to fill any GPU, few enough to stay in one dimension. */
@@ -43,11 +43,7 @@ export class Bandwidth {
   prepare(label: string, bytes: number, src: GPUBuffer, dst: GPUBuffer): PreparedOp {
     const threads = BANDWIDTH_GROUPS * BANDWIDTH_WORKGROUP;
     const params = PARAMS.createBuffer(this.device, label, { count: bytes / 16, threads });
-    const bindGroup = this.device.createBindGroup({
-      label,
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: [params, src, dst].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
+    const bindGroup = bindBuffers(this.device, this.pipeline, label, [params, src, dst]);
     return {
       label,
       dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups: [BANDWIDTH_GROUPS] }],

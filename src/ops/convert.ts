@@ -4,7 +4,7 @@
 import type { Dtype } from '../formats/dtypes.js';
 import { workgroups1d } from '../gpu/dispatch.js';
 import { pipelineCache } from '../gpu/pipeline-cache.js';
-import type { ComputeDtype } from './op.js';
+import { bindBuffers, type ComputeDtype } from './op.js';
 
 /** Threads per workgroup. */
 export const CONVERT_WORKGROUP = 256;
@@ -65,15 +65,7 @@ export class Converter {
     if (dstElement % ELEMENTS_PER_INVOCATION !== 0) throw new Error(`convert: piece starts at element ${dstElement}, not a multiple of 8`);
     const dstVec = (dstElement * (this.to === 'F16' ? 2 : 4)) / 16;
     this.device.queue.writeBuffer(params, 0, new Uint32Array([count, dstVec, 0, 0]));
-    const bindGroup = this.device.createBindGroup({
-      label: `${this.pipeline.label}.bind`,
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: params } },
-        { binding: 1, resource: { buffer: src } },
-        { binding: 2, resource: { buffer: dst } },
-      ],
-    });
+    const bindGroup = bindBuffers(this.device, this.pipeline, `${this.pipeline.label}.bind`, [params, src, dst]);
     const pass = encoder.beginComputePass({ label: this.pipeline.label });
     pass.setPipeline(this.pipeline);
     pass.setBindGroup(0, bindGroup);

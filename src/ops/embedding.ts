@@ -12,7 +12,7 @@ import type { GpuTensor } from '../gpu/gpu-tensor.js';
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
+import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
 
 /**
  * Invocations per workgroup; one workgroup copies one token's row (hidden / WORKGROUP
@@ -70,7 +70,6 @@ export class Embedding {
     if (tokens * hidden > 2 ** 32 - 1) throw new Error(`${label}: embedding (${tokens}, ${hidden}) has more elements than u32 indexes`);
 
     const workgroups = workgroups1d(tokens, 1, this.device.limits.maxComputeWorkgroupsPerDimension);
-    const layout = this.pipeline.getBindGroupLayout(0);
     const paramsBuffers: GPUBuffer[] = [];
     const dispatches = table.chunks.map((chunk, i) => {
       const chunkLabel = table.chunks.length === 1 ? label : `${label}.chunk${i}`;
@@ -82,11 +81,7 @@ export class Embedding {
         zero_past: i === table.chunks.length - 1 ? 1 : 0,
       });
       paramsBuffers.push(params);
-      const bindGroup = this.device.createBindGroup({
-        label: chunkLabel,
-        layout,
-        entries: [params, ids, chunk.buffer, out].map((buffer, binding) => ({ binding, resource: { buffer } })),
-      });
+      const bindGroup = bindBuffers(this.device, this.pipeline, chunkLabel, [params, ids, chunk.buffer, out]);
       return { label: chunkLabel, pipeline: this.pipeline, bindGroup, workgroups };
     });
     return { label, dispatches, destroy: () => paramsBuffers.forEach((b) => b.destroy()) };

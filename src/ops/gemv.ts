@@ -15,7 +15,7 @@ import { workgroups1d } from '../gpu/dispatch.js';
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
+import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
 
 /**
  * Threads splitting one row's K (a power of two ≤ 4, WebGPU's smallest subgroup, so a
@@ -138,11 +138,7 @@ export class Gemv {
       const name = weight.chunks.length > 1 ? `${label}.chunk${i}` : label;
       const params = PARAMS.createBuffer(this.device, name, { rows: chunk.rows, cols: k, rowOffset: chunk.firstRow });
       paramBuffers.push(params);
-      const bindGroup = this.device.createBindGroup({
-        label: name,
-        layout: this.pipeline.getBindGroupLayout(0),
-        entries: [params, chunk.buffer, x, y, ...biasBuffer].map((buffer, binding) => ({ binding, resource: { buffer } })),
-      });
+      const bindGroup = bindBuffers(this.device, this.pipeline, name, [params, chunk.buffer, x, y, ...biasBuffer]);
       const workgroups = workgroups1d(chunk.rows, GEMV_ROWS_PER_WORKGROUP, maxGroups);
       return { label: name, pipeline: this.pipeline, bindGroup, workgroups };
     });

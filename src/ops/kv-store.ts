@@ -11,7 +11,7 @@ import { SluiceError } from '../errors.js';
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { type ComputeDtype, computeBytes, type PreparedOp } from './op.js';
+import { bindBuffers, type ComputeDtype, computeBytes, type RangedOp } from './op.js';
 
 export const KV_STORE_WORKGROUP = 256;
 /** Bytes moved per thread and buffer (a vec2<u32>). */
@@ -41,14 +41,8 @@ export interface KvStoreBuffers {
   readonly vCache: GPUBuffer; // (nKvHeads, maxSeq, headDim)
 }
 
-/** A prepared store: encode it with encodeOp after setRange. */
-export interface KvStoreOp extends PreparedOp {
-  /** The Params uniform the op reads; setRange rewrites it. */
-  readonly params: GPUBuffer;
-  readonly maxTokens: number;
-  /** Writes tokens [0, tokens) of k and v to cache positions [start, start + tokens). */
-  setRange(start: number, tokens: number): void;
-}
+/** A prepared store: tokens [0, tokens) of k and v → cache positions [start, start + tokens). */
+export type KvStoreOp = RangedOp;
 
 const KEY = `kv_store_wg${KV_STORE_WORKGROUP}`;
 const SPEC: PipelineSpec = { shader: 'kv_store', constants: { WORKGROUP_SIZE: KV_STORE_WORKGROUP } };
@@ -90,11 +84,7 @@ export class KvStore {
     const fixed = { n_kv_heads: nKvHeads, row_units: rowUnits, max_seq: maxSeq };
     const params = PARAMS.createBuffer(this.device, label, { start: 0, tokens: maxTokens, ...fixed });
     const entries = [params, buffers.k, buffers.v, buffers.kCache, buffers.vCache];
-    const bindGroup = this.device.createBindGroup({
-      label,
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: entries.map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
+    const bindGroup = bindBuffers(this.device, this.pipeline, label, entries);
     const workgroups = workgroups1d(maxTokens * nKvHeads * rowUnits, KV_STORE_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
     const device = this.device;
     return {

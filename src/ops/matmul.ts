@@ -13,7 +13,7 @@
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
+import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
 
 /** Threads per workgroup of the tiled kernel. Measured on lavapipe: 32, 64 and 128 tie. */
 export const MATMUL_WORKGROUP = 64;
@@ -174,11 +174,7 @@ export class Matmul {
       const workgroups = this.workgroups(name, m, chunk.rows);
       const params = PARAMS.createBuffer(this.device, name, { M: m, K: k, N: n, rows: chunk.rows, colOffset: chunk.firstRow });
       paramBuffers.push(params);
-      const bindGroup = this.device.createBindGroup({
-        label: name,
-        layout: this.pipeline.getBindGroupLayout(0),
-        entries: [params, x, chunk.buffer, y, ...biasBuffer].map((buffer, binding) => ({ binding, resource: { buffer } })),
-      });
+      const bindGroup = bindBuffers(this.device, this.pipeline, name, [params, x, chunk.buffer, y, ...biasBuffer]);
       return { label: name, pipeline: this.pipeline, bindGroup, workgroups };
     });
     return { label, dispatches, destroy: () => paramBuffers.forEach((b) => b.destroy()) };

@@ -24,6 +24,27 @@ export interface PreparedOp {
   destroy(): void;
 }
 
+/**
+ * A prepared op over token positions (kv_store, attention): dispatches sized for
+ * `maxTokens`, the positions of the next run set by rewriting its Params uniform.
+ */
+export interface RangedOp extends PreparedOp {
+  /** The Params uniform the op reads; setRange rewrites it. */
+  readonly params: GPUBuffer;
+  readonly maxTokens: number;
+  /** The next submit covers tokens [0, tokens) at positions [start, start + tokens). */
+  setRange(start: number, tokens: number): void;
+}
+
+/** A bind group of `buffers` bound whole at bindings 0, 1, 2, … of group 0, in order. */
+export function bindBuffers(device: GPUDevice, pipeline: GPUComputePipeline, label: string, buffers: readonly GPUBuffer[]): GPUBindGroup {
+  return device.createBindGroup({
+    label,
+    layout: pipeline.getBindGroupLayout(0),
+    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+}
+
 /** Encodes a prepared op's dispatches into a compute pass, in order. */
 export function encodeOp(pass: GPUComputePassEncoder, op: PreparedOp): void {
   for (const d of op.dispatches) {

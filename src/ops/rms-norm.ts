@@ -9,7 +9,7 @@ import { workgroups1d } from '../gpu/dispatch.js';
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
+import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
 
 /**
  * Invocations per row (a power of two: the tree reduction halves it). Napkin math for
@@ -71,11 +71,7 @@ export class RmsNorm {
     }
     if (x === out) throw new Error(`${label}: rms_norm cannot run in place (x and out are one buffer)`);
     const params = PARAMS.createBuffer(this.device, label, { rows, hidden, eps: this.eps });
-    const bindGroup = this.device.createBindGroup({
-      label,
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: [params, x, singleBuffer(weight), out].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
+    const bindGroup = bindBuffers(this.device, this.pipeline, label, [params, x, singleBuffer(weight), out]);
     // One workgroup per row (rows past the per-dimension limit spill into y).
     const workgroups = workgroups1d(rows, 1, this.device.limits.maxComputeWorkgroupsPerDimension);
     return { label, dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups }], destroy: () => params.destroy() };

@@ -8,7 +8,7 @@
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
+import { bindBuffers, type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
 
 /** Invocations per workgroup; one invocation rotates one pair (i, i + headDim/2). */
 export const ROPE_WORKGROUP = 256;
@@ -178,11 +178,7 @@ export class Rope {
     check(shape.start ?? 0, tokens);
     const values = { tokens, n_heads: nHeads, n_kv_heads: nKvHeads, head_dim: this.headDim, start: shape.start ?? 0 };
     const params = PARAMS.createBuffer(this.device, label, values);
-    const bindGroup = this.device.createBindGroup({
-      label,
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: [params, q, k, this.invFreqBuffer].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
+    const bindGroup = bindBuffers(this.device, this.pipeline, label, [params, q, k, this.invFreqBuffer]);
     const workgroups = workgroups1d(threads, ROPE_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
     return {
       label,

@@ -16,7 +16,7 @@
 
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import type { ComputeDtype, PreparedOp } from './op.js';
+import { bindBuffers, type ComputeDtype, type PreparedOp } from './op.js';
 
 /** Threads of the one workgroup (WebGPU's default limit is 256); a power of two. */
 export const SAMPLE_WORKGROUP = 256;
@@ -138,11 +138,7 @@ export class Sample {
     const paramsBuffer = PARAMS.createBuffer(this.device, label, pack(params));
     owned.push(paramsBuffer);
     const staged = new ArrayBuffer(PARAMS.byteSize); // reused by write(): nothing allocated per token but the record
-    const bindGroup = this.device.createBindGroup({
-      label,
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: [paramsBuffer, logits, history, scratch, out].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
+    const bindGroup = bindBuffers(this.device, this.pipeline, label, [paramsBuffer, logits, history, scratch, out]);
     return {
       label,
       dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups: [1] }],

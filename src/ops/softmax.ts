@@ -5,7 +5,7 @@
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
+import { bindBuffers, type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
 
 /** Threads per workgroup (one workgroup per row); a power of two for the tree reduction. */
 export const SOFTMAX_WORKGROUP = 256;
@@ -52,11 +52,7 @@ export class Softmax {
       throw new Error(`${label}: softmax (${rows}, ${cols}) needs x ≥ ${inBytes} B and out ≥ ${rows * cols * 4} B, got ${x.size} and ${out.size}`);
     }
     const params = PARAMS.createBuffer(this.device, label, { rows, cols });
-    const bindGroup = this.device.createBindGroup({
-      label,
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: [params, x, out].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
+    const bindGroup = bindBuffers(this.device, this.pipeline, label, [params, x, out]);
     // One workgroup per row; rows past 65535 spill into y (the shader bounds-checks).
     const workgroups = workgroups1d(rows, 1, this.device.limits.maxComputeWorkgroupsPerDimension);
     return { label, dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups }], destroy: () => params.destroy() };

@@ -5,7 +5,7 @@
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
+import { bindBuffers, type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
 
 /** Invocations per workgroup, one element each (memory-bound: 3 accesses per element). */
 export const SWIGLU_WORKGROUP = 256;
@@ -69,11 +69,7 @@ export class Swiglu {
     }
     if (inputs.includes(out)) throw new Error(`${label}: swiglu out must not be an input buffer`);
     const params = PARAMS.createBuffer(this.device, label, { rows, cols });
-    const bindGroup = this.device.createBindGroup({
-      label,
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: [params, ...inputs, out].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
+    const bindGroup = bindBuffers(this.device, this.pipeline, label, [params, ...inputs, out]);
     const workgroups = workgroups1d(rows * cols, SWIGLU_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
     return { label, dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups }], destroy: () => params.destroy() };
   }
