@@ -22,6 +22,11 @@ export interface TimeOptions {
   wall?: boolean;
 }
 
+/** Repetitions so one measured pass lasts ~0.2 s when one run takes `expectedSeconds` (2 to 50). */
+export function repeatsFor(expectedSeconds: number): number {
+  return Math.max(2, Math.min(50, Math.ceil(0.2 / expectedSeconds)));
+}
+
 export async function timeOps(device: GPUDevice, ops: readonly PreparedOp[], options: TimeOptions = {}): Promise<Timing> {
   const repeat = options.repeat ?? 10;
   for (let i = 0; i < (options.warmup ?? 1); i++) await submitPass(device, ops, 1);

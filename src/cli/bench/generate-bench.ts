@@ -7,10 +7,9 @@
 
 import { GpuSampler } from '../../generate/sampler.js';
 import type { GpuContext } from '../../gpu/device.js';
-import { timeOps } from '../../gpu/profiler.js';
 import { openModel } from '../../model/open-model.js';
-import { Bandwidth } from '../../ops/bandwidth.js';
 import type { DtypeChoice } from '../../gpu/load-tensors.js';
+import { measureReadLimit } from './read-limit.js';
 
 export interface GenerateBenchOptions {
   dir: string;
@@ -66,18 +65,7 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
       const decodeSeconds = (performance.now() - decodeStart) / 1000;
 
       step('read limit');
-      const probeBytes = Math.floor(Math.min(128 * 2 ** 20, gpu.device.limits.maxStorageBufferBindingSize) / 16) * 16;
-      const src = gpu.device.createBuffer({ label: 'bench.probe', size: probeBytes, usage: GPUBufferUsage.STORAGE });
-      const dst = gpu.device.createBuffer({ label: 'bench.probe.sums', size: probeBytes, usage: GPUBufferUsage.STORAGE });
-      // The faster of the two read shapes (see bench kernels).
-      let readGbps = 0;
-      for (const kind of ['read', 'segmented'] as const) {
-        const probe = (await Bandwidth.create(gpu.device, kind)).prepare(`bench.${kind}`, probeBytes, src, dst);
-        readGbps = Math.max(readGbps, probeBytes / (await timeOps(gpu.device, [probe], { repeat: 5 })).seconds / 1e9);
-        probe.destroy();
-      }
-      src.destroy();
-      dst.destroy();
+      const readGbps = (await measureReadLimit(gpu.device, 128 * 2 ** 20)).readGbps;
 
       const decodeRate = tokens / decodeSeconds;
       const weightGbps = (model.weightBytesPerToken * decodeRate) / 1e9;

@@ -10,12 +10,13 @@
 
 import { type GpuContext } from '../../gpu/device.js';
 import type { GpuTensor } from '../../gpu/gpu-tensor.js';
-import { timeOps } from '../../gpu/profiler.js';
+import { repeatsFor, timeOps } from '../../gpu/profiler.js';
 import { Attention } from '../../ops/attention.js';
-import { Bandwidth } from '../../ops/bandwidth.js';
 import { Gemv } from '../../ops/gemv.js';
 import { Matmul, NaiveMatmul } from '../../ops/matmul.js';
 import { type ComputeDtype, computeBytes, type PreparedOp } from '../../ops/op.js';
+import { measureReadLimit } from './read-limit.js';
+import { weightBlock } from './synthetic-checkpoint.js';
 
 export const KERNEL_GOALS = { gemvOverRead: 0.8, matmulOverNaiveSoftware: 3, matmulOverNaiveHardware: 5 };
 
@@ -45,32 +46,15 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
   const dtypes: ComputeDtype[] = device.features.has('shader-f16') ? ['F32', 'F16'] : ['F32'];
   let method: 'timestamp' | 'wall' = 'wall';
   const time = async (ops: PreparedOp[], bytesOrWork: number, perSecond: number) => {
-    // Repeat so one measured pass lasts ~0.2 s at the expected speed (bounded both ways).
-    const repeat = Math.max(2, Math.min(50, Math.ceil(0.2 / (bytesOrWork / perSecond))));
-    const t = await timeOps(device, ops, { repeat });
+    const t = await timeOps(device, ops, { repeat: repeatsFor(bytesOrWork / perSecond) });
     method = t.method;
     return t.seconds;
   };
 
   // ── read limit ──
   step('read limit');
-  // 256 MiB outruns any GPU cache (an H200 has 50 MB of L2), but one binding may be
-  // smaller (128 MiB on lavapipe and in browsers): the probe reads what one binding holds.
-  const maxBinding = Math.floor(device.limits.maxStorageBufferBindingSize / 16) * 16;
-  const probeBytes = Math.min((quick ? 32 : 256) * MiB, maxBinding);
-  const src = filledBuffer(device, 'bench.probe.src', probeBytes, 'F32');
-  const dst = device.createBuffer({ label: 'bench.probe.dst', size: probeBytes, usage: GPUBufferUsage.STORAGE });
-  // Two read shapes, the faster is the limit: grid-strided (coalesced: what a real GPU
-  // reads fastest) and one contiguous segment per invocation (what a CPU "GPU" does).
-  const read = (await Bandwidth.create(device, 'read')).prepare('bench.read', probeBytes, src, dst);
-  const segmented = (await Bandwidth.create(device, 'segmented')).prepare('bench.read.segmented', probeBytes, src, dst);
-  const copy = (await Bandwidth.create(device, 'copy')).prepare('bench.copy', probeBytes, src, dst);
-  const stridedGbps = probeBytes / (await time([read], probeBytes, 3e9)) / 1e9;
-  const segmentedGbps = probeBytes / (await time([segmented], probeBytes, 3e9)) / 1e9;
-  const readGbps = Math.max(stridedGbps, segmentedGbps);
-  const copyGbps = (2 * probeBytes) / (await time([copy], 2 * probeBytes, 3e9)) / 1e9;
-  for (const x of [read, segmented, copy]) x.destroy();
-  for (const b of [src, dst]) b.destroy();
+  const limit = await measureReadLimit(device, (quick ? 32 : 256) * MiB);
+  const readGbps = limit.readGbps;
 
   // ── gemv ──
   const gemvShapes: [number, number][] = quick
@@ -160,7 +144,7 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
     adapter: gpu.adapterInfo.description || gpu.adapterInfo.device,
     software_adapter: gpu.adapterInfo.isSoftware,
     timing: method,
-    read_limit: { bytes: probeBytes, read_gbps: round(readGbps), strided_gbps: round(stridedGbps), segmented_gbps: round(segmentedGbps), copy_gbps: round(copyGbps) },
+    read_limit: { bytes: limit.bytes, read_gbps: round(readGbps), strided_gbps: round(limit.stridedGbps), segmented_gbps: round(limit.segmentedGbps), copy_gbps: round(limit.copyGbps) },
     gemv,
     matmul,
     attention,
@@ -170,23 +154,11 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
 
-// Small weights ~ N(0, 0.02)-ish values, as f32 or f16 bits, repeated: valid numbers (no
-// NaN or subnormal slow paths on a CPU "GPU"), content otherwise irrelevant to timing.
-function block(dtype: ComputeDtype): Uint8Array<ArrayBuffer> {
-  const n = MiB / 4;
-  const f = new Float32Array(n);
-  for (let i = 0; i < n; i++) f[i] = (((i * 2654435761) >>> 0) / 2 ** 32 - 0.5) * 0.05;
-  if (dtype === 'F32') return new Uint8Array(f.buffer);
-  const bits = new Uint32Array(f.buffer);
-  // |x| ≤ 0.025: sign, exponent rebiased by −112, top 10 mantissa bits; below 2^-14 → 0.
-  const h = Uint16Array.from(bits, (x) => ((x >>> 16) & 0x8000) | Math.max(0, ((x >>> 13) & 0x3ffff) - (112 << 10)));
-  return new Uint8Array(h.buffer);
-}
-
+/** A buffer of `bytes` (padded to 16) filled with realistic weights of `dtype`. */
 function filledBuffer(device: GPUDevice, label: string, bytes: number, dtype: ComputeDtype): GPUBuffer {
   const size = Math.max(16, Math.ceil(bytes / 16) * 16);
   const buffer = device.createBuffer({ label, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-  const data = block(dtype);
+  const data = weightBlock(dtype);
   for (let at = 0; at < size; at += data.length) device.queue.writeBuffer(buffer, at, data, 0, Math.min(data.length, size - at));
   return buffer;
 }
@@ -196,15 +168,10 @@ function syntheticWeight(device: GPUDevice, name: string, shape: [number, number
   const [rows, cols] = shape;
   const rowBytes = cols * computeBytes(dtype);
   const rowsPerChunk = Math.min(rows, Math.floor(Math.floor(device.limits.maxStorageBufferBindingSize / 16) * 16 / rowBytes));
-  const data = block(dtype);
   const chunks = [];
   for (let firstRow = 0; firstRow < rows; firstRow += rowsPerChunk) {
     const n = Math.min(rowsPerChunk, rows - firstRow);
-    const byteLength = n * rowBytes;
-    const size = Math.ceil(byteLength / 16) * 16;
-    const buffer = device.createBuffer({ label: `${name}#${chunks.length}`, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-    for (let at = 0; at < size; at += data.length) device.queue.writeBuffer(buffer, at, data, 0, Math.min(data.length, size - at));
-    chunks.push({ buffer, firstRow, rows: n, byteLength });
+    chunks.push({ buffer: filledBuffer(device, `${name}#${chunks.length}`, n * rowBytes, dtype), firstRow, rows: n, byteLength: n * rowBytes });
   }
   return { name, shape, storageDtype: dtype, dtype, chunks, rowsPerChunk, byteLength: rows * rowBytes };
 }

@@ -2,6 +2,7 @@
 // model.pth (torch.save layout) with the same tensors, for `sluice bench load --synthetic`.
 
 import { join } from 'node:path';
+import { convertFloats } from '../../checkpoint/convert.js';
 import type { Dtype } from '../../formats/dtypes.js';
 import { writeTorchCheckpoint } from '../../formats/pytorch/writer.js';
 import { writeSafetensors } from '../../formats/safetensors/write-file.js';
@@ -46,24 +47,17 @@ export function syntheticTensors(bytes: number, dtype: SyntheticDtype = 'BF16'):
   return out;
 }
 
-// 1 MiB of weights ~ N(0, 0.02) (a seeded LCG + Box-Muller: realistic bit patterns for
-// the conversion kernel), reused for every chunk of every tensor. Made on first use, not
-// at CLI start-up. BF16 truncates the f32 bits; F16 takes the top bits of a rescaled f32
-// (not exact rounding: only realistic patterns matter here).
-function weightBlock(dtype: SyntheticDtype): Uint8Array {
+// Weights ~ N(0, 0.02) (a seeded LCG + Box-Muller: realistic bit patterns for the
+// conversion kernel, no NaN or subnormal slow paths), 1 MiB as f32, converted with the
+// CPU converter `sluice convert` uses. Reused for every chunk of every tensor; made on
+// first use, not at CLI start-up.
+export function weightBlock(dtype: SyntheticDtype): Uint8Array<ArrayBuffer> {
   const f32 = new Float32Array(1 << 18);
   let state = 0x2545f491;
   const uniform = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) + 0.5) / 2 ** 32;
   for (let i = 0; i < f32.length; i++) f32[i] = 0.02 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-  if (dtype === 'F32') return new Uint8Array(f32.buffer);
-  const bits = new Uint32Array(f32.buffer);
-  const halves = new Uint16Array(f32.length * 2);
-  for (let i = 0; i < halves.length; i++) {
-    const x = bits[i % bits.length];
-    // f16: sign, exponent rebiased by −112, top 10 mantissa bits; below 2^-14 → 0.
-    halves[i] = dtype === 'BF16' ? x >>> 16 : ((x >>> 16) & 0x8000) | Math.max(0, ((x >>> 13) & 0x3ffff) - (112 << 10));
-  }
-  return new Uint8Array(halves.buffer);
+  const bytes = new Uint8Array(f32.buffer);
+  return dtype === 'F32' ? bytes : (convertFloats(bytes, 'F32', dtype) as Uint8Array<ArrayBuffer>);
 }
 
 function* blockStream(block: Uint8Array, length: number): Iterable<Uint8Array> {

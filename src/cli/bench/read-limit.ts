@@ -1,0 +1,45 @@
+// The read limit memory-bound kernels are measured against (bench kernels, bench
+// generate): the faster of two read-only streaming reductions over one binding's worth of
+// memory (at most `maxBytes`) — grid-strided (coalesced: what a real GPU reads fastest)
+// and one contiguous segment per invocation (what a CPU "GPU" like lavapipe reads
+// fastest) — plus a copy, for reference.
+
+import { repeatsFor, timeOps, type Timing } from '../../gpu/profiler.js';
+import { Bandwidth, type BandwidthKind } from '../../ops/bandwidth.js';
+
+export interface ReadLimit {
+  bytes: number;
+  /** max(strided, segmented), GB/s. */
+  readGbps: number;
+  stridedGbps: number;
+  segmentedGbps: number;
+  /** Bytes read + written per second by a copy, GB/s. */
+  copyGbps: number;
+  method: Timing['method'];
+}
+
+export async function measureReadLimit(device: GPUDevice, maxBytes: number): Promise<ReadLimit> {
+  // 256 MiB outruns any GPU cache (an H200 has 50 MB of L2), but one binding may be
+  // smaller (128 MiB on lavapipe and in browsers): the probe reads what one binding holds.
+  const bytes = Math.floor(Math.min(maxBytes, device.limits.maxStorageBufferBindingSize) / 16) * 16;
+  const src = device.createBuffer({ label: 'bench.probe.src', size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  const dst = device.createBuffer({ label: 'bench.probe.dst', size: bytes, usage: GPUBufferUsage.STORAGE });
+  device.queue.writeBuffer(src, 0, new Float32Array(1 << 16).fill(0.5)); // defined values; the rest stays zero
+  let method: Timing['method'] = 'wall';
+  const gbps = async (kind: BandwidthKind, moved: number) => {
+    const op = (await Bandwidth.create(device, kind)).prepare(`bench.${kind}`, bytes, src, dst);
+    const t = await timeOps(device, [op], { repeat: repeatsFor(moved / 3e9) }); // at a guessed 3 GB/s
+    op.destroy();
+    method = t.method;
+    return moved / t.seconds / 1e9;
+  };
+  try {
+    const stridedGbps = await gbps('read', bytes);
+    const segmentedGbps = await gbps('segmented', bytes);
+    const copyGbps = await gbps('copy', 2 * bytes);
+    return { bytes, readGbps: Math.max(stridedGbps, segmentedGbps), stridedGbps, segmentedGbps, copyGbps, method };
+  } finally {
+    src.destroy();
+    dst.destroy();
+  }
+}
