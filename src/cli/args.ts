@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SluiceError } from '../errors.js';
+import type { DtypeChoice } from '../gpu/load-tensors.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -24,4 +25,29 @@ export function parseCommandArgs(command: string, args: string[], options: Optio
   } catch (e) {
     throw new SluiceError('USAGE', `${command}: ${(e as Error).message} (see 'sluice ${command} --help')`);
   }
+}
+
+/**
+ * The number a string flag holds, when given and `check` accepts it; else a USAGE error
+ * `command: --flag must be <what>, not "…"`.
+ */
+export function numberFlag(command: string, values: ParsedArgs['values'], flag: string, check: (x: number) => boolean, what: string): number | undefined {
+  const v = values[flag];
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !check(x)) throw new SluiceError('USAGE', `${command}: --${flag} must be ${what}, not ${JSON.stringify(v)}`);
+  return x;
+}
+
+/** A whole-number flag in [min, max]. */
+export function wholeNumberFlag(command: string, values: ParsedArgs['values'], flag: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const what = max === Number.MAX_SAFE_INTEGER ? `a whole number ≥ ${min}` : `a whole number in [${min}, ${max}]`;
+  return numberFlag(command, values, flag, (x) => Number.isSafeInteger(x) && x >= min && x <= max, what);
+}
+
+/** --dtype auto|f16|f32 (default auto): the compute precision. */
+export function dtypeFlag(command: string, values: ParsedArgs['values']): DtypeChoice {
+  const dtype = (values.dtype as string | undefined) ?? 'auto';
+  if (!['auto', 'f16', 'f32'].includes(dtype)) throw new SluiceError('USAGE', `${command}: --dtype must be auto, f16 or f32, not ${JSON.stringify(dtype)}`);
+  return dtype as DtypeChoice;
 }

@@ -2,7 +2,6 @@
 // flags of ../shared/ARCHITECTURE.md, parsed and checked in one place; plus loading a
 // model directory with a progress bar.
 
-import { SluiceError } from '../errors.js';
 import { Engine } from '../generate/engine.js';
 import { GpuSampler } from '../generate/sampler.js';
 import { acquireNodeDevice } from '../gpu/node-gpu.js';
@@ -10,7 +9,7 @@ import { DEFAULT_SAMPLING } from '../ops/sample.js';
 import type { DtypeChoice } from '../gpu/load-tensors.js';
 import type { GenerateOptions, GenerationStats } from '../generate/generate.js';
 import { openModel, type OpenedModel } from '../model/open-model.js';
-import type { ParsedArgs } from './args.js';
+import { dtypeFlag, numberFlag, type ParsedArgs, wholeNumberFlag } from './args.js';
 import type { CliIo } from './io.js';
 import { loadProgressBar } from './progress.js';
 
@@ -41,31 +40,21 @@ Model:
   --debug                  Dawn's own messages, and stack traces on errors`;
 
 export function modelSettings(command: string, values: ParsedArgs['values']): { dtype: DtypeChoice; contextLength?: number; generate: GenerateOptions } {
-  const number = (flag: string, check: (x: number) => boolean, what: string): number | undefined => {
-    const v = values[flag];
-    if (v === undefined) return undefined;
-    const x = Number(v);
-    if (typeof v !== 'string' || v.trim() === '' || !check(x)) throw new SluiceError('USAGE', `${command}: --${flag} must be ${what}, not ${JSON.stringify(v)}`);
-    return x;
-  };
-  const nonNegative = (x: number) => Number.isFinite(x) && x >= 0;
-  const integer = (x: number) => Number.isSafeInteger(x) && x >= 0;
-  const dtype = (values.dtype as string | undefined) ?? 'auto';
-  if (!['auto', 'f16', 'f32'].includes(dtype)) throw new SluiceError('USAGE', `${command}: --dtype must be auto, f16 or f32, not ${JSON.stringify(dtype)}`);
+  const number = (flag: string, check: (x: number) => boolean, what: string) => numberFlag(command, values, flag, check, what);
+  const whole = (flag: string, min: number, max?: number) => wholeNumberFlag(command, values, flag, min, max);
   const generate: GenerateOptions = {};
   const set = <K extends keyof GenerateOptions>(key: K, value: GenerateOptions[K] | undefined) => {
     if (value !== undefined) generate[key] = value;
   };
-  set('temperature', number('temperature', nonNegative, 'a number ≥ 0'));
-  set('topK', number('top-k', integer, 'a whole number ≥ 0'));
+  set('temperature', number('temperature', (x) => Number.isFinite(x) && x >= 0, 'a number ≥ 0'));
+  set('topK', whole('top-k', 0));
   set('topP', number('top-p', (x) => x > 0 && x <= 1, 'in (0, 1]'));
   set('minP', number('min-p', (x) => x >= 0 && x <= 1, 'in [0, 1]'));
   set('repetitionPenalty', number('repetition-penalty', (x) => Number.isFinite(x) && x > 0, 'a number > 0'));
-  set('seed', number('seed', (x) => integer(x) && x < 2 ** 32, 'a whole number below 2^32'));
-  set('maxTokens', number('max-tokens', integer, 'a whole number ≥ 0'));
+  set('seed', whole('seed', 0, 2 ** 32 - 1));
+  set('maxTokens', whole('max-tokens', 0));
   if (values.stop) generate.stop = values.stop as string[];
-  const contextLength = number('context', (x) => integer(x) && x >= 1, 'a whole number ≥ 1');
-  return { dtype: dtype as DtypeChoice, contextLength, generate };
+  return { dtype: dtypeFlag(command, values), contextLength: whole('context', 1), generate };
 }
 
 /**

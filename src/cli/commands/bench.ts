@@ -8,7 +8,7 @@ import { acquireNodeDevice } from '../../gpu/node-gpu.js';
 import { benchUpdate, type UpdateBenchResult } from '../bench/update-bench.js';
 import { parseSize } from '../../formats/safetensors/sharded-writer.js';
 import { SluiceError } from '../../errors.js';
-import { parseCommandArgs } from '../args.js';
+import { dtypeFlag, parseCommandArgs, wholeNumberFlag } from '../args.js';
 import { formatBytes, table } from '../format.js';
 import type { CliIo, Command } from '../io.js';
 
@@ -57,8 +57,7 @@ const load: Benchmark = {
       json: { type: 'boolean' },
     });
     if (positionals.length > 1) throw new SluiceError('USAGE', `bench load: unexpected argument ${JSON.stringify(positionals[1])}`);
-    const dtype = (values.dtype as string | undefined) ?? 'auto';
-    if (!['auto', 'f16', 'f32'].includes(dtype)) throw new SluiceError('USAGE', `bench load: --dtype must be auto, f16 or f32, not ${JSON.stringify(dtype)}`);
+    const dtype = dtypeFlag('bench load', values);
     const storage = ((values.storage as string | undefined) ?? 'bf16').toUpperCase();
     if (!['BF16', 'F16', 'F32'].includes(storage)) throw new SluiceError('USAGE', `bench load: --storage must be bf16, f16 or f32, not ${JSON.stringify(values.storage)}`);
     const int = (v: unknown) => (v === undefined ? undefined : Number(v));
@@ -69,7 +68,7 @@ const load: Benchmark = {
       syntheticBytes: values.synthetic === undefined ? undefined : parseSize(values.synthetic as string),
       syntheticDtype: storage as 'BF16' | 'F16' | 'F32',
       dir: values.dir as string | undefined,
-      dtype: dtype as 'auto' | 'f16' | 'f32',
+      dtype,
       repeat: int(values.repeat),
       stagingBytes: values.staging === undefined ? undefined : parseSize(values.staging as string),
       stagingSlots: int(values.slots),
@@ -115,20 +114,13 @@ const generateBench: Benchmark = {
     const [dir, extra] = positionals;
     if (!dir) throw new SluiceError('USAGE', 'bench generate: which model? (sluice bench generate MODEL)');
     if (extra !== undefined) throw new SluiceError('USAGE', `bench generate: unexpected argument ${JSON.stringify(extra)}`);
-    const count = (flag: string) => {
-      const v = values[flag];
-      if (v === undefined) return undefined;
-      const n = Number(v);
-      if (!Number.isSafeInteger(n) || n < 1) throw new SluiceError('USAGE', `bench generate: --${flag} must be a whole number ≥ 1, not ${JSON.stringify(v)}`);
-      return n;
-    };
-    const dtype = (values.dtype as string | undefined) ?? 'auto';
-    if (!['auto', 'f16', 'f32'].includes(dtype)) throw new SluiceError('USAGE', `bench generate: --dtype must be auto, f16 or f32, not ${JSON.stringify(dtype)}`);
+    const count = (flag: string) => wholeNumberFlag('bench generate', values, flag, 1);
+    const dtype = dtypeFlag('bench generate', values);
     const gpu = await acquireNodeDevice({ label: 'bench' });
     try {
       const r = await benchGenerate(gpu, {
         dir,
-        dtype: dtype as 'auto' | 'f16' | 'f32',
+        dtype,
         promptTokens: count('prompt-tokens'),
         tokens: count('tokens'),
         onStep: io.isTty && !values.json ? (what) => io.stderr(`${what}\n`) : undefined,

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { SluiceError } from '../../errors.js';
 import { loadModel } from '../../generate/load-model.js';
 import { startServer } from '../../server/server.js';
-import { parseCommandArgs } from '../args.js';
+import { dtypeFlag, parseCommandArgs, wholeNumberFlag } from '../args.js';
 import type { Command } from '../io.js';
 import { loadProgressBar } from '../progress.js';
 import { DEFAULT_MODEL_DIR } from './chat.js';
@@ -42,19 +42,11 @@ export const serveCommand: Command = {
     if (positionals.length > 1) throw new SluiceError('USAGE', `serve: unexpected argument ${JSON.stringify(positionals[1])}`);
     const source = positionals[0] ?? DEFAULT_MODEL_DIR;
     if (positionals[0] === undefined && !existsSync(source)) throw new SluiceError('NOT_FOUND', `no MODEL given, and the embedded default model is not in this build (${source})`);
-    const integer = (flag: string, min: number, max: number) => {
-      const v = values[flag];
-      if (v === undefined) return undefined;
-      const n = Number(v);
-      if (!Number.isSafeInteger(n) || n < min || n > max) throw new SluiceError('USAGE', `serve: --${flag} must be a whole number in [${min}, ${max}], not ${JSON.stringify(v)}`);
-      return n;
-    };
+    const integer = (flag: string, min: number, max: number) => wholeNumberFlag('serve', values, flag, min, max);
     const port = integer('port', 0, 65535) ?? 8080;
-    const dtype = (values.dtype as string | undefined) ?? 'auto';
-    if (!['auto', 'f16', 'f32'].includes(dtype)) throw new SluiceError('USAGE', `serve: --dtype must be auto, f16 or f32, not ${JSON.stringify(dtype)}`);
 
     const model = await loadModel(source, {
-      dtype: dtype as 'auto' | 'f16' | 'f32',
+      dtype: dtypeFlag('serve', values),
       contextLength: integer('context', 1, 2 ** 24),
       maxQueue: integer('max-queue', 0, 10_000),
       onProgress: loadProgressBar(io, true),
