@@ -38,7 +38,10 @@ export class GpuSampler {
 
   /** Records ids now in the cache at positions [start, start + ids.length), for the penalty. */
   remember(ids: readonly number[], start: number): void {
-    if (ids.length) this.model.device.queue.writeBuffer(this.history, start * 4, new Uint32Array(ids));
+    if (ids.length === 1) {
+      this.id[0] = ids[0]; // the per-token case: no allocation
+      this.model.device.queue.writeBuffer(this.history, start * 4, this.id);
+    } else if (ids.length) this.model.device.queue.writeBuffer(this.history, start * 4, new Uint32Array(ids));
   }
 
   /**
@@ -55,7 +58,7 @@ export class GpuSampler {
       encoder.copyBufferToBuffer(this.out, 0, this.readback, 0, 4);
     });
     await this.readback.mapAsync(GPUMapMode.READ, 0, 4);
-    this.id.set(new Uint32Array(this.readback.getMappedRange(0, 4)));
+    this.id.set(new Uint32Array(this.readback.getMappedRange(0, 4))); // a view on the mapping, copied out
     this.readback.unmap();
     return this.id[0];
   }

@@ -50,6 +50,8 @@ export class LlamaModel {
   private prefill!: Pass;
   private decode!: Pass;
   private ids!: GPUBuffer; // (PREFILL_CHUNK,) u32 token ids of the pass
+  private readonly idScratch = new Uint32Array(PREFILL_CHUNK); // host copy, reused every pass
+  private decodeStep!: PreparedOp[]; // decode pass + head, in order: encoded every token
   private hidden!: GPUBuffer; // (PREFILL_CHUNK, h) the residual stream of prefill
   private lastRow!: GPUBuffer; // (1, h) the residual stream of decode (prefill's last row lands here)
   private head!: PreparedOp[]; // final norm + LM head on lastRow → logits
@@ -206,6 +208,7 @@ export class LlamaModel {
       this.own(ops.norm.prepare('head.norm', 1, h, this.lastRow, this.weight(this.names.norm), bufs.decode.normed)),
       this.own(ops.lmHead.prepare('head.lm_head', this.weight(this.names.lmHead), bufs.decode.normed, this.logits)),
     ];
+    this.decodeStep = [...this.decode.ops, ...this.head];
   }
 
   /**
@@ -223,10 +226,10 @@ export class LlamaModel {
     const w = computeBytes(this.dtype);
     if (ids.length === 1) {
       this.setPositions(this.decode, start, 1);
-      device.queue.writeBuffer(this.ids, 0, new Uint32Array(ids));
+      this.writeIds(ids);
       const encoder = device.createCommandEncoder({ label: 'model.decode' });
       const passEncoder = encoder.beginComputePass({ label: 'model.decode' });
-      for (const op of [...this.decode.ops, ...this.head]) encodeOp(passEncoder, op);
+      for (const op of this.decodeStep) encodeOp(passEncoder, op);
       passEncoder.end();
       after?.(encoder);
       device.queue.submit([encoder.finish()]);
@@ -236,7 +239,7 @@ export class LlamaModel {
     for (let at = 0; at < ids.length; at += PREFILL_CHUNK) {
       const chunk = ids.slice(at, at + PREFILL_CHUNK);
       this.setPositions(this.prefill, start + at, chunk.length);
-      device.queue.writeBuffer(this.ids, 0, new Uint32Array(chunk));
+      this.writeIds(chunk);
       const encoder = device.createCommandEncoder({ label: 'model.prefill' });
       const passEncoder = encoder.beginComputePass({ label: 'model.prefill' });
       for (const op of this.prefill.ops) encodeOp(passEncoder, op);
@@ -267,6 +270,12 @@ export class LlamaModel {
     let bytes = 0;
     for (const [name, t] of this.weights) if (name !== this.names.embed || this.names.lmHead === name) bytes += t.byteLength;
     return bytes + this.config.hiddenSize * computeBytes(this.dtype);
+  }
+
+  /** At most PREFILL_CHUNK ids into the ids buffer, through the reused host copy. */
+  private writeIds(ids: readonly number[]): void {
+    this.idScratch.set(ids);
+    this.device.queue.writeBuffer(this.ids, 0, this.idScratch, 0, ids.length);
   }
 
   private setPositions(pass: Pass, start: number, tokens: number): void {
