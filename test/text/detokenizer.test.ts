@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Detokenizer, type DetokenizerOptions } from '../../src/text/detokenizer.js';
 import type { Tokenizer } from '../../src/text/tokenizer.js';
 import { loadFixtureTokenizer } from './fixtures.js';
+import { mulberry32 } from '../support/safetensors-bytes.js';
 
 let byteLevel: Tokenizer;
 let sentencePiece: Tokenizer;
@@ -124,15 +125,3 @@ describe('SentencePiece-style BPE', () => {
     expect(deltas.join('') + flushed).toBe(sentencePiece.decode(ids, { skipSpecialTokens: true }));
   });
 });
-
-/** A small seeded PRNG (public-domain mulberry32), so a failure reproduces. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
