@@ -52,7 +52,16 @@ export interface ModelSource {
 
 /** Opens a model from its files: config, generation config, tokenizer, template, eos, weights. */
 export async function openModelSource(source: ModelSource, device: GPUDevice, options: OpenModelOptions = {}): Promise<OpenedModel> {
-  const { where, read } = source;
+  const { where } = source;
+  // Each small file is read once, though several readers want it (tokenizer.json: the
+  // presence check and the tokenizer; config.json and generation_config.json: the config
+  // and the eos ids). Over a URL every read is a request, and tokenizer.json can be 10 MB.
+  const files = new Map<string, Promise<string | null>>();
+  const read: ReadModelFile = (name) => {
+    let text = files.get(name);
+    if (!text) files.set(name, (text = source.read(name)));
+    return text;
+  };
   const at = source.label ?? ((name: string) => fileLabel(where, name));
   const configText = await read('config.json');
   if (configText === null) throw new SluiceError('NOT_FOUND', `${at('config.json')}: not found (a model directory needs config.json beside its weights)`);
