@@ -19,7 +19,7 @@ import { SluiceError } from '../errors.js';
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp, type RangedOp } from './op.js';
+import { type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp, type RangedOp, rangeProblem } from './op.js';
 
 /**
  * Threads per workgroup; a tile is 4 keys per thread. P·V puts one thread on each vec4 of
@@ -251,10 +251,8 @@ export class Attention {
       params,
       maxTokens,
       setRange(start: number, tokens: number): void {
-        if (!Number.isInteger(tokens) || tokens < 1 || tokens > maxTokens) fail(label, `tokens = ${tokens}, prepared for 1..${maxTokens}`);
-        if (!Number.isInteger(start) || start < 0 || start + tokens > maxSeq) {
-          fail(label, `positions [${start}, ${start + tokens}) exceed the cache (${maxSeq})`);
-        }
+        const problem = rangeProblem(start, tokens, maxTokens, maxSeq);
+        if (problem) fail(label, problem);
         PARAMS.write(device, params, { start, tokens, ...fixed });
       },
       destroy(): void {

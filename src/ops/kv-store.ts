@@ -11,7 +11,7 @@ import { SluiceError } from '../errors.js';
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { bindBuffers, type ComputeDtype, computeBytes, type RangedOp } from './op.js';
+import { bindBuffers, type ComputeDtype, computeBytes, type RangedOp, rangeProblem } from './op.js';
 
 export const KV_STORE_WORKGROUP = 256;
 /** Bytes moved per thread and buffer (a vec2<u32>). */
@@ -93,10 +93,8 @@ export class KvStore {
       params,
       maxTokens,
       setRange(start: number, tokens: number): void {
-        if (!Number.isInteger(tokens) || tokens < 1 || tokens > maxTokens) fail(label, `tokens = ${tokens}, prepared for 1..${maxTokens}`);
-        if (!Number.isInteger(start) || start < 0 || start + tokens > maxSeq) {
-          fail(label, `positions [${start}, ${start + tokens}) exceed the cache (${maxSeq})`);
-        }
+        const problem = rangeProblem(start, tokens, maxTokens, maxSeq);
+        if (problem) fail(label, problem);
         PARAMS.write(device, params, { start, tokens, ...fixed });
       },
       destroy: () => params.destroy(),

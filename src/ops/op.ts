@@ -36,6 +36,16 @@ export interface RangedOp extends PreparedOp {
   setRange(start: number, tokens: number): void;
 }
 
+/**
+ * The check every RangedOp's setRange makes: 1 ≤ tokens ≤ maxTokens, and positions
+ * [start, start + tokens) inside the cache. Returns why not, or null.
+ */
+export function rangeProblem(start: number, tokens: number, maxTokens: number, maxSeq: number): string | null {
+  if (!Number.isInteger(tokens) || tokens < 1 || tokens > maxTokens) return `tokens = ${tokens}, prepared for 1..${maxTokens}`;
+  if (!Number.isInteger(start) || start < 0 || start + tokens > maxSeq) return `positions [${start}, ${start + tokens}) exceed the cache (${maxSeq})`;
+  return null;
+}
+
 /** A bind group of `buffers` bound whole at bindings 0, 1, 2, … of group 0, in order. */
 export function bindBuffers(device: GPUDevice, pipeline: GPUComputePipeline, label: string, buffers: readonly GPUBuffer[]): GPUBindGroup {
   return device.createBindGroup({
