@@ -8,6 +8,7 @@ export type { ByteSource, SourceOpener } from './io/byte-source.js';
 export { MemorySource } from './io/memory-source.js';
 export { UrlSource, type UrlSourceOptions } from './io/url-source.js';
 export { BlobSource } from './io/blob-source.js';
+export { cachedFetch, type CachedFetchOptions, type DownloadCache } from './io/download-cache.js';
 
 // Checkpoints
 export type { Checkpoint, SliceRanges, TensorInfo, TensorSlice } from './checkpoint/types.js';
@@ -36,14 +37,15 @@ export {
   type SafetensorsPlan, type TensorToWrite,
 } from './formats/safetensors/writer.js';
 
-// Models, text and generation (the ten-line embedding API comes in a later step)
+// Models, text and generation (Node's loadModel, in sluice/node, adds paths and its own device)
 export { parseModelConfig, modelConfig, SUPPORTED_ARCHITECTURES, type ModelConfig, type RopeScaling } from './model/config.js';
 export { weightNames, type WeightNames } from './model/weights.js';
 export { LlamaModel, PREFILL_CHUNK, type LoadModelOptions } from './model/llama.js';
 export { parseGenerationConfig, type GenerationDefaults } from './model/generation-config.js';
 export {
   openModelSource, openModelFromUrl, openModelFromFiles,
-  type ModelSource, type OpenedModel, type OpenModelOptions,
+  type ModelSource, type OpenedModel, type OpenModelOptions, type UrlModelOptions,
+  type ModelProgress, type DownloadProgress, type KernelsProgress,
 } from './model/open-model-source.js';
 export { Tokenizer, loadTokenizer, type ReadModelFile } from './text/tokenizer.js';
 export { ChatTemplate, loadChatTemplate, type ChatMessage } from './text/chat-template.js';
@@ -52,4 +54,6 @@ export { StopMatcher, eosTokenIds } from './text/stop.js';
 export { GpuSampler } from './generate/sampler.js';
 export { generate, type GenerateOptions, type GenerationDelta, type GenerationStats } from './generate/generate.js';
 export { ChatSession, type ChatTurnStats } from './generate/chat-session.js';
+export { Engine, type CompletionStats } from './generate/engine.js';
+export { createSluiceModel, type SluiceModel, type SluiceModelOptions } from './generate/sluice-model.js';
 export { DEFAULT_SAMPLING, type SamplingParams } from './ops/sample.js';

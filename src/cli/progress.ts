@@ -1,4 +1,4 @@
-import type { LoadProgress } from '../gpu/load-tensors.js';
+import type { ModelProgress } from '../model/progress.js';
 import { formatBytes } from './format.js';
 import type { CliIo } from './io.js';
 
@@ -58,10 +58,14 @@ export class Progress {
   }
 }
 
-/** An onProgress for loadTensors that draws a Progress bar: bytes, rate, current tensor. */
-export function loadProgressBar(io: CliIo, enabled: boolean): (p: LoadProgress) => void {
+/**
+ * An onProgress for loadTensors (and model loads) that draws a Progress bar: bytes, rate,
+ * current tensor. A model's kernel compilation overlaps the upload and is not drawn.
+ */
+export function loadProgressBar(io: CliIo, enabled: boolean): (p: ModelProgress) => void {
   let bar: Progress | undefined;
   return (p) => {
+    if (p.phase === 'kernels' || p.phase === 'download') return;
     bar ??= new Progress(io, 'loading', p.bytesTotal, enabled);
     if (p.phase === 'compile') bar.set(0, 'compiling shaders');
     else if (p.phase === 'upload') bar.set(p.bytesDone, p.tensor ?? '');

@@ -11,7 +11,7 @@
 import type { Checkpoint } from '../checkpoint/types.js';
 import { SluiceError } from '../errors.js';
 import type { GpuTensor } from '../gpu/gpu-tensor.js';
-import { type DtypeChoice, type GpuTensors, type LoadProgress, loadTensors } from '../gpu/load-tensors.js';
+import { type DtypeChoice, type GpuTensors, loadTensors, resolveComputeDtype } from '../gpu/load-tensors.js';
 import { readBuffer } from '../gpu/read-back.js';
 import { Add } from '../ops/add.js';
 import { Attention, type AttentionOp } from '../ops/attention.js';
@@ -24,6 +24,7 @@ import { RmsNorm } from '../ops/rms-norm.js';
 import { Rope, type PreparedRope, UnsupportedRopeError } from '../ops/rope.js';
 import { Swiglu } from '../ops/swiglu.js';
 import type { ModelConfig, RopeScaling } from './config.js';
+import type { ModelProgress } from './progress.js';
 import { type WeightNames, weightNames } from './weights.js';
 
 /** Prompt tokens per prefill pass: longer prompts run in several passes over the cache. */
@@ -34,7 +35,7 @@ export interface LoadModelOptions {
   /** KV cache positions (default min(max_position_embeddings, 4096)). */
   contextLength?: number;
   signal?: AbortSignal;
-  onProgress?: (p: LoadProgress) => void;
+  onProgress?: (p: ModelProgress) => void;
 }
 
 /** The ops of one pass, in order, and the ones whose positions move per call. */
@@ -75,10 +76,20 @@ export class LlamaModel {
     if (config.slidingWindow !== null && contextLength > config.slidingWindow) {
       throw new SluiceError('UNSUPPORTED_ARCH', `${where}: this model uses sliding-window attention (${config.slidingWindow} positions), which sluice does not implement; use a context of at most ${config.slidingWindow}`);
     }
-    const weights = await loadTensors(checkpoint, device, { dtype: options.dtype, filter: (t) => names.all.has(t.name), signal: options.signal, onProgress: options.onProgress });
+    // The kernels compile while the weights stream in: both take seconds on some GPUs
+    // (shader compilation is CPU work in the browser's GPU process, the upload is copies).
+    const dtype = resolveComputeDtype(device, options.dtype);
+    const kernels = compileKernels(device, dtype, config, options.onProgress);
+    let weights: GpuTensors;
+    try {
+      weights = await loadTensors(checkpoint, device, { dtype: options.dtype, filter: (t) => names.all.has(t.name), signal: options.signal, onProgress: options.onProgress });
+    } catch (e) {
+      await kernels.then((k) => k.rope.destroy(), () => {});
+      throw e;
+    }
     const model = new LlamaModel(device, config, weights.computeDtype, contextLength, weights, names);
     try {
-      await model.build();
+      model.build(model.own(await kernels));
     } catch (e) {
       model.dispose();
       throw e;
@@ -113,7 +124,7 @@ export class LlamaModel {
     return x;
   }
 
-  private async build(): Promise<void> {
+  private build(ops: Kernels): void {
     const { device, config, dtype } = this;
     const { hiddenSize: h, intermediateSize: inter, numHeads, numKvHeads, headDim, vocabSize } = config;
     const qDim = numHeads * headDim;
@@ -121,22 +132,6 @@ export class LlamaModel {
     const w = computeBytes(dtype);
     const P = PREFILL_CHUNK;
     const maxSeq = this.contextLength;
-
-    // ─── kernels, compiled once ───
-    const ops = {
-      embedding: await Embedding.create(device, dtype),
-      norm: await RmsNorm.create(device, dtype, { eps: config.rmsNormEps }),
-      matmul: await Matmul.create(device, dtype),
-      matmulBias: config.qkvBias || config.oBias ? await Matmul.create(device, dtype, { bias: true }) : null,
-      gemv: await Gemv.create(device, dtype),
-      gemvBias: config.qkvBias || config.oBias ? await Gemv.create(device, dtype, { bias: true }) : null,
-      lmHead: await Gemv.create(device, dtype, { outF32: true }),
-      rope: this.own(await createRope(device, dtype, config)),
-      store: await KvStore.create(device, dtype),
-      attention: await Attention.create(device, dtype),
-      swiglu: await Swiglu.create(device, dtype),
-      add: await Add.create(device, dtype, { inPlace: true }),
-    };
 
     // ─── buffers ───
     this.ids = this.buffer('model.ids', P * 4); // (P,) u32
@@ -289,6 +284,43 @@ export class LlamaModel {
     const bytes = await readBuffer(this.device, this.logits, 0, this.config.vocabSize * 4);
     return new Float32Array(bytes.buffer, bytes.byteOffset, this.config.vocabSize);
   }
+}
+
+type Kernels = Awaited<ReturnType<typeof compileKernels>>;
+
+/**
+ * Every pipeline the two passes use, compiled in parallel; reports each one built. The
+ * result owns the rope's inv_freq buffer: destroy() frees it.
+ */
+async function compileKernels(device: GPUDevice, dtype: ComputeDtype, config: ModelConfig, onProgress?: (p: ModelProgress) => void) {
+  const bias = config.qkvBias || config.oBias;
+  const pending = {
+    embedding: Embedding.create(device, dtype),
+    norm: RmsNorm.create(device, dtype, { eps: config.rmsNormEps }),
+    matmul: Matmul.create(device, dtype),
+    matmulBias: bias ? Matmul.create(device, dtype, { bias: true }) : null,
+    gemv: Gemv.create(device, dtype),
+    gemvBias: bias ? Gemv.create(device, dtype, { bias: true }) : null,
+    lmHead: Gemv.create(device, dtype, { outF32: true }),
+    rope: createRope(device, dtype, config),
+    store: KvStore.create(device, dtype),
+    attention: Attention.create(device, dtype),
+    swiglu: Swiglu.create(device, dtype),
+    add: Add.create(device, dtype, { inPlace: true }),
+  };
+  const entries = Object.entries(pending).filter(([, p]) => p !== null) as [string, Promise<unknown>][];
+  let kernelsDone = 0;
+  const report = () => onProgress?.({ phase: 'kernels', kernelsDone, kernelsTotal: entries.length });
+  report();
+  const settled = await Promise.allSettled(entries.map(([, p]) => p.then((x) => (kernelsDone++, report(), x))));
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) {
+    await pending.rope.then((r) => r.destroy(), () => {});
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  const built = Object.fromEntries(entries.map(([name], i) => [name, (settled[i] as PromiseFulfilledResult<unknown>).value]));
+  const ops = { ...built, matmulBias: built.matmulBias ?? null, gemvBias: built.gemvBias ?? null } as { [K in keyof typeof pending]: Awaited<(typeof pending)[K]> };
+  return { ...ops, destroy: () => ops.rope.destroy() };
 }
 
 async function createRope(device: GPUDevice, dtype: ComputeDtype, config: ModelConfig): Promise<Rope> {

@@ -7,20 +7,24 @@
 import { openCheckpointSource, openCheckpointUrl } from '../checkpoint/open.js';
 import type { Checkpoint } from '../checkpoint/types.js';
 import { SluiceError } from '../errors.js';
-import type { DtypeChoice, LoadProgress } from '../gpu/load-tensors.js';
+import type { DtypeChoice } from '../gpu/load-tensors.js';
 import { BlobSource } from '../io/blob-source.js';
+import { cachedFetch, type DownloadCache } from '../io/download-cache.js';
 import { type ChatTemplate, loadChatTemplate } from '../text/chat-template.js';
 import { loadEosTokenIds } from '../text/stop.js';
 import { fileLabel, loadTokenizer, type ReadModelFile, type Tokenizer } from '../text/tokenizer.js';
 import { parseModelConfig } from './config.js';
 import { type GenerationDefaults, parseGenerationConfig } from './generation-config.js';
 import { LlamaModel } from './llama.js';
+import type { ModelProgress } from './progress.js';
+
+export type { DownloadProgress, KernelsProgress, ModelProgress } from './progress.js';
 
 export interface OpenModelOptions {
   dtype?: DtypeChoice;
   contextLength?: number;
   signal?: AbortSignal;
-  onProgress?: (p: LoadProgress) => void;
+  onProgress?: (p: ModelProgress) => void;
 }
 
 export interface OpenedModel {
@@ -91,26 +95,52 @@ export async function openModelSource(source: ModelSource, device: GPUDevice, op
 
 // ───────────────────────────── a base URL ─────────────────────────────
 
+export interface UrlModelOptions extends OpenModelOptions {
+  /**
+   * Keep every file in this cache (e.g. `await caches.open('sluice-models')`): a later
+   * open reads it from there, without the network. Without one, the weights stream with
+   * Range requests and nothing is kept.
+   */
+  cache?: DownloadCache;
+}
+
 /**
  * A model served over HTTP(S) as a directory: small files by fetch, weights with Range
- * requests (the shard index `model.safetensors.index.json` first, else `model.safetensors`).
+ * requests (the shard index `model.safetensors.index.json` first, else `model.safetensors`),
+ * or through `options.cache` (each file downloaded once, then read from the cache).
  */
-export async function openModelFromUrl(baseUrl: string, device: GPUDevice, options: OpenModelOptions = {}): Promise<OpenedModel> {
+export async function openModelFromUrl(baseUrl: string, device: GPUDevice, options: UrlModelOptions = {}): Promise<OpenedModel> {
   const at = (name: string) => fileLabel(baseUrl, name);
+  const { cache, signal, onProgress } = options;
+  const get = async (name: string): Promise<Response | null> => {
+    const url = at(name);
+    if (cache) {
+      const report = (bytesDone: number, bytesTotal: number, fromCache: boolean) => onProgress?.({ phase: 'download', file: url, fromCache, bytesDone, bytesTotal });
+      return cachedFetch(url, cache, { signal, onProgress: report });
+    }
+    const res = await fetch(url, { signal });
+    if (res.status === 404 || res.status === 410) return null;
+    if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
+    return res;
+  };
   const read: ReadModelFile = async (name) => {
     try {
-      const res = await fetch(at(name), { signal: options.signal });
-      if (res.status === 404 || res.status === 410) return null;
-      if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
-      return await res.text();
+      return (await (await get(name))?.text()) ?? null;
     } catch (e) {
-      if ((e as Error)?.name === 'AbortError') throw e;
+      if ((e as Error)?.name === 'AbortError' || e instanceof SluiceError) throw e;
       throw new SluiceError('HTTP_ERROR', `${at(name)}: ${(e as Error).message}`);
     }
   };
   const openWeights = async () => {
     const index = await read('model.safetensors.index.json');
-    return openCheckpointUrl(at(index === null ? 'model.safetensors' : 'model.safetensors.index.json'));
+    const name = index === null ? 'model.safetensors' : 'model.safetensors.index.json';
+    if (!cache) return openCheckpointUrl(at(name));
+    const blobOf = async (file: string) => {
+      const res = await get(file);
+      if (!res) throw new SluiceError('NOT_FOUND', `${at(file)}: not found`);
+      return new BlobSource(await res.blob(), at(file));
+    };
+    return openCheckpointSource(await blobOf(name), blobOf);
   };
   return openModelSource({ where: baseUrl, read, openWeights, label: at }, device, options);
 }

@@ -10,7 +10,7 @@ import { SluiceError } from '../errors.js';
 import type { ReadModelFile } from '../text/tokenizer.js';
 import { type OpenedModel, type OpenModelOptions, openModelFromUrl, openModelSource } from './open-model-source.js';
 
-export type { OpenedModel, OpenModelOptions } from './open-model-source.js';
+export type { ModelProgress, OpenedModel, OpenModelOptions } from './open-model-source.js';
 
 /**
  * Opens a model directory, or a base URL serving the same files (read with Range

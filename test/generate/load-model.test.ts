@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { loadModel, type SluiceModel } from '../../src/generate/load-model.js';
+import type { ModelProgress } from '../../src/model/progress.js';
 import { writeChatModel } from '../support/byte-tokenizer.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 
@@ -21,11 +22,17 @@ async function text(stream: AsyncIterable<{ text: string }>): Promise<string> {
 }
 
 it('loads on its own device, streams chat and generate, and disposes', async () => {
-  const phases = new Set<string>();
-  const model = await loadModel(dir, { dtype: 'f32', contextLength: 64, onProgress: (p) => phases.add(p.phase) });
+  const events: ModelProgress[] = [];
+  const model = await loadModel(dir, { dtype: 'f32', contextLength: 64, onProgress: (p) => events.push({ ...p }) });
   try {
-    expect([...phases]).toEqual(['compile', 'upload', 'done'].filter((p) => phases.has(p)));
-    expect(phases.has('done')).toBe(true);
+    // The loader's phases in order; the kernels compile alongside, each one reported.
+    const loader = [...new Set(events.filter((p) => p.phase !== 'kernels').map((p) => p.phase))];
+    expect(loader).toEqual(['compile', 'upload', 'done'].filter((p) => loader.includes(p as never)));
+    expect(loader).toContain('done');
+    const kernels = events.flatMap((p) => (p.phase === 'kernels' ? [p] : []));
+    expect(kernels[0].kernelsDone).toBe(0);
+    expect(kernels.map((k) => k.kernelsDone)).toEqual(kernels.map((_, i) => i));
+    expect(kernels.at(-1)!.kernelsDone).toBe(kernels[0].kernelsTotal);
     expect(model.name).toBe(dir.split('/').pop());
     expect(model.contextLength).toBe(64);
     const reply = await text(model.chat([{ role: 'user', content: 'Hi' }], { temperature: 0, maxTokens: 5 }));

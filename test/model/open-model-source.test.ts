@@ -11,11 +11,12 @@ import { openCheckpoint } from '../../src/checkpoint/open-path.js';
 import { writeShardedSafetensors } from '../../src/formats/safetensors/sharded-writer.js';
 import { generate } from '../../src/generate/generate.js';
 import { GpuSampler } from '../../src/generate/sampler.js';
-import { openModelFromFiles, openModelFromUrl, type OpenedModel } from '../../src/model/open-model-source.js';
+import { type DownloadProgress, type ModelProgress, openModelFromFiles, openModelFromUrl, type OpenedModel } from '../../src/model/open-model-source.js';
 import { DEFAULT_SAMPLING } from '../../src/ops/sample.js';
 import { writeChatModel } from '../support/byte-tokenizer.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 import { TestServer } from '../support/http-server.js';
+import { MemoryCache } from '../support/memory-cache.js';
 
 const gpu = useGpuTestDevice('test.open-model-source');
 const MODEL = 'test/fixtures/models/llama-gqa';
@@ -116,6 +117,40 @@ describe('openModelFromUrl', () => {
       expect(server.requests.some((r) => r.path.endsWith('/model.safetensors') && r.range)).toBe(true);
     } finally {
       await server.close();
+    }
+  });
+
+  it('with a download cache: the first open downloads every file once, a second needs no server', async () => {
+    const files: Record<string, Uint8Array> = {};
+    for (const name of readdirSync(chatDir)) files[`/models/gqa/${name}`] = new Uint8Array(readFileSync(join(chatDir, name)));
+    const server = await TestServer.start(files);
+    const cache = new MemoryCache();
+    const base = server.url('/models/gqa');
+    const downloads: DownloadProgress[] = [];
+    const onProgress = (p: ModelProgress) => p.phase === 'download' && downloads.push({ ...p });
+    try {
+      const opened = await openModelFromUrl(base, gpu.device, { dtype: 'f32', contextLength: 48, cache, onProgress });
+      opened.dispose();
+      // Whole files, no ranges; each present file fetched once and now in the cache.
+      expect(server.requests.every((r) => r.range === undefined)).toBe(true);
+      const fetched = server.requests.filter((r) => r.status === 200).map((r) => r.path);
+      expect(new Set(fetched).size).toBe(fetched.length);
+      expect(fetched).toContain('/models/gqa/model.safetensors');
+      const present = [...cache.entries].filter(([, e]) => e.status === 200).map(([url]) => url);
+      expect(present.sort()).toEqual(fetched.map((p) => server.url(p)).sort());
+      const weights = downloads.filter((d) => d.file.endsWith('/model.safetensors'));
+      expect(weights.at(-1)).toMatchObject({ fromCache: false, bytesDone: files['/models/gqa/model.safetensors'].length, bytesTotal: files['/models/gqa/model.safetensors'].length });
+    } finally {
+      await server.close();
+    }
+    downloads.length = 0;
+    const again = await openModelFromUrl(base, gpu.device, { dtype: 'f32', contextLength: 48, cache, onProgress });
+    try {
+      expect(await greedy(again)).toEqual(reference.greedy_ids);
+      expect(downloads.length).toBeGreaterThan(0);
+      expect(downloads.every((d) => d.fromCache)).toBe(true);
+    } finally {
+      again.dispose();
     }
   });
 });

@@ -1,0 +1,65 @@
+// An opened model → the embedding API's SluiceModel: a GPU sampler and an engine (one
+// request at a time, shared KV prefix cache) behind chat() and generate(). Browser-safe:
+// Node's loadModel (load-model.ts) and the browser page build theirs the same way.
+
+import type { ModelConfig } from '../model/config.js';
+import type { OpenedModel } from '../model/open-model-source.js';
+import { DEFAULT_SAMPLING } from '../ops/sample.js';
+import type { ChatMessage } from '../text/chat-template.js';
+import { type CompletionStats, Engine } from './engine.js';
+import type { GenerateOptions, GenerationDelta } from './generate.js';
+import { GpuSampler } from './sampler.js';
+
+export interface SluiceModel {
+  /** The directory's (or URL's) last path segment. */
+  readonly name: string;
+  readonly config: ModelConfig;
+  readonly contextLength: number;
+  /** The engine behind it (queue, shared cache), for servers. */
+  readonly engine: Engine;
+  /** Streams the assistant's reply to `messages` (the model's chat template). */
+  chat(messages: readonly ChatMessage[], options?: GenerateOptions): AsyncGenerator<GenerationDelta, CompletionStats>;
+  /** Streams a raw completion of `prompt` (text with bos, or token ids). */
+  generate(prompt: string | readonly number[], options?: GenerateOptions): AsyncGenerator<GenerationDelta, CompletionStats>;
+  /** Frees every GPU buffer (and whatever `onDispose` frees: the device, when the model owns it). */
+  dispose(): void;
+}
+
+export interface SluiceModelOptions {
+  /** Requests that may wait while one runs (default 16; beyond: BUSY). */
+  maxQueue?: number;
+  /** Runs after the model's buffers are freed. */
+  onDispose?: () => void;
+}
+
+/** Wraps an opened model; takes ownership of it (dispose() frees it). */
+export async function createSluiceModel(opened: OpenedModel, options: SluiceModelOptions = {}): Promise<SluiceModel> {
+  let sampler: GpuSampler;
+  try {
+    sampler = await GpuSampler.create(opened.model, DEFAULT_SAMPLING);
+  } catch (e) {
+    opened.dispose();
+    throw e;
+  }
+  const { model, tokenizer, chatTemplate: template, chatTemplateError: templateError, eosIds, defaults } = opened;
+  const engine = new Engine({ model, sampler, tokenizer, template, templateError, eosIds, defaults }, { maxQueue: options.maxQueue });
+  return {
+    name: lastSegment(opened.dir),
+    config: model.config,
+    contextLength: model.contextLength,
+    engine,
+    chat: (messages, o) => engine.chat(messages, o),
+    generate: (prompt, o) => engine.generate(prompt, o),
+    dispose() {
+      sampler.destroy();
+      opened.dispose();
+      options.onDispose?.();
+    },
+  };
+}
+
+/** `org/models/tiny-chat/` → `tiny-chat`; also for URLs and Windows paths. */
+export function lastSegment(where: string): string {
+  const parts = where.replace(/[?#].*$/, '').split(/[\\/]+/).filter((p) => p !== '');
+  return parts.pop() ?? where;
+}
