@@ -4,7 +4,7 @@
 import { loadModel } from 'sluice/node';
 
 const model = await loadModel(process.argv[2] ?? 'models/tiny-chat', {
-  onProgress: (p) => process.stderr.write(`\r${p.phase} ${(p.bytesDone / 1e6).toFixed(1)} / ${(p.bytesTotal / 1e6).toFixed(1)} MB`),
+  onProgress: (p) => p.phase === 'upload' && process.stderr.write(`\rloading ${(p.bytesDone / 1e6).toFixed(1)} / ${(p.bytesTotal / 1e6).toFixed(1)} MB`),
 });
 process.stderr.write('\n');
 for await (const delta of model.chat([{ role: 'user', content: 'What is 23 + 58?' }], { temperature: 0 })) process.stdout.write(delta.text);

@@ -2,7 +2,8 @@
 # sluice setup: idempotent, non-interactive, quick when everything is present.
 #   1. npm dependencies (installed when missing or older than package-lock.json)
 #   2. a WebGPU adapter for Dawn (on Debian/Ubuntu without one: Mesa's lavapipe)
-#   3. the compiled CLI in dist/ (rebuilt when a source file is newer than it)
+#   3. Chromium for the browser test (Debian's package, when /usr/bin/chromium is missing)
+#   4. the compiled CLI in dist/ (rebuilt when a source file is newer than it)
 # Every step checks before it acts, so a second run only probes (~1 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,7 +77,35 @@ if ! probe >/dev/null; then
   fi
 fi
 
-# ── 3. Compiled CLI ────────────────────────────────────────────────────────────
+# ── 3. Chromium for the browser end-to-end test ────────────────────────────────
+# playwright-core drives the system's Chromium (no browser download: this machine has no
+# access to Playwright's CDN). Without it the browser test fails, saying what is missing.
+# SLUICE_CHROMIUM names another Chromium binary (the test uses the same variable).
+chromium=${SLUICE_CHROMIUM:-/usr/bin/chromium}
+install_chromium() {
+  local id=""
+  [ -r /etc/os-release ] && id=$(. /etc/os-release; echo "${ID:-}")
+  case "$id" in
+    debian|ubuntu) ;;
+    *) say "no $chromium, and this is not Debian/Ubuntu ($id): install Chromium and set SLUICE_CHROMIUM to its path for the browser test"; return 1 ;;
+  esac
+  say "installing Debian's chromium (for the browser test)"
+  if ! as_root true; then
+    say "cannot install without root. As root, run: apt-get update && apt-get install -y chromium"
+    return 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq >&2
+  as_root apt-get install -y -qq --no-install-recommends chromium >&2
+}
+
+if [ ! -x "$chromium" ]; then
+  if ! install_chromium || [ ! -x "$chromium" ]; then
+    say "WARNING: no $chromium; the browser test (test/e2e) will fail until it is installed."
+  fi
+fi
+
+# ── 4. Compiled CLI ────────────────────────────────────────────────────────────
 stamp=dist/.build-stamp
 if [ ! -f "$stamp" ] || [ -n "$(find src tsconfig.json tsconfig.build.json package.json -newer "$stamp" -print -quit)" ]; then
   say "compiling TypeScript into dist/"

@@ -2,6 +2,7 @@
 // checksums) are in `sluice/node`.
 
 export { SluiceError, isSluiceError, type ErrorCode } from './errors.js';
+export { formatBytes } from './units.js';
 
 // Sources of bytes
 export type { ByteSource, SourceOpener } from './io/byte-source.js';

@@ -28,6 +28,7 @@ it('without an adapter and without root, says exactly what to install and touche
   for (const f of ['id', 'sudo', 'apt-get']) chmodSync(join(fakeBin, f), 0o755);
   const env = {
     ...process.env,
+    SLUICE_CHROMIUM: join(fakeBin, 'no-chromium'),
     PATH: `${fakeBin}:${process.env.PATH}`,
     VK_ICD_FILENAMES: join(fakeBin, 'no-driver.json'),
     VK_DRIVER_FILES: join(fakeBin, 'no-driver.json'),
@@ -37,4 +38,7 @@ it('without an adapter and without root, says exactly what to install and touche
   expect(stderr).toContain('cannot install without root. As root, run:');
   expect(stderr).toMatch(/apt-get install -y (-t bookworm-backports )?mesa-vulkan-drivers libvulkan1/);
   expect(stderr).toContain('still no WebGPU adapter');
+  // Nor Chromium, for the browser test: the command to run, and what will fail without it.
+  expect(stderr).toContain('As root, run: apt-get update && apt-get install -y chromium');
+  expect(stderr).toContain(`WARNING: no ${join(fakeBin, 'no-chromium')}; the browser test (test/e2e) will fail`);
 });

@@ -1,0 +1,51 @@
+// The messages between the page (main thread) and the worker that owns the GPU device and
+// the model. Generation runs in the worker so the page stays responsive; only small
+// objects cross: progress reports, text deltas, stats and errors.
+
+import type { ChatMessage, CompletionStats, GenerateOptions, ModelProgress } from 'sluice/browser';
+
+export type ModelChoice =
+  | { kind: 'url'; url: string }
+  | { kind: 'files'; files: File[] };
+
+export type Sampling = Pick<GenerateOptions, 'temperature' | 'topK' | 'topP' | 'minP' | 'repetitionPenalty' | 'seed' | 'maxTokens'>;
+
+/** Page → worker. */
+export type Request =
+  | { type: 'load'; source: ModelChoice; dtype: 'auto' | 'f16' | 'f32'; cache: boolean; contextLength?: number }
+  | { type: 'chat'; id: number; messages: ChatMessage[]; sampling: Sampling }
+  | { type: 'stop' }
+  | { type: 'unload' }
+  | { type: 'clear-cache' };
+
+export interface GpuSummary {
+  adapter: string;
+  isSoftware: boolean;
+  f16: boolean;
+  maxBindingBytes: number;
+}
+
+export interface LoadedSummary {
+  name: string;
+  computeDtype: 'F16' | 'F32';
+  contextLength: number;
+  layers: number;
+  parameters: string;
+  deviceBytes: number;
+  defaults: Sampling;
+  loadMs: number;
+}
+
+/** Worker → page. */
+export type Reply =
+  | { type: 'gpu'; gpu: GpuSummary }
+  | { type: 'progress'; progress: ModelProgress }
+  | { type: 'loaded'; model: LoadedSummary }
+  | { type: 'delta'; id: number; text: string }
+  | { type: 'done'; id: number; stats: CompletionStats }
+  | { type: 'cache-cleared'; entries: number }
+  | { type: 'error'; id?: number; code: string; message: string }
+  | { type: 'lost'; message: string };
+
+/** The Cache API cache that downloaded model files are kept in. */
+export const CACHE_NAME = 'sluice-models';

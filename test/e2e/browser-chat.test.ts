@@ -1,0 +1,158 @@
+// The chat page end to end in a real browser: Debian's Chromium, headless, WebGPU on its
+// bundled SwiftShader (no shader-f16, so the F32 path), driven by playwright-core. The
+// page is built as users build it (npm run build:page) and served by `vite preview` on
+// 127.0.0.1. It loads the embedded model, answers "What is 23 + 58?" in streamed deltas,
+// and the answer must equal what `sluice chat --prompt` gives in Node. A screenshot is
+// kept in test-artifacts/.
+
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { type PreviewServer, preview } from 'vite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
+import { root } from '../support/build.js';
+
+// Debian's package; SLUICE_CHROMIUM names another build (setup.sh reads it too).
+const CHROMIUM = process.env.SLUICE_CHROMIUM || '/usr/bin/chromium';
+const PROMPT = 'What is 23 + 58?';
+const artifacts = join(root, 'test-artifacts');
+// Flags for a headless Chromium on a machine with no GPU and no network: WebGPU on
+// SwiftShader's Vulkan, and none of Chromium's calls home (refused here, and slow to fail).
+const QUIET = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'];
+const WEBGPU = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader'];
+
+let server: PreviewServer;
+let url: string;
+let browser: Browser;
+// One profile for the page's tests, so Cache Storage outlives a page (a reload).
+let profile: BrowserContext;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: the browser test needs Chromium (Debian's chromium package). \`npm run setup\` installs it when run as root; otherwise, as root: apt-get install chromium`);
+  }
+  await promisify(execFile)('npm', ['run', '--silent', 'build:page'], { cwd: root, timeout: 120_000 });
+  server = await preview({ configFile: join(root, 'examples/browser/vite.config.ts'), preview: { port: 0, strictPort: false }, logLevel: 'warn' });
+  url = server.resolvedUrls!.local[0];
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: [...QUIET, ...WEBGPU], headless: true });
+  profile = await browser.newContext({ viewport: { width: 1000, height: 800 } });
+  mkdirSync(artifacts, { recursive: true });
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+/** A page whose console errors and crashes are collected, for failure messages. */
+async function openPage(context: BrowserContext): Promise<{ page: Page; problems: string[] }> {
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  // 404s are expected: the loader asks for optional files (a shard index, a chat template).
+  page.on('console', (m) => m.type() === 'error' && !/status of 404/.test(m.text()) && problems.push(`console: ${m.text()}`));
+  await page.goto(url);
+  return { page, problems };
+}
+
+/** Waits until the page is ready again; if it shows an error instead, fails with its message. */
+async function waitUntilReady(page: Page, problems: string[], timeout: number): Promise<void> {
+  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state ?? ''), null, { timeout, polling: 100 });
+  if ((await page.evaluate(() => document.body.dataset.state)) === 'error') {
+    throw new Error(`the page shows: ${await page.textContent('#error')}\n${problems.join('\n')}`);
+  }
+}
+
+describe('browser chat page (Chromium, SwiftShader WebGPU)', () => {
+  it('loads the embedded model and streams the same greedy answer as `sluice chat --prompt`', async () => {
+    const node = await runCli(['chat', '--prompt', PROMPT, '--json']);
+    expect(node.code, node.stderr).toBe(0);
+    const expected = (JSON.parse(node.stdout) as { text: string }).text;
+    expect(expected).toMatch(/81/);
+
+    const { page, problems } = await openPage(profile);
+    try {
+      await page.click('#load-button');
+      await waitUntilReady(page, problems, 120_000);
+      // SwiftShader has no shader-f16: the page says so and computes in F32.
+      expect(await page.textContent('#gpu')).toMatch(/no shader-f16: computing in F32/);
+      expect(await page.textContent('#model-info')).toMatch(/tiny-chat: .* F32, /);
+      expect(await page.textContent('.phase[data-phase=upload] .detail')).toMatch(/in \d+ tensors/);
+
+      // Every text the reply shows on its way, to see it stream in deltas.
+      await page.evaluate(() => {
+        const seen: string[] = [];
+        (window as unknown as { seen: string[] }).seen = seen;
+        new MutationObserver(() => {
+          const li = document.querySelector('#messages li.assistant:last-child');
+          if (li && li.textContent !== seen.at(-1)) seen.push(li.textContent ?? '');
+        }).observe(document.getElementById('messages')!, { subtree: true, childList: true, characterData: true });
+      });
+      await page.fill('#prompt', PROMPT);
+      await page.click('#send');
+      await waitUntilReady(page, problems, 120_000);
+      const answer = await page.textContent('#messages li.assistant:last-child');
+      const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
+      await page.screenshot({ path: join(artifacts, 'browser-chat.png'), fullPage: true });
+
+      expect(answer).toBe(expected);
+      expect(seen.filter((t) => t !== '').length).toBeGreaterThan(1);
+      expect(seen.at(-1)).toBe(expected);
+      expect(await page.textContent('#stats')).toMatch(/TTFT \d+ ms .* tok\/s · end of reply/);
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 300_000);
+
+  it('a reload loads from the browser cache: no download, same answer', async () => {
+    // Runs after the first test, in the same browser profile: its download is in Cache Storage.
+    const { page, problems } = await openPage(profile);
+    try {
+      await page.click('#load-button');
+      await waitUntilReady(page, problems, 120_000);
+      expect(await page.textContent('.phase[data-phase=download] .detail')).toMatch(/model\.safetensors: from cache/);
+      await page.fill('#prompt', PROMPT);
+      await page.press('#prompt', 'Enter');
+      await waitUntilReady(page, problems, 120_000);
+      expect(await page.textContent('#messages li.assistant:last-child')).toMatch(/81/);
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 300_000);
+
+  it('a folder picked on the disk (webkitdirectory) loads lazily from its File objects', async () => {
+    const { page, problems } = await openPage(profile);
+    try {
+      await page.setInputFiles('#folder', join(root, 'models/tiny-chat'));
+      expect(await page.isChecked('input[name=source][value=folder]')).toBe(true);
+      await page.click('#load-button');
+      await waitUntilReady(page, problems, 120_000);
+      expect(await page.textContent('.phase[data-phase=download] .detail')).toBe('not needed');
+      expect(await page.textContent('#model-info')).toMatch(/^tiny-chat: /);
+      await page.fill('#prompt', PROMPT);
+      await page.click('#send');
+      await waitUntilReady(page, problems, 120_000);
+      expect(await page.textContent('#messages li.assistant:last-child')).toMatch(/81/);
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 300_000);
+
+  it('without WebGPU the page says so instead of failing silently', async () => {
+    const plain = await chromium.launch({ executablePath: CHROMIUM, args: [...QUIET, '--disable-gpu'], headless: true });
+    try {
+      const { page } = await openPage(await plain.newContext());
+      await page.click('#load-button').catch(() => {}); // disabled when navigator.gpu is absent
+      await page.waitForFunction(() => document.body.dataset.state === 'error', null, { timeout: 60_000 });
+      expect(await page.textContent('#error')).toMatch(/No usable WebGPU adapter.*(no WebGPU|requestAdapter found none)/s);
+    } finally {
+      await plain.close();
+    }
+  }, 120_000);
+});
