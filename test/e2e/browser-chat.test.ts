@@ -98,6 +98,9 @@ describe('browser chat page (Chromium, SwiftShader WebGPU)', () => {
       const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
       await page.screenshot({ path: join(artifacts, 'browser-chat.png'), fullPage: true });
 
+      // The figures for the record (CI's log): load time, TTFT and tok/s on SwiftShader.
+      const phases = await page.$$eval('.phase', (els) => els.map((e) => `${e.querySelector('.name')!.textContent}: ${e.querySelector('.detail')!.textContent}`).join('; '));
+      console.log(`[browser] ${await page.textContent('#model-info')} | ${phases} | ${await page.textContent('#stats')}`);
       expect(answer).toBe(expected);
       expect(seen.filter((t) => t !== '').length).toBeGreaterThan(1);
       expect(seen.at(-1)).toBe(expected);
@@ -115,6 +118,7 @@ describe('browser chat page (Chromium, SwiftShader WebGPU)', () => {
       await page.click('#load-button');
       await waitUntilReady(page, problems, 120_000);
       expect(await page.textContent('.phase[data-phase=download] .detail')).toMatch(/model\.safetensors: from cache/);
+      console.log(`[browser, from cache] ${await page.textContent('#model-info')}`);
       await page.fill('#prompt', PROMPT);
       await page.press('#prompt', 'Enter');
       await waitUntilReady(page, problems, 120_000);

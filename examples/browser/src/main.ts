@@ -101,10 +101,15 @@ function drawPhase(phase: 'download' | 'upload' | 'kernels', fraction: number, d
   el.querySelector('.detail')!.textContent = detail;
 }
 
-function rate(phase: string, bytes: number): string {
+/** Seconds since the phase's first report. */
+function elapsed(phase: string): number {
   const now = performance.now();
   if (!phaseStart.has(phase)) phaseStart.set(phase, now);
-  const seconds = (now - phaseStart.get(phase)!) / 1000;
+  return (now - phaseStart.get(phase)!) / 1000;
+}
+
+function rate(phase: string, bytes: number): string {
+  const seconds = elapsed(phase);
   return seconds > 0.05 ? ` · ${formatBytes(bytes / seconds)}/s` : '';
 }
 
@@ -114,11 +119,15 @@ function onProgress(p: ModelProgress): void {
     const what = p.fromCache ? `${file}: from cache` : `${file}: ${formatBytes(p.bytesDone)}${p.bytesTotal ? ` / ${formatBytes(p.bytesTotal)}` : ''}${rate(`download ${p.file}`, p.bytesDone)}`;
     drawPhase('download', p.bytesTotal ? p.bytesDone / p.bytesTotal : 1, what);
   } else if (p.phase === 'kernels') {
-    drawPhase('kernels', p.kernelsTotal ? p.kernelsDone / p.kernelsTotal : 1, `${p.kernelsDone} / ${p.kernelsTotal} pipelines`);
+    const seconds = elapsed('kernels');
+    const when = p.kernelsDone === p.kernelsTotal ? ` in ${seconds.toFixed(2)} s` : '';
+    drawPhase('kernels', p.kernelsTotal ? p.kernelsDone / p.kernelsTotal : 1, `${p.kernelsDone} / ${p.kernelsTotal} pipelines${when}`);
   } else if (p.phase === 'compile') {
     drawPhase('upload', 0, 'compiling the converter');
   } else {
-    const detail = p.phase === 'done' ? `${formatBytes(p.bytesTotal)} in ${p.tensorsTotal} tensors` : `${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)}${rate('upload', p.bytesDone)} · ${p.tensor ?? ''}`;
+    const detail = p.phase === 'done'
+      ? `${formatBytes(p.bytesTotal)} in ${p.tensorsTotal} tensors, ${elapsed('upload').toFixed(2)} s`
+      : `${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)}${rate('upload', p.bytesDone)} · ${p.tensor ?? ''}`;
     drawPhase('upload', p.bytesTotal ? p.bytesDone / p.bytesTotal : 1, detail);
   }
 }
