@@ -47,6 +47,9 @@ export type ErrorCode =
   | 'TENSOR_TOO_LARGE' // one row of a tensor exceeds what a GPU binding can hold
   | 'ABORTED' // the caller's AbortSignal fired
   | 'BUSY' // a model's request queue is full
+  // the Hugging Face Hub
+  | 'ACCESS_DENIED' // 401/403: a gated or private repo, or a refused HF_TOKEN
+  | 'CHECKSUM_MISMATCH' // a download whose size or hash differs from the Hub's listing: discarded
   // models
   | 'UNSUPPORTED_ARCH' // a config.json sluice cannot run: names what, lists what it can
   // CLI

@@ -28,7 +28,10 @@ import type { Checkpoint, TensorInfo } from './types.js';
 export type ConvertDtype = 'keep' | 'f16' | 'bf16' | 'f32';
 export const CONVERT_DTYPES: readonly ConvertDtype[] = ['keep', 'f16', 'bf16', 'f32'];
 
-/** The files besides the weights that a model directory needs, copied when present. */
+/**
+ * The files besides the weights that a model directory needs (config, tokenizer, chat
+ * template, as transformers reads them): copied by convert when present, always pulled.
+ */
 export const SIDE_FILES = [
   'config.json',
   'generation_config.json',
@@ -36,9 +39,11 @@ export const SIDE_FILES = [
   'tokenizer_config.json',
   'special_tokens_map.json',
   'tokenizer.model',
+  'added_tokens.json',
   'vocab.json',
   'merges.txt',
   'chat_template.jinja',
+  'chat_template.json',
 ] as const;
 
 export interface ConvertOptions {

@@ -25,6 +25,7 @@ export const modelOptions = {
   'max-tokens': { type: 'string' },
   stop: { type: 'string', multiple: true },
   json: { type: 'boolean' },
+  offline: { type: 'boolean' },
 } as const;
 
 export const MODEL_OPTIONS_HELP = `Sampling (defaults from the model's generation_config.json, else greedy-free HF defaults):
@@ -34,6 +35,9 @@ export const MODEL_OPTIONS_HELP = `Sampling (defaults from the model's generatio
   --max-tokens N           most tokens to generate (default 256)
   --stop TEXT              stop before TEXT (repeatable)
 Model:
+  MODEL                    a model directory, or org/name[@REVISION] on the Hugging Face Hub:
+                           taken from the HF cache, else downloaded into it (as sluice pull)
+  --offline                never download: the HF cache only (also HF_HUB_OFFLINE=1)
   --dtype auto|f16|f32     compute precision (auto: f16 where the GPU has shader-f16)
   --context N              KV cache positions (default min(max_position_embeddings, 4096))
   --json                   one JSON document on stdout

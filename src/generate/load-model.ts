@@ -26,6 +26,8 @@ export interface LoadModelApiOptions {
   maxQueue?: number;
   onProgress?: (progress: ModelProgress) => void;
   signal?: AbortSignal;
+  /** The model's name (servers list it); default: the directory's or URL's last segment. */
+  name?: string;
 }
 
 export async function loadModel(source: string, options: LoadModelApiOptions = {}): Promise<SluiceModel> {
@@ -33,7 +35,7 @@ export async function loadModel(source: string, options: LoadModelApiOptions = {
   const device = options.device ?? own!.device;
   try {
     const opened = await openModel(source, device, options);
-    return await createSluiceModel(opened, { maxQueue: options.maxQueue, onDispose: () => own?.destroy() });
+    return await createSluiceModel(opened, { maxQueue: options.maxQueue, name: options.name, onDispose: () => own?.destroy() });
   } catch (e) {
     own?.destroy();
     throw e;

@@ -11,7 +11,7 @@ import type { GenerateOptions, GenerationDelta } from './generate.js';
 import { GpuSampler } from './sampler.js';
 
 export interface SluiceModel {
-  /** The directory's (or URL's) last path segment. */
+  /** As given to loadModel, else the directory's (or URL's) last path segment. */
   readonly name: string;
   readonly config: ModelConfig;
   readonly contextLength: number;
@@ -30,6 +30,8 @@ export interface SluiceModelOptions {
   maxQueue?: number;
   /** Runs after the model's buffers are freed. */
   onDispose?: () => void;
+  /** Default: the directory's (or URL's) last path segment. */
+  name?: string;
 }
 
 /** Wraps an opened model; takes ownership of it (dispose() frees it). */
@@ -44,7 +46,7 @@ export async function createSluiceModel(opened: OpenedModel, options: SluiceMode
   const { model, tokenizer, chatTemplate: template, chatTemplateError: templateError, eosIds, defaults } = opened;
   const engine = new Engine({ model, sampler, tokenizer, template, templateError, eosIds, defaults }, { maxQueue: options.maxQueue });
   return {
-    name: lastSegment(opened.dir),
+    name: options.name ?? lastSegment(opened.dir),
     config: model.config,
     contextLength: model.contextLength,
     engine,

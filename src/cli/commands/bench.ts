@@ -11,6 +11,7 @@ import { SluiceError } from '../../errors.js';
 import { dtypeFlag, parseCommandArgs, wholeNumberFlag } from '../args.js';
 import { formatBytes, table } from '../format.js';
 import type { CliIo, Command } from '../io.js';
+import { modelSource } from '../model-source.js';
 
 interface Benchmark {
   name: string;
@@ -110,12 +111,14 @@ const generateBench: Benchmark = {
       'prompt-tokens': { type: 'string' },
       tokens: { type: 'string' },
       json: { type: 'boolean' },
+      offline: { type: 'boolean' },
     });
-    const [dir, extra] = positionals;
-    if (!dir) throw new SluiceError('USAGE', 'bench generate: which model? (sluice bench generate MODEL)');
+    const [model, extra] = positionals;
+    if (!model) throw new SluiceError('USAGE', 'bench generate: which model? (sluice bench generate MODEL)');
     if (extra !== undefined) throw new SluiceError('USAGE', `bench generate: unexpected argument ${JSON.stringify(extra)}`);
     const count = (flag: string) => wholeNumberFlag('bench generate', values, flag, 1);
     const dtype = dtypeFlag('bench generate', values);
+    const { path: dir } = await modelSource(model, io, { download: true, offline: Boolean(values.offline), quiet: Boolean(values.json) });
     const gpu = await acquireNodeDevice({ label: 'bench' });
     try {
       const r = await benchGenerate(gpu, {
@@ -168,11 +171,12 @@ sluice bench kernels [--quick] [--json]
   512 and 2048 positions (32 heads, 8 KV heads, head dim 64). Timestamp queries where
   the adapter has them. --quick: small shapes.
 
-sluice bench generate MODEL [--prompt-tokens N] [--tokens N] [--dtype auto|f16|f32] [--json]
+sluice bench generate MODEL [--prompt-tokens N] [--tokens N] [--dtype auto|f16|f32] [--offline] [--json]
   Prefills N random prompt tokens (default 128) and decodes --tokens greedily (default
   64): TTFT, prefill and decode tokens/s, dispatches and submits per token, and the
   weight bandwidth of decoding (weight bytes per token × tokens/s) against the read
-  limit measured in the same run.
+  limit measured in the same run. MODEL: a directory, or org/name[@REVISION] from the HF
+  cache (downloaded there if missing, unless --offline).
 
 sluice bench update [--size-mib N] [--repeat R] [--dir DIR] [--json]
   Writes a safetensors file of N MiB (default 1024: 64 tensors of 16 MiB) in a temp

@@ -10,6 +10,7 @@ import { ChatSession, type ChatTurnStats } from '../../generate/chat-session.js'
 import type { GenerateOptions } from '../../generate/generate.js';
 import { parseCommandArgs } from '../args.js';
 import type { CliIo, Command } from '../io.js';
+import { modelSource } from '../model-source.js';
 import { engineOf, MODEL_OPTIONS_HELP, modelOptions, modelSettings, timingsJson, withModel } from '../model-args.js';
 
 /** The embedded default model (models/tiny-chat, trained by scripts/train-tiny-chat.py), shipped with the package. */
@@ -17,7 +18,7 @@ export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../../models/tiny-cha
 
 const usage = `Usage: sluice chat [MODEL] [--prompt TEXT] [--system TEXT] [options]
 
-Chats with the model in directory MODEL (default: the embedded model) using its chat
+Chats with the model MODEL (default: the embedded model; see below) using its chat
 template. Without --prompt it is a REPL: type a message, Enter sends it; /reset forgets
 the conversation; /exit or Ctrl-D quits; Ctrl-C stops a reply. With --prompt it answers
 one message and exits.
@@ -38,13 +39,13 @@ export const chatCommand: Command = {
   async run(args, io) {
     const { values, positionals } = parseCommandArgs('chat', args, { ...modelOptions, prompt: { type: 'string' }, system: { type: 'string' } });
     if (positionals.length > 1) throw new SluiceError('USAGE', `chat: unexpected argument ${JSON.stringify(positionals[1])}`);
-    const dir = positionals[0] ?? DEFAULT_MODEL_DIR;
-    if (positionals[0] === undefined && !existsSync(dir)) {
-      throw new SluiceError('NOT_FOUND', `no MODEL given, and the embedded default model is not in this build (${dir}); pass a model directory`);
+    if (positionals[0] === undefined && !existsSync(DEFAULT_MODEL_DIR)) {
+      throw new SluiceError('NOT_FOUND', `no MODEL given, and the embedded default model is not in this build (${DEFAULT_MODEL_DIR}); pass a model directory`);
     }
     const settings = modelSettings('chat', values);
     const json = Boolean(values.json);
     if (json && values.prompt === undefined) throw new SluiceError('USAGE', 'chat: --json needs --prompt (one turn)');
+    const dir = positionals[0] === undefined ? DEFAULT_MODEL_DIR : (await modelSource(positionals[0], io, { download: true, offline: Boolean(values.offline), quiet: json })).path;
 
     await withModel(dir, io, settings, json, async (opened, sampler) => {
       if (!opened.tokenizer || !opened.chatTemplate) throw opened.chatTemplateError ?? new SluiceError('NOT_FOUND', `${dir}: no chat template`);

@@ -8,6 +8,7 @@ import { parseSize } from '../../formats/safetensors/sharded-writer.js';
 import { parseCommandArgs } from '../args.js';
 import { formatBytes } from '../format.js';
 import type { Command } from '../io.js';
+import { modelSource } from '../model-source.js';
 import { Progress } from '../progress.js';
 
 const USAGE = `Usage: sluice convert IN OUT_DIR [--max-shard-size 5GB] [--dtype keep|f16|bf16|f32] [--force] [--json]
@@ -18,9 +19,10 @@ model.safetensors.index.json. Tensors stream through one chunk at a time. Then t
 is read back and every tensor's sha256 is compared with what was written.
 
 IN      a .pth/.pt/.bin file, a pytorch_model.bin.index.json, a .safetensors file or index,
-        or a model directory. From its directory, config.json, generation_config.json and
-        the tokenizer files (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
-        tokenizer.model, vocab.json, merges.txt, chat_template.jinja) are copied too.
+        a model directory, or org/name[@REVISION] already in the HF cache. From its
+        directory, config.json, generation_config.json and the tokenizer files
+        (tokenizer.json, tokenizer_config.json, special_tokens_map.json, tokenizer.model,
+        vocab.json, merges.txt, chat_template.jinja) are copied too.
 OUT_DIR created if missing; refused if it already holds safetensors files, unless --force
 
 Options:
@@ -48,12 +50,14 @@ export const convertCommand: Command = {
       json: { type: 'boolean' },
     });
     if (positionals.length !== 2) throw new SluiceError('USAGE', "convert: expected IN and OUT_DIR (see 'sluice convert --help')");
-    const [inPath, outDir] = positionals;
+    const [inArg, outDir] = positionals;
     const dtype = (values.dtype ?? 'keep') as ConvertDtype;
     if (!CONVERT_DTYPES.includes(dtype)) {
       throw new SluiceError('USAGE', `convert: --dtype must be one of ${CONVERT_DTYPES.join(', ')}, not ${JSON.stringify(values.dtype)}`);
     }
     const maxShardSize = parseSize((values['max-shard-size'] as string | undefined) ?? '5GB');
+    // A Hub name is looked up in the HF cache only: convert never downloads.
+    const { path: inPath } = await modelSource(inArg, io, { download: false });
     const sourceDir = isUrl(inPath) ? undefined : (await stat(inPath).catch(() => null))?.isDirectory() ? inPath : dirname(inPath);
 
     // Notes (which file of a directory was used) go to stderr, as inspect prints them.
@@ -77,7 +81,7 @@ export const convertCommand: Command = {
         },
       });
       progress?.done();
-      io.stdout(values.json ? jsonReport(inPath, report) : humanReport(report));
+      io.stdout(values.json ? jsonReport(inArg, report) : humanReport(report));
       return 0;
     } finally {
       await input.close();

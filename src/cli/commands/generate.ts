@@ -4,11 +4,12 @@
 import { SluiceError } from '../../errors.js';
 import { parseCommandArgs } from '../args.js';
 import type { Command } from '../io.js';
+import { modelSource } from '../model-source.js';
 import { engineOf, MODEL_OPTIONS_HELP, modelOptions, modelSettings, timingsJson, withModel } from '../model-args.js';
 
 const usage = `Usage: sluice generate MODEL (--prompt TEXT | --ids 1,2,3) [options]
 
-Continues a raw prompt (no chat template) with the model in directory MODEL, streaming
+Continues a raw prompt (no chat template) with the model MODEL (see below), streaming
 the text to stdout. --prompt is tokenized with the model's tokenizer (adding its bos
 token, as transformers does); --ids gives token ids directly (no tokenizer needed).
 
@@ -25,13 +26,14 @@ export const generateCommand: Command = {
   usesGpu: true,
   async run(args, io) {
     const { values, positionals } = parseCommandArgs('generate', args, { ...modelOptions, prompt: { type: 'string' }, ids: { type: 'string' } });
-    const [dir, extra] = positionals;
-    if (!dir) throw new SluiceError('USAGE', "generate: which model? (sluice generate MODEL --prompt TEXT; see 'sluice generate --help')");
+    const [model, extra] = positionals;
+    if (!model) throw new SluiceError('USAGE', "generate: which model? (sluice generate MODEL --prompt TEXT; see 'sluice generate --help')");
     if (extra !== undefined) throw new SluiceError('USAGE', `generate: unexpected argument ${JSON.stringify(extra)}`);
     if ((values.prompt === undefined) === (values.ids === undefined)) throw new SluiceError('USAGE', 'generate: give --prompt TEXT or --ids 1,2,3 (one of them)');
     const settings = modelSettings('generate', values);
     const ids = values.ids === undefined ? null : parseIds(values.ids as string);
     const json = Boolean(values.json);
+    const { path: dir } = await modelSource(model, io, { download: true, offline: Boolean(values.offline), quiet: json });
 
     await withModel(dir, io, settings, json, async (opened, sampler) => {
       const { tokenizer } = opened;

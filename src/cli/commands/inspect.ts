@@ -7,6 +7,7 @@ import { SluiceError } from '../../errors.js';
 import { parseCommandArgs } from '../args.js';
 import { formatBytes, formatCount, table } from '../format.js';
 import type { CliIo, Command } from '../io.js';
+import { modelSource } from '../model-source.js';
 import { Progress } from '../progress.js';
 
 /** Rows shown before the list is cut short (human output without --all). */
@@ -18,7 +19,8 @@ List the tensors of a checkpoint (name, dtype, shape, size, file), then totals:
 tensors, parameters, bytes by dtype, metadata. Only headers are read, unless --checksum.
 
 PATH  a .safetensors or .pth/.bin/.pt file, a model.safetensors.index.json or
-      pytorch_model.bin.index.json, a directory (safetensors preferred), or an http(s) URL
+      pytorch_model.bin.index.json, a directory (safetensors preferred), an http(s) URL, or
+      org/name[@REVISION] already in the HF cache (see sluice pull, sluice list)
 
 Options:
   --json      one JSON document on stdout
@@ -39,7 +41,9 @@ export const inspectCommand: Command = {
       all: { type: 'boolean' },
     });
     if (positionals.length !== 1) throw new SluiceError('USAGE', "inspect: expected one PATH (see 'sluice inspect --help')");
-    const checkpoint = await openCheckpoint(positionals[0], { onNote: (note) => io.stderr(`sluice: ${note}\n`) });
+    // A Hub name is looked up in the HF cache only: inspect never downloads.
+    const { path } = await modelSource(positionals[0], io, { download: false });
+    const checkpoint = await openCheckpoint(path, { onNote: (note) => io.stderr(`sluice: ${note}\n`) });
     try {
       const sums = values.checksum ? await checksums(checkpoint, io, !values.json) : undefined;
       io.stdout(values.json ? jsonReport(checkpoint, sums) : humanReport(checkpoint, sums, Boolean(values.all)));

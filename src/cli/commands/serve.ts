@@ -8,12 +8,14 @@ import { loadModel } from '../../generate/load-model.js';
 import { startServer } from '../../server/server.js';
 import { dtypeFlag, parseCommandArgs, wholeNumberFlag } from '../args.js';
 import type { Command } from '../io.js';
+import { modelSource } from '../model-source.js';
 import { loadProgressBar } from '../progress.js';
 import { DEFAULT_MODEL_DIR } from './chat.js';
 
 const usage = `Usage: sluice serve [MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [options]
 
-Serves the model in directory (or base URL) MODEL — default: the embedded model — over
+Serves the model in directory (or base URL) MODEL — or org/name[@REVISION] from the HF
+cache, downloaded there if missing; default: the embedded model — over
 OpenAI's API: POST /v1/chat/completions and /v1/completions (stream: true for
 server-sent events), GET /v1/models, GET /health. Extra sampling fields top_k, min_p
 and repetition_penalty are accepted, as llama-server does.
@@ -22,6 +24,7 @@ and repetition_penalty are accepted, as llama-server does.
   --port N          port (default 8080; 0 = any free port)
   --api-key KEY     require "Authorization: Bearer KEY" on every request (or SLUICE_API_KEY)
   --max-queue N     requests that may wait while one runs (default 16; beyond: HTTP 429)
+  --offline         never download: org/name from the HF cache only (also HF_HUB_OFFLINE=1)
   --dtype auto|f16|f32, --context N   as for sluice chat
 `;
 
@@ -38,17 +41,21 @@ export const serveCommand: Command = {
       'max-queue': { type: 'string' },
       dtype: { type: 'string' },
       context: { type: 'string' },
+      offline: { type: 'boolean' },
     });
     if (positionals.length > 1) throw new SluiceError('USAGE', `serve: unexpected argument ${JSON.stringify(positionals[1])}`);
-    const source = positionals[0] ?? DEFAULT_MODEL_DIR;
-    if (positionals[0] === undefined && !existsSync(source)) throw new SluiceError('NOT_FOUND', `no MODEL given, and the embedded default model is not in this build (${source})`);
+    if (positionals[0] === undefined && !existsSync(DEFAULT_MODEL_DIR)) throw new SluiceError('NOT_FOUND', `no MODEL given, and the embedded default model is not in this build (${DEFAULT_MODEL_DIR})`);
     const integer = (flag: string, min: number, max: number) => wholeNumberFlag('serve', values, flag, min, max);
     const port = integer('port', 0, 65535) ?? 8080;
+    const resolved = positionals[0] === undefined ? { path: DEFAULT_MODEL_DIR } : await modelSource(positionals[0], io, { download: true, offline: Boolean(values.offline) });
+    const source = resolved.path;
 
     const model = await loadModel(source, {
       dtype: dtypeFlag('serve', values),
       contextLength: integer('context', 1, 2 ** 24),
       maxQueue: integer('max-queue', 0, 10_000),
+      // A Hub model is served under its repo name, not its snapshot folder (a commit sha).
+      ...(resolved.name ? { name: resolved.name.repo } : {}),
       onProgress: loadProgressBar(io, true),
     });
     try {
