@@ -22,3 +22,10 @@ export { recoverIfNeeded, type RecoveryReport } from './formats/safetensors/tran
 // Model directories on disk (or behind a base URL)
 export { openModel, type OpenedModel, type OpenModelOptions } from './model/open-model.js';
 export { loadModel, type LoadModelApiOptions, type SluiceModel } from './generate/load-model.js';
+
+// Models by name: the HF cache that transformers shares, and pulls from the Hub
+export { resolveModel, type ResolveOptions, type ResolvedModel } from './hub/resolve.js';
+export { pullModel, type PullOptions, type PullProgress, type PullResult } from './hub/pull.js';
+export { listCachedModels, removeCachedModel, type CachedModel, type CachedRevision } from './hub/cache.js';
+export { parseModelName, formatModelName, type ModelName } from './hub/model-name.js';
+export { hubSettings, type HubSettings } from './hub/settings.js';

@@ -1,4 +1,5 @@
-// The embedding API (Node): a model directory or base URL → a model that streams chat
+// The embedding API (Node): a model directory, base URL or Hub name (`org/name[@rev]`,
+// from the HF cache, downloaded there when missing) → a model that streams chat
 // replies and completions, queued one at a time, and frees every GPU buffer on dispose.
 //
 //   const model = await loadModel('path/to/model', { onProgress });
@@ -10,6 +11,8 @@
 
 import type { DtypeChoice } from '../gpu/load-tensors.js';
 import { acquireNodeDevice } from '../gpu/node-gpu.js';
+import { resolveModel } from '../hub/resolve.js';
+import type { PullProgress } from '../hub/pull.js';
 import { openModel, type ModelProgress } from '../model/open-model.js';
 import { createSluiceModel, lastSegment, type SluiceModel } from './sluice-model.js';
 
@@ -26,16 +29,23 @@ export interface LoadModelApiOptions {
   maxQueue?: number;
   onProgress?: (progress: ModelProgress) => void;
   signal?: AbortSignal;
-  /** The model's name (servers list it); default: the directory's or URL's last segment. */
+  /** The model's name (servers list it); default: the Hub name, else the directory's or URL's last segment. */
   name?: string;
+  /** A Hub name that is not cached is an error rather than a download (also HF_HUB_OFFLINE=1). */
+  offline?: boolean;
+  /** Download progress when a Hub name has to be pulled first. */
+  onPullProgress?: (progress: PullProgress) => void;
 }
 
 export async function loadModel(source: string, options: LoadModelApiOptions = {}): Promise<SluiceModel> {
+  const resolved = await resolveModel(source, { download: true, offline: options.offline, pull: { onProgress: options.onPullProgress } });
+  const name = options.name ?? resolved.name?.repo;
+  source = resolved.path;
   const own = options.device ? null : await acquireNodeDevice({ label: `sluice.${lastSegment(source)}` });
   const device = options.device ?? own!.device;
   try {
     const opened = await openModel(source, device, options);
-    return await createSluiceModel(opened, { maxQueue: options.maxQueue, name: options.name, onDispose: () => own?.destroy() });
+    return await createSluiceModel(opened, { maxQueue: options.maxQueue, name, onDispose: () => own?.destroy() });
   } catch (e) {
     own?.destroy();
     throw e;

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadModel, type SluiceModel } from '../../src/generate/load-model.js';
 import { runCli } from '../support/cli.js';
 import { isolateHubEnv } from '../support/hub-env.js';
 import { MockHub } from '../support/mock-hub.js';
@@ -33,5 +34,24 @@ describe('sluice generate org/name', () => {
 
     const missing = await runCli(['generate', 'org/other', '--ids', '1', '--offline']);
     expect(missing).toMatchObject({ code: 1, stderr: `sluice: org/other: not in the HF cache (${env.cache}), and --offline forbids downloading it; run 'sluice pull org/other' while online\n` });
+  });
+
+  it('loadModel(org/name) in the library: the same resolution; named after the repo', async () => {
+    const hub = await MockHub.start({ 'org/lib': { files } });
+    process.env.HF_ENDPOINT = hub.url;
+    const pulled: number[] = [];
+    let model: SluiceModel | undefined;
+    try {
+      model = await loadModel('org/lib', { dtype: 'f32', contextLength: 48, onPullProgress: (p) => pulled.push(p.bytesDone) });
+      expect(model.name).toBe('org/lib');
+      expect(pulled.at(-1)).toBe(files['config.json'].length + files['model.safetensors'].length);
+      const ids: number[] = [];
+      for await (const d of model.generate(reference.prompt_ids, { temperature: 0, maxTokens: 8 })) ids.push(...d.ids);
+      expect(ids).toEqual(reference.greedy_ids.slice(0, 8));
+    } finally {
+      model?.dispose();
+      await hub.close();
+    }
+    await expect(loadModel('org/absent', { offline: true })).rejects.toThrow(/org\/absent: not in the HF cache .* --offline forbids downloading it/);
   });
 });
