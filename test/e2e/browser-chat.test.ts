@@ -129,6 +129,37 @@ describe('browser chat page (Chromium, SwiftShader WebGPU)', () => {
     }
   }, 300_000);
 
+  it('Stop ends a long reply at once; the next turn reuses the cached conversation', async () => {
+    const { page, problems } = await openPage(profile);
+    try {
+      await page.click('#load-button');
+      await waitUntilReady(page, problems, 120_000);
+      // A reply that would run for seconds: hot sampling with a fixed seed, 400 tokens.
+      await page.click('#sampling summary');
+      await page.fill('#temperature', '1.5');
+      await page.fill('#seed', '7');
+      await page.fill('#max-tokens', '400');
+      await page.fill('#prompt', 'Tell me a joke');
+      await page.click('#send');
+      await page.waitForFunction(() => (document.querySelector('#messages li.assistant:last-child')?.textContent ?? '') !== '', null, { timeout: 60_000 });
+      await page.click('#stop');
+      await waitUntilReady(page, problems, 60_000);
+      const stats = (await page.textContent('#stats'))!;
+      expect(stats).toMatch(/ · stopped$/);
+      expect(Number(/ (\d+) tokens at /.exec(stats)![1])).toBeLessThan(400);
+
+      await page.fill('#temperature', '0');
+      await page.fill('#prompt', PROMPT);
+      await page.click('#send');
+      await waitUntilReady(page, problems, 120_000);
+      expect(Number(/\((\d+) reused\)/.exec((await page.textContent('#stats'))!)![1])).toBeGreaterThan(0);
+      expect(await page.$$eval('#messages li', (els) => els.map((e) => e.className))).toEqual(['user', 'assistant', 'user', 'assistant']);
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 300_000);
+
   it('a folder picked on the disk (webkitdirectory) loads lazily from its File objects', async () => {
     const { page, problems } = await openPage(profile);
     try {
