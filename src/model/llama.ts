@@ -80,12 +80,17 @@ export class LlamaModel {
     // (shader compilation is CPU work in the browser's GPU process, the upload is copies).
     const dtype = resolveComputeDtype(device, options.dtype);
     const kernels = compileKernels(device, dtype, config, options.onProgress);
+    // A kernel that cannot be built (an unsupported rope, a shader error) stops the upload
+    // rather than letting it run to the end for nothing.
+    const stopUpload = new AbortController();
+    kernels.catch(() => stopUpload.abort());
+    const signal = options.signal ? AbortSignal.any([options.signal, stopUpload.signal]) : stopUpload.signal;
     let weights: GpuTensors;
     try {
-      weights = await loadTensors(checkpoint, device, { dtype: options.dtype, filter: (t) => names.all.has(t.name), signal: options.signal, onProgress: options.onProgress });
+      weights = await loadTensors(checkpoint, device, { dtype: options.dtype, filter: (t) => names.all.has(t.name), signal, onProgress: options.onProgress });
     } catch (e) {
-      await kernels.then((k) => k.rope.destroy(), () => {});
-      throw e;
+      const kernelError = await kernels.then((k) => (k.destroy(), null), (err: unknown) => err);
+      throw kernelError ?? e;
     }
     const model = new LlamaModel(device, config, weights.computeDtype, contextLength, weights, names);
     try {
@@ -312,13 +317,15 @@ async function compileKernels(device: GPUDevice, dtype: ComputeDtype, config: Mo
   let kernelsDone = 0;
   const report = () => onProgress?.({ phase: 'kernels', kernelsDone, kernelsTotal: entries.length });
   report();
-  const settled = await Promise.allSettled(entries.map(([, p]) => p.then((x) => (kernelsDone++, report(), x))));
-  const failed = settled.find((r) => r.status === 'rejected');
-  if (failed) {
-    await pending.rope.then((r) => r.destroy(), () => {});
-    throw (failed as PromiseRejectedResult).reason;
+  let values: unknown[];
+  try {
+    // Fails at the first failure, so the caller can stop the upload at once.
+    values = await Promise.all(entries.map(([, p]) => p.then((x) => (kernelsDone++, report(), x))));
+  } catch (e) {
+    void pending.rope.then((r) => r.destroy(), () => {});
+    throw e;
   }
-  const built = Object.fromEntries(entries.map(([name], i) => [name, (settled[i] as PromiseFulfilledResult<unknown>).value]));
+  const built = Object.fromEntries(entries.map(([name], i) => [name, values[i]]));
   const ops = { ...built, matmulBias: built.matmulBias ?? null, gemvBias: built.gemvBias ?? null } as { [K in keyof typeof pending]: Awaited<(typeof pending)[K]> };
   return { ...ops, destroy: () => ops.rope.destroy() };
 }

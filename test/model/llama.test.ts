@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { openCheckpoint } from '../../src/checkpoint/open-path.js';
 import { parseModelConfig } from '../../src/model/config.js';
 import { LlamaModel, PREFILL_CHUNK } from '../../src/model/llama.js';
-import { useGpuTestDevice } from '../support/gpu-helpers.js';
+import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
 import { nmse } from '../support/op-helpers.js';
 
 const gpu = useGpuTestDevice('test.llama');
@@ -157,4 +157,30 @@ it('the same model as a torch pytorch_model.bin (no safetensors): identical logi
   } finally {
     await rm(out, { recursive: true, force: true });
   }
+});
+
+it('a kernel that fails to build stops the upload and frees everything; the kernel error is the one reported', async () => {
+  // A device whose swiglu pipeline fails to build, as a driver's shader compiler might.
+  const spy = spyDevice(gpu.device);
+  const failing = new Proxy(spy.device, {
+    get(target, prop) {
+      if (prop === 'createComputePipelineAsync') {
+        return (descriptor: GPUComputePipelineDescriptor) =>
+          descriptor.label?.startsWith('swiglu') ? Promise.reject(new Error('swiglu: the compiler gave up')) : target.createComputePipelineAsync(descriptor);
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  const dir = 'test/fixtures/models/llama-gqa';
+  const config = parseModelConfig(readFileSync(`${dir}/config.json`, 'utf8'), `${dir}/config.json`);
+  const checkpoint = await openCheckpoint(`${dir}/model.safetensors`);
+  const phases: string[] = [];
+  try {
+    await expect(LlamaModel.load(checkpoint, config, failing, { dtype: 'f32', onProgress: (p) => phases.push(p.phase) })).rejects.toThrow(/swiglu/);
+  } finally {
+    await checkpoint.close();
+  }
+  expect(phases).not.toContain('done'); // stopped, not run to the end
+  expect(spy.live()).toEqual([]);
 });
