@@ -85,9 +85,12 @@ function load(): void {
 
 /** Per phase: when it started, for the rate. */
 const phaseStart = new Map<string, number>();
+/** Bytes so far of each file downloaded in this load. */
+const downloads = new Map<string, number>();
 
 function resetProgress(): void {
   phaseStart.clear();
+  downloads.clear();
   $('progress').hidden = false;
   for (const el of document.querySelectorAll<HTMLElement>('.phase')) {
     el.querySelector('progress')!.value = 0;
@@ -115,9 +118,13 @@ function rate(phase: string, bytes: number): string {
 
 function onProgress(p: ModelProgress): void {
   if (p.phase === 'download') {
+    // Files come one after another (config, tokenizer, then each shard): the bar shows the
+    // file in flight, the text adds what all files so far came to.
+    downloads.set(p.file, p.bytesDone);
     const file = p.file.split('/').pop();
     const what = p.fromCache ? `${file}: from cache` : `${file}: ${formatBytes(p.bytesDone)}${p.bytesTotal ? ` / ${formatBytes(p.bytesTotal)}` : ''}${rate(`download ${p.file}`, p.bytesDone)}`;
-    drawPhase('download', p.bytesTotal ? p.bytesDone / p.bytesTotal : 1, what);
+    const all = downloads.size > 1 ? ` · ${downloads.size} files, ${formatBytes([...downloads.values()].reduce((a, b) => a + b, 0))}` : '';
+    drawPhase('download', p.bytesTotal ? p.bytesDone / p.bytesTotal : 1, what + all);
   } else if (p.phase === 'kernels') {
     const seconds = elapsed('kernels');
     const when = p.kernelsDone === p.kernelsTotal ? ` in ${seconds.toFixed(2)} s` : '';

@@ -32,6 +32,8 @@ async function handle(request: Request): Promise<void> {
       unload();
       return;
     case 'clear-cache': {
+      // Cache Storage exists only in secure contexts (https, or localhost).
+      if (!('caches' in self)) throw new Error('this page has no Cache Storage (it needs https or localhost), so nothing is cached');
       const cache = await caches.open(CACHE_NAME);
       const entries = (await cache.keys()).length;
       await caches.delete(CACHE_NAME);
