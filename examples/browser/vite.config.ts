@@ -46,6 +46,15 @@ function embeddedModel(): Plugin {
         createReadStream(file, { start, end }).pipe(res);
       });
     },
+    configurePreviewServer(server) {
+      // vite preview gzips any type it does not know, .safetensors included, and range
+      // responses too; a compressed 206 has no usable byte offsets (UrlSource refuses it).
+      // An explicit identity encoding makes the compressor leave model files alone.
+      server.middlewares.use('/models/', (_req, res, next) => {
+        res.setHeader('Content-Encoding', 'identity');
+        next();
+      });
+    },
     writeBundle() {
       const to = join(outDir, 'models/tiny-chat');
       mkdirSync(to, { recursive: true });

@@ -289,7 +289,7 @@ async function contentRange(name: string, res: Response): Promise<ContentRange> 
   }
   const encoding = res.headers.get('content-encoding');
   if (encoding !== null && encoding !== 'identity') {
-    await fail(res, new SluiceError('HTTP_ERROR', `${name}: the server compressed a range response (${encoding}); byte offsets would be wrong`));
+    await fail(res, new SluiceError('HTTP_ERROR', `${name}: the server compressed a range response (${encoding}), so its byte offsets are unusable; serve model files uncompressed (compression middleware often gzips unknown types such as .safetensors)`));
   }
   return { start, end, total };
 }

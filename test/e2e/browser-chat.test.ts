@@ -160,6 +160,29 @@ describe('browser chat page (Chromium, SwiftShader WebGPU)', () => {
     }
   }, 300_000);
 
+  it('without the cache, a URL model streams with Range requests from the worker', async () => {
+    const { page, problems } = await openPage(profile);
+    const ranges: string[] = [];
+    page.context().on('request', (r) => {
+      const range = r.headers().range;
+      if (r.url().endsWith('/models/tiny-chat/model.safetensors') && range) ranges.push(range);
+    });
+    try {
+      await page.uncheck('#cache');
+      await page.click('#load-button');
+      await waitUntilReady(page, problems, 120_000);
+      expect(await page.textContent('.phase[data-phase=download] .detail')).toBe('not needed');
+      expect(ranges.length).toBeGreaterThan(1); // the header, then the tensors' bytes
+      await page.fill('#prompt', PROMPT);
+      await page.click('#send');
+      await waitUntilReady(page, problems, 120_000);
+      expect(await page.textContent('#messages li.assistant:last-child')).toMatch(/81/);
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 300_000);
+
   it('a folder picked on the disk (webkitdirectory) loads lazily from its File objects', async () => {
     const { page, problems } = await openPage(profile);
     try {
