@@ -3,13 +3,13 @@
 // <body data-state> is idle | loading | ready | generating | error, for people and tests.
 
 import { type ChatMessage, type CompletionStats, formatBytes, type ModelProgress } from 'sluice/browser';
-import type { GpuSummary, LoadedSummary, ModelChoice, Reply, Request, Sampling } from './protocol.js';
+import type { FromWorker, GpuSummary, LoadedSummary, ModelChoice, Sampling, ToWorker } from './protocol.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const input = (id: string) => $<HTMLInputElement>(id);
 
 const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
-const send = (request: Request) => worker.postMessage(request);
+const send = (request: ToWorker) => worker.postMessage(request);
 
 let history: ChatMessage[] = [];
 let nextId = 1;
@@ -227,7 +227,7 @@ function newChat(): void {
 
 // ───────────────────────────── wiring ─────────────────────────────
 
-worker.onmessage = (e: MessageEvent<Reply>) => {
+worker.onmessage = (e: MessageEvent<FromWorker>) => {
   const r = e.data;
   switch (r.type) {
     case 'gpu': return onGpu(r.gpu);

@@ -11,7 +11,7 @@ export type ModelChoice =
 export type Sampling = Pick<GenerateOptions, 'temperature' | 'topK' | 'topP' | 'minP' | 'repetitionPenalty' | 'seed' | 'maxTokens'>;
 
 /** Page → worker. */
-export type Request =
+export type ToWorker =
   | { type: 'load'; source: ModelChoice; dtype: 'auto' | 'f16' | 'f32'; cache: boolean; contextLength?: number }
   | { type: 'chat'; id: number; messages: ChatMessage[]; sampling: Sampling }
   | { type: 'stop' }
@@ -37,7 +37,7 @@ export interface LoadedSummary {
 }
 
 /** Worker → page. */
-export type Reply =
+export type FromWorker =
   | { type: 'gpu'; gpu: GpuSummary }
   | { type: 'progress'; progress: ModelProgress }
   | { type: 'loaded'; model: LoadedSummary }

@@ -6,10 +6,10 @@ import {
   acquireDevice, createSluiceModel, type GpuContext, isSluiceError, openModelFromFiles, openModelFromUrl,
   type OpenModelOptions, type SluiceModel,
 } from 'sluice/browser';
-import { CACHE_NAME, type Reply, type Request } from './protocol.js';
+import { CACHE_NAME, type FromWorker, type ToWorker } from './protocol.js';
 
-const scope = self as unknown as { postMessage(reply: Reply): void; onmessage: ((e: MessageEvent<Request>) => void) | null };
-const post = (reply: Reply) => scope.postMessage(reply);
+const scope = self as unknown as { postMessage(reply: FromWorker): void; onmessage: ((e: MessageEvent<ToWorker>) => void) | null };
+const post = (reply: FromWorker) => scope.postMessage(reply);
 
 let gpu: GpuContext | null = null;
 let model: SluiceModel | null = null;
@@ -19,7 +19,7 @@ scope.onmessage = (e) => {
   handle(e.data).catch((error) => post(errorReply(error, 'id' in e.data ? e.data.id : undefined)));
 };
 
-async function handle(request: Request): Promise<void> {
+async function handle(request: ToWorker): Promise<void> {
   switch (request.type) {
     case 'load':
       return load(request);
@@ -65,7 +65,7 @@ async function device(): Promise<GpuContext> {
   return gpu;
 }
 
-async function load(request: Extract<Request, { type: 'load' }>): Promise<void> {
+async function load(request: Extract<ToWorker, { type: 'load' }>): Promise<void> {
   unload();
   const { device: d } = await device();
   const started = performance.now();
@@ -96,7 +96,7 @@ async function load(request: Extract<Request, { type: 'load' }>): Promise<void> 
   });
 }
 
-async function chat(request: Extract<Request, { type: 'chat' }>): Promise<void> {
+async function chat(request: Extract<ToWorker, { type: 'chat' }>): Promise<void> {
   if (!model) throw new Error('no model is loaded');
   generation = new AbortController();
   try {
@@ -125,7 +125,7 @@ function parameterCount(weights: Iterable<[string, { shape: readonly number[] }]
   return n >= 1e9 ? `${(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(0)}K`;
 }
 
-function errorReply(error: unknown, id?: number): Reply {
+function errorReply(error: unknown, id?: number): FromWorker {
   if (isSluiceError(error)) return { type: 'error', id, code: error.code, message: error.message };
   const e = error as Error;
   return { type: 'error', id, code: e?.name === 'AbortError' ? 'ABORTED' : 'ERROR', message: e?.message ?? String(error) };
