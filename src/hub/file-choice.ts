@@ -6,7 +6,7 @@
 //             else every top-level *.safetensors; only when there are none:
 //             pytorch_model.bin.index.json (+ shards), else pytorch_model.bin, else the
 //             top-level *.bin / *.pth / *.pt that are not training state
-//   always    config and tokenizer files (ALWAYS below), where the repo has them
+//   always    config and tokenizer files (SIDE_FILES, as convert copies), where the repo has them
 //   never     other formats (gguf, onnx, flax, tf, msgpack, h5) and anything in a
 //             subfolder (onnx/, original/ …), unless --include asks for it
 //
@@ -26,9 +26,6 @@ export interface RepoFile {
   lfs?: { oid: string; size: number };
   xetHash?: string;
 }
-
-/** Config, tokenizer and chat template files transformers reads beside the weights. */
-export const ALWAYS: readonly string[] = SIDE_FILES;
 
 const PYTORCH_FILE = /\.(bin|pth|pt)$/i;
 /** Trainer state saved next to weights by transformers' Trainer: not weights. */
@@ -75,14 +72,14 @@ export function chooseFiles(repo: string, listing: RepoFile[], filter: FilterOpt
   const included = matcher(filter.include ?? []);
   const extra = pool.filter((f) => included(f.path));
   if (format === 'none' && !extra.length) {
-    const seen = names.filter((n) => !ALWAYS.includes(n) && !n.startsWith('.') && n !== 'README.md').slice(0, 8);
+    const seen = names.filter((n) => !(SIDE_FILES as readonly string[]).includes(n) && !n.startsWith('.') && n !== 'README.md').slice(0, 8);
     throw new SluiceError(
       'UNSUPPORTED_FORMAT',
       `${repo}: no .safetensors, .bin or .pth weights at the top of the repo${seen.length ? ` (it has ${seen.join(', ')})` : ''}; --include GLOB fetches files by hand`,
     );
   }
   const chosen = new Map<string, RepoFile>();
-  for (const f of [...take(weights), ...take(ALWAYS.filter((n) => top.has(n))), ...extra]) chosen.set(f.path, f);
+  for (const f of [...take(weights), ...take(SIDE_FILES.filter((n) => top.has(n))), ...extra]) chosen.set(f.path, f);
   return { files: [...chosen.values()], format, ...(index ? { index } : {}) };
 }
 

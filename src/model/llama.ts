@@ -313,20 +313,20 @@ async function compileKernels(device: GPUDevice, dtype: ComputeDtype, config: Mo
     swiglu: Swiglu.create(device, dtype),
     add: Add.create(device, dtype, { inPlace: true }),
   };
-  const entries = Object.entries(pending).filter(([, p]) => p !== null) as [string, Promise<unknown>][];
+  const entries = Object.entries(pending);
+  const kernelsTotal = entries.filter(([, p]) => p !== null).length;
   let kernelsDone = 0;
-  const report = () => onProgress?.({ phase: 'kernels', kernelsDone, kernelsTotal: entries.length });
+  const report = () => onProgress?.({ phase: 'kernels', kernelsDone, kernelsTotal });
   report();
   let values: unknown[];
   try {
     // Fails at the first failure, so the caller can stop the upload at once.
-    values = await Promise.all(entries.map(([, p]) => p.then((x) => (kernelsDone++, report(), x))));
+    values = await Promise.all(entries.map(([, p]) => p?.then((x) => (kernelsDone++, report(), x)) ?? null));
   } catch (e) {
     void pending.rope.then((r) => r.destroy(), () => {});
     throw e;
   }
-  const built = Object.fromEntries(entries.map(([name], i) => [name, values[i]]));
-  const ops = { ...built, matmulBias: built.matmulBias ?? null, gemvBias: built.gemvBias ?? null } as { [K in keyof typeof pending]: Awaited<(typeof pending)[K]> };
+  const ops = Object.fromEntries(entries.map(([name], i) => [name, values[i]])) as { [K in keyof typeof pending]: Awaited<(typeof pending)[K]> };
   return { ...ops, destroy: () => ops.rope.destroy() };
 }
 
