@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Page, type Request } from 'playwright-core';
 import { type PreviewServer, preview } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
@@ -59,10 +59,46 @@ async function openPage(context: BrowserContext): Promise<{ page: Page; problems
 }
 
 /** Waits until the page is ready again; if it shows an error instead, fails with its message. */
-async function waitUntilReady(page: Page, problems: string[], timeout: number): Promise<void> {
+async function waitUntilReady(page: Page, problems: string[], timeout = 120_000): Promise<void> {
   await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state ?? ''), null, { timeout, polling: 100 });
   if ((await page.evaluate(() => document.body.dataset.state)) === 'error') {
     throw new Error(`the page shows: ${await page.textContent('#error')}\n${problems.join('\n')}`);
+  }
+}
+
+interface Chat {
+  page: Page;
+  /** Clicks Load and waits until the model is ready. */
+  load(): Promise<void>;
+  /** Sends `prompt` (Send button, or Enter) and returns the finished reply. */
+  ask(prompt: string, by?: 'click' | 'enter'): Promise<string | null>;
+  /** Waits until the page is ready again. */
+  ready(timeout?: number): Promise<void>;
+}
+
+/** Runs `body` on a fresh page of `profile`, which must end without page errors. */
+async function withChat(body: (chat: Chat) => Promise<void>): Promise<void> {
+  const { page, problems } = await openPage(profile);
+  const ready = (timeout?: number) => waitUntilReady(page, problems, timeout);
+  const chat: Chat = {
+    page,
+    ready,
+    async load() {
+      await page.click('#load-button');
+      await ready();
+    },
+    async ask(prompt, by = 'click') {
+      await page.fill('#prompt', prompt);
+      await (by === 'click' ? page.click('#send') : page.press('#prompt', 'Enter'));
+      await ready();
+      return page.textContent('#messages li.assistant:last-child');
+    },
+  };
+  try {
+    await body(chat);
+    expect(problems).toEqual([]);
+  } finally {
+    await page.close();
   }
 }
 
@@ -73,10 +109,8 @@ describe('browser chat page (Chromium, SwiftShader WebGPU)', () => {
     const expected = (JSON.parse(node.stdout) as { text: string }).text;
     expect(expected).toMatch(/81/);
 
-    const { page, problems } = await openPage(profile);
-    try {
-      await page.click('#load-button');
-      await waitUntilReady(page, problems, 120_000);
+    await withChat(async ({ page, load, ask }) => {
+      await load();
       // SwiftShader has no shader-f16: the page says so and computes in F32.
       expect(await page.textContent('#gpu')).toMatch(/no shader-f16: computing in F32/);
       expect(await page.textContent('#model-info')).toMatch(/tiny-chat: .* F32, /);
@@ -91,10 +125,7 @@ describe('browser chat page (Chromium, SwiftShader WebGPU)', () => {
           if (li && li.textContent !== seen.at(-1)) seen.push(li.textContent ?? '');
         }).observe(document.getElementById('messages')!, { subtree: true, childList: true, characterData: true });
       });
-      await page.fill('#prompt', PROMPT);
-      await page.click('#send');
-      await waitUntilReady(page, problems, 120_000);
-      const answer = await page.textContent('#messages li.assistant:last-child');
+      const answer = await ask(PROMPT);
       const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
       await page.screenshot({ path: join(artifacts, 'browser-chat.png'), fullPage: true });
 
@@ -105,35 +136,22 @@ describe('browser chat page (Chromium, SwiftShader WebGPU)', () => {
       expect(seen.filter((t) => t !== '').length).toBeGreaterThan(1);
       expect(seen.at(-1)).toBe(expected);
       expect(await page.textContent('#stats')).toMatch(/TTFT \d+ ms .* tok\/s · end of reply/);
-      expect(problems).toEqual([]);
-    } finally {
-      await page.close();
-    }
+    });
   }, 300_000);
 
   it('a reload loads from the browser cache: no download, same answer', async () => {
     // Runs after the first test, in the same browser profile: its download is in Cache Storage.
-    const { page, problems } = await openPage(profile);
-    try {
-      await page.click('#load-button');
-      await waitUntilReady(page, problems, 120_000);
+    await withChat(async ({ page, load, ask }) => {
+      await load();
       expect(await page.textContent('.phase[data-phase=download] .detail')).toMatch(/model\.safetensors: from cache/);
       console.log(`[browser, from cache] ${await page.textContent('#model-info')}`);
-      await page.fill('#prompt', PROMPT);
-      await page.press('#prompt', 'Enter');
-      await waitUntilReady(page, problems, 120_000);
-      expect(await page.textContent('#messages li.assistant:last-child')).toMatch(/81/);
-      expect(problems).toEqual([]);
-    } finally {
-      await page.close();
-    }
+      expect(await ask(PROMPT, 'enter')).toMatch(/81/);
+    });
   }, 300_000);
 
   it('Stop ends a long reply at once; the next turn reuses the cached conversation', async () => {
-    const { page, problems } = await openPage(profile);
-    try {
-      await page.click('#load-button');
-      await waitUntilReady(page, problems, 120_000);
+    await withChat(async ({ page, load, ask, ready }) => {
+      await load();
       // A reply that would run for seconds: hot sampling with a fixed seed, 400 tokens.
       await page.click('#sampling summary');
       await page.fill('#temperature', '1.5');
@@ -143,63 +161,47 @@ describe('browser chat page (Chromium, SwiftShader WebGPU)', () => {
       await page.click('#send');
       await page.waitForFunction(() => (document.querySelector('#messages li.assistant:last-child')?.textContent ?? '') !== '', null, { timeout: 60_000 });
       await page.click('#stop');
-      await waitUntilReady(page, problems, 60_000);
+      await ready(60_000);
       const stats = (await page.textContent('#stats'))!;
       expect(stats).toMatch(/ · stopped$/);
       expect(Number(/ (\d+) tokens at /.exec(stats)![1])).toBeLessThan(400);
 
       await page.fill('#temperature', '0');
-      await page.fill('#prompt', PROMPT);
-      await page.click('#send');
-      await waitUntilReady(page, problems, 120_000);
+      await ask(PROMPT);
       expect(Number(/\((\d+) reused\)/.exec((await page.textContent('#stats'))!)![1])).toBeGreaterThan(0);
       expect(await page.$$eval('#messages li', (els) => els.map((e) => e.className))).toEqual(['user', 'assistant', 'user', 'assistant']);
-      expect(problems).toEqual([]);
-    } finally {
-      await page.close();
-    }
+    });
   }, 300_000);
 
   it('without the cache, a URL model streams with Range requests from the worker', async () => {
-    const { page, problems } = await openPage(profile);
     const ranges: string[] = [];
-    page.context().on('request', (r) => {
+    const onRequest = (r: Request) => {
       const range = r.headers().range;
       if (r.url().endsWith('/models/tiny-chat/model.safetensors') && range) ranges.push(range);
-    });
+    };
+    profile.on('request', onRequest);
     try {
-      await page.uncheck('#cache');
-      await page.click('#load-button');
-      await waitUntilReady(page, problems, 120_000);
-      expect(await page.textContent('.phase[data-phase=download] .detail')).toBe('not needed');
-      expect(ranges.length).toBeGreaterThan(1); // the header, then the tensors' bytes
-      await page.fill('#prompt', PROMPT);
-      await page.click('#send');
-      await waitUntilReady(page, problems, 120_000);
-      expect(await page.textContent('#messages li.assistant:last-child')).toMatch(/81/);
-      expect(problems).toEqual([]);
+      await withChat(async ({ page, load, ask }) => {
+        await page.uncheck('#cache');
+        await load();
+        expect(await page.textContent('.phase[data-phase=download] .detail')).toBe('not needed');
+        expect(ranges.length).toBeGreaterThan(1); // the header, then the tensors' bytes
+        expect(await ask(PROMPT)).toMatch(/81/);
+      });
     } finally {
-      await page.close();
+      profile.off('request', onRequest);
     }
   }, 300_000);
 
   it('a folder picked on the disk (webkitdirectory) loads lazily from its File objects', async () => {
-    const { page, problems } = await openPage(profile);
-    try {
+    await withChat(async ({ page, load, ask }) => {
       await page.setInputFiles('#folder', join(root, 'models/tiny-chat'));
       expect(await page.isChecked('input[name=source][value=folder]')).toBe(true);
-      await page.click('#load-button');
-      await waitUntilReady(page, problems, 120_000);
+      await load();
       expect(await page.textContent('.phase[data-phase=download] .detail')).toBe('not needed');
       expect(await page.textContent('#model-info')).toMatch(/^tiny-chat: /);
-      await page.fill('#prompt', PROMPT);
-      await page.click('#send');
-      await waitUntilReady(page, problems, 120_000);
-      expect(await page.textContent('#messages li.assistant:last-child')).toMatch(/81/);
-      expect(problems).toEqual([]);
-    } finally {
-      await page.close();
-    }
+      expect(await ask(PROMPT)).toMatch(/81/);
+    });
   }, 300_000);
 
   it('without WebGPU the page says so instead of failing silently', async () => {
