@@ -70,3 +70,15 @@ export class SluiceError extends Error {
 export function isSluiceError(e: unknown, code?: ErrorCode): e is SluiceError {
   return e instanceof SluiceError && (code === undefined || e.code === code);
 }
+
+/** Longest quote of untrusted text (a key, a name, a number) an error message carries. */
+export const MAX_QUOTE = 200;
+
+/**
+ * `JSON.stringify(text)`, cut to about `max` characters with the length said, so a
+ * hostile 100 MB key or number never becomes a 100 MB error line.
+ */
+export function quote(text: string, max = MAX_QUOTE): string {
+  if (text.length <= max) return JSON.stringify(text);
+  return `${JSON.stringify(text.slice(0, max))}… (${text.length} characters)`;
+}
