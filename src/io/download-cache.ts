@@ -6,8 +6,12 @@
 // A file streams from fetch() straight into cache.put(), counting bytes on the way: it is
 // never held whole in memory. The cached copy is then read back as a Blob, which the
 // browser keeps on disk, and BlobSource slices it tensor by tensor.
+//
+// Requests go through http.ts: timeouts, retries of the request (not of a download that has
+// begun: that fails and leaves nothing cached), and the caller's headers only on its origin.
 
 import { SluiceError } from '../errors.js';
+import { type Attempt, discard, type HttpOptions, httpSettings, RetryableStatus, retryAfterMs, statusLine, withRetries } from './http.js';
 
 export interface DownloadCache {
   match(url: string): Promise<Response | undefined>;
@@ -15,20 +19,20 @@ export interface DownloadCache {
   delete(url: string): Promise<boolean>;
 }
 
-export interface CachedFetchOptions {
-  signal?: AbortSignal;
-  /** Extra request headers (e.g. Authorization). */
-  headers?: HeadersInit;
+export interface CachedFetchOptions extends HttpOptions {
   /** Bytes so far and in all (0 when unknown); fromCache when no download was needed. */
   onProgress?: (bytesDone: number, bytesTotal: number, fromCache: boolean) => void;
-  /** fetch implementation; defaults to the global one. */
-  fetch?: typeof globalThis.fetch;
 }
+
+// A small file (config.json, tokenizer.json: tens of MB at most) read whole into memory;
+// a server sending more is refused before it fills the heap.
+const MAX_TEXT_BYTES = 256 * 1024 * 1024;
 
 /**
  * The response for `url` from `cache`, downloading it into the cache first when absent.
- * null for 404/410 (remembered in the cache as absent); any other failure is HTTP_ERROR naming the URL, and leaves nothing in
- * the cache (a truncated download is deleted, never served later as the file).
+ * null for 404/410 (remembered in the cache as absent); any other failure is HTTP_ERROR
+ * (IO_ERROR for network errors and stalls) naming the URL, and leaves nothing in the cache
+ * (a truncated download is deleted, never served later as the file).
  */
 export async function cachedFetch(url: string, cache: DownloadCache, options: CachedFetchOptions = {}): Promise<Response | null> {
   const hit = await cache.match(url);
@@ -38,34 +42,49 @@ export async function cachedFetch(url: string, cache: DownloadCache, options: Ca
     options.onProgress?.(size, size, true);
     return hit;
   }
-  const fail = (what: string, cause?: unknown) => new SluiceError('HTTP_ERROR', `${url}: ${what}`, cause === undefined ? undefined : { cause });
-  let res: Response;
-  try {
-    res = await (options.fetch ?? fetch)(url, { signal: options.signal, headers: options.headers });
-  } catch (e) {
-    if (options.signal?.aborted) throw options.signal.reason ?? e;
-    throw fail((e as Error)?.message ?? String(e), e);
-  }
-  if (res.status === 404 || res.status === 410) {
-    await res.body?.cancel();
+  const found = await withRetries(url, httpSettings(options), options.signal, async (attempt) => {
+    const res = await attempt.send(url);
+    if (res.status === 404 || res.status === 410) {
+      await discard(res);
+      return null;
+    }
+    if (res.status === 429 || res.status >= 500) {
+      await discard(res);
+      throw new RetryableStatus(statusLine(res), retryAfterMs(res.headers.get('retry-after')));
+    }
+    if (!res.ok || !res.body) {
+      await discard(res);
+      throw httpError(url, statusLine(res));
+    }
+    // The body is read below, after withRetries: the watchdog stays armed until then.
+    attempt.detached = true;
+    return { res, attempt };
+  });
+  if (!found) {
     // Remembered too: opening a model asks for optional files (a shard index, a chat
     // template), and a reload must not need the network to learn again that they are absent.
     await cache.put(url, new Response(null, { status: 404 }));
     return null;
   }
-  if (!res.ok || !res.body) {
-    await res.body?.cancel();
-    throw fail(`HTTP ${res.status} ${res.statusText}`.trim());
+  try {
+    return await download(url, cache, found.res, found.attempt, options);
+  } finally {
+    found.attempt.end();
   }
+}
+
+/** Streams `res` into `cache` under `url`, counting; see cachedFetch. */
+async function download(url: string, cache: DownloadCache, res: Response, attempt: Attempt, options: CachedFetchOptions): Promise<Response> {
   // Content-Length is the body's size only when the server sent it unencoded.
   const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity';
   const total = encoded ? 0 : Number(res.headers.get('content-length') ?? 0);
   let done = 0;
   options.onProgress?.(0, total, false);
-  const counted = res.body.pipeThrough(
+  const counted = res.body!.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
         done += chunk.byteLength;
+        attempt.progress(chunk.byteLength);
         options.onProgress?.(done, total, false);
         controller.enqueue(chunk);
       },
@@ -78,14 +97,15 @@ export async function cachedFetch(url: string, cache: DownloadCache, options: Ca
   } catch (e) {
     await cache.delete(url).catch(() => false);
     if (options.signal?.aborted) throw options.signal.reason ?? e;
-    throw fail(`download into the cache failed after ${done} bytes: ${(e as Error)?.message ?? String(e)}`, e);
+    const why = attempt.stall?.message ?? (e as Error)?.message ?? String(e);
+    throw httpError(url, `download into the cache failed after ${done} bytes: ${why}`, e);
   }
   if (total > 0 && done !== total) {
     await cache.delete(url);
-    throw fail(`download ended after ${done} of ${total} bytes`);
+    throw httpError(url, `download ended after ${done} of ${total} bytes`);
   }
   const stored = await cache.match(url);
-  if (!stored) throw fail('the cache dropped the file just written (storage full?)');
+  if (!stored) throw httpError(url, 'the cache dropped the file just written (storage full?)');
   if (total === 0) {
     // Stored again with its length, so a later hit can report its size.
     const blob = await stored.blob();
@@ -94,4 +114,56 @@ export async function cachedFetch(url: string, cache: DownloadCache, options: Ca
     return response;
   }
   return stored;
+}
+
+function httpError(url: string, what: string, cause?: unknown): SluiceError {
+  return new SluiceError('HTTP_ERROR', `${url}: ${what}`, cause === undefined ? undefined : { cause });
+}
+
+/**
+ * A small file's text by one GET (config.json, tokenizer.json), with http.ts's timeouts,
+ * retries and redirect rules; null for 404/410. At most 256 MiB.
+ */
+export async function fetchText(url: string, options: HttpOptions = {}): Promise<string | null> {
+  return withRetries(url, httpSettings(options), options.signal, async (attempt) => {
+    const res = await attempt.send(url);
+    if (res.status === 404 || res.status === 410) {
+      await discard(res);
+      return null;
+    }
+    if (res.status === 429 || res.status >= 500) {
+      await discard(res);
+      throw new RetryableStatus(statusLine(res), retryAfterMs(res.headers.get('retry-after')));
+    }
+    const tooBig = () => new SluiceError('HTTP_ERROR', `${url}: larger than ${MAX_TEXT_BYTES / 1024 / 1024} MiB, too large for a model's small file`);
+    if (!res.ok) {
+      await discard(res);
+      throw new SluiceError('HTTP_ERROR', `${url}: ${statusLine(res)}`);
+    }
+    if (Number(res.headers.get('content-length') ?? 0) > MAX_TEXT_BYTES) {
+      await discard(res);
+      throw tooBig();
+    }
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    const reader = res.body?.getReader();
+    for (;;) {
+      const next = await reader?.read();
+      if (!next || next.done) break;
+      size += next.value.byteLength;
+      attempt.progress(next.value.byteLength);
+      if (size > MAX_TEXT_BYTES) {
+        await reader!.cancel().catch(() => {});
+        throw tooBig();
+      }
+      parts.push(next.value);
+    }
+    const bytes = new Uint8Array(size); // (size,) u8
+    let at = 0;
+    for (const p of parts) {
+      bytes.set(p, at);
+      at += p.byteLength;
+    }
+    return new TextDecoder().decode(bytes);
+  });
 }

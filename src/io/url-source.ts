@@ -8,41 +8,28 @@
 
 import { SluiceError } from '../errors.js';
 import type { ByteSource, SourceOpener } from './byte-source.js';
+import { type Attempt, discard, type HttpOptions, type HttpSettings, httpSettings, link, RetryableStatus, retryAfterMs, statusLine, withRetries } from './http.js';
 import { checkComplete, checkRange, copyInto } from './range.js';
+import { urlSibling } from './url-sibling.js';
 
-export interface UrlSourceOptions {
-  /** Extra request headers, e.g. `{ Authorization: 'Bearer hf_…' }` for gated models. */
-  headers?: HeadersInit;
-  /** fetch implementation; defaults to the global one (tests inject their own). */
-  fetch?: typeof globalThis.fetch;
-  /** Aborts open() and every later read; reads then reject with the signal's reason. */
-  signal?: AbortSignal;
+export { urlSibling };
+
+export interface UrlSourceOptions extends HttpOptions {
   /** Bytes fetched by open() and then served from memory (default 64 KiB). */
   prefetch?: number;
   /** Largest single ranged request of one read (default 8 MiB). */
   chunkSize?: number;
   /** Ranged requests in flight at once, shared by all reads of this source (default 4). */
   concurrency?: number;
-  /** Retries after a network error, a 5xx or a 429 (default 3); other 4xx never retry. */
-  retries?: number;
-  /** First retry delay in ms, doubled each retry (default 200). */
-  retryDelayMs?: number;
 }
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-// A server asking us to wait longer than this gets an error instead of a silent hang.
-const MAX_RETRY_AFTER_MS = 10_000;
-const MAX_BACKOFF_MS = 10_000;
 
-interface Settings {
+interface Settings extends HttpSettings {
   name: string;
-  headers: HeadersInit | undefined;
-  fetch: typeof globalThis.fetch;
   prefetch: number;
   chunkSize: number;
-  retries: number;
-  retryDelayMs: number;
 }
 
 /** What a 206 says it holds: bytes start..end (inclusive) of a file of `total` bytes. */
@@ -77,18 +64,14 @@ export class UrlSource implements ByteSource {
 
   static async open(url: string | URL, options: UrlSourceOptions = {}): Promise<UrlSource> {
     const s: Settings = {
+      ...httpSettings(options),
       name: String(url),
-      headers: options.headers,
-      fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
       // Range `bytes=0--1` is not a range: always ask for at least one byte.
       prefetch: Math.max(1, Math.floor(options.prefetch ?? 64 * KiB)),
       chunkSize: Math.max(1, Math.floor(options.chunkSize ?? 8 * MiB)),
-      retries: Math.max(0, Math.floor(options.retries ?? 3)),
-      retryDelayMs: Math.max(0, options.retryDelayMs ?? 200),
     };
-    const signal = options.signal ?? new AbortController().signal;
-    return withRetries(s, signal, async () => {
-      const res = await get(s, 0, s.prefetch - 1, signal);
+    return withRetries(s.name, s, options.signal, async (attempt) => {
+      const res = await get(s, attempt, 0, s.prefetch - 1);
       const etag = res.headers.get('etag');
       // Empty file: no byte 0 to serve, so a conforming server says 416 `bytes */0`.
       // (Some servers answer it with a plain, empty 200 instead.)
@@ -105,7 +88,7 @@ export class UrlSource implements ByteSource {
       // A server may send less than asked (a file smaller than prefetch, or its own cap).
       if (cr.start !== 0 || cr.end >= s.prefetch) await unexpected(s.name, res, cr, 0, s.prefetch - 1);
       const head = new Uint8Array(cr.end + 1);
-      const got = await readBody(s.name, res, head);
+      const got = await readBody(s.name, res, head, attempt);
       const source = new UrlSource(cr.total, etag, head, s, options);
       if (got !== head.length) {
         await source.close();
@@ -171,8 +154,8 @@ export class UrlSource implements ByteSource {
     try {
       if (signal.aborted) throw signal.reason;
       const last = start + into.length - 1;
-      await withRetries(this.settings, signal, async () => {
-        const res = await get(this.settings, start, last, signal);
+      await withRetries(this.name, this.settings, signal, async (attempt) => {
+        const res = await get(this.settings, attempt, start, last);
         if (res.status === 416) await fail(res, this.changed('it is now shorter'));
         await expectPartial(this.name, res);
         const cr = await contentRange(this.name, res);
@@ -181,7 +164,7 @@ export class UrlSource implements ByteSource {
         if (this.etag !== null && etag !== null && etag !== this.etag) await fail(res, this.changed(`ETag ${this.etag} → ${etag}`));
         // A shorter range falls through to checkComplete below; anything else is nonsense.
         if (cr.start !== start || cr.end > last) await unexpected(this.name, res, cr, start, last);
-        checkComplete(this, start, into.length, await readBody(this.name, res, into));
+        checkComplete(this, start, into.length, await readBody(this.name, res, into, attempt));
       });
     } finally {
       this.gate.release();
@@ -198,67 +181,14 @@ export function urlOpener(url: string | URL, options: UrlSourceOptions = {}): So
   return (relativeName) => UrlSource.open(urlSibling(url, relativeName), options);
 }
 
-/**
- * `new URL(name, url)`, refusing names that would leave the directory of `url`: absolute
- * URLs, `/rooted` or `//host` paths, and `..` segments (also as `%2e%2e` or with `\`,
- * which the URL parser treats the same). The base's query string is not kept.
- */
-export function urlSibling(url: string | URL, name: string): string {
-  const path = name.split(/[?#]/, 1)[0];
-  const escapes =
-    name === '' ||
-    /^[a-z][a-z0-9+.-]*:/i.test(name) ||
-    /^[\\/]/.test(name) ||
-    path.split(/[\\/]/).some((seg) => seg.replace(/%2e/gi, '.') === '..');
-  if (escapes) {
-    throw new SluiceError('IO_ERROR', `${String(url)}: refusing sibling name ${JSON.stringify(name)}: it must be a relative path inside the same directory`);
-  }
-  return new URL(name, url).href;
-}
-
 // ---------------------------------------------------------------------------------------
 // Requests, statuses, retries
 
-function get(s: Settings, first: number, last: number, signal: AbortSignal): Promise<Response> {
-  const headers = new Headers(s.headers);
-  headers.set('range', `bytes=${first}-${last}`);
+/** One ranged GET of bytes first..last, inside `attempt` (its timeouts, its redirects). */
+function get(s: Settings, attempt: Attempt, first: number, last: number): Promise<Response> {
   // Range offsets count encoded bytes; fetch would decode gzip under us. (Browsers drop
   // this forbidden header and send identity for Range requests by themselves.)
-  headers.set('accept-encoding', 'identity');
-  return s.fetch(s.name, { headers, signal });
-}
-
-/** Thrown inside withRetries for a status worth retrying. */
-class RetryableStatus {
-  constructor(
-    readonly status: string,
-    readonly afterMs: number | null,
-  ) {}
-}
-
-/** Runs `task`, retrying network errors and RetryableStatus with exponential backoff. */
-async function withRetries<T>(s: Settings, signal: AbortSignal, task: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await task();
-    } catch (e) {
-      if (signal.aborted) throw signal.reason;
-      if (e instanceof SluiceError) throw e;
-      const attempts = `gave up after ${attempt + 1} attempt${attempt ? 's' : ''}`;
-      if (e instanceof RetryableStatus) {
-        if (e.afterMs !== null && e.afterMs > MAX_RETRY_AFTER_MS) {
-          throw new SluiceError('HTTP_ERROR', `${s.name}: ${e.status}; the server asks to retry after ${Math.ceil(e.afterMs / 1000)} s`);
-        }
-        if (attempt >= s.retries) throw new SluiceError('HTTP_ERROR', `${s.name}: ${e.status} (${attempts})`);
-      } else if (attempt >= s.retries) {
-        const cause = (e as Error)?.cause as Error | undefined;
-        const why = [(e as Error)?.message ?? String(e), cause?.message].filter(Boolean).join(': ');
-        throw new SluiceError('IO_ERROR', `${s.name}: network error: ${why} (${attempts})`, { cause: e });
-      }
-      const backoff = Math.min(MAX_BACKOFF_MS, s.retryDelayMs * 2 ** attempt * (1 + Math.random() / 4));
-      await sleep(e instanceof RetryableStatus && e.afterMs !== null ? e.afterMs : backoff, signal);
-    }
-  }
+  return attempt.send(s.name, { range: `bytes=${first}-${last}`, 'accept-encoding': 'identity' });
 }
 
 /** Throws the right error for anything but a 206, after cancelling its body. */
@@ -266,7 +196,7 @@ async function expectPartial(name: string, res: Response): Promise<void> {
   if (res.status === 206) return;
   // Cancel, never drain: a server ignoring Range would otherwise stream the whole file.
   await discard(res);
-  const status = `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
+  const status = statusLine(res);
   if (res.status === 200) {
     throw new SluiceError('RANGE_NOT_SUPPORTED', `${name}: the server ignored the Range request (${status}); sluice reads URLs only from servers that support byte ranges`);
   }
@@ -302,7 +232,7 @@ function unexpected(name: string, res: Response, cr: ContentRange, first: number
  * Streams the body into `into` (no intermediate whole-body buffer) and returns how many
  * bytes came; a body longer than `into` is a protocol error.
  */
-async function readBody(name: string, res: Response, into: Uint8Array): Promise<number> {
+async function readBody(name: string, res: Response, into: Uint8Array, attempt: Attempt): Promise<number> {
   if (!res.body) return 0;
   const reader = res.body.getReader();
   let got = 0;
@@ -316,28 +246,16 @@ async function readBody(name: string, res: Response, into: Uint8Array): Promise<
       }
       into.set(value, got);
       got += value.byteLength;
+      attempt.progress(value.byteLength);
     }
   } finally {
     reader.releaseLock();
   }
 }
 
-async function discard(res: Response): Promise<void> {
-  await res.body?.cancel().catch(() => {});
-}
-
 async function fail(res: Response, error: SluiceError): Promise<never> {
   await discard(res);
   throw error;
-}
-
-/** Retry-After as milliseconds (seconds or an HTTP date), or null when absent or bad. */
-function retryAfterMs(value: string | null): number | null {
-  if (value === null) return null;
-  const seconds = Number(value);
-  if (value.trim() !== '' && Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? null : Math.max(0, date - Date.now());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -358,31 +276,4 @@ class Semaphore {
     if (next) next();
     else this.free++;
   }
-}
-
-/** Aborts `child` when `parent` aborts; returns the unlink. (AbortSignal.any is too new.) */
-function link(parent: AbortSignal | undefined, child: AbortController): () => void {
-  if (!parent) return () => {};
-  if (parent.aborted) {
-    child.abort(parent.reason);
-    return () => {};
-  }
-  const onAbort = () => child.abort(parent.reason);
-  parent.addEventListener('abort', onAbort, { once: true });
-  return () => parent.removeEventListener('abort', onAbort);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

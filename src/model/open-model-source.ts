@@ -9,7 +9,8 @@ import type { Checkpoint } from '../checkpoint/types.js';
 import { SluiceError } from '../errors.js';
 import type { DtypeChoice } from '../gpu/load-tensors.js';
 import { BlobSource } from '../io/blob-source.js';
-import { cachedFetch, type DownloadCache } from '../io/download-cache.js';
+import { cachedFetch, type DownloadCache, fetchText } from '../io/download-cache.js';
+import { type UrlSourceOptions, urlSibling } from '../io/url-source.js';
 import { type ChatTemplate, loadChatTemplate } from '../text/chat-template.js';
 import { loadEosTokenIds } from '../text/stop.js';
 import { fileLabel, loadTokenizer, type ReadModelFile, type Tokenizer } from '../text/tokenizer.js';
@@ -102,6 +103,11 @@ export interface UrlModelOptions extends OpenModelOptions {
    * Range requests and nothing is kept.
    */
   cache?: DownloadCache;
+  /**
+   * For every request: headers (e.g. Authorization, sent only to the base URL's origin),
+   * timeouts, retries, a fetch. `signal` above wins over `url.signal`.
+   */
+  url?: UrlSourceOptions;
 }
 
 /**
@@ -111,36 +117,33 @@ export interface UrlModelOptions extends OpenModelOptions {
  */
 export async function openModelFromUrl(baseUrl: string, device: GPUDevice, options: UrlModelOptions = {}): Promise<OpenedModel> {
   const at = (name: string) => fileLabel(baseUrl, name);
-  const { cache, signal, onProgress } = options;
-  const get = async (name: string): Promise<Response | null> => {
-    const url = at(name);
-    if (cache) {
-      const report = (bytesDone: number, bytesTotal: number, fromCache: boolean) => onProgress?.({ phase: 'download', file: url, fromCache, bytesDone, bytesTotal });
-      return cachedFetch(url, cache, { signal, onProgress: report });
-    }
-    const res = await fetch(url, { signal });
-    if (res.status === 404 || res.status === 410) return null;
-    if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
-    return res;
+  const { cache, onProgress } = options;
+  const http: UrlSourceOptions = { ...options.url, signal: options.signal ?? options.url?.signal };
+  const download = (url: string) => {
+    const report = (bytesDone: number, bytesTotal: number, fromCache: boolean) => onProgress?.({ phase: 'download', file: url, fromCache, bytesDone, bytesTotal });
+    return cachedFetch(url, cache!, { ...http, onProgress: report });
   };
   const read: ReadModelFile = async (name) => {
+    const url = at(name);
     try {
-      return (await (await get(name))?.text()) ?? null;
+      if (!cache) return await fetchText(url, http);
+      return (await (await download(url))?.text()) ?? null;
     } catch (e) {
-      if ((e as Error)?.name === 'AbortError' || e instanceof SluiceError) throw e;
-      throw new SluiceError('HTTP_ERROR', `${at(name)}: ${(e as Error).message}`);
+      if ((e as Error)?.name === 'AbortError' || e instanceof SluiceError || http.signal?.aborted) throw e;
+      throw new SluiceError('HTTP_ERROR', `${url}: ${(e as Error).message}`);
     }
   };
   const openWeights = async () => {
     const index = await read('model.safetensors.index.json');
-    const name = index === null ? 'model.safetensors' : 'model.safetensors.index.json';
-    if (!cache) return openCheckpointUrl(at(name));
-    const blobOf = async (file: string) => {
-      const res = await get(file);
-      if (!res) throw new SluiceError('NOT_FOUND', `${at(file)}: not found`);
-      return new BlobSource(await res.blob(), at(file));
+    const first = at(index === null ? 'model.safetensors' : 'model.safetensors.index.json');
+    if (!cache) return openCheckpointUrl(first, http);
+    const blobOf = async (url: string) => {
+      const res = await download(url);
+      if (!res) throw new SluiceError('NOT_FOUND', `${url}: not found`);
+      return new BlobSource(await res.blob(), url);
     };
-    return openCheckpointSource(await blobOf(name), blobOf);
+    // Shard names come from the index: urlSibling keeps them inside its folder.
+    return openCheckpointSource(await blobOf(first), (shard) => blobOf(urlSibling(first, shard)));
   };
   return openModelSource({ where: baseUrl, read, openWeights, label: at }, device, options);
 }
