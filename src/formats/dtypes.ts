@@ -1,6 +1,8 @@
 // The dtypes a checkpoint can hold, named as safetensors names them (huggingface/safetensors
-// `Dtype`, case-sensitive), with their width in bits. Sub-byte types (F4, F6_*) pack
-// several elements per byte.
+// `Dtype`, case-sensitive), with their width in bits (`Dtype::bitsize`), in the reference
+// enum's order (the writer sorts by it). Sub-byte types (F4, F6_*) pack several elements
+// per byte. The FNUZ fp8 variants (no negative zero, NaN at 0x80: AMD's) are storage
+// types only: sluice lists and reads them; no GPU kernel converts them.
 
 export const DTYPE_BITS = {
   BOOL: 8,
@@ -12,6 +14,8 @@ export const DTYPE_BITS = {
   F8_E5M2: 8,
   F8_E4M3: 8,
   F8_E8M0: 8,
+  F8_E4M3FNUZ: 8,
+  F8_E5M2FNUZ: 8,
   I16: 16,
   U16: 16,
   F16: 16,

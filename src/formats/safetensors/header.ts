@@ -2,21 +2,40 @@
 // implementation (huggingface/safetensors, tensor.rs) validates it, plus what it lets
 // through silently: duplicate keys and offsets past 2^53 (not exact in a JS number).
 //
+// The JSON is read against the header's schema, one token at a time (after a syntax pass
+// that builds nothing), so a hostile header is refused at its first value of the wrong
+// kind instead of being built first: a 100 MB `{"a":{},"b":{},...}` stops at "a". What is
+// built is what a valid header needs: one entry per tensor (≥ ~50 bytes of JSON each), a
+// shape of at most MAX_RANK dims, metadata strings; unknown fields in an entry (the
+// reference's serde ignores them) are skipped, never built.
+//
 // Layout: [u64 LE header length N][N bytes UTF-8 JSON][data buffer]. Each JSON entry is
 // {dtype, shape, data_offsets: [begin, end)} relative to the data buffer; `__metadata__`
 // is an optional string → string map (or null).
 
-import { SluiceError, type ErrorCode } from '../../errors.js';
+import { SluiceError, type ErrorCode, quote } from '../../errors.js';
 import { type Dtype, dtypeBits, isDtype } from '../dtypes.js';
-import { JsonFloat, type JsonObject, type JsonValue, JsonSyntaxError, parseStrictJson } from '../strict-json.js';
+import { JsonCursor, JsonSyntaxError, checkJsonSyntax } from '../strict-json.js';
 
 export const MAX_HEADER_SIZE = 100_000_000;
 export const PREFIX_BYTES = 8;
+/**
+ * Most dims a shape may have. The reference sets none (Vec<usize>); numpy 2 allows 64
+ * (NPY_MAXDIMS) and torch nothing past it in practice, while a 50 M-dim shape of 1s is a
+ * valid 1-byte tensor whose shape alone costs 400 MB and a 100 MB line to print.
+ */
+export const MAX_RANK = 64;
+/** u64::MAX has 20 digits: a longer integer literal (no leading zeros in JSON) is larger. */
+const U64_DIGITS = 20;
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 export interface TensorEntry {
   name: string;
   dtype: Dtype;
+  /** Row-major dims. A dim past 2^53 (only a zero-element tensor may have one) is rounded here; see exactShape. */
   shape: number[];
+  /** The exact dims, only when one is past 2^53 (e.g. [0, 2^64 − 1], valid as it holds no element). */
+  exactShape?: bigint[];
   /** Byte range within the data buffer, [begin, end). */
   begin: number;
   end: number;
@@ -65,30 +84,23 @@ export function parseHeader(json: Uint8Array, fileSize: number, file: string): S
   } catch {
     return fail('INVALID_UTF8', file, 'header is not valid UTF-8');
   }
-  let root: JsonValue;
+  let header: Pick<SafetensorsHeader, 'tensors' | 'metadata'>;
   try {
-    root = parseStrictJson(text, { floats: 'wrap' });
+    // Syntax first, building nothing: malformed JSON is INVALID_JSON whatever its values say.
+    checkJsonSyntax(text);
+    header = readHeader(new JsonCursor(text), file);
   } catch (e) {
-    if (e instanceof JsonSyntaxError && e.duplicateKey !== undefined) {
-      fail('DUPLICATE_KEY', file, `header has the key ${JSON.stringify(e.duplicateKey)} twice`);
-    }
-    return fail('INVALID_JSON', file, `header is not valid JSON: ${(e as Error).message}`);
+    if (e instanceof JsonSyntaxError) return fail('INVALID_JSON', file, `header is not valid JSON: ${e.message}`);
+    throw e;
   }
-  if (!isObject(root)) return fail('HEADER_NOT_OBJECT', file, 'header JSON is not an object');
-
-  let metadata: Record<string, string> | null = null;
-  const tensors: TensorEntry[] = [];
-  for (const [name, value] of Object.entries(root)) {
-    if (name === '__metadata__') metadata = parseMetadata(value, file);
-    else tensors.push(parseEntry(name, value, file));
-  }
+  const { tensors, metadata } = header;
 
   // The reference sorts by offsets, then requires the entries to tile the buffer exactly.
   tensors.sort((a, b) => a.begin - b.begin || a.end - b.end);
   const dataLength = fileSize - PREFIX_BYTES - headerLength;
   let cursor = 0;
   for (const t of tensors) {
-    const where = `tensor ${JSON.stringify(t.name)}`;
+    const where = `tensor ${quote(t.name)}`;
     if (t.end < t.begin) fail('INVALID_OFFSETS', file, `${where}: data_offsets [${t.begin}, ${t.end}) are reversed`);
     if (t.begin !== cursor) {
       const problem = t.begin > cursor ? `a gap of ${t.begin - cursor} bytes before it` : `it overlaps the previous tensor`;
@@ -106,59 +118,159 @@ export function parseHeader(json: Uint8Array, fileSize: number, file: string): S
   return { headerLength, dataStart: PREFIX_BYTES + headerLength, tensors, metadata };
 }
 
-function isObject(v: JsonValue): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof JsonFloat);
+/** The root object: tensor entries and `__metadata__`, each refused at its first wrong token. */
+function readHeader(c: JsonCursor, file: string): Pick<SafetensorsHeader, 'tensors' | 'metadata'> {
+  if (c.peek() !== 'object') return fail('HEADER_NOT_OBJECT', file, 'header JSON is not an object');
+  const tensors: TensorEntry[] = [];
+  let metadata: Record<string, string> | null = null;
+  const seen = new Set<string>();
+  for (let first = true; ; first = false) {
+    const name = c.nextKey(first);
+    if (name === undefined) break;
+    // The reference's serde map keeps the last of two equal keys; two readers could then
+    // disagree on the file, so we refuse.
+    if (seen.has(name)) fail('DUPLICATE_KEY', file, `header has the key ${quote(name)} twice`);
+    seen.add(name);
+    if (name === '__metadata__') metadata = readMetadata(c, file);
+    else tensors.push(readEntry(c, name, file));
+  }
+  c.end();
+  return { tensors, metadata };
 }
 
-function parseMetadata(value: JsonValue, file: string): Record<string, string> | null {
-  if (value === null) return null;
-  if (!isObject(value)) return fail('INVALID_METADATA', file, '__metadata__ is not an object of strings');
-  for (const [k, v] of Object.entries(value)) {
-    if (typeof v !== 'string') fail('INVALID_METADATA', file, `__metadata__ value for ${JSON.stringify(k)} is not a string`);
+/** `__metadata__`: null, or an object of string values (serde: Option<HashMap<String, String>>). */
+function readMetadata(c: JsonCursor, file: string): Record<string, string> | null {
+  const kind = c.peek();
+  if (kind === 'literal' && c.readLiteral() === null) return null;
+  if (kind !== 'object') return fail('INVALID_METADATA', file, '__metadata__ is not an object of strings');
+  const out = new Map<string, string>();
+  for (let first = true; ; first = false) {
+    const key = c.nextKey(first);
+    if (key === undefined) break;
+    if (out.has(key)) fail('DUPLICATE_KEY', file, `__metadata__ has the key ${quote(key)} twice`);
+    if (c.peek() !== 'string') fail('INVALID_METADATA', file, `__metadata__ value for ${quote(key)} is not a string`);
+    out.set(key, c.readString());
   }
   // fromEntries defines own properties, so a "__proto__" key stays data.
-  return Object.fromEntries(Object.entries(value)) as Record<string, string>;
+  return Object.fromEntries(out);
 }
 
-function parseEntry(name: string, value: JsonValue, file: string): TensorEntry {
-  const where = `tensor ${JSON.stringify(name)}`;
+/** One tensor entry (serde: struct TensorInfo { dtype, shape: Vec<usize>, data_offsets: (usize, usize) }). */
+function readEntry(c: JsonCursor, name: string, file: string): TensorEntry {
+  const where = `tensor ${quote(name)}`;
   const bad = (what: string): never => fail('INVALID_TENSOR_INFO', file, `${where}: ${what}`);
-  if (!isObject(value)) return bad('entry is not an object with dtype, shape and data_offsets');
-  const { dtype, shape, data_offsets: offsets } = value;
-  if (dtype === undefined) bad('missing "dtype"');
-  if (typeof dtype !== 'string') return bad('"dtype" is not a string');
-  if (!isDtype(dtype)) return fail('UNKNOWN_DTYPE', file, `${where}: unknown dtype ${JSON.stringify(dtype)}`);
-  if (shape === undefined) bad('missing "shape"');
-  if (!Array.isArray(shape)) return bad('"shape" is not an array');
-  for (const d of shape) {
-    if (typeof d === 'bigint' && d >= 0n) fail('SHAPE_OVERFLOW', file, `${where}: dimension ${d} is too large`);
-    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) bad('"shape" must hold non-negative integers');
+  if (c.peek() !== 'object') return bad('entry is not an object with dtype, shape and data_offsets');
+  let dtype: Dtype | undefined;
+  let dims: Array<number | bigint> | undefined;
+  let offsets: number[] | undefined;
+  for (let first = true; ; first = false) {
+    const key = c.nextKey(first);
+    if (key === undefined) break;
+    // serde's derived Deserialize refuses a known field twice ("duplicate field").
+    const twice = () => fail('DUPLICATE_KEY', file, `${where}: the field ${quote(key)} appears twice`);
+    if (key === 'dtype') {
+      if (dtype !== undefined) twice();
+      if (c.peek() !== 'string') bad('"dtype" is not a string');
+      const s = c.readString();
+      if (!isDtype(s)) fail('UNKNOWN_DTYPE', file, `${where}: unknown dtype ${quote(s)}`);
+      dtype = s as Dtype;
+    } else if (key === 'shape') {
+      if (dims !== undefined) twice();
+      dims = readShape(c, where, file, bad);
+    } else if (key === 'data_offsets') {
+      if (offsets !== undefined) twice();
+      offsets = readOffsets(c, where, file, bad);
+    } else {
+      // serde ignores unknown fields (TensorInfo has no deny_unknown_fields): skipped unbuilt,
+      // so neither their size nor a duplicate among them matters; nothing reads them.
+      c.skipValue(2);
+    }
   }
-  if (offsets === undefined) bad('missing "data_offsets"');
-  if (!Array.isArray(offsets) || offsets.length !== 2) return bad('"data_offsets" must be [begin, end]');
-  for (const o of offsets) {
-    if (typeof o === 'bigint' && o >= 0n) fail('OFFSET_TOO_LARGE', file, `${where}: data offset ${o} is beyond 2^53`);
-    if (typeof o !== 'number' || !Number.isInteger(o) || o < 0) bad('"data_offsets" must hold non-negative integers');
+  if (dtype === undefined) return bad('missing "dtype"');
+  if (dims === undefined) return bad('missing "shape"');
+  if (offsets === undefined) return bad('missing "data_offsets"');
+  const entry: TensorEntry = { name, dtype, shape: dims.map(Number), begin: offsets[0], end: offsets[1] };
+  if (dims.some((d) => typeof d === 'bigint')) entry.exactShape = dims.map(BigInt);
+  return entry;
+}
+
+function readShape(c: JsonCursor, where: string, file: string, bad: (what: string) => never): Array<number | bigint> {
+  if (c.peek() !== 'array') return bad('"shape" is not an array');
+  const dims: Array<number | bigint> = [];
+  for (let first = true; c.nextItem(first); first = false) {
+    if (dims.length === MAX_RANK) bad(`"shape" has more than ${MAX_RANK} dims`);
+    dims.push(readU64(c, () => bad('"shape" must hold non-negative integers'), (digits) =>
+      fail('SHAPE_OVERFLOW', file, `${where}: dimension ${quote(digits)} is too large`)));
   }
-  return { name, dtype, shape: shape as number[], begin: offsets[0] as number, end: offsets[1] as number };
+  return dims;
+}
+
+function readOffsets(c: JsonCursor, where: string, file: string, bad: (what: string) => never): number[] {
+  const pair = '"data_offsets" must be [begin, end]';
+  if (c.peek() !== 'array') return bad(pair);
+  const out: number[] = [];
+  for (let first = true; c.nextItem(first); first = false) {
+    if (out.length === 2) bad(pair);
+    const tooLarge = (digits: string): never => fail('OFFSET_TOO_LARGE', file, `${where}: data offset ${quote(digits)} is beyond 2^53`);
+    const o = readU64(c, () => bad('"data_offsets" must hold non-negative integers'), tooLarge);
+    if (typeof o === 'bigint') tooLarge(String(o));
+    out.push(o as number);
+  }
+  if (out.length !== 2) bad(pair);
+  return out;
+}
+
+/**
+ * The next value as serde reads a usize: a non-negative integer literal (no fraction or
+ * exponent, not `-0`) up to u64::MAX; a number when safe, else a bigint. A literal over 20
+ * digits is refused from its length, before any conversion (BigInt of 100 M digits is slow).
+ */
+function readU64(c: JsonCursor, notU64: () => never, tooLarge: (digits: string) => never): number | bigint {
+  if (c.peek() !== 'number') return notU64();
+  const { start, end, integer } = c.readNumber();
+  if (!integer || c.text[start] === '-') return notU64();
+  const raw = c.text.slice(start, end);
+  if (raw.length > U64_DIGITS) return tooLarge(raw);
+  const n = Number(raw);
+  if (Number.isSafeInteger(n)) return n;
+  const big = BigInt(raw);
+  return big > U64_MAX ? tooLarge(raw) : big;
+}
+
+/** `[a, b, c]`, cut to about 200 characters (a shape has up to 64 dims of 20 digits). */
+function shapeText(dims: ReadonlyArray<number | bigint>): string {
+  const text = `[${dims.join(', ')}]`;
+  return text.length <= 200 ? text : `${text.slice(0, 200)}…] (${dims.length} dims)`;
 }
 
 /** shape × dtype width must be whole bytes and equal end − begin. */
 function checkSize(t: TensorEntry, file: string): void {
-  const where = `tensor ${JSON.stringify(t.name)}`;
-  // BigInt: the element count of a hostile shape overflows 2^53 long before u64.
+  const where = `tensor ${quote(t.name)}`;
+  const dims = t.exactShape ?? t.shape.map(BigInt);
+  const shape = shapeText(dims);
+  // As the reference's Metadata::validate (tensor.rs):
+  //   let nelements = info.shape.iter().copied().try_fold(1usize, usize::checked_mul)
+  //       .ok_or(SafeTensorError::ValidationOverflow)?;
+  // left to right, stopping at the first overflow: [2^40, 2^40, 0] overflows before its
+  // zero and is refused, while [0, 2^60] and [2^62, 0] hold 0 elements and are valid.
   let elements = 1n;
-  for (const d of t.shape) {
-    elements *= BigInt(d);
-    if (elements > 0xffff_ffff_ffff_ffffn) fail('SHAPE_OVERFLOW', file, `${where}: shape [${t.shape}] has too many elements`);
+  for (const d of dims) {
+    elements *= d;
+    if (elements > U64_MAX) fail('SHAPE_OVERFLOW', file, `${where}: shape ${shape} has too many elements`);
   }
+  // let nbits = nelements.checked_mul(info.dtype.bitsize()).ok_or(ValidationOverflow)?;
   const bits = elements * BigInt(dtypeBits(t.dtype));
-  if (bits > 0xffff_ffff_ffff_ffffn) fail('SHAPE_OVERFLOW', file, `${where}: shape [${t.shape}] is too large for ${t.dtype}`);
+  if (bits > U64_MAX) fail('SHAPE_OVERFLOW', file, `${where}: shape ${shape} is too large for ${t.dtype}`);
+  // Ours: a dim past 2^53 is not exact as a JS number. A tensor with no elements keeps it
+  // (exactShape; nothing computes with it); any other needs ≥ 4 PiB of data, so no real file.
+  if (t.exactShape && elements !== 0n) {
+    fail('SHAPE_OVERFLOW', file, `${where}: shape ${shape} has a dimension past 2^53, which sluice cannot address`);
+  }
   if (bits % 8n !== 0n) {
     fail('MISALIGNED_SUB_BYTE', file, `${where}: ${elements} elements of ${t.dtype} do not end on a byte boundary`);
   }
   const bytes = bits / 8n;
   if (bytes !== BigInt(t.end - t.begin)) {
-    fail('SIZE_MISMATCH', file, `${where}: shape [${t.shape}] of ${t.dtype} is ${bytes} bytes but data_offsets span ${t.end - t.begin}`);
+    fail('SIZE_MISMATCH', file, `${where}: shape ${shape} of ${t.dtype} is ${bytes} bytes but data_offsets span ${t.end - t.begin}`);
   }
 }
