@@ -34,10 +34,12 @@ export type ErrorCode =
   | 'HTTP_ERROR'
   | 'RANGE_NOT_SUPPORTED'
   | 'SOURCE_CHANGED' // a source that changed or was truncated mid-read
+  | 'UNSAFE_PATH' // a name or symlink in a model folder that leads outside it
   // in-place updates
   | 'SHAPE_MISMATCH'
   | 'DTYPE_MISMATCH'
-  | 'JOURNAL_INVALID' // a torn or foreign update journal: the file is left as it is
+  | 'JOURNAL_INVALID' // a torn, forged or foreign update journal: nothing is touched
+  | 'JOURNAL_PENDING' // an interrupted update awaits `sluice update --recover`; reads refuse the file
   | 'LOCKED' // another process holds the file's update lock past the timeout
   // GPU
   | 'NO_ADAPTER'

@@ -15,9 +15,11 @@ export {
 } from './formats/safetensors/sharded-writer.js';
 export { fsyncDir, writeAll, writeFileAtomic, type AtomicWriteOptions } from './io/atomic-file.js';
 
-// In-place updates: journaled, locked, recovered on open
+// In-place updates: journaled, locked; an interrupted one is refused by readers and
+// rolled back by recoverCheckpoint (`sluice update --recover`) or the next update
 export { recoverCheckpoint, updateCheckpoint, type UpdateOptions, type UpdateReport } from './formats/safetensors/update.js';
-export { recoverIfNeeded, type RecoveryReport } from './formats/safetensors/transaction.js';
+export { checkNoPendingUpdate, type RecoveryReport } from './formats/safetensors/transaction.js';
+export { ModelFolder } from './io/model-folder.js';
 
 // Model directories on disk (or behind a base URL)
 export { openModel, type OpenedModel, type OpenModelOptions } from './model/open-model.js';

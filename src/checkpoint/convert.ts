@@ -13,11 +13,15 @@
 // nothing about it is recorded.
 
 import { createHash } from 'node:crypto';
-import { copyFile, readdir, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { readdir, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { SluiceError } from '../errors.js';
+import { pipeline } from 'node:stream/promises';
+import { isSluiceError, SluiceError } from '../errors.js';
 import { tempPathFor } from '../io/atomic-file.js';
 import { fileError } from '../io/file-source.js';
+import { ModelFolder } from '../io/model-folder.js';
+import { openRegularFile } from '../io/safe-open.js';
 import { type Dtype, dtypeBytes } from '../formats/dtypes.js';
 import { writeShardedSafetensors } from '../formats/safetensors/sharded-writer.js';
 import type { TensorToWrite } from '../formats/safetensors/writer.js';
@@ -199,21 +203,27 @@ async function checkOutDir(input: Checkpoint, outDir: string, force: boolean): P
 
 async function copySideFiles(sourceDir: string, outDir: string): Promise<string[]> {
   const copied: string[] = [];
+  // The input folder is untrusted: a side file that is a symlink out of it is refused,
+  // not copied (it would carry, say, ~/.ssh/id_rsa into OUT_DIR as tokenizer.model).
+  const folder = await ModelFolder.open(sourceDir);
   for (const name of SIDE_FILES) {
-    const from = join(sourceDir, name);
+    const from = await folder.resolve(name).catch((e: unknown) => {
+      if (isSluiceError(e, 'NOT_FOUND')) return null;
+      throw e;
+    });
+    if (from === null || !(await stat(from)).isFile()) continue;
     const to = join(outDir, name);
-    const info = await stat(from).catch(() => null);
-    if (!info?.isFile()) continue;
-    const same = await realpath(to).then((t) => realpath(from).then((f) => f === t), () => false);
+    const same = await realpath(to).then((t) => t === from, () => false);
     if (!same) {
       // Copied under a temp name and renamed, so OUT_DIR never holds half a config.json.
       const temp = tempPathFor(to);
       try {
-        await copyFile(from, temp);
+        const { handle } = await openRegularFile(from, { noFollow: true, label: folder.pathOf(name) });
+        await pipeline(handle.createReadStream(), createWriteStream(temp, { flags: 'wx' }));
         await rename(temp, to);
       } catch (e) {
         await unlink(temp).catch(() => {});
-        throw fileError(to, e);
+        throw isSluiceError(e) ? e : fileError(to, e);
       }
     }
     copied.push(name);

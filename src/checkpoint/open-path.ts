@@ -1,13 +1,18 @@
 // Node: a checkpoint from what a user types: a file, an index, a directory or a URL.
 // For a directory, which files to load is decided in resolve.ts; the choice is reported
 // through `onNote` when it is not the only possibility.
+//
+// What the user names is followed wherever it points; what the folder names (its
+// entries, an index's shards) must stay inside the folder (model-folder.ts). Opening
+// never writes: a file with an interrupted update is refused (checkNoPendingUpdate).
 
 import { stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { fileError, FileSource } from '../io/file-source.js';
+import { ModelFolder } from '../io/model-folder.js';
 import type { UrlSourceOptions } from '../io/url-source.js';
 import { ShardedCheckpoint } from '../formats/sharded.js';
-import { recoverIfNeeded } from '../formats/safetensors/transaction.js';
+import { checkNoPendingUpdate } from '../formats/safetensors/transaction.js';
 import { isUrl, openCheckpointSource, openCheckpointUrl, openFile } from './open.js';
 import { resolveDirectory } from './resolve.js';
 import type { Checkpoint } from './types.js';
@@ -34,12 +39,14 @@ export async function openCheckpoint(path: string, options: OpenOptions = {}): P
     throw fileError(path, e);
   }
   if (!info.isDirectory()) return openLocalPath(path);
+  const folder = await ModelFolder.open(path);
   const choice = await resolveDirectory(path);
   if (choice.note) options.onNote?.(choice.note);
-  if (choice.files.length === 1) return openLocalPath(choice.files[0]);
+  const names = choice.files.map((f) => basename(f));
+  if (names.length === 1) return openInFolder(folder, names[0]);
   const sources: FileSource[] = [];
   try {
-    for (const f of choice.files) sources.push(await openLocalFile(f));
+    for (const name of names) sources.push(await openFolderFile(folder, name));
   } catch (e) {
     await Promise.all(sources.map((s) => s.close()));
     throw e;
@@ -47,18 +54,24 @@ export async function openCheckpoint(path: string, options: OpenOptions = {}): P
   return ShardedCheckpoint.fromFiles(sources, openFile);
 }
 
+/** A file the user named: followed wherever it points; its shards stay beside it. */
 async function openLocalPath(path: string): Promise<Checkpoint> {
-  const dir = dirname(path);
-  const source = path.endsWith('.json') ? await FileSource.open(path) : await openLocalFile(path);
-  return openCheckpointSource(source, (name) => openLocalFile(join(dir, name)));
+  const folder = await ModelFolder.open(dirname(path));
+  await checkNoPendingUpdate(path);
+  return openCheckpointSource(await FileSource.open(path), (name) => openFolderFile(folder, name));
+}
+
+/** A checkpoint file or index the folder names, its shards beside it. */
+async function openInFolder(folder: ModelFolder, name: string): Promise<Checkpoint> {
+  return openCheckpointSource(await openFolderFile(folder, name), (shard) => openFolderFile(folder, shard));
 }
 
 /**
- * A local checkpoint file, after rolling back an update that a crash interrupted (a
- * journal beside it): every open sees the file whole, old or new, never half-written.
- * (Only safetensors files are ever updated in place; for others this is one stat.)
+ * A file of a model folder, confined to it, once no update of it is pending: every open
+ * sees the file whole, old or new, never half-written. (Only safetensors files are ever
+ * updated in place; for others the check is one lstat.)
  */
-export async function openLocalFile(path: string): Promise<FileSource> {
-  await recoverIfNeeded(path);
-  return FileSource.open(path);
+export async function openFolderFile(folder: ModelFolder, name: string): Promise<FileSource> {
+  await checkNoPendingUpdate(folder.pathOf(name));
+  return folder.openSource(name);
 }

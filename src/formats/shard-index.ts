@@ -4,8 +4,8 @@
 // Parsed strictly (duplicate tensor names refused) and with shard names that must stay
 // inside the index's directory.
 
-import { SluiceError } from '../errors.js';
-import { type JsonObject, type JsonValue, JsonSyntaxError, parseStrictJson } from './strict-json.js';
+import { quote, SluiceError } from '../errors.js';
+import { JsonFloat, type JsonObject, type JsonValue, JsonSyntaxError, parseStrictJson } from './strict-json.js';
 
 /** An index bigger than this is not an index (Llama-405B's is ~100 KB). */
 export const MAX_INDEX_BYTES = 64 * 1024 * 1024;
@@ -49,21 +49,39 @@ export function parseShardIndex(bytes: Uint8Array, indexName: string): ShardInde
   }
   // fromEntries defines own properties, so a "__proto__" key stays data.
   if (weightMap.size === 0) bad('"weight_map" lists no tensors');
-  const metadata = Object.fromEntries(Object.entries(meta).map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v]));
+  const metadata = plainJson(meta) as Record<string, unknown>;
   return { metadata, weightMap, shards: [...new Set(weightMap.values())].sort() };
 }
 
-/** A shard name must name a file beside the index or below it, never outside. */
+/**
+ * The strict parser's integers past 2^53 are bigints, which JSON.stringify cannot write
+ * (`inspect --json` failed on them): safe ones become numbers, larger ones exact decimal
+ * strings. Nesting is already bounded by the parser.
+ */
+function plainJson(v: JsonValue): unknown {
+  if (v instanceof JsonFloat) return v.value;
+  if (typeof v === 'bigint') return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
+  if (Array.isArray(v)) return v.map(plainJson);
+  // fromEntries defines own properties, so a "__proto__" key stays data.
+  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plainJson(x)]));
+  return v;
+}
+
+/**
+ * A shard name must name a file beside the index or below it, never outside. Control
+ * characters are refused too: a URL parser deletes tabs and newlines, so `.\n./x` would
+ * pass a check made before parsing and then mean `../x`.
+ */
 export function checkShardName(name: string, indexName: string): void {
   const escapes =
     name === '' ||
-    name.includes('\0') ||
+    /[\u0000-\u001f\u007f]/.test(name) ||
     name.startsWith('/') ||
     name.startsWith('\\') ||
     /^[a-zA-Z]:/.test(name) || // C:\ or a URL scheme
     name.split(/[\\/]/).some((part) => part === '..' || part === '.' || part === '');
   if (escapes) {
-    throw new SluiceError('INVALID_INDEX', `${indexName}: shard path ${JSON.stringify(name)} is not a file inside the checkpoint directory`);
+    throw new SluiceError('INVALID_INDEX', `${indexName}: shard path ${quote(name)} is not a file inside the checkpoint directory`);
   }
 }
 

@@ -7,7 +7,9 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { scanCacheDir } from '@huggingface/hub';
 import { PYTORCH_INDEX, resolveDirectory, SAFETENSORS_INDEX } from '../checkpoint/resolve.js';
 import { SluiceError } from '../errors.js';
-import { parseShardIndex } from '../formats/shard-index.js';
+import { MAX_INDEX_BYTES, parseShardIndex } from '../formats/shard-index.js';
+import { ModelFolder } from '../io/model-folder.js';
+import { readSmallFile } from '../io/safe-open.js';
 import { TRAINING_STATE } from './file-choice.js';
 import { DEFAULT_REVISION, formatModelName, isCommitSha, type ModelName, repoFolder } from './model-name.js';
 
@@ -49,7 +51,8 @@ export async function missingModelFiles(dir: string): Promise<string[]> {
     // A dangling symlink (its blob deleted) is listed by readdir but cannot be read.
     if (!(await exists(file))) missing.push(basename(file));
     else if (file.endsWith(SAFETENSORS_INDEX) || file.endsWith(PYTORCH_INDEX)) {
-      const index = parseShardIndex(await readFile(file), file);
+      // Through the folder's rules: inside the snapshot or its blobs, a regular file, bounded.
+      const index = parseShardIndex(await readSmallFile(await (await ModelFolder.open(dir)).resolve(basename(file)), MAX_INDEX_BYTES), file);
       for (const shard of index.shards) if (!(await exists(join(dirname(file), shard)))) missing.push(shard);
     }
   }

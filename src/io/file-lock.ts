@@ -9,10 +9,11 @@
 // what it renamed if that is still the stale lock it saw, so a fresh lock taken meanwhile
 // by a third process is put back rather than deleted.
 
-import { link, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { link, rename, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename } from 'node:path';
 import { SluiceError } from '../errors.js';
+import { readSmallFile } from './safe-open.js';
 
 export interface LockOptions {
   /** Give up after this long (default 60 s) with LOCKED. */
@@ -141,9 +142,22 @@ async function releaseFileLock(path: string, owner: LockOwner): Promise<void> {
   if (holder?.token === owner.token && holder.pid === owner.pid) await unlink(path).catch(() => {});
 }
 
+/**
+ * Whether `file`'s lock is held by a live process, without taking it. An unreadable lock is
+ * not held: a real one is always written whole (see above), so only a stray file is.
+ */
+export async function isLockHeld(file: string): Promise<boolean> {
+  const owner = await readOwner(lockPathOf(file));
+  return owner !== null && !isStale(owner);
+}
+
+/** Bytes a lock file has: one small JSON object. */
+const MAX_LOCK_BYTES = 4096;
+
 async function readOwner(path: string): Promise<LockOwner | null> {
   try {
-    const parsed = JSON.parse(await readFile(path, 'utf8')) as LockOwner;
+    // A lock file sits in a folder that may be untrusted: never a FIFO or a symlink.
+    const parsed = JSON.parse((await readSmallFile(path, MAX_LOCK_BYTES, { noFollow: true })).toString('utf8')) as LockOwner;
     return typeof parsed.pid === 'number' && typeof parsed.token === 'string' ? parsed : null;
   } catch {
     return null; // vanished meanwhile, or not ours to understand: treat as held

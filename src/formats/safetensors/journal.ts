@@ -21,11 +21,12 @@
 // length does not depend on the checksum values) is written after the data it describes.
 
 import { createHash } from 'node:crypto';
-import { type FileHandle, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, lstat, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { SluiceError } from '../../errors.js';
+import { isSluiceError, quote, SluiceError } from '../../errors.js';
 import { fsyncDir, writeAll } from '../../io/atomic-file.js';
+import { openRegularFile } from '../../io/safe-open.js';
 
 export const JOURNAL_SUFFIX = '.sluice-journal';
 const MAGIC = 'SLUICEJ1';
@@ -120,22 +121,25 @@ function journalPrefix(headerLength: number): Buffer {
 
 /**
  * The journal of `file`, fully validated, or null when there is none. A journal that is
- * torn, corrupted or belongs to another file throws JOURNAL_INVALID and changes nothing.
+ * torn, corrupted, forged or belongs to another file throws JOURNAL_INVALID and changes
+ * nothing. Neither the journal nor `file` may be a symlink or anything but a regular file:
+ * a journal is untrusted input (a model folder may come with one), and rolling back
+ * "through" a symlink would write to whatever it points at.
  */
 export async function readJournal(file: string): Promise<Journal | null> {
   const path = journalPathOf(file);
-  let handle: FileHandle;
-  try {
-    handle = await open(path, 'r');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
-  }
   const bad = (what: string): never => {
     throw new SluiceError('JOURNAL_INVALID', `${path}: ${what}; ${basename(file)} was left as it is (move the journal away once you have checked the file)`);
   };
+  let opened;
   try {
-    const size = (await handle.stat()).size;
+    opened = await openRegularFile(path, { noFollow: true });
+  } catch (e) {
+    if (isSluiceError(e, 'NOT_FOUND')) return null;
+    return bad(isSluiceError(e) ? e.message.slice(path.length + 2) : String(e));
+  }
+  const { handle, size } = opened;
+  try {
     if (size < 12 + DIGEST_BYTES) bad('torn journal (too short)');
     const prefix = await readExactly(handle, 0, 12);
     if (prefix.toString('latin1', 0, 8) !== MAGIC) bad('not a sluice journal (bad magic)');
@@ -144,27 +148,25 @@ export async function readJournal(file: string): Promise<Journal | null> {
     const sealed = await readExactly(handle, 0, 12 + h);
     const trailer = await readExactly(handle, size - DIGEST_BYTES, DIGEST_BYTES);
     if (!createHash('sha256').update(sealed).digest().equals(trailer)) bad('torn or corrupted journal (header checksum mismatch)');
-    let header: JournalHeader;
+    let parsed: unknown;
     try {
-      header = JSON.parse(sealed.subarray(12).toString('utf8')) as JournalHeader;
+      parsed = JSON.parse(sealed.subarray(12).toString('utf8'));
     } catch {
       return bad('journal header is not JSON');
     }
-    const ranges = Array.isArray(header?.ranges) ? header.ranges : bad('journal header has no ranges');
-    if (header.version !== 1) bad(`unknown journal version ${String(header.version)}`);
-    if (header.target !== basename(file)) bad(`journal belongs to ${JSON.stringify(header.target)}, not this file`);
-    const fileSize = (await stat(file)).size;
+    const header = checkHeader(parsed, bad);
+    if (header.target !== basename(file)) bad(`journal belongs to ${quote(header.target)}, not this file`);
+    const fileSize = await regularFileSize(file, bad);
     if (header.fileSize !== fileSize) bad(`journal is for a file of ${header.fileSize} bytes, this one has ${fileSize}`);
     let total = 0;
-    for (const r of ranges) {
-      const ok = Number.isSafeInteger(r.offset) && Number.isSafeInteger(r.length) && r.offset >= 0 && r.length >= 0 && r.offset + r.length <= fileSize;
-      if (!ok) bad(`journal range ${JSON.stringify(r)} is outside the file`);
+    for (const r of header.ranges) {
+      if (r.offset + r.length > fileSize) bad(`journal range at ${r.offset} (${r.length} bytes) is outside the file`);
       total += r.length;
     }
     if (12 + h + total + DIGEST_BYTES !== size) bad('journal data length does not match its ranges');
     // The data, range by range, against the checksums the sealed header holds.
     let at = 12 + h;
-    for (const r of ranges) {
+    for (const r of header.ranges) {
       let crc = 0;
       await copyChunks(handle, at, r.length, (chunk) => void (crc = crc32(chunk, crc)));
       if (crc !== r.crc32) bad(`torn or corrupted journal (range at ${r.offset} does not match its checksum)`);
@@ -176,10 +178,63 @@ export async function readJournal(file: string): Promise<Journal | null> {
   }
 }
 
+/**
+ * A transaction record's name (commitInPlace makes `.sluice-txn-<pid>-<random>.json`): a
+ * forged journal cannot name, say, package.json as its record and have recovery delete it.
+ */
+export const TXN_RECORD_NAME = /^\.sluice-txn-[\w-]+\.json$/;
+
+/** The parsed header, every field checked for type and range (the seal proves only that it is whole). */
+function checkHeader(value: unknown, bad: (what: string) => never): JournalHeader {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return bad('journal header is not an object');
+  const h = value as Record<string, unknown>;
+  if (h.version !== 1) bad(`unknown journal version ${quote(String(h.version))}`);
+  if (typeof h.target !== 'string' || h.target === '') bad('journal header names no target file');
+  if (!Number.isSafeInteger(h.fileSize) || (h.fileSize as number) < 0) bad('journal header has no valid file size');
+  // The record is a sibling of this file or, for shards in subfolders, of the index: a
+  // relative path ending in a record name. Where it may point is checked by the recovery.
+  const txn = h.txn;
+  if (txn !== null && (typeof txn !== 'string' || !TXN_RECORD_NAME.test(txn.split('/').pop()!))) {
+    bad(`journal names ${quote(String(txn))} as its transaction record, which is not a record name`);
+  }
+  if (!Array.isArray(h.ranges)) return bad('journal header has no ranges');
+  const u32 = (n: unknown) => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= 0xffffffff;
+  for (const r of h.ranges as unknown[]) {
+    const range = r as Record<string, unknown> | null;
+    const ok =
+      typeof range === 'object' && range !== null &&
+      Number.isSafeInteger(range.offset) && (range.offset as number) >= 0 &&
+      Number.isSafeInteger(range.length) && (range.length as number) >= 0 &&
+      u32(range.crc32);
+    if (!ok) bad(`journal range ${quote(JSON.stringify(r) ?? String(r))} is not {offset, length, crc32}`);
+  }
+  return h as unknown as JournalHeader;
+}
+
+/** Size of `file`, which must be a regular file and not a symlink. */
+async function regularFileSize(file: string, bad: (what: string) => never): Promise<number> {
+  const info = await lstat(file).catch(() => bad(`${basename(file)} is missing`));
+  if (info.isSymbolicLink()) bad(`${basename(file)} is a symlink; refusing to roll back through it`);
+  if (!info.isFile()) bad(`${basename(file)} is not a regular file`);
+  return info.size;
+}
+
 /** Writes the journaled original bytes back into `file` and fsyncs it. Idempotent. */
 export async function rollBack(file: string, journal: Journal): Promise<number> {
-  const source = await open(journal.path, 'r');
-  const target = await open(file, 'r+');
+  // No symlink at either end (a swap since readJournal looked), and the same file size.
+  const source = (await openRegularFile(journal.path, { noFollow: true })).handle;
+  let target: FileHandle;
+  try {
+    const opened = await openRegularFile(file, { write: true, noFollow: true });
+    target = opened.handle;
+    if (opened.size !== journal.header.fileSize) {
+      await target.close();
+      throw new SluiceError('JOURNAL_INVALID', `${journal.path}: ${basename(file)} changed size since its journal was checked; left as it is`);
+    }
+  } catch (e) {
+    await source.close();
+    throw e;
+  }
   let bytes = 0;
   try {
     let at = journal.dataStart;

@@ -2,15 +2,16 @@
 // nothing, cost proportional to the bytes replaced), or delete/rename tensors by an atomic
 // rewrite. Works on one file, a directory, or a sharded index (each tensor in its shard).
 
-import { stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { lstat, stat } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
 import { resolveDirectory, SAFETENSORS_INDEX } from '../../checkpoint/resolve.js';
 import type { Checkpoint } from '../../checkpoint/types.js';
 import { SluiceError } from '../../errors.js';
 import { fileError, FileSource } from '../../io/file-source.js';
 import { acquireLock, type FileLock, type LockOptions } from '../../io/file-lock.js';
 import { SafetensorsFile } from './file.js';
-import { parseShardIndex } from '../shard-index.js';
+import { MAX_INDEX_BYTES, parseShardIndex } from '../shard-index.js';
+import { ModelFolder } from '../../io/model-folder.js';
 import { ShardedSafetensors } from './sharded.js';
 import { commitInPlace, type PlannedWrite, recoverFile, type RecoveryReport } from './transaction.js';
 import { rewriteShards } from './rewrite.js';
@@ -37,6 +38,8 @@ export interface UpdateReport {
 
 /** The files of a local safetensors checkpoint, as an update must lock them. */
 export interface Target {
+  /** The checkpoint's folder: journals and records may name nothing outside it. */
+  root: string;
   /** The index, when the checkpoint has one. */
   index: string | null;
   files: string[];
@@ -57,12 +60,38 @@ export async function resolveTarget(path: string): Promise<Target> {
   }
   if (files.length === 1 && files[0].endsWith('.json')) {
     const index = files[0];
-    const source = await FileSource.open(index);
-    const parsed = parseShardIndex(await source.read(0, source.size), index).shards;
-    await source.close();
-    return { index, files: parsed.map((s) => join(dirname(index), s)) };
+    const root = dirname(index);
+    const source = await FileSource.open(index, { noFollow: true });
+    if (source.size > MAX_INDEX_BYTES) {
+      await source.close();
+      throw new SluiceError('INVALID_INDEX', `${index}: ${source.size} bytes is too large for a shard index`);
+    }
+    const parsed = parseShardIndex(await source.read(0, source.size).finally(() => source.close()), index).shards;
+    const shards = parsed.map((s) => join(root, s));
+    await checkWritable(root, shards);
+    return { root, index, files: shards };
   }
-  return { index: null, files };
+  const root = info.isDirectory() ? path : dirname(path);
+  await checkWritable(root, files);
+  return { root, index: null, files };
+}
+
+/**
+ * An update writes only regular files inside the checkpoint's folder, never through a
+ * symlink: a symlink in a folder (an HF cache snapshot is made of them) would redirect the
+ * write to wherever it points. Update a real copy instead (`sluice convert`).
+ */
+async function checkWritable(root: string, files: string[]): Promise<void> {
+  const folder = await ModelFolder.open(root);
+  for (const file of files) {
+    const info = await lstat(file).catch((e: unknown) => {
+      throw fileError(file, e);
+    });
+    if (info.isSymbolicLink()) {
+      throw new SluiceError('UNSAFE_PATH', `${file}: is a symlink; updates write only regular files, never through a symlink (update a copy: sluice convert)`);
+    }
+    await folder.resolve(relative(root, file));
+  }
 }
 
 /** Recovers (if needed) every file of `path` under its lock and reports what it did. */
@@ -160,9 +189,10 @@ async function openLocked(target: Target): Promise<LockedCheckpoint> {
   let shards: SafetensorsFile[];
   if (target.index) {
     const dir = dirname(target.index);
-    shards = (await ShardedSafetensors.fromIndex(await FileSource.open(target.index), (n) => FileSource.open(join(dir, n)))).shards;
+    const open = (file: string) => FileSource.open(file, { noFollow: true });
+    shards = (await ShardedSafetensors.fromIndex(await open(target.index), (n) => open(join(dir, n)))).shards;
   } else {
-    shards = [...(await ShardedSafetensors.fromFiles(await Promise.all(target.files.map((f) => FileSource.open(f))))).shards];
+    shards = [...(await ShardedSafetensors.fromFiles(await Promise.all(target.files.map((f) => FileSource.open(f, { noFollow: true }))))).shards];
   }
   const owner = new Map<string, SafetensorsFile>();
   for (const s of shards) for (const t of s.header.tensors) owner.set(t.name, s);
@@ -172,7 +202,7 @@ async function openLocked(target: Target): Promise<LockedCheckpoint> {
 async function recoverAll(target: Target): Promise<RecoveryReport[]> {
   const out: RecoveryReport[] = [];
   for (const file of target.files) {
-    const r = await recoverFile(file);
+    const r = await recoverFile(file, target.root);
     if (r) out.push(r);
   }
   return out;

@@ -1,7 +1,7 @@
 // Crash safety of in-place updates, by killing a real updater: update-worker.mjs (the
 // compiled code, in a child process) loops updates of a 64 MiB file alternating between
 // patches A and B (2 tensors, 24 MiB); the test SIGKILLs it at seeded random moments and,
-// after each kill, opens the file the way every reader does (openCheckpoint, which rolls an
+// after each kill, recovers (recoverCheckpoint, as `update --recover`, which rolls an
 // interrupted update back) and checks the sha256 of the WHOLE file: it must be exactly the
 // initial version, A or B — more precisely the version of the last update the worker
 // reported done, or of the one after it (committed, killed before it could say so). No lock
@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openCheckpoint } from '../../../src/checkpoint/open-path.js';
+import { recoverCheckpoint } from '../../../src/formats/safetensors/update.js';
 import { journalPathOf } from '../../../src/formats/safetensors/journal.js';
 import { writeShardedSafetensors } from '../../../src/formats/safetensors/sharded-writer.js';
 import { writeSafetensors } from '../../../src/formats/safetensors/write-file.js';
@@ -153,10 +154,13 @@ async function crashLoop(run: CrashRun, rng: () => number): Promise<Record<strin
       count(`  journal present, files held ${held === before.join() ? 'old bytes' : held === after.join() ? 'new bytes' : 'a torn mix'}`);
     }
 
-    // Recover as every reader does, then check the whole files.
+    // A reader refuses the interrupted state (it never writes); recovery, as
+    // `sluice update --recover` does it, then leaves whole files that a reader opens.
+    if (seen.journals) await expect(openCheckpoint(run.target)).rejects.toMatchObject({ code: 'JOURNAL_PENDING' });
+    await recoverCheckpoint(run.target, { timeoutMs: 5_000 });
     const ckpt = await openCheckpoint(run.target);
     await ckpt.close();
-    expect(onDisk(dir).journals, 'a journal survived openCheckpoint').toBe(0);
+    expect(onDisk(dir).journals, 'a journal survived recovery').toBe(0);
     const now = run.files.map((f) => sha(readFileSync(f)));
     const ok = now.join() === before.join() || now.join() === after.join();
     expect(ok, `kill ${k} (seed ${SEED}, ${phase}): files are ${name(now)}, expected ${name(before)} or ${name(after)}`).toBe(true);
