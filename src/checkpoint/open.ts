@@ -4,7 +4,7 @@
 
 import { SluiceError } from '../errors.js';
 import type { ByteSource, SourceOpener } from '../io/byte-source.js';
-import { UrlSource, type UrlSourceOptions, urlSibling } from '../io/url-source.js';
+import { UrlSource, type UrlSourceOptions, urlOpener } from '../io/url-source.js';
 import { PytorchCheckpoint } from '../formats/pytorch/checkpoint.js';
 import { SafetensorsFile } from '../formats/safetensors/file.js';
 import { ShardedCheckpoint } from '../formats/sharded.js';
@@ -41,10 +41,14 @@ export function isUrl(s: string): boolean {
   return /^https?:\/\//i.test(s);
 }
 
-/** A checkpoint behind an HTTP(S) URL: a checkpoint file or a shard index. */
+/**
+ * A checkpoint behind an HTTP(S) URL: a checkpoint file or a shard index. An index's shard
+ * names are untrusted: urlOpener keeps them in the index's folder on its origin, and the
+ * caller's headers (a token) never leave that origin, redirects included (io/http.ts).
+ */
 export async function openCheckpointUrl(url: string, options: UrlSourceOptions = {}): Promise<Checkpoint> {
   const source = await UrlSource.open(url, options);
-  return openCheckpointSource(source, (name) => UrlSource.open(urlSibling(url, name), options));
+  return openCheckpointSource(source, urlOpener(url, options));
 }
 
 function baseName(name: string): string {

@@ -99,7 +99,7 @@ export class UrlSource implements ByteSource {
   }
 
   /** The file `relativeName` next to this one (a shard next to its index), same options. */
-  openSibling(relativeName: string): Promise<UrlSource> {
+  async openSibling(relativeName: string): Promise<UrlSource> {
     return UrlSource.open(urlSibling(this.name, relativeName), this.options);
   }
 
@@ -178,7 +178,7 @@ export class UrlSource implements ByteSource {
 
 /** A SourceOpener for the files next to `url` (shards next to their index). */
 export function urlOpener(url: string | URL, options: UrlSourceOptions = {}): SourceOpener {
-  return (relativeName) => UrlSource.open(urlSibling(url, relativeName), options);
+  return async (relativeName) => UrlSource.open(urlSibling(url, relativeName), options);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -86,4 +86,18 @@ describe('checkpoints over HTTP', () => {
     expect(stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(stderr).toMatch(/^sluice: .*Range/);
   });
+
+  it('an index naming shards outside its folder: refused in one line, nothing fetched there', async () => {
+    const names = ['.\n./.\n./secret/model.safetensors', '%2e%2e/%2e%2e/secret/model.safetensors', 'sub/..\t/../secret/model.safetensors'];
+    for (const name of names) {
+      server.set('/repo/evil.index.json', new TextEncoder().encode(JSON.stringify({ weight_map: { [a.name]: name } })));
+      server.set('/secret/model.safetensors', shard1);
+      server.resetStats();
+      const { code, stderr } = await runCli(['inspect', server.url('/repo/evil.index.json')]);
+      expect(code).toBe(1);
+      expect(stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(stderr).toContain(server.url('/repo/evil.index.json'));
+      expect(server.requests.map((r) => r.path)).toEqual(['/repo/evil.index.json']);
+    }
+  });
 });

@@ -46,7 +46,8 @@ describe('cachedFetch', () => {
     expect(await cachedFetch(server.url('/m/none.json'), cache)).toBeNull();
     expect(await cachedFetch(server.url('/m/none.json'), cache)).toBeNull();
     expect(server.requests.filter((r) => r.path === '/m/none.json')).toHaveLength(1);
-    await expect(cachedFetch(server.url('/m/gone.json'), cache)).rejects.toThrow(/\/m\/gone\.json: HTTP 500/);
+    await expect(cachedFetch(server.url('/m/gone.json'), cache, { retryDelayMs: 1 })).rejects.toThrow(/\/m\/gone\.json: HTTP 500 Internal Server Error \(gave up after 4 attempts\)/);
+    expect(server.requests.filter((r) => r.path === '/m/gone.json')).toHaveLength(4);
     expect([...cache.entries.keys()]).toEqual([server.url('/m/none.json')]);
   });
 

@@ -153,4 +153,26 @@ describe('openModelFromUrl', () => {
       again.dispose();
     }
   });
+
+  it('url.headers go to every file on the base URL\u2019s origin; an index cannot lead the cache out of the folder', async () => {
+    const files: Record<string, Uint8Array> = {};
+    for (const name of readdirSync(chatDir)) files[`/models/gqa/${name}`] = new Uint8Array(readFileSync(join(chatDir, name)));
+    // %2e%2e is `..` to the URL parser, though no dot segment to a file system's checks.
+    const index = { weight_map: { 'model.norm.weight': '%2e%2e/secret/model.safetensors' } };
+    files['/models/gqa/model.safetensors.index.json'] = new TextEncoder().encode(JSON.stringify(index));
+    files['/models/secret/model.safetensors'] = files['/models/gqa/model.safetensors'];
+    const server = await TestServer.start(files);
+    try {
+      const url = { headers: { Authorization: 'Bearer t0k' } };
+      for (const cache of [undefined, new MemoryCache()]) {
+        server.resetStats();
+        await expect(openModelFromUrl(server.url('/models/gqa'), gpu.device, { cache, url })).rejects.toThrow(/refusing sibling name "%2e%2e\/secret\/model.safetensors"/);
+        expect(server.requests.length).toBeGreaterThan(3);
+        expect(server.requests.filter((r) => r.path.includes('secret'))).toEqual([]);
+        expect(server.requests.every((r) => r.headers.authorization === 'Bearer t0k')).toBe(true);
+      }
+    } finally {
+      await server.close();
+    }
+  });
 });

@@ -1,7 +1,8 @@
 // A small local HTTP server for source tests: serves byte buffers by path on 127.0.0.1
 // (port 0, so parallel test files never collide), with switches for the ways real servers
-// and CDNs misbehave: no Range support, failures, slow or short responses, files that
-// change between requests. Every request is recorded so tests can assert what was asked.
+// and CDNs misbehave: no Range support, failures, slow, stalled, dripping or short
+// responses, files that change between requests. Every request is recorded so tests can
+// assert what was asked.
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -21,6 +22,10 @@ export interface TestServerOptions {
   delayMs?: number;
   /** Send this many bytes fewer than the Content-Range says, ending the body cleanly. */
   shortBy?: number;
+  /** Hang up nothing and answer nothing: no headers ever ('headers'), or headers then no body ('body'). */
+  hang?: 'headers' | 'body';
+  /** Send the body one byte every `dripMs` ms (a server that trickles, never idle long). */
+  dripMs?: number;
   /** Runs before each request is answered: mutate files here to simulate a changing source. */
   beforeServe?: (request: RecordedRequest, server: TestServer) => void;
 }
@@ -122,6 +127,7 @@ export class TestServer {
       const o = this.options;
       o.beforeServe?.(rec, this);
       if (o.delayMs) await new Promise((r) => setTimeout(r, o.delayMs));
+      if (o.hang === 'headers') return; // the finally below waits for the client to hang up
       const file = this.files.get(path);
       const forced = o.status?.[path];
       if (this.requests.length <= (o.failFirst ?? 0)) {
@@ -144,7 +150,13 @@ export class TestServer {
       // A short body goes out chunked so the client sees a clean end, not a broken socket.
       if (!(range && o.shortBy)) head['content-length'] = String(body.length);
       res.writeHead(rec.status, head);
-      for (let i = 0; i < body.length && !closed; i += WRITE_CHUNK) {
+      if (o.hang === 'body') return void res.flushHeaders();
+      for (let i = 0; o.dripMs && i < body.length && !closed; i++) {
+        rec.bytesSent++;
+        res.write(body.subarray(i, i + 1));
+        await new Promise((r) => setTimeout(r, o.dripMs));
+      }
+      for (let i = 0; i < body.length && !closed && !o.dripMs; i += WRITE_CHUNK) {
         const piece = body.subarray(i, i + WRITE_CHUNK);
         rec.bytesSent += piece.length;
         if (!res.write(piece)) await drainOrClose(res);
