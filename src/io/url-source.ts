@@ -5,6 +5,11 @@
 // size), reads inside those bytes are free, and a read past them is ceil(n / chunkSize)
 // ranged requests, at most `concurrency` in flight per source. A safetensors header under
 // 64 KiB therefore costs one request, a bigger one two.
+//
+// Every request goes through http.ts: it cannot hang (header timeout, minimum transfer
+// rate, a retry budget of 85 s by default), and the `headers` option (a token) is sent to
+// this URL's origin only, never along a redirect to another. Shard names next to an index
+// are untrusted and resolved by url-sibling.ts.
 
 import { SluiceError } from '../errors.js';
 import type { ByteSource, SourceOpener } from './byte-source.js';
@@ -176,13 +181,13 @@ export class UrlSource implements ByteSource {
   }
 }
 
-/** A SourceOpener for the files next to `url` (shards next to their index). */
+/** A SourceOpener for the files next to `url` (shards next to their index); bad names reject. */
 export function urlOpener(url: string | URL, options: UrlSourceOptions = {}): SourceOpener {
   return async (relativeName) => UrlSource.open(urlSibling(url, relativeName), options);
 }
 
 // ---------------------------------------------------------------------------------------
-// Requests, statuses, retries
+// Requests and statuses (timeouts, retries and redirects: http.ts)
 
 /** One ranged GET of bytes first..last, inside `attempt` (its timeouts, its redirects). */
 function get(s: Settings, attempt: Attempt, first: number, last: number): Promise<Response> {
