@@ -20,6 +20,8 @@ export interface ZipEntrySpec {
   method?: number;
   /** Pad the local extra field ("FB" + 'Z's, as torch does) so the data starts at a multiple of this. */
   align?: number;
+  /** `data` is already raw deflate (method 8), written as is: give `size` and `crc` of what it inflates to. */
+  raw?: boolean;
   /** General purpose flags; default 0x0808 when the name is a string (UTF-8 + data descriptor, like torch), 0 for raw bytes. */
   flags?: number;
   /** Lies written into the central record. */
@@ -97,7 +99,7 @@ export function buildZipParts(specs: readonly ZipEntrySpec[], options: ZipOption
     const flags = spec.flags ?? (typeof spec.name === 'string' ? 0x0808 : 0);
     const method = spec.method ?? 0;
     const raw = spec.data;
-    const stored: ZipPart = method === 8 && typeof raw !== 'number' ? new Uint8Array(deflateRawSync(raw)) : raw;
+    const stored: ZipPart = method === 8 && typeof raw !== 'number' && !spec.raw ? new Uint8Array(deflateRawSync(raw)) : raw;
     const size = typeof raw === 'number' ? raw : raw.byteLength;
     const csize = typeof stored === 'number' ? stored : stored.byteLength;
     const crc = typeof raw === 'number' ? 0 : crc32(raw);

@@ -5,19 +5,18 @@
 // steps, offsets) are gathered, big-endian storages swapped.
 
 import type { Checkpoint, SliceRanges, TensorInfo, TensorSlice } from '../../checkpoint/types.js';
-import { SluiceError } from '../../errors.js';
+import { quote, SluiceError } from '../../errors.js';
 import type { ByteSource } from '../../io/byte-source.js';
 import { copyInto } from '../../io/range.js';
 import { dtypeBytes } from '../dtypes.js';
 import { checkTensorRange, planSlice } from '../slice.js';
+import { MAX_BYTEORDER_BYTES, MAX_OVERLAP_BYTES, MAX_PICKLE_BYTES } from './limits.js';
 import { isContiguous, stridedIndices, swapBytes } from './strided.js';
 import type { TensorRef } from './types.js';
 import { unpickle } from './unpickler.js';
 import { findTensors } from './walk.js';
 import { type ZipEntry, ZipReader } from './zip.js';
 
-/** data.pkl holds structure, not weights: beyond this it is not a checkpoint's pickle. */
-const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
 
 interface Located {
   ref: TensorRef;
@@ -49,16 +48,19 @@ export class PytorchCheckpoint implements Checkpoint {
       const root = zip.root();
       const pickleEntry = zip.entry(`${root}data.pkl`);
       if (!pickleEntry) throw new SluiceError('INVALID_ZIP', `${source.name}: a zip, but not a torch.save checkpoint (no ${root}data.pkl)`);
-      if (pickleEntry.size > MAX_PICKLE_BYTES) throw new SluiceError('INVALID_PICKLE', `${source.name}: data.pkl is ${pickleEntry.size} bytes, too large`);
+      // Both entries are refused by their declared size before a byte is inflated; `read`
+      // stops inflating as soon as the output passes that size, in case it lies.
+      const pkl = await zip.read(pickleEntry, tooBig(source.name, pickleEntry, MAX_PICKLE_BYTES, 'a checkpoint\'s pickle'));
       const order = zip.entry(`${root}byteorder`);
-      const byteorder = order ? new TextDecoder().decode(await zip.read(order)).trim() : 'little';
+      const byteorder = order ? new TextDecoder().decode(await zip.read(order, tooBig(source.name, order, MAX_BYTEORDER_BYTES, '"little" or "big"'))).trim() : 'little';
       if (byteorder !== 'little' && byteorder !== 'big') {
-        throw new SluiceError('INVALID_ZIP', `${source.name}: unknown byteorder ${JSON.stringify(byteorder)}`);
+        throw new SluiceError('INVALID_ZIP', `${source.name}: unknown byteorder ${quote(byteorder)}`);
       }
-      const value = unpickle(await zip.read(pickleEntry), { name: source.name });
-      const { tensors, metadata } = findTensors(value);
+      const value = unpickle(pkl, { name: source.name });
+      const { tensors, metadata } = findTensors(value, source.name);
       const located = new Map<string, Located>();
-      for (const [name, ref] of tensors) located.set(name, locate(source.name, zip, root, name, ref));
+      const overlap = { bytes: 0 };
+      for (const [name, ref] of tensors) located.set(name, locate(source.name, zip, root, name, ref, overlap));
       return new PytorchCheckpoint(zip, source, located, metadata, byteorder === 'big');
     } catch (e) {
       await source.close().catch(() => {});
@@ -122,7 +124,7 @@ export class PytorchCheckpoint implements Checkpoint {
 
   async slice(name: string, ranges: SliceRanges): Promise<TensorSlice> {
     const t = this.get(name);
-    const plan = planSlice(`${this.source.name}: tensor ${JSON.stringify(name)}`, t.ref.shape, t.elementBytes, ranges);
+    const plan = planSlice(`${this.source.name}: tensor ${quote(name)}`, t.ref.shape, t.elementBytes, ranges);
     const data = new Uint8Array(plan.byteLength);
     let at = 0;
     for (const run of plan.runs) {
@@ -138,33 +140,60 @@ export class PytorchCheckpoint implements Checkpoint {
 
   private get(name: string): Located {
     const t = this.located.get(name);
-    if (!t) throw new SluiceError('TENSOR_NOT_FOUND', `${this.source.name}: no tensor named ${JSON.stringify(name)}`);
+    if (!t) throw new SluiceError('TENSOR_NOT_FOUND', `${this.source.name}: no tensor named ${quote(name)}`);
     return t;
   }
 }
 
-/** Checks a tensor against its storage entry before anything reads it. */
-function locate(file: string, zip: ZipReader, root: string, name: string, ref: TensorRef): Located {
-  const where = `${file}: tensor ${JSON.stringify(name)}`;
+/** An entry's declared size must be within `limit`; returns `limit` for `ZipReader.read`. */
+function tooBig(file: string, entry: ZipEntry, limit: number, holds: string): number {
+  if (entry.size > limit) {
+    throw new SluiceError('INVALID_ZIP', `${file}: zip entry ${quote(entry.name)} inflates to ${entry.size} bytes, more than the ${limit} sluice reads for ${holds}`);
+  }
+  return limit;
+}
+
+/**
+ * Checks a tensor against its storage entry before anything reads it, and bounds its
+ * logical size: a view may only read bytes its storage holds, and views that overlap
+ * themselves (stride 0) may add at most MAX_OVERLAP_BYTES in all (`overlap` counts them
+ * across the checkpoint), so reading every tensor costs at most the file plus 1 GiB.
+ */
+function locate(file: string, zip: ZipReader, root: string, name: string, ref: TensorRef, overlap: { bytes: number }): Located {
+  const where = `${file}: tensor ${quote(name)}`;
+  const storage = quote(ref.storage.key);
   const es = dtypeBytes(ref.storage.dtype);
   if (es === undefined) throw new SluiceError('UNSUPPORTED_DTYPE', `${where}: ${ref.storage.dtype} is not byte-addressable`);
   const entry = zip.entry(`${root}data/${ref.storage.key}`);
-  if (!entry) throw new SluiceError('INVALID_ZIP', `${where}: its storage ${root}data/${ref.storage.key} is missing`);
+  if (!entry) throw new SluiceError('INVALID_ZIP', `${where}: its storage ${quote(`${root}data/${ref.storage.key}`)} is missing`);
   if (entry.method !== 0) {
     throw new SluiceError('UNSUPPORTED_FORMAT', `${where}: its storage is compressed; torch.save writes them stored (re-save it with torch.save)`);
   }
   if (entry.size < ref.storage.numel * es) {
-    throw new SluiceError('INVALID_ZIP', `${where}: storage ${ref.storage.key} holds ${entry.size} bytes, less than its ${ref.storage.numel} × ${ref.storage.dtype}`);
+    throw new SluiceError('INVALID_ZIP', `${where}: storage ${storage} holds ${entry.size} bytes, less than its ${ref.storage.numel} × ${ref.storage.dtype}`);
   }
+  const view = () => `its view (offset ${ref.storageOffset}, shape [${ref.shape}], stride [${ref.stride}])`;
   const numel = ref.shape.reduce((a, b) => a * b, 1);
+  const byteLength = numel * es;
   if (numel > 0) {
     const last = ref.storageOffset + ref.shape.reduce((a, d, i) => a + (d - 1) * ref.stride[i], 0);
     const lowest = ref.storageOffset + ref.shape.reduce((a, d, i) => a + Math.min(0, (d - 1) * ref.stride[i]), 0);
     if (lowest < 0 || last >= ref.storage.numel) {
-      throw new SluiceError('INVALID_PICKLE', `${where}: its view (offset ${ref.storageOffset}, shape [${ref.shape}], stride [${ref.stride}]) reads past its storage of ${ref.storage.numel} elements`);
+      throw new SluiceError('INVALID_PICKLE', `${where}: ${view()} reads past its storage of ${ref.storage.numel} elements`);
+    }
+    // Elements beyond the span it reads can only be repeats: an overlapping view.
+    const extra = byteLength - (last - lowest + 1) * es;
+    if (extra > 0) {
+      overlap.bytes += extra;
+      if (!Number.isSafeInteger(byteLength) || overlap.bytes > MAX_OVERLAP_BYTES) {
+        throw new SluiceError(
+          'INVALID_PICKLE',
+          `${where}: ${view()} is an overlapping view of ${byteLength} bytes over ${(last - lowest + 1) * es} bytes of storage ${storage}; sluice reads at most ${MAX_OVERLAP_BYTES} bytes of repeats in all`,
+        );
+      }
     }
   }
-  return { ref, elementBytes: es, byteLength: numel * es, contiguous: isContiguous(ref.shape, ref.stride), entry };
+  return { ref, elementBytes: es, byteLength, contiguous: isContiguous(ref.shape, ref.stride), entry };
 }
 
 /**

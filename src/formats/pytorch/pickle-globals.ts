@@ -6,8 +6,9 @@
 // opcode itself. Python equivalent of the allow-list:
 //   torch.load(f, weights_only=True), minus numpy, minus every tensor subclass.
 
-import { SluiceError } from '../../errors.js';
+import { quote, SluiceError } from '../../errors.js';
 import type { Dtype } from '../dtypes.js';
+import { MAX_RANK } from './limits.js';
 import type { PickleGlobal, PickleTuple, PickleValue, StorageRef, TensorRef } from './types.js';
 
 /** How a stand-in reports a malformed call: INVALID_PICKLE naming the file and byte. */
@@ -137,7 +138,7 @@ export function persistentLoad(pid: PickleValue, storages: Map<string, StorageRe
   const seen = storages.get(key);
   if (seen) {
     if (seen.dtype !== dtype || seen.numel !== n) {
-      site.fail(`storage ${JSON.stringify(key)} appears as ${seen.numel} × ${seen.dtype} and as ${n} × ${dtype}`);
+      site.fail(`storage ${quote(key)} appears as ${seen.numel} × ${seen.dtype} and as ${n} × ${dtype}`);
     }
     return seen;
   }
@@ -332,10 +333,11 @@ function count(v: PickleValue | undefined, site: Site, what: string): number {
   return v;
 }
 
-/** A tuple (or list) of counts. */
+/** A tuple (or list) of counts: a shape or strides, so at most MAX_RANK (checked before copying). */
 function ints(v: PickleValue | undefined, site: Site, what: string): number[] {
   const items = Array.isArray(v) ? v : isKind(v, 'tuple') ? v.items : undefined;
   if (!items) site.fail(`${what} is ${describe(v)}, not a tuple of ints`);
+  if (items.length > MAX_RANK) site.fail(`${what} has ${items.length} dimensions, more than ${MAX_RANK}`);
   return items.map((d) => count(d, site, `${what} entry`));
 }
 

@@ -6,7 +6,10 @@
 // Bounded for hostile input: every length is checked against the bytes left before
 // anything is allocated; the stack, the memo and container nesting have limits; each
 // opcode consumes at least one byte and nothing jumps back, so the loop ends within
-// `bytes.length` steps. Every failure is a SluiceError; results share references as the
+// `bytes.length` steps. What those steps may build is bounded too (limits.ts): objects
+// created, container items in all, one container's length, tensors, bytes made, so a
+// few MB of opcodes cannot fill the heap (an empty dict is one byte of pickle and ~250
+// bytes of memory), nor can set() / bytearray() copy a shared object a million times. Every failure is a SluiceError; results share references as the
 // pickle does (a memo GET is the same object, never a copy).
 //
 // Values: lists → arrays, tuples → PickleTuple, dicts and OrderedDicts → Map (insertion
@@ -28,6 +31,7 @@ import {
   callGlobal, constructGlobal, describe, escapeDecode, intFromBytes, isKind, persistentLoad, printable, pyFloat, pyInt,
   rawUnicodeEscape, resolveGlobal, type Site,
 } from './pickle-globals.js';
+import { MAX_BYTES, MAX_CONTAINER, MAX_ITEMS, MAX_OBJECTS, MAX_TENSORS } from './limits.js';
 import type { PickleDict, PickleGlobal, PickleTuple, PickleValue, StorageRef } from './types.js';
 
 export interface UnpickleOptions {
@@ -41,9 +45,22 @@ export interface UnpickleOptions {
   maxDepth?: number;
   /** Opcodes. The input length bounds them anyway; this is a second fuse. */
   maxOps?: number;
+  /** Containers, tensors, storages and bytes objects created. */
+  maxObjects?: number;
+  /** Items put into containers, in all (a dict entry counts 2). */
+  maxItems?: number;
+  /** Items of one container. */
+  maxContainer?: number;
+  /** Tensors rebuilt (torch._utils._rebuild_tensor*). */
+  maxTensors?: number;
+  /** Bytes of bytes / bytearray objects made, in all. */
+  maxBytes?: number;
 }
 
-const DEFAULTS = { maxMemo: 1_000_000, maxStack: 1_000_000, maxDepth: 1000, maxOps: 100_000_000 };
+const DEFAULTS: Required<Omit<UnpickleOptions, 'name'>> = {
+  maxMemo: 1_000_000, maxStack: 1_000_000, maxDepth: 1000, maxOps: 100_000_000,
+  maxObjects: MAX_OBJECTS, maxItems: MAX_ITEMS, maxContainer: MAX_CONTAINER, maxTensors: MAX_TENSORS, maxBytes: MAX_BYTES,
+};
 
 /** Python 3.11 refuses int() of longer decimal strings; so do we (and BigInt stays cheap). */
 const MAX_DECIMAL_DIGITS = 4300;
@@ -54,8 +71,8 @@ const MAX_STR_BYTES = 2 ** 28;
 
 /** Parses a pickle into plain data. Throws SluiceError: INVALID_PICKLE, UNSAFE_PICKLE, UNSUPPORTED_DTYPE. */
 export function unpickle(bytes: Uint8Array, options: UnpickleOptions): PickleValue {
-  const { name, maxMemo = DEFAULTS.maxMemo, maxStack = DEFAULTS.maxStack, maxDepth = DEFAULTS.maxDepth, maxOps = DEFAULTS.maxOps } = options;
-  return new Machine(bytes, { name, maxMemo, maxStack, maxDepth, maxOps }).run();
+  const limits = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)), name: options.name };
+  return new Machine(bytes, limits).run();
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -75,6 +92,7 @@ class Machine implements Site {
   private frameEnd = 0; // an opcode that starts before it must end by it
   private readonly storages = new Map<string, StorageRef>();
   private readonly globals = new Map<string, PickleGlobal>();
+  private readonly made = { objects: 0, items: 0, tensors: 0, bytes: 0 }; // against limits.max*
 
   constructor(
     private readonly b: Uint8Array,
@@ -151,14 +169,14 @@ class Machine implements Site {
         case 0x58: this.push(this.decode(this.bytes(this.u32()))); break; // BINUNICODE
         case 0x8c: this.push(this.decode(this.bytes(this.u8()))); break; // SHORT_BINUNICODE
         case 0x8d: this.push(this.decode(this.bytes(this.u64()))); break; // BINUNICODE8
-        case 0x42: this.push(this.bytes(this.u32()).slice()); break; // BINBYTES
-        case 0x43: this.push(this.bytes(this.u8()).slice()); break; // SHORT_BINBYTES
+        case 0x42: this.push(this.newBytes(this.bytes(this.u32()).slice())); break; // BINBYTES
+        case 0x43: this.push(this.newBytes(this.bytes(this.u8()).slice())); break; // SHORT_BINBYTES
         case 0x8e: // BINBYTES8
-        case 0x96: this.push(this.bytes(this.u64()).slice()); break; // BYTEARRAY8
+        case 0x96: this.push(this.newBytes(this.bytes(this.u64()).slice())); break; // BYTEARRAY8
         case 0x97: // NEXT_BUFFER
         case 0x98: this.fail('out-of-band buffers (protocol 5 NEXT_BUFFER) are not supported'); // READONLY_BUFFER
         // ─── containers ────────────────────────────────────────────────────────────────
-        case 0x5d: this.push([]); break; // EMPTY_LIST
+        case 0x5d: this.push(this.object([])); break; // EMPTY_LIST
         case 0x8f: this.push(this.set([], 'set')); break; // EMPTY_SET
         case 0x61: this.extend([this.pop()], 'list'); break; // APPEND
         case 0x65: this.extend(this.popMark(), 'list'); break; // APPENDS
@@ -170,8 +188,8 @@ class Machine implements Site {
         case 0x85: // TUPLE1
         case 0x86: // TUPLE2
         case 0x87: this.push(this.tuple(this.pops(op - 0x84))); break; // TUPLE3
-        case 0x7d: this.push(new Map()); break; // EMPTY_DICT
-        case 0x64: this.push(this.setItems(new Map(), this.popMark())); break; // DICT
+        case 0x7d: this.push(this.object(new Map())); break; // EMPTY_DICT
+        case 0x64: this.push(this.setItems(this.object(new Map()), this.popMark())); break; // DICT
         case 0x73: this.addItems(this.pops(2)); break; // SETITEM
         case 0x75: this.addItems(this.popMark()); break; // SETITEMS
         // ─── memo ──────────────────────────────────────────────────────────────────────
@@ -217,7 +235,12 @@ class Machine implements Site {
           break;
         }
         case 0x62: this.build(this.pop(), this.top()); break; // BUILD
-        case 0x51: this.push(persistentLoad(this.pop(), this.storages, this)); break; // BINPERSID
+        case 0x51: { // BINPERSID
+          const known = this.storages.size;
+          const storage = persistentLoad(this.pop(), this.storages, this);
+          this.push(this.storages.size > known ? this.object(storage) : storage);
+          break;
+        }
         case 0x50: this.line(); this.fail('PERSID (a text persistent id): torch.save writes tuple ids'); // PERSID
         case 0x82: // EXT1
         case 0x83: // EXT2
@@ -371,9 +394,30 @@ class Machine implements Site {
   }
 
   /** A new container over existing values. */
-  private adopt<T extends object>(container: T, children: Iterable<PickleValue>): T {
+  private adopt<T extends object>(container: T, children: PickleValue[]): T {
+    this.object(container);
+    this.grow(children.length, children.length);
     for (const c of children) this.nest(container, c);
     return container;
+  }
+
+  /** Counts a created object against maxObjects. */
+  private object<T>(v: T): T {
+    if (++this.made.objects > this.limits.maxObjects) this.fail(`more than ${this.limits.maxObjects} objects (containers, tensors, storages, bytes)`);
+    return v;
+  }
+
+  private newBytes(b: Uint8Array): Uint8Array {
+    this.made.bytes += b.byteLength;
+    if (this.made.bytes > this.limits.maxBytes) this.fail(`more than ${this.limits.maxBytes} bytes of bytes objects`);
+    return this.object(b);
+  }
+
+  /** Counts `added` items against maxItems, for a container that will hold `length`. */
+  private grow(added: number, length: number): void {
+    this.made.items += added;
+    if (this.made.items > this.limits.maxItems) this.fail(`more than ${this.limits.maxItems} container items`);
+    if (length > this.limits.maxContainer) this.fail(`a container of more than ${this.limits.maxContainer} items`);
   }
 
   private list(items: PickleValue[]): PickleValue[] {
@@ -392,7 +436,7 @@ class Machine implements Site {
 
   /** A set or frozenset (an array here) of existing values. */
   private set(items: PickleValue[], kind: 'set' | 'frozenset'): PickleValue[] {
-    const out: PickleValue[] = [];
+    const out: PickleValue[] = this.object([]);
     this.sets.set(out, { kind, seen: new Set() });
     this.addToSet(out, items);
     return out;
@@ -401,6 +445,7 @@ class Machine implements Site {
   /** set.add: items must be hashable; equal primitives (1, 1.0, True) are added once. */
   private addToSet(target: PickleValue[], items: PickleValue[]): void {
     const { kind, seen } = this.sets.get(target)!;
+    this.grow(items.length, target.length + items.length);
     for (const v of items) {
       this.hashable(v, `${kind} item`);
       if (typeof v !== 'object' || v === null) {
@@ -432,6 +477,7 @@ class Machine implements Site {
     const list = target as PickleValue[];
     this.mutable(list);
     if (as === 'set') return this.addToSet(list, items);
+    this.grow(items.length, list.length + items.length);
     for (const v of items) {
       this.nest(list, v);
       list.push(v);
@@ -448,6 +494,7 @@ class Machine implements Site {
     if (!(target instanceof Map)) this.fail(`SETITEM on ${describe(target)}`);
     if (items.length % 2) this.fail('odd number of items for a dict');
     this.mutable(target);
+    this.grow(items.length, 2 * target.size + items.length);
     for (let i = 0; i < items.length; i += 2) {
       let k = items[i];
       this.hashable(k, 'dict key');
@@ -489,8 +536,13 @@ class Machine implements Site {
     if (!isKind(f, 'global')) this.fail(`a call of ${describe(f)}, which is not an allow-listed global`);
     const out = how(f, args, this);
     // A fresh container from a stand-in: record its depth (the only arrays are set() and frozenset()).
+    // Stand-ins copy at most one container (maxContainer items) before this counts it.
     if (Array.isArray(out)) return this.set(out, f.name === 'frozenset' ? 'frozenset' : 'set');
     if (isKind(out, 'tuple')) return this.tuple(out.items);
-    return out;
+    if (out instanceof Uint8Array) return this.newBytes(out);
+    if (isKind(out, 'tensor') && f.name.startsWith('_rebuild_tensor') && ++this.made.tensors > this.limits.maxTensors) {
+      this.fail(`more than ${this.limits.maxTensors} tensors`);
+    }
+    return typeof out === 'object' && out !== null ? this.object(out) : out;
   }
 }

@@ -10,7 +10,7 @@
 //   [ZIP64 EOCD record 56][ZIP64 EOCD locator 20]   (torch writes these always)
 //   [EOCD 22 + comment]
 
-import { SluiceError } from '../../errors.js';
+import { quote, SluiceError } from '../../errors.js';
 import type { ByteSource } from '../../io/byte-source.js';
 
 export interface ZipEntry {
@@ -100,15 +100,23 @@ export class ZipReader {
     return e.range;
   }
 
-  /** The whole entry, decompressed and CRC-checked. For small entries only (≤ 1 GiB). */
-  async read(asked: ZipEntry): Promise<Uint8Array> {
+  /**
+   * The whole entry, decompressed and CRC-checked. For small entries only: `limit` (at most
+   * 1 GiB) bounds what it may inflate to. The declared size is checked against it before
+   * anything is read, and `inflate` stops as soon as the output passes the declared size,
+   * which may lie, so a deflate bomb costs at most `limit` bytes and never its full size.
+   */
+  async read(asked: ZipEntry, limit = MAX_READ_BYTES): Promise<Uint8Array> {
     const entry = this.internal(asked).entry; // this reader's record, not the caller's copy
     const where = this.where(entry);
     if (entry.method !== 0 && entry.method !== 8) {
       throw new SluiceError('UNSUPPORTED_FORMAT', `${where}: compression method ${entry.method} is not supported (only stored and deflate)`);
     }
-    if (entry.size > MAX_READ_BYTES || entry.compressedSize > MAX_READ_BYTES) {
-      throw new SluiceError('UNSUPPORTED_FORMAT', `${where}: ${entry.size} bytes is too large to read whole (limit ${MAX_READ_BYTES}); stream it via dataRange`);
+    const max = Math.min(limit, MAX_READ_BYTES);
+    // Deflate never needs much more than its output (stored blocks: 5 bytes per 64 KiB).
+    const maxCompressed = entry.method === 0 ? max : max + Math.ceil(max / 1024) + 1024;
+    if (entry.size > max || entry.compressedSize > maxCompressed) {
+      throw new SluiceError('UNSUPPORTED_FORMAT', `${where}: ${entry.size} bytes (${entry.compressedSize} compressed) is more than sluice reads whole for this entry (${max})`);
     }
     const { offset, length } = await this.dataRange(entry);
     const raw = await this.source.read(offset, length);
@@ -127,12 +135,12 @@ export class ZipReader {
   /** Looked up by name: entries are frozen, and the same objects `entries()` returns. */
   private internal(entry: ZipEntry): Internal {
     const e = this.byName.get(entry.name);
-    if (!e) throw new SluiceError('NOT_FOUND', `${this.source.name}: no zip entry named ${JSON.stringify(entry.name)}`);
+    if (!e) throw new SluiceError('NOT_FOUND', `${this.source.name}: no zip entry named ${quote(entry.name)}`);
     return e;
   }
 
   private where(entry: ZipEntry): string {
-    return `${this.source.name}: zip entry ${JSON.stringify(entry.name)}`;
+    return `${this.source.name}: zip entry ${quote(entry.name)}`;
   }
 
   private async readLocalHeader(e: Internal): Promise<{ offset: number; length: number }> {
@@ -253,7 +261,7 @@ function parseCentralDirectory(
     if (next > cd.byteLength) throw bad(`${here}: name, extra field and comment run past the central directory`);
     const nameBytes = cd.slice(p + CENTRAL_BYTES, p + CENTRAL_BYTES + nameLength);
     const name = decodeName(nameBytes, (flags & 0x800) !== 0, () => bad(`${here}: name is not valid UTF-8`));
-    const what = `zip entry ${JSON.stringify(name)}`;
+    const what = `zip entry ${quote(name)}`;
     if (flags & 1) throw new SluiceError('UNSUPPORTED_FORMAT', `${file}: ${what} is encrypted`);
 
     // ZIP64 extended information (0x0001): 64-bit values for the fields that are all ones, in this order.
