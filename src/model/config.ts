@@ -1,12 +1,13 @@
-// HF `config.json` → a typed ModelConfig for the Llama family sluice runs: Llama (1–3.2),
-// Mistral, Qwen2 and the models built on them (SmolLM/SmolLM2, TinyLlama). Everything the
-// forward pass needs is checked here, once, with errors that say what is unsupported and
-// what is: nothing downstream re-validates.
+// HF `config.json` → a typed ModelConfig: the shape, the rope, and the family's Features
+// (families.ts). Everything the forward pass needs is checked here, once, with errors that
+// say what is unsupported and what is: nothing downstream re-validates.
 
 import { SluiceError } from '../errors.js';
+import { type ConfigReader, type Features, familyOf, features, FAMILIES, supportedList } from './families.js';
 
-export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const;
-export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
+/** Every architecture some family runs (config.json's `architectures`). */
+export const SUPPORTED_ARCHITECTURES: readonly string[] = FAMILIES.flatMap((f) => f.architectures);
+export type Architecture = string;
 
 export type RopeScaling =
   | { type: 'default' }
@@ -15,6 +16,8 @@ export type RopeScaling =
 
 export interface ModelConfig {
   architecture: Architecture;
+  /** The family's label, e.g. 'Gemma 2' (informational). */
+  family: string;
   /** e.g. 'llama', 'mistral', 'qwen2' (informational). */
   modelType: string;
   hiddenSize: number;
@@ -29,11 +32,8 @@ export interface ModelConfig {
   ropeScaling: RopeScaling;
   maxPositionEmbeddings: number;
   tieWordEmbeddings: boolean;
-  /** q/k/v projections have biases (Qwen2 always; Llama when attention_bias). o_proj too when attention_bias. */
-  qkvBias: boolean;
-  oBias: boolean;
-  /** Sliding-window attention size, or null: a context longer than it is refused. */
-  slidingWindow: number | null;
+  /** What the forward pass does differently from Llama (families.ts). */
+  features: Features;
   /** The checkpoint's own dtype (torch_dtype), informational. */
   torchDtype: string | null;
   bosTokenId: number | null;
@@ -55,30 +55,32 @@ export function parseModelConfig(text: string, file = 'config.json'): ModelConfi
 }
 
 export function modelConfig(c: Record<string, unknown>, file = 'config.json'): ModelConfig {
-  const unsupported = (what: string) =>
-    new SluiceError('UNSUPPORTED_ARCH', `${file}: ${what}; sluice runs ${SUPPORTED_ARCHITECTURES.join(', ')} with rope_scaling ${SUPPORTED_ROPE.join('/')} (SmolLM, TinyLlama, Llama 2/3/3.1/3.2, Mistral, Qwen2)`);
+  const unsupported = (what: string) => new SluiceError('UNSUPPORTED_ARCH', `${file}: ${what}; sluice runs ${supportedList()} with rope_scaling ${SUPPORTED_ROPE.join('/')}`);
   const bad = (key: string, why: string) => new SluiceError('INVALID_JSON', `${file}: ${key} ${why}`);
-  const int = (key: string, fallback?: number): number => {
-    const v = c[key] ?? fallback;
-    if (!Number.isSafeInteger(v) || (v as number) <= 0) throw bad(key, v === undefined ? 'is missing' : `must be a positive integer, not ${JSON.stringify(v)}`);
-    return v as number;
+  const reader: ConfigReader = {
+    raw: c,
+    has: (key) => c[key] != null,
+    bad,
+    int: (key, fallback) => {
+      const v = c[key] ?? fallback;
+      if (!Number.isSafeInteger(v) || (v as number) <= 0) throw bad(key, v === undefined ? 'is missing' : `must be a positive integer, not ${JSON.stringify(v)}`);
+      return v as number;
+    },
+    num: (key, fallback) => {
+      const v = c[key] ?? fallback;
+      if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw bad(key, v === undefined ? 'is missing' : `must be a positive number, not ${JSON.stringify(v)}`);
+      return v;
+    },
+    bool: (key, fallback) => {
+      const v = c[key] ?? fallback;
+      if (typeof v !== 'boolean') throw bad(key, `must be true or false, not ${JSON.stringify(v)}`);
+      return v;
+    },
   };
-  const num = (key: string, fallback?: number): number => {
-    const v = c[key] ?? fallback;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw bad(key, v === undefined ? 'is missing' : `must be a positive number, not ${JSON.stringify(v)}`);
-    return v;
-  };
-  const bool = (key: string, fallback: boolean): boolean => {
-    const v = c[key] ?? fallback;
-    if (typeof v !== 'boolean') throw bad(key, `must be true or false, not ${JSON.stringify(v)}`);
-    return v;
-  };
+  const { int, num, bool } = reader;
 
-  const architectures = c.architectures;
-  const arch = Array.isArray(architectures) ? architectures.find((a) => (SUPPORTED_ARCHITECTURES as readonly unknown[]).includes(a)) : undefined;
-  if (!arch) throw unsupported(`architecture ${JSON.stringify(architectures ?? null)} is not supported`);
-  const act = c.hidden_act ?? 'silu';
-  if (act !== 'silu') throw unsupported(`hidden_act ${JSON.stringify(act)} is not supported (only silu)`);
+  const found = familyOf(c.architectures);
+  if (!found) throw unsupported(`architecture ${JSON.stringify(c.architectures ?? null)} is not supported`);
   if (c.mlp_bias === true) throw unsupported('mlp_bias true is not supported');
 
   const hiddenSize = int('hidden_size');
@@ -87,20 +89,22 @@ export function modelConfig(c: Record<string, unknown>, file = 'config.json'): M
   if (numHeads % numKvHeads !== 0) throw bad('num_key_value_heads', `(${numKvHeads}) must divide num_attention_heads (${numHeads})`);
   const headDim = c.head_dim == null ? hiddenSize / numHeads : int('head_dim');
   if (!Number.isInteger(headDim)) throw bad('hidden_size', `(${hiddenSize}) is not a multiple of num_attention_heads (${numHeads}) and head_dim is not given`);
-
-  const attentionBias = bool('attention_bias', false);
-  const qwen2 = arch === 'Qwen2ForCausalLM';
-  const maxPositionEmbeddings = int('max_position_embeddings', 2048);
-  // Qwen2 configs carry sliding_window but use it only with use_sliding_window true.
-  const windowed = qwen2 ? c.use_sliding_window === true : c.sliding_window != null;
-  const slidingWindow = windowed ? int('sliding_window') : null;
+  const numLayers = int('num_hidden_layers');
+  let feats: Features;
+  try {
+    feats = features(found.family, reader, { hiddenSize, headDim, numLayers });
+  } catch (e) {
+    if ((e as { unsupported?: boolean }).unsupported) throw unsupported((e as Error).message.slice(file.length + 2));
+    throw e;
+  }
 
   return {
-    architecture: arch as Architecture,
+    architecture: found.architecture,
+    family: found.family.label,
     modelType: typeof c.model_type === 'string' ? c.model_type : 'llama',
     hiddenSize,
     intermediateSize: int('intermediate_size'),
-    numLayers: int('num_hidden_layers'),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
@@ -108,11 +112,9 @@ export function modelConfig(c: Record<string, unknown>, file = 'config.json'): M
     rmsNormEps: num('rms_norm_eps', 1e-6),
     ropeTheta: num('rope_theta', 10000),
     ropeScaling: ropeScaling(c.rope_scaling, unsupported, bad),
-    maxPositionEmbeddings,
+    maxPositionEmbeddings: int('max_position_embeddings', 2048),
     tieWordEmbeddings: bool('tie_word_embeddings', false),
-    qkvBias: qwen2 || attentionBias,
-    oBias: attentionBias,
-    slidingWindow,
+    features: feats,
     torchDtype: typeof c.torch_dtype === 'string' ? c.torch_dtype : null,
     bosTokenId: Number.isSafeInteger(c.bos_token_id) ? (c.bos_token_id as number) : null,
     eosTokenIds: tokenIds(c.eos_token_id),

@@ -73,9 +73,7 @@ export class LlamaModel {
     const names = weightNames(config, checkpoint.tensors(), where);
     const contextLength = options.contextLength ?? Math.min(config.maxPositionEmbeddings, 4096);
     if (!Number.isInteger(contextLength) || contextLength < 1) throw new SluiceError('USAGE', `context length must be a positive integer, not ${contextLength}`);
-    if (config.slidingWindow !== null && contextLength > config.slidingWindow) {
-      throw new SluiceError('UNSUPPORTED_ARCH', `${where}: this model uses sliding-window attention (${config.slidingWindow} positions), which sluice does not implement; use a context of at most ${config.slidingWindow}`);
-    }
+    checkRunnable(config, contextLength, where);
     // The kernels compile while the weights stream in: both take seconds on some GPUs
     // (shader compilation is CPU work in the browser's GPU process, the upload is copies).
     const dtype = resolveComputeDtype(device, options.dtype);
@@ -192,9 +190,10 @@ export class LlamaModel {
         linear(`${p}.o_proj`, l.o, l.oBias, b.attn, b.proj);
         add(ops.add.prepare(`${p}.attn_residual`, rows * h, x, b.proj));
         // ── MLP block: x = x + down_proj(silu(gate_proj(rms(x))) * up_proj(rms(x)))
-        add(ops.norm.prepare(`${p}.post_norm`, rows, h, x, this.weight(l.postNorm), b.normed));
-        linear(`${p}.gate_proj`, l.gate, null, b.normed, b.gate);
-        linear(`${p}.up_proj`, l.up, null, b.normed, b.up);
+        add(ops.norm.prepare(`${p}.post_norm`, rows, h, x, this.weight(l.preMlpNorm), b.normed));
+        if (!('gate' in l.gateUp)) throw new Error('fused gate_up_proj: not wired yet');
+        linear(`${p}.gate_proj`, l.gateUp.gate, null, b.normed, b.gate);
+        linear(`${p}.up_proj`, l.gateUp.up, null, b.normed, b.up);
         add(ops.swiglu.prepare(`${p}.swiglu`, rows, inter, [b.gate, b.up], b.mlp));
         linear(`${p}.down_proj`, l.down, null, b.mlp, b.proj);
         add(ops.add.prepare(`${p}.mlp_residual`, rows * h, x, b.proj));
@@ -294,11 +293,35 @@ export class LlamaModel {
 type Kernels = Awaited<ReturnType<typeof compileKernels>>;
 
 /**
+ * Until the layer builder reads every feature, models that need one it does not read
+ * yet are refused by name (not run wrongly).
+ */
+function checkRunnable(config: ModelConfig, contextLength: number, where: string): void {
+  const f = config.features;
+  const missing = [
+    f.norm !== 'w' && 'RMSNorm x·(1+w)',
+    f.qkNorm && 'q/k norms',
+    f.act !== 'silu' && 'GeGLU',
+    f.embedScale !== null && 'embedding scale',
+    f.sandwichNorms && 'sandwich norms',
+    (f.attnSoftcap !== null || f.finalSoftcap !== null) && 'soft-capping',
+    f.fused && 'fused qkv/gate_up',
+    f.rotaryDim !== config.headDim && 'partial rotary',
+    f.layers.some((l) => l.rope !== 'global') && 'per-layer rope',
+  ].filter(Boolean);
+  if (missing.length) throw new SluiceError('UNSUPPORTED_ARCH', `${where}: ${config.family} needs ${missing.join(', ')}, which this build does not run yet`);
+  const window = f.layers.find((l) => l.window !== null)?.window ?? null;
+  if (window !== null && contextLength > window) {
+    throw new SluiceError('UNSUPPORTED_ARCH', `${where}: this model uses sliding-window attention (${window} positions), which sluice does not implement; use a context of at most ${window}`);
+  }
+}
+
+/**
  * Every pipeline the two passes use, compiled in parallel; reports each one built. The
  * result owns the rope's inv_freq buffer: destroy() frees it.
  */
 async function compileKernels(device: GPUDevice, dtype: ComputeDtype, config: ModelConfig, onProgress?: (p: ModelProgress) => void) {
-  const bias = config.qkvBias || config.oBias;
+  const bias = config.features.qkvBias || config.features.oBias;
   const pending = {
     embedding: Embedding.create(device, dtype),
     norm: RmsNorm.create(device, dtype, { eps: config.rmsNormEps }),

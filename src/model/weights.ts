@@ -8,6 +8,7 @@ import type { ModelConfig } from './config.js';
 
 export interface LayerWeights {
   inputNorm: string; // (hidden)
+  /** q/k/v projections; for a fused qkv_proj, the row ranges `splits` cuts out of it. */
   q: string; // (numHeads·headDim, hidden)
   k: string; // (numKvHeads·headDim, hidden)
   v: string; // (numKvHeads·headDim, hidden)
@@ -16,10 +17,23 @@ export interface LayerWeights {
   kBias: string | null; // (numKvHeads·headDim)
   vBias: string | null; // (numKvHeads·headDim)
   oBias: string | null; // (hidden)
-  postNorm: string; // (hidden)
-  gate: string; // (intermediate, hidden)
-  up: string; // (intermediate, hidden)
+  qNorm: string | null; // (headDim) per-head q norm (Qwen3, Gemma 3)
+  kNorm: string | null; // (headDim)
+  /** Gemma: the norm of the attention output, before the residual add. */
+  postAttnNorm: string | null; // (hidden)
+  /** The norm before the MLP: post_attention_layernorm (Llama) or pre_feedforward_layernorm (Gemma). */
+  preMlpNorm: string; // (hidden)
+  /** Gemma: the norm of the MLP output, before the residual add. */
+  postMlpNorm: string | null; // (hidden)
+  /** gate and up, or one fused gate_up_proj whose rows are [gate; up] (Phi-3). */
+  gateUp: { gate: string; up: string } | { fused: string }; // (intermediate, hidden) each, or (2·intermediate, hidden)
   down: string; // (hidden, intermediate)
+}
+
+/** A fused tensor the loader splits by rows on the GPU: parts in order, each its own tensor. */
+export interface RowSplit {
+  from: string;
+  parts: Array<{ name: string; rows: number }>;
 }
 
 export interface WeightNames {
@@ -30,6 +44,8 @@ export interface WeightNames {
   layers: LayerWeights[];
   /** Every tensor to load (the loader's filter). */
   all: Set<string>;
+  /** Fused tensors to split after loading (Phi-3's qkv_proj). */
+  splits: RowSplit[];
 }
 
 // Tensors some checkpoints carry that the forward pass recomputes or does not need.
@@ -37,7 +53,7 @@ const IGNORED = [/\.rotary_emb\.inv_freq$/, /\.self_attn\.rotary_emb\./];
 
 /** The names for `config`, checked against `tensors`; throws naming every problem. */
 export function weightNames(config: ModelConfig, tensors: readonly TensorInfo[], where: string): WeightNames {
-  const { hiddenSize: h, intermediateSize: inter, numHeads, numKvHeads, headDim, vocabSize } = config;
+  const { hiddenSize: h, intermediateSize: inter, numHeads, numKvHeads, headDim, vocabSize, features: f } = config;
   const qDim = numHeads * headDim;
   const kvDim = numKvHeads * headDim;
   const expected = new Map<string, number[]>();
@@ -50,21 +66,36 @@ export function weightNames(config: ModelConfig, tensors: readonly TensorInfo[],
   // Tied models sometimes still ship lm_head.weight (a copy); HF uses the embedding then.
   const lmHead = config.tieWordEmbeddings ? embed : want('lm_head.weight', [vocabSize, h]);
   const layers: LayerWeights[] = [];
+  const splits: RowSplit[] = [];
   for (let i = 0; i < config.numLayers; i++) {
     const p = `model.layers.${i}`;
+    // Phi-3 stores [q; k; v] as one qkv_proj (modeling_phi3.py splits its output by
+    // columns; the same as splitting the weight by rows, which the loader does on the GPU).
+    let qkv: Pick<LayerWeights, 'q' | 'k' | 'v'>;
+    if (f.fused) {
+      const fused = want(`${p}.self_attn.qkv_proj.weight`, [qDim + 2 * kvDim, h]);
+      qkv = { q: `${fused}[q]`, k: `${fused}[k]`, v: `${fused}[v]` };
+      splits.push({ from: fused, parts: [{ name: qkv.q, rows: qDim }, { name: qkv.k, rows: kvDim }, { name: qkv.v, rows: kvDim }] });
+    } else {
+      qkv = { q: want(`${p}.self_attn.q_proj.weight`, [qDim, h]), k: want(`${p}.self_attn.k_proj.weight`, [kvDim, h]), v: want(`${p}.self_attn.v_proj.weight`, [kvDim, h]) };
+    }
     layers.push({
       inputNorm: want(`${p}.input_layernorm.weight`, [h]),
-      q: want(`${p}.self_attn.q_proj.weight`, [qDim, h]),
-      k: want(`${p}.self_attn.k_proj.weight`, [kvDim, h]),
-      v: want(`${p}.self_attn.v_proj.weight`, [kvDim, h]),
+      ...qkv,
       o: want(`${p}.self_attn.o_proj.weight`, [h, qDim]),
-      qBias: maybe(config.qkvBias, `${p}.self_attn.q_proj.bias`, [qDim]),
-      kBias: maybe(config.qkvBias, `${p}.self_attn.k_proj.bias`, [kvDim]),
-      vBias: maybe(config.qkvBias, `${p}.self_attn.v_proj.bias`, [kvDim]),
-      oBias: maybe(config.oBias, `${p}.self_attn.o_proj.bias`, [h]),
-      postNorm: want(`${p}.post_attention_layernorm.weight`, [h]),
-      gate: want(`${p}.mlp.gate_proj.weight`, [inter, h]),
-      up: want(`${p}.mlp.up_proj.weight`, [inter, h]),
+      qBias: maybe(f.qkvBias, `${p}.self_attn.q_proj.bias`, [qDim]),
+      kBias: maybe(f.qkvBias, `${p}.self_attn.k_proj.bias`, [kvDim]),
+      vBias: maybe(f.qkvBias, `${p}.self_attn.v_proj.bias`, [kvDim]),
+      oBias: maybe(f.oBias, `${p}.self_attn.o_proj.bias`, [h]),
+      qNorm: maybe(f.qkNorm, `${p}.self_attn.q_norm.weight`, [headDim]),
+      kNorm: maybe(f.qkNorm, `${p}.self_attn.k_norm.weight`, [headDim]),
+      // Gemma's post_attention_layernorm normalises the attention output; Llama's is the MLP's input norm.
+      postAttnNorm: maybe(f.sandwichNorms, `${p}.post_attention_layernorm.weight`, [h]),
+      preMlpNorm: want(f.sandwichNorms ? `${p}.pre_feedforward_layernorm.weight` : `${p}.post_attention_layernorm.weight`, [h]),
+      postMlpNorm: maybe(f.sandwichNorms, `${p}.post_feedforward_layernorm.weight`, [h]),
+      gateUp: f.fused
+        ? { fused: want(`${p}.mlp.gate_up_proj.weight`, [2 * inter, h]) }
+        : { gate: want(`${p}.mlp.gate_proj.weight`, [inter, h]), up: want(`${p}.mlp.up_proj.weight`, [inter, h]) },
       down: want(`${p}.mlp.down_proj.weight`, [h, inter]),
     });
   }
@@ -86,7 +117,7 @@ export function weightNames(config: ModelConfig, tensors: readonly TensorInfo[],
   if (problems.length) {
     throw new SluiceError('UNSUPPORTED_ARCH', `${where}: the weights do not match config.json (${config.architecture}, ${config.numLayers} layers): ${problems.join('; ')}`);
   }
-  return { embed, norm, lmHead, layers, all: new Set(expected.keys()) };
+  return { embed, norm, lmHead, layers, all: new Set(expected.keys()), splits };
 }
 
 /** The first few items, and how many more: messages stay one readable line. */

@@ -26,9 +26,10 @@ describe('real configs', () => {
     expect(c).toMatchObject({
       architecture: 'LlamaForCausalLM', hiddenSize: 576, intermediateSize: 1536, numLayers: 30, numHeads: 9, numKvHeads: 3,
       headDim: 64, vocabSize: 49152, rmsNormEps: 1e-5, ropeTheta: 100000, ropeScaling: { type: 'default' },
-      maxPositionEmbeddings: 8192, tieWordEmbeddings: true, qkvBias: false, oBias: false, slidingWindow: null,
-      torchDtype: 'bfloat16', bosTokenId: 1, eosTokenIds: [2],
+      maxPositionEmbeddings: 8192, tieWordEmbeddings: true, torchDtype: 'bfloat16', bosTokenId: 1, eosTokenIds: [2],
     });
+    expect(c.features).toMatchObject({ norm: 'w', qkvBias: false, oBias: false, qkNorm: false, act: 'silu', embedScale: null, fused: false, rotaryDim: 64 });
+    expect(c.features.layers).toEqual(new Array(30).fill({ window: null, rope: 'global' }));
   });
 
   it('Llama-3.2-1B-Instruct: llama3 rope scaling, three eos ids', () => {
@@ -40,8 +41,16 @@ describe('real configs', () => {
 
   it('Qwen2-0.5B-Instruct: q/k/v biases, sliding window present but not in use', () => {
     const c = parseModelConfig(fixture('qwen2-0.5b-instruct'));
-    expect([c.qkvBias, c.oBias, c.slidingWindow, c.headDim, c.rmsNormEps]).toEqual([true, false, null, 64, 1e-6]);
-    expect(parseModelConfig(edited('qwen2-0.5b-instruct', { use_sliding_window: true })).slidingWindow).toBe(32768);
+    expect([c.features.qkvBias, c.features.oBias, c.headDim, c.rmsNormEps]).toEqual([true, false, 64, 1e-6]);
+    expect(c.features.layers.every((l) => l.window === null)).toBe(true);
+    // use_sliding_window: layers from max_window_layers on slide (configuration_qwen2.py).
+    const windowed = parseModelConfig(edited('qwen2-0.5b-instruct', { use_sliding_window: true, max_window_layers: 21 }));
+    expect(windowed.features.layers.map((l) => l.window)).toEqual([...new Array(21).fill(null), 32768, 32768, 32768]);
+  });
+
+  it('Qwen2: attention_bias never gives o_proj a bias (transformers ignores it there)', () => {
+    const c = parseModelConfig(edited('qwen2-0.5b-instruct', { attention_bias: true }));
+    expect([c.features.qkvBias, c.features.oBias]).toEqual([true, false]);
   });
 
   it('TinyLlama: head_dim derived from hidden_size / heads, untied embeddings', () => {
@@ -50,8 +59,8 @@ describe('real configs', () => {
   });
 
   it('Mistral: v0.2 has no window; v0.1 has a 4096 window (a longer context is refused later)', () => {
-    expect(parseModelConfig(fixture('mistral-7b-instruct-v0.2')).slidingWindow).toBeNull();
-    expect(parseModelConfig(fixture('mistral-7b-instruct-v0.1')).slidingWindow).toBe(4096);
+    expect(parseModelConfig(fixture('mistral-7b-instruct-v0.2')).features.layers.every((l) => l.window === null)).toBe(true);
+    expect(parseModelConfig(fixture('mistral-7b-instruct-v0.1')).features.layers.every((l) => l.window === 4096)).toBe(true);
   });
 
   it('linear rope scaling, and the older "type" key', () => {
@@ -63,13 +72,13 @@ describe('real configs', () => {
 describe('refusals', () => {
   it('an unsupported architecture names it and lists the supported ones', () => {
     const message = refusal(edited('tinyllama-1.1b-chat', { architectures: ['GPTNeoXForCausalLM'] }), 'UNSUPPORTED_ARCH');
-    expect(message).toMatch(/^x\/config\.json: architecture \["GPTNeoXForCausalLM"\] is not supported; sluice runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM/);
+    expect(message).toMatch(/^x\/config\.json: architecture \["GPTNeoXForCausalLM"\] is not supported; sluice runs Llama 1–3.3 \(LlamaForCausalLM\), Mistral \(MistralForCausalLM\), Qwen2\/2.5 \(Qwen2ForCausalLM\), Qwen3 \(Qwen3ForCausalLM\), Gemma 2/);
   });
 
   it.each([
     [{ rope_scaling: { rope_type: 'yarn', factor: 4 } }, /rope_scaling type "yarn" is not supported/],
     [{ rope_scaling: { rope_type: 'dynamic', factor: 2 } }, /rope_scaling type "dynamic"/],
-    [{ hidden_act: 'gelu' }, /hidden_act "gelu" is not supported \(only silu\)/],
+    [{ hidden_act: 'gelu' }, /hidden_act "gelu" is not supported \(silu, gelu_pytorch_tanh\)/],
     [{ mlp_bias: true }, /mlp_bias true is not supported/],
   ])('UNSUPPORTED_ARCH for %j', (change, pattern) => {
     expect(refusal(edited('tinyllama-1.1b-chat', change), 'UNSUPPORTED_ARCH')).toMatch(pattern);

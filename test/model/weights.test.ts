@@ -13,7 +13,7 @@ const base: ModelConfig = modelConfig({
 });
 
 /** The tensor list a checkpoint of `config` has (as HF writes it). */
-function tensorsOf(config: ModelConfig, qwenBias = config.qkvBias): TensorInfo[] {
+function tensorsOf(config: ModelConfig, qwenBias = config.features.qkvBias): TensorInfo[] {
   const h = config.hiddenSize;
   const kv = config.numKvHeads * config.headDim;
   const q = config.numHeads * config.headDim;
@@ -64,7 +64,7 @@ describe('weightNames', () => {
   });
 
   it('Qwen2-style q/k/v biases are expected when the config says so', () => {
-    const qwen = { ...base, qkvBias: true };
+    const qwen = { ...base, features: { ...base.features, qkvBias: true } };
     expect(weightNames(qwen, tensorsOf(qwen), 'model/').layers[0].kBias).toBe('model.layers.0.self_attn.k_proj.bias');
     expect(problem(qwen, tensorsOf(qwen, false))).toMatch(/missing model\.layers\.0\.self_attn\.q_proj\.bias, .* and 1 more/);
   });
