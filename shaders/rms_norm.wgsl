@@ -2,8 +2,11 @@
 //   h = x.float(); h = h * rsqrt(mean(h²) + eps); y = weight * h.to(x.dtype)
 // One workgroup per row: each invocation sums the squares of a strided slice of the row
 // in f32, a workgroup tree reduces the partial sums, then each invocation scales its
-// slice. Launcher: src/ops/rms-norm.ts. Variant: F16 (f16 storage, f32 reduction; the
-// normalised value is rounded to f16 before the weight multiplies it, as HF does).
+// slice. Launcher: src/ops/rms-norm.ts. Variants: F16 (f16 storage, f32 reduction; the
+// normalised value is rounded to f16 before the weight multiplies it, as HF does);
+// ONE_PLUS_WEIGHT (Gemma's RMSNorm: y = (h · (1 + weight)) in f32, then rounded once —
+//   transformers' GemmaRMSNorm: `output = self._norm(x.float())`,
+//   `output = output * (1.0 + self.weight.float())`, `return output.type_as(x)`).
 #ifdef F16
 enable f16;
 alias T = f16;
@@ -52,9 +55,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
   let scale = 1.0 / sqrt(total / f32(params.hidden) + params.eps);
 
   for (var i = lid; i < params.hidden; i += WORKGROUP_SIZE) {
+#ifdef ONE_PLUS_WEIGHT
+    // Gemma: h · (1 + weight) all in f32, one rounding at the end (h is not rounded).
+    out[base + i] = T((f32(x[base + i]) * scale) * (1.0 + f32(weight[i])));
+#else
     // HF: weight * h.to(input_dtype). An f16 × f16 product is exact in f32, so rounding it
     // once to f16 gives torch's f16 multiply bit for bit.
     let h = T(f32(x[base + i]) * scale);
     out[base + i] = T(f32(weight[i]) * f32(h));
+#endif
   }
 }

@@ -1,6 +1,7 @@
 // Launcher of shaders/rms_norm.wgsl: y = x / sqrt(mean(x²) + eps) * weight over the rows
 // of a (rows, hidden) activation, as HF's LlamaRMSNorm (the sum in f32, the normalised
-// value cast to the compute dtype before the weight multiplies it).
+// value cast to the compute dtype before the weight multiplies it); or, onePlusWeight,
+// y = x / sqrt(mean(x²) + eps) * (1 + weight) all in f32 and rounded once, as GemmaRMSNorm.
 //
 // Per token nothing changes: a decode step prepares rows = 1 once and encodes it every
 // token; a prefill prepares its own op for its row count (at most once per prompt).
@@ -27,17 +28,26 @@ const PARAMS = new ParamsLayout([
 export interface RmsNormOptions {
   /** config.json's rms_norm_eps (stored as f32, as torch's python float meets an f32 tensor). */
   eps: number;
+  /**
+   * Gemma's norm: multiply by (1 + weight), in f32, instead of by weight (transformers'
+   * GemmaRMSNorm / Gemma3RMSNorm: `output * (1.0 + self.weight.float())`). Default false.
+   */
+  onePlusWeight?: boolean;
 }
 
 /** Every variant of the shader, for the test that compiles them all (no feature beyond shader-f16 used). */
 export function rmsNormVariants(dtypes: readonly ComputeDtype[], _features: ReadonlySet<string> = new Set()): { key: string; spec: PipelineSpec }[] {
-  return dtypes.map(variant);
+  return dtypes.flatMap((dtype) => [false, true].map((onePlus) => variant(dtype, onePlus)));
 }
 
-function variant(dtype: ComputeDtype): { key: string; spec: PipelineSpec } {
+function variant(dtype: ComputeDtype, onePlus: boolean): { key: string; spec: PipelineSpec } {
   return {
-    key: `rms_norm_${dtype.toLowerCase()}_wg${RMS_NORM_WORKGROUP}`,
-    spec: { shader: 'rms_norm', flags: dtypeFlags(dtype), constants: { WORKGROUP_SIZE: RMS_NORM_WORKGROUP } },
+    key: `rms_norm_${dtype.toLowerCase()}${onePlus ? '_one_plus_w' : ''}_wg${RMS_NORM_WORKGROUP}`,
+    spec: {
+      shader: 'rms_norm',
+      flags: [...dtypeFlags(dtype), ...(onePlus ? ['ONE_PLUS_WEIGHT'] : [])],
+      constants: { WORKGROUP_SIZE: RMS_NORM_WORKGROUP },
+    },
   };
 }
 
@@ -47,16 +57,18 @@ export class RmsNorm {
     private readonly pipeline: GPUComputePipeline,
     readonly dtype: ComputeDtype,
     readonly eps: number,
+    readonly onePlusWeight: boolean,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: RmsNormOptions): Promise<RmsNorm> {
     if (!(options.eps >= 0) || !Number.isFinite(options.eps)) throw new Error(`rms_norm: eps must be a finite number ≥ 0, got ${options.eps}`);
-    const { key, spec } = variant(dtype);
-    return new RmsNorm(device, await pipelineCache(device).get(key, spec), dtype, options.eps);
+    const onePlus = options.onePlusWeight ?? false;
+    const { key, spec } = variant(dtype, onePlus);
+    return new RmsNorm(device, await pipelineCache(device).get(key, spec), dtype, options.eps, onePlus);
   }
 
   /**
-   * out = rms_norm(x) * weight for `rows` rows of `hidden` elements.
+   * out = rms_norm(x) * weight (onePlusWeight: * (1 + weight)) for `rows` rows of `hidden` elements.
    * x, out: (rows, hidden) in the compute dtype, distinct buffers (WebGPU forbids a buffer
    * bound both read and read-write). weight: (hidden,) in the compute dtype, one chunk.
    */

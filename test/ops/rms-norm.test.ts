@@ -1,6 +1,7 @@
 // rms_norm: y = x / sqrt(mean(x²) + eps) * weight, F32 and F16, on seeded random shapes
 // (hidden sizes not multiples of the workgroup), against a float64 reference of HF's
-// LlamaRMSNorm computed from the stored values.
+// LlamaRMSNorm computed from the stored values; and the onePlusWeight variant (Gemma:
+// · (1 + weight) in f32, rounded once) against GemmaRMSNorm's.
 
 import { describe, expect, it } from 'vitest';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
@@ -25,8 +26,11 @@ const SHAPES: [rows: number, hidden: number][] = [
   ...Array.from({ length: 12 }, (): [number, number] => [1 + Math.floor(rng() * 33), HIDDEN[Math.floor(rng() * HIDDEN.length)]]),
 ];
 
-/** HF in float64 from the stored values: h = x·rsqrt(mean(x²) + eps), cast to the dtype, times weight. */
-function reference(x: Float32Array, w: Float32Array, rows: number, hidden: number, dtype: ComputeDtype): Float64Array {
+/**
+ * HF in float64 from the stored values: h = x·rsqrt(mean(x²) + eps), cast to the dtype,
+ * times weight; onePlus (GemmaRMSNorm): h·(1 + weight) with h not cast, (1 + w) as f32.
+ */
+function reference(x: Float32Array, w: Float32Array, rows: number, hidden: number, dtype: ComputeDtype, onePlus = false): Float64Array {
   const out = new Float64Array(rows * hidden);
   for (let r = 0; r < rows; r++) {
     let sum = 0;
@@ -34,7 +38,7 @@ function reference(x: Float32Array, w: Float32Array, rows: number, hidden: numbe
     const scale = 1 / Math.sqrt(sum / hidden + Math.fround(EPS));
     for (let i = 0; i < hidden; i++) {
       const h = x[r * hidden + i] * scale;
-      out[r * hidden + i] = w[i] * (dtype === 'F16' ? roundF16(h) : h);
+      out[r * hidden + i] = onePlus ? h * Math.fround(1 + w[i]) : w[i] * (dtype === 'F16' ? roundF16(h) : h);
     }
   }
   return out;
@@ -46,6 +50,7 @@ it('every variant compiles with no message', async () => {
   const features = gpu.device.features as ReadonlySet<string>;
   const variants = rmsNormVariants(features.has('shader-f16') ? ['F32', 'F16'] : ['F32'], features);
   expect(variants.map((v) => v.key)).toContain(`rms_norm_f32_wg${RMS_NORM_WORKGROUP}`);
+  expect(variants.map((v) => v.key)).toContain(`rms_norm_f32_one_plus_w_wg${RMS_NORM_WORKGROUP}`);
   for (const { key, spec } of variants) {
     const info = await pipelineCache(gpu.device).module(spec.shader, spec.flags).getCompilationInfo();
     expect(info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`), key).toEqual([]);
@@ -77,6 +82,55 @@ describe.each(['F32', 'F16'] as const)('rms_norm %s', (dtype) => {
       xBuf.destroy();
       out.destroy();
     }
+  });
+
+  it(`onePlusWeight (Gemma): ${SHAPES.length} seeded shapes`, async () => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
+    const norm = await RmsNorm.create(gpu.device, dtype, { eps: EPS, onePlusWeight: true });
+    expect(norm.onePlusWeight).toBe(true);
+    for (const [rows, hidden] of SHAPES) {
+      const x = asDtype(randomValues(rng, rows * hidden, -2, 3), dtype);
+      // Gemma's weights sit around 0 (the norm is 1 + w); −1.5 … 1.5 makes 1 + w change sign.
+      const w = randomValues(rng, hidden, -1.5, 1.5);
+      const weights = await uploadWeights(gpu.device, { w: { shape: [hidden], values: w } }, dtype);
+      const xBuf = uploadArray(gpu.device, x, dtype);
+      const out = outputBuffer(gpu.device, rows * hidden, dtype === 'F16' ? 2 : 4);
+      const op = norm.prepare(`test.rms_norm.one_plus.${rows}x${hidden}`, rows, hidden, xBuf, weights.tensors.get('w')!, out);
+      await runOps(gpu.device, [op]);
+      const got = await readArray(gpu.device, out, rows * hidden, dtype);
+      // F32: as above, one more f32 rounding: NMSE ≤ 1e-11. F16: only the output's f16
+      // rounding (h stays f32): NMSE ≤ 2^-22, allow 2^-21 for ties decided by f32 ulps.
+      const err = nmse(got, reference(x, asDtype(w, dtype), rows, hidden, dtype, true));
+      expect(err, `rows=${rows} hidden=${hidden} nmse=${err}`).toBeLessThan(dtype === 'F16' ? 2 ** -21 : 1e-11);
+      op.destroy();
+      weights.destroy();
+      xBuf.destroy();
+      out.destroy();
+    }
+  });
+
+  it('onePlusWeight: w = 0 is the plain norm, w = −1 gives zeros', async () => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
+    const [rows, hidden] = [3, 37];
+    const x = asDtype(randomValues(rng, rows * hidden, -2, 3), dtype);
+    const w = new Float32Array(hidden).map((_, i) => (i % 2 ? 0 : -1));
+    const weights = await uploadWeights(gpu.device, { w: { shape: [hidden], values: w } }, dtype);
+    const xBuf = uploadArray(gpu.device, x, dtype);
+    const out = outputBuffer(gpu.device, rows * hidden, dtype === 'F16' ? 2 : 4);
+    const norm = await RmsNorm.create(gpu.device, dtype, { eps: EPS, onePlusWeight: true });
+    const op = norm.prepare('test.rms_norm.one_plus.exact', rows, hidden, xBuf, weights.tensors.get('w')!, out);
+    await runOps(gpu.device, [op]);
+    const got = await readArray(gpu.device, out, rows * hidden, dtype);
+    const plain = reference(x, new Float32Array(hidden).fill(1), rows, hidden, 'F32');
+    for (let i = 0; i < rows * hidden; i++) {
+      if (i % hidden % 2 === 0) expect(Math.abs(got[i]), `[${i}]`).toBe(0); // x · 0 (−0 where x < 0)
+      // One rounding of h: f16 half an ulp (2^-11), f32 a few ulps.
+      else expect(Math.abs(got[i] - plain[i]), `[${i}]`).toBeLessThanOrEqual(Math.abs(plain[i]) * (dtype === 'F16' ? 2 ** -11 : 2 ** -21));
+    }
+    op.destroy();
+    weights.destroy();
+    xBuf.destroy();
+    out.destroy();
   });
 
   it('a row of zeros gives zeros (eps keeps it finite), next to a normal row', async () => {
