@@ -6,6 +6,7 @@
 // failures become one line too.
 
 import { SluiceError } from '../errors.js';
+import { type HttpOptions, watchedFetch } from '../io/http.js';
 
 export interface HubContext {
   /** `org/name`. */
@@ -15,8 +16,11 @@ export interface HubContext {
   token?: string;
 }
 
-export function hubFetch(ctx: HubContext): typeof fetch {
+export function hubFetch(ctx: HubContext, limits: HttpOptions = {}): typeof fetch {
   const hubOrigin = new URL(ctx.endpoint).origin;
+  // Every request, the Hub's and its CDN's, with the same header timeout and minimum
+  // transfer rate as URL sources: a stalled server fails the pull instead of hanging it.
+  const fetch = watchedFetch(globalThis.fetch, limits);
   return async (input, init) => {
     const url = String(input instanceof Request ? input.url : input);
     // Requests elsewhere (Xet storage, which retries its own 403s and 429s by status)
@@ -26,7 +30,7 @@ export function hubFetch(ctx: HubContext): typeof fetch {
     try {
       res = await fetch(input, init);
     } catch (e) {
-      if ((e as Error).name === 'AbortError') throw e;
+      if ((e as Error).name === 'AbortError' || e instanceof SluiceError) throw e;
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       const why = cause?.code ?? cause?.message ?? (e as Error).message;
       throw new SluiceError('HTTP_ERROR', `${ctx.repo}: cannot reach the Hub at ${ctx.endpoint} (${why}); cached models need no network (--offline)`, { cause: e });

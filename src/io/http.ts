@@ -330,3 +330,79 @@ function parseUrl(location: string, base: URL): URL | null {
     return null;
   }
 }
+
+/**
+ * A fetch for code that calls fetch itself (the Hub library): the same header timeout and
+ * minimum transfer rate as our own requests, without retries (the caller has its own).
+ * A stall rejects the request, or errors its body, with one line naming the URL.
+ */
+export function watchedFetch(inner: typeof globalThis.fetch, options: HttpOptions = {}): typeof globalThis.fetch {
+  const s = httpSettings(options);
+  return async (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    const controller = new AbortController();
+    const unlink = link(init?.signal ?? undefined, controller);
+    let stall: SluiceError | null = null;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const arm = (ms: number, fn: () => void) => {
+      timer = after(ms, fn);
+      // A watchdog must not keep a finished CLI alive (Node), nor exist at all past the body.
+      (timer as { unref?: () => void } | undefined)?.unref?.();
+    };
+    const give = (why: string) => {
+      stall = new SluiceError('IO_ERROR', `${url}: ${why}`);
+      controller.abort(stall);
+    };
+    const done = () => {
+      clearTimeout(timer);
+      unlink();
+    };
+    arm(s.headersTimeoutMs, () => give(`no response headers within ${seconds(s.headersTimeoutMs)}`));
+    let res: Response;
+    try {
+      res = await inner(input, { ...init, signal: controller.signal });
+    } catch (e) {
+      done();
+      throw stall ?? e;
+    }
+    clearTimeout(timer);
+    if (!res.body || s.minBytesPerSecond <= 0) {
+      unlink();
+      return res;
+    }
+    let windowBytes = 0;
+    const window = () =>
+      arm(s.stallWindowMs, () => {
+        if (windowBytes < (s.minBytesPerSecond * s.stallWindowMs) / 1000) give(`transfer stalled: ${windowBytes} bytes in ${seconds(s.stallWindowMs)}`);
+        else (windowBytes = 0), window();
+      });
+    window();
+    const reader = res.body.getReader();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(out) {
+        try {
+          const { done: end, value } = await reader.read();
+          if (end) {
+            done();
+            out.close();
+            return;
+          }
+          windowBytes += value.byteLength;
+          out.enqueue(value);
+        } catch (e) {
+          done();
+          out.error(stall ?? e);
+        }
+      },
+      cancel(reason) {
+        done();
+        return reader.cancel(reason);
+      },
+    });
+    const watched = new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+    // Callers read where a redirect led (the Hub library does).
+    Object.defineProperty(watched, 'url', { value: res.url });
+    Object.defineProperty(watched, 'redirected', { value: res.redirected });
+    return watched;
+  };
+}
