@@ -1,5 +1,7 @@
 // What `sluice inspect` reports about a checkpoint, as data: the CLI prints it as a table
-// or as JSON, and library users get the same numbers.
+// or as JSON, and library users get the same numbers. Totals are bigint: a sum of doubles
+// stops being exact past 2^53 (8 PiB, or that many parameters across shards), and a total
+// must never be silently rounded.
 
 import type { Checkpoint, TensorInfo } from './types.js';
 
@@ -9,28 +11,43 @@ export interface CheckpointSummary {
   metadata: Record<string, string>;
   tensorCount: number;
   /** Total element count over all tensors. */
-  parameters: number;
-  bytes: number;
-  bytesByDtype: Record<string, number>;
-  parametersByDtype: Record<string, number>;
+  parameters: bigint;
+  bytes: bigint;
+  bytesByDtype: Record<string, bigint>;
+  parametersByDtype: Record<string, bigint>;
 }
 
-export function elementCount(t: Pick<TensorInfo, 'shape'>): number {
-  return t.shape.reduce((a, b) => a * b, 1);
+/**
+ * A safetensors tensor with no elements may have a dim past 2^53 ([0, 2^64 − 1] is valid
+ * for the reference); its TensorInfo then carries the exact dims beside the rounded shape.
+ */
+export interface ExactShape {
+  exactShape?: readonly bigint[];
 }
 
-export function summarize(checkpoint: Checkpoint): CheckpointSummary {
-  const bytesByDtype: Record<string, number> = {};
-  const parametersByDtype: Record<string, number> = {};
-  let parameters = 0;
-  let bytes = 0;
-  const tensors = checkpoint.tensors();
+/** The exact dims of a tensor. */
+export function dimsOf(t: Pick<TensorInfo, 'shape'> & ExactShape): ReadonlyArray<number | bigint> {
+  return t.exactShape ?? t.shape;
+}
+
+/** The exact element count (a product of exact dims). */
+export function elementCount(t: Pick<TensorInfo, 'shape'> & ExactShape): bigint {
+  return dimsOf(t).reduce<bigint>((a, d) => a * BigInt(d), 1n);
+}
+
+/** `tensors`: checkpoint.tensors(), when the caller has it already (a header may list millions). */
+export function summarize(checkpoint: Checkpoint, tensors: TensorInfo[] = checkpoint.tensors()): CheckpointSummary {
+  const bytesByDtype: Record<string, bigint> = {};
+  const parametersByDtype: Record<string, bigint> = {};
+  let parameters = 0n;
+  let bytes = 0n;
   for (const t of tensors) {
     const n = elementCount(t);
+    const size = BigInt(t.byteLength);
     parameters += n;
-    bytes += t.byteLength;
-    bytesByDtype[t.dtype] = (bytesByDtype[t.dtype] ?? 0) + t.byteLength;
-    parametersByDtype[t.dtype] = (parametersByDtype[t.dtype] ?? 0) + n;
+    bytes += size;
+    bytesByDtype[t.dtype] = (bytesByDtype[t.dtype] ?? 0n) + size;
+    parametersByDtype[t.dtype] = (parametersByDtype[t.dtype] ?? 0n) + n;
   }
   return {
     format: checkpoint.format,

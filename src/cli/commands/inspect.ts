@@ -1,17 +1,19 @@
 import { basename } from 'node:path';
 import { tensorSha256 } from '../../checkpoint/checksum.js';
 import { openCheckpoint } from '../../checkpoint/open-path.js';
-import { groupByLayer, summarize } from '../../checkpoint/summary.js';
+import { dimsOf, groupByLayer, summarize } from '../../checkpoint/summary.js';
 import type { Checkpoint, TensorInfo } from '../../checkpoint/types.js';
 import { SluiceError } from '../../errors.js';
 import { parseCommandArgs } from '../args.js';
-import { formatBytes, formatCount, table } from '../format.js';
+import { clip, exact, formatBytes, formatCount, jsonInteger, table } from '../format.js';
 import type { CliIo, Command } from '../io.js';
 import { modelSource } from '../model-source.js';
 import { Progress } from '../progress.js';
 
 /** Rows shown before the list is cut short (human output without --all). */
 const MAX_ROWS = 60;
+/** Widest name cell: one hostile 100 MB name must not pad every row to 100 MB (--json keeps it whole). */
+const MAX_NAME = 160;
 
 const USAGE = `Usage: sluice inspect PATH [--json] [--checksum] [--all]
 
@@ -27,6 +29,9 @@ Options:
   --checksum  add each tensor's sha256 over its contiguous little-endian bytes (reads all data)
   --all       list every tensor (the default groups per-layer tensors and cuts long lists)
   --debug     stack traces on errors
+
+In --json, an integer past 2^53 - 1 (a total, or a dim of an empty tensor) is written as a
+decimal string, so that no JSON reader rounds it; smaller ones are numbers.
 `;
 
 export const inspectCommand: Command = {
@@ -65,21 +70,22 @@ async function checksums(checkpoint: Checkpoint, io: CliIo, showProgress: boolea
 }
 
 function jsonReport(checkpoint: Checkpoint, sums?: Map<string, string>): string {
-  const s = summarize(checkpoint);
+  const tensors = checkpoint.tensors();
+  const s = summarize(checkpoint, tensors);
   const doc = {
     format: s.format,
     files: s.files,
     metadata: s.metadata,
     tensor_count: s.tensorCount,
-    parameters: s.parameters,
-    bytes: s.bytes,
-    bytes_by_dtype: s.bytesByDtype,
-    parameters_by_dtype: s.parametersByDtype,
+    parameters: jsonInteger(s.parameters),
+    bytes: jsonInteger(s.bytes),
+    bytes_by_dtype: mapValues(s.bytesByDtype, jsonInteger),
+    parameters_by_dtype: mapValues(s.parametersByDtype, jsonInteger),
     ...('indexMetadata' in checkpoint ? { index_metadata: checkpoint.indexMetadata } : {}),
-    tensors: checkpoint.tensors().map((t) => ({
+    tensors: tensors.map((t) => ({
       name: t.name,
       dtype: t.dtype,
-      shape: t.shape,
+      shape: dimsOf(t).map(jsonInteger),
       bytes: t.byteLength,
       file: t.file,
       ...(sums ? { sha256: sums.get(t.name) } : {}),
@@ -89,8 +95,8 @@ function jsonReport(checkpoint: Checkpoint, sums?: Map<string, string>): string 
 }
 
 function humanReport(checkpoint: Checkpoint, sums: Map<string, string> | undefined, all: boolean): string {
-  const s = summarize(checkpoint);
   const tensors = checkpoint.tensors();
+  const s = summarize(checkpoint, tensors);
   const multiFile = new Set(tensors.map((t) => t.file)).size > 1;
   const header = ['name', 'dtype', 'shape', 'size', ...(multiFile ? ['file'] : []), ...(sums ? ['sha256'] : [])];
   const fileCell = (ts: TensorInfo[]) => {
@@ -99,9 +105,9 @@ function humanReport(checkpoint: Checkpoint, sums: Map<string, string> | undefin
   };
   const groups = all || sums ? tensors.map((t) => ({ pattern: t.name, members: [t] })) : groupByLayer(tensors);
   let rows = groups.map(({ pattern, members: [first, ...rest] }) => [
-    rest.length ? `${pattern} (×${rest.length + 1})` : pattern,
+    rest.length ? `${clip(pattern, MAX_NAME)} (×${rest.length + 1})` : clip(pattern, MAX_NAME),
     first.dtype,
-    `[${first.shape.join(', ')}]`,
+    `[${dimsOf(first).join(', ')}]`,
     formatBytes(first.byteLength * (rest.length + 1)),
     ...(multiFile ? [fileCell([first, ...rest])] : []),
     ...(sums ? [sums.get(first.name) ?? ''] : []),
@@ -112,16 +118,17 @@ function humanReport(checkpoint: Checkpoint, sums: Map<string, string> | undefin
     rows = rows.slice(0, MAX_ROWS - 10);
   }
   const byDtype = Object.entries(s.bytesByDtype)
-    .map(([dtype, bytes]) => `${dtype} ${formatBytes(bytes)}`)
+    .map(([dtype, bytes]) => `${dtype} ${formatBytes(Number(bytes))}`)
     .join(', ');
-  const meta = Object.entries(s.metadata).map(([k, v]) => `${k}=${v.length > 60 ? `${v.slice(0, 57)}...` : v}`);
+  const meta = Object.entries(s.metadata).map(([k, v]) => `${clip(k, 60)}=${v.length > 60 ? `${v.slice(0, 57)}...` : v}`);
   const totals = table(
     ['', ''],
     [
       ['format', `${s.format}, ${s.files.length} file${s.files.length === 1 ? '' : 's'}`],
       ['tensors', String(s.tensorCount)],
-      ['parameters', `${formatCount(s.parameters)} (${s.parameters.toLocaleString('en-US')})`],
-      ['bytes', `${formatBytes(s.bytes)} (${byDtype || 'none'})`],
+      ['parameters', `${formatCount(s.parameters)} (${exact(s.parameters)})`],
+      // formatBytes rounds past 999 B: the exact count follows it.
+      ['bytes', `${formatBytes(Number(s.bytes))}${s.bytes >= 1000n ? ` = ${exact(s.bytes)} B` : ''} (${byDtype || 'none'})`],
       ['metadata', meta.length ? meta.join(', ') : 'none'],
     ],
   )
@@ -131,3 +138,6 @@ function humanReport(checkpoint: Checkpoint, sums: Map<string, string> | undefin
   return `${table(header, rows, [3])}${more}\n${totals}`;
 }
 
+function mapValues<T, U>(record: Record<string, T>, f: (v: T) => U): Record<string, U> {
+  return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, f(v)]));
+}

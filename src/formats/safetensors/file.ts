@@ -1,8 +1,9 @@
 // One safetensors file, opened lazily: the header is read and validated on open (at most
 // two reads), tensor bytes only when asked for.
 
+import type { ExactShape } from '../../checkpoint/summary.js';
 import type { Checkpoint, SliceRanges, TensorInfo, TensorSlice } from '../../checkpoint/types.js';
-import { SluiceError } from '../../errors.js';
+import { SluiceError, quote } from '../../errors.js';
 import type { ByteSource } from '../../io/byte-source.js';
 import { dtypeBytes } from '../dtypes.js';
 import { checkTensorRange, planSlice } from '../slice.js';
@@ -26,7 +27,7 @@ export class SafetensorsFile implements Checkpoint {
   ) {
     this.files = [source.name];
     this.metadata = header.metadata ?? {};
-    this.byName = new Map(header.tensors.map((t) => [t.name, t]));
+    this.byName = header.byName;
   }
 
   /** Reads and validates the header. Takes ownership of `source` (closed on failure). */
@@ -69,7 +70,7 @@ export class SafetensorsFile implements Checkpoint {
 
   async slice(name: string, ranges: SliceRanges): Promise<TensorSlice> {
     const t = this.entry(name);
-    const where = `${this.source.name}: tensor ${JSON.stringify(name)}`;
+    const where = `${this.source.name}: tensor ${quote(name)}`;
     const elementBytes = dtypeBytes(t.dtype);
     if (elementBytes === undefined) {
       throw new SluiceError('INVALID_SLICE', `${where}: cannot slice the sub-byte dtype ${t.dtype}; read it whole`);
@@ -101,11 +102,13 @@ export class SafetensorsFile implements Checkpoint {
 
   private entry(name: string): TensorEntry {
     const t = this.byName.get(name);
-    if (!t) throw new SluiceError('TENSOR_NOT_FOUND', `${this.source.name}: no tensor named ${JSON.stringify(name)}`);
+    if (!t) throw new SluiceError('TENSOR_NOT_FOUND', `${this.source.name}: no tensor named ${quote(name)}`);
     return t;
   }
 
-  private describe(t: TensorEntry): TensorInfo {
-    return { name: t.name, dtype: t.dtype, shape: [...t.shape], byteLength: t.end - t.begin, file: this.source.name };
+  private describe(t: TensorEntry): TensorInfo & ExactShape {
+    const info: TensorInfo & ExactShape = { name: t.name, dtype: t.dtype, shape: [...t.shape], byteLength: t.end - t.begin, file: this.source.name };
+    if (t.exactShape) info.exactShape = [...t.exactShape];
+    return info;
   }
 }

@@ -25,6 +25,18 @@ export const PREFIX_BYTES = 8;
  * valid 1-byte tensor whose shape alone costs 400 MB and a 100 MB line to print.
  */
 export const MAX_RANK = 64;
+/**
+ * Most tensors in one file. The reference sets none; the largest real checkpoints list
+ * ~10^5 per file. Each costs ~200 bytes parsed and as much again listed, against ≥ ~50
+ * bytes of JSON, so 1.8 M minimal entries (a 100 MB header) would take ~1.4 GB to inspect.
+ */
+export const MAX_TENSORS = 1_000_000;
+/**
+ * Most `__metadata__` entries. The reference sets none; real files hold a few to a few
+ * hundred (format, training notes). Each costs ~100-150 bytes as JS against ≥ 8 bytes of
+ * JSON, so a 100 MB header of `"a":"",` entries would take ~1.5 GB: refused past this.
+ */
+export const MAX_METADATA_ENTRIES = 1_000_000;
 /** u64::MAX has 20 digits: a longer integer literal (no leading zeros in JSON) is larger. */
 const U64_DIGITS = 20;
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -48,6 +60,8 @@ export interface SafetensorsHeader {
   dataStart: number;
   /** In file order (ascending offsets). */
   tensors: TensorEntry[];
+  /** The same entries by name. */
+  byName: Map<string, TensorEntry>;
   /** `__metadata__`, or null when absent. */
   metadata: Record<string, string> | null;
 }
@@ -55,6 +69,9 @@ export interface SafetensorsHeader {
 const fail = (code: ErrorCode, file: string, what: string): never => {
   throw new SluiceError(code, `${file}: ${what}`);
 };
+/** A failure naming the tensor; the name is quoted only then (a header may hold millions). */
+const failOn = (code: ErrorCode, file: string, name: string, what: string): never =>
+  fail(code, file, `tensor ${quote(name)}: ${what}`);
 
 /** Reads N from the 8-byte prefix and checks it against the file size. */
 export function parseHeaderLength(prefix: Uint8Array, fileSize: number, file: string): number {
@@ -84,7 +101,7 @@ export function parseHeader(json: Uint8Array, fileSize: number, file: string): S
   } catch {
     return fail('INVALID_UTF8', file, 'header is not valid UTF-8');
   }
-  let header: Pick<SafetensorsHeader, 'tensors' | 'metadata'>;
+  let header: Pick<SafetensorsHeader, 'tensors' | 'byName' | 'metadata'>;
   try {
     // Syntax first, building nothing: malformed JSON is INVALID_JSON whatever its values say.
     checkJsonSyntax(text);
@@ -93,49 +110,54 @@ export function parseHeader(json: Uint8Array, fileSize: number, file: string): S
     if (e instanceof JsonSyntaxError) return fail('INVALID_JSON', file, `header is not valid JSON: ${e.message}`);
     throw e;
   }
-  const { tensors, metadata } = header;
+  const { tensors, byName, metadata } = header;
 
   // The reference sorts by offsets, then requires the entries to tile the buffer exactly.
   tensors.sort((a, b) => a.begin - b.begin || a.end - b.end);
   const dataLength = fileSize - PREFIX_BYTES - headerLength;
   let cursor = 0;
   for (const t of tensors) {
-    const where = `tensor ${quote(t.name)}`;
-    if (t.end < t.begin) fail('INVALID_OFFSETS', file, `${where}: data_offsets [${t.begin}, ${t.end}) are reversed`);
+    if (t.end < t.begin) failOn('INVALID_OFFSETS', file, t.name, `data_offsets [${t.begin}, ${t.end}) are reversed`);
     if (t.begin !== cursor) {
       const problem = t.begin > cursor ? `a gap of ${t.begin - cursor} bytes before it` : `it overlaps the previous tensor`;
-      fail('INVALID_OFFSETS', file, `${where}: data_offsets start at ${t.begin} but the previous tensor ends at ${cursor} (${problem})`);
+      failOn('INVALID_OFFSETS', file, t.name, `data_offsets start at ${t.begin} but the previous tensor ends at ${cursor} (${problem})`);
     }
     checkSize(t, file);
     if (t.end > dataLength) {
-      fail('INVALID_OFFSETS', file, `${where}: data_offsets end at ${t.end}, past the end of the data (${dataLength} bytes)`);
+      failOn('INVALID_OFFSETS', file, t.name, `data_offsets end at ${t.end}, past the end of the data (${dataLength} bytes)`);
     }
     cursor = t.end;
   }
   if (cursor !== dataLength) {
     fail('INVALID_OFFSETS', file, `${dataLength - cursor} trailing bytes after the last tensor (data is ${dataLength} bytes, tensors cover ${cursor})`);
   }
-  return { headerLength, dataStart: PREFIX_BYTES + headerLength, tensors, metadata };
+  return { headerLength, dataStart: PREFIX_BYTES + headerLength, tensors, byName, metadata };
 }
 
 /** The root object: tensor entries and `__metadata__`, each refused at its first wrong token. */
-function readHeader(c: JsonCursor, file: string): Pick<SafetensorsHeader, 'tensors' | 'metadata'> {
+function readHeader(c: JsonCursor, file: string): Pick<SafetensorsHeader, 'tensors' | 'byName' | 'metadata'> {
   if (c.peek() !== 'object') return fail('HEADER_NOT_OBJECT', file, 'header JSON is not an object');
   const tensors: TensorEntry[] = [];
-  let metadata: Record<string, string> | null = null;
-  const seen = new Set<string>();
+  const byName = new Map<string, TensorEntry>();
+  let metadata: Record<string, string> | null | undefined;
   for (let first = true; ; first = false) {
     const name = c.nextKey(first);
     if (name === undefined) break;
     // The reference's serde map keeps the last of two equal keys; two readers could then
     // disagree on the file, so we refuse.
-    if (seen.has(name)) fail('DUPLICATE_KEY', file, `header has the key ${quote(name)} twice`);
-    seen.add(name);
+    if (name === '__metadata__' ? metadata !== undefined : byName.has(name)) {
+      fail('DUPLICATE_KEY', file, `header has the key ${quote(name)} twice`);
+    }
     if (name === '__metadata__') metadata = readMetadata(c, file);
-    else tensors.push(readEntry(c, name, file));
+    else {
+      if (tensors.length === MAX_TENSORS) fail('HEADER_TOO_LARGE', file, `header lists more than ${MAX_TENSORS} tensors`);
+      const entry = readEntry(c, name, file);
+      tensors.push(entry);
+      byName.set(name, entry);
+    }
   }
   c.end();
-  return { tensors, metadata };
+  return { tensors, byName, metadata: metadata ?? null };
 }
 
 /** `__metadata__`: null, or an object of string values (serde: Option<HashMap<String, String>>). */
@@ -148,6 +170,7 @@ function readMetadata(c: JsonCursor, file: string): Record<string, string> | nul
     const key = c.nextKey(first);
     if (key === undefined) break;
     if (out.has(key)) fail('DUPLICATE_KEY', file, `__metadata__ has the key ${quote(key)} twice`);
+    if (out.size === MAX_METADATA_ENTRIES) fail('HEADER_TOO_LARGE', file, `__metadata__ has more than ${MAX_METADATA_ENTRIES} entries`);
     if (c.peek() !== 'string') fail('INVALID_METADATA', file, `__metadata__ value for ${quote(key)} is not a string`);
     out.set(key, c.readString());
   }
@@ -157,8 +180,7 @@ function readMetadata(c: JsonCursor, file: string): Record<string, string> | nul
 
 /** One tensor entry (serde: struct TensorInfo { dtype, shape: Vec<usize>, data_offsets: (usize, usize) }). */
 function readEntry(c: JsonCursor, name: string, file: string): TensorEntry {
-  const where = `tensor ${quote(name)}`;
-  const bad = (what: string): never => fail('INVALID_TENSOR_INFO', file, `${where}: ${what}`);
+  const bad = (what: string): never => failOn('INVALID_TENSOR_INFO', file, name, what);
   if (c.peek() !== 'object') return bad('entry is not an object with dtype, shape and data_offsets');
   let dtype: Dtype | undefined;
   let dims: Array<number | bigint> | undefined;
@@ -167,19 +189,19 @@ function readEntry(c: JsonCursor, name: string, file: string): TensorEntry {
     const key = c.nextKey(first);
     if (key === undefined) break;
     // serde's derived Deserialize refuses a known field twice ("duplicate field").
-    const twice = () => fail('DUPLICATE_KEY', file, `${where}: the field ${quote(key)} appears twice`);
+    const twice = () => failOn('DUPLICATE_KEY', file, name, `the field ${quote(key)} appears twice`);
     if (key === 'dtype') {
       if (dtype !== undefined) twice();
       if (c.peek() !== 'string') bad('"dtype" is not a string');
       const s = c.readString();
-      if (!isDtype(s)) fail('UNKNOWN_DTYPE', file, `${where}: unknown dtype ${quote(s)}`);
+      if (!isDtype(s)) failOn('UNKNOWN_DTYPE', file, name, `unknown dtype ${quote(s)}`);
       dtype = s as Dtype;
     } else if (key === 'shape') {
       if (dims !== undefined) twice();
-      dims = readShape(c, where, file, bad);
+      dims = readShape(c, name, file, bad);
     } else if (key === 'data_offsets') {
       if (offsets !== undefined) twice();
-      offsets = readOffsets(c, where, file, bad);
+      offsets = readOffsets(c, name, file, bad);
     } else {
       // serde ignores unknown fields (TensorInfo has no deny_unknown_fields): skipped unbuilt,
       // so neither their size nor a duplicate among them matters; nothing reads them.
@@ -189,29 +211,29 @@ function readEntry(c: JsonCursor, name: string, file: string): TensorEntry {
   if (dtype === undefined) return bad('missing "dtype"');
   if (dims === undefined) return bad('missing "shape"');
   if (offsets === undefined) return bad('missing "data_offsets"');
-  const entry: TensorEntry = { name, dtype, shape: dims.map(Number), begin: offsets[0], end: offsets[1] };
-  if (dims.some((d) => typeof d === 'bigint')) entry.exactShape = dims.map(BigInt);
-  return entry;
+  // slice(): an exact-size copy (push leaves room for 17 dims: ~150 wasted bytes a tensor).
+  if (dims.every((d) => typeof d === 'number')) return { name, dtype, shape: dims.slice() as number[], begin: offsets[0], end: offsets[1] };
+  return { name, dtype, shape: dims.map(Number), exactShape: dims.map(BigInt), begin: offsets[0], end: offsets[1] };
 }
 
-function readShape(c: JsonCursor, where: string, file: string, bad: (what: string) => never): Array<number | bigint> {
+function readShape(c: JsonCursor, name: string, file: string, bad: (what: string) => never): Array<number | bigint> {
   if (c.peek() !== 'array') return bad('"shape" is not an array');
   const dims: Array<number | bigint> = [];
   for (let first = true; c.nextItem(first); first = false) {
     if (dims.length === MAX_RANK) bad(`"shape" has more than ${MAX_RANK} dims`);
     dims.push(readU64(c, () => bad('"shape" must hold non-negative integers'), (digits) =>
-      fail('SHAPE_OVERFLOW', file, `${where}: dimension ${quote(digits)} is too large`)));
+      failOn('SHAPE_OVERFLOW', file, name, `dimension ${quote(digits)} is too large`)));
   }
   return dims;
 }
 
-function readOffsets(c: JsonCursor, where: string, file: string, bad: (what: string) => never): number[] {
+function readOffsets(c: JsonCursor, name: string, file: string, bad: (what: string) => never): number[] {
   const pair = '"data_offsets" must be [begin, end]';
   if (c.peek() !== 'array') return bad(pair);
   const out: number[] = [];
   for (let first = true; c.nextItem(first); first = false) {
     if (out.length === 2) bad(pair);
-    const tooLarge = (digits: string): never => fail('OFFSET_TOO_LARGE', file, `${where}: data offset ${quote(digits)} is beyond 2^53`);
+    const tooLarge = (digits: string): never => failOn('OFFSET_TOO_LARGE', file, name, `data offset ${quote(digits)} is beyond 2^53`);
     const o = readU64(c, () => bad('"data_offsets" must hold non-negative integers'), tooLarge);
     if (typeof o === 'bigint') tooLarge(String(o));
     out.push(o as number);
@@ -245,7 +267,19 @@ function shapeText(dims: ReadonlyArray<number | bigint>): string {
 
 /** shape × dtype width must be whole bytes and equal end − begin. */
 function checkSize(t: TensorEntry, file: string): void {
-  const where = `tensor ${quote(t.name)}`;
+  const span = t.end - t.begin;
+  // Fast path, exact in doubles: every partial product ≤ 2^53 (so none overflows u64 either).
+  // Past it (even if a later zero would bring it back, see below) the exact path decides.
+  if (!t.exactShape) {
+    let elements = 1;
+    for (const d of t.shape) {
+      elements *= d;
+      if (elements > Number.MAX_SAFE_INTEGER) break;
+    }
+    const bits = elements * dtypeBits(t.dtype);
+    if (bits <= Number.MAX_SAFE_INTEGER && bits % 8 === 0 && bits / 8 === span) return;
+  }
+  const bad = (code: ErrorCode, what: string) => failOn(code, file, t.name, what);
   const dims = t.exactShape ?? t.shape.map(BigInt);
   const shape = shapeText(dims);
   // As the reference's Metadata::validate (tensor.rs):
@@ -256,21 +290,17 @@ function checkSize(t: TensorEntry, file: string): void {
   let elements = 1n;
   for (const d of dims) {
     elements *= d;
-    if (elements > U64_MAX) fail('SHAPE_OVERFLOW', file, `${where}: shape ${shape} has too many elements`);
+    if (elements > U64_MAX) bad('SHAPE_OVERFLOW', `shape ${shape} has too many elements`);
   }
   // let nbits = nelements.checked_mul(info.dtype.bitsize()).ok_or(ValidationOverflow)?;
   const bits = elements * BigInt(dtypeBits(t.dtype));
-  if (bits > U64_MAX) fail('SHAPE_OVERFLOW', file, `${where}: shape ${shape} is too large for ${t.dtype}`);
+  if (bits > U64_MAX) bad('SHAPE_OVERFLOW', `shape ${shape} is too large for ${t.dtype}`);
   // Ours: a dim past 2^53 is not exact as a JS number. A tensor with no elements keeps it
   // (exactShape; nothing computes with it); any other needs ≥ 4 PiB of data, so no real file.
   if (t.exactShape && elements !== 0n) {
-    fail('SHAPE_OVERFLOW', file, `${where}: shape ${shape} has a dimension past 2^53, which sluice cannot address`);
+    bad('SHAPE_OVERFLOW', `shape ${shape} has a dimension past 2^53, which sluice cannot address`);
   }
-  if (bits % 8n !== 0n) {
-    fail('MISALIGNED_SUB_BYTE', file, `${where}: ${elements} elements of ${t.dtype} do not end on a byte boundary`);
-  }
+  if (bits % 8n !== 0n) bad('MISALIGNED_SUB_BYTE', `${elements} elements of ${t.dtype} do not end on a byte boundary`);
   const bytes = bits / 8n;
-  if (bytes !== BigInt(t.end - t.begin)) {
-    fail('SIZE_MISMATCH', file, `${where}: shape ${shape} of ${t.dtype} is ${bytes} bytes but data_offsets span ${t.end - t.begin}`);
-  }
+  if (bytes !== BigInt(span)) bad('SIZE_MISMATCH', `shape ${shape} of ${t.dtype} is ${bytes} bytes but data_offsets span ${span}`);
 }
