@@ -1,6 +1,7 @@
-// Launcher of shaders/swiglu.wgsl: out = silu(gate) * up over (rows, intermediate), from
-// two buffers (gate, up) or, FUSED, from one (rows, 2·intermediate) buffer holding
-// [gate | up] per row. Nothing changes per token: decode prepares rows = 1 once.
+// Launcher of shaders/swiglu.wgsl: out = act(gate) * up over (rows, intermediate), act
+// silu (SwiGLU, Llama) or gelu_tanh (GeGLU, Gemma's gelu_pytorch_tanh), from two buffers
+// (gate, up) or, FUSED, from one (rows, 2·intermediate) buffer holding [gate | up] per
+// row. Nothing changes per token: decode prepares rows = 1 once.
 
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
@@ -18,17 +19,30 @@ const PARAMS = new ParamsLayout([
 export interface SwigluOptions {
   /** One input (rows, 2·cols) = [gate | up] per row, instead of two. */
   fused?: boolean;
+  /**
+   * The gate's activation: 'silu' (default; hidden_act "silu") or 'gelu_tanh' (hidden_act
+   * "gelu_pytorch_tanh", torch's gelu(approximate='tanh'), Gemma's MLP).
+   */
+  act?: SwigluAct;
 }
+
+export type SwigluAct = 'silu' | 'gelu_tanh';
+const ACTS: readonly SwigluAct[] = ['silu', 'gelu_tanh'];
 
 /** Every variant of the shader, for the test that compiles them all (no feature beyond shader-f16 used). */
 export function swigluVariants(dtypes: readonly ComputeDtype[], _features: ReadonlySet<string> = new Set()): { key: string; spec: PipelineSpec }[] {
-  return dtypes.flatMap((dtype) => [false, true].map((fused) => variant(dtype, fused)));
+  return dtypes.flatMap((dtype) => ACTS.flatMap((act) => [false, true].map((fused) => variant(dtype, fused, act))));
 }
 
-function variant(dtype: ComputeDtype, fused: boolean): { key: string; spec: PipelineSpec } {
+function variant(dtype: ComputeDtype, fused: boolean, act: SwigluAct): { key: string; spec: PipelineSpec } {
+  const gelu = act === 'gelu_tanh';
   return {
-    key: `swiglu_${dtype.toLowerCase()}${fused ? '_fused' : ''}_wg${SWIGLU_WORKGROUP}`,
-    spec: { shader: 'swiglu', flags: [...dtypeFlags(dtype), ...(fused ? ['FUSED'] : [])], constants: { WORKGROUP_SIZE: SWIGLU_WORKGROUP } },
+    key: `swiglu_${dtype.toLowerCase()}${fused ? '_fused' : ''}${gelu ? '_gelu_tanh' : ''}_wg${SWIGLU_WORKGROUP}`,
+    spec: {
+      shader: 'swiglu',
+      flags: [...dtypeFlags(dtype), ...(fused ? ['FUSED'] : []), ...(gelu ? ['GELU_TANH'] : [])],
+      constants: { WORKGROUP_SIZE: SWIGLU_WORKGROUP },
+    },
   };
 }
 
@@ -38,16 +52,19 @@ export class Swiglu {
     private readonly pipeline: GPUComputePipeline,
     readonly dtype: ComputeDtype,
     readonly fused: boolean,
+    readonly act: SwigluAct,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: SwigluOptions = {}): Promise<Swiglu> {
     const fused = options.fused ?? false;
-    const { key, spec } = variant(dtype, fused);
-    return new Swiglu(device, await pipelineCache(device).get(key, spec), dtype, fused);
+    const act = options.act ?? 'silu';
+    if (!ACTS.includes(act)) throw new Error(`swiglu: act must be one of ${ACTS.join(', ')}, got ${String(act)}`);
+    const { key, spec } = variant(dtype, fused, act);
+    return new Swiglu(device, await pipelineCache(device).get(key, spec), dtype, fused, act);
   }
 
   /**
-   * out: (rows, cols) = silu(gate) * up. Two inputs: `inputs` = [gate, up], each
+   * out: (rows, cols) = act(gate) * up. Two inputs: `inputs` = [gate, up], each
    * (rows, cols); fused: [gateUp], (rows, 2·cols). All in the compute dtype; out distinct
    * from the inputs.
    */
