@@ -1,11 +1,16 @@
 // Rotary position embedding, HF Llama's rotate-half layout, in place on Q and K:
-//   for i < headDim/2, at position p:  angle = f32(p) * inv_freq[i]   (f32, as HF)
-//   x[i]        ← x[i] * cos(angle) − x[i + half] * sin(angle)
-//   x[i + half] ← x[i + half] * cos(angle) + x[i] * sin(angle)
+//   for i < rot_half, at position p:  angle = f32(p) * inv_freq[i]   (f32, as HF)
+//   x[i]            ← x[i] * cos(angle) − x[i + rot_half] * sin(angle)
+//   x[i + rot_half] ← x[i + rot_half] * cos(angle) + x[i] * sin(angle)
 // One invocation per (token, head, i): it rotates one pair, of Q (heads < n_heads) or of
 // K (the next n_kv_heads). The angle, cos/sin and the rotation are f32; the result is
-// stored in the compute dtype. The scaling variants (default, linear, llama3) differ only
-// in the inv_freq table (src/ops/rope.ts ropeInvFreq). Variant: F16 (f16 storage).
+// stored in the compute dtype. The scaling variants (default, linear, llama3, or any
+// table the caller computes) differ only in the inv_freq table (src/ops/rope.ts).
+// Partial rotary (Phi-4-mini's partial_rotary_factor): rot_half · 2 < head_dim rotates
+// only the first 2·rot_half elements of each head, pairs (i, i + rot_half), and leaves
+// the rest as they are (in place: nothing to write), as transformers' `q[..., :rotary_dim]`.
+// Variants: F16 (f16 storage), SCALED (cos and sin times attention_factor, as
+// transformers' `cos = emb.cos() * self.attention_scaling` for yarn / longrope).
 #ifdef F16
 enable f16;
 alias T = f16;
@@ -17,8 +22,10 @@ struct Params {
   tokens: u32,     // T: rows of Q and K
   n_heads: u32,    // Q heads per row
   n_kv_heads: u32, // K heads per row
-  head_dim: u32,   // elements per head (even)
+  head_dim: u32,   // elements per head: the row stride of a head (≥ 2 · rot_half)
   start: u32,      // position of row 0: the caller rewrites it every token (Rope.setPositions)
+  rot_half: u32,   // rotary_dim / 2: pairs rotated per head (inv_freq's length)
+  attention_factor: f32, // SCALED: cos and sin are multiplied by it
 }
 
 override WORKGROUP_SIZE: u32;
@@ -26,7 +33,7 @@ override WORKGROUP_SIZE: u32;
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> q: array<T>;   // (tokens, n_heads, head_dim) rotated in place
 @group(0) @binding(2) var<storage, read_write> k: array<T>;   // (tokens, n_kv_heads, head_dim) rotated in place
-@group(0) @binding(3) var<storage, read> inv_freq: array<f32>; // (head_dim / 2,) f32
+@group(0) @binding(3) var<storage, read> inv_freq: array<f32>; // (rot_half,) f32
 
 // 2π in three parts for Cody–Waite reduction: C1 and C2 have 8 significant bits, so k·C1
 // and k·C2 are exact f32 products for |k| < 2^16, i.e. angles below 2^16·2π ≈ 411,000 rad
@@ -49,7 +56,7 @@ fn reduce_angle(a: f32) -> f32 {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let idx = gid.x + gid.y * groups.x * WORKGROUP_SIZE;
-  let half = params.head_dim / 2u;
+  let half = params.rot_half;
   let heads = params.n_heads + params.n_kv_heads;
   if (idx >= params.tokens * heads * half) { return; }
   let i = idx % half;
@@ -59,8 +66,13 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
 
   // Positions are exact in f32 below 2^24.
   let r = reduce_angle(f32(params.start + t) * inv_freq[i]);
+#ifdef SCALED
+  let c = cos(r) * params.attention_factor;
+  let s = sin(r) * params.attention_factor;
+#else
   let c = cos(r);
   let s = sin(r);
+#endif
   if (head < params.n_heads) {
     let at = (t * params.n_heads + head) * params.head_dim + i;
     let x1 = f32(q[at]);

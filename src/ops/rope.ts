@@ -1,5 +1,8 @@
 // Launcher of shaders/rope.wgsl: rotary position embedding (HF Llama, rotate-half) applied
 // in place to Q and K, plus ropeInvFreq, the inv_freq table of a config's rope scaling.
+// A Rope is made from a config (this file computes inv_freq) or from a precomputed table
+// with an attention factor (yarn, longrope: the model layer computes them); prepare()'s
+// headDim may exceed the table's rotary dim (partial rotary: the rest passes through).
 //
 // Per token: the position of the first row is the Params field `start`, which the caller
 // rewrites with PreparedRope.setPositions(start) before submitting (a queue.writeBuffer of
@@ -10,15 +13,17 @@ import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import { bindBuffers, type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
 
-/** Invocations per workgroup; one invocation rotates one pair (i, i + headDim/2). */
+/** Invocations per workgroup; one invocation rotates one pair (i, i + rotaryDim/2). */
 export const ROPE_WORKGROUP = 256;
 
 const PARAMS = new ParamsLayout([
   ['tokens', 'u32'], // T
   ['n_heads', 'u32'], // Q heads per row
   ['n_kv_heads', 'u32'], // K heads per row
-  ['head_dim', 'u32'], // elements per head
+  ['head_dim', 'u32'], // elements per head (row stride of a head)
   ['start', 'u32'], // position of row 0 (rewritten per token)
+  ['rot_half', 'u32'], // rotaryDim / 2 = inv_freq's length
+  ['attention_factor', 'f32'], // SCALED variant: cos, sin × this
 ] as const);
 
 /** The rope part of a model config, with config.json's names in camelCase. */
@@ -98,21 +103,47 @@ export function ropeInvFreq(config: RopeConfig): Float32Array {
 
 /** Every variant of the shader, for the test that compiles them all (no feature beyond shader-f16 used). */
 export function ropeVariants(dtypes: readonly ComputeDtype[], _features: ReadonlySet<string> = new Set()): { key: string; spec: PipelineSpec }[] {
-  return dtypes.map(variant);
+  return dtypes.flatMap((dtype) => [false, true].map((scaled) => variant(dtype, scaled)));
 }
 
-function variant(dtype: ComputeDtype): { key: string; spec: PipelineSpec } {
+function variant(dtype: ComputeDtype, scaled: boolean): { key: string; spec: PipelineSpec } {
   return {
-    key: `rope_${dtype.toLowerCase()}_wg${ROPE_WORKGROUP}`,
-    spec: { shader: 'rope', flags: dtypeFlags(dtype), constants: { WORKGROUP_SIZE: ROPE_WORKGROUP } },
+    key: `rope_${dtype.toLowerCase()}${scaled ? '_scaled' : ''}_wg${ROPE_WORKGROUP}`,
+    spec: { shader: 'rope', flags: [...dtypeFlags(dtype), ...(scaled ? ['SCALED'] : [])], constants: { WORKGROUP_SIZE: ROPE_WORKGROUP } },
   };
 }
+
+/** A Rope from a config: ropeInvFreq(config) is its table, attention factor 1. */
+export interface RopeFromConfig {
+  config: RopeConfig;
+  label?: string;
+}
+
+/** A Rope from a precomputed table (yarn, longrope, partial rotary: the model computes it). */
+export interface RopeFromTable {
+  /** inv_freq, rotaryDim / 2 f32 entries (rotaryDim = 2 · invFreq.length ≤ the head size). */
+  invFreq: Float32Array;
+  /**
+   * cos and sin are multiplied by this (transformers: `cos = emb.cos() * attention_scaling`,
+   * in f32). Default 1, which compiles the variant without the multiply.
+   */
+  attentionFactor?: number;
+  label?: string;
+}
+
+export type RopeOptions = RopeFromConfig | RopeFromTable;
 
 export interface RopeShape {
   /** Rows of Q and K prepared for: the dispatch size (setPositions may lower it). */
   tokens: number;
   nHeads: number;
   nKvHeads: number;
+  /**
+   * Elements per head, the row stride of a head in q and k (default: the rotary dim,
+   * 2 · invFreq.length). Larger: partial rotary, only the first rotaryDim elements of each
+   * head rotate (pairs (i, i + rotaryDim/2)), the rest pass through unchanged.
+   */
+  headDim?: number;
   /** Position of row 0 until setPositions changes it (default 0). */
   start?: number;
 }
@@ -131,16 +162,38 @@ export class Rope {
     private readonly device: GPUDevice,
     private readonly pipeline: GPUComputePipeline,
     readonly dtype: ComputeDtype,
+    /** The rotary dim, 2 · invFreq.length: prepare()'s default head size. */
     readonly headDim: number,
     /** The table the shader reads, as uploaded. */
     readonly invFreq: Float32Array,
     private readonly invFreqBuffer: GPUBuffer,
+    /** cos and sin are multiplied by this (1: the variant without the multiply). */
+    readonly attentionFactor: number,
   ) {}
 
-  /** Compiles the variant and uploads inv_freq once (headDim / 2 f32: 256 bytes for headDim 128). */
-  static async create(device: GPUDevice, dtype: ComputeDtype, options: { config: RopeConfig; label?: string }): Promise<Rope> {
-    const invFreq = ropeInvFreq(options.config);
-    const { key, spec } = variant(dtype);
+  /** The rotated elements per head: 2 · invFreq.length (= headDim). */
+  get rotaryDim(): number {
+    return this.headDim;
+  }
+
+  /**
+   * Compiles the variant and uploads inv_freq once (rotaryDim / 2 f32: 256 bytes for 128),
+   * from a config ({ config }) or a precomputed table ({ invFreq, attentionFactor }).
+   */
+  static async create(device: GPUDevice, dtype: ComputeDtype, options: RopeOptions): Promise<Rope> {
+    let invFreq: Float32Array;
+    let attentionFactor = 1;
+    if ('config' in options && options.config) invFreq = ropeInvFreq(options.config);
+    else {
+      const table = options as RopeFromTable;
+      if (!(table.invFreq instanceof Float32Array) || table.invFreq.length < 1) throw new Error('rope: invFreq must be a Float32Array of rotaryDim / 2 ≥ 1 entries');
+      const bad = table.invFreq.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0) throw new Error(`rope: invFreq[${bad}] = ${table.invFreq[bad]} is not finite`);
+      attentionFactor = table.attentionFactor ?? 1;
+      if (!Number.isFinite(attentionFactor) || attentionFactor <= 0) throw new Error(`rope: attentionFactor must be a positive number, got ${attentionFactor}`);
+      invFreq = table.invFreq.slice();
+    }
+    const { key, spec } = variant(dtype, Math.fround(attentionFactor) !== 1);
     const pipeline = await pipelineCache(device).get(key, spec);
     const buffer = device.createBuffer({
       label: `${options.label ?? 'rope'}.inv_freq`,
@@ -150,33 +203,47 @@ export class Rope {
     });
     new Float32Array(buffer.getMappedRange()).set(invFreq);
     buffer.unmap();
-    return new Rope(device, pipeline, dtype, options.config.headDim, invFreq, buffer);
+    return new Rope(device, pipeline, dtype, 2 * invFreq.length, invFreq, buffer, attentionFactor);
   }
 
   /**
    * Rotates q: (tokens, nHeads, headDim) and k: (tokens, nKvHeads, headDim), both in the
-   * compute dtype and distinct buffers, in place, row r at position start + r.
+   * compute dtype and distinct buffers, in place, row r at position start + r. headDim
+   * (shape.headDim, default the rotary dim) ≥ rotaryDim: elements past rotaryDim of each
+   * head are left as they are.
    */
   prepare(label: string, shape: RopeShape, q: GPUBuffer, k: GPUBuffer): PreparedRope {
     const { tokens, nHeads, nKvHeads } = shape;
+    const headDim = shape.headDim ?? this.headDim;
     for (const [name, v] of [['tokens', tokens], ['nHeads', nHeads], ['nKvHeads', nKvHeads]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`${label}: rope ${name} must be an integer ≥ 1, got ${v}`);
     }
-    const rowBytes = this.headDim * computeBytes(this.dtype);
+    if (!Number.isInteger(headDim) || headDim < this.headDim) throw new Error(`${label}: rope headDim must be an integer ≥ the rotary dim ${this.headDim}, got ${headDim}`);
+    const rowBytes = headDim * computeBytes(this.dtype);
     for (const [name, buffer, heads] of [['q', q, nHeads], ['k', k, nKvHeads]] as const) {
       const bytes = tokens * heads * rowBytes;
-      if (buffer.size < bytes) throw new Error(`${label}: rope ${name} holds ${buffer.size} bytes, (${tokens}, ${heads}, ${this.headDim}) ${this.dtype} needs ${bytes}`);
+      if (buffer.size < bytes) throw new Error(`${label}: rope ${name} holds ${buffer.size} bytes, (${tokens}, ${heads}, ${headDim}) ${this.dtype} needs ${bytes}`);
     }
     if (q === k) throw new Error(`${label}: rope q and k must be distinct buffers`);
     const threads = tokens * (nHeads + nKvHeads) * (this.headDim / 2);
-    if (threads > 2 ** 32 - 1) throw new Error(`${label}: rope (${tokens}, ${nHeads} + ${nKvHeads}, ${this.headDim}) has more pairs than u32 indexes`);
+    if (threads > 2 ** 32 - 1 || tokens * Math.max(nHeads, nKvHeads) * headDim > 2 ** 32 - 1) {
+      throw new Error(`${label}: rope (${tokens}, ${nHeads} + ${nKvHeads}, ${headDim}) has more elements than u32 indexes`);
+    }
     const check = (start: number, rows: number): void => {
       if (!Number.isInteger(rows) || rows < 1 || rows > tokens) throw new Error(`${label}: rope tokens must be 1..${tokens} (prepared), got ${rows}`);
       // f32(start + row) must be exact: positions below 2^24.
       if (!Number.isInteger(start) || start < 0 || start + rows > 2 ** 24) throw new Error(`${label}: rope positions [${start}, ${start + rows}) out of range [0, 2^24)`);
     };
     check(shape.start ?? 0, tokens);
-    const values = { tokens, n_heads: nHeads, n_kv_heads: nKvHeads, head_dim: this.headDim, start: shape.start ?? 0 };
+    const values = {
+      tokens,
+      n_heads: nHeads,
+      n_kv_heads: nKvHeads,
+      head_dim: headDim,
+      start: shape.start ?? 0,
+      rot_half: this.headDim / 2,
+      attention_factor: this.attentionFactor,
+    };
     const params = PARAMS.createBuffer(this.device, label, values);
     const bindGroup = bindBuffers(this.device, this.pipeline, label, [params, q, k, this.invFreqBuffer]);
     const workgroups = workgroups1d(threads, ROPE_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);

@@ -1,5 +1,6 @@
 // rope: HF Llama rotate-half rotary embedding in place on Q and K, F32 and F16, with the
-// default, linear and llama3 inv_freq tables, at positions offset by `start` (up to
+// default, linear and llama3 inv_freq tables, and with precomputed tables (partial rotary,
+// attention factors), at positions offset by `start` (up to
 // 10^5, where the angle needs range reduction), against a float64 reference from the
 // stored values; and the inv_freq table itself against a float64 transcription of HF's
 // rope init functions.
@@ -60,15 +61,19 @@ const SHAPES: Shape[] = [
   }),
 ];
 
-/** float64 rotation of the stored values at HF's f32 angle fl32(position · inv_freq). */
-function reference(x: Float32Array, tokens: number, heads: number, headDim: number, start: number, inv: Float32Array): Float64Array {
-  const half = headDim / 2;
+/**
+ * float64 rotation of the stored values at HF's f32 angle fl32(position · inv_freq), as
+ * transformers' apply_rotary_pos_emb: the first 2·inv.length elements of each head (of
+ * headDim) rotate half against half, the rest pass through; cos and sin × factor.
+ */
+function reference(x: Float32Array, tokens: number, heads: number, headDim: number, start: number, inv: Float32Array, factor = 1): Float64Array {
+  const half = inv.length;
   const out = Float64Array.from(x);
   for (let t = 0; t < tokens; t++) {
     for (let h = 0; h < heads; h++) {
       for (let i = 0; i < half; i++) {
         const angle = Math.fround((start + t) * inv[i]);
-        const [c, s] = [Math.cos(angle), Math.sin(angle)];
+        const [c, s] = [Math.cos(angle) * factor, Math.sin(angle) * factor];
         const at = (t * heads + h) * headDim + i;
         out[at] = x[at] * c - x[at + half] * s;
         out[at + half] = x[at + half] * c + x[at] * s;
@@ -146,7 +151,9 @@ describe('ropeInvFreq', () => {
 
 it('every variant compiles with no message', async () => {
   const features = gpu.device.features as ReadonlySet<string>;
-  for (const { key, spec } of ropeVariants(features.has('shader-f16') ? ['F32', 'F16'] : ['F32'], features)) {
+  const variants = ropeVariants(features.has('shader-f16') ? ['F32', 'F16'] : ['F32'], features);
+  expect(variants.map((v) => v.key)).toEqual(expect.arrayContaining(['rope_f32_wg256', 'rope_f32_scaled_wg256']));
+  for (const { key, spec } of variants) {
     const info = await pipelineCache(gpu.device).module(spec.shader, spec.flags).getCompilationInfo();
     expect(info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`), key).toEqual([]);
   }
@@ -211,6 +218,110 @@ describe.each(['F32', 'F16'] as const)('rope %s', (dtype) => {
     qBuf.destroy();
     kBuf.destroy();
   });
+});
+
+// Tables given directly (the model layer's yarn / longrope / partial rotary): head sizes
+// past the rotary dim (Phi-4-mini: head 96, rotary 72 at partial_rotary_factor 0.75), odd
+// half-dims, attention factors around yarn's 0.1·ln(s) + 1, with start offsets.
+interface TableShape {
+  tokens: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  rotaryDim: number;
+  factor: number;
+  start: number;
+}
+const TABLE_SHAPES: TableShape[] = [
+  { tokens: 3, nHeads: 24, nKvHeads: 8, headDim: 96, rotaryDim: 72, factor: 1.1902380714238083, start: 4000 }, // Phi-4-mini, longrope-ish
+  { tokens: 1, nHeads: 1, nKvHeads: 1, headDim: 3, rotaryDim: 2, factor: 1, start: 0 }, // one pair and an odd tail
+  { tokens: 17, nHeads: 2, nKvHeads: 1, headDim: 64, rotaryDim: 64, factor: 1.3465735902799727, start: 77 }, // full rotary, yarn factor 16
+  { tokens: 5, nHeads: 3, nKvHeads: 3, headDim: 80, rotaryDim: 20, factor: 1, start: 131_000 }, // partial, factor 1 (plain variant)
+  ...Array.from({ length: 12 }, (): TableShape => {
+    const nHeads = 1 + Math.floor(rng() * 8);
+    const rotaryDim = 2 * (1 + Math.floor(rng() * 50));
+    return {
+      tokens: 1 + Math.floor(rng() * 33),
+      nHeads,
+      nKvHeads: 1 + Math.floor(rng() * nHeads),
+      headDim: rotaryDim + (rng() < 0.3 ? 0 : Math.floor(rng() * 40)),
+      rotaryDim,
+      factor: rng() < 0.3 ? 1 : 0.5 + rng(),
+      start: rng() < 0.5 ? Math.floor(rng() * 64) : Math.floor(rng() * 131_072),
+    };
+  }),
+];
+
+describe.each(['F32', 'F16'] as const)('rope from a table, %s', (dtype) => {
+  it(`${TABLE_SHAPES.length} seeded shapes: partial rotary (headDim > rotaryDim), attention factors`, async () => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
+    for (const shape of TABLE_SHAPES) {
+      const { tokens, nHeads, nKvHeads, headDim, rotaryDim, factor, start } = shape;
+      const table = ropeInvFreq({ headDim: rotaryDim, ropeTheta: 10000 }).map((x, i) => x * (1 + (i % 3) / 7)); // any table
+      const rope = await Rope.create(gpu.device, dtype, { invFreq: table, attentionFactor: factor });
+      expect([rope.rotaryDim, rope.attentionFactor]).toEqual([rotaryDim, factor]);
+      const q = asDtype(randomValues(rng, tokens * nHeads * headDim), dtype);
+      const k = asDtype(randomValues(rng, tokens * nKvHeads * headDim), dtype);
+      const [qBuf, kBuf] = [uploadArray(gpu.device, q, dtype), uploadArray(gpu.device, k, dtype)];
+      const op = rope.prepare('test.rope.table', { tokens, nHeads, nKvHeads, headDim, start }, qBuf, kBuf);
+      await runOps(gpu.device, [op]);
+      // As tolerance(), abs scaled by the factor (cos and sin × factor, one more f32 rounding).
+      const [abs, rel] = tolerance(dtype);
+      const tol: [number, number] = [abs * Math.max(1, factor), rel];
+      const gotQ = await readArray(gpu.device, qBuf, q.length, dtype);
+      const gotK = await readArray(gpu.device, kBuf, k.length, dtype);
+      expect(closeness(gotQ, reference(q, tokens, nHeads, headDim, start, rope.invFreq, factor), ...tol), `q ${JSON.stringify(shape)}`).toBeNull();
+      expect(closeness(gotK, reference(k, tokens, nKvHeads, headDim, start, rope.invFreq, factor), ...tol), `k ${JSON.stringify(shape)}`).toBeNull();
+      // The pass-through part is untouched, bit for bit.
+      for (let at = 0; at < q.length; at += headDim) expect([...gotQ.subarray(at + rotaryDim, at + headDim)]).toEqual([...q.subarray(at + rotaryDim, at + headDim)]);
+      op.destroy();
+      rope.destroy();
+      qBuf.destroy();
+      kBuf.destroy();
+    }
+  });
+
+  it('a table equal to the config\'s gives the config\'s result bit for bit; setPositions moves it', async () => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
+    const [tokens, nHeads, nKvHeads, headDim] = [6, 4, 2, 64];
+    const fromConfig = await Rope.create(gpu.device, dtype, { config: configs.llama3(headDim) });
+    const fromTable = await Rope.create(gpu.device, dtype, { invFreq: ropeInvFreq(configs.llama3(headDim)), label: 'test.rope.table' });
+    const q = asDtype(randomValues(rng, tokens * nHeads * headDim), dtype);
+    const k = asDtype(randomValues(rng, tokens * nKvHeads * headDim), dtype);
+    const results: Float32Array[] = [];
+    for (const rope of [fromConfig, fromTable]) {
+      const [qBuf, kBuf] = [uploadArray(gpu.device, q, dtype), uploadArray(gpu.device, k, dtype)];
+      const op = rope.prepare('test.rope.same', { tokens, nHeads, nKvHeads, headDim }, qBuf, kBuf);
+      op.setPositions(5000, 4);
+      await runOps(gpu.device, [op]);
+      results.push(await readArray(gpu.device, qBuf, q.length, dtype), await readArray(gpu.device, kBuf, k.length, dtype));
+      op.destroy();
+      qBuf.destroy();
+      kBuf.destroy();
+    }
+    expect(results[2]).toEqual(results[0]);
+    expect(results[3]).toEqual(results[1]);
+    const rows = 4 * nHeads * headDim;
+    expect(closeness(results[0].subarray(0, rows), reference(q, 4, nHeads, headDim, 5000, fromConfig.invFreq).subarray(0, rows), ...tolerance(dtype))).toBeNull();
+    expect([...results[0].subarray(rows)]).toEqual([...q.subarray(rows)]);
+    fromConfig.destroy();
+    fromTable.destroy();
+  });
+});
+
+it('create refuses bad tables and factors; prepare refuses a head smaller than the rotary dim', async () => {
+  await expect(Rope.create(gpu.device, 'F32', { invFreq: new Float32Array(0) })).rejects.toThrow(/invFreq/);
+  await expect(Rope.create(gpu.device, 'F32', { invFreq: Float32Array.of(1, Number.NaN) })).rejects.toThrow(/invFreq\[1\]/);
+  await expect(Rope.create(gpu.device, 'F32', { invFreq: Float32Array.of(1), attentionFactor: 0 })).rejects.toThrow(/attentionFactor/);
+  const rope = await Rope.create(gpu.device, 'F32', { invFreq: Float32Array.of(1, 0.1, 0.01) });
+  const buf = (n: number): GPUBuffer => uploadArray(gpu.device, new Float32Array(n), 'F32');
+  const [q, k] = [buf(16), buf(16)];
+  expect(() => rope.prepare('x', { tokens: 1, nHeads: 1, nKvHeads: 1, headDim: 4 }, q, k)).toThrow(/headDim must be an integer ≥ the rotary dim 6/);
+  expect(() => rope.prepare('x', { tokens: 2, nHeads: 1, nKvHeads: 1, headDim: 9 }, q, k)).toThrow(/q holds 64 bytes, \(2, 1, 9\) F32 needs 72/);
+  rope.prepare('x', { tokens: 1, nHeads: 1, nKvHeads: 1, headDim: 9 }, q, k).destroy();
+  rope.destroy();
+  q.destroy();
+  k.destroy();
 });
 
 it('pairs past the per-dimension workgroup limit spill into y', async () => {
