@@ -1,9 +1,13 @@
 // Causal grouped-query attention over the KV cache, flash-attention style:
-//   O = softmax(Q Kᵀ / sqrt(headDim) + causal mask) V
+//   O = softmax(Q Kᵀ · scale + causal mask) V          (scale: 1 / sqrt(headDim) by default)
 // for queries at positions [start, start + T) against cache positions [0, start + T).
 // Launcher: src/ops/attention.ts. Variants: F16 (f16 storage, f32 math), SPLIT (flash-
 // decoding pass 1: each workgroup covers one split of the keys and writes its partial
-// (max, sum, unnormalised O) in f32; entry point `combine` is pass 2).
+// (max, sum, unnormalised O) in f32; entry point `combine` is pass 2), SOFTCAP (Gemma 2:
+// scores = tanh(scores / softcap) · softcap after the scale, before mask and softmax, as
+// transformers' eager_attention_forward), WINDOW (sliding window: the query at position p
+// sees keys p − window < k ≤ p, transformers' sliding_window_overlay `kv_idx > q_idx −
+// sliding_window`; key tiles and splits wholly before a block's window are skipped).
 //
 // A workgroup owns `rows` query rows of one kv head: row = (token, head of the group), token
 // major, so the heads sharing a kv head share every K/V read. Per tile of TILE_KEYS keys:
@@ -47,7 +51,9 @@ struct Params {
   max_seq: u32,    // positions per head in the cache (its row stride in rows)
   rows: u32,       // query rows per workgroup: a multiple of 4, ≤ MAX_ROWS, ≤ 4 · (WORKGROUP_SIZE / head_vecs)
   split_keys: u32, // keys per split (workgroup z), best a multiple of TILE_KEYS; ≥ max_seq when unsplit
-  scale: f32,      // 1 / sqrt(headDim)
+  scale: f32,      // 1 / sqrt(headDim), or the model's (Gemma: query_pre_attn_scalar^-0.5)
+  softcap: f32,    // SOFTCAP: attn_logit_softcapping (> 0); unused otherwise
+  window: u32,     // WINDOW: sliding window (≥ 1, < max_seq); unused otherwise
 }
 
 override WORKGROUP_SIZE: u32; // threads per workgroup
@@ -82,6 +88,21 @@ var<workgroup> row_max: array<f32, MAX_ROWS>;                  // (rows,) runnin
 var<workgroup> row_sum: array<f32, MAX_ROWS>;                  // (rows,) running Σ exp(s − max)
 var<workgroup> row_alpha: array<f32, MAX_ROWS>;                // (rows,) this tile's exp(old max − new max)
 
+#ifdef SOFTCAP
+// cap · tanh(s / cap). tanh's argument is clamped to ±10 (tanh(10) = 1 in f32): WGSL's tanh
+// may be sinh/cosh, which overflows to NaN past |x| ≈ 44 on some implementations.
+fn softcap4(s: vec4f) -> vec4f {
+  return params.softcap * tanh(clamp(s / params.softcap, vec4f(-10.0), vec4f(10.0)));
+}
+#endif
+
+#ifdef WINDOW
+// The first key a query at position `pos` sees: pos + 1 − window, or 0.
+fn window_first(pos: u32) -> u32 {
+  return select(0u, pos + 1u - params.window, pos + 1u > params.window);
+}
+#endif
+
 // The max of row r over the tile (its ROW_LANES partial maxima) and `m`.
 fn tile_max(r: u32, m: f32) -> f32 {
   var out = m;
@@ -104,6 +125,14 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   let split_begin = wg.z * params.split_keys;
   if (split_begin >= n_keys) { return; }
   let split_end = split_begin + min(params.split_keys, n_keys - split_begin); // no u32 overflow
+#ifdef WINDOW
+  // The block's first row sees the earliest keys: everything before its window is skipped,
+  // and a split that ends before it exits (combine does not read its partials).
+  let key_begin = max(split_begin, window_first(params.start + first_row / group));
+  if (key_begin >= split_end) { return; }
+#else
+  let key_begin = split_begin;
+#endif
   let cache_base = wg.y * params.max_seq * hv;
 
   // Queries · scale; rows past T are zero.
@@ -136,7 +165,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   var o2 = vec4f(0.0);
   var o3 = vec4f(0.0);
 
-  for (var k0 = split_begin; k0 < split_end; k0 += TILE_KEYS) {
+  for (var k0 = key_begin; k0 < split_end; k0 += TILE_KEYS) {
     let keys = min(TILE_KEYS, split_end - k0);
     // Scores, lane = keys tid + n · WORKGROUP_SIZE (n < 4), 4 rows at a time: per step 4 K
     // reads + 4 query reads → 16 dot4s. Lanes past the range re-read the last key; masked.
@@ -172,14 +201,23 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
           dd += vec4f(dot(q0, k_d), dot(q1, k_d), dot(q2, k_d), dot(q3, k_d));
         }
       }
+#ifdef SOFTCAP
+      let d = array<vec4f, 4>(softcap4(da), softcap4(db), softcap4(dc), softcap4(dd));
+#else
       let d = array<vec4f, 4>(da, db, dc, dd);
+#endif
       for (var i = 0u; i < 4u; i++) {
         let row = first_row + rc + i;
         let last_key = params.start + row / group; // the row's own position
         let at = (rc + i) * TILE_KEYS + tid;
         for (var n = 0u; n < 4u; n++) {
           let j = tid + n * WORKGROUP_SIZE;
+#ifdef WINDOW
+          // window < max_seq, so k0 + j + window does not overflow.
+          let visible = row < row_count && j < keys && k0 + j <= last_key && k0 + j + params.window > last_key;
+#else
           let visible = row < row_count && j < keys && k0 + j <= last_key;
+#endif
           scores[at + n * WORKGROUP_SIZE] = select(MASKED, d[n][i], visible);
         }
       }
@@ -268,12 +306,17 @@ fn combine(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
   let c = i % hv;
   let t = part0 / params.n_heads;
   let splits = (params.start + t) / params.split_keys + 1u;
+#ifdef WINDOW
+  let first = window_first(params.start + t) / params.split_keys; // earlier splits exited unwritten
+#else
+  let first = 0u;
+#endif
   let stride = params.tokens * params.n_heads; // parts per split
   var m = MASKED;
-  for (var s = 0u; s < splits; s++) { m = max(m, part_ml[s * stride + part0].x); }
+  for (var s = first; s < splits; s++) { m = max(m, part_ml[s * stride + part0].x); }
   var o = vec4f(0.0);
   var l = 0.0;
-  for (var s = 0u; s < splits; s++) {
+  for (var s = first; s < splits; s++) {
     let ml = part_ml[s * stride + part0];
     let w = exp(ml.x - m);
     o += w * part_o[(s * stride + part0) * hv + c];

@@ -12,6 +12,12 @@
 // never change: the dispatch covers `maxTokens` queries and every split up to `maxSeq`;
 // workgroups past this call's T or context exit at once (~µs each).
 //
+// Options in the shape (fixed per prepared op): `scale` (default headDim^-0.5), `softcap`
+// (Gemma 2's attn_logit_softcapping) and `window` (sliding window), each off by default;
+// softcap and window pick shader variants (SOFTCAP, WINDOW), so the default path does no
+// extra work. Attention.create(…, { softcap, window }) compiles those variants ahead;
+// otherwise prepare() builds a missing one on first use (synchronously, once).
+//
 // Supported: headDim a multiple of 4 up to 4 · ATTENTION_WORKGROUP (256); nHeads a multiple
 // of nKvHeads. Anything else is refused with SHAPE_MISMATCH.
 
@@ -49,7 +55,9 @@ const PARAMS = new ParamsLayout([
   ['max_seq', 'u32'],
   ['rows', 'u32'], // query rows per workgroup (attentionRows)
   ['split_keys', 'u32'], // keys per split; maxSeq when unsplit
-  ['scale', 'f32'], // 1 / sqrt(headDim)
+  ['scale', 'f32'], // 1 / sqrt(headDim), or shape.scale
+  ['softcap', 'f32'], // SOFTCAP variant: the cap (0 otherwise, unused)
+  ['window', 'u32'], // WINDOW variant: the window (0 otherwise, unused)
 ] as const);
 
 /** The shape an op is prepared for. */
@@ -59,6 +67,21 @@ export interface AttentionShape {
   readonly headDim: number;
   /** Positions the cache holds per head. */
   readonly maxSeq: number;
+  /** Scores are (q · k) · scale. Default headDim^-0.5 (Gemma: query_pre_attn_scalar^-0.5). */
+  readonly scale?: number;
+  /**
+   * Gemma 2's attn_logit_softcapping: scores = tanh(scores / softcap) · softcap, after the
+   * scale and before the mask and softmax (transformers' eager_attention_forward). null or
+   * undefined: none.
+   */
+  readonly softcap?: number | null;
+  /**
+   * Sliding window: the query at position p sees keys at positions k with
+   * p − window < k ≤ p (transformers' masking_utils.sliding_window_overlay:
+   * `kv_idx > q_idx - sliding_window`, and'ed with the causal mask). null or undefined:
+   * none; a window ≥ maxSeq masks nothing and runs the plain variant.
+   */
+  readonly window?: number | null;
 }
 
 /** The caller's buffers, all in the compute dtype. */
@@ -91,19 +114,38 @@ export function attentionRows(headDim: number, rowCount: number): number {
 
 type Kind = 'plain' | 'split' | 'combine';
 
+/** The score options that pick a variant (combine depends on the window only). */
+export interface AttentionFeatures {
+  softcap?: boolean;
+  window?: boolean;
+}
+
+const FEATURE_SETS: readonly Required<AttentionFeatures>[] = [
+  { softcap: false, window: false },
+  { softcap: true, window: false },
+  { softcap: false, window: true },
+  { softcap: true, window: true },
+];
+
 /** Every variant of the shader, for the test that compiles them all. */
 export function attentionVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const usable = dtypes.filter((d) => d === 'F32' || features.has('shader-f16'));
-  return usable.flatMap((dtype) => (['plain', 'split', 'combine'] as const).map((kind) => variant(dtype, kind)));
+  return usable.flatMap((dtype) => [
+    ...FEATURE_SETS.flatMap((f) => (['plain', 'split'] as const).map((kind) => variant(dtype, kind, f))),
+    ...[false, true].map((window) => variant(dtype, 'combine', { window })),
+  ]);
 }
 
-function variant(dtype: ComputeDtype, kind: Kind): { key: string; spec: PipelineSpec } {
+function variant(dtype: ComputeDtype, kind: Kind, features: AttentionFeatures = {}): { key: string; spec: PipelineSpec } {
   const name = kind === 'plain' ? 'attention' : `attention_${kind}`;
+  // combine never scores: the softcap does not change it.
+  const softcap = (features.softcap ?? false) && kind !== 'combine';
+  const window = features.window ?? false;
   return {
-    key: `${name}_${dtype.toLowerCase()}_wg${ATTENTION_WORKGROUP}`,
+    key: `${name}_${dtype.toLowerCase()}${softcap ? '_softcap' : ''}${window ? '_window' : ''}_wg${ATTENTION_WORKGROUP}`,
     spec: {
       shader: 'attention',
-      flags: [...dtypeFlags(dtype), ...(kind === 'plain' ? [] : ['SPLIT'])],
+      flags: [...dtypeFlags(dtype), ...(kind === 'plain' ? [] : ['SPLIT']), ...(softcap ? ['SOFTCAP'] : []), ...(window ? ['WINDOW'] : [])],
       constants: {
         WORKGROUP_SIZE: ATTENTION_WORKGROUP,
         MAX_ROWS: ATTENTION_MAX_ROWS,
@@ -116,6 +158,20 @@ function variant(dtype: ComputeDtype, kind: Kind): { key: string; spec: Pipeline
 function fail(label: string, why: string): never {
   throw new SluiceError('SHAPE_MISMATCH', `${label}: attention ${why}`);
 }
+
+/** The shape's options, checked: the Params values and the variant they need. */
+function scoreOptions(label: string, s: AttentionShape): { scale: number; softcap: number; window: number; features: Required<AttentionFeatures> } {
+  const scale = s.scale ?? 1 / Math.sqrt(s.headDim);
+  if (!Number.isFinite(scale) || scale <= 0) fail(label, `scale must be a positive number, got ${scale}`);
+  const softcap = s.softcap ?? 0;
+  if (s.softcap != null && !(Number.isFinite(softcap) && softcap > 0)) fail(label, `softcap must be a positive number or null, got ${s.softcap}`);
+  if (s.window != null && !(Number.isInteger(s.window) && s.window >= 1)) fail(label, `window must be an integer ≥ 1 or null, got ${s.window}`);
+  // A window reaching every position of the cache masks nothing: the plain variant.
+  const window = s.window != null && s.window < s.maxSeq ? s.window : 0;
+  return { scale, softcap, window, features: { softcap: softcap > 0, window: window > 0 } };
+}
+
+const featureKey = (f: AttentionFeatures): string => `${f.softcap ? 'softcap' : ''}_${f.window ? 'window' : ''}`;
 
 function checkShape(label: string, s: AttentionShape, maxTokens: number): void {
   const { nHeads, nKvHeads, headDim, maxSeq } = s;
@@ -132,24 +188,57 @@ function checkBuffer(label: string, name: string, buffer: GPUBuffer, bytes: numb
   if (buffer.size < bytes) fail(label, `${name} holds ${buffer.size} bytes, needs ${bytes}`);
 }
 
+type Pipelines = Readonly<Record<Kind, GPUComputePipeline>>;
+
 export class Attention {
   private constructor(
     private readonly device: GPUDevice,
     readonly dtype: ComputeDtype,
-    private readonly pipelines: Readonly<Record<Kind, GPUComputePipeline>>,
+    /** Plain, split and combine pipelines by featureKey. */
+    private readonly pipelines: Map<string, Pipelines>,
   ) {}
 
-  /** Compiles the plain, split and combine pipelines of `dtype` (F16 needs shader-f16). */
-  static async create(device: GPUDevice, dtype: ComputeDtype): Promise<Attention> {
+  /**
+   * Compiles the plain, split and combine pipelines of `dtype` (F16 needs shader-f16), and
+   * ahead of use those of the score options the model will ask for: `softcap: true`
+   * compiles the SOFTCAP variants, `window: true` the WINDOW ones (and both, both). A
+   * variant not compiled here is built by the first prepare() that needs it.
+   */
+  static async create(device: GPUDevice, dtype: ComputeDtype, options: AttentionFeatures = {}): Promise<Attention> {
     if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error('attention: F16 needs the shader-f16 feature');
     const cache = pipelineCache(device);
-    const [plain, split, combine] = await Promise.all(
-      (['plain', 'split', 'combine'] as const).map((kind) => {
-        const { key, spec } = variant(dtype, kind);
-        return cache.get(key, spec);
+    const sets = FEATURE_SETS.filter((f) => (!f.softcap || options.softcap) && (!f.window || options.window));
+    const built = await Promise.all(
+      sets.map(async (f): Promise<[string, Pipelines]> => {
+        const [plain, split, combine] = await Promise.all(
+          (['plain', 'split', 'combine'] as const).map((kind) => {
+            const { key, spec } = variant(dtype, kind, f);
+            return cache.get(key, spec);
+          }),
+        );
+        return [featureKey(f), { plain, split, combine }];
       }),
     );
-    return new Attention(device, dtype, { plain, split, combine });
+    return new Attention(device, dtype, new Map(built));
+  }
+
+  /** The pipelines of a feature set; built synchronously (once) if create did not compile them. */
+  private pipelinesFor(features: Required<AttentionFeatures>): Pipelines {
+    const name = featureKey(features);
+    let set = this.pipelines.get(name);
+    if (!set) {
+      const build = (kind: Kind): GPUComputePipeline => {
+        const { key, spec } = variant(this.dtype, kind, features);
+        return this.device.createComputePipeline({
+          label: key,
+          layout: 'auto',
+          compute: { module: pipelineCache(this.device).module(spec.shader, spec.flags), entryPoint: spec.entryPoint ?? 'main', constants: { ...spec.constants } },
+        });
+      };
+      set = { plain: build('plain'), split: build('split'), combine: build('combine') };
+      this.pipelines.set(name, set);
+    }
+    return set;
   }
 
   /** Prefill: up to `maxTokens` queries per call (setRange picks T and start). */
@@ -194,6 +283,8 @@ export class Attention {
   ): AttentionOp {
     checkShape(label, shape, maxTokens);
     const { nHeads, nKvHeads, headDim, maxSeq } = shape;
+    const options = scoreOptions(label, shape);
+    const pipelines = this.pipelinesFor(options.features);
     const bytes = computeBytes(this.dtype);
     checkBuffer(label, 'q', buffers.q, maxTokens * nHeads * headDim * bytes);
     checkBuffer(label, 'out', buffers.out, maxTokens * nHeads * headDim * bytes);
@@ -213,7 +304,9 @@ export class Attention {
       max_seq: maxSeq,
       rows,
       split_keys: splits > 1 ? DECODE_SPLIT_KEYS : maxSeq,
-      scale: 1 / Math.sqrt(headDim),
+      scale: options.scale,
+      softcap: options.softcap,
+      window: options.window,
     };
     const params = PARAMS.createBuffer(this.device, label, { start: 0, tokens: maxTokens, ...fixed });
     const bind = (pipeline: GPUComputePipeline, entries: [number, GPUBuffer][]): GPUBindGroup =>
@@ -225,11 +318,11 @@ export class Attention {
     const inputs: [number, GPUBuffer][] = [[0, params], [1, buffers.q], [2, buffers.kCache], [3, buffers.vCache]];
     const dispatches: PreparedDispatch[] = [];
     if (splits === 1) {
-      const pipeline = this.pipelines.plain;
+      const pipeline = pipelines.plain;
       dispatches.push({ label, pipeline, bindGroup: bind(pipeline, [...inputs, [4, buffers.out]]), workgroups: [blocks, nKvHeads, 1] });
     } else {
-      const split = this.pipelines.split;
-      const combine = this.pipelines.combine;
+      const split = pipelines.split;
+      const combine = pipelines.combine;
       const { o, ml } = scratch!;
       dispatches.push({
         label: `${label}.split`,

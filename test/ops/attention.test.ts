@@ -2,7 +2,8 @@
 // reference (test/support/attention-reference.ts) on seeded shapes: GQA ratios, head sizes
 // that are and are not powers of two, contexts that are not multiples of the KV tile,
 // later turns (start > 0), and a cache poisoned with NaN past the context, so a kernel that
-// reads a key it must not see fails loudly.
+// reads a key it must not see fails loudly. The score options (scale, softcap, sliding
+// window) on seeded shapes, prefill and decode, the cache also NaN before the window.
 
 import { describe, expect, it } from 'vitest';
 import { readBuffer } from '../../src/gpu/read-back.js';
@@ -227,10 +228,195 @@ describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
   });
 });
 
+// Score options. Softcaps that bite (scores here reach ~±10; Gemma 2's 50 and a cap of 2),
+// windows from 1 (the diagonal only) past the context, and scales other than headDim^-0.5.
+interface OptionCase extends Case {
+  scale?: number;
+  softcap?: number | null;
+  window?: number | null;
+}
+const SOFTCAPS = [null, 50, 5, 2];
+const OPTION_CASES: OptionCase[] = [
+  { tokens: 33, start: 500, nHeads: 8, nKvHeads: 2, headDim: 64, maxSeq: 540, maxTokens: 33, softcap: 5, window: 37 }, // window inside one tile
+  { tokens: 300, start: 0, nHeads: 4, nKvHeads: 4, headDim: 32, maxSeq: 300, maxTokens: 300, window: 1 }, // the diagonal only
+  { tokens: 300, start: 0, nHeads: 4, nKvHeads: 2, headDim: 32, maxSeq: 301, maxTokens: 300, window: 260, softcap: 2 }, // window across tiles
+  { tokens: 7, start: 5, nHeads: 6, nKvHeads: 3, headDim: 256, maxSeq: 16, maxTokens: 7, scale: 256 ** -0.5 / 2, softcap: 50 }, // Gemma-ish head, scale
+  { tokens: 5, start: 3, nHeads: 2, nKvHeads: 1, headDim: 12, maxSeq: 9, maxTokens: 8, window: 9 }, // window ≥ maxSeq: the plain variant
+  { tokens: 9, start: 40, nHeads: 9, nKvHeads: 1, headDim: 80, maxSeq: 60, maxTokens: 12, window: 4096, softcap: 2, scale: 0.3 }, // Gemma 2's window, short cache
+  ...Array.from({ length: 10 }, (): OptionCase => {
+    const [nHeads, nKvHeads] = pick(HEADS);
+    const tokens = pick([1, 2, 7, 33, 100]);
+    const start = rng() < 0.25 ? 0 : 1 + Math.floor(rng() * 300);
+    const maxTokens = tokens + (rng() < 0.5 ? 0 : Math.floor(rng() * 9));
+    const maxSeq = start + maxTokens + Math.floor(rng() * 5);
+    const headDim = pick([64, 128, 32, 80]);
+    return {
+      tokens, start, nHeads, nKvHeads, headDim, maxSeq, maxTokens,
+      scale: rng() < 0.5 ? undefined : (0.5 + rng()) / Math.sqrt(headDim),
+      softcap: pick(SOFTCAPS),
+      window: rng() < 0.25 ? null : 1 + Math.floor(rng() * (start + tokens + 20)),
+    };
+  }),
+];
+
+/** First key position the query at `pos` sees: pos + 1 − window, or 0. */
+const windowFirst = (pos: number, window: number | null | undefined): number => (window == null ? 0 : Math.max(0, pos + 1 - window));
+
+/** NaN at positions [0, lo) of every head of a (nKv, maxSeq, d) cache, on the host array and the GPU buffer. */
+function poisonBefore(host: Float32Array, buffer: GPUBuffer, nKv: number, maxSeq: number, d: number, lo: number, dtype: ComputeDtype): void {
+  if (lo === 0) return;
+  for (let h = 0; h < nKv; h++) {
+    const from = h * maxSeq * d;
+    host.fill(Number.NaN, from, from + lo * d);
+    write(buffer, from * (dtype === 'F16' ? 2 : 4), host.subarray(from, from + lo * d), dtype);
+  }
+}
+
+describe.each(['F32', 'F16'] as const)('score options, %s', (dtype) => {
+  const skip = (): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
+  const bytes = dtype === 'F16' ? 2 : 4;
+
+  it(`prefill: ${OPTION_CASES.length} shapes with scale / softcap / window, NaN before the window`, async () => {
+    if (skip()) return expect(skip()).toBe(true);
+    // Softcap variants compiled ahead; the window ones built by prepare on first use.
+    const [attention, store] = await Promise.all([Attention.create(gpu.device, dtype, { softcap: true }), KvStore.create(gpu.device, dtype)]);
+    for (const c of OPTION_CASES) {
+      const { tokens, start, nHeads, nKvHeads: nKv, headDim: d, maxSeq, maxTokens } = c;
+      const kHost = cacheArray(nKv, maxSeq, d, start, dtype);
+      const vHost = cacheArray(nKv, maxSeq, d, start, dtype);
+      // Keys before the first query's window are never read: poison them.
+      const lo = windowFirst(start, c.window);
+      for (let h = 0; h < nKv; h++) for (const host of [kHost, vHost]) host.fill(Number.NaN, h * maxSeq * d, (h * maxSeq + lo) * d);
+      const kNew = asDtype(randomValues(rng, maxTokens * nKv * d), dtype);
+      const vNew = asDtype(randomValues(rng, maxTokens * nKv * d), dtype);
+      const q = asDtype(randomValues(rng, maxTokens * nHeads * d, -5, 5), dtype);
+      const bufs = {
+        q: uploadArray(gpu.device, q, dtype),
+        kCache: uploadArray(gpu.device, kHost, dtype),
+        vCache: uploadArray(gpu.device, vHost, dtype),
+        out: outputBuffer(gpu.device, maxTokens * nHeads * d, bytes),
+        k: uploadArray(gpu.device, kNew, dtype),
+        v: uploadArray(gpu.device, vNew, dtype),
+      };
+      const storeOp = store.prepare('test.kv_store', c, maxTokens, bufs);
+      const attnOp = attention.prepare('test.attention.options', c, maxTokens, bufs);
+      const windowed = c.window != null && c.window < maxSeq;
+      expect(attnOp.dispatches[0].pipeline.label, label(c)).toBe(`attention_${dtype.toLowerCase()}${c.softcap ? '_softcap' : ''}${windowed ? '_window' : ''}_wg${ATTENTION_WORKGROUP}`);
+      storeOp.setRange(start, tokens);
+      attnOp.setRange(start, tokens);
+      await runOps(gpu.device, [storeOp, attnOp]);
+      const got = await readArray(gpu.device, bufs.out, tokens * nHeads * d, dtype);
+      const kAll = kvStoreReference(kHost, kNew, nKv, d, maxSeq, start, tokens);
+      const vAll = kvStoreReference(vHost, vNew, nKv, d, maxSeq, start, tokens);
+      const want = attentionReference(q, kAll, vAll, c, start, tokens);
+      expect(noNaN(got), label(c)).toBeNull();
+      // As TOLERANCE: the softcap's tanh (f32, derivative ≤ 1) adds f32-size errors only.
+      expect(nmse(got, want), label(c)).toBeLessThan(TOLERANCE[dtype]);
+      storeOp.destroy();
+      attnOp.destroy();
+      for (const b of Object.values(bufs)) b.destroy();
+    }
+  });
+
+  it(`decode with softcap and windows at contexts ${CONTEXTS.join(', ')}: splits before the window skipped (NaN there)`, async () => {
+    if (skip()) return expect(skip()).toBe(true);
+    const attention = await Attention.create(gpu.device, dtype, { softcap: true, window: true });
+    const options = [
+      { window: 300, softcap: 5 },
+      { window: 1 },
+      { window: 700, scale: 0.05 },
+      { window: 256, softcap: 50 },
+    ];
+    for (const [i, base] of DECODE_SHAPES.entries()) {
+      const shape = { ...base, ...options[i] };
+      const { nHeads, nKvHeads: nKv, headDim: d, maxSeq } = shape;
+      const kHost = nanCache(nKv * maxSeq * d);
+      const vHost = nanCache(nKv * maxSeq * d);
+      const kCache = uploadArray(gpu.device, kHost, dtype);
+      const vCache = uploadArray(gpu.device, vHost, dtype);
+      const qBuf = outputBuffer(gpu.device, nHeads * d, bytes);
+      const out = outputBuffer(gpu.device, nHeads * d, bytes);
+      const op = attention.prepareDecode('test.decode.options', shape, { q: qBuf, kCache, vCache, out });
+      expect(op.dispatches.map((x) => x.pipeline.label)).toEqual([
+        `attention_split_${dtype.toLowerCase()}${shape.softcap ? '_softcap' : ''}_window_wg${ATTENTION_WORKGROUP}`,
+        `attention_combine_${dtype.toLowerCase()}_window_wg${ATTENTION_WORKGROUP}`,
+      ]);
+      let filled = 0;
+      for (const context of CONTEXTS) {
+        for (let h = 0; h < nKv; h++) {
+          for (const [host, buffer] of [[kHost, kCache], [vHost, vCache]] as const) {
+            const from = (h * maxSeq + filled) * d;
+            host.set(asDtype(randomValues(rng, (context - filled) * d), dtype), from);
+            write(buffer, from * bytes, host.subarray(from, from + (context - filled) * d), dtype);
+          }
+        }
+        filled = context;
+        // Everything before this query's window is poisoned: a kernel reading it fails.
+        const lo = windowFirst(context - 1, shape.window);
+        poisonBefore(kHost, kCache, nKv, maxSeq, d, lo, dtype);
+        poisonBefore(vHost, vCache, nKv, maxSeq, d, lo, dtype);
+        const q = asDtype(randomValues(rng, nHeads * d, -5, 5), dtype);
+        write(qBuf, 0, q, dtype);
+        op.setRange(context - 1, 1);
+        await runOps(gpu.device, [op]);
+        const got = await readArray(gpu.device, out, nHeads * d, dtype);
+        const want = attentionReference(q, kHost, vHost, shape, context - 1, 1);
+        const what = `${label(shape)} context ${context}`;
+        expect(noNaN(got), what).toBeNull();
+        expect(nmse(got, want), what).toBeLessThan(TOLERANCE[dtype]);
+      }
+      op.destroy();
+      for (const b of [kCache, vCache, qBuf, out]) b.destroy();
+    }
+  });
+
+  it('softcap keeps huge scores finite (tanh clamped), where the plain softmax is one-hot', async () => {
+    if (skip()) return expect(skip()).toBe(true);
+    const attention = await Attention.create(gpu.device, dtype);
+    // scale 1, |q| ≤ 50, d 64: scores up to ~±1000, 200× the cap of 5.
+    const shape = { nHeads: 4, nKvHeads: 2, headDim: 64, maxSeq: 40, scale: 1, softcap: 5 };
+    const [tokens, start] = [9, 20];
+    const kHost = cacheArray(2, 40, 64, start + tokens, dtype);
+    const vHost = cacheArray(2, 40, 64, start + tokens, dtype);
+    const q = asDtype(randomValues(rng, tokens * 4 * 64, -50, 50), dtype);
+    const bufs = {
+      q: uploadArray(gpu.device, q, dtype),
+      kCache: uploadArray(gpu.device, kHost, dtype),
+      vCache: uploadArray(gpu.device, vHost, dtype),
+      out: outputBuffer(gpu.device, tokens * 4 * 64, bytes),
+    };
+    const op = attention.prepare('test.attention.softcap_big', shape, tokens, bufs);
+    op.setRange(start, tokens);
+    await runOps(gpu.device, [op]);
+    const got = await readArray(gpu.device, bufs.out, tokens * 4 * 64, dtype);
+    expect(noNaN(got)).toBeNull();
+    expect(nmse(got, attentionReference(q, kHost, vHost, shape, start, tokens))).toBeLessThan(TOLERANCE[dtype]);
+    op.destroy();
+    for (const b of Object.values(bufs)) b.destroy();
+  });
+});
+
+it('refuses bad score options by name', async () => {
+  const attention = await Attention.create(gpu.device, 'F32');
+  const buf = outputBuffer(gpu.device, 4096, 4);
+  const bufs = { q: buf, kCache: buf, vCache: buf, out: buf };
+  const shape = { nHeads: 4, nKvHeads: 2, headDim: 64, maxSeq: 8 };
+  expect(() => attention.prepare('x', { ...shape, softcap: 0 }, 1, bufs)).toThrow(/softcap must be a positive number or null, got 0/);
+  expect(() => attention.prepare('x', { ...shape, window: 0 }, 1, bufs)).toThrow(/window must be an integer ≥ 1 or null, got 0/);
+  expect(() => attention.prepareDecode('x', { ...shape, window: 2.5 }, bufs)).toThrow(/window must be an integer/);
+  expect(() => attention.prepare('x', { ...shape, scale: Number.NaN }, 1, bufs)).toThrow(/scale must be a positive number/);
+  attention.prepare('x', { ...shape, softcap: null, window: null }, 1, bufs).destroy(); // null: off
+  buf.destroy();
+});
+
 it('every attention and kv_store variant compiles without a message', async () => {
   const features = gpu.device.features as ReadonlySet<string>;
   const variants = [...attentionVariants(['F32', 'F16'], features), ...kvStoreVariants(['F32', 'F16'], features)];
-  expect(variants.length).toBe(features.has('shader-f16') ? 7 : 4);
+  // Per dtype: plain and split × {none, softcap, window, both} + combine × {none, window}; kv_store: 1.
+  expect(variants.length).toBe(features.has('shader-f16') ? 21 : 11);
+  expect(variants.map((v) => v.key)).toEqual(
+    expect.arrayContaining(['attention_f32_wg64', 'attention_split_f32_softcap_window_wg64', 'attention_combine_f32_window_wg64', 'attention_f32_softcap_wg64']),
+  );
   for (const { key, spec } of variants) {
     const info = await pipelineCache(gpu.device).module(spec.shader, spec.flags).getCompilationInfo();
     expect(info.messages.map((m) => `${m.type} ${spec.shader}.wgsl:${m.lineNum}: ${m.message}`), key).toEqual([]);

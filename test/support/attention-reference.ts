@@ -1,6 +1,11 @@
 // The reference of the attention kernels, in float64 and written as the math reads:
-//   O[t, h] = softmax_j(Q[t, h] · K[h / group, j] · scale) V[h / group, j],  j ≤ start + t
+//   O[t, h] = softmax_j(cap(Q[t, h] · K[h / group, j] · scale)) V[h / group, j],
+//   p − window < j ≤ p = start + t
+// where cap(s) = tanh(s / softcap) · softcap with a softcap (transformers'
+// eager_attention_forward: after the scaling, before the mask), and the window bound is
+// transformers' sliding_window_overlay `kv_idx > q_idx - sliding_window`.
 // Three plain loops, no tiling, no online softmax: nothing shared with the kernel's scheme.
+// Masked keys are never read (they may be NaN in the tests).
 
 export interface ReferenceShape {
   nHeads: number;
@@ -8,6 +13,10 @@ export interface ReferenceShape {
   headDim: number;
   /** Positions per head in the cache arrays. */
   maxSeq: number;
+  /** Default 1 / sqrt(headDim). */
+  scale?: number;
+  softcap?: number | null;
+  window?: number | null;
 }
 
 /**
@@ -24,27 +33,29 @@ export function attentionReference(
 ): Float64Array {
   const { nHeads, nKvHeads, headDim: d, maxSeq } = shape;
   const group = nHeads / nKvHeads;
-  const scale = 1 / Math.sqrt(d);
+  const scale = shape.scale ?? 1 / Math.sqrt(d);
+  const cap = shape.softcap ?? null;
   const out = new Float64Array(tokens * nHeads * d);
   const scores = new Float64Array(start + tokens);
   for (let t = 0; t < tokens; t++) {
     const keys = start + t + 1; // causal: positions 0 ..= start + t
+    const first = shape.window == null ? 0 : Math.max(0, start + t - shape.window + 1); // p − window < j
     for (let h = 0; h < nHeads; h++) {
       const qOff = (t * nHeads + h) * d;
       const kvBase = Math.floor(h / group) * maxSeq * d;
       let max = -Infinity;
-      for (let j = 0; j < keys; j++) {
+      for (let j = first; j < keys; j++) {
         let s = 0;
         for (let i = 0; i < d; i++) s += q[qOff + i] * kCache[kvBase + j * d + i];
-        scores[j] = s * scale;
+        scores[j] = cap === null ? s * scale : Math.tanh((s * scale) / cap) * cap;
         max = Math.max(max, scores[j]);
       }
       let sum = 0;
-      for (let j = 0; j < keys; j++) {
+      for (let j = first; j < keys; j++) {
         scores[j] = Math.exp(scores[j] - max);
         sum += scores[j];
       }
-      for (let j = 0; j < keys; j++) {
+      for (let j = first; j < keys; j++) {
         const p = scores[j] / sum;
         for (let i = 0; i < d; i++) out[qOff + i] += p * vCache[kvBase + j * d + i];
       }
