@@ -39,7 +39,9 @@ export {
 } from './formats/safetensors/writer.js';
 
 // Models, text and generation (Node's loadModel, in sluice/node, adds paths and its own device)
-export { parseModelConfig, modelConfig, SUPPORTED_ARCHITECTURES, type ModelConfig, type RopeScaling } from './model/config.js';
+export { parseModelConfig, modelConfig, SUPPORTED_ARCHITECTURES, type ModelConfig } from './model/config.js';
+export { parseRope, ropeTables, SUPPORTED_ROPE_TYPES, type RopeScaling, type RopeSettings } from './model/rope-scaling.js';
+export { FAMILIES, type Features, type LayerKind } from './model/families.js';
 export { weightNames, type WeightNames } from './model/weights.js';
 export { LlamaModel, PREFILL_CHUNK, type LoadModelOptions } from './model/llama.js';
 export { parseGenerationConfig, type GenerationDefaults } from './model/generation-config.js';

@@ -4,15 +4,11 @@
 
 import { SluiceError } from '../errors.js';
 import { type ConfigReader, type Features, familyOf, features, FAMILIES, supportedList } from './families.js';
+import { parseRope, type RopeSettings } from './rope-scaling.js';
 
 /** Every architecture some family runs (config.json's `architectures`). */
 export const SUPPORTED_ARCHITECTURES: readonly string[] = FAMILIES.flatMap((f) => f.architectures);
 export type Architecture = string;
-
-export type RopeScaling =
-  | { type: 'default' }
-  | { type: 'linear'; factor: number }
-  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
 
 export interface ModelConfig {
   architecture: Architecture;
@@ -28,8 +24,8 @@ export interface ModelConfig {
   headDim: number;
   vocabSize: number;
   rmsNormEps: number;
-  ropeTheta: number;
-  ropeScaling: RopeScaling;
+  /** The rope of every layer (per layer type where they differ), parsed once (rope-scaling.ts). */
+  rope: RopeSettings;
   maxPositionEmbeddings: number;
   tieWordEmbeddings: boolean;
   /** What the forward pass does differently from Llama (families.ts). */
@@ -39,8 +35,6 @@ export interface ModelConfig {
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
-
-const SUPPORTED_ROPE = ['default', 'linear', 'llama3'];
 
 /** Parses config.json text; `file` names it in errors. */
 export function parseModelConfig(text: string, file = 'config.json'): ModelConfig {
@@ -55,7 +49,7 @@ export function parseModelConfig(text: string, file = 'config.json'): ModelConfi
 }
 
 export function modelConfig(c: Record<string, unknown>, file = 'config.json'): ModelConfig {
-  const unsupported = (what: string) => new SluiceError('UNSUPPORTED_ARCH', `${file}: ${what}; sluice runs ${supportedList()} with rope_scaling ${SUPPORTED_ROPE.join('/')}`);
+  const unsupported = (what: string) => new SluiceError('UNSUPPORTED_ARCH', `${file}: ${what}; sluice runs ${supportedList()}`);
   const bad = (key: string, why: string) => new SluiceError('INVALID_JSON', `${file}: ${key} ${why}`);
   const reader: ConfigReader = {
     raw: c,
@@ -90,9 +84,10 @@ export function modelConfig(c: Record<string, unknown>, file = 'config.json'): M
   const headDim = c.head_dim == null ? hiddenSize / numHeads : int('head_dim');
   if (!Number.isInteger(headDim)) throw bad('hidden_size', `(${hiddenSize}) is not a multiple of num_attention_heads (${numHeads}) and head_dim is not given`);
   const numLayers = int('num_hidden_layers');
+  const rope = parseRope(c, { ...found.family.rope, file, headDim });
   let feats: Features;
   try {
-    feats = features(found.family, reader, { hiddenSize, headDim, numLayers });
+    feats = features(found.family, reader, { hiddenSize, headDim, numLayers }, rope);
   } catch (e) {
     if ((e as { unsupported?: boolean }).unsupported) throw unsupported((e as Error).message.slice(file.length + 2));
     throw e;
@@ -110,8 +105,7 @@ export function modelConfig(c: Record<string, unknown>, file = 'config.json'): M
     headDim,
     vocabSize: int('vocab_size'),
     rmsNormEps: num('rms_norm_eps', 1e-6),
-    ropeTheta: num('rope_theta', 10000),
-    ropeScaling: ropeScaling(c.rope_scaling, unsupported, bad),
+    rope,
     maxPositionEmbeddings: int('max_position_embeddings', 2048),
     tieWordEmbeddings: bool('tie_word_embeddings', false),
     features: feats,
@@ -119,34 +113,6 @@ export function modelConfig(c: Record<string, unknown>, file = 'config.json'): M
     bosTokenId: Number.isSafeInteger(c.bos_token_id) ? (c.bos_token_id as number) : null,
     eosTokenIds: tokenIds(c.eos_token_id),
   };
-}
-
-function ropeScaling(
-  raw: unknown,
-  unsupported: (what: string) => SluiceError,
-  bad: (key: string, why: string) => SluiceError,
-): RopeScaling {
-  if (raw == null) return { type: 'default' };
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw bad('rope_scaling', 'must be an object or null');
-  const r = raw as Record<string, unknown>;
-  const type = r.rope_type ?? r.type; // newer configs say rope_type, older ones type
-  const number = (key: string, fallback?: number): number => {
-    const v = r[key] ?? fallback;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw bad(`rope_scaling.${key}`, `must be a positive number, not ${JSON.stringify(v)}`);
-    return v;
-  };
-  if (type === 'default') return { type: 'default' };
-  if (type === 'linear') return { type: 'linear', factor: number('factor') };
-  if (type === 'llama3') {
-    return {
-      type: 'llama3',
-      factor: number('factor'),
-      lowFreqFactor: number('low_freq_factor'),
-      highFreqFactor: number('high_freq_factor'),
-      originalMaxPositionEmbeddings: number('original_max_position_embeddings'),
-    };
-  }
-  throw unsupported(`rope_scaling type ${JSON.stringify(type ?? null)} is not supported`);
 }
 
 /** eos_token_id / generation_config ids: one id, a list, or absent. */

@@ -3,12 +3,14 @@
 // The layer builder (llama.ts) reads the resulting Features and never a family name;
 // adding a family is a record here and, only for new math, a kernel variant.
 
-/** A layer's attention: its window (null = full causal) and which rope table it uses. */
+import { type RopeParseOptions, type RopeScaling, type RopeSettings, ropeForLayer } from './rope-scaling.js';
+
+/** A layer's attention: its window (null = full causal) and its rope. */
 export interface LayerKind {
   /** Keys older than `window` positions are masked (sliding-window attention), or null. */
   window: number | null;
-  /** 'global': rope_theta (+ rope_scaling); 'local': Gemma 3's rope_local_base_freq; null: NoPE. */
-  rope: 'global' | 'local' | null;
+  /** The rope of this layer (shared objects: one table per distinct rope), or null: NoPE. */
+  rope: RopeScaling | null;
 }
 
 /** What the forward pass does differently from Llama, per model. */
@@ -33,10 +35,6 @@ export interface Features {
   finalSoftcap: number | null;
   /** Phi-3: qkv_proj and gate_up_proj stored fused. */
   fused: boolean;
-  /** Elements of each head that rotate (head_dim × partial_rotary_factor). */
-  rotaryDim: number;
-  /** Rope base of Gemma 3's local layers (rope_local_base_freq), or null. */
-  localRopeTheta: number | null;
   /** One entry per layer. */
   layers: LayerKind[];
 }
@@ -83,6 +81,8 @@ export interface Family {
   noRopeLayers: boolean;
   /** Gemma 3: local (sliding) layers use rope_local_base_freq, without scaling. */
   localRope: boolean;
+  /** The family's rope defaults (its config class's), for parseRope. */
+  rope: Omit<RopeParseOptions, 'file'>;
 }
 
 const LLAMA: Family = {
@@ -100,6 +100,7 @@ const LLAMA: Family = {
   windows: 'none',
   noRopeLayers: false,
   localRope: false,
+  rope: {},
 };
 
 const GEMMA2: Family = {
@@ -125,9 +126,19 @@ export const FAMILIES: readonly Family[] = [
   { ...LLAMA, label: 'Qwen3', architectures: ['Qwen3ForCausalLM'], qkNorm: true, windows: 'qwen2' },
   GEMMA2,
   // modeling_gemma3.py (text): Gemma 2's layer plus q_norm/k_norm, local rope base, no soft-capping by default.
-  { ...GEMMA2, label: 'Gemma 3 (text)', architectures: ['Gemma3ForCausalLM'], qkNorm: true, windows: 'gemma3', localRope: true },
-  // modeling_phi3.py: qkv_proj and gate_up_proj fused, no biases, partial rotary (Phi-4-mini).
-  { ...LLAMA, label: 'Phi-3/3.5/4-mini', architectures: ['Phi3ForCausalLM'], bias: 'none', fused: true, windows: 'all' },
+  // Gemma3TextConfig: rope_theta 1e6, rope_local_base_freq 1e4.
+  { ...GEMMA2, label: 'Gemma 3 (text)', architectures: ['Gemma3ForCausalLM'], qkNorm: true, windows: 'gemma3', localRope: true, rope: { defaultTheta: 1e6, defaultLocalTheta: 1e4 } },
+  // modeling_phi3.py: qkv_proj and gate_up_proj fused, no biases, partial rotary (Phi-4-mini);
+  // Phi3Config: original_max_position_embeddings 4096, legacy rope types su/yarn = longrope.
+  {
+    ...LLAMA,
+    label: 'Phi-3/3.5/4-mini',
+    architectures: ['Phi3ForCausalLM'],
+    bias: 'none',
+    fused: true,
+    windows: 'all',
+    rope: { originalMaxPositionEmbeddings: 4096, typeAliases: { su: 'longrope', yarn: 'longrope' } },
+  },
   // modeling_smollm3.py: Llama with NoPE layers and Qwen2's sliding-window rule.
   { ...LLAMA, label: 'SmolLM3', architectures: ['SmolLM3ForCausalLM'], windows: 'qwen2', noRopeLayers: true },
 ];
@@ -148,13 +159,8 @@ export function supportedList(): string {
 }
 
 /** The features of `family` as config.json `c` sets them. */
-export function features(family: Family, c: ConfigReader, shape: { hiddenSize: number; headDim: number; numLayers: number }): Features {
+export function features(family: Family, c: ConfigReader, shape: { hiddenSize: number; headDim: number; numLayers: number }, rope: RopeSettings): Features {
   const attentionBias = c.bool('attention_bias', false);
-  const partial = c.has('partial_rotary_factor') ? c.num('partial_rotary_factor') : 1;
-  if (partial > 1) throw c.bad('partial_rotary_factor', `must be at most 1, not ${partial}`);
-  // transformers: dim = int(head_dim * partial_rotary_factor) (modeling_rope_utils.py)
-  const rotaryDim = Math.floor(shape.headDim * partial);
-  if (rotaryDim < 2 || rotaryDim % 2 !== 0) throw c.bad('partial_rotary_factor', `gives a rotary dimension of ${rotaryDim}, which must be even and ≥ 2`);
   const softcap = (key: string): number | null => (family.softcaps && c.raw[key] != null ? c.num(key) : null);
   return {
     norm: family.norm,
@@ -168,9 +174,7 @@ export function features(family: Family, c: ConfigReader, shape: { hiddenSize: n
     attnSoftcap: softcap('attn_logit_softcapping'),
     finalSoftcap: softcap('final_logit_softcapping'),
     fused: family.fused,
-    rotaryDim,
-    localRopeTheta: family.localRope ? c.num('rope_local_base_freq', 10000) : null,
-    layers: layerKinds(family, c, shape.numLayers),
+    layers: layerKinds(family, c, shape.numLayers, rope),
   };
 }
 
@@ -182,13 +186,14 @@ function activation(family: Family, c: ConfigReader): Features['act'] {
   throw Object.assign(c.bad(family.actKey, `${JSON.stringify(act)} is not supported (silu, gelu_pytorch_tanh)`), { unsupported: true });
 }
 
-function layerKinds(family: Family, c: ConfigReader, numLayers: number): LayerKind[] {
+function layerKinds(family: Family, c: ConfigReader, numLayers: number, rope: RopeSettings): LayerKind[] {
   const window = c.raw.sliding_window == null ? null : c.int('sliding_window');
   const slides = slidingLayers(family, c, numLayers, window !== null);
   const noRope = family.noRopeLayers ? noRopeLayers(c, numLayers) : [];
   return Array.from({ length: numLayers }, (_, i) => ({
     window: slides[i] ? window : null,
-    rope: noRope[i] ? null : family.localRope && slides[i] ? 'local' : 'global',
+    // Gemma 3's sliding layers use the local rope (configuration_gemma3.py rope_parameters per layer type).
+    rope: noRope[i] ? null : ropeForLayer(rope, family.localRope && slides[i] ? 'sliding_attention' : 'full_attention'),
   }));
 }
 

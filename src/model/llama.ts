@@ -13,17 +13,13 @@ import { SluiceError } from '../errors.js';
 import type { GpuTensor } from '../gpu/gpu-tensor.js';
 import { type DtypeChoice, type GpuTensors, loadTensors, resolveComputeDtype } from '../gpu/load-tensors.js';
 import { readBuffer } from '../gpu/read-back.js';
-import { Add } from '../ops/add.js';
-import { Attention, type AttentionOp } from '../ops/attention.js';
-import { Embedding } from '../ops/embedding.js';
-import { Gemv } from '../ops/gemv.js';
-import { KvStore, type KvStoreOp } from '../ops/kv-store.js';
-import { Matmul } from '../ops/matmul.js';
+import { splitRows } from '../gpu/split-rows.js';
+import type { AttentionOp } from '../ops/attention.js';
+import type { KvStoreOp } from '../ops/kv-store.js';
 import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp } from '../ops/op.js';
-import { RmsNorm } from '../ops/rms-norm.js';
-import { Rope, type PreparedRope, UnsupportedRopeError } from '../ops/rope.js';
-import { Swiglu } from '../ops/swiglu.js';
-import type { ModelConfig, RopeScaling } from './config.js';
+import type { PreparedRope } from '../ops/rope.js';
+import type { ModelConfig } from './config.js';
+import { compileKernels, type Kernels, type RopeTable } from './kernels.js';
 import type { ModelProgress } from './progress.js';
 import { type WeightNames, weightNames } from './weights.js';
 
@@ -55,7 +51,8 @@ export class LlamaModel {
   private decodeStep!: PreparedOp[]; // decode pass + head, in order: encoded every token
   private hidden!: GPUBuffer; // (PREFILL_CHUNK, h) the residual stream of prefill
   private lastRow!: GPUBuffer; // (1, h) the residual stream of decode (prefill's last row lands here)
-  private head!: PreparedOp[]; // final norm + LM head on lastRow → logits
+  private head!: PreparedOp[]; // final norm + LM head (+ soft-cap) on lastRow → logits
+  private ropeTables: RopeTable[] = []; // one per distinct rope, switched by sequence length
   /** (V,) f32 logits of the last token of the last pass. */
   logits!: GPUBuffer;
 
@@ -71,9 +68,10 @@ export class LlamaModel {
   static async load(checkpoint: Checkpoint, config: ModelConfig, device: GPUDevice, options: LoadModelOptions = {}): Promise<LlamaModel> {
     const where = checkpoint.files[0] ?? 'checkpoint';
     const names = weightNames(config, checkpoint.tensors(), where);
+    const notYet = [config.features.embedScale !== null && 'embedding scale', config.features.finalSoftcap !== null && 'final logit soft-capping'].filter(Boolean);
+    if (notYet.length) throw new SluiceError('UNSUPPORTED_ARCH', `${where}: ${config.family} needs ${notYet.join(' and ')}, which this build does not run yet`);
     const contextLength = options.contextLength ?? Math.min(config.maxPositionEmbeddings, 4096);
     if (!Number.isInteger(contextLength) || contextLength < 1) throw new SluiceError('USAGE', `context length must be a positive integer, not ${contextLength}`);
-    checkRunnable(config, contextLength, where);
     // The kernels compile while the weights stream in: both take seconds on some GPUs
     // (shader compilation is CPU work in the browser's GPU process, the upload is copies).
     const dtype = resolveComputeDtype(device, options.dtype);
@@ -129,12 +127,20 @@ export class LlamaModel {
 
   private build(ops: Kernels): void {
     const { device, config, dtype } = this;
-    const { hiddenSize: h, intermediateSize: inter, numHeads, numKvHeads, headDim, vocabSize } = config;
+    const { hiddenSize: h, intermediateSize: inter, numHeads, numKvHeads, headDim, vocabSize, features: f } = config;
     const qDim = numHeads * headDim;
     const kvDim = numKvHeads * headDim;
     const w = computeBytes(dtype);
     const P = PREFILL_CHUNK;
     const maxSeq = this.contextLength;
+
+    // Phi-3's fused qkv_proj → q, k, v by GPU copies (the fused tensor is freed after).
+    for (const split of this.names.splits) {
+      const fused = this.weight(split.from);
+      splitRows(device, fused, split.parts).forEach((t) => this.weights.set(t.name, t));
+      this.weights.delete(split.from);
+      void device.queue.onSubmittedWorkDone().then(() => fused.chunks.forEach((c) => c.buffer.destroy()));
+    }
 
     // ─── buffers ───
     this.ids = this.buffer('model.ids', P * 4); // (P,) u32
@@ -143,14 +149,18 @@ export class LlamaModel {
     this.logits = this.buffer('model.logits', vocabSize * 4); // (V,) f32
     const act = (name: string, rows: number) => ({
       normed: this.buffer(`model.${name}.normed`, rows * h * w), // (T, h)
+      // q/k straight out of their projections when a per-head norm follows (Qwen3, Gemma 3)
+      qRaw: f.qkNorm ? this.buffer(`model.${name}.q_raw`, rows * qDim * w) : null, // (T, nHeads, headDim)
+      kRaw: f.qkNorm ? this.buffer(`model.${name}.k_raw`, rows * kvDim * w) : null, // (T, nKvHeads, headDim)
       q: this.buffer(`model.${name}.q`, rows * qDim * w), // (T, nHeads, headDim)
       k: this.buffer(`model.${name}.k`, rows * kvDim * w), // (T, nKvHeads, headDim)
       v: this.buffer(`model.${name}.v`, rows * kvDim * w), // (T, nKvHeads, headDim)
       attn: this.buffer(`model.${name}.attn`, rows * qDim * w), // (T, nHeads, headDim)
       proj: this.buffer(`model.${name}.proj`, rows * h * w), // (T, h) o_proj / down_proj output
-      gate: this.buffer(`model.${name}.gate`, rows * inter * w), // (T, I)
-      up: this.buffer(`model.${name}.up`, rows * inter * w), // (T, I)
-      mlp: this.buffer(`model.${name}.mlp`, rows * inter * w), // (T, I) silu(gate)·up
+      projNormed: f.sandwichNorms ? this.buffer(`model.${name}.proj_normed`, rows * h * w) : null, // (T, h) Gemma's post norms
+      gateUp: this.buffer(`model.${name}.gate_up`, rows * (f.fused ? 2 : 1) * inter * w), // (T, 2I) [gate | up] per row (fused), else (T, I) gate
+      up: f.fused ? null : this.buffer(`model.${name}.up`, rows * inter * w), // (T, I)
+      mlp: this.buffer(`model.${name}.mlp`, rows * inter * w), // (T, I) act(gate)·up
     });
     const bufs = { prefill: act('prefill', P), decode: act('decode', 1) };
     // KV cache: per layer (nKvHeads, maxSeq, headDim) for K and for V.
@@ -158,8 +168,7 @@ export class LlamaModel {
       k: this.buffer(`model.layers.${i}.k_cache`, numKvHeads * maxSeq * headDim * w),
       v: this.buffer(`model.layers.${i}.v_cache`, numKvHeads * maxSeq * headDim * w),
     }));
-    const shape = { nHeads: numHeads, nKvHeads: numKvHeads, headDim, maxSeq };
-    const decodeScratch = maxSeq > 256 ? this.own(ops.attention.decodeScratch('model.decode.attention', shape)) : undefined;
+    const decodeScratch = maxSeq > 256 ? this.own(ops.attention.decodeScratch('model.decode.attention', { nHeads: numHeads, nKvHeads: numKvHeads, headDim, maxSeq })) : undefined;
 
     // ─── the two passes: the forward pass, top to bottom ───
     const pass = (kind: 'prefill' | 'decode', rows: number, x: GPUBuffer): Pass => {
@@ -172,42 +181,65 @@ export class LlamaModel {
         if (kind === 'decode') add((bt ? ops.gemvBias! : ops.gemv).prepare(label, wt, input, output, bt));
         else add((bt ? ops.matmulBias! : ops.matmul).prepare(label, rows, wt, input, output, bt));
       };
-      // x = embed_tokens(ids)
+      const norm = (label: string, weight: string, input: GPUBuffer, output: GPUBuffer, normRows = rows, width = h) =>
+        add(ops.norm.prepare(label, normRows, width, input, this.weight(weight), output));
+      // x = x + post_norm?(y): Gemma normalises a block's output before the residual add.
+      const residual = (label: string, postNorm: string | null, y: GPUBuffer) => {
+        if (postNorm !== null) norm(`${label}_norm`, postNorm, y, b.projNormed!);
+        add(ops.add.prepare(label, rows * h, x, postNorm !== null ? b.projNormed! : y));
+      };
+      // x = embed_tokens(ids) · embed_scale (Gemma: √hidden)
       add(ops.embedding.prepare(`${kind}.embed`, rows, this.ids, this.weight(this.names.embed), x));
       this.names.layers.forEach((l, i) => {
         const p = `${kind}.layers.${i}`;
-        // ── attention block: x = x + o_proj(attn(rope(q_proj(rms(x))), rope(k_proj(rms(x))), v_proj(rms(x))))
-        add(ops.norm.prepare(`${p}.input_norm`, rows, h, x, this.weight(l.inputNorm), b.normed));
-        linear(`${p}.q_proj`, l.q, l.qBias, b.normed, b.q);
-        linear(`${p}.k_proj`, l.k, l.kBias, b.normed, b.k);
+        const kindOf = f.layers[i];
+        // ── attention: x = x + post?(o_proj(attn(rope(q_norm?(q_proj(rms(x)))), rope(k_norm?(k_proj(rms(x)))), v_proj(rms(x)))))
+        norm(`${p}.input_norm`, l.inputNorm, x, b.normed);
+        linear(`${p}.q_proj`, l.q, l.qBias, b.normed, b.qRaw ?? b.q);
+        linear(`${p}.k_proj`, l.k, l.kBias, b.normed, b.kRaw ?? b.k);
         linear(`${p}.v_proj`, l.v, l.vBias, b.normed, b.v);
-        out.ropes.push(add(ops.rope.prepare(`${p}.rope`, { tokens: rows, nHeads: numHeads, nKvHeads: numKvHeads }, b.q, b.k)));
+        if (l.qNorm !== null && l.kNorm !== null) {
+          // per head: rows × heads rows of head_dim (modeling_qwen3.py q_norm / k_norm)
+          norm(`${p}.q_norm`, l.qNorm, b.qRaw!, b.q, rows * numHeads, headDim);
+          norm(`${p}.k_norm`, l.kNorm, b.kRaw!, b.k, rows * numKvHeads, headDim);
+        }
+        if (kindOf.rope !== null) {
+          const rope = ops.ropeOf.get(kindOf.rope)!;
+          out.ropes.push(add(rope.op.prepare(`${p}.rope`, { tokens: rows, nHeads: numHeads, nKvHeads: numKvHeads, headDim }, b.q, b.k)));
+        }
         out.stores.push(add(ops.store.prepare(`${p}.kv_store`, { nKvHeads: numKvHeads, headDim, maxSeq }, rows, { k: b.k, v: b.v, kCache: cache[i].k, vCache: cache[i].v })));
+        const shape = { nHeads: numHeads, nKvHeads: numKvHeads, headDim, maxSeq, scale: f.attnScale, softcap: f.attnSoftcap, window: kindOf.window };
         const attnBuffers = { q: b.q, kCache: cache[i].k, vCache: cache[i].v, out: b.attn };
         out.attentions.push(add(kind === 'decode'
           ? ops.attention.prepareDecode(`${p}.attention`, shape, attnBuffers, decodeScratch)
           : ops.attention.prepare(`${p}.attention`, shape, rows, attnBuffers)));
         linear(`${p}.o_proj`, l.o, l.oBias, b.attn, b.proj);
-        add(ops.add.prepare(`${p}.attn_residual`, rows * h, x, b.proj));
-        // ── MLP block: x = x + down_proj(silu(gate_proj(rms(x))) * up_proj(rms(x)))
-        add(ops.norm.prepare(`${p}.post_norm`, rows, h, x, this.weight(l.preMlpNorm), b.normed));
-        if (!('gate' in l.gateUp)) throw new Error('fused gate_up_proj: not wired yet');
-        linear(`${p}.gate_proj`, l.gateUp.gate, null, b.normed, b.gate);
-        linear(`${p}.up_proj`, l.gateUp.up, null, b.normed, b.up);
-        add(ops.swiglu.prepare(`${p}.swiglu`, rows, inter, [b.gate, b.up], b.mlp));
+        residual(`${p}.attn_residual`, l.postAttnNorm, b.proj);
+        // ── MLP: x = x + post?(down_proj(act(gate_proj(rms(x))) · up_proj(rms(x))))
+        norm(`${p}.pre_mlp_norm`, l.preMlpNorm, x, b.normed);
+        if ('fused' in l.gateUp) {
+          // gate_up_proj's rows are [gate; up]: each output row is [gate | up] (modeling_phi3.py chunk(2))
+          linear(`${p}.gate_up_proj`, l.gateUp.fused, null, b.normed, b.gateUp);
+          add(ops.mlpAct.prepare(`${p}.mlp_act`, rows, inter, [b.gateUp], b.mlp));
+        } else {
+          linear(`${p}.gate_proj`, l.gateUp.gate, null, b.normed, b.gateUp);
+          linear(`${p}.up_proj`, l.gateUp.up, null, b.normed, b.up!);
+          add(ops.mlpAct.prepare(`${p}.mlp_act`, rows, inter, [b.gateUp, b.up!], b.mlp));
+        }
         linear(`${p}.down_proj`, l.down, null, b.mlp, b.proj);
-        add(ops.add.prepare(`${p}.mlp_residual`, rows * h, x, b.proj));
+        residual(`${p}.mlp_residual`, l.postMlpNorm, b.proj);
       });
       return out;
     };
     this.prefill = pass('prefill', P, this.hidden);
     this.decode = pass('decode', 1, this.lastRow);
-    // logits = lm_head(rms(x_last)), f32
+    // logits = softcap?(lm_head(rms(x_last))), f32
     this.head = [
       this.own(ops.norm.prepare('head.norm', 1, h, this.lastRow, this.weight(this.names.norm), bufs.decode.normed)),
       this.own(ops.lmHead.prepare('head.lm_head', this.weight(this.names.lmHead), bufs.decode.normed, this.logits)),
     ];
     this.decodeStep = [...this.decode.ops, ...this.head];
+    this.ropeTables = [...ops.ropeOf.values()];
   }
 
   /**
@@ -223,6 +255,8 @@ export class LlamaModel {
     const { device } = this;
     const h = this.config.hiddenSize;
     const w = computeBytes(this.dtype);
+    // The call's rope tables, as transformers picks them: by its highest position + 1.
+    for (const table of this.ropeTables) table.update(start + ids.length);
     if (ids.length === 1) {
       this.setPositions(this.decode, start, 1);
       this.writeIds(ids);
@@ -288,89 +322,4 @@ export class LlamaModel {
     const bytes = await readBuffer(this.device, this.logits, 0, this.config.vocabSize * 4);
     return new Float32Array(bytes.buffer, bytes.byteOffset, this.config.vocabSize);
   }
-}
-
-type Kernels = Awaited<ReturnType<typeof compileKernels>>;
-
-/**
- * Until the layer builder reads every feature, models that need one it does not read
- * yet are refused by name (not run wrongly).
- */
-function checkRunnable(config: ModelConfig, contextLength: number, where: string): void {
-  const f = config.features;
-  const missing = [
-    f.norm !== 'w' && 'RMSNorm x·(1+w)',
-    f.qkNorm && 'q/k norms',
-    f.act !== 'silu' && 'GeGLU',
-    f.embedScale !== null && 'embedding scale',
-    f.sandwichNorms && 'sandwich norms',
-    (f.attnSoftcap !== null || f.finalSoftcap !== null) && 'soft-capping',
-    f.fused && 'fused qkv/gate_up',
-    f.rotaryDim !== config.headDim && 'partial rotary',
-    f.layers.some((l) => l.rope !== 'global') && 'per-layer rope',
-  ].filter(Boolean);
-  if (missing.length) throw new SluiceError('UNSUPPORTED_ARCH', `${where}: ${config.family} needs ${missing.join(', ')}, which this build does not run yet`);
-  const window = f.layers.find((l) => l.window !== null)?.window ?? null;
-  if (window !== null && contextLength > window) {
-    throw new SluiceError('UNSUPPORTED_ARCH', `${where}: this model uses sliding-window attention (${window} positions), which sluice does not implement; use a context of at most ${window}`);
-  }
-}
-
-/**
- * Every pipeline the two passes use, compiled in parallel; reports each one built. The
- * result owns the rope's inv_freq buffer: destroy() frees it.
- */
-async function compileKernels(device: GPUDevice, dtype: ComputeDtype, config: ModelConfig, onProgress?: (p: ModelProgress) => void) {
-  const bias = config.features.qkvBias || config.features.oBias;
-  const pending = {
-    embedding: Embedding.create(device, dtype),
-    norm: RmsNorm.create(device, dtype, { eps: config.rmsNormEps }),
-    matmul: Matmul.create(device, dtype),
-    matmulBias: bias ? Matmul.create(device, dtype, { bias: true }) : null,
-    gemv: Gemv.create(device, dtype),
-    gemvBias: bias ? Gemv.create(device, dtype, { bias: true }) : null,
-    lmHead: Gemv.create(device, dtype, { outF32: true }),
-    rope: createRope(device, dtype, config),
-    store: KvStore.create(device, dtype),
-    attention: Attention.create(device, dtype),
-    swiglu: Swiglu.create(device, dtype),
-    add: Add.create(device, dtype, { inPlace: true }),
-  };
-  const entries = Object.entries(pending);
-  const kernelsTotal = entries.filter(([, p]) => p !== null).length;
-  let kernelsDone = 0;
-  const report = () => onProgress?.({ phase: 'kernels', kernelsDone, kernelsTotal });
-  report();
-  let values: unknown[];
-  try {
-    // Fails at the first failure, so the caller can stop the upload at once.
-    values = await Promise.all(entries.map(([, p]) => p?.then((x) => (kernelsDone++, report(), x)) ?? null));
-  } catch (e) {
-    void pending.rope.then((r) => r.destroy(), () => {});
-    throw e;
-  }
-  const ops = Object.fromEntries(entries.map(([name], i) => [name, values[i]])) as { [K in keyof typeof pending]: Awaited<(typeof pending)[K]> };
-  return { ...ops, destroy: () => ops.rope.destroy() };
-}
-
-async function createRope(device: GPUDevice, dtype: ComputeDtype, config: ModelConfig): Promise<Rope> {
-  try {
-    return await Rope.create(device, dtype, { config: { headDim: config.headDim, ropeTheta: config.ropeTheta, ropeScaling: ropeScalingJson(config.ropeScaling) } });
-  } catch (e) {
-    if (e instanceof UnsupportedRopeError) throw new SluiceError('UNSUPPORTED_ARCH', e.message);
-    throw e;
-  }
-}
-
-/** ModelConfig's rope scaling back in config.json's spelling, as ropeInvFreq reads it. */
-function ropeScalingJson(s: RopeScaling): Record<string, unknown> | null {
-  if (s.type === 'default') return null;
-  if (s.type === 'linear') return { rope_type: 'linear', factor: s.factor };
-  return {
-    rope_type: 'llama3',
-    factor: s.factor,
-    low_freq_factor: s.lowFreqFactor,
-    high_freq_factor: s.highFreqFactor,
-    original_max_position_embeddings: s.originalMaxPositionEmbeddings,
-  };
 }

@@ -258,6 +258,16 @@ export class Rope {
     };
   }
 
+  /**
+   * Replaces the table (same length) from the next submit on: dynamic and longrope ropes
+   * switch tables with the sequence length (model/kernels.ts RopeTable).
+   */
+  setInvFreq(invFreq: Float32Array): void {
+    if (invFreq.length !== this.invFreq.length) throw new Error(`rope: a new inv_freq must have ${this.invFreq.length} entries, got ${invFreq.length}`);
+    this.invFreq.set(invFreq);
+    this.device.queue.writeBuffer(this.invFreqBuffer, 0, this.invFreq.buffer, this.invFreq.byteOffset, this.invFreq.byteLength);
+  }
+
   /** Frees the inv_freq buffer (prepared ops must be destroyed by their owner). */
   destroy(): void {
     this.invFreqBuffer.destroy();

@@ -25,18 +25,19 @@ describe('real configs', () => {
     const c = parseModelConfig(fixture('smollm2-135m-instruct'));
     expect(c).toMatchObject({
       architecture: 'LlamaForCausalLM', hiddenSize: 576, intermediateSize: 1536, numLayers: 30, numHeads: 9, numKvHeads: 3,
-      headDim: 64, vocabSize: 49152, rmsNormEps: 1e-5, ropeTheta: 100000, ropeScaling: { type: 'default' },
+      headDim: 64, vocabSize: 49152, rmsNormEps: 1e-5,
       maxPositionEmbeddings: 8192, tieWordEmbeddings: true, torchDtype: 'bfloat16', bosTokenId: 1, eosTokenIds: [2],
     });
-    expect(c.features).toMatchObject({ norm: 'w', qkvBias: false, oBias: false, qkNorm: false, act: 'silu', embedScale: null, fused: false, rotaryDim: 64 });
-    expect(c.features.layers).toEqual(new Array(30).fill({ window: null, rope: 'global' }));
+    expect(c.rope.rope).toMatchObject({ type: 'default', theta: 100000, headDim: 64, rotaryDim: 64, attentionFactor: 1 });
+    expect(c.features).toMatchObject({ norm: 'w', qkvBias: false, oBias: false, qkNorm: false, act: 'silu', embedScale: null, fused: false });
+    expect(c.features.layers).toEqual(new Array(30).fill({ window: null, rope: c.rope.rope }));
   });
 
   it('Llama-3.2-1B-Instruct: llama3 rope scaling, three eos ids', () => {
     const c = parseModelConfig(fixture('llama-3.2-1b-instruct'));
-    expect(c.ropeScaling).toEqual({ type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
+    expect(c.rope.rope).toMatchObject({ type: 'llama3', theta: 500000, factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
     expect(c.eosTokenIds).toEqual([128001, 128008, 128009]);
-    expect([c.headDim, c.numKvHeads, c.ropeTheta]).toEqual([64, 8, 500000]);
+    expect([c.headDim, c.numKvHeads]).toEqual([64, 8]);
   });
 
   it('Qwen2-0.5B-Instruct: q/k/v biases, sliding window present but not in use', () => {
@@ -65,7 +66,7 @@ describe('real configs', () => {
 
   it('linear rope scaling, and the older "type" key', () => {
     const c = parseModelConfig(edited('tinyllama-1.1b-chat', { rope_scaling: { type: 'linear', factor: 4 } }));
-    expect(c.ropeScaling).toEqual({ type: 'linear', factor: 4 });
+    expect(c.rope.rope).toMatchObject({ type: 'linear', factor: 4 });
   });
 });
 
@@ -76,8 +77,7 @@ describe('refusals', () => {
   });
 
   it.each([
-    [{ rope_scaling: { rope_type: 'yarn', factor: 4 } }, /rope_scaling type "yarn" is not supported/],
-    [{ rope_scaling: { rope_type: 'dynamic', factor: 2 } }, /rope_scaling type "dynamic"/],
+    [{ rope_scaling: { rope_type: 'mrope', factor: 4 } }, /rope_scaling\.rope_type "mrope" is not supported \(supported: default, linear, dynamic, yarn, longrope, llama3\)/],
     [{ hidden_act: 'gelu' }, /hidden_act "gelu" is not supported \(silu, gelu_pytorch_tanh\)/],
     [{ mlp_bias: true }, /mlp_bias true is not supported/],
   ])('UNSUPPORTED_ARCH for %j', (change, pattern) => {
@@ -91,7 +91,7 @@ describe('refusals', () => {
     [{ hidden_size: 2050, head_dim: undefined }, /not a multiple of num_attention_heads/],
     [{ rms_norm_eps: 'small' }, /rms_norm_eps must be a positive number/],
     [{ tie_word_embeddings: 'yes' }, /tie_word_embeddings must be true or false/],
-    [{ rope_scaling: { rope_type: 'llama3', factor: 8 } }, /rope_scaling\.low_freq_factor must be a positive number, not undefined/],
+    [{ rope_scaling: { rope_type: 'llama3', factor: 8 } }, /rope_scaling\.low_freq_factor is missing/],
   ])('INVALID_JSON for %j', (change, pattern) => {
     expect(refusal(edited('tinyllama-1.1b-chat', change), 'INVALID_JSON')).toMatch(pattern);
   });

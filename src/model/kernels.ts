@@ -1,0 +1,103 @@
+// Every pipeline a model's passes use, compiled in parallel at load (while the weights
+// stream in), chosen by the model's Features: which variants exist is data, not code paths.
+// The ropes (one table per distinct rope: Gemma 3's local and global, none for NoPE) are
+// built here too, and follow the sequence length where transformers' tables do.
+
+import { Add } from '../ops/add.js';
+import { Attention } from '../ops/attention.js';
+import { Embedding } from '../ops/embedding.js';
+import { Gemv } from '../ops/gemv.js';
+import { KvStore } from '../ops/kv-store.js';
+import { Matmul } from '../ops/matmul.js';
+import type { ComputeDtype } from '../ops/op.js';
+import { RmsNorm } from '../ops/rms-norm.js';
+import { Rope } from '../ops/rope.js';
+import { Swiglu } from '../ops/swiglu.js';
+import type { ModelConfig } from './config.js';
+import type { ModelProgress } from './progress.js';
+import { type RopeScaling, ropeTables, ropeTableSeqLen } from './rope-scaling.js';
+
+export type Kernels = Awaited<ReturnType<typeof compileKernels>>;
+
+/**
+ * Compiles every kernel `config` needs and reports each one built. The result owns the
+ * ropes' inv_freq buffers: destroy() frees them.
+ */
+export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, config: ModelConfig, onProgress?: (p: ModelProgress) => void) {
+  const f = config.features;
+  const bias = f.qkvBias || f.oBias;
+  const ropes = [...new Set(f.layers.map((l) => l.rope).filter((r): r is RopeScaling => r !== null))];
+  const pending = {
+    embedding: Embedding.create(device, dtype),
+    norm: RmsNorm.create(device, dtype, { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' }),
+    matmul: Matmul.create(device, dtype),
+    matmulBias: bias ? Matmul.create(device, dtype, { bias: true }) : null,
+    gemv: Gemv.create(device, dtype),
+    gemvBias: bias ? Gemv.create(device, dtype, { bias: true }) : null,
+    lmHead: Gemv.create(device, dtype, { outF32: true }),
+    ropes: Promise.all(ropes.map((rope) => RopeTable.create(device, dtype, rope))),
+    store: KvStore.create(device, dtype),
+    attention: Attention.create(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),
+    mlpAct: Swiglu.create(device, dtype, { act: f.act }),
+    add: Add.create(device, dtype, { inPlace: true }),
+  };
+  const entries = Object.entries(pending);
+  const kernelsTotal = entries.filter(([, p]) => p !== null).length;
+  let kernelsDone = 0;
+  const report = () => onProgress?.({ phase: 'kernels', kernelsDone, kernelsTotal });
+  report();
+  let values: unknown[];
+  try {
+    // Fails at the first failure, so the caller can stop the upload at once.
+    values = await Promise.all(entries.map(([, p]) => p?.then((x) => (kernelsDone++, report(), x)) ?? null));
+  } catch (e) {
+    void pending.ropes.then((r) => r.forEach((t) => t.destroy()), () => {});
+    throw e;
+  }
+  const ops = Object.fromEntries(entries.map(([name], i) => [name, values[i]])) as { [K in keyof typeof pending]: Awaited<(typeof pending)[K]> };
+  const ropeOf = new Map(ropes.map((rope, i) => [rope, ops.ropes[i]]));
+  return { ...ops, ropeOf, destroy: () => ops.ropes.forEach((t) => t.destroy()) };
+}
+
+/**
+ * One rope's kernel and table. Dynamic (NTK) and longrope tables depend on the sequence
+ * length; as transformers (rope-scaling.ts), the table of a forward call is the one for
+ * its highest position + 1, and keys already in the cache are not re-rotated.
+ */
+export class RopeTable {
+  private seqLen: number | undefined;
+  private key: string;
+
+  private constructor(
+    readonly op: Rope,
+    readonly rope: RopeScaling,
+  ) {
+    this.key = this.keyFor(undefined);
+  }
+
+  static async create(device: GPUDevice, dtype: ComputeDtype, rope: RopeScaling): Promise<RopeTable> {
+    const { invFreq, attentionFactor } = ropeTables(rope);
+    return new RopeTable(await Rope.create(device, dtype, { invFreq, attentionFactor }), rope);
+  }
+
+  /** Before a forward call reaching `seqLen` positions: switches the table if it changes. */
+  update(seqLen: number): void {
+    if (this.rope.type === 'dynamic') this.seqLen = ropeTableSeqLen(this.rope, this.seqLen, seqLen);
+    else if (this.rope.type === 'longrope') this.seqLen = seqLen;
+    else return;
+    const key = this.keyFor(this.seqLen);
+    if (key === this.key) return;
+    this.key = key;
+    this.op.setInvFreq(ropeTables(this.rope, this.seqLen).invFreq);
+  }
+
+  /** What decides the table: the dynamic length, or longrope's short/long choice. */
+  private keyFor(seqLen: number | undefined): string {
+    if (this.rope.type === 'longrope') return seqLen !== undefined && seqLen > this.rope.originalMaxPositionEmbeddings ? 'long' : 'short';
+    return String(seqLen);
+  }
+
+  destroy(): void {
+    this.op.destroy();
+  }
+}
