@@ -3,7 +3,9 @@
 // workgroup per token, striding over the row, so a chunk that does not hold the id skips
 // the whole workgroup at once (few workgroups to skip). An id ≥ vocab gets a row of zeros,
 // written by the last chunk's dispatch (zero_past = 1), so no read leaves the table.
-// Launcher: src/ops/embedding.ts. Variant: F16 (f16 storage; a copy either way).
+// Launcher: src/ops/embedding.ts. Variants: F16 (f16 storage; a copy either way), SCALE
+// (out = table row · scale, Gemma's `inputs_embeds * normalizer`: the product in f32, rounded
+// once to the compute dtype; the launcher passes scale already rounded to that dtype).
 #ifdef F16
 enable f16;
 alias T = f16;
@@ -17,6 +19,7 @@ struct Params {
   first_row: u32, // vocab id of the chunk's row 0
   rows: u32,      // rows in this chunk
   zero_past: u32, // 1: ids ≥ first_row + rows (past the vocab) get zeros; 0: skipped
+  scale: f32,     // SCALE: the multiplier, a value of the compute dtype; unused otherwise
 }
 
 override WORKGROUP_SIZE: u32;
@@ -37,7 +40,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
   let dst = t * params.hidden;
   if (row < params.rows) {
     let src = row * params.hidden;
+#ifdef SCALE
+    // An f16 × f16 product is exact in f32: one rounding, as torch's f16 multiply.
+    for (var col = lid; col < params.hidden; col += WORKGROUP_SIZE) { out[dst + col] = T(f32(table[src + col]) * params.scale); }
+#else
     for (var col = lid; col < params.hidden; col += WORKGROUP_SIZE) { out[dst + col] = table[src + col]; }
+#endif
   } else if (params.zero_past != 0u) {
     for (var col = lid; col < params.hidden; col += WORKGROUP_SIZE) { out[dst + col] = T(0.0); }
   }

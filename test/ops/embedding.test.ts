@@ -1,14 +1,15 @@
 // embedding: rows of a (vocab, hidden) table for token ids, the table loaded through the
 // real loader and split into row-chunks (small maxChunkBytes), F32 and F16, with ids on
-// every chunk's first and last row and past the vocab, against a plain gather.
+// every chunk's first and last row and past the vocab, against a plain gather; and the
+// scaled gather (Gemma's embed · √hidden, the scale rounded to the compute dtype).
 
 import { describe, expect, it } from 'vitest';
 import { alignUp } from '../../src/gpu/gpu-tensor.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
-import { EMBEDDING_WORKGROUP, Embedding, embeddingVariants } from '../../src/ops/embedding.js';
+import { EMBEDDING_WORKGROUP, Embedding, embeddingVariants, roundToF16 } from '../../src/ops/embedding.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
 import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
-import { asDtype, closeness, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { asDtype, closeness, outputBuffer, randomValues, readArray, roundF16, uploadArray, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.embedding');
@@ -58,7 +59,16 @@ function idsFor(chunks: readonly { firstRow: number; rows: number }[], vocab: nu
 const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
 const bytesOf = (dtype: ComputeDtype): number => (dtype === 'F16' ? 2 : 4);
 
-async function check(device: GPUDevice, dtype: ComputeDtype, { vocab, hidden, chunkRows }: Shape): Promise<number> {
+/**
+ * transformers' Gemma in the compute dtype: normalizer = tensor(scale, dtype), then
+ * row · normalizer rounded once (an f16 × f16 or f32 × f32 product is exact in float64).
+ */
+function scaled(rows: Float32Array, scale: number, dtype: ComputeDtype): Float32Array {
+  const s = dtype === 'F16' ? roundToF16(scale) : Math.fround(scale);
+  return rows.map((x) => (dtype === 'F16' ? roundF16(x * s) : Math.fround(x * s)));
+}
+
+async function check(device: GPUDevice, dtype: ComputeDtype, { vocab, hidden, chunkRows }: Shape, scale?: number): Promise<number> {
   const values = randomValues(rng, vocab * hidden, -3, 3);
   const weights = await uploadWeights(gpu.device, { table: { shape: [vocab, hidden], values } }, dtype, alignUp(chunkRows * hidden * bytesOf(dtype), 16));
   const table = weights.tensors.get('table')!;
@@ -67,12 +77,15 @@ async function check(device: GPUDevice, dtype: ComputeDtype, { vocab, hidden, ch
   // Start from garbage, so a row no dispatch writes shows.
   const out = uploadArray(gpu.device, new Float32Array(ids.length * hidden).fill(7), dtype);
   const embedding = await Embedding.create(device, dtype);
-  const op = embedding.prepare(`test.embedding.${vocab}x${hidden}`, ids.length, idsBuf, table, out);
+  const op = embedding.prepare(`test.embedding.${vocab}x${hidden}`, ids.length, idsBuf, table, out, scale === undefined ? undefined : { scale });
   expect(op.dispatches.length).toBe(table.chunks.length);
   await runOps(device, [op]);
   const got = await readArray(gpu.device, out, ids.length * hidden, dtype);
-  // Exact: a gather copies stored values (the reference rounds them as the loader does).
-  expect(closeness(got, reference(asDtype(values, dtype), vocab, hidden, ids), 0, 0), `vocab=${vocab} hidden=${hidden} chunks=${table.chunks.length}`).toBeNull();
+  // Exact: a gather copies stored values (the reference rounds them as the loader does);
+  // scaled, one correctly rounded multiply, as the reference's.
+  const gathered = reference(asDtype(values, dtype), vocab, hidden, ids);
+  const want = scale === undefined ? gathered : scaled(gathered, scale, dtype);
+  expect(closeness(got, want, 0, 0), `vocab=${vocab} hidden=${hidden} chunks=${table.chunks.length} scale=${scale}`).toBeNull();
   op.destroy();
   weights.destroy();
   idsBuf.destroy();
@@ -97,6 +110,33 @@ describe.each(['F32', 'F16'] as const)('embedding %s', (dtype) => {
     expect(chunkCounts.filter((n) => n > 2).length).toBeGreaterThan(4); // most cases are chunked
   });
 
+  it(`scale (Gemma's √hidden): ${SHAPES.length} seeded shapes, chunked tables`, async () => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
+    for (const shape of SHAPES) await check(gpu.device, dtype, shape, rng() < 0.5 ? Math.sqrt(shape.hidden) : 0.1 + 60 * rng());
+    // Gemma-3-1B: hidden 1152, √1152 = 33.941… is 33.9375 in f16; Gemma-2-2B: √2304 = 48 exactly.
+    await check(gpu.device, dtype, { vocab: 9, hidden: 1152, chunkRows: 4 }, Math.sqrt(1152));
+    await check(gpu.device, dtype, { vocab: 9, hidden: 2304, chunkRows: 9 }, Math.sqrt(2304));
+  });
+
+  it('scale 1 is the plain gather; the scaled variant is used otherwise', async () => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
+    const weights = await uploadWeights(gpu.device, { table: { shape: [4, 8], values: randomValues(rng, 32) } }, dtype);
+    const table = weights.tensors.get('table')!;
+    const [ids, out] = [uploadArray(gpu.device, Uint32Array.of(1), 'U32'), outputBuffer(gpu.device, 8, 4)];
+    const embedding = await Embedding.create(gpu.device, dtype);
+    const d = dtype.toLowerCase();
+    for (const [options, key] of [[undefined, `embedding_${d}_wg256`], [{ scale: 1 }, `embedding_${d}_wg256`], [{ scale: 48 }, `embedding_${d}_scaled_wg256`]] as const) {
+      const op = embedding.prepare('test.embedding.key', 1, ids, table, out, options);
+      expect(op.dispatches[0].pipeline.label).toBe(key);
+      op.destroy();
+    }
+    expect(() => embedding.prepare('x', 1, ids, table, out, { scale: Number.NaN })).toThrow(/scale must be a finite number/);
+    if (dtype === 'F16') expect(() => embedding.prepare('x', 1, ids, table, out, { scale: 1e5 })).toThrow(/overflows F16/);
+    weights.destroy();
+    ids.destroy();
+    out.destroy();
+  });
+
   it('one prepared op, ids rewritten between submits (the per-token path)', async () => {
     if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
     const [vocab, hidden] = [30, 9];
@@ -117,6 +157,17 @@ describe.each(['F32', 'F16'] as const)('embedding %s', (dtype) => {
     idsBuf.destroy();
     out.destroy();
   });
+});
+
+it('roundToF16 rounds doubles to the nearest f16, ties to even, as the f32 path does for f32 values', () => {
+  expect([Math.sqrt(1152), Math.sqrt(2304), Math.sqrt(3072), 65504, 65519.99, 65520, 2 ** -24, 2 ** -25, 3 * 2 ** -26, -1 / 3].map(roundToF16)).toEqual([
+    33.9375, 48, 55.4375, 65504, 65504, Infinity, 2 ** -24, 0, 2 ** -24, -0.333251953125,
+  ]);
+  // 1 + 2^-11 is a tie between 1 and 1 + 2^-10: even → 1; 1 + 3·2^-11 → 1 + 2^-9.
+  expect([1 + 2 ** -11, 1 + 3 * 2 ** -11].map(roundToF16)).toEqual([1, 1 + 2 ** -9]);
+  const values = randomValues(rng, 20000, -70000, 70000);
+  const small = randomValues(rng, 20000, -1e-3, 1e-3);
+  for (const v of [...values, ...small]) expect(roundToF16(v), `${v}`).toBe(roundF16(v));
 });
 
 it('tokens past the per-dimension workgroup limit spill into y', async () => {
