@@ -15,6 +15,7 @@ import { matmulVariants } from './matmul.js';
 import type { ComputeDtype } from './op.js';
 import { rmsNormVariants } from './rms-norm.js';
 import { sampleVariants } from './sample.js';
+import { softcapVariants } from './softcap.js';
 import { softmaxVariants } from './softmax.js';
 import { ropeVariants } from './rope.js';
 import { swigluVariants } from './swiglu.js';
@@ -48,6 +49,7 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...kvStoreVariants(dtypes, features),
     ...attentionVariants(dtypes, features),
     ...softmaxVariants(dtypes, features),
+    ...softcapVariants(),
     ...argmaxVariants(dtypes, features),
     ...sampleVariants(dtypes, features),
   ];

@@ -12,6 +12,21 @@ it('every shader variant compiles cleanly and builds a pipeline', async () => {
   const variants = allVariants(gpu.device.features as ReadonlySet<string>);
   const keys = variants.map((v) => v.key);
   expect(new Set(keys).size).toBe(keys.length); // keys name variants uniquely
+  // The variants of the Qwen3 / Gemma 2/3 / Phi-4-mini / SmolLM3 work are listed, so compiled below.
+  expect(keys).toEqual(
+    expect.arrayContaining([
+      'rms_norm_f32_one_plus_w_wg256',
+      'swiglu_f32_gelu_tanh_wg256',
+      'swiglu_f32_fused_gelu_tanh_wg256',
+      'rope_f32_scaled_wg256',
+      'embedding_f32_scaled_wg256',
+      'softcap_f32_wg256',
+      'attention_f32_softcap_wg64',
+      'attention_f32_window_wg64',
+      'attention_split_f32_softcap_window_wg64',
+      'attention_combine_f32_window_wg64',
+    ]),
+  );
   for (const { key, spec } of variants) {
     const info = await pipelineCache(gpu.device).module(spec.shader, spec.flags).getCompilationInfo();
     const messages = info.messages.map((m) => `${m.type} ${spec.shader}.wgsl:${m.lineNum}:${m.linePos} ${m.message}`);
