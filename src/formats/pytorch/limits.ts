@@ -12,10 +12,11 @@ export const MAX_PICKLE_BYTES = 64 * 1024 * 1024;
 export const MAX_BYTEORDER_BYTES = 16;
 
 /**
- * Containers, tensors, storages and bytes objects the unpickler creates. torch writes ~7
- * per tensor (the tensor, its storage, the persistent-id, argument, size and stride
- * tuples, an OrderedDict of hooks): 2^21 is ~300k tensors' worth. At ~250 bytes each for
- * the costliest (an empty Map plus the unpickler's bookkeeping) that is ≤ 512 MiB.
+ * Containers, tensors, storages and bytes objects the unpickler creates, a dict or set
+ * counting 2. torch writes ~8 per tensor (the tensor, its storage, the persistent-id,
+ * argument, size and stride tuples, an OrderedDict of hooks): 2^21 is ~260k tensors'
+ * worth. At ≤ ~250 bytes per unit (half an empty Map plus the unpickler's bookkeeping)
+ * that is ≤ 512 MiB, and a few seconds to build.
  */
 export const MAX_OBJECTS = 2 ** 21;
 
@@ -51,11 +52,17 @@ export const MAX_ALL_NAMES_CHARS = 2 ** 25;
 /** Steps of the walk that names tensors (one per container or leaf per path). */
 export const MAX_WALK_STEPS = 2 ** 23;
 
+/** Metadata entries (non-tensor leaves beside tensors): as many as tensors. */
+export const MAX_METADATA_ENTRIES = 2 ** 19;
+
 /** One metadata value's text: a shared or huge structure is cut here, with an ellipsis. */
 export const MAX_METADATA_TEXT = 4096;
 
-/** All metadata text together (cut values included): 4096 values of the longest text. */
-export const MAX_ALL_METADATA_CHARS = 2 ** 24;
+/**
+ * All metadata text together (cut values included): 1024 values of the longest text. Real
+ * metadata is a few short values, or ~100k of them beside optimizer state (~1M chars).
+ */
+export const MAX_ALL_METADATA_CHARS = 2 ** 22;
 
 /**
  * Bytes that overlapping views (stride 0 from expand(), or strides that revisit elements)

@@ -13,7 +13,7 @@
 
 import { SluiceError, quote } from '../../errors.js';
 import {
-  MAX_ALL_METADATA_CHARS, MAX_ALL_NAMES_CHARS, MAX_METADATA_TEXT, MAX_NAME_CHARS, MAX_TENSORS, MAX_WALK_STEPS,
+  MAX_ALL_METADATA_CHARS, MAX_ALL_NAMES_CHARS, MAX_METADATA_ENTRIES, MAX_METADATA_TEXT, MAX_NAME_CHARS, MAX_TENSORS, MAX_WALK_STEPS,
 } from './limits.js';
 import { keyText, toText } from './metadata-text.js';
 import type { PickleValue, TensorRef } from './types.js';
@@ -76,6 +76,7 @@ class Walk {
   private steps = 0;
   private nameChars = 0;
   private metadataChars = 0;
+  private metadataEntries = 0;
   private readonly texts = new Map<object, string>(); // each object's metadata text, printed once
   private readonly keys = new Map<object, string>(); // each non-primitive key's text, printed once
 
@@ -123,8 +124,9 @@ class Walk {
     } else {
       key = keyText(k);
     }
-    if (path.length + key.length + 1 > MAX_NAME_CHARS) this.fail(`a name longer than ${MAX_NAME_CHARS} characters (${quote((path ? `${path}.` : '') + key.slice(0, 200))})`);
-    return path ? `${path}.${key}` : key;
+    const name = path ? `${path}.${key}` : key; // a rope: nothing is copied until it is kept
+    if (name.length > MAX_NAME_CHARS) this.fail(`a name longer than ${MAX_NAME_CHARS} characters (${quote(name)})`);
+    return name;
   }
 
   private name(path: string): string {
@@ -144,6 +146,7 @@ class Walk {
       if (typeof value === 'object' && value !== null) this.texts.set(value, t);
     }
     this.metadataChars += t.length;
+    if (++this.metadataEntries > MAX_METADATA_ENTRIES) this.fail(`it holds more than ${MAX_METADATA_ENTRIES} metadata entries beside its tensors`);
     if (this.metadataChars > MAX_ALL_METADATA_CHARS) this.fail(`its metadata is longer than ${MAX_ALL_METADATA_CHARS} characters in all`);
     return t;
   }
