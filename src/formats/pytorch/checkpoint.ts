@@ -10,6 +10,7 @@ import type { ByteSource } from '../../io/byte-source.js';
 import { copyInto } from '../../io/range.js';
 import { dtypeBytes } from '../dtypes.js';
 import { checkTensorRange, planSlice } from '../slice.js';
+import { dims } from './pickle-globals.js';
 import { MAX_BYTEORDER_BYTES, MAX_OVERLAP_BYTES, MAX_PICKLE_BYTES } from './limits.js';
 import { isContiguous, stridedIndices, swapBytes } from './strided.js';
 import type { TensorRef } from './types.js';
@@ -172,7 +173,7 @@ function locate(file: string, zip: ZipReader, root: string, name: string, ref: T
   if (entry.size < ref.storage.numel * es) {
     throw new SluiceError('INVALID_ZIP', `${where}: storage ${storage} holds ${entry.size} bytes, less than its ${ref.storage.numel} × ${ref.storage.dtype}`);
   }
-  const view = () => `its view (offset ${ref.storageOffset}, shape [${ref.shape}], stride [${ref.stride}])`;
+  const view = () => `its view (offset ${ref.storageOffset}, shape ${dims(ref.shape)}, stride ${dims(ref.stride)})`;
   const numel = ref.shape.reduce((a, b) => a * b, 1);
   const byteLength = numel * es;
   if (numel > 0) {

@@ -161,7 +161,7 @@ function rebuildTensor(args: readonly PickleValue[], site: Site, min: number, ma
   if (!isKind(storage, 'storage')) site.fail(`tensor storage is ${describe(storage)}, not a persistent storage`);
   const shape = ints(size, site, 'tensor size');
   const strides = ints(stride, site, 'tensor stride');
-  if (shape.length !== strides.length) site.fail(`tensor size [${shape}] and stride [${strides}] differ in length`);
+  if (shape.length !== strides.length) site.fail(`tensor size ${dims(shape)} and stride ${dims(strides)} differ in length`);
   if (typeof requiresGrad !== 'boolean') site.fail(`requires_grad is ${describe(requiresGrad)}, not a bool`);
   if (hooks !== null && !(hooks instanceof Map)) site.fail(`backward_hooks is ${describe(hooks)}, not a dict`);
   const storageOffset = count(offset, site, 'storage offset');
@@ -169,7 +169,7 @@ function rebuildTensor(args: readonly PickleValue[], site: Site, min: number, ma
   const numel = shape.reduce((a, d) => a * d, 1);
   const last = shape.reduce((a, d, i) => a + (d - 1) * strides[i], storageOffset);
   if (!Number.isSafeInteger(numel) || (numel > 0 && !Number.isSafeInteger(last))) {
-    site.fail(`tensor size [${shape}] with stride [${strides}] is too large`);
+    site.fail(`tensor size ${dims(shape)} with stride ${dims(strides)} is too large`);
   }
   return { kind: 'tensor', storage, storageOffset, shape, stride: strides, requiresGrad };
 }
@@ -373,9 +373,15 @@ export function describe(v: PickleValue | undefined): string {
   return `a ${v.kind}`;
 }
 
+/** A shape or strides for a message: `[2,3]`, cut at 100 characters (64 dims of 16 digits would be 1 KB). */
+export function dims(a: readonly number[]): string {
+  const t = `[${a}]`;
+  return t.length <= 100 ? t : `${t.slice(0, 100)}…]`;
+}
+
 /** Pickle-supplied text made safe for a one-line message: control characters escaped, capped. */
 export function printable(s: string): string {
   // eslint-disable-next-line no-control-regex
-  const t = s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const t = s.slice(0, 201).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   return t.length > 200 ? `${t.slice(0, 200)}…` : t;
 }
