@@ -401,9 +401,10 @@ class Machine implements Site {
     return container;
   }
 
-  /** Counts a created object against maxObjects. */
-  private object<T>(v: T): T {
-    if (++this.made.objects > this.limits.maxObjects) this.fail(`more than ${this.limits.maxObjects} objects (containers, tensors, storages, bytes)`);
+  /** Counts a created object against maxObjects; a dict or set counts 2 (a Map costs twice a tuple). */
+  private object<T>(v: T, weight = v instanceof Map ? 2 : 1): T {
+    this.made.objects += weight;
+    if (this.made.objects > this.limits.maxObjects) this.fail(`more than ${this.limits.maxObjects} objects (containers, tensors, storages, bytes)`);
     return v;
   }
 
@@ -436,7 +437,7 @@ class Machine implements Site {
 
   /** A set or frozenset (an array here) of existing values. */
   private set(items: PickleValue[], kind: 'set' | 'frozenset'): PickleValue[] {
-    const out: PickleValue[] = this.object([]);
+    const out: PickleValue[] = this.object([], 2); // and its `seen` Set
     this.sets.set(out, { kind, seen: new Set() });
     this.addToSet(out, items);
     return out;
