@@ -146,6 +146,7 @@ export class JsonCursor {
   }
 
   readString(): string {
+    this.skipWs();
     const start = this.pos;
     const escaped = this.skipString();
     // With escapes, the validated token goes to JSON.parse: native, and one flat string,
@@ -198,6 +199,7 @@ export class JsonCursor {
 
   /** A number token, scanned without building its text (which may be 100 MB long). */
   readNumber(): NumberToken {
+    this.skipWs();
     const text = this.text;
     const start = this.pos;
     const digits = () => {
@@ -225,6 +227,7 @@ export class JsonCursor {
   }
 
   readLiteral(): true | false | null {
+    this.skipWs();
     for (const [word, value] of [['true', true], ['false', false], ['null', null]] as const) {
       if (this.text.startsWith(word, this.pos)) {
         this.pos += word.length;
@@ -327,13 +330,13 @@ export function parseStrictJson(text: string, options: StrictJsonOptions = {}): 
     // A null-prototype object: keys like "__proto__" are plain data here.
     const out: JsonObject = Object.create(null);
     for (let first = true; ; first = false) {
-      cursor.skipWs();
-      // Only whitespace lies between this `{` or `,` and the key's opening quote.
-      const keyAt = text.indexOf('"', cursor.pos);
+      const before = cursor.pos;
       const key = cursor.nextKey(first);
       if (key === undefined) return out;
       if (Object.hasOwn(out, key)) {
-        throw new JsonSyntaxError(`duplicate key ${quote(key)} at position ${keyAt}`, keyAt, key);
+        // Only `{` or `,` and whitespace lie between `before` and the key's opening quote.
+        const at = text.indexOf('"', before);
+        throw new JsonSyntaxError(`duplicate key ${quote(key)} at position ${at}`, at, key);
       }
       out[key] = parseValue(depth + 1);
     }

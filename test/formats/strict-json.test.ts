@@ -1,8 +1,10 @@
 // parseStrictJson: JSON.parse's results on valid JSON, except that duplicate keys are
-// refused, unsafe integers come back exact as bigint and nesting depth is bounded.
+// refused, unsafe integers come back exact as bigint, and nesting depth, number length
+// and the count of values built are bounded. checkJsonSyntax and JsonCursor.skipValue
+// accept and refuse exactly what parseStrictJson does (bar duplicates), building nothing.
 
 import { describe, expect, it } from 'vitest';
-import { JsonSyntaxError, parseStrictJson } from '../../src/formats/strict-json.js';
+import { JsonCursor, JsonSyntaxError, checkJsonSyntax, parseStrictJson } from '../../src/formats/strict-json.js';
 
 /** Parses and, on a throw, says which sample it was. */
 function parse(text: string): unknown {
@@ -13,10 +15,10 @@ function parse(text: string): unknown {
   }
 }
 
-function refuses(text: string): JsonSyntaxError {
+function refuses(text: string, options?: Parameters<typeof parseStrictJson>[1]): JsonSyntaxError {
   let caught: unknown;
   try {
-    parseStrictJson(text);
+    parseStrictJson(text, options);
   } catch (e) {
     caught = e;
   }
@@ -194,5 +196,69 @@ describe('parseStrictJson: __proto__ is plain data', () => {
   it('refuses "__proto__" twice, and treats "constructor" and "toString" as ordinary keys', () => {
     expect(refuses('{"__proto__": 1, "__proto__": 2}').duplicateKey).toBe('__proto__');
     expect(parse('{"constructor": 1, "toString": 2, "hasOwnProperty": 3}')).toEqual({ constructor: 1, toString: 2, hasOwnProperty: 3 });
+  });
+});
+
+describe('bounds on what hostile text costs', () => {
+  it('refuses a number literal over 4300 characters (Python int()\'s limit) before converting it', () => {
+    expect(parse(`${'9'.repeat(4300)}`)).toBe(BigInt('9'.repeat(4300)));
+    const started = performance.now();
+    expect(refuses('9'.repeat(10_000_000)).message).toMatch(/number longer than 4300 characters at position 0/);
+    expect(refuses(`[1, 0.${'5'.repeat(5000)}]`).position).toBe(4);
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+
+  it('refuses past 1 M objects and arrays, and past 10 M values', () => {
+    // The defaults (1 M containers, 10 M values) on small inputs; the outer array counts.
+    expect(parseStrictJson('[{}, [], {}]', { maxContainers: 4 })).toEqual([{}, [], {}]);
+    expect(refuses('[{}, [], {}, []]', { maxContainers: 4 }).message).toMatch(/more than 4 objects and arrays at position 13/);
+    expect(parseStrictJson('[1, "a", null, {"k": 2}]', { maxValues: 6 })).toHaveLength(4);
+    expect(refuses('[1, "a", null, {"k": 2}, 3]', { maxValues: 6 }).message).toMatch(/more than 6 values/);
+    expect(refuses(`[${'{},'.repeat(1_000_000)}{}]`).message).toMatch(/more than 1000000 objects and arrays/);
+  });
+
+  it('decodes a string of 1 M escapes as one flat string equal to JSON.parse', () => {
+    const text = `"${'\\u00e9\\n\\ud83d\\ude00'.repeat(250_000)}"`;
+    expect(parse(text)).toBe(JSON.parse(text));
+  });
+});
+
+describe('checkJsonSyntax and JsonCursor', () => {
+  const refusesSyntax = (text: string) => expect(() => checkJsonSyntax(text), text.slice(0, 80)).toThrow(JsonSyntaxError);
+
+  it('accepts every valid sample and refuses the malformed ones parseStrictJson refuses', () => {
+    for (const text of SAMPLES) checkJsonSyntax(text);
+    for (const text of ['{', '[1,]', '{"a":1,}', '{"a" 1}', '"\\ud800"', '"\\x"', '01', '1.', '{} x', '', '"a\u0001"']) {
+      refuses(text);
+      refusesSyntax(text);
+    }
+    // The outermost value is at depth 0: 65 nested arrays reach depth 64, the bound.
+    refusesSyntax('['.repeat(66) + ']'.repeat(66));
+    checkJsonSyntax('['.repeat(65) + ']'.repeat(65));
+  });
+
+  it('checks 30 MB of {} without building it, in bounded time', () => {
+    const text = `[${'{},'.repeat(10_000_000)}{}]`;
+    const started = performance.now();
+    checkJsonSyntax(text);
+    expect(performance.now() - started).toBeLessThan(5000);
+  });
+
+  it('reads token by token: a reader can refuse a value by its first character', () => {
+    const c = new JsonCursor('{"a": [1, -2.5e3, "x"], "b": {"c": null}}');
+    expect(c.peek()).toBe('object');
+    expect(c.nextKey(true)).toBe('a');
+    expect(c.peek()).toBe('array');
+    expect(c.nextItem(true)).toBe(true);
+    expect(c.readNumber()).toEqual({ start: 7, end: 8, integer: true });
+    expect(c.nextItem(false)).toBe(true);
+    expect(c.readNumber()).toMatchObject({ integer: false });
+    expect(c.nextItem(false)).toBe(true);
+    expect(c.readString()).toBe('x');
+    expect(c.nextItem(false)).toBe(false);
+    expect(c.nextKey(false)).toBe('b');
+    c.skipValue(1);
+    expect(c.nextKey(false)).toBeUndefined();
+    c.end();
   });
 });

@@ -106,6 +106,13 @@ describe('header text', () => {
     expect(e.message).toMatch(/twice/);
   });
 
+  // serde ignores unknown fields of an entry (no deny_unknown_fields): skipped, never built.
+  it('unknown fields in an entry are skipped, whatever they hold', async () => {
+    const f = await SafetensorsFile.open(new MemorySource(file('{"w": {"dtype": "U8", "x": [{"a": {}}, [1.5e9], null], "shape": [1], "data_offsets": [0, 1], "y": "z", "x2": {"k": 1, "k": 2}}}', 1), FILE));
+    expect(f.info('w')).toMatchObject({ dtype: 'U8', shape: [1], byteLength: 1 });
+    await expectRefused(file(`{"w": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1], "x": ${'['.repeat(100)}${']'.repeat(100)}}}`, 1), 'INVALID_JSON');
+  });
+
   it('DUPLICATE_KEY: __metadata__ twice, and a field twice inside an entry', async () => {
     await expectRefused(file('{"__metadata__": {}, "__metadata__": null}'), 'DUPLICATE_KEY', '__metadata__');
     await expectRefused(file('{"w": {"dtype": "U8", "dtype": "U8", "shape": [2], "data_offsets": [0, 2]}}', 2), 'DUPLICATE_KEY', 'dtype');
@@ -169,6 +176,53 @@ describe('tensor entries', () => {
   it('a zero dim keeps a huge shape from overflowing (0 bytes, accepted)', async () => {
     const f = await SafetensorsFile.open(new MemorySource(file({ w: ent('U8', [0, 2 ** 40, 2 ** 40], [0, 0]) }), FILE));
     expect(f.info('w').byteLength).toBe(0);
+  });
+
+  // tensor.rs Metadata::validate: shape.iter().try_fold(1usize, usize::checked_mul), left to
+  // right: an overflow before the zero is refused, a zero before (or after) a huge dim is not.
+  it.for([
+    ['[2^40, 2^40, 0]', [2n ** 40n, 2n ** 40n, 0n]],
+    ['[2^32, 2^32, 0]', [2n ** 32n, 2n ** 32n, 0n]],
+    ['[2^64 − 1, 2, 0]', [2n ** 64n - 1n, 2n, 0n]],
+  ] as Array<[string, bigint[]]>)('SHAPE_OVERFLOW: %s overflows before its zero, as the reference', async ([, shape]) => {
+    await expectRefused(file({ w: ent('U8', shape, [0, 0]) }), 'SHAPE_OVERFLOW', 'w');
+  });
+
+  it.for([
+    ['[0, 2^60]', [0n, 2n ** 60n]],
+    ['[2^62, 0]', [2n ** 62n, 0n]],
+    ['[0, 2^64 − 1]', [0n, 2n ** 64n - 1n]],
+    ['[2^32, 2^31, 0] (2^63: no overflow yet)', [2n ** 32n, 2n ** 31n, 0n]],
+  ] as Array<[string, bigint[]]>)('accepted with 0 elements and its exact dims: %s', async ([, shape]) => {
+    const f = await SafetensorsFile.open(new MemorySource(file({ w: ent('F32', shape, [0, 0]) }), FILE));
+    const info = f.info('w') as { shape: number[]; exactShape?: bigint[]; byteLength: number };
+    expect(info.byteLength).toBe(0);
+    expect(info.shape).toEqual(shape.map(Number));
+    expect(info.exactShape ?? info.shape.map(BigInt)).toEqual(shape);
+  });
+
+  it('INVALID_TENSOR_INFO: more than 64 dims (64 are fine)', async () => {
+    const f = await SafetensorsFile.open(new MemorySource(file({ w: ent('U8', Array(64).fill(1), [0, 1]) }, 1), FILE));
+    expect(f.info('w').shape).toHaveLength(64);
+    const e = await expectRefused(file({ w: ent('U8', Array(65).fill(1), [0, 1]) }, 1), 'INVALID_TENSOR_INFO', 'w');
+    expect(e.message).toMatch(/more than 64 dims/);
+  });
+
+  it('messages quote at most ~200 characters of a hostile name, dtype or number', async () => {
+    const long = 'n'.repeat(10_000);
+    const cases: Array<[Uint8Array, ErrorCode]> = [
+      [file(`{"${long}": 1}`), 'INVALID_TENSOR_INFO'],
+      [file({ w: ent('X'.repeat(10_000), [1], [0, 1]) }, 1), 'UNKNOWN_DTYPE'],
+      [file(`{"w": {"dtype": "U8", "shape": [${'9'.repeat(10_000)}], "data_offsets": [0, 1]}}`, 1), 'SHAPE_OVERFLOW'],
+      [file(`{"w": {"dtype": "U8", "shape": [1], "data_offsets": [0, ${'9'.repeat(10_000)}]}}`, 1), 'OFFSET_TOO_LARGE'],
+      [file(`{"__metadata__": {"${long}": 1}}`), 'INVALID_METADATA'],
+      [file(`{"${long}": {"dtype": "U8", "shape": [2], "data_offsets": [0, 1]}}`, 1), 'SIZE_MISMATCH'],
+    ];
+    for (const [bytes, code] of cases) {
+      const e = await expectRefused(bytes, code);
+      expect(e.message.length, e.message.slice(0, 300)).toBeLessThan(400);
+      expect(e.message).toMatch(/… \(10000 characters\)/);
+    }
   });
 
   it.for([
