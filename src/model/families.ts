@@ -3,6 +3,7 @@
 // The layer builder (llama.ts) reads the resulting Features and never a family name;
 // adding a family is a record here and, only for new math, a kernel variant.
 
+import { roundToF16 } from '../ops/embedding.js';
 import { type RopeParseOptions, type RopeScaling, type RopeSettings, ropeForLayer } from './rope-scaling.js';
 
 /** A layer's attention: its window (null = full causal) and its rope. */
@@ -168,7 +169,7 @@ export function features(family: Family, c: ConfigReader, shape: { hiddenSize: n
     oBias: family.bias === 'attention_bias' && attentionBias,
     qkNorm: family.qkNorm,
     act: activation(family, c),
-    embedScale: family.embedScale ? Math.sqrt(shape.hiddenSize) : null,
+    embedScale: family.embedScale ? inTorchDtype(Math.sqrt(shape.hiddenSize), c.raw.torch_dtype) : null,
     sandwichNorms: family.sandwichNorms,
     attnScale: 1 / Math.sqrt(family.queryPreAttnScalar ? c.num('query_pre_attn_scalar', shape.headDim) : shape.headDim),
     attnSoftcap: softcap('attn_logit_softcapping'),
@@ -176,6 +177,21 @@ export function features(family: Family, c: ConfigReader, shape: { hiddenSize: n
     fused: family.fused,
     layers: layerKinds(family, c, shape.numLayers, rope),
   };
+}
+
+/**
+ * Gemma builds its normalizer as `torch.tensor(hidden_size**0.5, dtype=hidden_states.dtype)`:
+ * in the model's dtype (√2304 = 48 exactly, but √1152 = 33.94 is 34.0 in bf16), so the
+ * scale is rounded to the checkpoint's torch_dtype, as the model runs in transformers.
+ */
+function inTorchDtype(x: number, torchDtype: unknown): number {
+  if (torchDtype === 'bfloat16') {
+    const bits = new Uint32Array(new Float32Array([x]).buffer)[0];
+    const rounded = (bits + 0x7fff + ((bits >> 16) & 1)) & 0xffff0000; // round to nearest even
+    return new Float32Array(new Uint32Array([rounded >>> 0]).buffer)[0];
+  }
+  if (torchDtype === 'float16') return roundToF16(x);
+  return Math.fround(x);
 }
 
 function activation(family: Family, c: ConfigReader): Features['act'] {

@@ -12,6 +12,7 @@ import { Matmul } from '../ops/matmul.js';
 import type { ComputeDtype } from '../ops/op.js';
 import { RmsNorm } from '../ops/rms-norm.js';
 import { Rope } from '../ops/rope.js';
+import { Softcap } from '../ops/softcap.js';
 import { Swiglu } from '../ops/swiglu.js';
 import type { ModelConfig } from './config.js';
 import type { ModelProgress } from './progress.js';
@@ -38,8 +39,10 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     ropes: Promise.all(ropes.map((rope) => RopeTable.create(device, dtype, rope))),
     store: KvStore.create(device, dtype),
     attention: Attention.create(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),
-    mlpAct: Swiglu.create(device, dtype, { act: f.act }),
+    // fused gate_up_proj (Phi-3): one input, each row [gate | up]
+    mlpAct: Swiglu.create(device, dtype, { act: f.act, fused: f.fused }),
     add: Add.create(device, dtype, { inPlace: true }),
+    softcap: f.finalSoftcap !== null ? Softcap.create(device) : null,
   };
   const entries = Object.entries(pending);
   const kernelsTotal = entries.filter(([, p]) => p !== null).length;
@@ -80,15 +83,24 @@ export class RopeTable {
     return new RopeTable(await Rope.create(device, dtype, { invFreq, attentionFactor }), rope);
   }
 
-  /** Before a forward call reaching `seqLen` positions: switches the table if it changes. */
-  update(seqLen: number): void {
-    if (this.rope.type === 'dynamic') this.seqLen = ropeTableSeqLen(this.rope, this.seqLen, seqLen);
+  /**
+   * Before a forward call of positions [start, seqLen): switches the table if it changes.
+   * Returns true when the keys already cached must be rotated again: Phi-3's generate drops
+   * its cache when longrope switches tables (Phi3ForCausalLM.prepare_inputs_for_generation),
+   * so its next call prefills the whole sequence with the new table. A call from position
+   * 0 starts a new sequence: a dynamic table starts over too (within one sequence this is
+   * transformers' stateful update; across sequences it does not leak one's length into
+   * the next).
+   */
+  update(start: number, seqLen: number): boolean {
+    if (this.rope.type === 'dynamic') this.seqLen = ropeTableSeqLen(this.rope, start === 0 ? undefined : this.seqLen, seqLen);
     else if (this.rope.type === 'longrope') this.seqLen = seqLen;
-    else return;
+    else return false;
     const key = this.keyFor(this.seqLen);
-    if (key === this.key) return;
+    if (key === this.key) return false;
     this.key = key;
     this.op.setInvFreq(ropeTables(this.rope, this.seqLen).invFreq);
+    return this.rope.type === 'longrope' && start > 0;
   }
 
   /** What decides the table: the dynamic length, or longrope's short/long choice. */

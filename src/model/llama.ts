@@ -62,6 +62,7 @@ export class LlamaModel {
   private lastRow!: GPUBuffer; // (1, h) the residual stream of decode (prefill's last row lands here)
   private head!: PreparedOp[]; // final norm + LM head (+ soft-cap) on lastRow → logits
   private ropeTables: RopeTable[] = []; // one per distinct rope, switched by sequence length
+  private history!: Uint32Array; // (contextLength,) the id at each cached position, for a re-run
   /** (V,) f32 logits of the last token of the last pass. */
   logits!: GPUBuffer;
 
@@ -77,8 +78,6 @@ export class LlamaModel {
   static async load(checkpoint: Checkpoint, config: ModelConfig, device: GPUDevice, options: LoadModelOptions = {}): Promise<LlamaModel> {
     const where = checkpoint.files[0] ?? 'checkpoint';
     const names = weightNames(config, checkpoint.tensors(), where);
-    const notYet = [config.features.embedScale !== null && 'embedding scale', config.features.finalSoftcap !== null && 'final logit soft-capping'].filter(Boolean);
-    if (notYet.length) throw new SluiceError('UNSUPPORTED_ARCH', `${where}: ${config.family} needs ${notYet.join(' and ')}, which this build does not run yet`);
     const contextLength = options.contextLength ?? Math.min(config.maxPositionEmbeddings, 4096);
     if (!Number.isInteger(contextLength) || contextLength < 1) throw new SluiceError('USAGE', `context length must be a positive integer, not ${contextLength}`);
     // The kernels compile while the weights stream in: both take seconds on some GPUs
@@ -153,6 +152,7 @@ export class LlamaModel {
 
     // ─── buffers ───
     this.ids = this.buffer('model.ids', P * 4); // (P,) u32
+    this.history = new Uint32Array(maxSeq);
     this.hidden = this.buffer('model.hidden', P * h * w); // (P, h)
     this.lastRow = this.buffer('model.last_row', h * w); // (1, h)
     this.logits = this.buffer('model.logits', vocabSize * 4); // (V,) f32
@@ -199,7 +199,7 @@ export class LlamaModel {
         add(ops.add.prepare(label, rows * h, x, postNorm !== null ? b.projNormed! : y));
       };
       // x = embed_tokens(ids) · embed_scale (Gemma: √hidden)
-      add(ops.embedding.prepare(`${tag}.embed`, rows, this.ids, this.weight(this.names.embed), x));
+      add(ops.embedding.prepare(`${tag}.embed`, rows, this.ids, this.weight(this.names.embed), x, { scale: f.embedScale ?? undefined }));
       this.names.layers.forEach((l, i) => {
         const p = `${tag}.layers.${i}`;
         const kindOf = f.layers[i];
@@ -247,6 +247,7 @@ export class LlamaModel {
     this.head = [
       this.own(ops.norm.prepare('head.norm', 1, h, this.lastRow, this.weight(this.names.norm), bufs.decode.normed)),
       this.own(ops.lmHead.prepare('head.lm_head', this.weight(this.names.lmHead), bufs.decode.normed, this.logits)),
+      ...(f.finalSoftcap !== null ? [this.own(ops.softcap!.prepare('head.softcap', vocabSize, this.logits, f.finalSoftcap))] : []),
     ];
     this.decodeStep = [...this.decode.ops, ...this.head];
     this.ropeTables = [...ops.ropeOf.values()];
@@ -265,8 +266,15 @@ export class LlamaModel {
     const { device } = this;
     const h = this.config.hiddenSize;
     const w = computeBytes(this.dtype);
-    // The call's rope tables, as transformers picks them: by its highest position + 1.
-    for (const table of this.ropeTables) table.update(start + ids.length);
+    this.history.set(ids, start);
+    // The call's rope tables, as transformers picks them: by its highest position + 1. A
+    // switch that invalidates the cached keys re-runs the whole sequence from position 0.
+    let rerotate = false;
+    for (const table of this.ropeTables) rerotate = table.update(start, start + ids.length) || rerotate;
+    if (rerotate) {
+      ids = Array.from(this.history.subarray(0, start + ids.length));
+      start = 0;
+    }
     if (ids.length === 1) {
       this.setPositions(this.decode, start, 1);
       this.writeIds(ids);

@@ -10,41 +10,12 @@ import { openCheckpoint } from '../../src/checkpoint/open-path.js';
 import { parseModelConfig } from '../../src/model/config.js';
 import { LlamaModel, PREFILL_CHUNK } from '../../src/model/llama.js';
 import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
+import { greedy, loadReferenceModel, type Reference } from '../support/model-reference.js';
 import { nmse } from '../support/op-helpers.js';
 
 const gpu = useGpuTestDevice('test.llama');
 
-interface Reference {
-  prompt_ids: number[];
-  logits_last: number[];
-  greedy_ids: number[];
-  multi_turn: { first_ids: number[]; first_greedy_ids: number[]; second_ids: number[]; greedy_after_both: number[] };
-}
-
-const argmax = (xs: Float32Array) => xs.reduce((best, x, i) => (x > xs[best] ? i : best), 0);
-
-async function load(name: string, dtype: 'f32' | 'f16', contextLength = 128) {
-  const dir = `test/fixtures/models/${name}`;
-  const config = parseModelConfig(readFileSync(`${dir}/config.json`, 'utf8'), `${dir}/config.json`);
-  const checkpoint = await openCheckpoint(`${dir}/model.safetensors`);
-  const model = await LlamaModel.load(checkpoint, config, gpu.device, { dtype, contextLength });
-  await checkpoint.close();
-  const reference = JSON.parse(readFileSync(`${dir}/reference.json`, 'utf8')) as Reference;
-  return { model, reference };
-}
-
-/** Greedy ids: one forward per token through the cache, argmax on the host. */
-async function greedy(model: LlamaModel, prompt: number[], start: number, count: number): Promise<number[]> {
-  const out: number[] = [];
-  await model.forward(prompt, start);
-  let position = start + prompt.length;
-  for (let i = 0; i < count; i++) {
-    const next = argmax(await model.readLogits());
-    out.push(next);
-    if (i + 1 < count) await model.forward([next], position++);
-  }
-  return out;
-}
+const load = (name: string, dtype: 'f32' | 'f16', contextLength = 128) => loadReferenceModel(gpu.device, name, dtype, contextLength);
 
 describe.each(['llama-gqa', 'llama3-scaled', 'qwen2-bias'])('%s against the PyTorch reference', (name) => {
   it.each(['f32', 'f16'] as const)('%s: last-position logits, greedy decode, multi-turn', async (dtype) => {
