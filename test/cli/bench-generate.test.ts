@@ -1,7 +1,10 @@
 // `sluice bench generate` on a tiny reference model: the JSON has every figure, and they
 // agree with each other and with the model (dispatch count, weight bytes). No speed asserted.
 
-import { describe, expect, it } from 'vitest';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 
 describe('sluice bench generate', () => {
@@ -20,8 +23,58 @@ describe('sluice bench generate', () => {
     expect(r.weight_over_read).toBeCloseTo(r.weight_gbps / r.read_limit_gbps, 1);
   });
 
+  describe('--synthetic', () => {
+    const dirs: string[] = [];
+    afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+
+    it('real shapes, random weights: TTFT per prompt length, truncation said, the checkpoint cached', async () => {
+      const cacheDir = await mkdtemp(join(tmpdir(), 'sluice-bench-synthetic-'));
+      dirs.push(cacheDir);
+      const args = ['bench', 'generate', '--synthetic', 'smollm2-135m', '--layers', '1', '--tokens', '2', '--cache-dir', cacheDir, '--json'];
+      const first = await runCli(args);
+      expect([first.code, first.stderr]).toEqual([0, '']);
+      const r = JSON.parse(first.stdout);
+      const dir = join(cacheDir, 'smollm2-135m-1-layers');
+      expect(r).toMatchObject({
+        model: 'synthetic:smollm2-135m (1 of 30 layers)',
+        layers: 1,
+        prompt_tokens: 64, // decode follows the last prompt
+        generated_tokens: 2,
+        synthetic: { name: 'smollm2-135m', config_from: 'HuggingFaceTB/SmolLM2-135M-Instruct', dir, storage: 'BF16', layers: 1, config_layers: 30, truncated: true, written: true, tensors: 11 },
+      });
+      // The default prompts, 8 and 64 tokens, each timed.
+      expect(r.prefill.map((p: { prompt_tokens: number }) => p.prompt_tokens)).toEqual([8, 64]);
+      for (const p of r.prefill) expect(p.ttft_ms).toBeGreaterThan(0);
+      expect(r.ttft_ms).toBe(r.prefill[1].ttft_ms);
+      // 1 layer × 15 + embedding + final norm + LM head + sampler.
+      expect(r.dispatches_per_token).toBe(15 + 1 + 2 + 1);
+      // At the real width (576, vocab 49152): the tied table as LM head, one embedding row, one layer.
+      const h = 576;
+      const layer = 2 * h + h * h * 2 + 2 * 192 * h + 3 * 1536 * h;
+      const width = r.compute_dtype === 'F32' ? 4 : 2;
+      expect(r.weight_bytes_per_token).toBe((49152 * h + h + layer) * width + h * width);
+      for (const key of ['decode_tokens_per_second', 'weight_gbps', 'read_limit_gbps']) expect(r[key], key).toBeGreaterThan(0);
+
+      // The second run reuses the checkpoint: not rewritten.
+      const mtime = (await stat(join(dir, 'model.safetensors'))).mtimeMs;
+      const second = await runCli([...args, '--prompt-tokens', '4']);
+      expect([second.code, second.stderr]).toEqual([0, '']);
+      const r2 = JSON.parse(second.stdout);
+      expect(r2.synthetic).toMatchObject({ written: false, write_seconds: 0, file_bytes: r.synthetic.file_bytes });
+      expect(r2.prefill.map((p: { prompt_tokens: number }) => p.prompt_tokens)).toEqual([4]);
+      expect((await stat(join(dir, 'model.safetensors'))).mtimeMs).toBe(mtime);
+    });
+  });
+
   it('usage errors', async () => {
     expect((await runCli(['bench', 'generate'])).code).toBe(2);
     expect((await runCli(['bench', 'generate', 'x', '--tokens', '0'])).code).toBe(2);
+    expect((await runCli(['bench', 'generate', 'x', '--synthetic', 'smollm2-135m'])).code).toBe(2);
+    expect((await runCli(['bench', 'generate', 'x', '--layers', '2'])).code).toBe(2);
+    expect((await runCli(['bench', 'generate', '--synthetic', 'smollm2-135m', '--prompt-tokens', '8,x'])).code).toBe(2);
+    expect((await runCli(['bench', 'generate', '--synthetic', 'smollm2-135m', '--storage', 'q4'])).code).toBe(2);
+    const unknown = await runCli(['bench', 'generate', '--synthetic', 'gpt-5']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown model "gpt-5"; one of smollm2-135m, qwen2.5-0.5b/);
   });
 });

@@ -1,5 +1,5 @@
 // `sluice bench generate MODEL`: end-to-end generation speed on the current adapter.
-// Prefill a prompt of random ids, then decode greedily; report TTFT, prefill and decode
+// Prefill prompts of random ids (each length asked for, timed in turn), then decode greedily; report TTFT, prefill and decode
 // tokens/s, dispatches and submits per token, and the weight bandwidth a decode step
 // achieves (weight bytes per token × tokens/s) against the read limit measured in the
 // same run (the bandwidth probe of `bench kernels`). Decode is memory-bound: every weight
@@ -13,16 +13,28 @@ import { measureReadLimit } from './read-limit.js';
 
 export interface GenerateBenchOptions {
   dir: string;
+  /** What `model` says in the result (default: dir). */
+  label?: string;
   dtype?: DtypeChoice;
-  promptTokens?: number;
+  /** Prompt lengths, each prefilled and timed in turn; decode follows the last (default 128). */
+  promptTokens?: number | number[];
   tokens?: number;
   onStep?: (what: string) => void;
+}
+
+export interface PrefillResult {
+  prompt_tokens: number;
+  ttft_ms: number;
+  prefill_tokens_per_second: number;
 }
 
 export interface GenerateBenchResult {
   model: string;
   adapter: string;
   compute_dtype: string;
+  layers: number;
+  /** Every prompt length asked for; the top-level prompt_tokens, ttft_ms and prefill rate are the last's. */
+  prefill: PrefillResult[];
   prompt_tokens: number;
   generated_tokens: number;
   ttft_ms: number;
@@ -40,25 +52,33 @@ export interface GenerateBenchResult {
 export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptions): Promise<GenerateBenchResult> {
   const step = options.onStep ?? (() => {});
   const tokens = options.tokens ?? 64;
-  const promptLength = options.promptTokens ?? 128;
-  step(`loading ${options.dir}`);
-  const opened = await openModel(options.dir, gpu.device, { dtype: options.dtype, contextLength: promptLength + tokens + 1 });
+  const lengths = [options.promptTokens ?? 128].flat();
+  const longest = Math.max(...lengths);
+  step(`loading ${options.label ?? options.dir}`);
+  const opened = await openModel(options.dir, gpu.device, { dtype: options.dtype, contextLength: longest + tokens + 1 });
   const { model } = opened;
   try {
     const sampler = await GpuSampler.create(model, { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: 0 });
     try {
       // Random ids, avoiding eos so nothing stops early (the loop below ignores eos anyway).
       let state = 12345;
-      const prompt = Array.from({ length: promptLength }, () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) % model.config.vocabSize);
+      const prompt = Array.from({ length: longest }, () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) % model.config.vocabSize);
       // Warm-up: pipelines compiled by the driver on first use would count as prefill time.
       step('warm-up');
       await sampler.next(prompt.slice(0, 2), 0);
       await sampler.next([prompt[0]], 2);
 
-      step(`prefill ${promptLength} tokens`);
-      const began = performance.now();
-      let id = await sampler.next(prompt, 0);
-      const ttft = performance.now() - began;
+      // Each prefill starts the sequence again at position 0 (the cache is overwritten).
+      const prefill: PrefillResult[] = [];
+      let id = 0;
+      for (const length of lengths) {
+        step(`prefill ${length} tokens`);
+        const began = performance.now();
+        id = await sampler.next(prompt.slice(0, length), 0);
+        const ttft = performance.now() - began;
+        prefill.push({ prompt_tokens: length, ttft_ms: round(ttft), prefill_tokens_per_second: round(length / (ttft / 1000)) });
+      }
+      const promptLength = lengths[lengths.length - 1];
       step(`decode ${tokens} tokens`);
       const decodeStart = performance.now();
       for (let i = 0; i < tokens; i++) id = await sampler.next([id], promptLength + i);
@@ -69,15 +89,17 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
 
       const decodeRate = tokens / decodeSeconds;
       const weightGbps = (model.weightBytesPerToken * decodeRate) / 1e9;
-      const round = (x: number) => Math.round(x * 1000) / 1000;
+      const last = prefill[prefill.length - 1];
       return {
-        model: options.dir,
+        model: options.label ?? options.dir,
         adapter: gpu.adapterInfo.description || gpu.adapterInfo.device,
         compute_dtype: model.dtype,
-        prompt_tokens: promptLength,
+        layers: model.config.numLayers,
+        prefill,
+        prompt_tokens: last.prompt_tokens,
         generated_tokens: tokens,
-        ttft_ms: round(ttft),
-        prefill_tokens_per_second: round(promptLength / (ttft / 1000)),
+        ttft_ms: last.ttft_ms,
+        prefill_tokens_per_second: last.prefill_tokens_per_second,
         decode_tokens_per_second: round(decodeRate),
         dispatches_per_token: model.decodeDispatches + 1, // + the sampler's one
         submits_per_token: 1,
@@ -94,3 +116,5 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
     opened.dispose();
   }
 }
+
+const round = (x: number) => Math.round(x * 1000) / 1000;

@@ -12,6 +12,9 @@ import { dtypeFlag, parseCommandArgs, wholeNumberFlag } from '../args.js';
 import { formatBytes, table } from '../format.js';
 import type { CliIo, Command } from '../io.js';
 import { modelSource } from '../model-source.js';
+import { Progress } from '../progress.js';
+import type { SyntheticDtype } from '../bench/synthetic-checkpoint.js';
+import { ensureSyntheticModel, type SyntheticCheckpoint, syntheticModelNames } from '../bench/synthetic-model.js';
 
 interface Benchmark {
   name: string;
@@ -110,27 +113,54 @@ const generateBench: Benchmark = {
       dtype: { type: 'string' },
       'prompt-tokens': { type: 'string' },
       tokens: { type: 'string' },
+      synthetic: { type: 'string' },
+      storage: { type: 'string' },
+      'cache-dir': { type: 'string' },
+      layers: { type: 'string' },
       json: { type: 'boolean' },
       offline: { type: 'boolean' },
     });
     const [model, extra] = positionals;
-    if (!model) throw new SluiceError('USAGE', 'bench generate: which model? (sluice bench generate MODEL)');
+    const synthetic = values.synthetic as string | undefined;
+    if (synthetic !== undefined && model !== undefined) throw new SluiceError('USAGE', `bench generate: MODEL or --synthetic NAME, not both`);
+    if (synthetic === undefined && !model) throw new SluiceError('USAGE', 'bench generate: which model? (sluice bench generate MODEL, or --synthetic NAME)');
     if (extra !== undefined) throw new SluiceError('USAGE', `bench generate: unexpected argument ${JSON.stringify(extra)}`);
+    for (const flag of ['storage', 'cache-dir', 'layers']) {
+      if (synthetic === undefined && values[flag] !== undefined) throw new SluiceError('USAGE', `bench generate: --${flag} goes with --synthetic NAME`);
+    }
     const count = (flag: string) => wholeNumberFlag('bench generate', values, flag, 1);
     const dtype = dtypeFlag('bench generate', values);
-    const { path: dir } = await modelSource(model, io, { download: true, offline: Boolean(values.offline), quiet: Boolean(values.json) });
+    const promptTokens = promptTokensFlag(values['prompt-tokens'] as string | undefined) ?? (synthetic === undefined ? undefined : [8, 64]);
+    const tokens = count('tokens');
+    const terminal = io.isTty && !values.json;
+
+    let dir: string;
+    let label: string | undefined;
+    let written: SyntheticCheckpoint | undefined;
+    if (synthetic !== undefined) {
+      const storage = storageFlag('bench generate', values.storage);
+      let bar: Progress | undefined; // drawn only while writing (a terminal only)
+      written = await ensureSyntheticModel({
+        name: synthetic,
+        cacheDir: values['cache-dir'] as string | undefined,
+        storage,
+        layers: count('layers'),
+        onProgress: (done, total, tensor) => (bar ??= new Progress(io, `writing ${synthetic}`, total, true)).set(done, tensor),
+      });
+      bar?.done();
+      dir = written.dir;
+      label = `synthetic:${written.name}${written.truncated ? ` (${written.layers} of ${written.configLayers} layers)` : ''}`;
+    } else {
+      dir = (await modelSource(model, io, { download: true, offline: Boolean(values.offline), quiet: Boolean(values.json) })).path;
+    }
     const gpu = await acquireNodeDevice({ label: 'bench' });
     try {
-      const r = await benchGenerate(gpu, {
-        dir,
-        dtype,
-        promptTokens: count('prompt-tokens'),
-        tokens: count('tokens'),
-        onStep: io.isTty && !values.json ? (what) => io.stderr(`${what}\n`) : undefined,
-      });
-      io.stdout(values.json ? `${JSON.stringify(r, null, 2)}\n` : [
-        `${r.model} (${r.compute_dtype}) on ${r.adapter}\n`,
-        `prefill ${r.prompt_tokens} tokens: ${r.prefill_tokens_per_second.toFixed(1)} tok/s (TTFT ${r.ttft_ms.toFixed(1)} ms)\n`,
+      const r = await benchGenerate(gpu, { dir, label, dtype, promptTokens, tokens, onStep: terminal ? (what) => io.stderr(`${what}\n`) : undefined });
+      const json = written ? { ...r, synthetic: syntheticJson(written) } : r;
+      io.stdout(values.json ? `${JSON.stringify(json, null, 2)}\n` : [
+        `${r.model} (${r.compute_dtype}, ${r.layers} layers) on ${r.adapter}\n`,
+        ...(written ? [`${written.written ? 'wrote' : 'reused'} ${formatBytes(written.bytes)} of random ${written.storage} weights with ${written.repo}'s config.json in ${written.dir}\n`] : []),
+        ...r.prefill.map((p) => `prefill ${p.prompt_tokens} tokens: ${p.prefill_tokens_per_second.toFixed(1)} tok/s (TTFT ${p.ttft_ms.toFixed(1)} ms)\n`),
         `decode ${r.generated_tokens} tokens: ${r.decode_tokens_per_second.toFixed(1)} tok/s; ${r.dispatches_per_token} dispatches, ${r.submits_per_token} submit, ${r.readback_bytes_per_token} bytes read back per token\n`,
         `weights read per token: ${formatBytes(r.weight_bytes_per_token)} → ${r.weight_gbps.toFixed(2)} GB/s = ${r.weight_over_read.toFixed(2)}× the read limit (${r.read_limit_gbps.toFixed(2)} GB/s)\n`,
       ].join(''));
@@ -140,6 +170,38 @@ const generateBench: Benchmark = {
     return 0;
   },
 };
+
+/** `--prompt-tokens 8,64`: one or more positive whole numbers. */
+function promptTokensFlag(text: string | undefined): number[] | undefined {
+  if (text === undefined) return undefined;
+  const list = text.split(',').map((x) => x.trim());
+  if (!list.every((x) => /^[0-9]+$/.test(x) && Number(x) >= 1 && Number.isSafeInteger(Number(x)))) {
+    throw new SluiceError('USAGE', `bench generate: --prompt-tokens must be whole numbers ≥ 1, comma-separated (e.g. 8,64), not ${JSON.stringify(text)}`);
+  }
+  return list.map(Number);
+}
+
+function storageFlag(command: string, value: unknown): SyntheticDtype {
+  const storage = ((value as string | undefined) ?? 'bf16').toUpperCase();
+  if (!['BF16', 'F16', 'F32'].includes(storage)) throw new SluiceError('USAGE', `${command}: --storage must be bf16, f16 or f32, not ${JSON.stringify(value)}`);
+  return storage as SyntheticDtype;
+}
+
+function syntheticJson(s: SyntheticCheckpoint) {
+  return {
+    name: s.name,
+    config_from: s.repo,
+    dir: s.dir,
+    storage: s.storage,
+    layers: s.layers,
+    config_layers: s.configLayers,
+    truncated: s.truncated,
+    written: s.written,
+    write_seconds: Math.round(s.writeSeconds * 1000) / 1000,
+    file_bytes: s.bytes,
+    tensors: s.tensors,
+  };
+}
 
 /** The benchmarks, in the order usage lists them. */
 const BENCHMARKS: Benchmark[] = [load, kernels, generateBench, update];
@@ -171,12 +233,19 @@ sluice bench kernels [--quick] [--json]
   512 and 2048 positions (32 heads, 8 KV heads, head dim 64). Timestamp queries where
   the adapter has them. --quick: small shapes.
 
-sluice bench generate MODEL [--prompt-tokens N] [--tokens N] [--dtype auto|f16|f32] [--offline] [--json]
-  Prefills N random prompt tokens (default 128) and decodes --tokens greedily (default
-  64): TTFT, prefill and decode tokens/s, dispatches and submits per token, and the
-  weight bandwidth of decoding (weight bytes per token × tokens/s) against the read
-  limit measured in the same run. MODEL: a directory, or org/name[@REVISION] from the HF
-  cache (downloaded there if missing, unless --offline).
+sluice bench generate (MODEL | --synthetic NAME [--layers N] [--storage bf16|f16|f32] [--cache-dir DIR])
+                      [--prompt-tokens N[,N...]] [--tokens N] [--dtype auto|f16|f32] [--offline] [--json]
+  Prefills N random prompt tokens (default 128; a list times each length in turn) and
+  decodes --tokens greedily (default 64) after the last: TTFT, prefill and decode
+  tokens/s, dispatches and submits per token, and the weight bandwidth of decoding
+  (weight bytes per token × tokens/s) against the read limit measured in the same run.
+  MODEL: a directory, or org/name[@REVISION] from the HF cache (downloaded there if
+  missing, unless --offline).
+  --synthetic NAME: random weights (BF16 unless --storage) with the real config.json of
+  NAME (${syntheticModelNames().join(', ')}), written once to
+  DIR/NAME (default DIR: $XDG_CACHE_HOME/sluice/synthetic, or ~/.cache/sluice/synthetic)
+  and reused; no download, no tokenizer. Default prompts: 8,64. --layers N keeps the
+  first N layers (real width, less depth; the JSON says truncated).
 
 sluice bench update [--size-mib N] [--repeat R] [--dir DIR] [--json]
   Writes a safetensors file of N MiB (default 1024: 64 tensors of 16 MiB) in a temp
