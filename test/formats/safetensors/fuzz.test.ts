@@ -161,6 +161,52 @@ const stacked: Mutation = (r, bytes, seed) => {
   return { bytes: out, what: what.join(' ; ') };
 };
 
+/**
+ * Structure-aware hostile headers (step 11): a valid seed with one part blown up: a huge
+ * number, deep nesting, many keys, a long string, huge or zero dims, many dims, junk in an
+ * unknown field. Sizes up to ~40 K units (≤ ~300 KB) keep 500 cases fast; bombs.test.ts runs the 100 MB ones.
+ */
+const hostile: Mutation = (r, _bytes, seed) => {
+  const big = () => randInt(r, 1, 4) * 10 ** randInt(r, 1, 4);
+  const digits = () => String(randInt(r, 1, 9)).repeat(big());
+  const nest = (open: string, close: string) => open.repeat(randInt(r, 30, 200)) + close.repeat(randInt(r, 30, 200));
+  const keys = (value: string) => Array.from({ length: big() }, (_, i) => `"k${i}":${value}`).join(',');
+  const dims = () => `[${Array.from({ length: randInt(r, 0, 4) }, () => pick(r, ['0', '1', '7', '4294967296', '9007199254740993', '1152921504606846976', '18446744073709551615', '18446744073709551616', digits()]))}]`;
+  const values = [
+    digits, () => `-${digits()}`, () => `0.${digits()}`, () => `1e${digits()}`, () => nest('[', ']'), () => nest('{"a":', '}'),
+    () => `{${keys('{}')}}`, () => `[${'{},'.repeat(big())}{}]`, () => `"${'s'.repeat(big())}"`, () => `"${'\\u00e9'.repeat(big() / 10)}"`,
+    dims, () => `[${'1,'.repeat(randInt(r, 60, 70))}1]`, () => `[${'1,'.repeat(big())}1]`,
+  ];
+  const value = () => pick(r, values)();
+  const kind = randInt(r, 0, 5);
+  let json = seed.json;
+  let what: string;
+  if (kind === 0) {
+    // A whole entry replaced: `"w": <value>`.
+    const entries = [...json.matchAll(/"[^"]+": ?\{[^{}]*\}/g)];
+    const e = entries.length ? pick(r, entries) : null;
+    const v = value();
+    json = e ? json.slice(0, e.index) + `"w":${v}` + json.slice(e.index! + e[0].length) : `{"w":${v}}`;
+    what = `entry → ${v.slice(0, 40)} (${v.length} chars)`;
+  } else if (kind <= 3) {
+    // One field of an entry replaced (shape, data_offsets, dtype) or an unknown field added.
+    const field = pick(r, ['"shape"', '"data_offsets"', '"dtype"', '"x"']);
+    const v = field === '"shape"' && r() < 0.5 ? dims() : value();
+    const at = json.indexOf('"dtype"');
+    json = at < 0 ? json : `${json.slice(0, at)}${field}:${v},${json.slice(at)}`;
+    what = `${field} → ${v.slice(0, 40)} (${v.length} chars)`;
+  } else if (kind === 4) {
+    const v = r() < 0.5 ? `{${keys('""')}}` : `{"k":${value()}}`;
+    json = json.replace(/^\s*\{/, `{"__metadata__":${v},`);
+    what = `__metadata__ → ${v.slice(0, 40)} (${v.length} chars)`;
+  } else {
+    const name = r() < 0.5 ? 'n'.repeat(big()) : '\\ud800'.repeat(randInt(r, 1, 3));
+    json = json.replace(/^\s*\{/, `{"${name}":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},`);
+    what = `name of ${name.length} chars`;
+  }
+  return { bytes: withJson(seed, json, r), what: `hostile ${what}` };
+};
+
 // ─── the property ───────────────────────────────────────────────────────────────────────
 
 /** Opens and reads everything; `problem` names a broken property, null when all is well. */
@@ -209,13 +255,13 @@ function dump(bytes: Uint8Array): string {
   return bytes.byteLength <= 4096 ? Buffer.from(bytes).toString('base64') : `(${bytes.byteLength} bytes)`;
 }
 
-async function fuzz(family: string, mutate: Mutation, salt: number): Promise<Record<string, number>> {
+async function fuzz(family: string, mutate: Mutation, salt: number, cases = CASES): Promise<Record<string, number>> {
   const seed = (SEED ^ Math.imul(salt, 0x9e3779b1)) >>> 0;
   const r = mulberry32(seed);
   const failures: string[] = [];
   const outcomes: Record<string, number> = {};
   let slowest = 0;
-  for (let i = 0; i < CASES && failures.length < 5; i++) {
+  for (let i = 0; i < cases && failures.length < 5; i++) {
     const s = SEEDS[i % SEEDS.length];
     const { bytes, what } = mutate(r, fileOf(s), s);
     const started = performance.now();
@@ -247,4 +293,8 @@ describe(`fuzz: ${CASES} mutations per family (FUZZ_SEED=${SEED})`, () => {
     await fuzz('json', jsonEdit, 5);
   });
   it('stacked mutations', async () => { await fuzz('stacked', stacked, 6); });
+  it('hostile structure: huge numbers, deep nesting, many keys, long strings, huge/zero/many dims', async () => {
+    const outcomes = await fuzz('hostile', hostile, 7, Math.ceil(CASES / 5));
+    expect(outcomes.opened ?? 0, 'some hostile-looking headers are valid and open').toBeGreaterThan(0);
+  });
 });
