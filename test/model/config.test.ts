@@ -101,3 +101,55 @@ describe('refusals', () => {
     expect(refusal('[1]', 'INVALID_JSON')).toMatch(/not a JSON object/);
   });
 });
+
+describe('real configs of the step 12 families (test/fixtures/configs/real/)', () => {
+  const real = (name: string) => parseModelConfig(readFileSync(`test/fixtures/configs/real/${name}.json`, 'utf8'), `${name}/config.json`);
+  const kinds = (c: ReturnType<typeof real>) => c.features.layers.map((l) => [l.window, l.rope && `${l.rope.type}/${l.rope.theta}/${l.rope.rotaryDim}`]);
+
+  it('Qwen3-0.6B: per-head q/k norms, no biases, head_dim 128 ≠ hidden / heads', () => {
+    const c = real('qwen3-0.6b');
+    expect([c.family, c.hiddenSize, c.numHeads, c.numKvHeads, c.headDim, c.tieWordEmbeddings]).toEqual(['Qwen3', 1024, 16, 8, 128, true]);
+    expect(c.features).toMatchObject({ norm: 'w', qkNorm: true, qkvBias: false, oBias: false, act: 'silu', fused: false, sandwichNorms: false });
+    expect(new Set(kinds(c).map(String))).toEqual(new Set([String([null, 'default/1000000/128'])]));
+  });
+
+  it('gemma-3-1b-it: Gemma norms and GeGLU, √1152 in bf16 (34), 5 local layers of 512 per global one, two rope bases', () => {
+    const c = real('gemma-3-1b-it');
+    expect(c.features).toMatchObject({
+      norm: 'one-plus-w', qkNorm: true, act: 'gelu_tanh', embedScale: 34, sandwichNorms: true, attnScale: 1 / 16, attnSoftcap: null, finalSoftcap: null,
+    });
+    const local = [512, 'default/10000/256'];
+    const global = [null, 'default/1000000/256'];
+    expect(kinds(c)).toEqual(Array.from({ length: 26 }, (_, i) => ((i + 1) % 6 === 0 ? global : local)));
+  });
+
+  it('Phi-4-mini-instruct: fused qkv/gate_up, partial rotary 0.75 (96 of 128), longrope', () => {
+    const c = real('phi-4-mini-instruct');
+    expect([c.family, c.numHeads, c.numKvHeads, c.headDim]).toEqual(['Phi-3/3.5/4-mini', 24, 8, 128]);
+    expect(c.features).toMatchObject({ fused: true, qkvBias: false, qkNorm: false });
+    expect(c.rope.rope).toMatchObject({ type: 'longrope', rotaryDim: 96, originalMaxPositionEmbeddings: 4096 });
+    expect((c.rope.rope as { shortFactor: number[] }).shortFactor).toHaveLength(48);
+  });
+
+  it('Phi-3.5-mini-instruct: fused tensors, full rotary (96), longrope with the real factor lists', () => {
+    const c = real('phi-3.5-mini-instruct');
+    expect([c.numHeads, c.numKvHeads, c.headDim]).toEqual([32, 32, 96]);
+    expect(c.rope.rope).toMatchObject({ type: 'longrope', rotaryDim: 96 });
+    expect(c.rope.rope.attentionFactor).toBeCloseTo(Math.sqrt(1 + Math.log(32) / Math.log(4096)), 6);
+  });
+});
+
+describe('configs that contradict themselves or the family', () => {
+  const tiny = (change: Record<string, unknown>) =>
+    JSON.stringify({ architectures: ['Gemma3ForCausalLM'], hidden_size: 64, intermediate_size: 96, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 1, head_dim: 16, vocab_size: 256, sliding_window: 8, ...change });
+  it.each([
+    [{ layer_types: ['sliding_attention', 'full_attention'] }, /layer_types must list "sliding_attention" or "full_attention" for each of the 4 layers/],
+    [{ layer_types: ['sliding_attention', 'sliding_attention', 'sliding_attention', 'full_attention'], sliding_window: null }, /sliding_window is missing, but layer_types has sliding layers/],
+    [{ architectures: ['SmolLM3ForCausalLM'], no_rope_layers: [1, 0] }, /no_rope_layers must list 0 or 1 for each of the 4 layers/],
+    [{ hidden_activation: 'relu' }, /hidden_activation "relu" is not supported/],
+  ])('%j → one line naming the file and key', (change, pattern) => {
+    const message = refusal(tiny(change), /not supported/.test(String(pattern)) ? 'UNSUPPORTED_ARCH' : 'INVALID_JSON');
+    expect(message).toMatch(/^x\/config\.json: /);
+    expect(message).toMatch(pattern);
+  });
+});

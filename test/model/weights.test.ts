@@ -84,3 +84,30 @@ describe('weightNames', () => {
     expect(problem(base, tensorsOf(more))).toMatch(/unexpected model\.layers\.2\.input_layernorm\.weight, .* and 4 more$/);
   });
 });
+
+describe('weightNames for the step 12 families', () => {
+  const shapeOf = { architectures: ['Qwen3ForCausalLM'], hidden_size: 8, intermediate_size: 12, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 4, vocab_size: 10 };
+  const t = (name: string, shape: number[]): TensorInfo => ({ name, dtype: 'BF16', shape, byteLength: shape.reduce((a, b) => a * b, 2), file: 'm.safetensors' });
+
+  it('Qwen3 without q_norm: the missing tensor is named', () => {
+    const qwen3 = modelConfig(shapeOf);
+    const tensors = [...tensorsOf(qwen3), t('model.layers.0.self_attn.k_norm.weight', [4])];
+    expect(problem(qwen3, tensors)).toMatch(/^model\/: the weights do not match config\.json \(Qwen3ForCausalLM, 1 layers\): missing model\.layers\.0\.self_attn\.q_norm\.weight$/);
+  });
+
+  it('Phi-3: fused qkv_proj and gate_up_proj are expected as stored; a wrong-sized fused tensor is named with both shapes', () => {
+    const phi3 = modelConfig({ ...shapeOf, architectures: ['Phi3ForCausalLM'], head_dim: undefined, num_attention_heads: 2, num_key_value_heads: 1 });
+    const p = 'model.layers.0';
+    const tensors = [
+      t('model.embed_tokens.weight', [10, 8]), t('model.norm.weight', [8]), t('lm_head.weight', [10, 8]),
+      t(`${p}.input_layernorm.weight`, [8]), t(`${p}.post_attention_layernorm.weight`, [8]),
+      t(`${p}.self_attn.qkv_proj.weight`, [16, 8]), t(`${p}.self_attn.o_proj.weight`, [8, 8]),
+      t(`${p}.mlp.gate_up_proj.weight`, [24, 8]), t(`${p}.mlp.down_proj.weight`, [8, 12]),
+    ];
+    const names = weightNames(phi3, tensors, 'model/');
+    expect(names.splits).toEqual([{ from: `${p}.self_attn.qkv_proj.weight`, parts: [{ name: `${p}.self_attn.qkv_proj.weight[q]`, rows: 8 }, { name: `${p}.self_attn.qkv_proj.weight[k]`, rows: 4 }, { name: `${p}.self_attn.qkv_proj.weight[v]`, rows: 4 }] }]);
+    expect(names.layers[0].gateUp).toEqual({ fused: `${p}.mlp.gate_up_proj.weight` });
+    tensors[5] = t(`${p}.self_attn.qkv_proj.weight`, [12, 8]);
+    expect(problem(phi3, tensors)).toMatch(/wrong shape: model\.layers\.0\.self_attn\.qkv_proj\.weight is \[12, 8\], expected \[16, 8\]$/);
+  });
+});
