@@ -3,6 +3,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { summarize } from '../../src/checkpoint/summary.js';
+import type { Checkpoint, TensorInfo } from '../../src/checkpoint/types.js';
+import { exact, formatCount, jsonInteger, table } from '../../src/cli/format.js';
 import { runCli } from '../support/cli.js';
 
 const TINY = 'examples/tiny/model.safetensors';
@@ -106,5 +109,78 @@ describe('sluice inspect', () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/^sluice: inspect: .*bogus/);
     expect((await runCli(['inspect', '--help'])).stdout).toContain('Usage: sluice inspect PATH');
+  });
+});
+
+describe('totals past 2^53', () => {
+  // Tensors of 2^52 + 1 bytes: three add up past 2^53, where doubles drop the odd 3 bytes.
+  const huge = 2 ** 52 + 1;
+  const tensors: TensorInfo[] = ['a', 'b', 'c'].map((name) => ({ name, dtype: 'U8', shape: [huge], byteLength: huge, file: 'x' }));
+  const checkpoint = { format: 'safetensors', files: ['x'], metadata: {}, tensors: () => tensors } as unknown as Checkpoint;
+
+  it('summarize adds them exactly, as bigint', () => {
+    const s = summarize(checkpoint);
+    expect(s.bytes).toBe(3n * BigInt(huge));
+    expect(s.bytes).not.toBe(BigInt(huge + huge + huge)); // what double addition gives
+    expect(s.parameters).toBe(3n * BigInt(huge));
+    expect(s.bytesByDtype).toEqual({ U8: 3n * BigInt(huge) });
+  });
+
+  it('--json writes integers past 2^53 − 1 as decimal strings, smaller ones as numbers', () => {
+    expect(jsonInteger(3n * BigInt(huge))).toBe('13510798882111491');
+    expect(jsonInteger(BigInt(Number.MAX_SAFE_INTEGER))).toBe(Number.MAX_SAFE_INTEGER);
+    expect(jsonInteger(BigInt(Number.MAX_SAFE_INTEGER) + 1n)).toBe('9007199254740992');
+    expect(jsonInteger(42)).toBe(42);
+  });
+
+  it('human output prints every digit', () => {
+    expect(exact(3n * BigInt(huge))).toBe('13,510,798,882,111,491');
+    expect(formatCount(3n * BigInt(huge))).toBe('13511T');
+    expect(formatCount(999n)).toBe('999');
+  });
+
+  it('a table of a million rows (inspect --all) does not overflow the stack', () => {
+    const rows = Array.from({ length: 1_000_000 }, (_, i) => [`t${i}`, 'U8']);
+    expect(table(['name', 'dtype'], rows).split('\n')).toHaveLength(1_000_002);
+  });
+});
+
+describe('inspect of hostile-looking but valid files', () => {
+  const write = (name: string, header: string, data = 0) => {
+    const path = join(tmp, name);
+    const json = Buffer.from(header);
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(json.length));
+    writeFileSync(path, Buffer.concat([prefix, json, Buffer.alloc(data)]));
+    return path;
+  };
+
+  it('prints the bytes total exactly beside the rounded one', async () => {
+    const { stdout } = await runCli(['inspect', TINY]);
+    const bytes = oracle(TINY).reduce((a, t) => a + t.bytes.length, 0);
+    expect(stdout).toMatch(new RegExp(`bytes\\s+\\S+ [kM]B = ${bytes.toLocaleString('en-US')} B \\(BF16 `));
+  });
+
+  it('clips a long tensor name in the table, keeps it whole in --json', async () => {
+    const name = `model.${'x'.repeat(5000)}.weight`;
+    const path = write('long-name.safetensors', `{"${name}":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}}`, 3);
+    const human = await runCli(['inspect', path]);
+    expect(human.code, human.stderr).toBe(0);
+    expect(Math.max(...human.stdout.split('\n').map((l) => l.length))).toBeLessThan(250);
+    expect(human.stdout).toContain(`${name.slice(0, 159)}…`);
+    const json = await runCli(['inspect', path, '--json']);
+    expect(JSON.parse(json.stdout).tensors.map((t: { name: string }) => t.name)).toEqual([name, 'b']);
+  });
+
+  it('lists the FNUZ fp8 dtypes and exact dims of an empty tensor', async () => {
+    const path = write('fnuz.safetensors', '{"f":{"dtype":"F8_E4M3FNUZ","shape":[2,2],"data_offsets":[0,4]},"e":{"dtype":"F8_E5M2FNUZ","shape":[0,18446744073709551615],"data_offsets":[4,4]}}', 4);
+    const { code, stdout, stderr } = await runCli(['inspect', path, '--json']);
+    expect(code, stderr).toBe(0);
+    const doc = JSON.parse(stdout);
+    expect(doc.tensors.map((t: { dtype: string; shape: unknown }) => [t.dtype, t.shape])).toEqual([
+      ['F8_E4M3FNUZ', [2, 2]],
+      ['F8_E5M2FNUZ', [0, '18446744073709551615']],
+    ]);
+    expect(doc.parameters_by_dtype).toEqual({ F8_E4M3FNUZ: 4, F8_E5M2FNUZ: 0 });
   });
 });
