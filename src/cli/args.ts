@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SluiceError } from '../errors.js';
 import type { DtypeChoice } from '../gpu/load-tensors.js';
+import { checkTemplateVariables } from '../text/chat-template.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -50,4 +51,40 @@ export function dtypeFlag(command: string, values: ParsedArgs['values']): DtypeC
   const dtype = (values.dtype as string | undefined) ?? 'auto';
   if (!['auto', 'f16', 'f32'].includes(dtype)) throw new SluiceError('USAGE', `${command}: --dtype must be auto, f16 or f32, not ${JSON.stringify(dtype)}`);
   return dtype as DtypeChoice;
+}
+
+/** --template-var KEY=VALUE (repeatable): chat, serve, and generate (which refuses it). */
+export const templateVarOption = { 'template-var': { type: 'string', multiple: true } } as const satisfies Options;
+
+export const TEMPLATE_VAR_HELP = `  --template-var KEY=VALUE
+                           a chat template variable (repeatable): VALUE as JSON when
+                           it parses (enable_thinking=false, n=3, name='"a b"'), else
+                           the text as given ("date_string=26 Jul 2024")`;
+
+/**
+ * The chat template variables of --template-var KEY=VALUE flags: VALUE is JSON when it
+ * parses as JSON (false, 3, "a b", [1, 2]), else the text itself. A flag without `=`, a
+ * key that is not a name, a reserved key or one given twice is a USAGE error.
+ */
+export function templateVarsFlag(command: string, values: ParsedArgs['values']): Record<string, unknown> | undefined {
+  const flags = values['template-var'] as string[] | undefined;
+  if (flags === undefined) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const flag of flags) {
+    const eq = flag.indexOf('=');
+    if (eq <= 0) throw new SluiceError('USAGE', `${command}: --template-var must be KEY=VALUE, not ${JSON.stringify(flag)}`);
+    const key = flag.slice(0, eq);
+    if (Object.hasOwn(out, key)) throw new SluiceError('USAGE', `${command}: --template-var ${key} is given twice`);
+    out[key] = jsonOrText(flag.slice(eq + 1));
+  }
+  checkTemplateVariables(out, `${command}: --template-var`);
+  return out;
+}
+
+function jsonOrText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
 }

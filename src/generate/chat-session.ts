@@ -4,8 +4,8 @@
 
 import { SluiceError } from '../errors.js';
 import type { ChatMessage } from '../text/chat-template.js';
-import type { CompletionStats, Engine } from './engine.js';
-import type { GenerateOptions, GenerationDelta } from './generate.js';
+import type { ChatOptions, CompletionStats, Engine } from './engine.js';
+import type { GenerationDelta } from './generate.js';
 
 export type ChatTurnStats = CompletionStats;
 
@@ -28,9 +28,10 @@ export class ChatSession {
   }
 
   /** One turn: the user's message in, the assistant's reply out as deltas; returns stats. */
-  async *send(content: string, options: GenerateOptions = {}): AsyncGenerator<GenerationDelta, ChatTurnStats> {
+  async *send(content: string, options: ChatOptions = {}): AsyncGenerator<GenerationDelta, ChatTurnStats> {
+    const { templateVariables, ...generate } = options;
     this.messages.push({ role: 'user', content });
-    let ids = this.engine.chatPromptIds(this.messages);
+    let ids = this.engine.chatPromptIds(this.messages, templateVariables);
     // Room for at least one reply token, else drop the oldest exchange and try again.
     while (ids.length + 1 > this.engine.contextLength) {
       const first = this.messages[0]?.role === 'system' ? 1 : 0;
@@ -40,10 +41,10 @@ export class ChatSession {
       }
       const dropped = this.messages.splice(first, this.messages[first + 1]?.role === 'assistant' ? 2 : 1);
       this.onNotice(`context full (${this.engine.contextLength} tokens): dropped the oldest ${dropped.length === 2 ? 'exchange' : 'message'}`);
-      ids = this.engine.chatPromptIds(this.messages);
+      ids = this.engine.chatPromptIds(this.messages, templateVariables);
     }
     let text = '';
-    const run = this.engine.complete(ids, options);
+    const run = this.engine.complete(ids, generate);
     let r = await run.next();
     while (!r.done) {
       text += r.value.text;

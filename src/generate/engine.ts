@@ -6,7 +6,7 @@
 import { SluiceError } from '../errors.js';
 import type { GenerationDefaults } from '../model/generation-config.js';
 import type { LlamaModel } from '../model/llama.js';
-import type { ChatMessage, ChatTemplate } from '../text/chat-template.js';
+import { type ChatMessage, type ChatTemplate, checkTemplateVariables } from '../text/chat-template.js';
 import type { Tokenizer } from '../text/tokenizer.js';
 import { generate, type GenerateOptions, type GenerationDelta, type GenerationStats } from './generate.js';
 import { RequestQueue } from './queue.js';
@@ -23,6 +23,21 @@ export interface EngineParts {
   defaults: GenerationDefaults;
 }
 
+/** Options of a chat request: sampling, plus what the chat template is given. */
+export interface ChatOptions extends GenerateOptions {
+  /** Chat template variables for this request (Qwen3's `enable_thinking: false`, Llama 3.1's
+   *  `date_string`…), over the engine's own key by key. Reserved names (messages,
+   *  add_generation_prompt, bos_token, tools…) are refused. */
+  templateVariables?: Readonly<Record<string, unknown>>;
+}
+
+export interface EngineOptions {
+  /** Requests that may wait while one runs (default 16; beyond: BUSY). */
+  maxQueue?: number;
+  /** Chat template variables of every request (a request's own win, key by key). */
+  templateVariables?: Readonly<Record<string, unknown>>;
+}
+
 export interface CompletionStats extends GenerationStats {
   /** Prompt tokens found in the cache from the previous request (not prefilled again). */
   reusedTokens: number;
@@ -34,11 +49,16 @@ export class Engine {
   /** Ids whose keys and values are in the cache, at positions 0 … length−1. */
   private cached: number[] = [];
 
+  /** Chat template variables of every request. */
+  readonly templateVariables: Readonly<Record<string, unknown>>;
+
   constructor(
     readonly parts: EngineParts,
-    options: { maxQueue?: number } = {},
+    options: EngineOptions = {},
   ) {
+    checkTemplateVariables(options.templateVariables, 'templateVariables');
     this.queue = new RequestQueue(options.maxQueue ?? 16);
+    this.templateVariables = { ...options.templateVariables };
   }
 
   get contextLength(): number {
@@ -50,12 +70,17 @@ export class Engine {
     return this.queue.size;
   }
 
-  /** Chat messages → prompt ids with the model's template (throws when it has none). */
-  chatPromptIds(messages: readonly ChatMessage[]): number[] {
+  /**
+   * Chat messages → prompt ids with the model's template (throws when it has none), given
+   * the engine's template variables overridden key by key by `templateVariables`.
+   */
+  chatPromptIds(messages: readonly ChatMessage[], templateVariables?: Readonly<Record<string, unknown>>): number[] {
     const { tokenizer, template } = this.parts;
     if (!tokenizer || !template) throw this.parts.templateError ?? new SluiceError('NOT_FOUND', 'this model has no chat template');
+    checkTemplateVariables(templateVariables, 'templateVariables');
+    const variables = { ...this.templateVariables, ...templateVariables };
     // The template writes bos itself, as transformers' apply_chat_template expects.
-    return tokenizer.encode(template.render(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+    return tokenizer.encode(template.render(messages, { addGenerationPrompt: true, variables }), { addSpecialTokens: false });
   }
 
   /** A raw text prompt → ids, with the tokenizer's bos (as transformers' generate does). */
@@ -65,8 +90,9 @@ export class Engine {
   }
 
   /** Streams a chat reply to `messages`. */
-  chat(messages: readonly ChatMessage[], options: GenerateOptions = {}): AsyncGenerator<GenerationDelta, CompletionStats> {
-    return this.complete(this.chatPromptIds(messages), options);
+  chat(messages: readonly ChatMessage[], options: ChatOptions = {}): AsyncGenerator<GenerationDelta, CompletionStats> {
+    const { templateVariables, ...generate } = options;
+    return this.complete(this.chatPromptIds(messages, templateVariables), generate);
   }
 
   /** Streams a raw completion of `prompt` (text, or token ids). */

@@ -14,6 +14,7 @@ import { acquireNodeDevice } from '../gpu/node-gpu.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { PullProgress } from '../hub/pull.js';
 import { openModel, type ModelProgress } from '../model/open-model.js';
+import { checkTemplateVariables } from '../text/chat-template.js';
 import { createSluiceModel, lastSegment, type SluiceModel } from './sluice-model.js';
 
 export type { SluiceModel } from './sluice-model.js';
@@ -35,9 +36,14 @@ export interface LoadModelApiOptions {
   offline?: boolean;
   /** Download progress when a Hub name has to be pulled first. */
   onPullProgress?: (progress: PullProgress) => void;
+  /** Chat template variables of every chat() (e.g. `{ enable_thinking: false }` for Qwen3,
+   *  `{ date_string: '26 Jul 2024' }`); chat(messages, { templateVariables }) wins key by
+   *  key. Reserved names (messages, add_generation_prompt, bos_token, tools…) are refused. */
+  templateVariables?: Readonly<Record<string, unknown>>;
 }
 
 export async function loadModel(source: string, options: LoadModelApiOptions = {}): Promise<SluiceModel> {
+  checkTemplateVariables(options.templateVariables, 'templateVariables'); // before any download or upload
   const resolved = await resolveModel(source, { download: true, offline: options.offline, pull: { onProgress: options.onPullProgress } });
   const name = options.name ?? resolved.name?.repo;
   source = resolved.path;
@@ -45,7 +51,7 @@ export async function loadModel(source: string, options: LoadModelApiOptions = {
   const device = options.device ?? own!.device;
   try {
     const opened = await openModel(source, device, options);
-    return await createSluiceModel(opened, { maxQueue: options.maxQueue, name, onDispose: () => own?.destroy() });
+    return await createSluiceModel(opened, { maxQueue: options.maxQueue, name, templateVariables: options.templateVariables, onDispose: () => own?.destroy() });
   } catch (e) {
     own?.destroy();
     throw e;

@@ -5,8 +5,8 @@
 import type { ModelConfig } from '../model/config.js';
 import type { OpenedModel } from '../model/open-model-source.js';
 import { DEFAULT_SAMPLING } from '../ops/sample.js';
-import type { ChatMessage } from '../text/chat-template.js';
-import { type CompletionStats, Engine } from './engine.js';
+import { type ChatMessage, checkTemplateVariables } from '../text/chat-template.js';
+import { type ChatOptions, type CompletionStats, Engine } from './engine.js';
 import type { GenerateOptions, GenerationDelta } from './generate.js';
 import { GpuSampler } from './sampler.js';
 
@@ -17,8 +17,11 @@ export interface SluiceModel {
   readonly contextLength: number;
   /** The engine behind it (queue, shared cache), for servers. */
   readonly engine: Engine;
-  /** Streams the assistant's reply to `messages` (the model's chat template). */
-  chat(messages: readonly ChatMessage[], options?: GenerateOptions): AsyncGenerator<GenerationDelta, CompletionStats>;
+  /**
+   * Streams the assistant's reply to `messages` (the model's chat template).
+   * `options.templateVariables` win, key by key, over the model's (SluiceModelOptions).
+   */
+  chat(messages: readonly ChatMessage[], options?: ChatOptions): AsyncGenerator<GenerationDelta, CompletionStats>;
   /** Streams a raw completion of `prompt` (text with bos, or token ids). */
   generate(prompt: string | readonly number[], options?: GenerateOptions): AsyncGenerator<GenerationDelta, CompletionStats>;
   /** Frees every GPU buffer (and whatever `onDispose` frees: the device, when the model owns it). */
@@ -32,19 +35,23 @@ export interface SluiceModelOptions {
   onDispose?: () => void;
   /** Default: the directory's (or URL's) last path segment. */
   name?: string;
+  /** Chat template variables of every chat() (e.g. `{ enable_thinking: false }` for Qwen3);
+   *  a call's own templateVariables win key by key. Reserved names are refused. */
+  templateVariables?: Readonly<Record<string, unknown>>;
 }
 
 /** Wraps an opened model; takes ownership of it (dispose() frees it). */
 export async function createSluiceModel(opened: OpenedModel, options: SluiceModelOptions = {}): Promise<SluiceModel> {
   let sampler: GpuSampler;
   try {
+    checkTemplateVariables(options.templateVariables, 'templateVariables');
     sampler = await GpuSampler.create(opened.model, DEFAULT_SAMPLING);
   } catch (e) {
     opened.dispose();
     throw e;
   }
   const { model, tokenizer, chatTemplate: template, chatTemplateError: templateError, eosIds, defaults } = opened;
-  const engine = new Engine({ model, sampler, tokenizer, template, templateError, eosIds, defaults }, { maxQueue: options.maxQueue });
+  const engine = new Engine({ model, sampler, tokenizer, template, templateError, eosIds, defaults }, { maxQueue: options.maxQueue, templateVariables: options.templateVariables });
   return {
     name: options.name ?? lastSegment(opened.dir),
     config: model.config,

@@ -2,7 +2,7 @@
 // and the error shape OpenAI clients expect: {"error": {message, type, param, code}}.
 
 import type { GenerateOptions } from '../generate/generate.js';
-import type { ChatMessage } from '../text/chat-template.js';
+import { type ChatMessage, RESERVED_TEMPLATE_VARIABLES } from '../text/chat-template.js';
 
 export class ApiError extends Error {
   constructor(
@@ -78,6 +78,23 @@ function messageText(content: unknown, param: string): string {
       .join('');
   }
   throw bad(param, `${param} must be a string or an array of text parts`);
+}
+
+/**
+ * chat_template_kwargs (vLLM's and llama-server's field): an object of chat template
+ * variables, e.g. {"enable_thinking": false}; absent or null → none. Reserved names
+ * (messages, bos_token, tools…) are refused, naming the key.
+ */
+export function chatTemplateKwargs(body: Record<string, unknown>): Record<string, unknown> | undefined {
+  const kwargs = body.chat_template_kwargs;
+  if (kwargs === undefined || kwargs === null) return undefined;
+  const param = 'chat_template_kwargs';
+  if (typeof kwargs !== 'object' || Array.isArray(kwargs)) throw bad(param, `${param} must be an object of template variables, e.g. {"enable_thinking": false}`);
+  for (const key of Object.keys(kwargs)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw bad(`${param}.${key}`, `${param}: ${JSON.stringify(key)} is not a template variable name`);
+    if (RESERVED_TEMPLATE_VARIABLES.has(key)) throw bad(`${param}.${key}`, `${param}: ${key} is set by the server and cannot be a template variable`);
+  }
+  return kwargs as Record<string, unknown>;
 }
 
 /** /v1/completions prompt: a string, or token ids. */

@@ -11,7 +11,7 @@ import { isSluiceError } from '../errors.js';
 import type { CompletionStats } from '../generate/engine.js';
 import type { GenerationDelta } from '../generate/generate.js';
 import type { SluiceModel } from '../generate/load-model.js';
-import { ApiError, chatMessages, completionPrompt, finishReason, samplingOptions } from './openai.js';
+import { ApiError, chatMessages, chatTemplateKwargs, completionPrompt, finishReason, samplingOptions } from './openai.js';
 
 export interface ServerOptions {
   host?: string;
@@ -61,7 +61,8 @@ export async function startServer(models: readonly SluiceModel[], options: Serve
     const sampling = { ...samplingOptions(body), signal };
     let stream: AsyncGenerator<GenerationDelta, CompletionStats>;
     try {
-      stream = chat ? model.chat(chatMessages(body), sampling) : model.generate(completionPrompt(body), sampling);
+      // chat_template_kwargs go over the model's own template variables (serve's --template-var), key by key.
+      stream = chat ? model.chat(chatMessages(body), { ...sampling, templateVariables: chatTemplateKwargs(body) }) : model.generate(completionPrompt(body), sampling);
       // The first step validates the prompt and waits for the model: errors here are the client's.
       const first = await stream.next();
       const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;

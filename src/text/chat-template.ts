@@ -3,8 +3,10 @@
 // writes it there) or in tokenizer_config.json's "chat_template": a string, or a list of
 // {name, template} of which "default" is the one to use. Rendered with @huggingface/jinja,
 // given what transformers' apply_chat_template gives it: messages, add_generation_prompt,
-// the special tokens as strings, raise_exception, strftime_now, tools = None — plus
-// date_string, which the Llama 3.1/3.2 templates read when it is defined.
+// the special tokens as strings, raise_exception, strftime_now, tools = None — and the
+// caller's template variables (transformers' **kwargs, vLLM's chat_template_kwargs), such
+// as Qwen3's enable_thinking. date_string is not defined unless given as one: transformers
+// leaves it undefined, and Llama 3.1's template then uses its own default ("26 Jul 2024").
 
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { SluiceError } from '../errors.js';
@@ -21,12 +23,39 @@ export interface RenderOptions {
   /** End with the header of an assistant turn, so the model writes the reply. Default
    *  false, as in transformers; a chat front end wants true. */
   addGenerationPrompt?: boolean;
-  /** The clock behind strftime_now and date_string (tests pin it). Default: now. */
+  /** The clock behind strftime_now (tests pin it). Default: now. */
   now?: Date;
-  /** date_string as the template sees it. Default: `now` as "%d %b %Y" ("26 Jul 2024"). */
-  dateString?: string;
-  /** More template variables (e.g. Qwen3's enable_thinking); they win over the defaults. */
-  variables?: Record<string, unknown>;
+  /** More template variables (Qwen3's enable_thinking, Llama 3.1's date_string…); a
+   *  reserved name (RESERVED_TEMPLATE_VARIABLES) is refused. */
+  variables?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * What the renderer itself defines, which a template variable may not replace: the
+ * conversation, the special tokens, and the globals transformers gives every template
+ * (the literals true/false/none among them).
+ */
+export const RESERVED_TEMPLATE_VARIABLES: ReadonlySet<string> = new Set([
+  'messages', 'add_generation_prompt', 'tools', 'documents',
+  'bos_token', 'eos_token', 'pad_token', 'unk_token',
+  'raise_exception', 'strftime_now', 'range',
+  'true', 'false', 'none', 'True', 'False', 'None',
+]);
+
+/**
+ * Throws a USAGE error naming the first key of `variables` that is not a plain name
+ * (letters, digits, _; what a template can read) or is reserved. `label` starts the
+ * message ("chat: --template-var"), so each caller says where the key came from.
+ */
+export function checkTemplateVariables(variables: Readonly<Record<string, unknown>> | undefined, label = 'template variable'): void {
+  if (variables === undefined) return;
+  if (typeof variables !== 'object' || variables === null || Array.isArray(variables)) {
+    throw new SluiceError('USAGE', `${label}: template variables must be an object of name → value`);
+  }
+  for (const key of Object.keys(variables)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new SluiceError('USAGE', `${label}: ${JSON.stringify(key)} is not a template variable name (letters, digits and _, not first a digit)`);
+    if (RESERVED_TEMPLATE_VARIABLES.has(key)) throw new SluiceError('USAGE', `${label}: ${key} is set by sluice and cannot be a template variable`);
+  }
 }
 
 /** The special tokens a template may print, as strings. */
@@ -60,6 +89,7 @@ export class ChatTemplate {
   /** The prompt text for `messages`; tokenize it with addSpecialTokens: false (it holds bos already). */
   render(messages: readonly ChatMessage[], options: RenderOptions = {}): string {
     checkMessages(messages);
+    checkTemplateVariables(options.variables);
     const now = options.now ?? new Date();
     // Template.render() cannot be used: it declares raise_exception and strftime_now itself
     // and throws "Variable already declared" when given them. So the globals are set here,
@@ -77,8 +107,7 @@ export class ChatTemplate {
       add_generation_prompt: options.addGenerationPrompt ?? false,
       tools: null,
       documents: null,
-      date_string: options.dateString ?? strftime(now, '%d %b %Y'),
-      ...options.variables,
+      ...options.variables, // checked above: none of them replaces what is set here
     };
     for (const [name, value] of Object.entries(globals)) env.set(name, value);
     try {

@@ -3,12 +3,13 @@
 // meta-llama/Llama-3.2-1B-Instruct, meta-llama/Llama-2-7b-chat-hf and
 // mistralai/Mistral-7B-Instruct-v0.1 (its first template, whose `</s> [INST]` rendering the
 // @huggingface/jinja README shows), copied from our knowledge of their tokenizer_config.json
-// files, not downloaded. Every expected string below is what Python's jinja2, set up as
+// files, not downloaded; qwen3-style.jinja is a small template written in the style of
+// Qwen3's (its enable_thinking switch as Qwen3's has it). Every expected string below is what Python's jinja2, set up as
 // transformers sets it up, renders (test/fixtures/text/render_templates.py prints them).
 
 import { describe, expect, it } from 'vitest';
 import { isSluiceError } from '../../src/errors.js';
-import { ChatTemplate, loadChatTemplate, strftime, templateFromConfig, type ChatMessage } from '../../src/text/chat-template.js';
+import { ChatTemplate, checkTemplateVariables, loadChatTemplate, strftime, templateFromConfig, type ChatMessage } from '../../src/text/chat-template.js';
 import { Tokenizer } from '../../src/text/tokenizer.js';
 import { fixtureDir, loadFixtureTokenizer, readerFor, templateText } from './fixtures.js';
 
@@ -79,7 +80,7 @@ describe('Llama 3', () => {
   });
 });
 
-describe('Llama 3.2 (chat_template.jinja, date_string, strftime_now)', () => {
+describe('Llama 3.1 and 3.2 (chat_template.jinja, date_string, strftime_now)', () => {
   const header = (date: string) =>
     `<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: ${date}\n\n`;
   const rest =
@@ -89,18 +90,31 @@ describe('Llama 3.2 (chat_template.jinja, date_string, strftime_now)', () => {
 
   it('renders system + multi-turn with the date it is given', async () => {
     const chat = await template('llama3.2', LLAMA3_TOKENS);
-    expect(chat.render(SYSTEM_CHAT, { dateString: '05 Jan 2025' })).toBe(`${header('05 Jan 2025')}You are a terse assistant.<|eot_id|>${rest}`);
-    expect(chat.render(SYSTEM_CHAT, { dateString: '05 Jan 2025', addGenerationPrompt: true })).toBe(
+    const variables = { date_string: '05 Jan 2025' };
+    expect(chat.render(SYSTEM_CHAT, { variables })).toBe(`${header('05 Jan 2025')}You are a terse assistant.<|eot_id|>${rest}`);
+    expect(chat.render(SYSTEM_CHAT, { variables, addGenerationPrompt: true })).toBe(
       `${header('05 Jan 2025')}You are a terse assistant.<|eot_id|>${rest}<|start_header_id|>assistant<|end_header_id|>\n\n`,
     );
-    expect(chat.render(PLAIN_CHAT, { dateString: '05 Jan 2025', addGenerationPrompt: true })).toBe(
+    expect(chat.render(PLAIN_CHAT, { variables, addGenerationPrompt: true })).toBe(
       `${header('05 Jan 2025')}<|eot_id|>${rest}<|start_header_id|>assistant<|end_header_id|>\n\n`,
     );
   });
 
-  it('defaults date_string to today, as "%d %b %Y"', async () => {
+  it("leaves date_string undefined: Llama 3.2's template then takes today from strftime_now", async () => {
     const chat = await template('llama3.2', LLAMA3_TOKENS);
     expect(chat.render(PLAIN_CHAT, { now: JAN_5_2025 })).toBe(`${header('05 Jan 2025')}<|eot_id|>${rest}`);
+  });
+
+  it("leaves date_string undefined: Llama 3.1's template then uses its own default, 26 Jul 2024", async () => {
+    // Llama 3.1's template differs from 3.2's here: no strftime_now, a fixed default date.
+    const llama32 = await templateText('llama3.2');
+    const block = /\{%- if not date_string is defined %\}[\s\S]*?\{%- endif %\}\n\{%- endif %\}/;
+    expect(llama32).toMatch(block);
+    const llama31 = llama32.replace(block, '{%- if not date_string is defined %}\n    {%- set date_string = "26 Jul 2024" %}\n{%- endif %}');
+    const chat = new ChatTemplate(llama31, 'llama3.1.jinja', LLAMA3_TOKENS);
+    expect(chat.render(PLAIN_CHAT, { now: JAN_5_2025 })).toBe(`${header('26 Jul 2024')}<|eot_id|>${rest}`);
+    expect(chat.render(PLAIN_CHAT, { now: JAN_5_2025, variables: { date_string: '05 Jan 2025' } })).toBe(`${header('05 Jan 2025')}<|eot_id|>${rest}`);
+    expect(new ChatTemplate('{{ date_string is defined }}', 't.jinja').render([])).toBe('false');
   });
 
   it('is read from chat_template.jinja, which wins over tokenizer_config.json', async () => {
@@ -108,6 +122,52 @@ describe('Llama 3.2 (chat_template.jinja, date_string, strftime_now)', () => {
     const chat = await loadChatTemplate(readerFor(dir, { 'chat_template.jinja': await templateText('llama3.2') }), await loadFixtureTokenizer('bytelevel'));
     expect(chat.source).toBe(`${dir}/chat_template.jinja`);
     expect(chat.render(PLAIN_CHAT, { now: JAN_5_2025 })).toBe(`${header('05 Jan 2025').replace('<|begin_of_text|>', '')}<|eot_id|>${rest}`); // Qwen2 has no bos
+  });
+});
+
+describe('Qwen3-style enable_thinking (template variables)', () => {
+  const THOUGHT_CHAT: ChatMessage[] = [
+    { role: 'system', content: 'Be brief.' },
+    { role: 'user', content: 'Hi' },
+    { role: 'assistant', content: '<think>\nhm\n</think>\n\nHello.' },
+    { role: 'user', content: 'Why?' },
+  ];
+  // What Python's jinja2, set up as transformers sets it up, renders for these messages.
+  const turns =
+    '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n' +
+    '<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n';
+
+  it('closes an empty <think> block when enable_thinking is false, and only then', async () => {
+    const chat = await template('qwen3-style', { eos_token: '<|im_end|>' });
+    expect(chat.render(THOUGHT_CHAT, { addGenerationPrompt: true })).toBe(turns);
+    expect(chat.render(THOUGHT_CHAT, { addGenerationPrompt: true, variables: { enable_thinking: true } })).toBe(turns);
+    expect(chat.render(THOUGHT_CHAT, { addGenerationPrompt: true, variables: { enable_thinking: false } })).toBe(`${turns}<think>\n\n</think>\n\n`);
+    // `is false` is the boolean test: the text "false" is not false.
+    expect(chat.render(THOUGHT_CHAT, { addGenerationPrompt: true, variables: { enable_thinking: 'false' } })).toBe(turns);
+  });
+
+  it('passes numbers, strings, lists and objects through as Jinja values', () => {
+    const chat = new ChatTemplate('{{ n + 1 }} {{ name }} {{ xs | length }} {{ cfg.mode }}', 't.jinja');
+    expect(chat.render([], { variables: { n: 3, name: 'a b', xs: [1, 2], cfg: { mode: 'fast' } } })).toBe('4 a b 2 fast');
+  });
+
+  it.each(['messages', 'add_generation_prompt', 'bos_token', 'eos_token', 'tools', 'documents', 'raise_exception', 'none'])(
+    'refuses the reserved name %s, naming it',
+    (key) => {
+      const chat = new ChatTemplate('{{ 1 }}', 't.jinja');
+      expect(() => chat.render([], { variables: { [key]: 'x' } })).toThrow(
+        expect.objectContaining({ code: 'USAGE', message: `template variable: ${key} is set by sluice and cannot be a template variable` }),
+      );
+    },
+  );
+
+  it('refuses a key that is not a name, and variables that are not an object', () => {
+    expect(() => checkTemplateVariables({ 'a-b': 1 }, 'chat: --template-var')).toThrow(
+      'chat: --template-var: "a-b" is not a template variable name (letters, digits and _, not first a digit)',
+    );
+    expect(() => checkTemplateVariables({ '1x': 1 })).toThrow(/"1x" is not a template variable name/);
+    expect(() => checkTemplateVariables([] as never, 'templateVariables')).toThrow('templateVariables: template variables must be an object of name → value');
+    expect(() => checkTemplateVariables({ enable_thinking: false, date_string: '1 Jan 2025', _x1: null })).not.toThrow();
   });
 });
 

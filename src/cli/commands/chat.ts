@@ -1,4 +1,4 @@
-// `sluice chat [MODEL] [--prompt TEXT] [--system TEXT] [sampling] [--json]`: a chat
+// `sluice chat [MODEL] [--prompt TEXT] [--system TEXT] [--template-var K=V] [sampling] [--json]`: a chat
 // REPL over the model's chat template (one turn with --prompt). Earlier turns stay in the
 // KV cache: each turn prefills only its own tokens.
 
@@ -7,8 +7,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { SluiceError } from '../../errors.js';
 import { ChatSession, type ChatTurnStats } from '../../generate/chat-session.js';
-import type { GenerateOptions } from '../../generate/generate.js';
-import { parseCommandArgs } from '../args.js';
+import type { ChatOptions } from '../../generate/engine.js';
+import { parseCommandArgs, TEMPLATE_VAR_HELP, templateVarOption, templateVarsFlag } from '../args.js';
 import type { CliIo, Command } from '../io.js';
 import { modelSource } from '../model-source.js';
 import { engineOf, MODEL_OPTIONS_HELP, modelOptions, modelSettings, timingsJson, withModel } from '../model-args.js';
@@ -24,6 +24,7 @@ the conversation; /exit or Ctrl-D quits; Ctrl-C stops a reply. With --prompt it 
 one message and exits.
 
   --system TEXT            a system message first
+${TEMPLATE_VAR_HELP}
 
 ${MODEL_OPTIONS_HELP}
 
@@ -37,12 +38,13 @@ export const chatCommand: Command = {
   usage,
   usesGpu: true,
   async run(args, io) {
-    const { values, positionals } = parseCommandArgs('chat', args, { ...modelOptions, prompt: { type: 'string' }, system: { type: 'string' } });
+    const { values, positionals } = parseCommandArgs('chat', args, { ...modelOptions, ...templateVarOption, prompt: { type: 'string' }, system: { type: 'string' } });
     if (positionals.length > 1) throw new SluiceError('USAGE', `chat: unexpected argument ${JSON.stringify(positionals[1])}`);
     if (positionals[0] === undefined && !existsSync(DEFAULT_MODEL_DIR)) {
       throw new SluiceError('NOT_FOUND', `no MODEL given, and the embedded default model is not in this build (${DEFAULT_MODEL_DIR}); pass a model directory`);
     }
     const settings = modelSettings('chat', values);
+    const templateVariables = templateVarsFlag('chat', values);
     const json = Boolean(values.json);
     if (json && values.prompt === undefined) throw new SluiceError('USAGE', 'chat: --json needs --prompt (one turn)');
     const dir = positionals[0] === undefined ? DEFAULT_MODEL_DIR : (await modelSource(positionals[0], io, { download: true, offline: Boolean(values.offline), quiet: json })).path;
@@ -51,7 +53,7 @@ export const chatCommand: Command = {
       if (!opened.tokenizer || !opened.chatTemplate) throw opened.chatTemplateError ?? new SluiceError('NOT_FOUND', `${dir}: no chat template`);
       const engine = engineOf(opened, sampler);
       const session = new ChatSession(engine, values.system as string | undefined, (notice) => io.stderr(`[${notice}]\n`));
-      const options: GenerateOptions = settings.generate;
+      const options: ChatOptions = { ...settings.generate, templateVariables };
       if (values.prompt === undefined) return repl(session, options, io);
       const { text, ids, stats } = await turn(session, values.prompt as string, options, json ? null : io);
       io.stdout(json ? `${JSON.stringify(turnJson(text, ids, stats), null, 2)}\n` : '\n');
@@ -60,7 +62,7 @@ export const chatCommand: Command = {
   },
 };
 
-async function turn(session: ChatSession, message: string, options: GenerateOptions, io: CliIo | null): Promise<{ text: string; ids: number[]; stats: ChatTurnStats }> {
+async function turn(session: ChatSession, message: string, options: ChatOptions, io: CliIo | null): Promise<{ text: string; ids: number[]; stats: ChatTurnStats }> {
   let text = '';
   const ids: number[] = [];
   const run = session.send(message, options);
@@ -86,7 +88,7 @@ function turnJson(text: string, ids: number[], s: ChatTurnStats) {
   };
 }
 
-async function repl(session: ChatSession, options: GenerateOptions, io: CliIo): Promise<void> {
+async function repl(session: ChatSession, options: ChatOptions, io: CliIo): Promise<void> {
   const terminal = Boolean(process.stdin.isTTY);
   // Lines are read as an async stream, so input piped ahead of the replies (a script, a
   // test) waits its turn instead of racing the generation.

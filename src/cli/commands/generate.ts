@@ -2,7 +2,7 @@
 // completion, no chat template. Text streams to stdout as it is generated.
 
 import { SluiceError } from '../../errors.js';
-import { parseCommandArgs } from '../args.js';
+import { parseCommandArgs, templateVarOption } from '../args.js';
 import type { Command } from '../io.js';
 import { modelSource } from '../model-source.js';
 import { engineOf, MODEL_OPTIONS_HELP, modelOptions, modelSettings, timingsJson, withModel } from '../model-args.js';
@@ -12,6 +12,8 @@ const usage = `Usage: sluice generate MODEL (--prompt TEXT | --ids 1,2,3) [optio
 Continues a raw prompt (no chat template) with the model MODEL (see below), streaming
 the text to stdout. --prompt is tokenized with the model's tokenizer (adding its bos
 token, as transformers does); --ids gives token ids directly (no tokenizer needed).
+No chat template is applied, so --template-var is refused: use sluice chat (or put
+the template's text in --prompt).
 
 ${MODEL_OPTIONS_HELP}
 
@@ -25,7 +27,9 @@ export const generateCommand: Command = {
   usage,
   usesGpu: true,
   async run(args, io) {
-    const { values, positionals } = parseCommandArgs('generate', args, { ...modelOptions, prompt: { type: 'string' }, ids: { type: 'string' } });
+    const { values, positionals } = parseCommandArgs('generate', args, { ...modelOptions, ...templateVarOption, prompt: { type: 'string' }, ids: { type: 'string' } });
+    // Parsed only to be refused in words: generate never renders a chat template.
+    if (values['template-var'] !== undefined) throw new SluiceError('USAGE', 'generate: --template-var is for chat templates, and generate applies none (raw text); use sluice chat or sluice serve');
     const [model, extra] = positionals;
     if (!model) throw new SluiceError('USAGE', "generate: which model? (sluice generate MODEL --prompt TEXT; see 'sluice generate --help')");
     if (extra !== undefined) throw new SluiceError('USAGE', `generate: unexpected argument ${JSON.stringify(extra)}`);

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { SluiceError } from '../../errors.js';
 import { loadModel } from '../../generate/load-model.js';
 import { startServer } from '../../server/server.js';
-import { dtypeFlag, parseCommandArgs, wholeNumberFlag } from '../args.js';
+import { dtypeFlag, parseCommandArgs, templateVarOption, templateVarsFlag, wholeNumberFlag } from '../args.js';
 import type { Command } from '../io.js';
 import { modelSource } from '../model-source.js';
 import { loadProgressBar } from '../progress.js';
@@ -18,7 +18,8 @@ Serves the model in directory (or base URL) MODEL — or org/name[@REVISION] fro
 cache, downloaded there if missing; default: the embedded model — over
 OpenAI's API: POST /v1/chat/completions and /v1/completions (stream: true for
 server-sent events), GET /v1/models, GET /health. Extra sampling fields top_k, min_p
-and repetition_penalty are accepted, as llama-server does.
+and repetition_penalty are accepted, as llama-server does, and chat_template_kwargs
+(an object of chat template variables, as vLLM and llama-server take it).
 
   --host H          address to bind (default 127.0.0.1: this machine only)
   --port N          port (default 8080; 0 = any free port)
@@ -26,6 +27,10 @@ and repetition_penalty are accepted, as llama-server does.
   --max-queue N     requests that may wait while one runs (default 16; beyond: HTTP 429)
   --offline         never download: org/name from the HF cache only (also HF_HUB_OFFLINE=1)
   --dtype auto|f16|f32, --context N   as for sluice chat
+  --template-var KEY=VALUE
+                    a chat template variable of every chat request (repeatable; VALUE
+                    as JSON when it parses, else text, as for sluice chat); a request's
+                    chat_template_kwargs override these key by key
 `;
 
 export const serveCommand: Command = {
@@ -42,11 +47,13 @@ export const serveCommand: Command = {
       dtype: { type: 'string' },
       context: { type: 'string' },
       offline: { type: 'boolean' },
+      ...templateVarOption,
     });
     if (positionals.length > 1) throw new SluiceError('USAGE', `serve: unexpected argument ${JSON.stringify(positionals[1])}`);
     if (positionals[0] === undefined && !existsSync(DEFAULT_MODEL_DIR)) throw new SluiceError('NOT_FOUND', `no MODEL given, and the embedded default model is not in this build (${DEFAULT_MODEL_DIR})`);
     const integer = (flag: string, min: number, max: number) => wholeNumberFlag('serve', values, flag, min, max);
     const port = integer('port', 0, 65535) ?? 8080;
+    const templateVariables = templateVarsFlag('serve', values);
     const resolved = positionals[0] === undefined ? { path: DEFAULT_MODEL_DIR } : await modelSource(positionals[0], io, { download: true, offline: Boolean(values.offline) });
     const source = resolved.path;
 
@@ -54,6 +61,7 @@ export const serveCommand: Command = {
       dtype: dtypeFlag('serve', values),
       contextLength: integer('context', 1, 2 ** 24),
       maxQueue: integer('max-queue', 0, 10_000),
+      templateVariables,
       // A Hub model is served under its repo name, not its snapshot folder (a commit sha).
       ...(resolved.name ? { name: resolved.name.repo } : {}),
       onProgress: loadProgressBar(io, true),
