@@ -20,15 +20,15 @@ export function hubFetch(ctx: HubContext, limits: HttpOptions = {}): typeof fetc
   const hubOrigin = new URL(ctx.endpoint).origin;
   // Every request, the Hub's and its CDN's, with the same header timeout and minimum
   // transfer rate as URL sources: a stalled server fails the pull instead of hanging it.
-  const fetch = watchedFetch(globalThis.fetch, limits);
+  const watched = watchedFetch(globalThis.fetch, limits);
   return async (input, init) => {
     const url = String(input instanceof Request ? input.url : input);
     // Requests elsewhere (Xet storage, which retries its own 403s and 429s by status)
     // get their responses untouched.
-    if (new URL(url).origin !== hubOrigin) return fetch(input, init);
+    if (new URL(url).origin !== hubOrigin) return watched(input, init);
     let res: Response;
     try {
-      res = await fetch(input, init);
+      res = await watched(input, init);
     } catch (e) {
       if ((e as Error).name === 'AbortError' || e instanceof SluiceError) throw e;
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
