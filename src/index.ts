@@ -57,6 +57,6 @@ export { StopMatcher, eosTokenIds } from './text/stop.js';
 export { GpuSampler } from './generate/sampler.js';
 export { generate, type GenerateOptions, type GenerationDelta, type GenerationStats } from './generate/generate.js';
 export { ChatSession, type ChatTurnStats } from './generate/chat-session.js';
-export { Engine, type CompletionStats } from './generate/engine.js';
+export { Engine, type ChatOptions, type CompletionStats } from './generate/engine.js';
 export { createSluiceModel, type SluiceModel, type SluiceModelOptions } from './generate/sluice-model.js';
 export { DEFAULT_SAMPLING, type SamplingParams } from './ops/sample.js';
