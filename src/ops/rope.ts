@@ -1,8 +1,9 @@
 // Launcher of shaders/rope.wgsl: rotary position embedding (HF Llama, rotate-half) applied
-// in place to Q and K, plus ropeInvFreq, the inv_freq table of a config's rope scaling.
-// A Rope is made from a config (this file computes inv_freq) or from a precomputed table
-// with an attention factor (yarn, longrope: the model layer computes them); prepare()'s
-// headDim may exceed the table's rotary dim (partial rotary: the rest passes through).
+// in place to Q and K. A Rope takes a precomputed inv_freq table and the attention factor
+// that scales cos and sin; model/rope-scaling.ts computes both from config.json (ropeTables,
+// every rope type), and Rope.setInvFreq swaps the table when it changes with the sequence
+// length. prepare()'s headDim may exceed the table's rotary dim (partial rotary: the rest
+// passes through).
 //
 // Per token: the position of the first row is the Params field `start`, which the caller
 // rewrites with PreparedRope.setPositions(start) before submitting (a queue.writeBuffer of
@@ -26,81 +27,6 @@ const PARAMS = new ParamsLayout([
   ['attention_factor', 'f32'], // SCALED variant: cos, sin × this
 ] as const);
 
-/** The rope part of a model config, with config.json's names in camelCase. */
-export interface RopeConfig {
-  /** head_dim, or hidden_size / num_attention_heads. */
-  headDim: number;
-  /** rope_theta (HF's default: 10000). */
-  ropeTheta: number;
-  /** config.json's `rope_scaling` as it is (snake_case keys), or null/undefined for none. */
-  ropeScaling?: Readonly<Record<string, unknown>> | null;
-}
-
-/** The rope types ropeInvFreq implements; anything else is refused by name. */
-export const SUPPORTED_ROPE_TYPES = ['default', 'linear', 'llama3'] as const;
-
-/** A rope_scaling type this runtime does not implement (the model maps it to UNSUPPORTED_ARCH). */
-export class UnsupportedRopeError extends Error {
-  override readonly name = 'UnsupportedRopeError';
-  constructor(readonly ropeType: string) {
-    super(`rope_scaling type "${ropeType}" is not supported (supported: ${SUPPORTED_ROPE_TYPES.join(', ')})`);
-  }
-}
-
-const f = Math.fround;
-
-/**
- * inv_freq[i], i < headDim/2, as HF's rope init functions compute it in float32 (every
- * step rounded to f32 as torch's f32 tensor ops do; a python float meeting an f32 tensor
- * is used as f32; `scalar / tensor` is reciprocal-then-multiply, as torch's __rtruediv__):
- * - default: 1 / theta^(2i / headDim)
- * - linear:  default / factor
- * - llama3:  `_compute_llama3_parameters`: wavelengths longer than original / low_freq_factor
- *   divided by factor, shorter than original / high_freq_factor kept, smoothly
- *   interpolated between. (Their attention_factor is 1, so cos/sin are not scaled.)
- */
-export function ropeInvFreq(config: RopeConfig): Float32Array {
-  const { headDim, ropeTheta } = config;
-  if (!Number.isInteger(headDim) || headDim < 2 || headDim % 2 !== 0) throw new Error(`rope: head_dim must be even and ≥ 2, got ${headDim}`);
-  if (!(ropeTheta > 0) || !Number.isFinite(ropeTheta)) throw new Error(`rope: rope_theta must be a positive number, got ${ropeTheta}`);
-  const scaling = config.ropeScaling ?? {};
-  // HF reads `rope_type`, falling back to the legacy `type`.
-  const type = String(scaling.rope_type ?? scaling.type ?? 'default');
-  const inv = new Float32Array(headDim / 2);
-  // torch.arange(0, dim, 2).float() / dim, then base ** that, then 1.0 / that.
-  for (let i = 0; i < inv.length; i++) inv[i] = f(1 / f(f(ropeTheta) ** f((2 * i) / headDim)));
-  if (type === 'default') return inv;
-  const num = (key: string): number => {
-    const v = scaling[key];
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`rope: rope_scaling.${key} must be a number for rope type ${type}, got ${JSON.stringify(v)}`);
-    return v;
-  };
-  if (type === 'linear') {
-    const factor = f(num('factor'));
-    return inv.map((x) => f(x / factor));
-  }
-  if (type === 'llama3') {
-    const factor = f(num('factor'));
-    const low = num('low_freq_factor');
-    const high = num('high_freq_factor');
-    const old = num('original_max_position_embeddings');
-    if (!(high > low)) throw new Error(`rope: llama3 needs high_freq_factor > low_freq_factor, got ${high} and ${low}`);
-    const lowWavelen = f(old / low); // python floats, compared with the f32 tensor as f32
-    const highWavelen = f(old / high);
-    return inv.map((x) => {
-      // `2 * math.pi / inv_freq` is torch's __rtruediv__: reciprocal(), then a multiply.
-      const wavelen = f(f(1 / x) * f(2 * Math.PI));
-      const scaled = wavelen > lowWavelen ? f(x / factor) : x; // inv_freq_llama
-      if (wavelen < highWavelen || wavelen > lowWavelen) return scaled;
-      // Medium frequencies: smooth = (old / wavelen − low) / (high − low), and
-      // (1 − smooth) · inv / factor + smooth · inv.
-      const smooth = f(f(f(f(1 / wavelen) * f(old)) - f(low)) / f(high - low));
-      return f(f(f(f(1 - smooth) * scaled) / factor) + f(smooth * scaled));
-    });
-  }
-  throw new UnsupportedRopeError(type);
-}
-
 /** Every variant of the shader, for the test that compiles them all (no feature beyond shader-f16 used). */
 export function ropeVariants(dtypes: readonly ComputeDtype[], _features: ReadonlySet<string> = new Set()): { key: string; spec: PipelineSpec }[] {
   return dtypes.flatMap((dtype) => [false, true].map((scaled) => variant(dtype, scaled)));
@@ -113,14 +39,8 @@ function variant(dtype: ComputeDtype, scaled: boolean): { key: string; spec: Pip
   };
 }
 
-/** A Rope from a config: ropeInvFreq(config) is its table, attention factor 1. */
-export interface RopeFromConfig {
-  config: RopeConfig;
-  label?: string;
-}
-
-/** A Rope from a precomputed table (yarn, longrope, partial rotary: the model computes it). */
-export interface RopeFromTable {
+/** A Rope's table: rope-scaling.ts's ropeTables(rope) gives both fields. */
+export interface RopeOptions {
   /** inv_freq, rotaryDim / 2 f32 entries (rotaryDim = 2 · invFreq.length ≤ the head size). */
   invFreq: Float32Array;
   /**
@@ -130,8 +50,6 @@ export interface RopeFromTable {
   attentionFactor?: number;
   label?: string;
 }
-
-export type RopeOptions = RopeFromConfig | RopeFromTable;
 
 export interface RopeShape {
   /** Rows of Q and K prepared for: the dispatch size (setPositions may lower it). */
@@ -176,23 +94,15 @@ export class Rope {
     return this.headDim;
   }
 
-  /**
-   * Compiles the variant and uploads inv_freq once (rotaryDim / 2 f32: 256 bytes for 128),
-   * from a config ({ config }) or a precomputed table ({ invFreq, attentionFactor }).
-   */
+  /** Compiles the variant and uploads inv_freq once (rotaryDim / 2 f32: 256 bytes for 128). */
   static async create(device: GPUDevice, dtype: ComputeDtype, options: RopeOptions): Promise<Rope> {
-    let invFreq: Float32Array;
-    let attentionFactor = 1;
-    if ('config' in options && options.config) invFreq = ropeInvFreq(options.config);
-    else {
-      const table = options as RopeFromTable;
-      if (!(table.invFreq instanceof Float32Array) || table.invFreq.length < 1) throw new Error('rope: invFreq must be a Float32Array of rotaryDim / 2 ≥ 1 entries');
-      const bad = table.invFreq.findIndex((x) => !Number.isFinite(x));
-      if (bad >= 0) throw new Error(`rope: invFreq[${bad}] = ${table.invFreq[bad]} is not finite`);
-      attentionFactor = table.attentionFactor ?? 1;
-      if (!Number.isFinite(attentionFactor) || attentionFactor <= 0) throw new Error(`rope: attentionFactor must be a positive number, got ${attentionFactor}`);
-      invFreq = table.invFreq.slice();
-    }
+    const { invFreq: table } = options;
+    if (!(table instanceof Float32Array) || table.length < 1) throw new Error('rope: invFreq must be a Float32Array of rotaryDim / 2 ≥ 1 entries');
+    const bad = table.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw new Error(`rope: invFreq[${bad}] = ${table[bad]} is not finite`);
+    const attentionFactor = options.attentionFactor ?? 1;
+    if (!Number.isFinite(attentionFactor) || attentionFactor <= 0) throw new Error(`rope: attentionFactor must be a positive number, got ${attentionFactor}`);
+    const invFreq = table.slice();
     const { key, spec } = variant(dtype, Math.fround(attentionFactor) !== 1);
     const pipeline = await pipelineCache(device).get(key, spec);
     const buffer = device.createBuffer({

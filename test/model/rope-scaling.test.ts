@@ -5,7 +5,6 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { isSluiceError } from '../../src/errors.js';
 import { type RopeParseOptions, type RopeScaling, parseRope, ropeForLayer, ropeTableSeqLen, ropeTables } from '../../src/model/rope-scaling.js';
-import { ropeInvFreq } from '../../src/ops/rope.js';
 
 interface Table {
   seqLen: number | null;
@@ -60,16 +59,74 @@ describe('ropeTables against the torch references', () => {
   });
 });
 
+// Moved from test/ops/rope.test.ts (its ropeInvFreq is gone): an independent check of the
+// default, linear and llama3 formulas in float64, and llama3's three bands.
+describe('default, linear and llama3 tables against HF\'s formulas', () => {
+  const LLAMA3_SCALING = { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+  // Llama-3.2-1B/3B's rope: theta 500000, llama3 scaling by 32 from an 8192 context.
+  const LLAMA32 = { head_dim: 64, rope_theta: 500000, rope_scaling: LLAMA3_SCALING };
+  const invFreqOf = (config: Record<string, unknown>): Float32Array => ropeTables(parseRope(config).rope).invFreq;
+
+  /** HF's rope init functions transcribed in float64 (no f32 rounding anywhere). */
+  function invFreq64(config: { head_dim: number; rope_theta: number; rope_scaling?: Record<string, unknown> }): number[] {
+    const { head_dim: d, rope_theta: theta } = config;
+    const s = (config.rope_scaling ?? {}) as Record<string, number | string>;
+    const inv = Array.from({ length: d / 2 }, (_, i) => 1 / theta ** ((2 * i) / d));
+    const type = s.rope_type ?? s.type ?? 'default';
+    if (type === 'linear') return inv.map((x) => x / (s.factor as number));
+    if (type !== 'llama3') return inv;
+    const [factor, low, high, old] = [s.factor, s.low_freq_factor, s.high_freq_factor, s.original_max_position_embeddings] as number[];
+    return inv.map((x) => {
+      const wavelen = (2 * Math.PI) / x;
+      if (wavelen < old / high) return x;
+      if (wavelen > old / low) return x / factor;
+      const smooth = (old / wavelen - low) / (high - low);
+      return ((1 - smooth) * x) / factor + smooth * x;
+    });
+  }
+
+  it.each([
+    ['default', { head_dim: 128, rope_theta: 10000 }],
+    ['linear', { head_dim: 64, rope_theta: 10000, rope_scaling: { type: 'linear', factor: 4 } }],
+    ['llama3 (Llama-3.2)', LLAMA32],
+    ['llama3, head_dim 128 (Llama-3.1-8B)', { head_dim: 128, rope_theta: 500000, rope_scaling: { ...LLAMA3_SCALING, factor: 8 } }],
+  ])('%s matches HF in float64', (_, config) => {
+    const got = invFreqOf(config);
+    const want = invFreq64(config);
+    expect(got.length).toBe(want.length);
+    // f32 emulation vs float64: ~6 f32 roundings, and theta^e amplifies the exponent's
+    // rounding (2^-25 relative) by ln(theta) ≤ 13.2: a few 2^-24 ulps in all.
+    const worst = Math.max(...want.map((w, i) => Math.abs(got[i] - w) / Math.abs(w)));
+    expect(worst).toBeLessThanOrEqual(2 ** -19);
+  });
+
+  it('llama3: high frequencies kept, low ones divided by the factor exactly, the middle between', () => {
+    const base = invFreqOf({ head_dim: 64, rope_theta: 10000 });
+    const base500k = invFreqOf({ head_dim: 64, rope_theta: 500000 });
+    const got = invFreqOf(LLAMA32);
+    expect(base).not.toEqual(base500k);
+    let kept = 0;
+    let divided = 0;
+    let middle = 0;
+    got.forEach((x, i) => {
+      const wavelen = (2 * Math.PI) / base500k[i];
+      if (wavelen < 8192 / 4) expect(x, `i=${i}`).toBe(base500k[i]), kept++;
+      else if (wavelen > 8192 / 1) expect(x, `i=${i}`).toBe(base500k[i] / 32), divided++;
+      else expect(x > base500k[i] / 32 && x < base500k[i], `i=${i}`).toBe(true), middle++;
+    });
+    // Llama-3.2's table has all three bands.
+    expect([kept > 0, divided > 0, middle > 0]).toEqual([true, true, true]);
+  });
+
+  it('`rope_scaling: {rope_type: "default"}`, null and none are all the default table', () => {
+    const none = invFreqOf({ head_dim: 8, rope_theta: 1e4 });
+    expect(invFreqOf({ head_dim: 8, rope_theta: 1e4, rope_scaling: { rope_type: 'default' } })).toEqual(none);
+    expect(invFreqOf({ head_dim: 8, rope_theta: 1e4, rope_scaling: null })).toEqual(none);
+  });
+});
+
 describe('parseRope', () => {
   const llama = { hidden_size: 4096, num_attention_heads: 32, max_position_embeddings: 4096, rope_theta: 10000 };
-
-  it('agrees with the old ropeInvFreq on default, linear and llama3', () => {
-    const llama3 = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
-    for (const ropeScaling of [null, { type: 'linear', factor: 4 }, llama3]) {
-      const rope = parseRope({ ...llama, rope_theta: 500000, max_position_embeddings: 131072, rope_scaling: ropeScaling }).rope;
-      expect(ropeTables(rope).invFreq).toEqual(ropeInvFreq({ headDim: 128, ropeTheta: 500000, ropeScaling }));
-    }
-  });
 
   it('reads type or rope_type, rope_scaling or rope_parameters, theta at the top or inside', () => {
     const yarn = { factor: 4, original_max_position_embeddings: 32768 };
@@ -184,6 +241,7 @@ describe('bad rope settings: one line naming the file and the key', () => {
     fails({ ...cfg, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 4, high_freq_factor: 1 } }, 'INVALID_JSON', /rope_scaling\.high_freq_factor must exceed/);
     fails({ ...cfg, rope_scaling: { type: 'yarn', factor: 4, beta_fast: 'x' } }, 'INVALID_JSON', /rope_scaling\.beta_fast must be a number/);
     fails({ ...cfg, rope_theta: 'big' }, 'INVALID_JSON', /rope_theta must be a number > 0, not "big"/);
+    fails({ ...cfg, rope_theta: 0 }, 'INVALID_JSON', /rope_theta must be a number > 0, not 0/);
     fails({ ...cfg, rope_scaling: 'linear' }, 'INVALID_JSON', /rope_scaling must be an object or null/);
     fails({ ...cfg, rope_scaling: [1], rope_parameters: {} }, 'INVALID_JSON', /rope_scaling must be an object or null, not \[1\]/);
     fails({ ...cfg, rope_parameters: { full_attention: { rope_type: 'linear' } } }, 'INVALID_JSON', /rope_parameters\.full_attention\.factor is missing/);
@@ -203,5 +261,6 @@ describe('bad rope settings: one line naming the file and the key', () => {
     fails({ ...cfg, partial_rotary_factor: 0.2 }, 'UNSUPPORTED_ARCH', /rotary dim 25 \(head_dim 128 × partial_rotary_factor 0\.2\)/);
     fails({ ...cfg, partial_rotary_factor: 0.01 }, 'UNSUPPORTED_ARCH', /rotary dim 1 /);
     fails({ ...cfg, partial_rotary_factor: 1.5 }, 'INVALID_JSON', /partial_rotary_factor must be in \(0, 1\]/);
+    fails({ ...cfg, head_dim: 63 }, 'UNSUPPORTED_ARCH', /rotary dim 63 \(head_dim 63 × partial_rotary_factor 1\)/);
   });
 });

@@ -1,32 +1,35 @@
 // rope: HF Llama rotate-half rotary embedding in place on Q and K, F32 and F16, with the
-// default, linear and llama3 inv_freq tables, and with precomputed tables (partial rotary,
-// attention factors), at positions offset by `start` (up to
-// 10^5, where the angle needs range reduction), against a float64 reference from the
-// stored values; and the inv_freq table itself against a float64 transcription of HF's
-// rope init functions.
+// default, linear and llama3 inv_freq tables (from model/rope-scaling.ts, whose own tests
+// check the tables against torch) and with other tables (partial rotary, attention factors),
+// at positions offset by `start` (up to 10^5, where the angle needs range reduction),
+// against a float64 reference from the stored values.
 
 import { describe, expect, it } from 'vitest';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
-import { Rope, type RopeConfig, ropeInvFreq, ropeVariants, UnsupportedRopeError } from '../../src/ops/rope.js';
+import { parseRope, ropeTables } from '../../src/model/rope-scaling.js';
+import { Rope, ropeVariants } from '../../src/ops/rope.js';
 import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
 import { asDtype, closeness, randomValues, readArray, uploadArray } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.rope');
 
-const LLAMA3: RopeConfig = {
-  // Llama-3.2-1B/3B's rope: theta 500000, llama3 scaling by 32 from an 8192 context.
-  headDim: 64,
-  ropeTheta: 500000,
-  ropeScaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
-};
+// config.json's rope fields for each kind of table, at a given head size.
 const configs = {
-  default: (headDim: number): RopeConfig => ({ headDim, ropeTheta: 10000 }),
-  linear: (headDim: number): RopeConfig => ({ headDim, ropeTheta: 10000, ropeScaling: { type: 'linear', factor: 4 } }),
-  llama3: (headDim: number): RopeConfig => ({ ...LLAMA3, headDim }),
+  default: (headDim: number) => ({ head_dim: headDim, rope_theta: 10000 }),
+  linear: (headDim: number) => ({ head_dim: headDim, rope_theta: 10000, rope_scaling: { type: 'linear', factor: 4 } }),
+  // Llama-3.2-1B/3B's rope: theta 500000, llama3 scaling by 32 from an 8192 context.
+  llama3: (headDim: number) => ({
+    head_dim: headDim,
+    rope_theta: 500000,
+    rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+  }),
 };
 type Kind = keyof typeof configs;
+
+/** The inv_freq table of a kind at a head size, as the model computes it (rope-scaling.ts). */
+const invFreqOf = (kind: Kind, headDim: number): Float32Array => ropeTables(parseRope(configs[kind](headDim)).rope).invFreq;
 
 interface Shape {
   tokens: number;
@@ -83,71 +86,7 @@ function reference(x: Float32Array, tokens: number, heads: number, headDim: numb
   return out;
 }
 
-/** HF's rope init functions transcribed in float64 (no f32 rounding anywhere). */
-function invFreq64(config: RopeConfig): number[] {
-  const { headDim: d, ropeTheta: theta } = config;
-  const s = (config.ropeScaling ?? {}) as Record<string, number | string>;
-  const inv = Array.from({ length: d / 2 }, (_, i) => 1 / theta ** ((2 * i) / d));
-  const type = s.rope_type ?? s.type ?? 'default';
-  if (type === 'linear') return inv.map((x) => x / (s.factor as number));
-  if (type !== 'llama3') return inv;
-  const [factor, low, high, old] = [s.factor, s.low_freq_factor, s.high_freq_factor, s.original_max_position_embeddings] as number[];
-  return inv.map((x) => {
-    const wavelen = (2 * Math.PI) / x;
-    if (wavelen < old / high) return x;
-    if (wavelen > old / low) return x / factor;
-    const smooth = (old / wavelen - low) / (high - low);
-    return ((1 - smooth) * x) / factor + smooth * x;
-  });
-}
-
 const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
-
-describe('ropeInvFreq', () => {
-  it.each([
-    ['default', configs.default(128)],
-    ['linear', configs.linear(64)],
-    ['llama3 (Llama-3.2)', LLAMA3],
-    ['llama3, head_dim 128 (Llama-3.1-8B)', { ...LLAMA3, ropeScaling: { ...LLAMA3.ropeScaling, factor: 8 } }],
-  ])('%s matches HF in float64', (_, config) => {
-    const got = ropeInvFreq(config);
-    // f32 emulation vs float64: ~6 f32 roundings, and theta^e amplifies the exponent's
-    // rounding (2^-25 relative) by ln(theta) ≤ 13.2: a few 2^-24 ulps in all.
-    expect(closeness(got, invFreq64(config), 0, 2 ** -19)).toBeNull();
-  });
-
-  it('llama3: high frequencies kept, low ones divided by the factor exactly, the middle between', () => {
-    const base = ropeInvFreq(configs.default(64));
-    const base500k = ropeInvFreq({ headDim: 64, ropeTheta: 500000 });
-    const got = ropeInvFreq(LLAMA3);
-    expect(base).not.toEqual(base500k);
-    let kept = 0;
-    let divided = 0;
-    let middle = 0;
-    got.forEach((x, i) => {
-      const wavelen = (2 * Math.PI) / base500k[i];
-      if (wavelen < 8192 / 4) expect(x, `i=${i}`).toBe(base500k[i]), kept++;
-      else if (wavelen > 8192 / 1) expect(x, `i=${i}`).toBe(base500k[i] / 32), divided++;
-      else expect(x > base500k[i] / 32 && x < base500k[i], `i=${i}`).toBe(true), middle++;
-    });
-    // Llama-3.2's table has all three bands.
-    expect([kept > 0, divided > 0, middle > 0]).toEqual([true, true, true]);
-  });
-
-  it('refuses unknown rope types by name, and missing or bad fields', () => {
-    for (const ropeScaling of [{ rope_type: 'yarn', factor: 4 }, { type: 'dynamic', factor: 2 }, { rope_type: 'longrope' }]) {
-      const name = String(ropeScaling.rope_type ?? ropeScaling.type);
-      expect(() => ropeInvFreq({ headDim: 64, ropeTheta: 1e4, ropeScaling })).toThrow(UnsupportedRopeError);
-      expect(() => ropeInvFreq({ headDim: 64, ropeTheta: 1e4, ropeScaling })).toThrow(new RegExp(`"${name}"`));
-    }
-    expect(() => ropeInvFreq({ headDim: 64, ropeTheta: 1e4, ropeScaling: { rope_type: 'linear' } })).toThrow(/factor must be a number/);
-    expect(() => ropeInvFreq({ headDim: 64, ropeTheta: 1e4, ropeScaling: { rope_type: 'llama3', factor: 8 } })).toThrow(/low_freq_factor/);
-    expect(() => ropeInvFreq({ headDim: 63, ropeTheta: 1e4 })).toThrow(/even/);
-    expect(() => ropeInvFreq({ headDim: 64, ropeTheta: 0 })).toThrow(/rope_theta/);
-    // `rope_scaling: {rope_type: "default"}` and null are both the default table.
-    expect(ropeInvFreq({ headDim: 8, ropeTheta: 1e4, ropeScaling: { rope_type: 'default' } })).toEqual(ropeInvFreq({ headDim: 8, ropeTheta: 1e4, ropeScaling: null }));
-  });
-});
 
 it('every variant compiles with no message', async () => {
   const features = gpu.device.features as ReadonlySet<string>;
@@ -162,7 +101,7 @@ it('every variant compiles with no message', async () => {
 /** Runs one rope on fresh random Q and K and compares both with the reference. */
 async function check(device: GPUDevice, dtype: ComputeDtype, shape: Shape): Promise<void> {
   const { tokens, nHeads, nKvHeads, headDim, start, kind } = shape;
-  const rope = await Rope.create(device, dtype, { config: configs[kind](headDim) });
+  const rope = await Rope.create(device, dtype, { invFreq: invFreqOf(kind, headDim) });
   const q = asDtype(randomValues(rng, tokens * nHeads * headDim), dtype);
   const k = asDtype(randomValues(rng, tokens * nKvHeads * headDim), dtype);
   const [qBuf, kBuf] = [uploadArray(gpu.device, q, dtype), uploadArray(gpu.device, k, dtype)];
@@ -198,7 +137,7 @@ describe.each(['F32', 'F16'] as const)('rope %s', (dtype) => {
   it('setPositions moves the positions (and the rows) of the next submit', async () => {
     if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
     const [tokens, nHeads, nKvHeads, headDim] = [4, 2, 1, 16];
-    const rope = await Rope.create(gpu.device, dtype, { config: configs.llama3(headDim) });
+    const rope = await Rope.create(gpu.device, dtype, { invFreq: invFreqOf('llama3', headDim) });
     const q = asDtype(randomValues(rng, tokens * nHeads * headDim), dtype);
     const k = asDtype(randomValues(rng, tokens * nKvHeads * headDim), dtype);
     const [qBuf, kBuf] = [uploadArray(gpu.device, q, dtype), uploadArray(gpu.device, k, dtype)];
@@ -257,7 +196,7 @@ describe.each(['F32', 'F16'] as const)('rope from a table, %s', (dtype) => {
     if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
     for (const shape of TABLE_SHAPES) {
       const { tokens, nHeads, nKvHeads, headDim, rotaryDim, factor, start } = shape;
-      const table = ropeInvFreq({ headDim: rotaryDim, ropeTheta: 10000 }).map((x, i) => x * (1 + (i % 3) / 7)); // any table
+      const table = invFreqOf('default', rotaryDim).map((x, i) => x * (1 + (i % 3) / 7)); // any table
       const rope = await Rope.create(gpu.device, dtype, { invFreq: table, attentionFactor: factor });
       expect([rope.rotaryDim, rope.attentionFactor]).toEqual([rotaryDim, factor]);
       const q = asDtype(randomValues(rng, tokens * nHeads * headDim), dtype);
@@ -281,15 +220,18 @@ describe.each(['F32', 'F16'] as const)('rope from a table, %s', (dtype) => {
     }
   });
 
-  it('a table equal to the config\'s gives the config\'s result bit for bit; setPositions moves it', async () => {
+  it('ropeTables\' { invFreq, attentionFactor: 1 } gives the plain table\'s result bit for bit; setPositions moves it', async () => {
     if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
     const [tokens, nHeads, nKvHeads, headDim] = [6, 4, 2, 64];
-    const fromConfig = await Rope.create(gpu.device, dtype, { config: configs.llama3(headDim) });
-    const fromTable = await Rope.create(gpu.device, dtype, { invFreq: ropeInvFreq(configs.llama3(headDim)), label: 'test.rope.table' });
+    const plain = await Rope.create(gpu.device, dtype, { invFreq: invFreqOf('llama3', headDim) });
+    const tables = ropeTables(parseRope(configs.llama3(headDim)).rope); // as model/kernels.ts passes them
+    const fromTables = await Rope.create(gpu.device, dtype, { ...tables, label: 'test.rope.table' });
+    tables.invFreq.fill(0); // the Rope keeps its own copy
+    expect([fromTables.invFreq, fromTables.attentionFactor]).toEqual([plain.invFreq, 1]);
     const q = asDtype(randomValues(rng, tokens * nHeads * headDim), dtype);
     const k = asDtype(randomValues(rng, tokens * nKvHeads * headDim), dtype);
     const results: Float32Array[] = [];
-    for (const rope of [fromConfig, fromTable]) {
+    for (const rope of [plain, fromTables]) {
       const [qBuf, kBuf] = [uploadArray(gpu.device, q, dtype), uploadArray(gpu.device, k, dtype)];
       const op = rope.prepare('test.rope.same', { tokens, nHeads, nKvHeads, headDim }, qBuf, kBuf);
       op.setPositions(5000, 4);
@@ -302,10 +244,10 @@ describe.each(['F32', 'F16'] as const)('rope from a table, %s', (dtype) => {
     expect(results[2]).toEqual(results[0]);
     expect(results[3]).toEqual(results[1]);
     const rows = 4 * nHeads * headDim;
-    expect(closeness(results[0].subarray(0, rows), reference(q, 4, nHeads, headDim, 5000, fromConfig.invFreq).subarray(0, rows), ...tolerance(dtype))).toBeNull();
+    expect(closeness(results[0].subarray(0, rows), reference(q, 4, nHeads, headDim, 5000, plain.invFreq).subarray(0, rows), ...tolerance(dtype))).toBeNull();
     expect([...results[0].subarray(rows)]).toEqual([...q.subarray(rows)]);
-    fromConfig.destroy();
-    fromTable.destroy();
+    plain.destroy();
+    fromTables.destroy();
   });
 });
 
@@ -313,6 +255,8 @@ it('create refuses bad tables and factors; prepare refuses a head smaller than t
   await expect(Rope.create(gpu.device, 'F32', { invFreq: new Float32Array(0) })).rejects.toThrow(/invFreq/);
   await expect(Rope.create(gpu.device, 'F32', { invFreq: Float32Array.of(1, Number.NaN) })).rejects.toThrow(/invFreq\[1\]/);
   await expect(Rope.create(gpu.device, 'F32', { invFreq: Float32Array.of(1), attentionFactor: 0 })).rejects.toThrow(/attentionFactor/);
+  // The removed { config } form (rope-scaling.ts computes tables now) is refused, not defaulted.
+  await expect(Rope.create(gpu.device, 'F32', { config: { headDim: 8, ropeTheta: 1e4 } } as never)).rejects.toThrow(/invFreq must be a Float32Array/);
   const rope = await Rope.create(gpu.device, 'F32', { invFreq: Float32Array.of(1, 0.1, 0.01) });
   const buf = (n: number): GPUBuffer => uploadArray(gpu.device, new Float32Array(n), 'F32');
   const [q, k] = [buf(16), buf(16)];
@@ -332,14 +276,13 @@ it('pairs past the per-dimension workgroup limit spill into y', async () => {
 });
 
 it('prepare refuses short or shared buffers and bad counts', async () => {
-  const rope = await Rope.create(gpu.device, 'F32', { config: configs.default(8) });
+  const rope = await Rope.create(gpu.device, 'F32', { invFreq: invFreqOf('default', 8) });
   const buf = (n: number): GPUBuffer => uploadArray(gpu.device, new Float32Array(n), 'F32');
   const [q, k] = [buf(16), buf(16)];
   rope.prepare('x', { tokens: 2, nHeads: 1, nKvHeads: 1 }, q, k).destroy();
   expect(() => rope.prepare('x', { tokens: 2, nHeads: 2, nKvHeads: 1 }, q, k)).toThrow(/q holds 64 bytes/);
   expect(() => rope.prepare('x', { tokens: 2, nHeads: 1, nKvHeads: 1 }, q, q)).toThrow(/distinct/);
   expect(() => rope.prepare('x', { tokens: 0, nHeads: 1, nKvHeads: 1 }, q, k)).toThrow(/tokens/);
-  await expect(Rope.create(gpu.device, 'F32', { config: { headDim: 8, ropeTheta: 1e4, ropeScaling: { rope_type: 'yarn' } } })).rejects.toThrow(UnsupportedRopeError);
   rope.destroy();
   q.destroy();
   k.destroy();
