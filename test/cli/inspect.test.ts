@@ -30,6 +30,8 @@ describe('sluice inspect', () => {
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const doc = JSON.parse(stdout);
+    // Written in batches, laid out as JSON.stringify(doc, null, 2) lays it out.
+    expect(stdout).toBe(`${JSON.stringify(doc, null, 2)}\n`);
     const expected = oracle(TINY);
     expect(doc.format).toBe('safetensors');
     expect(doc.files).toEqual([TINY]);
@@ -170,6 +172,17 @@ describe('inspect of hostile-looking but valid files', () => {
     expect(human.stdout).toContain(`${name.slice(0, 159)}…`);
     const json = await runCli(['inspect', path, '--json']);
     expect(JSON.parse(json.stdout).tensors.map((t: { name: string }) => t.name)).toEqual([name, 'b']);
+  });
+
+  it('--json of no tensors, and of 12,000 (several 1 MB batches), is laid out as JSON.stringify lays it out', async () => {
+    for (const [name, n] of [['none.safetensors', 0], ['many.safetensors', 12_000]] as const) {
+      const entries = Array.from({ length: n }, (_, i) => `"layers.${i}.w":{"dtype":"U8","shape":[1],"data_offsets":[${i},${i + 1}]}`);
+      const { code, stdout, stderr } = await runCli(['inspect', write(name, `{${entries.join(',')}}`, n), '--json']);
+      expect(code, stderr).toBe(0);
+      const doc = JSON.parse(stdout);
+      expect(doc.tensors).toHaveLength(n);
+      expect(stdout).toBe(`${JSON.stringify(doc, null, 2)}\n`);
+    }
   });
 
   it('lists the FNUZ fp8 dtypes and exact dims of an empty tensor', async () => {
