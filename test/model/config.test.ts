@@ -128,7 +128,7 @@ describe('real configs of the step 12 families (test/fixtures/configs/real/)', (
     expect([c.family, c.numHeads, c.numKvHeads, c.headDim]).toEqual(['Phi-3/3.5/4-mini', 24, 8, 128]);
     expect(c.features).toMatchObject({ fused: true, qkvBias: false, qkNorm: false });
     expect(c.rope.rope).toMatchObject({ type: 'longrope', rotaryDim: 96, originalMaxPositionEmbeddings: 4096 });
-    expect((c.rope.rope as { shortFactor: number[] }).shortFactor).toHaveLength(48);
+    expect((c.rope.rope as { shortFactor: readonly number[] }).shortFactor).toHaveLength(48);
   });
 
   it('Phi-3.5-mini-instruct: fused tensors, full rotary (96), longrope with the real factor lists', () => {
