@@ -1,6 +1,7 @@
 // Causal grouped-query attention over the KV cache, flash-attention style:
 //   O = softmax(Q Kᵀ · scale + causal mask) V          (scale: 1 / sqrt(headDim) by default)
-// for queries at positions [start, start + T) against cache positions [0, start + T).
+// for query row r at position p_r = step.row[r].position against cache positions 0 ..= p_r
+// (rows in any order and at any positions; today one prompt's consecutive positions).
 // Launcher: src/ops/attention.ts. Variants: F16 (f16 storage, f32 math), SPLIT (flash-
 // decoding pass 1: each workgroup covers one split of the keys and writes its partial
 // (max, sum, unnormalised O) in f32; entry point `combine` is pass 2), SOFTCAP (Gemma 2:
@@ -9,8 +10,10 @@
 // sees keys p − window < k ≤ p, transformers' sliding_window_overlay `kv_idx > q_idx −
 // sliding_window`; key tiles and splits wholly before a block's window are skipped).
 //
-// A workgroup owns `rows` query rows of one kv head: row = (token, head of the group), token
-// major, so the heads sharing a kv head share every K/V read. Per tile of TILE_KEYS keys:
+// A workgroup owns `block_rows` query rows of one kv head: row = (token, head of the group),
+// token major, so the heads sharing a kv head share every K/V read. Its keys run from the
+// window start of its smallest position to its largest position; each row masks its own.
+// Per tile of TILE_KEYS keys:
 //   scores   lane = 4 keys, 4 rows at a time: 4 K + 4 query vec4 reads feed 16 dot4s;
 //   softmax  ROW_LANES lanes per row: max, probabilities in place, partial sums;
 //   P·V      lane = (4 rows, vec4 of headDim), accumulated in registers: one V read and
@@ -43,18 +46,20 @@ fn pack(v: vec4f) -> vec4f { return v; }
 #endif
 
 struct Params {
-  start: u32,      // position of the first query token (rewritten per call)
-  tokens: u32,     // T: query tokens this call, ≤ the prepared maximum (rewritten per call)
   n_heads: u32,    // query heads
   group: u32,      // query heads per kv head
   head_vecs: u32,  // headDim / 4, ≤ WORKGROUP_SIZE
   max_seq: u32,    // positions per head in the cache (its row stride in rows)
-  rows: u32,       // query rows per workgroup: a multiple of 4, ≤ MAX_ROWS, ≤ 4 · (WORKGROUP_SIZE / head_vecs)
+  block_rows: u32, // query rows per workgroup: a multiple of 4, ≤ MAX_ROWS, ≤ 4 · (WORKGROUP_SIZE / head_vecs)
   split_keys: u32, // keys per split (workgroup z), best a multiple of TILE_KEYS; ≥ max_seq when unsplit
   scale: f32,      // 1 / sqrt(headDim), or the model's (Gemma: query_pre_attn_scalar^-0.5)
   softcap: f32,    // SOFTCAP: attn_logit_softcapping (> 0); unused otherwise
   window: u32,     // WINDOW: sliding window (≥ 1, < max_seq); unused otherwise
 }
+
+// The pass's step (src/gpu/step.ts): this call's row count T and each row's (slot, position).
+struct StepRow { slot: u32, position: u32 }
+struct Step { rows: u32, row: array<StepRow> }
 
 override WORKGROUP_SIZE: u32; // threads per workgroup
 override MAX_ROWS: u32;       // query rows per workgroup, at most
@@ -69,15 +74,16 @@ override ROW_LANES: u32 = WORKGROUP_SIZE / MAX_ROWS;
 const MASKED = -3.0e38;
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<Packed>;       // (T, nHeads, headDim)
-@group(0) @binding(2) var<storage, read> k_cache: array<Packed>; // (nKvHeads, maxSeq, headDim)
-@group(0) @binding(3) var<storage, read> v_cache: array<Packed>; // (nKvHeads, maxSeq, headDim)
+@group(0) @binding(1) var<storage, read> step: Step;
+@group(0) @binding(2) var<storage, read> q: array<Packed>;       // (T, nHeads, headDim)
+@group(0) @binding(3) var<storage, read> k_cache: array<Packed>; // (nKvHeads, maxSeq, headDim)
+@group(0) @binding(4) var<storage, read> v_cache: array<Packed>; // (nKvHeads, maxSeq, headDim)
 #ifdef SPLIT
-@group(0) @binding(4) var<storage, read_write> part_o: array<vec4f>;  // (splits, T, nHeads, headDim) f32, unnormalised
-@group(0) @binding(5) var<storage, read_write> part_ml: array<vec2f>; // (splits, T, nHeads) f32: (row max, row sum)
-@group(0) @binding(6) var<storage, read_write> out: array<Packed>;    // (T, nHeads, headDim), written by combine
+@group(0) @binding(5) var<storage, read_write> part_o: array<vec4f>;  // (splits, T, nHeads, headDim) f32, unnormalised
+@group(0) @binding(6) var<storage, read_write> part_ml: array<vec2f>; // (splits, T, nHeads) f32: (row max, row sum)
+@group(0) @binding(7) var<storage, read_write> out: array<Packed>;    // (T, nHeads, headDim), written by combine
 #else
-@group(0) @binding(4) var<storage, read_write> out: array<Packed>;    // (T, nHeads, headDim)
+@group(0) @binding(5) var<storage, read_write> out: array<Packed>;    // (T, nHeads, headDim)
 #endif
 
 var<workgroup> q_tile: array<vec4f, 4u * WORKGROUP_SIZE>;     // (rows, headVecs) queries · scale
@@ -87,6 +93,7 @@ var<workgroup> red_sum: array<f32, WORKGROUP_SIZE>;            // (rows, ROW_LAN
 var<workgroup> row_max: array<f32, MAX_ROWS>;                  // (rows,) running max of each row
 var<workgroup> row_sum: array<f32, MAX_ROWS>;                  // (rows,) running Σ exp(s − max)
 var<workgroup> row_alpha: array<f32, MAX_ROWS>;                // (rows,) this tile's exp(old max − new max)
+var<workgroup> row_pos: array<u32, MAX_ROWS>;                  // (rows,) each row's position: its last key
 
 #ifdef SOFTCAP
 // cap · tanh(s / cap). tanh's argument is clamped to ±10 (tanh(10) = 1 in f32): WGSL's tanh
@@ -113,22 +120,31 @@ fn tile_max(r: u32, m: f32) -> f32 {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: vec3u) {
   let hv = params.head_vecs;
-  let rows = params.rows;
+  let rows = params.block_rows;
   let group = params.group;
   // Workgroup-uniform ranges: blocks past this call's T (the dispatch covers the prepared
   // maximum) and splits past the keys the block sees leave before any barrier.
-  let row_count = params.tokens * group;
+  let row_count = step.rows * group;
   let first_row = wg.x * rows;
   if (first_row >= row_count) { return; }
   let last_row = min(first_row + rows, row_count) - 1u;
-  let n_keys = params.start + last_row / group + 1u; // causal: what the block's last row sees
+  // The block's tokens (≤ MAX_ROWS) bound its keys: the largest position sees the most
+  // (causal), the smallest the earliest (window). Consecutive rows: first and last.
+  var pos_min = step.row[first_row / group].position;
+  var pos_max = pos_min;
+  for (var t = first_row / group + 1u; t <= last_row / group; t++) {
+    let p = step.row[t].position;
+    pos_min = min(pos_min, p);
+    pos_max = max(pos_max, p);
+  }
+  let n_keys = pos_max + 1u;
   let split_begin = wg.z * params.split_keys;
   if (split_begin >= n_keys) { return; }
   let split_end = split_begin + min(params.split_keys, n_keys - split_begin); // no u32 overflow
 #ifdef WINDOW
-  // The block's first row sees the earliest keys: everything before its window is skipped,
-  // and a split that ends before it exits (combine does not read its partials).
-  let key_begin = max(split_begin, window_first(params.start + first_row / group));
+  // The block's smallest position sees the earliest keys: everything before its window is
+  // skipped, and a split that ends before it exits (combine does not read its partials).
+  let key_begin = max(split_begin, window_first(pos_min));
   if (key_begin >= split_end) { return; }
 #else
   let key_begin = split_begin;
@@ -148,6 +164,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   if (tid < rows) {
     row_max[tid] = MASKED;
     row_sum[tid] = 0.0;
+    row_pos[tid] = step.row[min(first_row + tid, row_count - 1u) / group].position; // rows past T: masked below
   }
   workgroupBarrier();
 
@@ -208,7 +225,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
 #endif
       for (var i = 0u; i < 4u; i++) {
         let row = first_row + rc + i;
-        let last_key = params.start + row / group; // the row's own position
+        let last_key = row_pos[rc + i]; // the row's own position
         let at = (rc + i) * TILE_KEYS + tid;
         for (var n = 0u; n < 4u; n++) {
           let j = tid + n * WORKGROUP_SIZE;
@@ -285,7 +302,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
     let t = row / group;
 #ifdef SPLIT
     // Rows whose position precedes this split hold (MASKED, 0, 0): combine never reads them.
-    let part = (wg.z * params.tokens + t) * params.n_heads + head;
+    let part = (wg.z * step.rows + t) * params.n_heads + head;
     part_o[part * hv + c] = acc[i];
     if (c == 0u) { part_ml[part] = vec2f(row_max[r], row_sum[r]); }
 #else
@@ -295,23 +312,26 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
 }
 
 #ifdef SPLIT
-// Pass 2 of flash-decoding: one thread per output vec4 merges the splits its token's
+// Pass 2 of flash-decoding: one thread per output vec4 merges the splits its row's
 // position reaches: O = Σ e^(mₛ−M) Oₛ / Σ e^(mₛ−M) lₛ, M = max mₛ.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn combine(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = gid.x + gid.y * groups.x * WORKGROUP_SIZE;
   let hv = params.head_vecs;
-  if (i >= params.tokens * params.n_heads * hv) { return; }
+  if (i >= step.rows * params.n_heads * hv) { return; }
   let part0 = i / hv; // t · nHeads + head
   let c = i % hv;
   let t = part0 / params.n_heads;
-  let splits = (params.start + t) / params.split_keys + 1u;
+  let pos = step.row[t].position;
+  // Every split from the window's to the position's was written: its block's keys reach
+  // them (a block's range spans its rows' positions and windows).
+  let splits = pos / params.split_keys + 1u;
 #ifdef WINDOW
-  let first = window_first(params.start + t) / params.split_keys; // earlier splits exited unwritten
+  let first = window_first(pos) / params.split_keys; // earlier splits may have exited unwritten
 #else
   let first = 0u;
 #endif
-  let stride = params.tokens * params.n_heads; // parts per split
+  let stride = step.rows * params.n_heads; // parts per split
   var m = MASKED;
   for (var s = first; s < splits; s++) { m = max(m, part_ml[s * stride + part0].x); }
   var o = vec4f(0.0);

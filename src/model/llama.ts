@@ -15,10 +15,8 @@ import type { GpuTensor } from '../gpu/gpu-tensor.js';
 import { type DtypeChoice, type GpuTensors, loadTensors, resolveComputeDtype } from '../gpu/load-tensors.js';
 import { readBuffer } from '../gpu/read-back.js';
 import { splitRows } from '../gpu/split-rows.js';
-import type { AttentionOp } from '../ops/attention.js';
-import type { KvStoreOp } from '../ops/kv-store.js';
+import { Step } from '../gpu/step.js';
 import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp } from '../ops/op.js';
-import type { PreparedRope } from '../ops/rope.js';
 import type { ModelConfig } from './config.js';
 import { compileKernels, type Kernels, type RopeTable } from './kernels.js';
 import type { ModelProgress } from './progress.js';
@@ -43,12 +41,14 @@ export interface LoadModelOptions {
   onProgress?: (p: ModelProgress) => void;
 }
 
-/** The ops of one pass, in order, and the ones whose positions move per call. */
+/**
+ * The ops of one pass, in order, and its step: the row count and each row's (slot,
+ * position), which rope, kv_store and attention of every layer read (src/gpu/step.ts).
+ * A call writes the step once; nothing else of the pass changes per call.
+ */
 interface Pass {
   ops: PreparedOp[];
-  ropes: PreparedRope[];
-  stores: KvStoreOp[];
-  attentions: AttentionOp[];
+  step: Step; // (1 + 2·rows) u32: rows, per row (slot, position)
 }
 
 export class LlamaModel {
@@ -183,7 +183,8 @@ export class LlamaModel {
     const pass = (kind: 'prefill' | 'decode', rows: number, x: GPUBuffer): Pass => {
       const b = bufs[kind];
       const tag = kind === 'prefill' ? `prefill${rows}` : kind; // labels: prefill8.layers.0.q_proj
-      const out: Pass = { ops: [], ropes: [], stores: [], attentions: [] };
+      const step = this.own(new Step(device, `model.${tag}`, { rows, positions: maxSeq }));
+      const out: Pass = { ops: [], step };
       const add = <T extends PreparedOp>(op: T): T => (out.ops.push(this.own(op)), op);
       const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer) => {
         const wt = this.weight(weight);
@@ -215,14 +216,14 @@ export class LlamaModel {
         }
         if (kindOf.rope !== null) {
           const rope = ops.ropeOf.get(kindOf.rope)!;
-          out.ropes.push(add(rope.op.prepare(`${p}.rope`, { tokens: rows, nHeads: numHeads, nKvHeads: numKvHeads, headDim }, b.q, b.k)));
+          add(rope.op.prepare(`${p}.rope`, { nHeads: numHeads, nKvHeads: numKvHeads, headDim }, { step, q: b.q, k: b.k }));
         }
-        out.stores.push(add(ops.store.prepare(`${p}.kv_store`, { nKvHeads: numKvHeads, headDim, maxSeq }, rows, { k: b.k, v: b.v, kCache: cache[i].k, vCache: cache[i].v })));
+        add(ops.store.prepare(`${p}.kv_store`, { nKvHeads: numKvHeads, headDim, maxSeq }, { step, k: b.k, v: b.v, kCache: cache[i].k, vCache: cache[i].v }));
         const shape = { nHeads: numHeads, nKvHeads: numKvHeads, headDim, maxSeq, scale: f.attnScale, softcap: f.attnSoftcap, window: kindOf.window };
-        const attnBuffers = { q: b.q, kCache: cache[i].k, vCache: cache[i].v, out: b.attn };
-        out.attentions.push(add(kind === 'decode'
+        const attnBuffers = { step, q: b.q, kCache: cache[i].k, vCache: cache[i].v, out: b.attn };
+        add(kind === 'decode'
           ? ops.attention.prepareDecode(`${p}.attention`, shape, attnBuffers, decodeScratch)
-          : ops.attention.prepare(`${p}.attention`, shape, rows, attnBuffers)));
+          : ops.attention.prepare(`${p}.attention`, shape, attnBuffers));
         linear(`${p}.o_proj`, l.o, l.oBias, b.attn, b.proj);
         residual(`${p}.attn_residual`, l.postAttnNorm, b.proj);
         // ── MLP: x = x + post?(down_proj(act(gate_proj(rms(x))) · up_proj(rms(x))))
@@ -276,7 +277,7 @@ export class LlamaModel {
       start = 0;
     }
     if (ids.length === 1) {
-      this.setPositions(this.decode, start, 1);
+      this.decode.step.writeRange(start, 1); // one row at `start`, slot 0 (one sequence until step 14)
       this.writeIds(ids);
       const encoder = device.createCommandEncoder({ label: 'model.decode' });
       const passEncoder = encoder.beginComputePass({ label: 'model.decode' });
@@ -286,11 +287,11 @@ export class LlamaModel {
       device.queue.submit([encoder.finish()]);
       return;
     }
-    // Prefill in chunks; the queue orders each chunk's Params writes with its submit.
+    // Prefill in chunks; the queue orders each chunk's step write with its submit.
     for (let at = 0; at < ids.length; at += PREFILL_CHUNK) {
       const chunk = ids.slice(at, at + PREFILL_CHUNK);
       const prefill = this.prefill.get(PREFILL_ROWS.find((rows) => rows >= chunk.length)!)!;
-      this.setPositions(prefill, start + at, chunk.length);
+      prefill.step.writeRange(start + at, chunk.length);
       this.writeIds(chunk);
       const encoder = device.createCommandEncoder({ label: 'model.prefill' });
       const passEncoder = encoder.beginComputePass({ label: 'model.prefill' });
@@ -328,12 +329,6 @@ export class LlamaModel {
   private writeIds(ids: readonly number[]): void {
     this.idScratch.set(ids);
     this.device.queue.writeBuffer(this.ids, 0, this.idScratch, 0, ids.length);
-  }
-
-  private setPositions(pass: Pass, start: number, tokens: number): void {
-    for (const rope of pass.ropes) rope.setPositions(start, tokens);
-    for (const store of pass.stores) store.setRange(start, tokens);
-    for (const attention of pass.attentions) attention.setRange(start, tokens);
   }
 
   /** The last forward's logits, read back (tests, `--json` debugging; not per token). */

@@ -1,16 +1,18 @@
-// Launcher of shaders/attention.wgsl: causal GQA attention of T query tokens at positions
-// [start, start + T) over the KV cache (see kv-store.ts for how tokens get there).
+// Launcher of shaders/attention.wgsl: causal GQA attention of T query rows, row r at its
+// step position p_r, over the KV cache keys 0 ..= p_r (see kv-store.ts for how they get
+// there).
 //
-//   prepare()        prefill: one flash-attention dispatch, sized for `maxTokens` queries.
-//   prepareDecode()  one token: flash-decoding, the keys cut in splits of DECODE_SPLIT_KEYS
-//                    (pass 1, SPLIT variant) merged by `combine` (pass 2); one plain
-//                    dispatch when the cache is no longer than one split.
+//   prepare()        prefill: one flash-attention dispatch, sized for the step's maxRows.
+//   prepareDecode()  few rows (one token today): flash-decoding, the keys cut in splits of
+//                    DECODE_SPLIT_KEYS (pass 1, SPLIT variant) merged by `combine` (pass 2);
+//                    one plain dispatch when the cache is no longer than one split.
 //
-// Per-call values — `start` and `tokens` (T), hence the context start + T — live in the op's
-// Params buffer: call `op.setRange(start, tokens)` (ParamsLayout.write on the queue, in
-// order with submits) before submitting the encoded op. Bind groups and dispatch sizes
-// never change: the dispatch covers `maxTokens` queries and every split up to `maxSeq`;
-// workgroups past this call's T or context exit at once (~µs each).
+// Per-call values — the row count T and each row's position — come from the pass's Step
+// (src/gpu/step.ts), written once per call and shared by every layer; the Params hold only
+// what prepare() fixes. Bind groups and dispatch sizes never change: the dispatch covers
+// maxRows queries and every split up to `maxSeq`; workgroups past this call's rows or
+// their keys exit at once (~µs each). Positions need not be consecutive: a block bounds its
+// keys by the smallest and largest position of its rows.
 //
 // Options in the shape (fixed per prepared op): `scale` (default headDim^-0.5), `softcap`
 // (Gemma 2's attn_logit_softcapping) and `window` (sliding window), each off by default;
@@ -25,7 +27,8 @@ import { SluiceError } from '../errors.js';
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp, type RangedOp, rangeProblem } from './op.js';
+import { type Step, stepProblem } from '../gpu/step.js';
+import { type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
 
 /**
  * Threads per workgroup; a tile is 4 keys per thread. P·V puts one thread on each vec4 of
@@ -47,13 +50,11 @@ export const ROWS_PER_THREAD = 4;
 export const DECODE_SPLIT_KEYS = 256;
 
 const PARAMS = new ParamsLayout([
-  ['start', 'u32'], // position of the first query (per call)
-  ['tokens', 'u32'], // T, ≤ maxTokens (per call)
   ['n_heads', 'u32'],
   ['group', 'u32'], // nHeads / nKvHeads
   ['head_vecs', 'u32'], // headDim / 4
   ['max_seq', 'u32'],
-  ['rows', 'u32'], // query rows per workgroup (attentionRows)
+  ['block_rows', 'u32'], // query rows (token, head) per workgroup (attentionRows)
   ['split_keys', 'u32'], // keys per split; maxSeq when unsplit
   ['scale', 'f32'], // 1 / sqrt(headDim), or shape.scale
   ['softcap', 'f32'], // SOFTCAP variant: the cap (0 otherwise, unused)
@@ -84,21 +85,23 @@ export interface AttentionShape {
   readonly window?: number | null;
 }
 
-/** The caller's buffers, all in the compute dtype. */
+/** The caller's buffers, all in the compute dtype, and the pass's step. */
 export interface AttentionBuffers {
-  readonly q: GPUBuffer; // (maxTokens, nHeads, headDim)
+  /** Rows and positions of each call; q and out hold its maxRows rows. */
+  readonly step: Step;
+  readonly q: GPUBuffer; // (maxRows, nHeads, headDim)
   readonly kCache: GPUBuffer; // (nKvHeads, maxSeq, headDim)
   readonly vCache: GPUBuffer; // (nKvHeads, maxSeq, headDim)
-  readonly out: GPUBuffer; // (maxTokens, nHeads, headDim)
+  readonly out: GPUBuffer; // (maxRows, nHeads, headDim)
 }
 
-/** A prepared attention: queries at positions [start, start + tokens) over keys [0, start + tokens). */
-export type AttentionOp = RangedOp;
+/** A prepared attention: query row r (< step.rows) at step.row[r].position over keys 0 ..= that position. */
+export type AttentionOp = PreparedOp;
 
 /** f32 scratch of flash-decoding's partials; one can serve every layer (they run in order). */
 export interface DecodeScratch {
-  readonly o: GPUBuffer; // (splits, 1, nHeads, headDim) f32
-  readonly ml: GPUBuffer; // (splits, 1, nHeads) vec2 f32
+  readonly o: GPUBuffer; // (splits, rows, nHeads, headDim) f32
+  readonly ml: GPUBuffer; // (splits, rows, nHeads) vec2 f32
   destroy(): void;
 }
 
@@ -241,48 +244,52 @@ export class Attention {
     return set;
   }
 
-  /** Prefill: up to `maxTokens` queries per call (setRange picks T and start). */
-  prepare(label: string, shape: AttentionShape, maxTokens: number, buffers: AttentionBuffers): AttentionOp {
-    return this.build(label, shape, maxTokens, buffers, 1);
+  /** Prefill: up to the step's maxRows queries per call, at the step's positions. */
+  prepare(label: string, shape: AttentionShape, buffers: AttentionBuffers): AttentionOp {
+    return this.build(label, shape, buffers, 1);
   }
 
   /**
-   * Decode: one query (setRange(position, 1)) over keys [0, position]. Splits cover the
-   * whole cache, so the dispatch never changes; splits past the context exit at once.
-   * `scratch` (decodeScratch) may be shared by all layers; without it the op makes its own.
+   * Decode: the step's rows (one today) each over keys 0 ..= its position. Splits cover
+   * the whole cache, so the dispatch never changes; splits past a block's keys exit at
+   * once. `scratch` (decodeScratch, for at least the step's maxRows) may be shared by all
+   * layers; without it the op makes its own.
    */
   prepareDecode(label: string, shape: AttentionShape, buffers: AttentionBuffers, scratch?: DecodeScratch): AttentionOp {
-    checkShape(label, shape, 1);
+    const rows = buffers.step.maxRows;
+    checkShape(label, shape, rows);
     const splits = Math.ceil(shape.maxSeq / DECODE_SPLIT_KEYS);
-    if (splits === 1) return this.build(label, shape, 1, buffers, 1);
-    const own = scratch ? undefined : this.decodeScratch(label, shape);
+    if (splits === 1) return this.build(label, shape, buffers, 1);
+    const own = scratch ? undefined : this.decodeScratch(label, shape, rows);
     const use = scratch ?? own!;
-    checkBuffer(label, 'scratch.o', use.o, splits * shape.nHeads * shape.headDim * 4);
-    checkBuffer(label, 'scratch.ml', use.ml, splits * shape.nHeads * 8);
-    return this.build(label, shape, 1, buffers, splits, use, own);
+    checkBuffer(label, 'scratch.o', use.o, splits * rows * shape.nHeads * shape.headDim * 4);
+    checkBuffer(label, 'scratch.ml', use.ml, splits * rows * shape.nHeads * 8);
+    return this.build(label, shape, buffers, splits, use, own);
   }
 
-  /** Partials of prepareDecode for `shape`: splits · nHeads · (headDim + 2) f32. */
-  decodeScratch(label: string, shape: AttentionShape): DecodeScratch {
+  /** Partials of prepareDecode for `shape` and `rows` query rows: splits · rows · nHeads · (headDim + 2) f32. */
+  decodeScratch(label: string, shape: AttentionShape, rows = 1): DecodeScratch {
     const splits = Math.ceil(shape.maxSeq / DECODE_SPLIT_KEYS);
     const make = (name: string, size: number): GPUBuffer =>
       this.device.createBuffer({ label: `${label}.${name}`, size: Math.ceil(size / 16) * 16, usage: GPUBufferUsage.STORAGE });
-    const o = make('partial_o', splits * shape.nHeads * shape.headDim * 4);
-    const ml = make('partial_ml', splits * shape.nHeads * 8);
+    const o = make('partial_o', splits * rows * shape.nHeads * shape.headDim * 4);
+    const ml = make('partial_ml', splits * rows * shape.nHeads * 8);
     return { o, ml, destroy: () => (o.destroy(), ml.destroy()) };
   }
 
   private build(
     label: string,
     shape: AttentionShape,
-    maxTokens: number,
     buffers: AttentionBuffers,
     splits: number,
     scratch?: DecodeScratch,
     ownScratch?: DecodeScratch,
   ): AttentionOp {
+    const maxTokens = buffers.step.maxRows;
     checkShape(label, shape, maxTokens);
     const { nHeads, nKvHeads, headDim, maxSeq } = shape;
+    const problem = stepProblem(buffers.step, maxTokens, maxSeq);
+    if (problem) fail(label, problem);
     const options = scoreOptions(label, shape);
     const pipelines = this.pipelinesFor(options.features);
     const bytes = computeBytes(this.dtype);
@@ -302,24 +309,25 @@ export class Attention {
       group,
       head_vecs: headVecs,
       max_seq: maxSeq,
-      rows,
+      block_rows: rows,
       split_keys: splits > 1 ? DECODE_SPLIT_KEYS : maxSeq,
       scale: options.scale,
       softcap: options.softcap,
       window: options.window,
     };
-    const params = PARAMS.createBuffer(this.device, label, { start: 0, tokens: maxTokens, ...fixed });
+    const params = PARAMS.createBuffer(this.device, label, fixed);
     const bind = (pipeline: GPUComputePipeline, entries: [number, GPUBuffer][]): GPUBindGroup =>
       this.device.createBindGroup({
         label,
         layout: pipeline.getBindGroupLayout(0),
         entries: entries.map(([binding, buffer]) => ({ binding, resource: { buffer } })),
       });
-    const inputs: [number, GPUBuffer][] = [[0, params], [1, buffers.q], [2, buffers.kCache], [3, buffers.vCache]];
+    const step = buffers.step.buffer;
+    const inputs: [number, GPUBuffer][] = [[0, params], [1, step], [2, buffers.q], [3, buffers.kCache], [4, buffers.vCache]];
     const dispatches: PreparedDispatch[] = [];
     if (splits === 1) {
       const pipeline = pipelines.plain;
-      dispatches.push({ label, pipeline, bindGroup: bind(pipeline, [...inputs, [4, buffers.out]]), workgroups: [blocks, nKvHeads, 1] });
+      dispatches.push({ label, pipeline, bindGroup: bind(pipeline, [...inputs, [5, buffers.out]]), workgroups: [blocks, nKvHeads, 1] });
     } else {
       const split = pipelines.split;
       const combine = pipelines.combine;
@@ -327,27 +335,19 @@ export class Attention {
       dispatches.push({
         label: `${label}.split`,
         pipeline: split,
-        bindGroup: bind(split, [...inputs, [4, o], [5, ml]]),
+        bindGroup: bind(split, [...inputs, [5, o], [6, ml]]),
         workgroups: [blocks, nKvHeads, splits],
       });
       dispatches.push({
         label: `${label}.combine`,
         pipeline: combine,
-        bindGroup: bind(combine, [[0, params], [4, o], [5, ml], [6, buffers.out]]),
+        bindGroup: bind(combine, [[0, params], [1, step], [5, o], [6, ml], [7, buffers.out]]),
         workgroups: workgroups1d(maxTokens * nHeads * headVecs, ATTENTION_WORKGROUP, maxGroups),
       });
     }
-    const device = this.device;
     return {
       label,
       dispatches,
-      params,
-      maxTokens,
-      setRange(start: number, tokens: number): void {
-        const problem = rangeProblem(start, tokens, maxTokens, maxSeq);
-        if (problem) fail(label, problem);
-        PARAMS.write(device, params, { start, tokens, ...fixed });
-      },
       destroy(): void {
         params.destroy();
         ownScratch?.destroy();

@@ -1,25 +1,25 @@
-// Launcher of shaders/kv_store.wgsl: appends the new tokens' K and V (T, nKvHeads, headDim),
+// Launcher of shaders/kv_store.wgsl: appends the new rows' K and V (T, nKvHeads, headDim),
 // as the k_proj/v_proj matmuls produce them, to one layer's head-major cache
-// (nKvHeads, maxSeq, headDim) at positions [start, start + T).
+// (nKvHeads, maxSeq, headDim), row r at its step position.
 //
-// Per-call values — `start` and `tokens` — live in the op's Params buffer: call
-// `op.setRange(start, tokens)` (ParamsLayout.write on the queue) before submitting. The
-// dispatch covers `maxTokens` tokens; threads past this call's T exit. A bit-exact copy of
-// 8-byte units, so one pipeline serves F32 and F16 (headDim a multiple of 4).
+// Per-call values — the row count and each row's position — come from the pass's Step
+// (src/gpu/step.ts), written once per call for every layer; the Params hold only the
+// shape. The dispatch covers the step's maxRows; threads past this call's rows exit. A
+// bit-exact copy of 8-byte units, so one pipeline serves F32 and F16 (headDim a multiple
+// of 4).
 
 import { SluiceError } from '../errors.js';
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { bindBuffers, type ComputeDtype, computeBytes, type RangedOp, rangeProblem } from './op.js';
+import { type Step, stepProblem } from '../gpu/step.js';
+import { bindBuffers, type ComputeDtype, computeBytes, type PreparedOp } from './op.js';
 
 export const KV_STORE_WORKGROUP = 256;
 /** Bytes moved per thread and buffer (a vec2<u32>). */
 const UNIT_BYTES = 8;
 
 const PARAMS = new ParamsLayout([
-  ['start', 'u32'], // cache position of the first new token (per call)
-  ['tokens', 'u32'], // T, ≤ maxTokens (per call)
   ['n_kv_heads', 'u32'],
   ['row_units', 'u32'], // headDim · bytes / 8
   ['max_seq', 'u32'],
@@ -33,16 +33,18 @@ export interface KvStoreShape {
   readonly maxSeq: number;
 }
 
-/** The caller's buffers, all in the compute dtype. */
+/** The caller's buffers, all in the compute dtype, and the pass's step. */
 export interface KvStoreBuffers {
-  readonly k: GPUBuffer; // (maxTokens, nKvHeads, headDim) new keys (after RoPE)
-  readonly v: GPUBuffer; // (maxTokens, nKvHeads, headDim) new values
+  /** Rows and positions of each call; k and v hold its maxRows rows. */
+  readonly step: Step;
+  readonly k: GPUBuffer; // (maxRows, nKvHeads, headDim) new keys (after RoPE)
+  readonly v: GPUBuffer; // (maxRows, nKvHeads, headDim) new values
   readonly kCache: GPUBuffer; // (nKvHeads, maxSeq, headDim)
   readonly vCache: GPUBuffer; // (nKvHeads, maxSeq, headDim)
 }
 
-/** A prepared store: tokens [0, tokens) of k and v → cache positions [start, start + tokens). */
-export type KvStoreOp = RangedOp;
+/** A prepared store: rows [0, step.rows) of k and v → cache positions step.row[r].position. */
+export type KvStoreOp = PreparedOp;
 
 const KEY = `kv_store_wg${KV_STORE_WORKGROUP}`;
 const SPEC: PipelineSpec = { shader: 'kv_store', constants: { WORKGROUP_SIZE: KV_STORE_WORKGROUP } };
@@ -67,36 +69,30 @@ export class KvStore {
     return new KvStore(device, dtype, await pipelineCache(device).get(KEY, SPEC));
   }
 
-  prepare(label: string, shape: KvStoreShape, maxTokens: number, buffers: KvStoreBuffers): KvStoreOp {
+  prepare(label: string, shape: KvStoreShape, buffers: KvStoreBuffers): KvStoreOp {
     const { nKvHeads, headDim, maxSeq } = shape;
-    for (const [name, v] of Object.entries({ nKvHeads, headDim, maxSeq, maxTokens })) {
+    const rows = buffers.step.maxRows;
+    for (const [name, v] of Object.entries({ nKvHeads, headDim, maxSeq })) {
       if (!Number.isInteger(v) || v < 1) fail(label, `${name} = ${v} is not a positive integer`);
     }
     if (headDim % 4 !== 0) fail(label, `needs headDim a multiple of 4, got ${headDim}`);
+    const problem = stepProblem(buffers.step, rows, maxSeq);
+    if (problem) fail(label, problem);
     const bytes = computeBytes(this.dtype);
-    const sizes = { k: maxTokens, v: maxTokens, kCache: maxSeq, vCache: maxSeq };
-    for (const [name, rows] of Object.entries(sizes)) {
-      const need = rows * nKvHeads * headDim * bytes;
-      const have = buffers[name as keyof KvStoreBuffers].size;
+    const sizes = { k: rows, v: rows, kCache: maxSeq, vCache: maxSeq };
+    for (const [name, n] of Object.entries(sizes)) {
+      const need = n * nKvHeads * headDim * bytes;
+      const have = buffers[name as keyof typeof sizes].size;
       if (have < need) fail(label, `${name} holds ${have} bytes, needs ${need}`);
     }
     const rowUnits = (headDim * bytes) / UNIT_BYTES;
-    const fixed = { n_kv_heads: nKvHeads, row_units: rowUnits, max_seq: maxSeq };
-    const params = PARAMS.createBuffer(this.device, label, { start: 0, tokens: maxTokens, ...fixed });
-    const entries = [params, buffers.k, buffers.v, buffers.kCache, buffers.vCache];
+    const params = PARAMS.createBuffer(this.device, label, { n_kv_heads: nKvHeads, row_units: rowUnits, max_seq: maxSeq });
+    const entries = [params, buffers.step.buffer, buffers.k, buffers.v, buffers.kCache, buffers.vCache];
     const bindGroup = bindBuffers(this.device, this.pipeline, label, entries);
-    const workgroups = workgroups1d(maxTokens * nKvHeads * rowUnits, KV_STORE_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
-    const device = this.device;
+    const workgroups = workgroups1d(rows * nKvHeads * rowUnits, KV_STORE_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
     return {
       label,
       dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups }],
-      params,
-      maxTokens,
-      setRange(start: number, tokens: number): void {
-        const problem = rangeProblem(start, tokens, maxTokens, maxSeq);
-        if (problem) fail(label, problem);
-        PARAMS.write(device, params, { start, tokens, ...fixed });
-      },
       destroy: () => params.destroy(),
     };
   }

@@ -5,24 +5,23 @@
 // length. prepare()'s headDim may exceed the table's rotary dim (partial rotary: the rest
 // passes through).
 //
-// Per token: the position of the first row is the Params field `start`, which the caller
-// rewrites with PreparedRope.setPositions(start) before submitting (a queue.writeBuffer of
-// 32 bytes, ordered with the submit). Everything else is built once in prepare().
+// Per call: the row count and each row's position come from the pass's Step
+// (src/gpu/step.ts, binding 1), written once per call for every layer. Everything else is
+// built once in prepare(): the Params never change.
 
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import type { Step } from '../gpu/step.js';
 import { bindBuffers, type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
 
 /** Invocations per workgroup; one invocation rotates one pair (i, i + rotaryDim/2). */
 export const ROPE_WORKGROUP = 256;
 
 const PARAMS = new ParamsLayout([
-  ['tokens', 'u32'], // T
   ['n_heads', 'u32'], // Q heads per row
   ['n_kv_heads', 'u32'], // K heads per row
   ['head_dim', 'u32'], // elements per head (row stride of a head)
-  ['start', 'u32'], // position of row 0 (rewritten per token)
   ['rot_half', 'u32'], // rotaryDim / 2 = inv_freq's length
   ['attention_factor', 'f32'], // SCALED variant: cos, sin × this
 ] as const);
@@ -52,8 +51,6 @@ export interface RopeOptions {
 }
 
 export interface RopeShape {
-  /** Rows of Q and K prepared for: the dispatch size (setPositions may lower it). */
-  tokens: number;
   nHeads: number;
   nKvHeads: number;
   /**
@@ -62,18 +59,18 @@ export interface RopeShape {
    * head rotate (pairs (i, i + rotaryDim/2)), the rest pass through unchanged.
    */
   headDim?: number;
-  /** Position of row 0 until setPositions changes it (default 0). */
-  start?: number;
 }
 
-/** A prepared rope whose positions the caller moves every token. */
-export interface PreparedRope extends PreparedOp {
-  /**
-   * Rows [0, tokens) get positions [start, start + tokens) from the next submit on;
-   * tokens defaults to (and may not exceed) the prepared count.
-   */
-  setPositions(start: number, tokens?: number): void;
+/** The caller's buffers, in the compute dtype, and the pass's step. */
+export interface RopeBuffers {
+  /** Rows and positions of each call (below 2^24); q and k hold its maxRows rows. */
+  step: Step;
+  q: GPUBuffer; // (maxRows, nHeads, headDim) rotated in place
+  k: GPUBuffer; // (maxRows, nKvHeads, headDim) rotated in place, distinct from q
 }
+
+/** A prepared rope: row r (< step.rows) of q and k rotated to step.row[r].position. */
+export type PreparedRope = PreparedOp;
 
 export class Rope {
   private constructor(
@@ -117,15 +114,18 @@ export class Rope {
   }
 
   /**
-   * Rotates q: (tokens, nHeads, headDim) and k: (tokens, nKvHeads, headDim), both in the
-   * compute dtype and distinct buffers, in place, row r at position start + r. headDim
-   * (shape.headDim, default the rotary dim) ≥ rotaryDim: elements past rotaryDim of each
-   * head are left as they are.
+   * Rotates q: (rows, nHeads, headDim) and k: (rows, nKvHeads, headDim), both in the
+   * compute dtype and distinct buffers, in place, row r at its step position, for the
+   * step's rows of each call (the dispatch covers its maxRows). headDim (shape.headDim,
+   * default the rotary dim) ≥ rotaryDim: elements past rotaryDim of each head are left as
+   * they are.
    */
-  prepare(label: string, shape: RopeShape, q: GPUBuffer, k: GPUBuffer): PreparedRope {
-    const { tokens, nHeads, nKvHeads } = shape;
+  prepare(label: string, shape: RopeShape, buffers: RopeBuffers): PreparedRope {
+    const { nHeads, nKvHeads } = shape;
+    const { step, q, k } = buffers;
+    const tokens = step.maxRows;
     const headDim = shape.headDim ?? this.headDim;
-    for (const [name, v] of [['tokens', tokens], ['nHeads', nHeads], ['nKvHeads', nKvHeads]] as const) {
+    for (const [name, v] of [['nHeads', nHeads], ['nKvHeads', nKvHeads]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`${label}: rope ${name} must be an integer ≥ 1, got ${v}`);
     }
     if (!Number.isInteger(headDim) || headDim < this.headDim) throw new Error(`${label}: rope headDim must be an integer ≥ the rotary dim ${this.headDim}, got ${headDim}`);
@@ -139,31 +139,21 @@ export class Rope {
     if (threads > 2 ** 32 - 1 || tokens * Math.max(nHeads, nKvHeads) * headDim > 2 ** 32 - 1) {
       throw new Error(`${label}: rope (${tokens}, ${nHeads} + ${nKvHeads}, ${headDim}) has more elements than u32 indexes`);
     }
-    const check = (start: number, rows: number): void => {
-      if (!Number.isInteger(rows) || rows < 1 || rows > tokens) throw new Error(`${label}: rope tokens must be 1..${tokens} (prepared), got ${rows}`);
-      // f32(start + row) must be exact: positions below 2^24.
-      if (!Number.isInteger(start) || start < 0 || start + rows > 2 ** 24) throw new Error(`${label}: rope positions [${start}, ${start + rows}) out of range [0, 2^24)`);
-    };
-    check(shape.start ?? 0, tokens);
+    // f32(position) must be exact: positions below 2^24.
+    if (step.positions > 2 ** 24) throw new Error(`${label}: rope step ${step.label} allows positions up to ${step.positions}, rope takes [0, 2^24)`);
     const values = {
-      tokens,
       n_heads: nHeads,
       n_kv_heads: nKvHeads,
       head_dim: headDim,
-      start: shape.start ?? 0,
       rot_half: this.headDim / 2,
       attention_factor: this.attentionFactor,
     };
     const params = PARAMS.createBuffer(this.device, label, values);
-    const bindGroup = bindBuffers(this.device, this.pipeline, label, [params, q, k, this.invFreqBuffer]);
+    const bindGroup = bindBuffers(this.device, this.pipeline, label, [params, step.buffer, q, k, this.invFreqBuffer]);
     const workgroups = workgroups1d(threads, ROPE_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
     return {
       label,
       dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups }],
-      setPositions: (start: number, rows = tokens) => {
-        check(start, rows);
-        PARAMS.write(this.device, params, { ...values, start, tokens: rows });
-      },
       destroy: () => params.destroy(),
     };
   }

@@ -1,9 +1,11 @@
-// kv_store and attention (prefill and flash-decoding), F32 and F16, against a float64
-// reference (test/support/attention-reference.ts) on seeded shapes: GQA ratios, head sizes
-// that are and are not powers of two, contexts that are not multiples of the KV tile,
-// later turns (start > 0), and a cache poisoned with NaN past the context, so a kernel that
-// reads a key it must not see fails loudly. The score options (scale, softcap, sliding
-// window) on seeded shapes, prefill and decode, the cache also NaN before the window.
+// Attention (prefill and flash-decoding), with kv_store feeding it, F32 and F16, against a
+// float64 reference (test/support/attention-reference.ts) on seeded shapes: GQA ratios,
+// head sizes that are and are not powers of two, contexts that are not multiples of the KV
+// tile, later turns (start > 0), and a cache poisoned with NaN past the context, so a
+// kernel that reads a key it must not see fails loudly. The score options (scale, softcap,
+// sliding window) on seeded shapes, prefill and decode, the cache also NaN before the
+// window. Rows at positions that are not consecutive nor in order ([5, 9, 10], …), as a
+// step may give them. kv_store alone: kv-store.test.ts.
 
 import { describe, expect, it } from 'vitest';
 import { readBuffer } from '../../src/gpu/read-back.js';
@@ -18,9 +20,10 @@ import {
   DECODE_SPLIT_KEYS,
   ROWS_PER_THREAD,
 } from '../../src/ops/attention.js';
+import { Step } from '../../src/gpu/step.js';
 import { KvStore, kvStoreVariants } from '../../src/ops/kv-store.js';
 import { type ComputeDtype, runOps } from '../../src/ops/op.js';
-import { attentionReference, kvStoreReference } from '../support/attention-reference.js';
+import { attentionReference, kvStoreReference, positionRange } from '../support/attention-reference.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 import { asDtype, encode, nmse, outputBuffer, randomValues, readArray, uploadArray } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
@@ -95,38 +98,6 @@ describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
   const skip = (): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
   const bytes = dtype === 'F16' ? 2 : 4;
 
-  it('kv_store writes [start, start + T) exactly and nothing else, turn after turn', async () => {
-    if (skip()) return expect(skip()).toBe(true); // said, not silent: no F16 on this adapter
-    const store = await KvStore.create(gpu.device, dtype);
-    for (const [nKv, d, maxSeq, maxTokens] of [[2, 64, 40, 16], [3, 80, 29, 29], [1, 4, 7, 3]] as const) {
-      let kHost = asDtype(randomValues(rng, nKv * maxSeq * d), dtype); // stale garbage
-      let vHost = asDtype(randomValues(rng, nKv * maxSeq * d), dtype);
-      const kCache = uploadArray(gpu.device, kHost, dtype);
-      const vCache = uploadArray(gpu.device, vHost, dtype);
-      const k = outputBuffer(gpu.device, maxTokens * nKv * d, bytes);
-      const v = outputBuffer(gpu.device, maxTokens * nKv * d, bytes);
-      const op = store.prepare(`test.kv_store`, { nKvHeads: nKv, headDim: d, maxSeq }, maxTokens, { k, v, kCache, vCache });
-      // Three turns of the same prepared op: a prompt, one token, the tail of the cache.
-      const first = Math.min(maxTokens, maxSeq - 3);
-      for (const [start, tokens] of [[0, first], [first, 1], [maxSeq - 2, 2]]) {
-        const kNew = asDtype(randomValues(rng, tokens * nKv * d), dtype);
-        const vNew = asDtype(randomValues(rng, tokens * nKv * d), dtype);
-        write(k, 0, kNew, dtype);
-        write(v, 0, vNew, dtype);
-        op.setRange(start, tokens);
-        await runOps(gpu.device, [op]);
-        kHost = kvStoreReference(kHost, kNew, nKv, d, maxSeq, start, tokens);
-        vHost = kvStoreReference(vHost, vNew, nKv, d, maxSeq, start, tokens);
-        for (const [buffer, host] of [[kCache, kHost], [vCache, vHost]] as const) {
-          const got = await readBuffer(gpu.device, buffer, 0, host.length * bytes);
-          expect(Buffer.from(got).equals(encode(host, dtype)), `${nKv}×${d}, start ${start}, T ${tokens}`).toBe(true); // a copy: bit-exact
-        }
-      }
-      op.destroy();
-      for (const b of [kCache, vCache, k, v]) b.destroy();
-    }
-  });
-
   it(`prefill: ${PREFILL.length} shapes, new tokens stored by kv_store in the same pass`, async () => {
     if (skip()) return expect(skip()).toBe(true);
     const [attention, store] = await Promise.all([Attention.create(gpu.device, dtype), KvStore.create(gpu.device, dtype)]);
@@ -146,19 +117,21 @@ describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
         k: uploadArray(gpu.device, kNew, dtype),
         v: uploadArray(gpu.device, vNew, dtype),
       };
-      const storeOp = store.prepare('test.kv_store', c, maxTokens, bufs);
-      const attnOp = attention.prepare('test.attention', c, maxTokens, bufs);
-      storeOp.setRange(start, tokens);
-      attnOp.setRange(start, tokens);
+      const step = new Step(gpu.device, 'test.step', { rows: maxTokens, positions: maxSeq });
+      const storeOp = store.prepare('test.kv_store', c, { ...bufs, step });
+      const attnOp = attention.prepare('test.attention', c, { ...bufs, step });
+      step.writeRange(start, tokens);
       await runOps(gpu.device, [storeOp, attnOp]);
       const got = await readArray(gpu.device, bufs.out, tokens * nHeads * d, dtype);
-      const kAll = kvStoreReference(kHost, kNew, nKv, d, maxSeq, start, tokens);
-      const vAll = kvStoreReference(vHost, vNew, nKv, d, maxSeq, start, tokens);
-      const want = attentionReference(q, kAll, vAll, c, start, tokens);
+      const positions = positionRange(start, tokens);
+      const kAll = kvStoreReference(kHost, kNew, nKv, d, maxSeq, positions);
+      const vAll = kvStoreReference(vHost, vNew, nKv, d, maxSeq, positions);
+      const want = attentionReference(q, kAll, vAll, c, positions);
       expect(noNaN(got), label(c)).toBeNull();
       expect(nmse(got, want), label(c)).toBeLessThan(TOLERANCE[dtype]);
       storeOp.destroy();
       attnOp.destroy();
+      step.destroy();
       for (const b of Object.values(bufs)) b.destroy();
     }
   });
@@ -175,7 +148,8 @@ describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
       const vCache = uploadArray(gpu.device, vHost, dtype);
       const qBuf = outputBuffer(gpu.device, nHeads * d, bytes);
       const out = outputBuffer(gpu.device, nHeads * d, bytes);
-      const op = attention.prepareDecode('test.decode', shape, { q: qBuf, kCache, vCache, out }, i % 2 ? shared : undefined);
+      const step = new Step(gpu.device, 'test.step', { rows: 1, positions: maxSeq });
+      const op = attention.prepareDecode('test.decode', shape, { step, q: qBuf, kCache, vCache, out }, i % 2 ? shared : undefined);
       expect(op.dispatches.length).toBe(2); // split + combine
       let filled = 0;
       for (const context of CONTEXTS) {
@@ -190,15 +164,16 @@ describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
         filled = context;
         const q = asDtype(randomValues(rng, nHeads * d, -5, 5), dtype);
         write(qBuf, 0, q, dtype);
-        op.setRange(context - 1, 1);
+        step.write([context - 1]);
         await runOps(gpu.device, [op]);
         const got = await readArray(gpu.device, out, nHeads * d, dtype);
-        const want = attentionReference(q, kHost, vHost, shape, context - 1, 1);
+        const want = attentionReference(q, kHost, vHost, shape, [context - 1]);
         const what = `${label(shape)} context ${context}`;
         expect(noNaN(got), what).toBeNull();
         expect(nmse(got, want), what).toBeLessThan(TOLERANCE[dtype]);
       }
       op.destroy();
+      step.destroy();
       for (const b of [kCache, vCache, qBuf, out]) b.destroy();
     }
     shared.destroy();
@@ -217,14 +192,83 @@ describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
       vCache: uploadArray(gpu.device, vHost, dtype),
       out: outputBuffer(gpu.device, 8 * 64, bytes),
     };
-    const op = attention.prepareDecode('test.decode', shape, bufs);
+    const step = new Step(gpu.device, 'test.step', { rows: 1, positions: shape.maxSeq });
+    const op = attention.prepareDecode('test.decode', shape, { ...bufs, step });
     expect(op.dispatches.length).toBe(1);
-    op.setRange(199, 1);
+    step.write([199]);
     await runOps(gpu.device, [op]);
     const got = await readArray(gpu.device, bufs.out, 8 * 64, dtype);
-    expect(nmse(got, attentionReference(q, kHost, vHost, shape, 199, 1))).toBeLessThan(TOLERANCE[dtype]);
+    expect(nmse(got, attentionReference(q, kHost, vHost, shape, [199]))).toBeLessThan(TOLERANCE[dtype]);
     op.destroy();
+    step.destroy();
     for (const b of Object.values(bufs)) b.destroy();
+  });
+});
+
+// Rows at positions a step may give: not consecutive, not in order, far apart (across
+// tiles, splits and windows), several tokens sharing a workgroup block (group 1, 2).
+interface RowsCase extends AttentionShape {
+  positions: number[];
+  /** The step's rows (≥ positions.length): blocks past them must exit. */
+  maxRows: number;
+  decode?: boolean;
+}
+const ROWS_CASES: RowsCase[] = [
+  { positions: [5, 9, 10], nHeads: 4, nKvHeads: 2, headDim: 64, maxSeq: 16, maxRows: 4 }, // the issue's example
+  { positions: [10, 5, 9], nHeads: 4, nKvHeads: 4, headDim: 32, maxSeq: 12, maxRows: 3 }, // one block, out of order
+  { positions: [300, 7, 299, 0, 520], nHeads: 8, nKvHeads: 2, headDim: 64, maxSeq: 540, maxRows: 8, window: 37, softcap: 5 },
+  { positions: [40, 3, 17, 90, 91, 5, 60, 2, 33], nHeads: 4, nKvHeads: 4, headDim: 32, maxSeq: 95, maxRows: 9, window: 20 },
+  { positions: [1100, 2, 600, 1050], nHeads: 6, nKvHeads: 3, headDim: 80, maxSeq: 1200, maxRows: 5 }, // 3 KV tiles
+  { positions: [5, 600, 999], nHeads: 8, nKvHeads: 2, headDim: 64, maxSeq: 1000, maxRows: 3, decode: true }, // 4 splits
+  { positions: [999, 5, 600, 256], nHeads: 9, nKvHeads: 1, headDim: 80, maxSeq: 1000, maxRows: 4, decode: true, window: 300, softcap: 5 },
+  { positions: [255, 256, 0], nHeads: 4, nKvHeads: 4, headDim: 128, maxSeq: 1024, maxRows: 3, decode: true, window: 1 },
+];
+
+describe.each(['F32', 'F16'] as const)('rows at any positions, %s', (dtype) => {
+  const skip = (): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
+  const bytes = dtype === 'F16' ? 2 : 4;
+
+  it(`${ROWS_CASES.length} steps of non-consecutive positions, prefill and flash-decoding, stored by kv_store`, async () => {
+    if (skip()) return expect(skip()).toBe(true);
+    const [attention, store] = await Promise.all([Attention.create(gpu.device, dtype, { softcap: true, window: true }), KvStore.create(gpu.device, dtype)]);
+    for (const c of ROWS_CASES) {
+      const { positions, nHeads, nKvHeads: nKv, headDim: d, maxSeq, maxRows } = c;
+      const tokens = positions.length;
+      // Earlier keys everywhere up to the highest position; NaN past it and before the
+      // window of the lowest one (no row may read those).
+      const top = Math.max(...positions);
+      const kHost = cacheArray(nKv, maxSeq, d, top + 1, dtype);
+      const vHost = cacheArray(nKv, maxSeq, d, top + 1, dtype);
+      const lo = windowFirst(Math.min(...positions), c.window);
+      for (let h = 0; h < nKv; h++) for (const host of [kHost, vHost]) host.fill(Number.NaN, h * maxSeq * d, (h * maxSeq + lo) * d);
+      const kNew = asDtype(randomValues(rng, maxRows * nKv * d), dtype);
+      const vNew = asDtype(randomValues(rng, maxRows * nKv * d), dtype);
+      const q = asDtype(randomValues(rng, maxRows * nHeads * d, -5, 5), dtype);
+      const bufs = {
+        q: uploadArray(gpu.device, q, dtype),
+        kCache: uploadArray(gpu.device, kHost, dtype),
+        vCache: uploadArray(gpu.device, vHost, dtype),
+        out: outputBuffer(gpu.device, maxRows * nHeads * d, bytes),
+        k: uploadArray(gpu.device, kNew, dtype),
+        v: uploadArray(gpu.device, vNew, dtype),
+      };
+      const step = new Step(gpu.device, 'test.step', { rows: maxRows, positions: maxSeq });
+      const storeOp = store.prepare('test.kv_store', c, { ...bufs, step });
+      const attnOp = c.decode ? attention.prepareDecode('test.decode.rows', c, { ...bufs, step }) : attention.prepare('test.attention.rows', c, { ...bufs, step });
+      expect(attnOp.dispatches.length, label(c)).toBe(c.decode ? 2 : 1);
+      step.write(positions);
+      await runOps(gpu.device, [storeOp, attnOp]);
+      const got = await readArray(gpu.device, bufs.out, tokens * nHeads * d, dtype);
+      const kAll = kvStoreReference(kHost, kNew, nKv, d, maxSeq, positions);
+      const vAll = kvStoreReference(vHost, vNew, nKv, d, maxSeq, positions);
+      const want = attentionReference(q, kAll, vAll, c, positions);
+      expect(noNaN(got), label(c)).toBeNull();
+      expect(nmse(got, want), label(c)).toBeLessThan(TOLERANCE[dtype]);
+      storeOp.destroy();
+      attnOp.destroy();
+      step.destroy();
+      for (const b of Object.values(bufs)) b.destroy();
+    }
   });
 });
 
@@ -298,17 +342,18 @@ describe.each(['F32', 'F16'] as const)('score options, %s', (dtype) => {
         k: uploadArray(gpu.device, kNew, dtype),
         v: uploadArray(gpu.device, vNew, dtype),
       };
-      const storeOp = store.prepare('test.kv_store', c, maxTokens, bufs);
-      const attnOp = attention.prepare('test.attention.options', c, maxTokens, bufs);
+      const step = new Step(gpu.device, 'test.step', { rows: maxTokens, positions: maxSeq });
+      const storeOp = store.prepare('test.kv_store', c, { ...bufs, step });
+      const attnOp = attention.prepare('test.attention.options', c, { ...bufs, step });
       const windowed = c.window != null && c.window < maxSeq;
       expect(attnOp.dispatches[0].pipeline.label, label(c)).toBe(`attention_${dtype.toLowerCase()}${c.softcap ? '_softcap' : ''}${windowed ? '_window' : ''}_wg${ATTENTION_WORKGROUP}`);
-      storeOp.setRange(start, tokens);
-      attnOp.setRange(start, tokens);
+      step.writeRange(start, tokens);
       await runOps(gpu.device, [storeOp, attnOp]);
       const got = await readArray(gpu.device, bufs.out, tokens * nHeads * d, dtype);
-      const kAll = kvStoreReference(kHost, kNew, nKv, d, maxSeq, start, tokens);
-      const vAll = kvStoreReference(vHost, vNew, nKv, d, maxSeq, start, tokens);
-      const want = attentionReference(q, kAll, vAll, c, start, tokens);
+      const positions = positionRange(start, tokens);
+      const kAll = kvStoreReference(kHost, kNew, nKv, d, maxSeq, positions);
+      const vAll = kvStoreReference(vHost, vNew, nKv, d, maxSeq, positions);
+      const want = attentionReference(q, kAll, vAll, c, positions);
       expect(noNaN(got), label(c)).toBeNull();
       // As TOLERANCE: the softcap's derivative is ≤ 1; WGSL's tanh is accurate only in absolute
       // terms (lavapipe ≤ 2^-22.4 · cap, see softcap.test.ts), a score error of ≤ 1e-5 at cap 50
@@ -316,6 +361,7 @@ describe.each(['F32', 'F16'] as const)('score options, %s', (dtype) => {
       expect(nmse(got, want), label(c)).toBeLessThan(TOLERANCE[dtype]);
       storeOp.destroy();
       attnOp.destroy();
+      step.destroy();
       for (const b of Object.values(bufs)) b.destroy();
     }
   });
@@ -338,7 +384,8 @@ describe.each(['F32', 'F16'] as const)('score options, %s', (dtype) => {
       const vCache = uploadArray(gpu.device, vHost, dtype);
       const qBuf = outputBuffer(gpu.device, nHeads * d, bytes);
       const out = outputBuffer(gpu.device, nHeads * d, bytes);
-      const op = attention.prepareDecode('test.decode.options', shape, { q: qBuf, kCache, vCache, out });
+      const step = new Step(gpu.device, 'test.step', { rows: 1, positions: maxSeq });
+      const op = attention.prepareDecode('test.decode.options', shape, { step, q: qBuf, kCache, vCache, out });
       expect(op.dispatches.map((x) => x.pipeline.label)).toEqual([
         `attention_split_${dtype.toLowerCase()}${shape.softcap ? '_softcap' : ''}_window_wg${ATTENTION_WORKGROUP}`,
         `attention_combine_${dtype.toLowerCase()}_window_wg${ATTENTION_WORKGROUP}`,
@@ -359,15 +406,16 @@ describe.each(['F32', 'F16'] as const)('score options, %s', (dtype) => {
         poisonBefore(vHost, vCache, nKv, maxSeq, d, lo, dtype);
         const q = asDtype(randomValues(rng, nHeads * d, -5, 5), dtype);
         write(qBuf, 0, q, dtype);
-        op.setRange(context - 1, 1);
+        step.write([context - 1]);
         await runOps(gpu.device, [op]);
         const got = await readArray(gpu.device, out, nHeads * d, dtype);
-        const want = attentionReference(q, kHost, vHost, shape, context - 1, 1);
+        const want = attentionReference(q, kHost, vHost, shape, [context - 1]);
         const what = `${label(shape)} context ${context}`;
         expect(noNaN(got), what).toBeNull();
         expect(nmse(got, want), what).toBeLessThan(TOLERANCE[dtype]);
       }
       op.destroy();
+      step.destroy();
       for (const b of [kCache, vCache, qBuf, out]) b.destroy();
     }
   });
@@ -387,13 +435,15 @@ describe.each(['F32', 'F16'] as const)('score options, %s', (dtype) => {
       vCache: uploadArray(gpu.device, vHost, dtype),
       out: outputBuffer(gpu.device, tokens * 4 * 64, bytes),
     };
-    const op = attention.prepare('test.attention.softcap_big', shape, tokens, bufs);
-    op.setRange(start, tokens);
+    const step = new Step(gpu.device, 'test.step', { rows: tokens, positions: shape.maxSeq });
+    const op = attention.prepare('test.attention.softcap_big', shape, { ...bufs, step });
+    step.writeRange(start, tokens);
     await runOps(gpu.device, [op]);
     const got = await readArray(gpu.device, bufs.out, tokens * 4 * 64, dtype);
     expect(noNaN(got)).toBeNull();
-    expect(nmse(got, attentionReference(q, kHost, vHost, shape, start, tokens))).toBeLessThan(TOLERANCE[dtype]);
+    expect(nmse(got, attentionReference(q, kHost, vHost, shape, positionRange(start, tokens)))).toBeLessThan(TOLERANCE[dtype]);
     op.destroy();
+    step.destroy();
     for (const b of Object.values(bufs)) b.destroy();
   });
 });
@@ -401,13 +451,15 @@ describe.each(['F32', 'F16'] as const)('score options, %s', (dtype) => {
 it('refuses bad score options by name', async () => {
   const attention = await Attention.create(gpu.device, 'F32');
   const buf = outputBuffer(gpu.device, 4096, 4);
-  const bufs = { q: buf, kCache: buf, vCache: buf, out: buf };
+  const step = new Step(gpu.device, 'test.step', { rows: 1, positions: 8 });
+  const bufs = { step, q: buf, kCache: buf, vCache: buf, out: buf };
   const shape = { nHeads: 4, nKvHeads: 2, headDim: 64, maxSeq: 8 };
-  expect(() => attention.prepare('x', { ...shape, softcap: 0 }, 1, bufs)).toThrow(/softcap must be a positive number or null, got 0/);
-  expect(() => attention.prepare('x', { ...shape, window: 0 }, 1, bufs)).toThrow(/window must be an integer ≥ 1 or null, got 0/);
+  expect(() => attention.prepare('x', { ...shape, softcap: 0 }, bufs)).toThrow(/softcap must be a positive number or null, got 0/);
+  expect(() => attention.prepare('x', { ...shape, window: 0 }, bufs)).toThrow(/window must be an integer ≥ 1 or null, got 0/);
   expect(() => attention.prepareDecode('x', { ...shape, window: 2.5 }, bufs)).toThrow(/window must be an integer/);
-  expect(() => attention.prepare('x', { ...shape, scale: Number.NaN }, 1, bufs)).toThrow(/scale must be a positive number/);
-  attention.prepare('x', { ...shape, softcap: null, window: null }, 1, bufs).destroy(); // null: off
+  expect(() => attention.prepare('x', { ...shape, scale: Number.NaN }, bufs)).toThrow(/scale must be a positive number/);
+  attention.prepare('x', { ...shape, softcap: null, window: null }, bufs).destroy(); // null: off
+  step.destroy();
   buf.destroy();
 });
 
@@ -436,20 +488,34 @@ it('rows per workgroup fit the workgroup arrays for every supported head size', 
   }
 });
 
-it('refuses unsupported shapes and ranges by name', async () => {
+it('refuses unsupported shapes, steps and positions by name', async () => {
   const attention = await Attention.create(gpu.device, 'F32');
   const store = await KvStore.create(gpu.device, 'F32');
   const buf = outputBuffer(gpu.device, 4096, 4);
-  const bufs = { q: buf, kCache: buf, vCache: buf, out: buf, k: buf, v: buf };
+  const step1 = new Step(gpu.device, 'test.step1', { rows: 1, positions: 8 });
+  const step4 = new Step(gpu.device, 'test.step4', { rows: 4, positions: 8 });
+  const bufs = { step: step1, q: buf, kCache: buf, vCache: buf, out: buf, k: buf, v: buf };
   const shape = { nHeads: 4, nKvHeads: 2, headDim: 64, maxSeq: 8 };
-  expect(() => attention.prepare('x', { ...shape, headDim: 66 }, 1, bufs)).toThrow(/headDim a multiple of 4 up to 256, got 66/);
-  expect(() => attention.prepare('x', { ...shape, headDim: 260 }, 1, bufs)).toThrow(/up to 256/);
-  expect(() => attention.prepare('x', { ...shape, nKvHeads: 3 }, 1, bufs)).toThrow(/multiple of nKvHeads/);
-  expect(() => attention.prepare('x', { ...shape, maxSeq: 100 }, 1, bufs)).toThrow(/kCache holds 16384 bytes, needs 51200/);
-  expect(() => store.prepare('x', { ...shape, headDim: 6 }, 1, bufs)).toThrow(/headDim a multiple of 4/);
-  const op = attention.prepare('x', shape, 4, bufs);
-  expect(() => op.setRange(0, 5)).toThrow(/tokens = 5, prepared for 1..4/);
-  expect(() => op.setRange(6, 4)).toThrow(/positions \[6, 10\) exceed the cache \(8\)/);
-  op.destroy();
+  expect(() => attention.prepare('x', { ...shape, headDim: 66 }, bufs)).toThrow(/headDim a multiple of 4 up to 256, got 66/);
+  expect(() => attention.prepare('x', { ...shape, headDim: 260 }, bufs)).toThrow(/up to 256/);
+  expect(() => attention.prepare('x', { ...shape, nKvHeads: 3 }, bufs)).toThrow(/multiple of nKvHeads/);
+  expect(() => attention.prepare('x', { ...shape, maxSeq: 100 }, bufs)).toThrow(/kCache holds 16384 bytes, needs 51200/);
+  expect(() => store.prepare('x', { ...shape, headDim: 6 }, bufs)).toThrow(/headDim a multiple of 4/);
+  // A step whose positions pass the cache's end, or whose rows pass the buffers'.
+  expect(() => attention.prepare('x', { ...shape, maxSeq: 4 }, bufs)).toThrow(/step test.step1 allows positions up to 8, the cache holds 4/);
+  expect(() => store.prepare('x', { ...shape, maxSeq: 4 }, bufs)).toThrow(/allows positions up to 8, the cache holds 4/);
+  const big = new Step(gpu.device, 'test.big', { rows: 40, positions: 8 });
+  expect(() => attention.prepare('x', shape, { ...bufs, step: big })).toThrow(/q holds 16384 bytes, needs 40960/);
+  big.destroy();
+  attention.prepare('x', shape, { ...bufs, step: step4 }).destroy();
+  expect(() => step4.writeRange(0, 5)).toThrow(/test.step4: step rows = 5, prepared for 1..4/);
+  expect(() => step4.writeRange(6, 4)).toThrow(/positions \[6, 10\) exceed the cache \(8\)/);
+  expect(() => step4.write([1, 8])).toThrow(/row 1: position 8 is outside the cache \(8\)/);
+  expect(() => step4.write([])).toThrow(/rows = 0/);
+  expect(() => step4.write([0, 1], [0, 1])).toThrow(/slot 1 is not one of the 1 slots/);
+  expect(() => step4.writeRange(0, 1, 1)).toThrow(/slot 1/);
+  expect(() => new Step(gpu.device, 'bad', { rows: 0, positions: 8 })).toThrow(/step rows = 0 is not a positive integer/);
+  step1.destroy();
+  step4.destroy();
   buf.destroy();
 });

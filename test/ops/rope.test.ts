@@ -1,11 +1,13 @@
 // rope: HF Llama rotate-half rotary embedding in place on Q and K, F32 and F16, with the
 // default, linear and llama3 inv_freq tables (from model/rope-scaling.ts, whose own tests
 // check the tables against torch) and with other tables (partial rotary, attention factors),
-// at positions offset by `start` (up to 10^5, where the angle needs range reduction),
-// against a float64 reference from the stored values.
+// at positions offset by `start` (up to 10^5, where the angle needs range reduction) and at
+// positions in no order (each row's own, from the pass's Step), against a float64
+// reference from the stored values.
 
 import { describe, expect, it } from 'vitest';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
+import { Step } from '../../src/gpu/step.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
 import { parseRope, ropeTables } from '../../src/model/rope-scaling.js';
 import { Rope, ropeVariants } from '../../src/ops/rope.js';
@@ -38,6 +40,18 @@ interface Shape {
   headDim: number;
   start: number;
   kind: Kind;
+  /** Row r's position (default start + r); tokens = its length. */
+  positions?: number[];
+}
+
+const positionsOf = (s: { tokens: number; start: number; positions?: number[] }): number[] =>
+  s.positions ?? Array.from({ length: s.tokens }, (_, r) => s.start + r);
+
+/** A step for these positions: `rows` rows (default as many), positions below the largest + 1. */
+function stepAt(device: GPUDevice, positions: number[], rows = positions.length): Step {
+  const step = new Step(device, 'test.step', { rows, positions: Math.max(...positions) + 1 });
+  step.write(positions);
+  return step;
 }
 
 // Named regression cases first (the smallest head; a Llama-3.2 decode step far into the
@@ -51,6 +65,8 @@ const SHAPES: Shape[] = [
   { tokens: 1, nHeads: 32, nKvHeads: 8, headDim: 64, start: 100_000, kind: 'llama3' },
   { tokens: 33, nHeads: 3, nKvHeads: 1, headDim: 6, start: 7, kind: 'linear' },
   { tokens: 5, nHeads: 4, nKvHeads: 2, headDim: 128, start: 131_000, kind: 'default' },
+  { tokens: 3, nHeads: 4, nKvHeads: 2, headDim: 64, start: 0, kind: 'llama3', positions: [5, 9, 10] }, // not consecutive
+  { tokens: 6, nHeads: 3, nKvHeads: 1, headDim: 100, start: 0, kind: 'default', positions: [131_000, 0, 77, 5, 100_000, 6] }, // no order
   ...Array.from({ length: 12 }, (): Shape => {
     const nHeads = 1 + Math.floor(rng() * 8);
     return {
@@ -69,13 +85,13 @@ const SHAPES: Shape[] = [
  * transformers' apply_rotary_pos_emb: the first 2·inv.length elements of each head (of
  * headDim) rotate half against half, the rest pass through; cos and sin × factor.
  */
-function reference(x: Float32Array, tokens: number, heads: number, headDim: number, start: number, inv: Float32Array, factor = 1): Float64Array {
+function reference(x: Float32Array, positions: readonly number[], heads: number, headDim: number, inv: Float32Array, factor = 1): Float64Array {
   const half = inv.length;
-  const out = Float64Array.from(x);
-  for (let t = 0; t < tokens; t++) {
+  const out = Float64Array.from(x); // rows past positions.length: unchanged
+  for (let t = 0; t < positions.length; t++) {
     for (let h = 0; h < heads; h++) {
       for (let i = 0; i < half; i++) {
-        const angle = Math.fround((start + t) * inv[i]);
+        const angle = Math.fround(positions[t] * inv[i]);
         const [c, s] = [Math.cos(angle) * factor, Math.sin(angle) * factor];
         const at = (t * heads + h) * headDim + i;
         out[at] = x[at] * c - x[at + half] * s;
@@ -100,18 +116,21 @@ it('every variant compiles with no message', async () => {
 
 /** Runs one rope on fresh random Q and K and compares both with the reference. */
 async function check(device: GPUDevice, dtype: ComputeDtype, shape: Shape): Promise<void> {
-  const { tokens, nHeads, nKvHeads, headDim, start, kind } = shape;
+  const { tokens, nHeads, nKvHeads, headDim, kind } = shape;
+  const positions = positionsOf(shape);
   const rope = await Rope.create(device, dtype, { invFreq: invFreqOf(kind, headDim) });
   const q = asDtype(randomValues(rng, tokens * nHeads * headDim), dtype);
   const k = asDtype(randomValues(rng, tokens * nKvHeads * headDim), dtype);
   const [qBuf, kBuf] = [uploadArray(gpu.device, q, dtype), uploadArray(gpu.device, k, dtype)];
-  const op = rope.prepare(`test.rope.${kind}`, { tokens, nHeads, nKvHeads, start }, qBuf, kBuf);
+  const step = stepAt(device, positions);
+  const op = rope.prepare(`test.rope.${kind}`, { nHeads, nKvHeads }, { step, q: qBuf, k: kBuf });
   await runOps(device, [op]);
   const what = JSON.stringify(shape);
   const tol = tolerance(dtype);
-  expect(closeness(await readArray(gpu.device, qBuf, q.length, dtype), reference(q, tokens, nHeads, headDim, start, rope.invFreq), ...tol), `q ${what}`).toBeNull();
-  expect(closeness(await readArray(gpu.device, kBuf, k.length, dtype), reference(k, tokens, nKvHeads, headDim, start, rope.invFreq), ...tol), `k ${what}`).toBeNull();
+  expect(closeness(await readArray(gpu.device, qBuf, q.length, dtype), reference(q, positions, nHeads, headDim, rope.invFreq), ...tol), `q ${what}`).toBeNull();
+  expect(closeness(await readArray(gpu.device, kBuf, k.length, dtype), reference(k, positions, nKvHeads, headDim, rope.invFreq), ...tol), `k ${what}`).toBeNull();
   op.destroy();
+  step.destroy();
   rope.destroy();
   qBuf.destroy();
   kBuf.destroy();
@@ -134,25 +153,27 @@ describe.each(['F32', 'F16'] as const)('rope %s', (dtype) => {
     for (const shape of SHAPES) await check(gpu.device, dtype, shape);
   });
 
-  it('setPositions moves the positions (and the rows) of the next submit', async () => {
+  it('the step moves the positions (and the rows) of the next submit', async () => {
     if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
     const [tokens, nHeads, nKvHeads, headDim] = [4, 2, 1, 16];
     const rope = await Rope.create(gpu.device, dtype, { invFreq: invFreqOf('llama3', headDim) });
     const q = asDtype(randomValues(rng, tokens * nHeads * headDim), dtype);
     const k = asDtype(randomValues(rng, tokens * nKvHeads * headDim), dtype);
     const [qBuf, kBuf] = [uploadArray(gpu.device, q, dtype), uploadArray(gpu.device, k, dtype)];
-    const op = rope.prepare('test.rope.positions', { tokens, nHeads, nKvHeads }, qBuf, kBuf);
-    op.setPositions(9000, 2); // rows 0 and 1 at positions 9000 and 9001; rows 2 and 3 untouched
+    const step = new Step(gpu.device, 'test.step', { rows: tokens, positions: 2 ** 24 });
+    const op = rope.prepare('test.rope.positions', { nHeads, nKvHeads }, { step, q: qBuf, k: kBuf });
+    step.write([9001, 9000]); // rows 0 and 1 at positions 9001 and 9000; rows 2 and 3 untouched
     await runOps(gpu.device, [op]);
     const gotQ = await readArray(gpu.device, qBuf, q.length, dtype);
-    const wantQ = reference(q, 2, nHeads, headDim, 9000, rope.invFreq);
+    const wantQ = reference(q, [9001, 9000], nHeads, headDim, rope.invFreq);
     expect(closeness(gotQ.subarray(0, 2 * nHeads * headDim), wantQ.subarray(0, 2 * nHeads * headDim), ...tolerance(dtype))).toBeNull();
     expect([...gotQ.subarray(2 * nHeads * headDim)]).toEqual([...q.subarray(2 * nHeads * headDim)]);
     const gotK = await readArray(gpu.device, kBuf, k.length, dtype);
-    expect(closeness(gotK.subarray(0, 2 * headDim), reference(k, 2, 1, headDim, 9000, rope.invFreq).subarray(0, 2 * headDim), ...tolerance(dtype))).toBeNull();
-    expect(() => op.setPositions(0, 5)).toThrow(/tokens must be 1..4/);
-    expect(() => op.setPositions(2 ** 24 - 1, 2)).toThrow(/out of range/);
+    expect(closeness(gotK.subarray(0, 2 * headDim), reference(k, [9001, 9000], 1, headDim, rope.invFreq).subarray(0, 2 * headDim), ...tolerance(dtype))).toBeNull();
+    expect(() => step.write([0, 1, 2, 3, 4])).toThrow(/rows = 5, prepared for 1..4/);
+    expect(() => step.writeRange(2 ** 24 - 1, 2)).toThrow(/exceed the cache/);
     op.destroy();
+    step.destroy();
     rope.destroy();
     qBuf.destroy();
     kBuf.destroy();
@@ -195,32 +216,34 @@ describe.each(['F32', 'F16'] as const)('rope from a table, %s', (dtype) => {
   it(`${TABLE_SHAPES.length} seeded shapes: partial rotary (headDim > rotaryDim), attention factors`, async () => {
     if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
     for (const shape of TABLE_SHAPES) {
-      const { tokens, nHeads, nKvHeads, headDim, rotaryDim, factor, start } = shape;
+      const { tokens, nHeads, nKvHeads, headDim, rotaryDim, factor } = shape;
       const table = invFreqOf('default', rotaryDim).map((x, i) => x * (1 + (i % 3) / 7)); // any table
       const rope = await Rope.create(gpu.device, dtype, { invFreq: table, attentionFactor: factor });
       expect([rope.rotaryDim, rope.attentionFactor]).toEqual([rotaryDim, factor]);
       const q = asDtype(randomValues(rng, tokens * nHeads * headDim), dtype);
       const k = asDtype(randomValues(rng, tokens * nKvHeads * headDim), dtype);
       const [qBuf, kBuf] = [uploadArray(gpu.device, q, dtype), uploadArray(gpu.device, k, dtype)];
-      const op = rope.prepare('test.rope.table', { tokens, nHeads, nKvHeads, headDim, start }, qBuf, kBuf);
+      const step = stepAt(gpu.device, positionsOf(shape));
+      const op = rope.prepare('test.rope.table', { nHeads, nKvHeads, headDim }, { step, q: qBuf, k: kBuf });
       await runOps(gpu.device, [op]);
       // As tolerance(), abs scaled by the factor (cos and sin × factor, one more f32 rounding).
       const [abs, rel] = tolerance(dtype);
       const tol: [number, number] = [abs * Math.max(1, factor), rel];
       const gotQ = await readArray(gpu.device, qBuf, q.length, dtype);
       const gotK = await readArray(gpu.device, kBuf, k.length, dtype);
-      expect(closeness(gotQ, reference(q, tokens, nHeads, headDim, start, rope.invFreq, factor), ...tol), `q ${JSON.stringify(shape)}`).toBeNull();
-      expect(closeness(gotK, reference(k, tokens, nKvHeads, headDim, start, rope.invFreq, factor), ...tol), `k ${JSON.stringify(shape)}`).toBeNull();
+      expect(closeness(gotQ, reference(q, positionsOf(shape), nHeads, headDim, rope.invFreq, factor), ...tol), `q ${JSON.stringify(shape)}`).toBeNull();
+      expect(closeness(gotK, reference(k, positionsOf(shape), nKvHeads, headDim, rope.invFreq, factor), ...tol), `k ${JSON.stringify(shape)}`).toBeNull();
       // The pass-through part is untouched, bit for bit.
       for (let at = 0; at < q.length; at += headDim) expect([...gotQ.subarray(at + rotaryDim, at + headDim)]).toEqual([...q.subarray(at + rotaryDim, at + headDim)]);
       op.destroy();
+      step.destroy();
       rope.destroy();
       qBuf.destroy();
       kBuf.destroy();
     }
   });
 
-  it('ropeTables\' { invFreq, attentionFactor: 1 } gives the plain table\'s result bit for bit; setPositions moves it', async () => {
+  it('ropeTables\' { invFreq, attentionFactor: 1 } gives the plain table\'s result bit for bit; the step moves it', async () => {
     if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
     const [tokens, nHeads, nKvHeads, headDim] = [6, 4, 2, 64];
     const plain = await Rope.create(gpu.device, dtype, { invFreq: invFreqOf('llama3', headDim) });
@@ -233,18 +256,20 @@ describe.each(['F32', 'F16'] as const)('rope from a table, %s', (dtype) => {
     const results: Float32Array[] = [];
     for (const rope of [plain, fromTables]) {
       const [qBuf, kBuf] = [uploadArray(gpu.device, q, dtype), uploadArray(gpu.device, k, dtype)];
-      const op = rope.prepare('test.rope.same', { tokens, nHeads, nKvHeads, headDim }, qBuf, kBuf);
-      op.setPositions(5000, 4);
+      const step = new Step(gpu.device, 'test.step', { rows: tokens, positions: 8192 });
+      const op = rope.prepare('test.rope.same', { nHeads, nKvHeads, headDim }, { step, q: qBuf, k: kBuf });
+      step.writeRange(5000, 4);
       await runOps(gpu.device, [op]);
       results.push(await readArray(gpu.device, qBuf, q.length, dtype), await readArray(gpu.device, kBuf, k.length, dtype));
       op.destroy();
+      step.destroy();
       qBuf.destroy();
       kBuf.destroy();
     }
     expect(results[2]).toEqual(results[0]);
     expect(results[3]).toEqual(results[1]);
     const rows = 4 * nHeads * headDim;
-    expect(closeness(results[0].subarray(0, rows), reference(q, 4, nHeads, headDim, 5000, plain.invFreq).subarray(0, rows), ...tolerance(dtype))).toBeNull();
+    expect(closeness(results[0].subarray(0, rows), reference(q, [5000, 5001, 5002, 5003], nHeads, headDim, plain.invFreq).subarray(0, rows), ...tolerance(dtype))).toBeNull();
     expect([...results[0].subarray(rows)]).toEqual([...q.subarray(rows)]);
     plain.destroy();
     fromTables.destroy();
@@ -260,9 +285,12 @@ it('create refuses bad tables and factors; prepare refuses a head smaller than t
   const rope = await Rope.create(gpu.device, 'F32', { invFreq: Float32Array.of(1, 0.1, 0.01) });
   const buf = (n: number): GPUBuffer => uploadArray(gpu.device, new Float32Array(n), 'F32');
   const [q, k] = [buf(16), buf(16)];
-  expect(() => rope.prepare('x', { tokens: 1, nHeads: 1, nKvHeads: 1, headDim: 4 }, q, k)).toThrow(/headDim must be an integer ≥ the rotary dim 6/);
-  expect(() => rope.prepare('x', { tokens: 2, nHeads: 1, nKvHeads: 1, headDim: 9 }, q, k)).toThrow(/q holds 64 bytes, \(2, 1, 9\) F32 needs 72/);
-  rope.prepare('x', { tokens: 1, nHeads: 1, nKvHeads: 1, headDim: 9 }, q, k).destroy();
+  const [one, two] = [1, 2].map((rows) => new Step(gpu.device, 'test.step', { rows, positions: 8 }));
+  expect(() => rope.prepare('x', { nHeads: 1, nKvHeads: 1, headDim: 4 }, { step: one, q, k })).toThrow(/headDim must be an integer ≥ the rotary dim 6/);
+  expect(() => rope.prepare('x', { nHeads: 1, nKvHeads: 1, headDim: 9 }, { step: two, q, k })).toThrow(/q holds 64 bytes, \(2, 1, 9\) F32 needs 72/);
+  rope.prepare('x', { nHeads: 1, nKvHeads: 1, headDim: 9 }, { step: one, q, k }).destroy();
+  one.destroy();
+  two.destroy();
   rope.destroy();
   q.destroy();
   k.destroy();
@@ -275,14 +303,19 @@ it('pairs past the per-dimension workgroup limit spill into y', async () => {
   await check(spy.device, 'F32', { tokens: 9, nHeads: 6, nKvHeads: 2, headDim: 64, start: 3, kind: 'llama3' });
 });
 
-it('prepare refuses short or shared buffers and bad counts', async () => {
+it('prepare refuses short or shared buffers, bad counts and positions past 2^24', async () => {
   const rope = await Rope.create(gpu.device, 'F32', { invFreq: invFreqOf('default', 8) });
   const buf = (n: number): GPUBuffer => uploadArray(gpu.device, new Float32Array(n), 'F32');
   const [q, k] = [buf(16), buf(16)];
-  rope.prepare('x', { tokens: 2, nHeads: 1, nKvHeads: 1 }, q, k).destroy();
-  expect(() => rope.prepare('x', { tokens: 2, nHeads: 2, nKvHeads: 1 }, q, k)).toThrow(/q holds 64 bytes/);
-  expect(() => rope.prepare('x', { tokens: 2, nHeads: 1, nKvHeads: 1 }, q, q)).toThrow(/distinct/);
-  expect(() => rope.prepare('x', { tokens: 0, nHeads: 1, nKvHeads: 1 }, q, k)).toThrow(/tokens/);
+  const step = new Step(gpu.device, 'test.step', { rows: 2, positions: 2 ** 24 });
+  const far = new Step(gpu.device, 'test.far', { rows: 2, positions: 2 ** 24 + 1 });
+  rope.prepare('x', { nHeads: 1, nKvHeads: 1 }, { step, q, k }).destroy();
+  expect(() => rope.prepare('x', { nHeads: 2, nKvHeads: 1 }, { step, q, k })).toThrow(/q holds 64 bytes/);
+  expect(() => rope.prepare('x', { nHeads: 1, nKvHeads: 1 }, { step, q, k: q })).toThrow(/distinct/);
+  expect(() => rope.prepare('x', { nHeads: 0, nKvHeads: 1 }, { step, q, k })).toThrow(/nHeads must be an integer ≥ 1, got 0/);
+  expect(() => rope.prepare('x', { nHeads: 1, nKvHeads: 1 }, { step: far, q, k })).toThrow(/step test.far allows positions up to 16777217, rope takes \[0, 2\^24\)/);
+  step.destroy();
+  far.destroy();
   rope.destroy();
   q.destroy();
   k.destroy();

@@ -1,6 +1,6 @@
 // The reference of the attention kernels, in float64 and written as the math reads:
 //   O[t, h] = softmax_j(cap(Q[t, h] · K[h / group, j] · scale)) V[h / group, j],
-//   p − window < j ≤ p = start + t
+//   p − window < j ≤ p = positions[t]
 // where cap(s) = tanh(s / softcap) · softcap with a softcap (transformers'
 // eager_attention_forward: after the scaling, before the mask), and the window bound is
 // transformers' sliding_window_overlay `kv_idx > q_idx - sliding_window`.
@@ -19,27 +19,33 @@ export interface ReferenceShape {
   window?: number | null;
 }
 
+/** Positions start, start + 1, …, start + count − 1: one sequence's next tokens. */
+export function positionRange(start: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => start + i);
+}
+
 /**
- * q: (tokens, nHeads, headDim) for positions [start, start + tokens); kCache, vCache:
- * (nKvHeads, maxSeq, headDim). Returns O (tokens, nHeads, headDim) in float64.
+ * q: (tokens, nHeads, headDim), row t at positions[t] (tokens = positions.length); kCache,
+ * vCache: (nKvHeads, maxSeq, headDim). Returns O (tokens, nHeads, headDim) in float64.
  */
 export function attentionReference(
   q: ArrayLike<number>,
   kCache: ArrayLike<number>,
   vCache: ArrayLike<number>,
   shape: ReferenceShape,
-  start: number,
-  tokens: number,
+  positions: readonly number[],
 ): Float64Array {
   const { nHeads, nKvHeads, headDim: d, maxSeq } = shape;
+  const tokens = positions.length;
   const group = nHeads / nKvHeads;
   const scale = shape.scale ?? 1 / Math.sqrt(d);
   const cap = shape.softcap ?? null;
   const out = new Float64Array(tokens * nHeads * d);
-  const scores = new Float64Array(start + tokens);
+  const scores = new Float64Array(maxSeq);
   for (let t = 0; t < tokens; t++) {
-    const keys = start + t + 1; // causal: positions 0 ..= start + t
-    const first = shape.window == null ? 0 : Math.max(0, start + t - shape.window + 1); // p − window < j
+    const p = positions[t];
+    const keys = p + 1; // causal: positions 0 ..= p
+    const first = shape.window == null ? 0 : Math.max(0, p - shape.window + 1); // p − window < j
     for (let h = 0; h < nHeads; h++) {
       const qOff = (t * nHeads + h) * d;
       const kvBase = Math.floor(h / group) * maxSeq * d;
@@ -64,21 +70,20 @@ export function attentionReference(
   return out;
 }
 
-/** The cache after storing `tokens` new rows (T, nKvHeads, headDim) at [start, start + tokens). */
+/** The cache after storing new rows (T, nKvHeads, headDim), row t at positions[t] (T = positions.length). */
 export function kvStoreReference(
   cache: Float32Array,
   rows: Float32Array,
   nKvHeads: number,
   headDim: number,
   maxSeq: number,
-  start: number,
-  tokens: number,
+  positions: readonly number[],
 ): Float32Array {
   const out = cache.slice();
-  for (let t = 0; t < tokens; t++) {
+  for (let t = 0; t < positions.length; t++) {
     for (let h = 0; h < nKvHeads; h++) {
       const src = (t * nKvHeads + h) * headDim;
-      out.set(rows.subarray(src, src + headDim), (h * maxSeq + start + t) * headDim);
+      out.set(rows.subarray(src, src + headDim), (h * maxSeq + positions[t]) * headDim);
     }
   }
   return out;

@@ -11,6 +11,7 @@
 import { type GpuContext } from '../../gpu/device.js';
 import type { GpuTensor } from '../../gpu/gpu-tensor.js';
 import { repeatsFor, timeOps } from '../../gpu/profiler.js';
+import { Step } from '../../gpu/step.js';
 import { Attention } from '../../ops/attention.js';
 import { Gemv } from '../../ops/gemv.js';
 import { Matmul, NaiveMatmul } from '../../ops/matmul.js';
@@ -127,12 +128,14 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
         out: filledBuffer(device, 'bench.attention.out', tokens * shape.nHeads * shape.headDim * width, dtype),
       };
       const full = { ...shape, maxSeq };
-      const prepared = kind === 'prefill' ? op.prepare('bench.attention', full, tokens, buffers) : op.prepareDecode('bench.attention', full, buffers);
-      prepared.setRange(context - tokens, tokens);
+      const attnStep = new Step(device, 'bench.attention', { rows: tokens, positions: maxSeq });
+      const prepared = kind === 'prefill' ? op.prepare('bench.attention', full, { ...buffers, step: attnStep }) : op.prepareDecode('bench.attention', full, { ...buffers, step: attnStep });
+      attnStep.writeRange(context - tokens, tokens);
       // Work ~ reading the cache once per query group: a rough guess to pick the repeat count.
       const seconds = await time([prepared], tokens * context * shape.nHeads * shape.headDim * 4, 2e9);
       attention.push({ dtype, kind, tokens, context, heads: shape.nHeads, kv_heads: shape.nKvHeads, head_dim: shape.headDim, ms: round(seconds * 1e3) });
       prepared.destroy();
+      attnStep.destroy();
       for (const b of Object.values(buffers)) b.destroy();
     }
   }
