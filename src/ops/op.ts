@@ -24,28 +24,6 @@ export interface PreparedOp {
   destroy(): void;
 }
 
-/**
- * A prepared op over token positions (kv_store, attention): dispatches sized for
- * `maxTokens`, the positions of the next run set by rewriting its Params uniform.
- */
-export interface RangedOp extends PreparedOp {
-  /** The Params uniform the op reads; setRange rewrites it. */
-  readonly params: GPUBuffer;
-  readonly maxTokens: number;
-  /** The next submit covers tokens [0, tokens) at positions [start, start + tokens). */
-  setRange(start: number, tokens: number): void;
-}
-
-/**
- * The check every RangedOp's setRange makes: 1 ≤ tokens ≤ maxTokens, and positions
- * [start, start + tokens) inside the cache. Returns why not, or null.
- */
-export function rangeProblem(start: number, tokens: number, maxTokens: number, maxSeq: number): string | null {
-  if (!Number.isInteger(tokens) || tokens < 1 || tokens > maxTokens) return `tokens = ${tokens}, prepared for 1..${maxTokens}`;
-  if (!Number.isInteger(start) || start < 0 || start + tokens > maxSeq) return `positions [${start}, ${start + tokens}) exceed the cache (${maxSeq})`;
-  return null;
-}
-
 /** A bind group of `buffers` bound whole at bindings 0, 1, 2, … of group 0, in order. */
 export function bindBuffers(device: GPUDevice, pipeline: GPUComputePipeline, label: string, buffers: readonly GPUBuffer[]): GPUBindGroup {
   return device.createBindGroup({
