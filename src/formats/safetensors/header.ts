@@ -1,6 +1,8 @@
 // Parsing and validation of a safetensors header, rule for rule as the reference
 // implementation (huggingface/safetensors, tensor.rs) validates it, plus what it lets
-// through silently: duplicate keys and offsets past 2^53 (not exact in a JS number).
+// through silently: duplicate keys and offsets past 2^53 (not exact in a JS number), and
+// bounds it does not set (MAX_RANK, MAX_TENSORS, MAX_METADATA_ENTRIES, nesting 64 where
+// serde_json allows 128) that no real file comes near but a hostile one would.
 //
 // The JSON is read against the header's schema, one token at a time (after a syntax pass
 // that builds nothing), so a hostile header is refused at its first value of the wrong

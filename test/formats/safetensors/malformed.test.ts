@@ -1,5 +1,5 @@
 // A corpus of malformed safetensors files and shard indexes, at least one per rule of
-// huggingface/safetensors' tensor.rs validation (plus ours: duplicates, 2^53, index
+// huggingface/safetensors' tensor.rs validation (plus ours: duplicates, 2^53, rank, index
 // paths). Each asserts the exact SluiceError code and that the message names the file,
 // and the tensor where there is one.
 
