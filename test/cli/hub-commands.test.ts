@@ -40,7 +40,9 @@ describe('help', () => {
       expect(stdout).toContain('--offline                never download: the HF cache only (also HF_HUB_OFFLINE=1)');
     }
     expect((await runCli(['serve', '--help'])).stdout).toContain('--offline');
-    expect((await runCli(['bench', '--help'])).stdout).toContain('sluice bench generate MODEL [--prompt-tokens N] [--tokens N] [--dtype auto|f16|f32] [--offline] [--json]');
+    const bench = (await runCli(['bench', '--help'])).stdout;
+    expect(bench).toContain('sluice bench generate (MODEL | --synthetic NAME');
+    expect(bench).toContain('[--prompt-tokens N[,N...]] [--tokens N] [--dtype auto|f16|f32] [--offline] [--json]');
   });
 });
 
