@@ -20,6 +20,9 @@ import { type RopeScaling, ropeTables, ropeTableSeqLen } from './rope-scaling.js
 
 export type Kernels = Awaited<ReturnType<typeof compileKernels>>;
 
+/** The row count of the smallest prefill pass (llama.ts PREFILL_ROWS[0]), with its own matmul tile. */
+export const SMALL_PREFILL_ROWS = 8;
+
 /**
  * Compiles every kernel `config` needs and reports each one built. The result owns the
  * ropes' inv_freq buffers: destroy() frees them.
@@ -33,6 +36,9 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     norm: RmsNorm.create(device, dtype, { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' }),
     matmul: Matmul.create(device, dtype),
     matmulBias: bias ? Matmul.create(device, dtype, { bias: true }) : null,
+    // Prefills of ≤ SMALL_PREFILL_ROWS rows: a tile of that many rows, not 32 (4× the FMAs).
+    matmulSmall: Matmul.create(device, dtype, { tileM: SMALL_PREFILL_ROWS }),
+    matmulSmallBias: bias ? Matmul.create(device, dtype, { bias: true, tileM: SMALL_PREFILL_ROWS }) : null,
     gemv: Gemv.create(device, dtype),
     gemvBias: bias ? Gemv.create(device, dtype, { bias: true }) : null,
     lmHead: Gemv.create(device, dtype, { outF32: true }),

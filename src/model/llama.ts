@@ -18,7 +18,7 @@ import { splitRows } from '../gpu/split-rows.js';
 import { Step } from '../gpu/step.js';
 import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp } from '../ops/op.js';
 import type { ModelConfig } from './config.js';
-import { compileKernels, type Kernels, type RopeTable } from './kernels.js';
+import { compileKernels, type Kernels, type RopeTable, SMALL_PREFILL_ROWS } from './kernels.js';
 import type { ModelProgress } from './progress.js';
 import { type WeightNames, weightNames } from './weights.js';
 
@@ -31,7 +31,7 @@ export const PREFILL_CHUNK = 64;
  * the work of 64 (TTFT(8) was 0.83 × TTFT(64) on a SmolLM2-135M shape). Four prepared
  * passes cost bind groups and small Params buffers, not activations (they share them).
  */
-export const PREFILL_ROWS = [8, 16, 32, PREFILL_CHUNK] as const;
+export const PREFILL_ROWS = [SMALL_PREFILL_ROWS, 16, 32, PREFILL_CHUNK] as const;
 
 export interface LoadModelOptions {
   dtype?: DtypeChoice;
@@ -190,6 +190,7 @@ export class LlamaModel {
         const wt = this.weight(weight);
         const bt = bias === null ? undefined : this.weight(bias);
         if (kind === 'decode') add((bt ? ops.gemvBias! : ops.gemv).prepare(label, wt, input, output, bt));
+        else if (rows <= SMALL_PREFILL_ROWS) add((bt ? ops.matmulSmallBias! : ops.matmulSmall).prepare(label, rows, wt, input, output, bt));
         else add((bt ? ops.matmulBias! : ops.matmul).prepare(label, rows, wt, input, output, bt));
       };
       const norm = (label: string, weight: string, input: GPUBuffer, output: GPUBuffer, normRows = rows, width = h) =>

@@ -32,6 +32,8 @@ export const MATMUL_TILE_M_SUBGROUPS = 32;
 export const MATMUL_TILE_M_WORKGROUP = 16;
 /** vec4s of k per workgroup-memory stage: 16 rows × 16 × 16 B = 4 KiB of workgroup memory; 8 and 16 tie, 32 is slower. */
 export const MATMUL_TILE_K = 16;
+/** The shader's register tile capacity (MAX_TILE_M in matmul.wgsl). */
+export const MATMUL_MAX_TILE_M = 32;
 /** Workgroup of the naive kernel: (columns, rows), one output each. */
 export const MATMUL_NAIVE_WORKGROUP = [8, 8] as const;
 
@@ -47,6 +49,12 @@ const PARAMS = new ParamsLayout([
 export type MatmulKernel = 'subgroups' | 'workgroup' | 'naive';
 
 export interface MatmulOptions {
+  /**
+   * Rows of y per workgroup of the tiled kernels (default 32 with subgroups, 16 without;
+   * at most 32). Every thread computes all of them, so a prompt of 8 tokens on the default
+   * tile does 4× the FMAs it needs: short prefills use a tile of 8.
+   */
+  tileM?: number;
   /** y = x·Wᵀ + b: prepare then takes the bias, (N,) in the compute dtype. */
   bias?: boolean;
   /** y in f32 whatever the compute dtype (logits). */
@@ -63,6 +71,8 @@ export interface MatmulOptions {
 interface VariantChoice {
   dtype: ComputeDtype;
   kernel: MatmulKernel;
+  /** Rows per workgroup of a tiled kernel (tileRows by default). */
+  tileM?: number;
   bias: boolean;
   outF32: boolean;
 }
@@ -95,7 +105,7 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
       spec: { shader: 'matmul_naive', flags, constants: { WORKGROUP_X: wx, WORKGROUP_Y: wy } },
     };
   }
-  const tileM = tileRows(v.kernel);
+  const tileM = v.tileM ?? tileRows(v.kernel);
   const tile = v.kernel === 'subgroups' ? `sg_m${tileM}` : `wgmem_m${tileM}k${MATMUL_TILE_K}`;
   return {
     key: ['matmul', v.dtype.toLowerCase(), tile, ...options, `wg${MATMUL_WORKGROUP}`].join('_'),
@@ -131,6 +141,8 @@ export class Matmul {
     readonly bias: boolean,
     /** y is f32 (always so for F32 compute). */
     readonly outF32: boolean,
+    /** Rows of y per workgroup (tiled kernels). */
+    readonly tileM: number,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: MatmulOptions = {}): Promise<Matmul> {
@@ -140,10 +152,12 @@ export class Matmul {
       throw new Error(`matmul: subgroups need the device feature 'subgroups' and subgroups at most ${MATMUL_WORKGROUP} wide`);
     }
     const kernel: MatmulKernel = options.naive ? 'naive' : (options.subgroups ?? subgroupsFit(device)) ? 'subgroups' : 'workgroup';
-    const choice: VariantChoice = { dtype, kernel, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false) };
+    const tileM = options.tileM ?? tileRows(kernel);
+    if (!Number.isInteger(tileM) || tileM < 1 || tileM > MATMUL_MAX_TILE_M) throw new Error(`matmul: tileM must be an integer in 1..${MATMUL_MAX_TILE_M}, got ${tileM}`);
+    const choice: VariantChoice = { dtype, kernel, tileM, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false) };
     const { key, spec } = variant(choice);
     const pipeline = await pipelineCache(device).get(key, spec);
-    return new Matmul(device, pipeline, dtype, kernel, choice.bias, dtype === 'F32' || choice.outF32);
+    return new Matmul(device, pipeline, dtype, kernel, choice.bias, dtype === 'F32' || choice.outF32, tileM);
   }
 
   /**
@@ -190,7 +204,7 @@ export class Matmul {
     const groups: [number, number] =
       this.kernel === 'naive'
         ? [Math.ceil(columns / wx), Math.ceil(m / wy)]
-        : [Math.ceil(m / tileRows(this.kernel)), Math.ceil(columns / MATMUL_COLUMNS_PER_WORKGROUP)];
+        : [Math.ceil(m / this.tileM), Math.ceil(columns / MATMUL_COLUMNS_PER_WORKGROUP)];
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (groups[0] > max || groups[1] > max) {
       // Past ~1 M rows or 16 M columns with the default limit of 65535: no model gets here.

@@ -138,6 +138,21 @@ describe.each(['F32', 'F16'] as const)('matmul %s', (dtype) => {
   });
 });
 
+describe.each(['F32', 'F16'] as const)('matmul %s with a small tile (tileM 8, for short prefills)', (dtype) => {
+  it.each(['subgroups', 'workgroup'] as const)('%s kernel: seeded shapes, M around and past the tile', async (kernel) => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said: no F16 on this adapter
+    const noSubgroups = kernel === 'subgroups' && !gpu.device.features.has('subgroups');
+    if (noSubgroups) return expect(noSubgroups).toBe(true); // said: no subgroups on this adapter
+    const matmul = await Matmul.create(gpu.device, dtype, { subgroups: kernel === 'subgroups', tileM: 8, bias: true });
+    expect(matmul.tileM).toBe(8);
+    for (const shape of [[1, 65, 33], [7, 300, 64], [8, 129, 100], [9, 17, 257], [23, 70, 60]] as [number, number, number][]) {
+      const { got, want, spare } = await runCase(gpu.device, matmul, shape, shape[0] % 2 === 1);
+      expect(nmse(got, want), `M=${shape[0]} N=${shape[1]} K=${shape[2]}`).toBeLessThan(tolerance(dtype === 'F16'));
+      expect([...spare]).toEqual(new Array(spare.length).fill(7));
+    }
+  });
+});
+
 it('picks the subgroup kernel where subgroups fit in a workgroup, else workgroup memory', async () => {
   const widest = gpu.device.adapterInfo.subgroupMaxSize;
   const fits = gpu.device.features.has('subgroups') && widest !== undefined && widest <= 64;
