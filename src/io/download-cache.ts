@@ -43,15 +43,8 @@ export async function cachedFetch(url: string, cache: DownloadCache, options: Ca
     return hit;
   }
   const found = await withRetries(url, httpSettings(options), options.signal, async (attempt) => {
-    const res = await attempt.send(url);
-    if (res.status === 404 || res.status === 410) {
-      await discard(res);
-      return null;
-    }
-    if (res.status === 429 || res.status >= 500) {
-      await discard(res);
-      throw new RetryableStatus(statusLine(res), retryAfterMs(res.headers.get('retry-after')));
-    }
+    const res = await absentOrRetry(await attempt.send(url));
+    if (res === null) return null;
     if (!res.ok || !res.body) {
       await discard(res);
       throw httpError(url, statusLine(res));
@@ -126,15 +119,8 @@ function httpError(url: string, what: string, cause?: unknown): SluiceError {
  */
 export async function fetchText(url: string, options: HttpOptions = {}): Promise<string | null> {
   return withRetries(url, httpSettings(options), options.signal, async (attempt) => {
-    const res = await attempt.send(url);
-    if (res.status === 404 || res.status === 410) {
-      await discard(res);
-      return null;
-    }
-    if (res.status === 429 || res.status >= 500) {
-      await discard(res);
-      throw new RetryableStatus(statusLine(res), retryAfterMs(res.headers.get('retry-after')));
-    }
+    const res = await absentOrRetry(await attempt.send(url));
+    if (res === null) return null;
     const tooBig = () => new SluiceError('HTTP_ERROR', `${url}: larger than ${MAX_TEXT_BYTES / 1024 / 1024} MiB, too large for a model's small file`);
     if (!res.ok) {
       await discard(res);
@@ -166,4 +152,17 @@ export async function fetchText(url: string, options: HttpOptions = {}): Promise
     }
     return new TextDecoder().decode(bytes);
   });
+}
+
+/** null for 404/410 (an absent file), RetryableStatus for 429/5xx, else the response. */
+async function absentOrRetry(res: Response): Promise<Response | null> {
+  if (res.status === 404 || res.status === 410) {
+    await discard(res);
+    return null;
+  }
+  if (res.status === 429 || res.status >= 500) {
+    await discard(res);
+    throw new RetryableStatus(statusLine(res), retryAfterMs(res.headers.get('retry-after')));
+  }
+  return res;
 }
