@@ -53,6 +53,21 @@ const IGNORED = [/\.rotary_emb\.inv_freq$/, /\.self_attn\.rotary_emb\./];
 
 /** The names for `config`, checked against `tensors`; throws naming every problem. */
 export function weightNames(config: ModelConfig, tensors: readonly TensorInfo[], where: string): WeightNames {
+  const { names, expected } = layout(config);
+  checkTensors(config, expected, tensors, where);
+  return names;
+}
+
+/**
+ * Every tensor a checkpoint of `config` holds, name → shape, in HF's order (what a writer
+ * of such a checkpoint must produce: the synthetic bench models).
+ */
+export function expectedWeights(config: ModelConfig): Map<string, number[]> {
+  return layout(config).expected;
+}
+
+/** The names the forward pass reads for `config`, and every expected tensor's shape. */
+function layout(config: ModelConfig): { names: WeightNames; expected: Map<string, number[]> } {
   const { hiddenSize: h, intermediateSize: inter, numHeads, numKvHeads, headDim, vocabSize, features: f } = config;
   const qDim = numHeads * headDim;
   const kvDim = numKvHeads * headDim;
@@ -60,7 +75,6 @@ export function weightNames(config: ModelConfig, tensors: readonly TensorInfo[],
   const want = (name: string, shape: number[]) => (expected.set(name, shape), name);
   const maybe = (on: boolean, name: string, shape: number[]) => (on ? want(name, shape) : null);
 
-  const present = new Map(tensors.map((t) => [t.name, t]));
   const embed = want('model.embed_tokens.weight', [vocabSize, h]);
   const norm = want('model.norm.weight', [h]);
   // Tied models sometimes still ship lm_head.weight (a copy); HF uses the embedding then.
@@ -100,6 +114,12 @@ export function weightNames(config: ModelConfig, tensors: readonly TensorInfo[],
     });
   }
 
+  return { names: { embed, norm, lmHead, layers, all: new Set(expected.keys()), splits }, expected };
+}
+
+/** Throws one UNSUPPORTED_ARCH naming every missing, misshapen and unexpected tensor. */
+function checkTensors(config: ModelConfig, expected: Map<string, number[]>, tensors: readonly TensorInfo[], where: string): void {
+  const present = new Map(tensors.map((t) => [t.name, t]));
   const missing = [...expected.keys()].filter((name) => !present.has(name));
   const wrongShape = [...expected].flatMap(([name, shape]) => {
     const t = present.get(name);
@@ -117,7 +137,6 @@ export function weightNames(config: ModelConfig, tensors: readonly TensorInfo[],
   if (problems.length) {
     throw new SluiceError('UNSUPPORTED_ARCH', `${where}: the weights do not match config.json (${config.architecture}, ${config.numLayers} layers): ${problems.join('; ')}`);
   }
-  return { embed, norm, lmHead, layers, all: new Set(expected.keys()), splits };
 }
 
 /** The first few items, and how many more: messages stay one readable line. */

@@ -20,7 +20,7 @@ import { convertFloats } from '../../checkpoint/convert.js';
 import { SluiceError } from '../../errors.js';
 import { writeSafetensors } from '../../formats/safetensors/write-file.js';
 import { type ModelConfig, modelConfig } from '../../model/config.js';
-import { weightNames } from '../../model/weights.js';
+import { expectedWeights } from '../../model/weights.js';
 import type { SyntheticDtype } from './synthetic-checkpoint.js';
 import { type SyntheticModel, syntheticModel, SYNTHETIC_MODELS } from './synthetic-models/index.js';
 
@@ -90,61 +90,22 @@ export interface SyntheticTensor {
 }
 
 /**
- * The tensors of an HF checkpoint of `config`, in each family's layout (Phi-3's fused
- * qkv_proj and gate_up_proj, Qwen3/Gemma 3 q_norm/k_norm, Gemma's sandwich norms, biases,
- * lm_head unless tied). The rules mirror weights.ts weightNames(), which is the authority:
- * the list is checked against it here, so a disagreement throws rather than writes.
+ * The tensors of an HF checkpoint of `config`, in each family's layout, as weights.ts
+ * expects them (expectedWeights: Phi-3's fused tensors, q/k norms, Gemma's sandwich norms,
+ * biases, lm_head unless tied). Norm weights are identity, everything else random.
  */
 export function syntheticModelTensors(config: ModelConfig, storage: SyntheticDtype = 'BF16'): SyntheticTensor[] {
-  const { hiddenSize: h, intermediateSize: inter, numHeads, numKvHeads, headDim, vocabSize, features: f } = config;
-  const qDim = numHeads * headDim; // (numHeads·headDim)
-  const kvDim = numKvHeads * headDim; // (numKvHeads·headDim)
   const width = storage === 'F32' ? 4 : 2;
-  const out: SyntheticTensor[] = [];
-  const add = (name: string, shape: number[], fill: SyntheticTensor['fill'] = 'random') =>
-    out.push({ name, dtype: storage, shape, byteLength: shape.reduce((a, b) => a * b, width), fill });
-
-  add('model.embed_tokens.weight', [vocabSize, h]);
-  for (let i = 0; i < config.numLayers; i++) {
-    const p = `model.layers.${i}`;
-    add(`${p}.input_layernorm.weight`, [h], 'identity');
-    if (f.fused) add(`${p}.self_attn.qkv_proj.weight`, [qDim + 2 * kvDim, h]);
-    else {
-      add(`${p}.self_attn.q_proj.weight`, [qDim, h]);
-      add(`${p}.self_attn.k_proj.weight`, [kvDim, h]);
-      add(`${p}.self_attn.v_proj.weight`, [kvDim, h]);
-    }
-    if (f.qkvBias) {
-      add(`${p}.self_attn.q_proj.bias`, [qDim]);
-      add(`${p}.self_attn.k_proj.bias`, [kvDim]);
-      add(`${p}.self_attn.v_proj.bias`, [kvDim]);
-    }
-    if (f.qkNorm) {
-      add(`${p}.self_attn.q_norm.weight`, [headDim], 'identity');
-      add(`${p}.self_attn.k_norm.weight`, [headDim], 'identity');
-    }
-    add(`${p}.self_attn.o_proj.weight`, [h, qDim]);
-    if (f.oBias) add(`${p}.self_attn.o_proj.bias`, [h]);
-    add(`${p}.post_attention_layernorm.weight`, [h], 'identity');
-    if (f.sandwichNorms) {
-      add(`${p}.pre_feedforward_layernorm.weight`, [h], 'identity');
-      add(`${p}.post_feedforward_layernorm.weight`, [h], 'identity');
-    }
-    if (f.fused) add(`${p}.mlp.gate_up_proj.weight`, [2 * inter, h]);
-    else {
-      add(`${p}.mlp.gate_proj.weight`, [inter, h]);
-      add(`${p}.mlp.up_proj.weight`, [inter, h]);
-    }
-    add(`${p}.mlp.down_proj.weight`, [h, inter]);
-  }
-  add('model.norm.weight', [h], 'identity');
-  if (!config.tieWordEmbeddings) add('lm_head.weight', [vocabSize, h]);
-  // Throws UNSUPPORTED_ARCH naming every missing, misshapen or unexpected tensor.
-  weightNames(config, out.map((t) => ({ ...t, file: 'model.safetensors' })), `synthetic ${config.architecture}`);
-  return out;
+  return [...expectedWeights(config)].map(([name, shape]) => ({
+    name,
+    dtype: storage,
+    shape,
+    byteLength: shape.reduce((a, b) => a * b, width),
+    // input_layernorm, q_norm, pre_feedforward_layernorm, model.norm …: the identity
+    fill: name.endsWith('norm.weight') ? 'identity' : 'random',
+  }));
 }
 
-/** The checkpoint for `options.name`, from the cache or written now. */
 export async function ensureSyntheticModel(options: SyntheticModelOptions): Promise<SyntheticCheckpoint> {
   const model = syntheticModel(options.name);
   if (!model) throw new SluiceError('USAGE', `--synthetic: unknown model ${JSON.stringify(options.name)}; one of ${syntheticModelNames().join(', ')}`);
