@@ -48,6 +48,8 @@ export interface WeightNames {
   splits: RowSplit[];
 }
 
+const FLOAT_DTYPES: readonly string[] = ['F32', 'F16', 'BF16'];
+
 // Tensors some checkpoints carry that the forward pass recomputes or does not need.
 const IGNORED = [/\.rotary_emb\.inv_freq$/, /\.self_attn\.rotary_emb\./];
 
@@ -134,6 +136,12 @@ function checkTensors(config: ModelConfig, expected: Map<string, number[]>, tens
     ...(wrongShape.length ? [`wrong shape: ${list(wrongShape)}`] : []),
     ...(unexpected.length ? [`unexpected ${list(unexpected)}`] : []),
   ];
+  // Float weights only, until quantized formats (step 13): an F8 or integer tensor would
+  // otherwise reach a kernel as raw bytes and fail there, or compute garbage.
+  const notFloat = [...expected.keys()].map((name) => present.get(name)).find((t) => t && !FLOAT_DTYPES.includes(t.dtype));
+  if (notFloat && !problems.length) {
+    throw new SluiceError('UNSUPPORTED_DTYPE', `${where}: tensor ${JSON.stringify(notFloat.name)} is ${notFloat.dtype}; sluice runs models whose weights are ${FLOAT_DTYPES.join(', ')}`);
+  }
   if (problems.length) {
     throw new SluiceError('UNSUPPORTED_ARCH', `${where}: the weights do not match config.json (${config.architecture}, ${config.numLayers} layers): ${problems.join('; ')}`);
   }

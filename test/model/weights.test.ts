@@ -111,3 +111,8 @@ describe('weightNames for the step 12 families', () => {
     expect(problem(phi3, tensors)).toMatch(/wrong shape: model\.layers\.0\.self_attn\.qkv_proj\.weight is \[12, 8\], expected \[16, 8\]$/);
   });
 });
+
+it('a weight stored as F8 (or any non-float dtype) is refused at load, naming it, not run as raw bytes', () => {
+  const tensors = tensorsOf(base).map((t) => (t.name === 'model.layers.1.mlp.up_proj.weight' ? { ...t, dtype: 'F8_E4M3FNUZ' as const } : t));
+  expect(() => weightNames(base, tensors, 'model/')).toThrow(/^model\/: tensor "model\.layers\.1\.mlp\.up_proj\.weight" is F8_E4M3FNUZ; sluice runs models whose weights are F32, F16, BF16$/);
+});
