@@ -211,7 +211,7 @@ export function f16Value(bits: number): number {
 }
 
 /** f16 values (non-negative) packed two per u32. */
-function packF16(values: Float32Array): Uint32Array {
+function packF16(values: Float32Array): Uint32Array<ArrayBuffer> {
   const out = new Uint32Array(Math.ceil(values.length / 2));
   values.forEach((v, i) => (out[i >> 1] |= f16BitsRne(v) << (16 * (i & 1))));
   return out;
