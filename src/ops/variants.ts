@@ -12,6 +12,8 @@ import { embeddingVariants } from './embedding.js';
 import { gemvVariants } from './gemv.js';
 import { kvStoreVariants } from './kv-store.js';
 import { matmulVariants } from './matmul.js';
+import { qgemvVariants } from './qgemv.js';
+import { quantizeVariants } from './quantize.js';
 import type { ComputeDtype } from './op.js';
 import { rmsNormVariants } from './rms-norm.js';
 import { sampleVariants } from './sample.js';
@@ -46,6 +48,8 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...swigluVariants(dtypes, features),
     ...matmulVariants(dtypes, features),
     ...gemvVariants(dtypes, features),
+    ...quantizeVariants(),
+    ...qgemvVariants(dtypes, features),
     ...kvStoreVariants(dtypes, features),
     ...attentionVariants(dtypes, features),
     ...softmaxVariants(dtypes, features),

@@ -20,6 +20,14 @@ describe('sluice bench kernels', () => {
       expect(g.over_read).toBeCloseTo(g.gbps / r.read_limit.read_gbps, 1);
       expect(g.pass).toBe(g.over_read >= r.goals.gemvOverRead);
     }
+    expect(r.qgemv.map((g: { kind: string }) => g.kind)).toEqual(['q8', 'q8', 'q8', 'q8', 'q4', 'q4', 'q4', 'q4']);
+    for (const g of r.qgemv) {
+      // Packed bytes per weight at G = 32: q8 1 + 2/32 (f16 scales) or 4/32 (f32); q4 0.5 + 3/32 or 5/32.
+      expect(g.bytes_per_weight, `${g.kind} ${g.n}×${g.k}`).toBeGreaterThan(g.kind === 'q8' ? 1.05 : 0.55);
+      expect(g.bytes_per_weight).toBeLessThan(g.kind === 'q8' ? 1.13 : 0.66);
+      expect(g.gbps).toBeCloseTo((g.n * g.k * g.bytes_per_weight) / (g.ms / 1e3) / 1e9, 0);
+      expect(g.over_read).toBeCloseTo(g.gbps / r.read_limit.read_gbps, 1);
+    }
     expect(r.matmul.length).toBeGreaterThanOrEqual(2);
     for (const m of r.matmul) {
       expect(m.over_naive).toBeCloseTo(m.gflops / m.naive_gflops, 1);

@@ -2,6 +2,11 @@
 // measured on the same adapter in the same run.
 //   read limit  the faster of two read-only streaming reductions over up to 256 MiB (and a copy)
 //   gemv        weight bytes / time for Llama shapes, F32 and F16: goal ≥ 0.8× the read limit
+//   qgemv       q8 and q4 weights (G = 32, device scales; q4 with zero points as quantize
+//               writes them), same shapes, in the decode compute dtype: GB/s of packed bytes
+//               (data + scales + zeros) over the read limit. Napkin: q4 reads 0.5 + 3/32 ≈ 0.59
+//               bytes/weight, q8 1 + 2/32 ≈ 1.06 (f16 scales), so at equal GB/s q4 decodes
+//               2/0.59 ≈ 3.4× faster than f16; no goal yet (the model is not wired).
 //   matmul      GFLOP/s at prefill shapes against a naive one-thread-per-output kernel:
 //               goal ≥ 3× on a software GPU, ≥ 5× on a real one
 //   attention   prefill of 512 tokens, decode at 512 and 2048 positions (ms)
@@ -15,6 +20,8 @@ import { Step } from '../../gpu/step.js';
 import { Attention } from '../../ops/attention.js';
 import { Gemv } from '../../ops/gemv.js';
 import { Matmul, NaiveMatmul } from '../../ops/matmul.js';
+import { QGemv } from '../../ops/qgemv.js';
+import { createQuantizedTensor, deviceScaleDtype, destroyQuantized, type QuantKind, type QuantizedTensor } from '../../gpu/quantized-tensor.js';
 import { type ComputeDtype, computeBytes, type PreparedOp } from '../../ops/op.js';
 import { measureReadLimit } from './read-limit.js';
 import { weightBlock } from './synthetic-checkpoint.js';
@@ -33,6 +40,7 @@ export interface KernelsBenchResult {
   timing: 'timestamp' | 'wall';
   read_limit: { bytes: number; read_gbps: number; strided_gbps: number; segmented_gbps: number; copy_gbps: number };
   gemv: { dtype: ComputeDtype; n: number; k: number; chunks: number; ms: number; gbps: number; over_read: number; pass: boolean }[];
+  qgemv: { kind: QuantKind; dtype: ComputeDtype; n: number; k: number; chunks: number; bytes_per_weight: number; ms: number; gbps: number; over_read: number }[];
   matmul: { dtype: ComputeDtype; m: number; n: number; k: number; gflops: number; naive_gflops: number; over_naive: number; goal: number; pass: boolean }[];
   attention: { dtype: ComputeDtype; kind: 'prefill' | 'decode'; tokens: number; context: number; heads: number; kv_heads: number; head_dim: number; ms: number }[];
   goals: typeof KERNEL_GOALS;
@@ -76,6 +84,28 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
       gemv.push({ dtype, n, k, chunks: weight.chunks.length, ms: round(seconds * 1e3), gbps: round(gbps), over_read: round(gbps / readGbps), pass: gbps / readGbps >= KERNEL_GOALS.gemvOverRead });
       prepared.destroy();
       for (const c of weight.chunks) c.buffer.destroy();
+      x.destroy();
+      y.destroy();
+    }
+  }
+
+  // ── qgemv ──
+  const qgemv: KernelsBenchResult['qgemv'] = [];
+  const decodeDtype: ComputeDtype = dtypes[dtypes.length - 1];
+  for (const kind of ['q8', 'q4'] as const) {
+    const op = await QGemv.create(device, kind, decodeDtype);
+    for (const [n, k] of gemvShapes) {
+      step(`qgemv ${kind} ${decodeDtype} ${n}×${k}`);
+      const weight = syntheticQuantized(device, `bench.qgemv.${kind}.${n}x${k}`, kind, [n, k]);
+      const x = filledBuffer(device, 'bench.qgemv.x', k * computeBytes(decodeDtype), decodeDtype);
+      const y = filledBuffer(device, 'bench.qgemv.y', n * computeBytes(decodeDtype), decodeDtype);
+      const prepared = op.prepare(`bench.qgemv.${kind}.${n}x${k}`, weight, x, y);
+      const bytes = weight.byteLength;
+      const seconds = await time([prepared], bytes, readGbps * 1e9);
+      const gbps = bytes / seconds / 1e9;
+      qgemv.push({ kind, dtype: decodeDtype, n, k, chunks: weight.chunks.length, bytes_per_weight: round(bytes / (n * k)), ms: round(seconds * 1e3), gbps: round(gbps), over_read: round(gbps / readGbps) });
+      prepared.destroy();
+      destroyQuantized(weight);
       x.destroy();
       y.destroy();
     }
@@ -149,6 +179,7 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
     timing: method,
     read_limit: { bytes: limit.bytes, read_gbps: round(readGbps), strided_gbps: round(limit.stridedGbps), segmented_gbps: round(limit.segmentedGbps), copy_gbps: round(limit.copyGbps) },
     gemv,
+    qgemv,
     matmul,
     attention,
     goals: KERNEL_GOALS,
@@ -177,4 +208,20 @@ function syntheticWeight(device: GPUDevice, name: string, shape: [number, number
     chunks.push({ buffer: filledBuffer(device, `${name}#${chunks.length}`, n * rowBytes, dtype), firstRow, rows: n, byteLength: n * rowBytes });
   }
   return { name, shape, storageDtype: dtype, dtype, chunks, rowsPerChunk, byteLength: rows * rowBytes };
+}
+
+/** A (rows, cols) q8 (symmetric) or q4 (with zero points) weight, G = 32, filled with plausible bytes. */
+function syntheticQuantized(device: GPUDevice, name: string, kind: QuantKind, shape: [number, number]): QuantizedTensor {
+  const scaleDtype = deviceScaleDtype(device);
+  const t = createQuantizedTensor(device, name, { kind, shape, scaleDtype, hasZeros: kind === 'q4' });
+  const fill = (buffer: GPUBuffer, word: (i: number) => number) => {
+    const block = new Uint32Array(1 << 14).map((_, i) => word(i));
+    for (let at = 0; at < buffer.size; at += block.byteLength) device.queue.writeBuffer(buffer, at, block, 0, Math.min(block.length, (buffer.size - at) / 4));
+  };
+  for (const c of t.chunks) {
+    fill(c.data, (i) => Math.imul(i + 1, 0x9e3779b1) >>> 0);
+    fill(c.scales, () => (scaleDtype === 'F16' ? 0x211f211f : 0x3c23d70a)); // 0.01
+    if (c.zeros) fill(c.zeros, () => 0x08080808);
+  }
+  return t;
 }
