@@ -4,6 +4,7 @@
 
 import { SluiceError } from '../errors.js';
 import { type ConfigReader, type Features, familyOf, features, FAMILIES, supportedList } from './families.js';
+import { parseQuantization, type Quantization } from './quantization.js';
 import { parseRope, type RopeSettings } from './rope-scaling.js';
 
 /** Every architecture some family runs (config.json's `architectures`). */
@@ -30,6 +31,8 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean;
   /** What the forward pass does differently from Llama (families.ts). */
   features: Features;
+  /** A pre-quantized checkpoint's scheme (quantization_config), or null for float weights. */
+  quantization: Quantization | null;
   /** The checkpoint's own dtype (torch_dtype), informational. */
   torchDtype: string | null;
   bosTokenId: number | null;
@@ -109,6 +112,7 @@ export function modelConfig(c: Record<string, unknown>, file = 'config.json'): M
     maxPositionEmbeddings: int('max_position_embeddings', 2048),
     tieWordEmbeddings: bool('tie_word_embeddings', false),
     features: feats,
+    quantization: parseQuantization(c, file),
     torchDtype: typeof c.torch_dtype === 'string' ? c.torch_dtype : null,
     bosTokenId: Number.isSafeInteger(c.bos_token_id) ? (c.bos_token_id as number) : null,
     eosTokenIds: tokenIds(c.eos_token_id),

@@ -77,6 +77,11 @@ export class LlamaModel {
 
   static async load(checkpoint: Checkpoint, config: ModelConfig, device: GPUDevice, options: LoadModelOptions = {}): Promise<LlamaModel> {
     const where = checkpoint.files[0] ?? 'checkpoint';
+    const q = config.quantization;
+    if (q) {
+      const scheme = `${q.method} ${q.format}, ${q.bits}-bit, ${q.groupSize === null ? 'per channel' : `group ${q.groupSize}`}`;
+      throw new SluiceError('UNSUPPORTED_ARCH', `${where}: the weights are pre-quantized (${scheme}); sluice cannot load pre-quantized checkpoints yet (use the float checkpoint)`);
+    }
     const names = weightNames(config, checkpoint.tensors(), where);
     const contextLength = options.contextLength ?? Math.min(config.maxPositionEmbeddings, 4096);
     if (!Number.isInteger(contextLength) || contextLength < 1) throw new SluiceError('USAGE', `context length must be a positive integer, not ${contextLength}`);
