@@ -79,7 +79,7 @@ export class LlamaModel {
     const where = checkpoint.files[0] ?? 'checkpoint';
     const q = config.quantization;
     if (q) {
-      const scheme = `${q.method} ${q.format}, ${q.bits}-bit, ${q.groupSize === null ? 'per channel' : `group ${q.groupSize}`}`;
+      const scheme = `${q.format === q.method ? q.method : `${q.method} ${q.format}`}, ${q.bits}-bit, ${q.groupSize === null ? 'per channel' : `group ${q.groupSize}`}`;
       throw new SluiceError('UNSUPPORTED_ARCH', `${where}: the weights are pre-quantized (${scheme}); sluice cannot load pre-quantized checkpoints yet (use the float checkpoint)`);
     }
     const names = weightNames(config, checkpoint.tensors(), where);

@@ -163,7 +163,7 @@ it('a pre-quantized checkpoint is refused at load with its scheme, before any up
   );
   const checkpoint = await openCheckpoint(`${dir}/model.safetensors`);
   try {
-    await expect(LlamaModel.load(checkpoint, config, gpu.device)).rejects.toThrow(/the weights are pre-quantized \(gptq gptq, 4-bit, group 128\); sluice cannot load pre-quantized checkpoints yet/);
+    await expect(LlamaModel.load(checkpoint, config, gpu.device)).rejects.toThrow(/the weights are pre-quantized \(gptq, 4-bit, group 128\); sluice cannot load pre-quantized checkpoints yet/);
   } finally {
     await checkpoint.close();
   }
