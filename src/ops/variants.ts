@@ -13,6 +13,7 @@ import { gemvVariants } from './gemv.js';
 import { kvStoreVariants } from './kv-store.js';
 import { matmulVariants } from './matmul.js';
 import { qgemvVariants } from './qgemv.js';
+import { qmatmulVariants } from './qmatmul.js';
 import { quantizeVariants } from './quantize.js';
 import type { ComputeDtype } from './op.js';
 import { rmsNormVariants } from './rms-norm.js';
@@ -50,6 +51,7 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...gemvVariants(dtypes, features),
     ...quantizeVariants(),
     ...qgemvVariants(dtypes, features),
+    ...qmatmulVariants(dtypes, features),
     ...kvStoreVariants(dtypes, features),
     ...attentionVariants(dtypes, features),
     ...softmaxVariants(dtypes, features),
