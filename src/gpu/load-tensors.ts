@@ -8,15 +8,26 @@
 // overlaps the GPU's copy and conversion of the previous ones (and a URL source gets
 // parallel Range requests). Host memory: the slots and the pieces being read, never a
 // whole tensor: slots × slotBytes × 2 at most.
+//
+// Tensors chosen by `quantize.select` take another path at the end of the piece (see
+// quantize-on-load.ts): whole-row pieces, converted into a reused row scratch and quantized
+// from there into a QuantizedTensor, so they never exist dense on the device.
 
 import type { Checkpoint, TensorInfo } from '../checkpoint/types.js';
 import { SluiceError } from '../errors.js';
 import { dtypeBytes } from '../formats/dtypes.js';
 import { formatBytes } from '../units.js';
 import { type ComputeDtype, Converter } from '../ops/convert.js';
+import { Quantize } from '../ops/quantize.js';
 import { alignUp, destroyTensor, type GpuTensor, type GpuTensorChunk } from './gpu-tensor.js';
+import {
+  checkGroupSize, encodeQuantizedPiece, planQuantized, type QuantizedPlan, type QuantizeOnLoad, quantizedBufferBytes, type RowPiece,
+} from './quantize-on-load.js';
+import { createQuantizedTensor, deviceScaleDtype, destroyQuantized, type QuantizedTensor } from './quantized-tensor.js';
 import { StagingRing } from './staging-ring.js';
-import { planTensor, type TensorPlan } from './upload-plan.js';
+import { type PiecePlan, planTensor, type TensorPlan } from './upload-plan.js';
+
+export type { QuantizeOnLoad } from './quantize-on-load.js';
 
 export type DtypeChoice = 'auto' | 'f16' | 'f32';
 
@@ -46,27 +57,65 @@ export interface LoadOptions {
   maxChunkBytes?: number;
   /** Prefix of every buffer label (default 'weights'). */
   label?: string;
+  /**
+   * Quantize the selected 2-D float tensors on the GPU as they stream in (q8 or q4, groups of
+   * `groupSize`, default 32): they land in GpuTensors.quantized, never dense on the device.
+   * One that cannot be (not 2-D, K not a multiple of the group size, …) stays dense, with a
+   * line in GpuTensors.notes.
+   */
+  quantize?: QuantizeOnLoad;
 }
 
 export const DEFAULT_STAGING_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_STAGING_SLOTS = 4;
 
-/** The loaded tensors by name, plus totals; destroy() frees every buffer. */
+export interface QuantizedTensors {
+  /** The tensors quantized on load, by name (they are not in the dense map). */
+  quantized?: Iterable<[string, QuantizedTensor]>;
+  /** One line per selected tensor left dense, saying why. */
+  notes?: readonly string[];
+  /** Device bytes of the dense tensors' buffers, and of the quantized ones' (padding included). */
+  denseBytes?: number;
+  quantizedBytes?: number;
+  /** Buffers the load held while streaming and freed at the end (staging slots, scratches). */
+  scratchBytes?: number;
+}
+
+/**
+ * The loaded tensors by name (dense: the compute dtype, or as stored), the quantized ones
+ * in `quantized`, plus totals; destroy() frees every buffer of both.
+ */
 export class GpuTensors extends Map<string, GpuTensor> {
+  readonly quantized: Map<string, QuantizedTensor>;
+  readonly notes: readonly string[];
+  /** deviceBytes = denseBytes + quantizedBytes. */
+  readonly denseBytes: number;
+  readonly quantizedBytes: number;
+  /** Freed when the load ended: peak device bytes during the load ≈ deviceBytes + scratchBytes. */
+  readonly scratchBytes: number;
+
   constructor(
     readonly computeDtype: ComputeDtype,
     /** Checkpoint bytes read. */
     readonly sourceBytes: number,
-    /** Bytes of buffers allocated on the device (padding included). */
+    /** Bytes of buffers allocated on the device and kept (padding included). */
     readonly deviceBytes: number,
     entries: Iterable<[string, GpuTensor]>,
+    more: QuantizedTensors = {},
   ) {
     super(entries);
+    this.quantized = new Map(more.quantized ?? []);
+    this.notes = more.notes ?? [];
+    this.quantizedBytes = more.quantizedBytes ?? 0;
+    this.denseBytes = more.denseBytes ?? deviceBytes - this.quantizedBytes;
+    this.scratchBytes = more.scratchBytes ?? 0;
   }
 
   destroy(): void {
     for (const tensor of this.values()) destroyTensor(tensor);
+    for (const tensor of this.quantized.values()) destroyQuantized(tensor);
     this.clear();
+    this.quantized.clear();
   }
 }
 
@@ -93,7 +142,20 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
   }
   const maxChunkBytes = Math.min(options.maxChunkBytes ?? Infinity, bindingLimit);
   const infos = checkpoint.tensors().filter((t) => options.filter?.(t) ?? true);
-  const plans = infos.map((info) => planTensor(info, computeDtype, { maxChunkBytes, pieceBytes: slotBytes }));
+  const q = options.quantize;
+  if (q) checkGroupSize(q.groupSize ?? 32);
+  const notes: string[] = [];
+  // Each tensor: dense (its chunks and pieces), or quantized (whole-row pieces).
+  const plans: (TensorPlan | QuantizedPlan)[] = infos.map((info) => {
+    if (q?.select(info)) {
+      const plan = planQuantized(info, computeDtype, q, { pieceBytes: slotBytes, maxChunkBytes, scaleDtype: deviceScaleDtype(device) });
+      if (!('dense' in plan)) return plan;
+      notes.push(plan.dense);
+    }
+    return planTensor(info, computeDtype, { maxChunkBytes, pieceBytes: slotBytes });
+  });
+  const isQuantized = (plan: TensorPlan | QuantizedPlan): plan is QuantizedPlan => 'layout' in plan;
+  const rowScratchBytes = Math.max(0, ...plans.map((p) => (isQuantized(p) ? p.scratchBytes : 0)));
   const where = checkpoint.files[0] ?? 'checkpoint';
 
   const progress: LoadProgress = {
@@ -114,9 +176,12 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
       converters.set(plan.info.dtype, await Converter.create(device, plan.info.dtype, computeDtype));
     }
   }
+  const quantizer = q && rowScratchBytes > 0 ? await Quantize.create(device, q.kind, computeDtype) : null;
 
   const loaded = new Map<string, GpuTensor>();
+  const quantized = new Map<string, QuantizedTensor>();
   let deviceBytes = 0;
+  let quantizedBytes = 0;
   const ring = new StagingRing(device, slots, slotBytes, label);
   // The convert kernel reads a piece from a storage buffer (a mappable buffer cannot be
   // one). One scratch buffer serves every slot: the queue runs each piece's copy and
@@ -125,6 +190,11 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
     ? device.createBuffer({ label: `${label}.scratch`, size: slotBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST })
     : null;
   const params = device.createBuffer({ label: `${label}.convert.params`, size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  // (rows, K) compute dtype: a quantized tensor's piece, converted, before quantize reads it.
+  const rowScratch = quantizer
+    ? device.createBuffer({ label: `${label}.quantize.scratch`, size: rowScratchBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST })
+    : null;
+  const scratchBytes = slots * slotBytes + (scratch?.size ?? 0) + (rowScratch?.size ?? 0);
 
   try {
     progress.phase = 'upload';
@@ -132,6 +202,23 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
       throwIfAborted(options.signal, where, progress);
       progress.tensor = plan.info.name;
       report();
+      if (isQuantized(plan)) {
+        const dst = await allocateChecked(device, plan.info.name, progress, deviceBytes, () => {
+          const t = createQuantizedTensor(device, `${label}.${plan.info.name}`, plan.layout, maxChunkBytes);
+          return { value: { ...t, name: plan.info.name }, bytes: quantizedBufferBytes(t), free: () => destroyQuantized(t) };
+        });
+        quantized.set(plan.info.name, dst);
+        const bytes = quantizedBufferBytes(dst);
+        deviceBytes += bytes;
+        quantizedBytes += bytes;
+        const bufs = { convertScratch: scratch, rowScratch: rowScratch!, convertParams: params };
+        const converter = converters.get(plan.info.dtype);
+        for (const piece of plan.pieces) {
+          await stream(piece, (encoder, slot) => encodeQuantizedPiece(encoder, `${label}.${plan.info.name}`, slot, piece, dst, bufs, quantizer!, converter));
+        }
+        progress.tensorsDone++;
+        continue;
+      }
       const chunks = await allocate(device, plan, label, progress, deviceBytes);
       const tensor: GpuTensor = {
         name: plan.info.name,
@@ -147,30 +234,18 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
 
       const converter = converters.get(plan.info.dtype);
       for (const piece of plan.pieces) {
-        const slot = await ring.acquire();
-        throwIfAborted(options.signal, where, progress);
-        const dst = chunks[piece.chunk].buffer;
-        const copyBytes = alignUp(piece.sourceLength, 4);
-        ring.use(slot, async (mapped) => {
-          // Straight into the mapped slot: a file source reads there, no buffer in between.
-          const view = new Uint8Array(mapped, 0, copyBytes);
-          const got = await checkpoint.readRange(plan.info.name, piece.sourceOffset, piece.sourceLength, view);
-          // A custom source may ignore `into` and return its own bytes: copy them then.
-          if (got.buffer !== view.buffer || got.byteOffset !== view.byteOffset) view.set(got);
-          view.fill(0, piece.sourceLength); // deterministic padding bytes
-          slot.buffer.unmap();
-          const encoder = device.createCommandEncoder({ label: `${label}.upload` });
+        await stream(piece, (encoder, slot) => {
+          const dst = chunks[piece.chunk].buffer;
+          const copyBytes = alignUp(piece.sourceLength, 4);
           if (converter && scratch) {
-            encoder.copyBufferToBuffer(slot.buffer, 0, scratch, 0, copyBytes);
+            encoder.copyBufferToBuffer(slot, 0, scratch, 0, copyBytes);
             converter.encode(encoder, scratch, dst, piece.chunkElement, piece.elements, params);
           } else {
             // Same dtype: element offsets are byte offsets (sub-byte tensors are planned in bytes).
             const dstByte = piece.chunkElement * (dtypeBytes(plan.dtype) ?? 1);
-            encoder.copyBufferToBuffer(slot.buffer, 0, dst, dstByte, copyBytes);
+            encoder.copyBufferToBuffer(slot, 0, dst, dstByte, copyBytes);
           }
-          device.queue.submit([encoder.finish()]);
-          progress.bytesDone += piece.sourceLength;
-          report();
+          return null;
         });
       }
       progress.tensorsDone++;
@@ -184,53 +259,106 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
     // Pieces still in flight may yet submit copies into the tensors: let them settle first.
     await ring.destroy();
     for (const tensor of loaded.values()) destroyTensor(tensor);
+    for (const tensor of quantized.values()) destroyQuantized(tensor);
     throw e;
   } finally {
     await ring.destroy();
     scratch?.destroy();
+    rowScratch?.destroy();
     params.destroy();
   }
-  return new GpuTensors(computeDtype, progress.bytesTotal, deviceBytes, loaded);
+  return new GpuTensors(computeDtype, progress.bytesTotal, deviceBytes, loaded, {
+    quantized,
+    notes,
+    quantizedBytes,
+    denseBytes: deviceBytes - quantizedBytes,
+    scratchBytes,
+  });
+
+  /**
+   * Streams one piece: waits for a free slot, then (without waiting) reads the piece into it
+   * and submits what `encode` records (copy out, convert, quantize); `encode` returns what
+   * to free once submitted.
+   */
+  async function stream(
+    piece: PiecePlan | RowPiece,
+    encode: (encoder: GPUCommandEncoder, slot: GPUBuffer) => (() => void) | null,
+  ): Promise<void> {
+    const name = progress.tensor!;
+    const slot = await ring.acquire();
+    throwIfAborted(options.signal, where, progress);
+    const copyBytes = alignUp(piece.sourceLength, 4);
+    ring.use(slot, async (mapped) => {
+      // Straight into the mapped slot: a file source reads there, no buffer in between.
+      const view = new Uint8Array(mapped, 0, copyBytes);
+      const got = await checkpoint.readRange(name, piece.sourceOffset, piece.sourceLength, view);
+      // A custom source may ignore `into` and return its own bytes: copy them then.
+      if (got.buffer !== view.buffer || got.byteOffset !== view.byteOffset) view.set(got);
+      view.fill(0, piece.sourceLength); // deterministic padding bytes
+      slot.buffer.unmap();
+      const encoder = device.createCommandEncoder({ label: `${label}.upload` });
+      const free = encode(encoder, slot.buffer);
+      device.queue.submit([encoder.finish()]);
+      free?.();
+      progress.bytesDone += piece.sourceLength;
+      report();
+    });
+  }
 }
 
 /**
  * Creates a tensor's chunk buffers inside error scopes: running out of GPU memory (or a
  * size the device refuses) becomes OUT_OF_MEMORY naming the tensor and the totals so far.
  */
-async function allocate(
+function allocate(device: GPUDevice, plan: TensorPlan, label: string, progress: LoadProgress, deviceBytes: number): Promise<GpuTensorChunk[]> {
+  return allocateChecked(device, plan.info.name, progress, deviceBytes, () => {
+    const chunks = plan.chunks.map((chunk, i) => ({
+      buffer: device.createBuffer({
+        label: `${label}.${plan.info.name}${plan.chunks.length > 1 ? `#${i}` : ''}`,
+        size: chunk.bufferSize,
+        // COPY_SRC: tests and `bench` read weights back; it costs nothing to allow.
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+      }),
+      firstRow: chunk.firstRow,
+      rows: chunk.rows,
+      byteLength: chunk.byteLength,
+    }));
+    const bytes = plan.chunks.reduce((sum, c) => sum + c.bufferSize, 0);
+    return { value: chunks, bytes, free: () => chunks.forEach((c) => c.buffer.destroy()) };
+  });
+}
+
+/** Runs `create` inside error scopes; a device error becomes OUT_OF_MEMORY naming the tensor (its buffers freed). */
+async function allocateChecked<T>(
   device: GPUDevice,
-  plan: TensorPlan,
-  label: string,
+  name: string,
   progress: LoadProgress,
   deviceBytes: number,
-): Promise<GpuTensorChunk[]> {
+  create: () => { value: T; bytes: number; free: () => void },
+): Promise<T> {
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
-  const chunks = plan.chunks.map((chunk, i) => ({
-    buffer: device.createBuffer({
-      label: `${label}.${plan.info.name}${plan.chunks.length > 1 ? `#${i}` : ''}`,
-      size: chunk.bufferSize,
-      // COPY_SRC: tests and `bench` read weights back; it costs nothing to allow.
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
-    }),
-    firstRow: chunk.firstRow,
-    rows: chunk.rows,
-    byteLength: chunk.byteLength,
-  }));
+  let made: ReturnType<typeof create>;
+  try {
+    made = create();
+  } catch (e) {
+    await device.popErrorScope();
+    await device.popErrorScope();
+    throw e;
+  }
   const validation = await device.popErrorScope();
   const outOfMemory = await device.popErrorScope();
   const error = outOfMemory ?? validation;
   if (error) {
-    for (const chunk of chunks) chunk.buffer.destroy();
-    const wanted = plan.chunks.reduce((sum, c) => sum + c.bufferSize, 0);
+    made.free();
     throw new SluiceError(
       'OUT_OF_MEMORY',
-      `out of GPU memory allocating tensor ${JSON.stringify(plan.info.name)} (${formatBytes(wanted)}) ` +
+      `out of GPU memory allocating tensor ${JSON.stringify(name)} (${formatBytes(made.bytes)}) ` +
         `after ${progress.tensorsDone} of ${progress.tensorsTotal} tensors, ${formatBytes(deviceBytes)} on the device: ` +
         `${error.message.replace(/\s*\n\s*/g, ' ').trim()}`,
     );
   }
-  return chunks;
+  return made.value;
 }
 
 function throwIfAborted(signal: AbortSignal | undefined, where: string, progress: LoadProgress): void {
