@@ -47,7 +47,10 @@ describe('stalls end, with one line naming the URL', () => {
     expect(error.message).toBe(`${url}: no response headers within 0.2 s (gave up after 2 attempts)`);
     expect(ms).toBeGreaterThanOrEqual(390);
     expect(ms).toBeLessThan(2000);
-    expect(server.requests).toHaveLength(2);
+    // The client made 2 attempts (its message says so); the server sees a request only once
+    // it has parsed it, which a loaded machine may not do before the client gives up.
+    expect(server.requests.length).toBeGreaterThanOrEqual(1);
+    expect(server.requests.length).toBeLessThanOrEqual(2);
     await server.idle(); // the client hung up both times
   });
 
