@@ -23,7 +23,7 @@ import { alignUp, destroyTensor, type GpuTensor, type GpuTensorChunk } from './g
 import {
   checkGroupSize, encodeQuantizedPiece, planQuantized, type QuantizedPlan, type QuantizeOnLoad, quantizedBufferBytes, type RowPiece,
 } from './quantize-on-load.js';
-import { createQuantizedTensor, deviceScaleDtype, destroyQuantized, type QuantizedTensor } from './quantized-tensor.js';
+import { createQuantizedTensor, DEFAULT_GROUP_SIZE, deviceScaleDtype, destroyQuantized, type QuantizedTensor } from './quantized-tensor.js';
 import { StagingRing } from './staging-ring.js';
 import { type PiecePlan, planTensor, type TensorPlan } from './upload-plan.js';
 
@@ -143,7 +143,7 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
   const maxChunkBytes = Math.min(options.maxChunkBytes ?? Infinity, bindingLimit);
   const infos = checkpoint.tensors().filter((t) => options.filter?.(t) ?? true);
   const q = options.quantize;
-  if (q) checkGroupSize(q.groupSize ?? 32);
+  if (q) checkGroupSize(q.groupSize ?? DEFAULT_GROUP_SIZE);
   const notes: string[] = [];
   // Each tensor: dense (its chunks and pieces), or quantized (whole-row pieces).
   const plans: (TensorPlan | QuantizedPlan)[] = infos.map((info) => {
