@@ -7,6 +7,8 @@ import { GpuSampler } from '../generate/sampler.js';
 import { acquireNodeDevice } from '../gpu/node-gpu.js';
 import { DEFAULT_SAMPLING } from '../ops/sample.js';
 import type { DtypeChoice } from '../gpu/load-tensors.js';
+import type { QuantKind } from '../gpu/quantized-tensor.js';
+import { SluiceError } from '../errors.js';
 import type { GenerateOptions, GenerationStats } from '../generate/generate.js';
 import { openModel, type OpenedModel } from '../model/open-model.js';
 import { dtypeFlag, numberFlag, type ParsedArgs, wholeNumberFlag } from './args.js';
@@ -15,6 +17,7 @@ import { loadProgressBar } from './progress.js';
 
 export const modelOptions = {
   dtype: { type: 'string' },
+  quantize: { type: 'string' },
   context: { type: 'string' },
   temperature: { type: 'string' },
   'top-k': { type: 'string' },
@@ -39,11 +42,13 @@ Model:
                            taken from the HF cache, else downloaded into it (as sluice pull)
   --offline                never download: the HF cache only (also HF_HUB_OFFLINE=1)
   --dtype auto|f16|f32     compute precision (auto: f16 where the GPU has shader-f16)
+  --quantize q8|q4         quantize the projections on the GPU as they load (group 32:
+                           q8 symmetric, q4 asymmetric); norms, biases, embeddings stay dense
   --context N              KV cache positions (default min(max_position_embeddings, 4096))
   --json                   one JSON document on stdout
   --debug                  Dawn's own messages, and stack traces on errors`;
 
-export function modelSettings(command: string, values: ParsedArgs['values']): { dtype: DtypeChoice; contextLength?: number; generate: GenerateOptions } {
+export function modelSettings(command: string, values: ParsedArgs['values']): { dtype: DtypeChoice; quantize?: QuantKind; contextLength?: number; generate: GenerateOptions } {
   const number = (flag: string, check: (x: number) => boolean, what: string) => numberFlag(command, values, flag, check, what);
   const whole = (flag: string, min: number, max?: number) => wholeNumberFlag(command, values, flag, min, max);
   const generate: GenerateOptions = {};
@@ -58,7 +63,15 @@ export function modelSettings(command: string, values: ParsedArgs['values']): { 
   set('seed', whole('seed', 0, 2 ** 32 - 1));
   set('maxTokens', whole('max-tokens', 0));
   if (values.stop) generate.stop = values.stop as string[];
-  return { dtype: dtypeFlag(command, values), contextLength: whole('context', 1), generate };
+  return { dtype: dtypeFlag(command, values), quantize: quantizeFlag(command, values), contextLength: whole('context', 1), generate };
+}
+
+/** --quantize q8|q4, or undefined: dense weights. */
+export function quantizeFlag(command: string, values: ParsedArgs['values']): QuantKind | undefined {
+  const q = values.quantize as string | undefined;
+  if (q === undefined) return undefined;
+  if (q !== 'q8' && q !== 'q4') throw new SluiceError('USAGE', `${command}: --quantize must be q8 or q4, not ${JSON.stringify(q)}`);
+  return q;
 }
 
 /**
@@ -68,7 +81,7 @@ export function modelSettings(command: string, values: ParsedArgs['values']): { 
 export async function withModel<T>(
   dir: string,
   io: CliIo,
-  settings: { dtype: DtypeChoice; contextLength?: number },
+  settings: { dtype: DtypeChoice; quantize?: QuantKind; contextLength?: number },
   quiet: boolean,
   body: (opened: OpenedModel, sampler: GpuSampler) => Promise<T>,
 ): Promise<T> {

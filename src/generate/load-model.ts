@@ -12,6 +12,7 @@
 import type { DtypeChoice } from '../gpu/load-tensors.js';
 import { acquireNodeDevice } from '../gpu/node-gpu.js';
 import { resolveModel } from '../hub/resolve.js';
+import type { QuantKind } from '../gpu/quantized-tensor.js';
 import type { PullProgress } from '../hub/pull.js';
 import { openModel, type ModelProgress } from '../model/open-model.js';
 import { checkTemplateVariables } from '../text/chat-template.js';
@@ -24,6 +25,8 @@ export interface LoadModelApiOptions {
   device?: GPUDevice;
   /** Compute precision: 'auto' (default: f16 where the device has shader-f16), 'f16', 'f32'. */
   dtype?: DtypeChoice;
+  /** Quantize the projections on the GPU as they load: 'q8' or 'q4' (group 32). Default: dense. */
+  quantize?: QuantKind;
   /** KV cache positions (default min(max_position_embeddings, 4096)). */
   contextLength?: number;
   /** Requests that may wait while one runs (default 16; beyond: BUSY). */

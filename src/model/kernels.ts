@@ -9,6 +9,9 @@ import { Embedding } from '../ops/embedding.js';
 import { Gemv } from '../ops/gemv.js';
 import { KvStore } from '../ops/kv-store.js';
 import { Matmul } from '../ops/matmul.js';
+import { QGemv } from '../ops/qgemv.js';
+import { QMatmul } from '../ops/qmatmul.js';
+import type { QuantKind } from '../gpu/quantized-tensor.js';
 import type { ComputeDtype } from '../ops/op.js';
 import { RmsNorm } from '../ops/rms-norm.js';
 import { Rope } from '../ops/rope.js';
@@ -27,9 +30,11 @@ export const SMALL_PREFILL_ROWS = 8;
  * Compiles every kernel `config` needs and reports each one built. The result owns the
  * ropes' inv_freq buffers: destroy() frees them.
  */
-export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, config: ModelConfig, onProgress?: (p: ModelProgress) => void) {
+export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, config: ModelConfig, quantize: QuantKind | null, onProgress?: (p: ModelProgress) => void) {
   const f = config.features;
   const bias = f.qkvBias || f.oBias;
+  // Quantized weights: the same ops by [weight kind][compute dtype] (qgemv/qmatmul dequantize in registers).
+  const q = (make: (kind: QuantKind) => Promise<unknown>) => (quantize ? make(quantize) : null);
   const ropes = [...new Set(f.layers.map((l) => l.rope).filter((r): r is RopeScaling => r !== null))];
   const pending = {
     embedding: Embedding.create(device, dtype),
@@ -42,6 +47,13 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     gemv: Gemv.create(device, dtype),
     gemvBias: bias ? Gemv.create(device, dtype, { bias: true }) : null,
     lmHead: Gemv.create(device, dtype, { outF32: true }),
+    qGemv: q((kind) => QGemv.create(device, kind, dtype)) as Promise<QGemv> | null,
+    qGemvBias: bias ? (q((kind) => QGemv.create(device, kind, dtype, { bias: true })) as Promise<QGemv> | null) : null,
+    qMatmul: q((kind) => QMatmul.create(device, kind, dtype)) as Promise<QMatmul> | null,
+    qMatmulBias: bias ? (q((kind) => QMatmul.create(device, kind, dtype, { bias: true })) as Promise<QMatmul> | null) : null,
+    qMatmulSmall: q((kind) => QMatmul.create(device, kind, dtype, { tileM: SMALL_PREFILL_ROWS })) as Promise<QMatmul> | null,
+    qMatmulSmallBias: bias ? (q((kind) => QMatmul.create(device, kind, dtype, { bias: true, tileM: SMALL_PREFILL_ROWS })) as Promise<QMatmul> | null) : null,
+    qLmHead: q((kind) => QGemv.create(device, kind, dtype, { outF32: true })) as Promise<QGemv> | null,
     ropes: Promise.all(ropes.map((rope) => RopeTable.create(device, dtype, rope))),
     store: KvStore.create(device, dtype),
     attention: Attention.create(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),

@@ -14,6 +14,7 @@ import { SluiceError } from '../errors.js';
 import type { GpuTensor } from '../gpu/gpu-tensor.js';
 import { type DtypeChoice, type GpuTensors, loadTensors, resolveComputeDtype } from '../gpu/load-tensors.js';
 import { readBuffer } from '../gpu/read-back.js';
+import type { QuantKind } from '../gpu/quantized-tensor.js';
 import { splitRows } from '../gpu/split-rows.js';
 import { Step } from '../gpu/step.js';
 import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp } from '../ops/op.js';
@@ -35,6 +36,12 @@ export const PREFILL_ROWS = [SMALL_PREFILL_ROWS, 16, 32, PREFILL_CHUNK] as const
 
 export interface LoadModelOptions {
   dtype?: DtypeChoice;
+  /**
+   * Quantize the projections (and an untied LM head) on the GPU as they stream in: 'q8'
+   * (symmetric, group 32) or 'q4' (asymmetric, group 32). Norms, biases and the embedding
+   * table stay dense. Default: none.
+   */
+  quantize?: QuantKind;
   /** KV cache positions (default min(max_position_embeddings, 4096)). */
   contextLength?: number;
   signal?: AbortSignal;
@@ -88,7 +95,7 @@ export class LlamaModel {
     // The kernels compile while the weights stream in: both take seconds on some GPUs
     // (shader compilation is CPU work in the browser's GPU process, the upload is copies).
     const dtype = resolveComputeDtype(device, options.dtype);
-    const kernels = compileKernels(device, dtype, config, options.onProgress);
+    const kernels = compileKernels(device, dtype, config, options.quantize ?? null, options.onProgress);
     // A kernel that cannot be built (an unsupported rope, a shader error) stops the upload
     // rather than letting it run to the end for nothing.
     const stopUpload = new AbortController();
@@ -96,7 +103,8 @@ export class LlamaModel {
     const signal = options.signal ? AbortSignal.any([options.signal, stopUpload.signal]) : stopUpload.signal;
     let weights: GpuTensors;
     try {
-      weights = await loadTensors(checkpoint, device, { dtype: options.dtype, filter: (t) => names.all.has(t.name), signal, onProgress: options.onProgress });
+      const quantize = options.quantize ? { kind: options.quantize, select: (t: { name: string }) => names.linear.has(t.name) } : undefined;
+      weights = await loadTensors(checkpoint, device, { dtype: options.dtype, filter: (t) => names.all.has(t.name), quantize, signal, onProgress: options.onProgress });
     } catch (e) {
       const kernelError = await kernels.then((k) => (k.destroy(), null), (err: unknown) => err);
       throw kernelError ?? e;
@@ -192,8 +200,16 @@ export class LlamaModel {
       const out: Pass = { ops: [], step };
       const add = <T extends PreparedOp>(op: T): T => (out.ops.push(this.own(op)), op);
       const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer) => {
-        const wt = this.weight(weight);
         const bt = bias === null ? undefined : this.weight(bias);
+        const qt = this.weights.quantized.get(weight);
+        if (qt) {
+          // [weight kind][compute dtype]: the quantized ops, chosen once the weight says so
+          if (kind === 'decode') add((bt ? ops.qGemvBias! : ops.qGemv!).prepare(label, qt, input, output, bt));
+          else if (rows <= SMALL_PREFILL_ROWS) add((bt ? ops.qMatmulSmallBias! : ops.qMatmulSmall!).prepare(label, rows, qt, input, output, bt));
+          else add((bt ? ops.qMatmulBias! : ops.qMatmul!).prepare(label, rows, qt, input, output, bt));
+          return;
+        }
+        const wt = this.weight(weight);
         if (kind === 'decode') add((bt ? ops.gemvBias! : ops.gemv).prepare(label, wt, input, output, bt));
         else if (rows <= SMALL_PREFILL_ROWS) add((bt ? ops.matmulSmallBias! : ops.matmulSmall).prepare(label, rows, wt, input, output, bt));
         else add((bt ? ops.matmulBias! : ops.matmul).prepare(label, rows, wt, input, output, bt));
@@ -253,7 +269,11 @@ export class LlamaModel {
     // logits = softcap?(lm_head(rms(x_last))), f32
     this.head = [
       this.own(ops.norm.prepare('head.norm', 1, h, this.lastRow, this.weight(this.names.norm), bufs.decode.normed)),
-      this.own(ops.lmHead.prepare('head.lm_head', this.weight(this.names.lmHead), bufs.decode.normed, this.logits)),
+      this.own(
+        this.weights.quantized.has(this.names.lmHead)
+          ? ops.qLmHead!.prepare('head.lm_head', this.weights.quantized.get(this.names.lmHead)!, bufs.decode.normed, this.logits)
+          : ops.lmHead.prepare('head.lm_head', this.weight(this.names.lmHead), bufs.decode.normed, this.logits),
+      ),
       ...(f.finalSoftcap !== null ? [this.own(ops.softcap!.prepare('head.softcap', vocabSize, this.logits, f.finalSoftcap))] : []),
     ];
     this.decodeStep = [...this.decode.ops, ...this.head];
@@ -328,6 +348,7 @@ export class LlamaModel {
   get weightBytesPerToken(): number {
     let bytes = 0;
     for (const [name, t] of this.weights) if (name !== this.names.embed || this.names.lmHead === name) bytes += t.byteLength;
+    for (const t of this.weights.quantized.values()) bytes += t.byteLength; // packed data + scales + zeros
     return bytes + this.config.hiddenSize * computeBytes(this.dtype);
   }
 

@@ -18,11 +18,14 @@ import { parseModelConfig } from './config.js';
 import { type GenerationDefaults, parseGenerationConfig } from './generation-config.js';
 import { LlamaModel } from './llama.js';
 import type { ModelProgress } from './progress.js';
+import type { QuantKind } from '../gpu/quantized-tensor.js';
 
 export type { DownloadProgress, KernelsProgress, ModelProgress } from './progress.js';
 
 export interface OpenModelOptions {
   dtype?: DtypeChoice;
+  /** Quantize the projections on load: 'q8' or 'q4' (LoadModelOptions.quantize). */
+  quantize?: QuantKind;
   contextLength?: number;
   signal?: AbortSignal;
   onProgress?: (p: ModelProgress) => void;

@@ -46,6 +46,12 @@ export interface WeightNames {
   all: Set<string>;
   /** Fused tensors to split after loading (Phi-3's qkv_proj). */
   splits: RowSplit[];
+  /**
+   * The matrices a quantized load may quantize: every projection and an untied LM head.
+   * Not the embedding table (gathered by row), norms, biases, or a tensor split after
+   * loading (Phi-3's qkv_proj, split by rows of the dense tensor).
+   */
+  linear: Set<string>;
 }
 
 const FLOAT_DTYPES: readonly string[] = ['F32', 'F16', 'BF16'];
@@ -116,7 +122,12 @@ function layout(config: ModelConfig): { names: WeightNames; expected: Map<string
     });
   }
 
-  return { names: { embed, norm, lmHead, layers, all: new Set(expected.keys()), splits }, expected };
+  const split = new Set(splits.map((x) => x.from));
+  const linear = new Set(
+    layers.flatMap((l) => [l.q, l.k, l.v, l.o, ...('fused' in l.gateUp ? [l.gateUp.fused] : [l.gateUp.gate, l.gateUp.up]), l.down]).filter((n) => expected.has(n) && !split.has(n)),
+  );
+  if (lmHead !== embed) linear.add(lmHead);
+  return { names: { embed, norm, lmHead, layers, all: new Set(expected.keys()), splits, linear }, expected };
 }
 
 /** Throws one UNSUPPORTED_ARCH naming every missing, misshapen and unexpected tensor. */

@@ -8,6 +8,7 @@
 import { GpuSampler } from '../../generate/sampler.js';
 import type { GpuContext } from '../../gpu/device.js';
 import { openModel } from '../../model/open-model.js';
+import type { QuantKind } from '../../gpu/quantized-tensor.js';
 import type { DtypeChoice } from '../../gpu/load-tensors.js';
 import { measureReadLimit } from './read-limit.js';
 
@@ -16,6 +17,8 @@ export interface GenerateBenchOptions {
   /** What `model` says in the result (default: dir). */
   label?: string;
   dtype?: DtypeChoice;
+  /** Quantize the projections on load (q8/q4). */
+  quantize?: QuantKind;
   /** Prompt lengths, each prefilled and timed in turn; decode follows the last (default 128). */
   promptTokens?: number | number[];
   tokens?: number;
@@ -32,6 +35,11 @@ export interface GenerateBenchResult {
   model: string;
   adapter: string;
   compute_dtype: string;
+  /** 'q8' / 'q4' when quantized on load, else null. */
+  quantize: QuantKind | null;
+  /** Weights on the device, and the seconds the load took (read, upload, quantize, compile). */
+  device_bytes: number;
+  load_seconds: number;
   layers: number;
   /** Every prompt length asked for; the top-level prompt_tokens, ttft_ms and prefill rate are the last's. */
   prefill: PrefillResult[];
@@ -55,7 +63,9 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
   const lengths = [options.promptTokens ?? 128].flat();
   const longest = Math.max(...lengths);
   step(`loading ${options.label ?? options.dir}`);
-  const opened = await openModel(options.dir, gpu.device, { dtype: options.dtype, contextLength: longest + tokens + 1 });
+  const loadStart = performance.now();
+  const opened = await openModel(options.dir, gpu.device, { dtype: options.dtype, quantize: options.quantize, contextLength: longest + tokens + 1 });
+  const loadSeconds = (performance.now() - loadStart) / 1000;
   const { model } = opened;
   try {
     const sampler = await GpuSampler.create(model, { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: 0 });
@@ -94,6 +104,9 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
         model: options.label ?? options.dir,
         adapter: gpu.adapterInfo.description || gpu.adapterInfo.device,
         compute_dtype: model.dtype,
+        quantize: options.quantize ?? null,
+        device_bytes: model.weights.deviceBytes,
+        load_seconds: round(loadSeconds),
         layers: model.config.numLayers,
         prefill,
         prompt_tokens: last.prompt_tokens,

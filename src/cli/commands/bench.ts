@@ -9,6 +9,7 @@ import { benchUpdate, type UpdateBenchResult } from '../bench/update-bench.js';
 import { parseSize } from '../../formats/safetensors/sharded-writer.js';
 import { SluiceError } from '../../errors.js';
 import { dtypeFlag, parseCommandArgs, wholeNumberFlag } from '../args.js';
+import { quantizeFlag } from '../model-args.js';
 import { formatBytes, table } from '../format.js';
 import type { CliIo, Command } from '../io.js';
 import { modelSource } from '../model-source.js';
@@ -111,6 +112,7 @@ const generateBench: Benchmark = {
   async run(args, io) {
     const { values, positionals } = parseCommandArgs('bench generate', args, {
       dtype: { type: 'string' },
+      quantize: { type: 'string' },
       'prompt-tokens': { type: 'string' },
       tokens: { type: 'string' },
       synthetic: { type: 'string' },
@@ -129,6 +131,7 @@ const generateBench: Benchmark = {
       if (synthetic === undefined && values[flag] !== undefined) throw new SluiceError('USAGE', `bench generate: --${flag} goes with --synthetic NAME`);
     }
     const count = (flag: string) => wholeNumberFlag('bench generate', values, flag, 1);
+    const quantize = quantizeFlag('bench generate', values);
     const dtype = dtypeFlag('bench generate', values);
     const promptTokens = promptTokensFlag(values['prompt-tokens'] as string | undefined) ?? (synthetic === undefined ? undefined : [8, 64]);
     const tokens = count('tokens');
@@ -155,10 +158,10 @@ const generateBench: Benchmark = {
     }
     const gpu = await acquireNodeDevice({ label: 'bench' });
     try {
-      const r = await benchGenerate(gpu, { dir, label, dtype, promptTokens, tokens, onStep: terminal ? (what) => io.stderr(`${what}\n`) : undefined });
+      const r = await benchGenerate(gpu, { dir, label, dtype, quantize, promptTokens, tokens, onStep: terminal ? (what) => io.stderr(`${what}\n`) : undefined });
       const json = written ? { ...r, synthetic: syntheticJson(written) } : r;
       io.stdout(values.json ? `${JSON.stringify(json, null, 2)}\n` : [
-        `${r.model} (${r.compute_dtype}, ${r.layers} layers) on ${r.adapter}\n`,
+        `${r.model} (${r.compute_dtype}${r.quantize ? `, ${r.quantize} weights` : ''}, ${r.layers} layers, ${formatBytes(r.device_bytes)} on the GPU, loaded in ${r.load_seconds.toFixed(2)} s) on ${r.adapter}\n`,
         ...(written ? [`${written.written ? 'wrote' : 'reused'} ${formatBytes(written.bytes)} of random ${written.storage} weights with ${written.repo}'s config.json in ${written.dir}\n`] : []),
         ...r.prefill.map((p) => `prefill ${p.prompt_tokens} tokens: ${p.prefill_tokens_per_second.toFixed(1)} tok/s (TTFT ${p.ttft_ms.toFixed(1)} ms)\n`),
         `decode ${r.generated_tokens} tokens: ${r.decode_tokens_per_second.toFixed(1)} tok/s; ${r.dispatches_per_token} dispatches, ${r.submits_per_token} submit, ${r.readback_bytes_per_token} bytes read back per token\n`,
@@ -234,7 +237,7 @@ sluice bench kernels [--quick] [--json]
   the adapter has them. --quick: small shapes.
 
 sluice bench generate (MODEL | --synthetic NAME [--layers N] [--storage bf16|f16|f32] [--cache-dir DIR])
-                      [--prompt-tokens N[,N...]] [--tokens N] [--dtype auto|f16|f32] [--offline] [--json]
+                      [--prompt-tokens N[,N...]] [--tokens N] [--dtype auto|f16|f32] [--quantize q8|q4] [--offline] [--json]
   Prefills N random prompt tokens (default 128; a list times each length in turn) and
   decodes --tokens greedily (default 64) after the last: TTFT, prefill and decode
   tokens/s, dispatches and submits per token, and the weight bandwidth of decoding
