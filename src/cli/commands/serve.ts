@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { SluiceError } from '../../errors.js';
 import { loadModel } from '../../generate/load-model.js';
 import { startServer } from '../../server/server.js';
+import { quantizeFlag } from '../model-args.js';
 import { dtypeFlag, parseCommandArgs, templateVarOption, templateVarsFlag, wholeNumberFlag } from '../args.js';
 import type { Command } from '../io.js';
 import { modelSource } from '../model-source.js';
@@ -26,7 +27,7 @@ and repetition_penalty are accepted, as llama-server does, and chat_template_kwa
   --api-key KEY     require "Authorization: Bearer KEY" on every request (or SLUICE_API_KEY)
   --max-queue N     requests that may wait while one runs (default 16; beyond: HTTP 429)
   --offline         never download: org/name from the HF cache only (also HF_HUB_OFFLINE=1)
-  --dtype auto|f16|f32, --context N   as for sluice chat
+  --dtype auto|f16|f32, --context N, --quantize q8|q4   as for sluice chat
   --template-var KEY=VALUE
                     a chat template variable of every chat request (repeatable; VALUE
                     as JSON when it parses, else text, as for sluice chat); a request's
@@ -45,6 +46,7 @@ export const serveCommand: Command = {
       'api-key': { type: 'string' },
       'max-queue': { type: 'string' },
       dtype: { type: 'string' },
+      quantize: { type: 'string' },
       context: { type: 'string' },
       offline: { type: 'boolean' },
       ...templateVarOption,
@@ -53,12 +55,14 @@ export const serveCommand: Command = {
     if (positionals[0] === undefined && !existsSync(DEFAULT_MODEL_DIR)) throw new SluiceError('NOT_FOUND', `no MODEL given, and the embedded default model is not in this build (${DEFAULT_MODEL_DIR})`);
     const integer = (flag: string, min: number, max: number) => wholeNumberFlag('serve', values, flag, min, max);
     const port = integer('port', 0, 65535) ?? 8080;
+    const quantize = quantizeFlag('serve', values);
     const templateVariables = templateVarsFlag('serve', values);
     const resolved = positionals[0] === undefined ? { path: DEFAULT_MODEL_DIR } : await modelSource(positionals[0], io, { download: true, offline: Boolean(values.offline) });
     const source = resolved.path;
 
     const model = await loadModel(source, {
       dtype: dtypeFlag('serve', values),
+      quantize,
       contextLength: integer('context', 1, 2 ** 24),
       maxQueue: integer('max-queue', 0, 10_000),
       templateVariables,
