@@ -9,7 +9,7 @@ import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
 import { GEMV_ROWS_PER_THREAD, GEMV_ROWS_PER_WORKGROUP, Gemv, gemvVariants } from '../../src/ops/gemv.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
 import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
-import { asDtype, nmse, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { asDtype, linearReference, nmse, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.gemv');
@@ -32,17 +32,6 @@ const SHAPES: [n: number, k: number][] = [
     i % 2 ? 990 + Math.floor(rng() * 20) : 1 + Math.floor(rng() * 200),
   ]),
 ];
-
-/** y = W·x (+ b) in float64 from the stored values (W row-major (n, k)). */
-function reference(w: Float32Array, x: Float32Array, n: number, k: number, bias?: Float32Array): Float64Array {
-  const y = new Float64Array(n);
-  for (let r = 0; r < n; r++) {
-    let sum = bias ? bias[r] : 0;
-    for (let i = 0; i < k; i++) sum += w[r * k + i] * x[i];
-    y[r] = sum;
-  }
-  return y;
-}
 
 /**
  * Tolerance on NMSE. The kernel sums in f32 in another order than float64: the error grows
@@ -80,7 +69,7 @@ async function runCase(
   const op = gemv.prepare(`test.gemv.${n}x${k}`, weight, xBuf, y, biases?.tensors.get('b'));
   await runOps(device, [op]);
   const all = await readArray(device, y, n + spare, outDtype);
-  const want = reference(asDtype(w, dtype), x, n, k, b && asDtype(b, dtype));
+  const want = linearReference(x, asDtype(w, dtype), [1, n, k], b && asDtype(b, dtype));
   op.destroy();
   weights.destroy();
   biases?.destroy();
@@ -135,7 +124,7 @@ it('reads a new x on every run of the same prepared op (the decode loop)', async
     const x = randomValues(rng, k, -2, 2);
     gpu.device.queue.writeBuffer(xBuf, 0, x);
     await runOps(gpu.device, [op]);
-    const err = nmse(await readArray(gpu.device, y, n, 'F32'), reference(w, x, n, k));
+    const err = nmse(await readArray(gpu.device, y, n, 'F32'), linearReference(x, w, [1, n, k]));
     expect(err, `step ${step}`).toBeLessThan(tolerance(false));
   }
   op.destroy();

@@ -18,7 +18,7 @@ import {
 } from '../../src/ops/matmul.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
 import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
-import { asDtype, nmse, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { asDtype, linearReference, nmse, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.matmul');
@@ -42,19 +42,6 @@ const SHAPES: [m: number, n: number, k: number][] = [
     return [1 + Math.floor(rng() * 140), 1 + Math.floor(rng() * 300), i % 2 ? alignUp(k, 4) : k];
   }),
 ];
-
-/** y = x·Wᵀ (+ b) in float64 from the stored values: x (m, k), W (n, k), y (m, n), all row-major. */
-function reference(x: Float32Array, w: Float32Array, [m, n, k]: [number, number, number], bias?: Float32Array): Float64Array {
-  const y = new Float64Array(m * n);
-  for (let r = 0; r < m; r++) {
-    for (let c = 0; c < n; c++) {
-      let sum = bias ? bias[c] : 0;
-      for (let i = 0; i < k; i++) sum += x[r * k + i] * w[c * k + i];
-      y[r * n + c] = sum;
-    }
-  }
-  return y;
-}
 
 /**
  * Tolerance on NMSE. f32 accumulation in another order than float64: the error grows like
@@ -95,7 +82,7 @@ async function runCase(
   const op = matmul.prepare(`test.matmul.${m}x${n}x${k}`, m, weight, xBuf, y, biases?.tensors.get('b'));
   await runOps(device, [op]);
   const all = await readArray(device, y, m * n + spare, outDtype);
-  const want = reference(x, asDtype(w, dtype), [m, n, k], b && asDtype(b, dtype));
+  const want = linearReference(x, asDtype(w, dtype), [m, n, k], b && asDtype(b, dtype));
   op.destroy();
   weights.destroy();
   biases?.destroy();

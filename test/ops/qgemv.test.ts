@@ -3,11 +3,12 @@
 // the dense float64 reference over the dequantized weights (dequantizeHost).
 
 import { describe, expect, it } from 'vitest';
-import { createQuantizedTensor, dequantizeHost, destroyQuantized, ELEMENTS_PER_WORD, type HostQuantized, type QuantKind, writeQuantized } from '../../src/gpu/quantized-tensor.js';
+import { createQuantizedTensor, dequantizeHost, destroyQuantized, type QuantKind } from '../../src/gpu/quantized-tensor.js';
 import { QGemv } from '../../src/ops/qgemv.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
-import { asDtype, nmse, randomValues, readArray, roundF16, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { asDtype, linearReference, nmse, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { randomQuantized, uploadQuantized } from '../support/quantized-weights.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.qgemv');
@@ -27,25 +28,6 @@ const SHAPES: [number, number, number][] = [
     return [1 + Math.floor(rng() * 150), g * (1 + Math.floor(rng() * (i % 3 ? 4 : 12))), g];
   }),
 ];
-
-/** Random packed weights: every bit pattern, f16-valued positive scales, zero points in range. */
-export function randomQuantized(kind: QuantKind, n: number, k: number, groupSize: number, zeros: boolean): HostQuantized {
-  const data = new Uint32Array((n * k) / ELEMENTS_PER_WORD[kind]).map(() => Math.floor(rng() * 2 ** 32));
-  const groups = (n * k) / groupSize;
-  const scales = new Float32Array(groups).map(() => roundF16(0.002 + 0.03 * rng()));
-  const z = zeros ? new Int32Array(groups).map(() => (kind === 'q4' ? Math.floor(rng() * 16) : Math.floor(rng() * 256) - 128)) : undefined;
-  return { data, scales, zeros: z };
-}
-
-function reference(w: Float32Array, x: Float32Array, n: number, k: number, bias?: Float32Array): Float64Array {
-  const y = new Float64Array(n);
-  for (let r = 0; r < n; r++) {
-    let sum = bias ? bias[r] : 0;
-    for (let i = 0; i < k; i++) sum += w[r * k + i] * x[i];
-    y[r] = sum;
-  }
-  return y;
-}
 
 /**
  * NMSE tolerance. f32 sums in another order than float64, and per group s·(Σq·x − z·Σx)
@@ -70,10 +52,8 @@ for (const kind of ['q8', 'q4'] as QuantKind[]) {
         const key = `${bias}.${outF32}`;
         if (!ops.has(key)) ops.set(key, await QGemv.create(device, kind, dtype, { bias, outF32, subgroups }));
         const op = ops.get(key)!;
-        const host = randomQuantized(kind, n, k, g, zeros);
-        const wordsPerRow = k / ELEMENTS_PER_WORD[kind];
-        const weight = createQuantizedTensor(device, 'test.qw', { kind, shape: [n, k], groupSize: g, scaleDtype, hasZeros: zeros }, chunked ? 16 + Math.ceil(n / 3) * wordsPerRow * 4 : undefined);
-        writeQuantized(device, weight, host);
+        const host = randomQuantized(rng, kind, n, k, g, zeros);
+        const weight = uploadQuantized(device, host, { kind, n, k, groupSize: g, scaleDtype }, chunked);
         const x = asDtype(randomValues(rng, k, -2, 2), dtype);
         const b = bias ? randomValues(rng, n) : undefined;
         const biases = b ? await uploadWeights(device, { b: { shape: [n], values: b } }, dtype) : undefined;
@@ -83,7 +63,7 @@ for (const kind of ['q8', 'q4'] as QuantKind[]) {
         const prepared = op.prepare(`test.qgemv.${n}x${k}`, weight, xBuf, y, biases?.tensors.get('b'));
         await runOps(device, [prepared]);
         const all = await readArray(device, y, n + 8, outDtype);
-        const want = reference(dequantizeHost(kind, [n, k], g, host), x, n, k, b && asDtype(b, dtype));
+        const want = linearReference(x, dequantizeHost(kind, [n, k], g, host), [1, n, k], b && asDtype(b, dtype));
         const what = `${kind} ${dtype} N=${n} K=${k} G=${g} bias=${bias} chunks=${weight.chunks.length} outF32=${outF32} zeros=${zeros} scales=${scaleDtype}`;
         if (chunked && n > 2) expect(weight.chunks.length, what).toBeGreaterThan(1);
         const err = nmse(all.subarray(0, n), want);

@@ -3,11 +3,12 @@
 // (M, N, K) not multiples of the tiles; against float64 over the dequantized weights.
 
 import { describe, expect, it } from 'vitest';
-import { createQuantizedTensor, dequantizeHost, destroyQuantized, ELEMENTS_PER_WORD, type HostQuantized, type QuantKind, writeQuantized } from '../../src/gpu/quantized-tensor.js';
+import { dequantizeHost, destroyQuantized, type QuantKind } from '../../src/gpu/quantized-tensor.js';
 import { QMatmul } from '../../src/ops/qmatmul.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
-import { asDtype, nmse, randomValues, readArray, roundF16, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { asDtype, linearReference, nmse, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { randomQuantized, uploadQuantized } from '../support/quantized-weights.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.qmatmul');
@@ -23,14 +24,6 @@ const SHAPES: [number, number, number, number][] = [
     return [1 + Math.floor(rng() * 40), 1 + Math.floor(rng() * 300), g * (1 + Math.floor(rng() * 4)), g];
   }),
 ];
-
-function randomQuantized(kind: QuantKind, n: number, k: number, groupSize: number, zeros: boolean): HostQuantized {
-  const data = new Uint32Array((n * k) / ELEMENTS_PER_WORD[kind]).map(() => Math.floor(rng() * 2 ** 32));
-  const groups = (n * k) / groupSize;
-  const scales = new Float32Array(groups).map(() => roundF16(0.002 + 0.03 * rng()));
-  const z = zeros ? new Int32Array(groups).map(() => (kind === 'q4' ? Math.floor(rng() * 16) : Math.floor(rng() * 256) - 128)) : undefined;
-  return { data, scales, zeros: z };
-}
 
 /** NMSE tolerance: f32 sums of dequantized products in another order (≤ 1e-10 seen in the dense tests; dequantizing is one rounded multiply per weight), 2^-22 more for an f16 y. */
 const tolerance = (f16Out: boolean): number => (f16Out ? 2 ** -22 + 1e-9 : 1e-9);
@@ -48,10 +41,8 @@ for (const kind of ['q8', 'q4'] as QuantKind[]) {
         const key = `${bias}.${outF32}`;
         if (!ops.has(key)) ops.set(key, await QMatmul.create(device, kind, dtype, { bias, outF32, subgroups }));
         const op = ops.get(key)!;
-        const host = randomQuantized(kind, n, k, g, zeros);
-        const wordsPerRow = k / ELEMENTS_PER_WORD[kind];
-        const weight = createQuantizedTensor(device, 'test.qw', { kind, shape: [n, k], groupSize: g, scaleDtype, hasZeros: zeros }, chunked ? 16 + Math.ceil(n / 3) * wordsPerRow * 4 : undefined);
-        writeQuantized(device, weight, host);
+        const host = randomQuantized(rng, kind, n, k, g, zeros);
+        const weight = uploadQuantized(device, host, { kind, n, k, groupSize: g, scaleDtype }, chunked);
         const x = asDtype(randomValues(rng, m * k, -2, 2), dtype);
         const b = bias ? randomValues(rng, n) : undefined;
         const biases = b ? await uploadWeights(device, { b: { shape: [n], values: b } }, dtype) : undefined;
@@ -61,16 +52,7 @@ for (const kind of ['q8', 'q4'] as QuantKind[]) {
         const prepared = op.prepare(`test.qmatmul.${m}x${n}x${k}`, m, weight, xBuf, y, biases?.tensors.get('b'));
         await runOps(device, [prepared]);
         const all = await readArray(device, y, m * n + 8, outDtype);
-        const w = dequantizeHost(kind, [n, k], g, host);
-        const bb = b && asDtype(b, dtype);
-        const want = new Float64Array(m * n);
-        for (let r = 0; r < m; r++) {
-          for (let c = 0; c < n; c++) {
-            let sum = bb ? bb[c] : 0;
-            for (let j = 0; j < k; j++) sum += x[r * k + j] * w[c * k + j];
-            want[r * n + c] = sum;
-          }
-        }
+        const want = linearReference(x, dequantizeHost(kind, [n, k], g, host), [m, n, k], b && asDtype(b, dtype));
         const what = `${kind} ${dtype} M=${m} N=${n} K=${k} G=${g} bias=${bias} chunks=${weight.chunks.length} outF32=${outF32} zeros=${zeros} scales=${scaleDtype}`;
         if (chunked && n > 2) expect(weight.chunks.length, what).toBeGreaterThan(1);
         const err = nmse(all.subarray(0, m * n), want);

@@ -139,3 +139,19 @@ export function closeness(got: ArrayLike<number>, want: ArrayLike<number>, abs: 
   }
   return bad ? `${bad} of ${want.length} out of tolerance; first: [${first}] got ${got[first]}, expected ${want[first]}` : null;
 }
+
+/**
+ * y = x·Wᵀ (+ b) in float64 from the stored values: x (m, k), W (n, k), y (m, n), all
+ * row-major; a gemv is m = 1. The reference of gemv, matmul and their quantized forms.
+ */
+export function linearReference(x: ArrayLike<number>, w: ArrayLike<number>, [m, n, k]: readonly [number, number, number], bias?: ArrayLike<number>): Float64Array {
+  const y = new Float64Array(m * n);
+  for (let r = 0; r < m; r++) {
+    for (let c = 0; c < n; c++) {
+      let sum = bias ? bias[c] : 0;
+      for (let i = 0; i < k; i++) sum += x[r * k + i] * w[c * k + i];
+      y[r * n + c] = sum;
+    }
+  }
+  return y;
+}
