@@ -8,7 +8,6 @@
 // step may give them. kv_store alone: kv-store.test.ts.
 
 import { describe, expect, it } from 'vitest';
-import { readBuffer } from '../../src/gpu/read-back.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
 import {
   Attention,
@@ -94,6 +93,45 @@ function write(buffer: GPUBuffer, offset: number, values: Float32Array, dtype: C
   gpu.device.queue.writeBuffer(buffer, offset, encode(values, dtype) as Uint8Array<ArrayBuffer>);
 }
 
+/**
+ * One prefill case: earlier turns in the cache (NaN from `start` on, and before `poisonTo`,
+ * positions a kernel must never read), this turn's K/V stored by kv_store in the same pass,
+ * then attention. Returns what the GPU wrote, the reference and the attention pipeline.
+ */
+async function prefillCase(attention: Attention, store: KvStore, c: Case, dtype: ComputeDtype, name: string, poisonTo = 0) {
+  const { tokens, start, nHeads, nKvHeads: nKv, headDim: d, maxSeq, maxTokens } = c;
+  const kHost = cacheArray(nKv, maxSeq, d, start, dtype);
+  const vHost = cacheArray(nKv, maxSeq, d, start, dtype);
+  for (let h = 0; h < nKv; h++) for (const host of [kHost, vHost]) host.fill(Number.NaN, h * maxSeq * d, (h * maxSeq + poisonTo) * d);
+  const kNew = asDtype(randomValues(rng, maxTokens * nKv * d), dtype);
+  const vNew = asDtype(randomValues(rng, maxTokens * nKv * d), dtype);
+  const q = asDtype(randomValues(rng, maxTokens * nHeads * d, -5, 5), dtype); // peaky softmax: rescaling matters
+  const bufs = {
+    q: uploadArray(gpu.device, q, dtype),
+    kCache: uploadArray(gpu.device, kHost, dtype),
+    vCache: uploadArray(gpu.device, vHost, dtype),
+    out: outputBuffer(gpu.device, maxTokens * nHeads * d, dtype === 'F16' ? 2 : 4),
+    k: uploadArray(gpu.device, kNew, dtype),
+    v: uploadArray(gpu.device, vNew, dtype),
+  };
+  const step = new Step(gpu.device, 'test.step', { rows: maxTokens, positions: maxSeq });
+  const storeOp = store.prepare('test.kv_store', c, { ...bufs, step });
+  const attnOp = attention.prepare(name, c, { ...bufs, step });
+  step.writeRange(start, tokens);
+  await runOps(gpu.device, [storeOp, attnOp]);
+  const got = await readArray(gpu.device, bufs.out, tokens * nHeads * d, dtype);
+  const positions = positionRange(start, tokens);
+  const kAll = kvStoreReference(kHost, kNew, nKv, d, maxSeq, positions);
+  const vAll = kvStoreReference(vHost, vNew, nKv, d, maxSeq, positions);
+  const want = attentionReference(q, kAll, vAll, c, positions);
+  const pipeline = attnOp.dispatches[0].pipeline.label;
+  storeOp.destroy();
+  attnOp.destroy();
+  step.destroy();
+  for (const b of Object.values(bufs)) b.destroy();
+  return { got, want, pipeline };
+}
+
 describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
   const skip = (): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
   const bytes = dtype === 'F16' ? 2 : 4;
@@ -102,37 +140,9 @@ describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
     if (skip()) return expect(skip()).toBe(true);
     const [attention, store] = await Promise.all([Attention.create(gpu.device, dtype), KvStore.create(gpu.device, dtype)]);
     for (const c of PREFILL) {
-      const { tokens, start, nHeads, nKvHeads: nKv, headDim: d, maxSeq, maxTokens } = c;
-      // Earlier turns in the cache, NaN from `start` on; this turn's K/V go through kv_store.
-      const kHost = cacheArray(nKv, maxSeq, d, start, dtype);
-      const vHost = cacheArray(nKv, maxSeq, d, start, dtype);
-      const kNew = asDtype(randomValues(rng, maxTokens * nKv * d), dtype);
-      const vNew = asDtype(randomValues(rng, maxTokens * nKv * d), dtype);
-      const q = asDtype(randomValues(rng, maxTokens * nHeads * d, -5, 5), dtype); // peaky softmax: rescaling matters
-      const bufs = {
-        q: uploadArray(gpu.device, q, dtype),
-        kCache: uploadArray(gpu.device, kHost, dtype),
-        vCache: uploadArray(gpu.device, vHost, dtype),
-        out: outputBuffer(gpu.device, maxTokens * nHeads * d, bytes),
-        k: uploadArray(gpu.device, kNew, dtype),
-        v: uploadArray(gpu.device, vNew, dtype),
-      };
-      const step = new Step(gpu.device, 'test.step', { rows: maxTokens, positions: maxSeq });
-      const storeOp = store.prepare('test.kv_store', c, { ...bufs, step });
-      const attnOp = attention.prepare('test.attention', c, { ...bufs, step });
-      step.writeRange(start, tokens);
-      await runOps(gpu.device, [storeOp, attnOp]);
-      const got = await readArray(gpu.device, bufs.out, tokens * nHeads * d, dtype);
-      const positions = positionRange(start, tokens);
-      const kAll = kvStoreReference(kHost, kNew, nKv, d, maxSeq, positions);
-      const vAll = kvStoreReference(vHost, vNew, nKv, d, maxSeq, positions);
-      const want = attentionReference(q, kAll, vAll, c, positions);
+      const { got, want } = await prefillCase(attention, store, c, dtype, 'test.attention');
       expect(noNaN(got), label(c)).toBeNull();
       expect(nmse(got, want), label(c)).toBeLessThan(TOLERANCE[dtype]);
-      storeOp.destroy();
-      attnOp.destroy();
-      step.destroy();
-      for (const b of Object.values(bufs)) b.destroy();
     }
   });
 
@@ -325,44 +335,15 @@ describe.each(['F32', 'F16'] as const)('score options, %s', (dtype) => {
     // Softcap variants compiled ahead; the window ones built by prepare on first use.
     const [attention, store] = await Promise.all([Attention.create(gpu.device, dtype, { softcap: true }), KvStore.create(gpu.device, dtype)]);
     for (const c of OPTION_CASES) {
-      const { tokens, start, nHeads, nKvHeads: nKv, headDim: d, maxSeq, maxTokens } = c;
-      const kHost = cacheArray(nKv, maxSeq, d, start, dtype);
-      const vHost = cacheArray(nKv, maxSeq, d, start, dtype);
       // Keys before the first query's window are never read: poison them.
-      const lo = windowFirst(start, c.window);
-      for (let h = 0; h < nKv; h++) for (const host of [kHost, vHost]) host.fill(Number.NaN, h * maxSeq * d, (h * maxSeq + lo) * d);
-      const kNew = asDtype(randomValues(rng, maxTokens * nKv * d), dtype);
-      const vNew = asDtype(randomValues(rng, maxTokens * nKv * d), dtype);
-      const q = asDtype(randomValues(rng, maxTokens * nHeads * d, -5, 5), dtype);
-      const bufs = {
-        q: uploadArray(gpu.device, q, dtype),
-        kCache: uploadArray(gpu.device, kHost, dtype),
-        vCache: uploadArray(gpu.device, vHost, dtype),
-        out: outputBuffer(gpu.device, maxTokens * nHeads * d, bytes),
-        k: uploadArray(gpu.device, kNew, dtype),
-        v: uploadArray(gpu.device, vNew, dtype),
-      };
-      const step = new Step(gpu.device, 'test.step', { rows: maxTokens, positions: maxSeq });
-      const storeOp = store.prepare('test.kv_store', c, { ...bufs, step });
-      const attnOp = attention.prepare('test.attention.options', c, { ...bufs, step });
-      const windowed = c.window != null && c.window < maxSeq;
-      expect(attnOp.dispatches[0].pipeline.label, label(c)).toBe(`attention_${dtype.toLowerCase()}${c.softcap ? '_softcap' : ''}${windowed ? '_window' : ''}_wg${ATTENTION_WORKGROUP}`);
-      step.writeRange(start, tokens);
-      await runOps(gpu.device, [storeOp, attnOp]);
-      const got = await readArray(gpu.device, bufs.out, tokens * nHeads * d, dtype);
-      const positions = positionRange(start, tokens);
-      const kAll = kvStoreReference(kHost, kNew, nKv, d, maxSeq, positions);
-      const vAll = kvStoreReference(vHost, vNew, nKv, d, maxSeq, positions);
-      const want = attentionReference(q, kAll, vAll, c, positions);
+      const { got, want, pipeline } = await prefillCase(attention, store, c, dtype, 'test.attention.options', windowFirst(c.start, c.window));
+      const windowed = c.window != null && c.window < c.maxSeq;
+      expect(pipeline, label(c)).toBe(`attention_${dtype.toLowerCase()}${c.softcap ? '_softcap' : ''}${windowed ? '_window' : ''}_wg${ATTENTION_WORKGROUP}`);
       expect(noNaN(got), label(c)).toBeNull();
       // As TOLERANCE: the softcap's derivative is ≤ 1; WGSL's tanh is accurate only in absolute
       // terms (lavapipe ≤ 2^-22.4 · cap, see softcap.test.ts), a score error of ≤ 1e-5 at cap 50
       // that moves probabilities by as much relatively, uncorrelated: NMSE well below 1e-11.
       expect(nmse(got, want), label(c)).toBeLessThan(TOLERANCE[dtype]);
-      storeOp.destroy();
-      attnOp.destroy();
-      step.destroy();
-      for (const b of Object.values(bufs)) b.destroy();
     }
   });
 
