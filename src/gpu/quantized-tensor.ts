@@ -26,6 +26,8 @@
 // q4 = 0.5 + 2/32 (+1/32) ≈ 0.56-0.59, against 2 for f16: a Llama-3.2-1B's 1.24 G weights
 // read per token fall from 2.5 GB to ~1.3 GB (q8) or ~0.7 GB (q4).
 
+import { f16ToF32Bits, f32ToF16Bits } from '../formats/float-bits.js';
+
 export type QuantKind = 'q8' | 'q4';
 /** How scales are stored: F16 where the device has shader-f16, else F32. */
 export type ScaleDtype = 'F16' | 'F32';
@@ -188,26 +190,12 @@ export function dequantizeHost(kind: QuantKind, [n, k]: readonly [number, number
 
 /** f32 → f16 bits, round half to even, for non-negative finite x; past 65504 gives 65504 (0x7bff). */
 export function f16BitsRne(x: number): number {
-  const f = new Float32Array([x]);
-  const b = new Uint32Array(f.buffer)[0];
-  const e = (b >>> 23) - 127;
-  if (e < -25) return 0;
-  if (e > 15) return 0x7bff;
-  const m = (b & 0x7fffff) | 0x800000;
-  const shift = e >= -14 ? 13 : 13 + (-14 - e);
-  const q = m >>> shift;
-  const rem = m & ((1 << shift) - 1);
-  const half = 1 << (shift - 1);
-  const up = rem > half || (rem === half && (q & 1) === 1) ? 1 : 0;
-  const bits = (e >= -14 ? ((e + 14) << 10) + q : q) + up;
-  return Math.min(bits, 0x7bff);
+  return Math.min(f32ToF16Bits(new Uint32Array(new Float32Array([x]).buffer)[0]), 0x7bff);
 }
 
 /** The value of non-negative f16 bits. */
 export function f16Value(bits: number): number {
-  const e = bits >>> 10;
-  const m = bits & 0x3ff;
-  return e === 0 ? m * 2 ** -24 : (1 + m / 1024) * 2 ** (e - 15);
+  return new Float32Array(new Uint32Array([f16ToF32Bits(bits)]).buffer)[0];
 }
 
 /** f16 values (non-negative) packed two per u32. */
