@@ -3,6 +3,7 @@
 // The layer builder (llama.ts) reads the resulting Features and never a family name;
 // adding a family is a record here and, only for new math, a kernel variant.
 
+import { f32ToBf16Bits } from '../formats/float-bits.js';
 import { roundToF16 } from '../ops/embedding.js';
 import { type RopeParseOptions, type RopeScaling, type RopeSettings, ropeForLayer } from './rope-scaling.js';
 
@@ -186,9 +187,8 @@ export function features(family: Family, c: ConfigReader, shape: { hiddenSize: n
  */
 function inTorchDtype(x: number, torchDtype: unknown): number {
   if (torchDtype === 'bfloat16') {
-    const bits = new Uint32Array(new Float32Array([x]).buffer)[0];
-    const rounded = (bits + 0x7fff + ((bits >> 16) & 1)) & 0xffff0000; // round to nearest even
-    return new Float32Array(new Uint32Array([rounded >>> 0]).buffer)[0];
+    const bits = f32ToBf16Bits(new Uint32Array(new Float32Array([x]).buffer)[0]) << 16;
+    return new Float32Array(new Uint32Array([bits >>> 0]).buffer)[0];
   }
   if (torchDtype === 'float16') return roundToF16(x);
   return Math.fround(x);
