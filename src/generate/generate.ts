@@ -12,6 +12,18 @@ import type { Tokenizer } from '../text/tokenizer.js';
 import type { GpuSampler } from './sampler.js';
 
 export interface GenerateOptions extends Partial<SamplingParams> {
+  /** OpenAI's frequency_penalty, in [−2, 2]: logit −= count · this, where count is how many
+   *  times the id was generated so far in this request (vLLM's apply_penalties; not the prompt). */
+  frequencyPenalty?: number;
+  /** OpenAI's presence_penalty, in [−2, 2]: logit −= this once the id was generated in this request. */
+  presencePenalty?: number;
+  /** OpenAI's logit_bias: token id → a bias in [−100, 100] added to its logit before every
+   *  other step (penalties, temperature, filters); at most LOGIT_BIAS_MAX entries. */
+  logitBias?: ReadonlyMap<number, number>;
+  /** Log-probabilities of each generated token under the raw model logits (before bias,
+   *  penalties and temperature, vLLM's default), plus this many top alternatives (0–20);
+   *  undefined → none computed, nothing extra read back. */
+  logprobs?: number;
   /** Most tokens to generate (default 256). */
   maxTokens?: number;
   /** Stop strings: generation ends before the first one (needs a tokenizer). */
@@ -26,6 +38,19 @@ export interface GenerationDelta {
   text: string;
   /** The token ids this delta adds. */
   ids: number[];
+  /** With options.logprobs: one entry per id of `ids`, in order. */
+  logprobs?: TokenLogprobs[];
+}
+
+/** An id and its log-probability under the raw model logits. */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+}
+
+/** A generated token's log-probability and the `logprobs` most likely ids at that step (most likely first, ties → lower id). */
+export interface TokenLogprobs extends TokenLogprob {
+  top: TokenLogprob[];
 }
 
 export type StopReason = 'eos' | 'stop' | 'length' | 'abort' | 'context';
@@ -61,6 +86,7 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
   if (start + promptIds.length > model.contextLength) {
     throw new SluiceError('USAGE', `the prompt (${promptIds.length} tokens at position ${start}) does not fit the context of ${model.contextLength} tokens`);
   }
+  checkSamplingOptions(options, model.config.vocabSize);
   sampler.configure({ ...DEFAULT_SAMPLING, ...definedOnly(options) });
   const eos = new Set(options.eosIds ?? []);
   const detokenizer = tokenizer ? new Detokenizer(tokenizer, { skipSpecialTokens: true, context: promptIds.slice(-8) }) : null;
@@ -121,6 +147,30 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
     stopReason,
     position,
   };
+}
+
+/** Most logitBias entries a request may give (OpenAI's limit is 300; vLLM takes any). */
+export const LOGIT_BIAS_MAX = 1024;
+/** Most top alternatives `logprobs` may ask for (OpenAI's top_logprobs limit). */
+export const LOGPROBS_MAX = 20;
+
+/** Throws USAGE naming the option when an OpenAI-style option is out of its range. */
+export function checkSamplingOptions(o: GenerateOptions, vocab: number): void {
+  const bad = (what: string) => new SluiceError('USAGE', what);
+  for (const key of ['frequencyPenalty', 'presencePenalty'] as const) {
+    const v = o[key];
+    if (v !== undefined && !(typeof v === 'number' && v >= -2 && v <= 2)) throw bad(`${key} must be a number in [-2, 2], not ${v}`);
+  }
+  if (o.logitBias !== undefined) {
+    if (!(o.logitBias instanceof Map)) throw bad('logitBias must be a Map of token id → bias');
+    if (o.logitBias.size > LOGIT_BIAS_MAX) throw bad(`logitBias has ${o.logitBias.size} entries; at most ${LOGIT_BIAS_MAX}`);
+    for (const [id, bias] of o.logitBias) {
+      if (!(Number.isInteger(id) && id >= 0 && id < vocab)) throw bad(`logitBias: token id ${id} is not in the vocabulary [0, ${vocab})`);
+      if (!(typeof bias === 'number' && bias >= -100 && bias <= 100)) throw bad(`logitBias: the bias of token ${id} must be a number in [-100, 100], not ${bias}`);
+    }
+  }
+  const n = o.logprobs;
+  if (n !== undefined && !(Number.isInteger(n) && n >= 0 && n <= LOGPROBS_MAX)) throw bad(`logprobs must be a whole number in [0, ${LOGPROBS_MAX}], not ${n}`);
 }
 
 function definedOnly(o: Partial<SamplingParams>): Partial<SamplingParams> {
