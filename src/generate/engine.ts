@@ -9,6 +9,7 @@ import type { LlamaModel } from '../model/llama.js';
 import { type ChatMessage, type ChatTemplate, checkTemplateVariables } from '../text/chat-template.js';
 import type { Tokenizer } from '../text/tokenizer.js';
 import { generate, type GenerateOptions, type GenerationDelta, type GenerationStats } from './generate.js';
+import { chatTemplateIds, rawTextIds } from './prompt-ids.js';
 import { RequestQueue } from './queue.js';
 import type { GpuSampler } from './sampler.js';
 
@@ -41,6 +42,12 @@ export interface EngineOptions {
 export interface CompletionStats extends GenerationStats {
   /** Prompt tokens found in the cache from the previous request (not prefilled again). */
   reusedTokens: number;
+  /** Tokens of the reply: the ids its deltas carried. Unlike generatedTokens, an eos id
+   *  that ended it is not one (what OpenAI's usage.completion_tokens counts). */
+  completionTokens: number;
+  /** The RNG seed this reply drew with: options.seed, else a random one (give it back as
+   *  seed to repeat the reply). */
+  seed: number;
 }
 
 /** One engine per LlamaModel: it owns the model's KV cache (what `cached` says it holds). */
@@ -75,18 +82,24 @@ export class Engine {
    * the engine's template variables overridden key by key by `templateVariables`.
    */
   chatPromptIds(messages: readonly ChatMessage[], templateVariables?: Readonly<Record<string, unknown>>): number[] {
-    const { tokenizer, template } = this.parts;
-    if (!tokenizer || !template) throw this.parts.templateError ?? new SluiceError('NOT_FOUND', 'this model has no chat template');
+    const variables = this.chatVariables(templateVariables);
+    return chatTemplateIds(this.parts.tokenizer!, this.parts.template!, messages, variables);
+  }
+
+  /**
+   * The template variables of a chat request: the engine's, overridden key by key by the
+   * request's (reserved names refused). Throws when the model cannot chat (no template).
+   */
+  chatVariables(templateVariables?: Readonly<Record<string, unknown>>): Record<string, unknown> {
+    if (!this.parts.tokenizer || !this.parts.template) throw this.parts.templateError ?? new SluiceError('NOT_FOUND', 'this model has no chat template');
     checkTemplateVariables(templateVariables, 'templateVariables');
-    const variables = { ...this.templateVariables, ...templateVariables };
-    // The template writes bos itself, as transformers' apply_chat_template expects.
-    return tokenizer.encode(template.render(messages, { addGenerationPrompt: true, variables }), { addSpecialTokens: false });
+    return { ...this.templateVariables, ...templateVariables };
   }
 
   /** A raw text prompt → ids, with the tokenizer's bos (as transformers' generate does). */
   textPromptIds(prompt: string): number[] {
     if (!this.parts.tokenizer) throw new SluiceError('NOT_FOUND', 'this model has no tokenizer.json: give token ids');
-    return this.parts.tokenizer.encode(prompt, { addSpecialTokens: true });
+    return rawTextIds(this.parts.tokenizer, prompt);
   }
 
   /** Streams a chat reply to `messages`. */
@@ -102,37 +115,49 @@ export class Engine {
 
   /**
    * Waits its turn, then generates after `ids`, reusing the cached prefix. Model defaults
-   * (generation_config.json) apply under `options`; eos ids default to the model's.
+   * (generation_config.json) apply under `options`; eos ids default to the model's; no
+   * seed → a random one (stats.seed), so temperature > 0 does not repeat itself. The turn
+   * ends with the generator, also when its consumer stops early or throws.
    */
   async *complete(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<GenerationDelta, CompletionStats> {
     if (ids.length === 0) throw new SluiceError('USAGE', 'the prompt has no tokens');
     if (ids.length + 1 > this.contextLength) {
       throw new SluiceError('USAGE', `the prompt is ${ids.length} tokens; the context holds ${this.contextLength} (and the reply needs at least one)`);
     }
-    const release = await this.queue.acquire(options.signal);
-    try {
-      // Reuse the cached prefix, but prefill at least one token (its logits start the reply).
-      let reused = 0;
-      while (reused < ids.length - 1 && reused < this.cached.length && ids[reused] === this.cached[reused]) reused++;
-      this.cached = ids.slice(0, reused); // what stays valid if this request fails midway
-      const { model, sampler, tokenizer, eosIds, defaults } = this.parts;
-      const generated: number[] = [];
-      const run = generate({ model, sampler, tokenizer: tokenizer ?? undefined }, ids.slice(reused), reused, { ...defaults, ...options, eosIds: options.eosIds ?? eosIds });
-      let r = await run.next();
-      while (!r.done) {
-        generated.push(...r.value.ids);
-        yield r.value;
-        r = await run.next();
-      }
-      this.cached = [...ids, ...generated].slice(0, r.value.position);
-      return { ...r.value, promptTokens: ids.length, reusedTokens: reused };
-    } finally {
-      release();
+    // An id past the embedding table would read another tensor's memory on the GPU.
+    const vocab = this.parts.model.config.vocabSize;
+    const outside = ids.findIndex((id) => !(Number.isInteger(id) && id >= 0 && id < vocab));
+    if (outside >= 0) throw new SluiceError('USAGE', `prompt token id ${ids[outside]} (at index ${outside}) is not in the vocabulary [0, ${vocab})`);
+    const seed = options.seed ?? randomSeed();
+    return yield* this.queue.hold(options.signal, () => this.run(ids, { ...options, seed }, seed));
+  }
+
+  /** One request in its turn. */
+  private async *run(ids: readonly number[], options: GenerateOptions, seed: number): AsyncGenerator<GenerationDelta, CompletionStats> {
+    // Reuse the cached prefix, but prefill at least one token (its logits start the reply).
+    let reused = 0;
+    while (reused < ids.length - 1 && reused < this.cached.length && ids[reused] === this.cached[reused]) reused++;
+    this.cached = ids.slice(0, reused); // what stays valid if this request fails midway
+    const { model, sampler, tokenizer, eosIds, defaults } = this.parts;
+    const generated: number[] = [];
+    const run = generate({ model, sampler, tokenizer: tokenizer ?? undefined }, ids.slice(reused), reused, { ...defaults, ...options, eosIds: options.eosIds ?? eosIds });
+    let r = await run.next();
+    while (!r.done) {
+      generated.push(...r.value.ids);
+      yield r.value;
+      r = await run.next();
     }
+    this.cached = [...ids, ...generated].slice(0, r.value.position);
+    return { ...r.value, promptTokens: ids.length, reusedTokens: reused, completionTokens: generated.length, seed };
   }
 
   /** Forgets the cached conversation (the next request prefills from scratch). */
   forget(): void {
     this.cached = [];
   }
+}
+
+/** A u32 from the platform's CSPRNG (Node and browsers both have crypto.getRandomValues). */
+function randomSeed(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0];
 }

@@ -1,6 +1,10 @@
 // One generation at a time per model: requests wait in FIFO order, a bounded number of
 // them; a waiting request whose signal aborts leaves the queue; beyond the bound the
 // request is refused at once (BUSY, which a server answers with 429).
+//
+// hold() is how a streaming request takes its turn: the turn lasts as long as its
+// generator and is released however that ends — finished, thrown, or abandoned early by a
+// consumer that breaks or throws (for await … calls return(), which yield* passes on).
 
 import { SluiceError } from '../errors.js';
 
@@ -47,6 +51,20 @@ export class RequestQueue {
         next.resolve(); // stays busy: the turn passes straight on
       } else this.busy = false;
     };
+  }
+
+  /**
+   * Waits for a turn, then runs `body` in it, step by step: every next(), return() and
+   * throw() of the returned generator reaches `body`'s (yield*), and the turn is released
+   * when `body` ends, throws, or is stopped early by its consumer.
+   */
+  async *hold<T, R>(signal: AbortSignal | undefined, body: () => AsyncGenerator<T, R>): AsyncGenerator<T, R> {
+    const release = await this.acquire(signal);
+    try {
+      return yield* body();
+    } finally {
+      release();
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // A conversation over the KV cache: the second turn prefills only its own tokens and
 // answers exactly as a fresh session given the whole conversation would; a full context
-// drops the oldest exchange with a notice; reset forgets.
+// drops the oldest exchange with a notice; reset forgets; a turn that fails or is abandoned
+// leaves the conversation as it was and the model free.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,9 +31,13 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function session(notices: string[] = []) {
+function engine() {
   const { model, tokenizer, chatTemplate: template, eosIds, defaults } = opened;
-  return new ChatSession(new Engine({ model, sampler, tokenizer, template, eosIds, defaults }), 'Be brief.', (n) => notices.push(n));
+  return new Engine({ model, sampler, tokenizer, template, eosIds, defaults });
+}
+
+function session(notices: string[] = [], on = engine()) {
+  return new ChatSession(on, 'Be brief.', (n) => notices.push(n));
 }
 
 async function say(s: ChatSession, text: string): Promise<{ reply: string; stats: ChatTurnStats }> {
@@ -85,4 +90,39 @@ describe('ChatSession', () => {
     await expect(say(s, 'x'.repeat(400))).rejects.toThrow(/more than the context of 160/);
     expect((await say(s, 'short')).stats.generatedTokens).toBeGreaterThan(0);
   });
+
+  it('a turn that fails leaves no user message behind (before or after it took the model)', async () => {
+    const s = session();
+    await say(s, 'Hello');
+    const before = structuredClone(s.messages);
+    // Fails in the template step, before the engine is asked.
+    await expect(collect(s.send('again', { templateVariables: { messages: [] } }))).rejects.toMatchObject({ code: 'USAGE' });
+    expect(s.messages).toEqual(before);
+    // Fails inside the engine's turn (a bad option, checked by the generation loop).
+    await expect(collect(s.send('again', { maxTokens: -1 }))).rejects.toThrow(/max tokens/);
+    expect(s.messages).toEqual(before);
+    expect((await say(s, 'again')).stats.generatedTokens).toBeGreaterThan(0);
+    expect(s.messages.slice(-2).map((m) => m.role)).toEqual(['user', 'assistant']);
+    expect(s.messages).toHaveLength(before.length + 2);
+  });
+
+  it('a consumer that throws mid-reply frees the model and leaves the conversation as it was', async () => {
+    const e = engine();
+    const s = session([], e);
+    const before = structuredClone(s.messages);
+    await expect(
+      (async () => {
+        for await (const _delta of s.send('Hello', { temperature: 0, maxTokens: 10 })) throw new Error('the consumer failed');
+      })(),
+    ).rejects.toThrow('the consumer failed');
+    expect(e.pending).toBe(0); // before the fix: 1, and every later request waited forever
+    expect(s.messages).toEqual(before);
+    expect((await say(s, 'Hello')).stats.generatedTokens).toBeGreaterThan(0);
+  });
 });
+
+async function collect<T, R>(run: AsyncGenerator<T, R>): Promise<R> {
+  let r = await run.next();
+  while (!r.done) r = await run.next();
+  return r.value;
+}
