@@ -1,11 +1,15 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { summarizeQuantized } from '../../src/checkpoint/quantized-summary.js';
 import { summarize } from '../../src/checkpoint/summary.js';
 import type { Checkpoint, TensorInfo } from '../../src/checkpoint/types.js';
 import { exact, formatCount, jsonInteger, table } from '../../src/cli/format.js';
+import type { Dtype } from '../../src/formats/dtypes.js';
+import { writeSafetensors } from '../../src/formats/safetensors/write-file.js';
+import { tensorByteLength } from '../../src/formats/safetensors/writer.js';
 import { runCli } from '../support/cli.js';
 
 const TINY = 'examples/tiny/model.safetensors';
@@ -195,5 +199,144 @@ describe('inspect of hostile-looking but valid files', () => {
       ['F8_E5M2FNUZ', [0, '18446744073709551615']],
     ]);
     expect(doc.parameters_by_dtype).toEqual({ F8_E4M3FNUZ: 4, F8_E5M2FNUZ: 0 });
+  });
+});
+
+// Pre-quantized checkpoints as the three tools lay them out, shrunk: 2 layers of one
+// (N = 48, K = 64) projection each, 4-bit groups of 32, an embedding, a norm and a dense
+// lm_head. Only the header matters to inspect, so the data is zeros. The expected figures
+// come from N and K, not from the packed shapes the code reads.
+describe('inspect of pre-quantized checkpoints (config.json quantization_config)', () => {
+  const N = 48;
+  const K = 64;
+  const G = 32;
+  const LAYERS = 2;
+  type Spec = [name: string, dtype: Dtype, shape: number[]];
+  const DENSE: Spec[] = [['model.embed_tokens.weight', 'F16', [100, K]], ['model.norm.weight', 'F16', [K]], ['lm_head.weight', 'F16', [100, K]]];
+  const bytesOf = (specs: Spec[]) => specs.reduce((a, [name, dtype, shape]) => a + tensorByteLength(name, dtype, shape), 0);
+  const elementsOf = (specs: Spec[]) => specs.reduce((a, [, , shape]) => a + shape.reduce((x, y) => x * y, 1), 0);
+  interface Written {
+    dir: string;
+    quantizedBytes: number;
+    /** Elements of the tensors outside the quantization (embedding, norm, lm_head, biases). */
+    otherParameters: number;
+    allBytes: number;
+  }
+
+  async function model(name: string, config: unknown, perLayer: (p: string) => Spec[]): Promise<Written> {
+    const dir = join(tmp, name);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'config.json'), typeof config === 'string' ? config : JSON.stringify({ architectures: ['LlamaForCausalLM'], quantization_config: config }));
+    const quantized = Array.from({ length: LAYERS }, (_, i) => perLayer(`model.layers.${i}.self_attn.q_proj`)).flat();
+    const all = [...DENSE, ...quantized];
+    await writeSafetensors(join(dir, 'model.safetensors'), all.map(([n, dtype, shape]) => ({ name: n, dtype, shape, data: new Uint8Array(tensorByteLength(n, dtype, shape)) })));
+    const biases = quantized.filter(([n]) => n.endsWith('.bias'));
+    return { dir, quantizedBytes: bytesOf(quantized) - bytesOf(biases), otherParameters: elementsOf([...DENSE, ...biases]), allBytes: bytesOf(all) };
+  }
+
+  // AutoGPTQ QuantLinear: qweight (K/8, N), qzeros (groups, N/8), scales (groups, N), g_idx (K); the bias is not part of it.
+  const gptq = (p: string): Spec[] => [[`${p}.qweight`, 'I32', [K / 8, N]], [`${p}.qzeros`, 'I32', [K / G, N / 8]], [`${p}.scales`, 'F16', [K / G, N]], [`${p}.g_idx`, 'I32', [K]], [`${p}.bias`, 'F16', [N]]];
+  // AutoAWQ WQLinear_GEMM: qweight (K, N/8), qzeros (groups, N/8), scales (groups, N).
+  const awq = (p: string): Spec[] => [[`${p}.qweight`, 'I32', [K, N / 8]], [`${p}.qzeros`, 'I32', [K / G, N / 8]], [`${p}.scales`, 'F16', [K / G, N]]];
+  // compressed-tensors pack-quantized, asymmetric groups: weight_packed (N, K/8), weight_scale (N, groups),
+  // weight_zero_point packed along dim 0 (N/8, groups), weight_shape [N, K].
+  const packed = (p: string): Spec[] => [[`${p}.weight_packed`, 'I32', [N, K / 8]], [`${p}.weight_scale`, 'BF16', [N, K / G]], [`${p}.weight_zero_point`, 'I32', [N / 8, K / G]], [`${p}.weight_shape`, 'I64', [2]]];
+
+  const inspect = async (dir: string) => {
+    const json = await runCli(['inspect', dir, '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    const human = await runCli(['inspect', join(dir, 'model.safetensors')]);
+    expect(human.code, human.stderr).toBe(0);
+    return { q: JSON.parse(json.stdout).quantization, human: human.stdout };
+  };
+  const expectFigures = (q: Record<string, unknown>, m: Written) => {
+    expect(q.quantized_matrices).toBe(LAYERS);
+    expect(q.quantized_parameters).toBe(LAYERS * N * K);
+    expect(q.quantized_bytes).toBe(m.quantizedBytes);
+    expect(q.bytes_per_parameter).toBeCloseTo(m.quantizedBytes / (LAYERS * N * K), 4);
+    expect(q.all_parameters).toBe(LAYERS * N * K + m.otherParameters);
+    expect(q.all_bytes_per_parameter).toBeCloseTo(m.allBytes / (LAYERS * N * K + m.otherParameters), 4);
+  };
+
+  it('GPTQ with act-order: scheme, and bytes per parameter from qweight, qzeros, scales and g_idx', async () => {
+    const m = await model('gptq', { quant_method: 'gptq', bits: 4, group_size: G, desc_act: true, sym: false }, gptq);
+    const { q, human } = await inspect(m.dir);
+    expect(q).toMatchObject({ supported: true, method: 'gptq', format: 'gptq', bits: 4, group_size: G, symmetric: false, act_order: true, dense_modules: [] });
+    expectFigures(q, m);
+    // 4 bits + per group of 32 an f16 scale and a 4-bit zero, + a 4-byte g_idx per input column.
+    expect(q.bytes_per_parameter).toBeCloseTo(0.5 + 2 / G + 0.5 / G + 4 / N, 4);
+    expect(human).toMatch(/\nquantization +gptq, 4-bit, group 32, asymmetric \(zero points\), act-order\n/);
+    expect(human).toMatch(new RegExp(`\\nquantized +2 matrices: 6\\.14K parameters \\(6,144\\) in [\\d.]+ kB = ${(m.quantizedBytes / 6144).toFixed(3)} bytes per parameter; all tensors [\\d.]+\\n`));
+  });
+
+  it('AWQ GEMM: packed along N, and the modules it leaves dense', async () => {
+    const m = await model('awq', { quant_method: 'awq', bits: 4, group_size: G, zero_point: true, version: 'gemm', modules_to_not_convert: ['lm_head'] }, awq);
+    const { q, human } = await inspect(m.dir);
+    expect(q).toMatchObject({ method: 'awq', format: 'awq-gemm', bits: 4, group_size: G, symmetric: false, act_order: false, dense_modules: ['lm_head'] });
+    expectFigures(q, m);
+    expect(human).toMatch(/\nquantization +awq \(awq-gemm\), 4-bit, group 32, asymmetric \(zero points\); left dense: lm_head\n/);
+  });
+
+  it('compressed-tensors pack-quantized: weight_packed with its scale, zero point and shape', async () => {
+    const config = {
+      quant_method: 'compressed-tensors',
+      format: 'pack-quantized',
+      config_groups: { group_0: { targets: ['Linear'], weights: { num_bits: 4, type: 'int', symmetric: false, group_size: G, strategy: 'group' } } },
+      ignore: ['lm_head'],
+    };
+    const m = await model('ct', config, packed);
+    const { q, human } = await inspect(m.dir);
+    expect(q).toMatchObject({ method: 'compressed-tensors', format: 'pack-quantized', bits: 4, group_size: G, symmetric: false, dense_modules: ['lm_head'] });
+    expectFigures(q, m);
+    expect(human).toMatch(/\nquantization +compressed-tensors \(pack-quantized\), 4-bit, group 32, asymmetric/);
+  });
+
+  it('a config that names a scheme the tensors do not have: no matrices, and says which tensors it looked for', async () => {
+    const m = await model('gptq-dense', { quant_method: 'gptq', bits: 4, group_size: G }, (p) => [[`${p}.weight`, 'F16', [N, K]]]);
+    const { q, human } = await inspect(m.dir);
+    expect(q).toMatchObject({ quantized_matrices: 0, quantized_parameters: 0, quantized_bytes: 0, bytes_per_parameter: null, all_bytes_per_parameter: 2 });
+    expect(human).toMatch(/\nquantized +none: no 2-D \*\.qweight \(I32\) tensor; all tensors 2\.000\n/);
+  });
+
+  it('a dense checkpoint with a config.json shows nothing new', async () => {
+    const m = await model('dense', '{"architectures": ["LlamaForCausalLM"]}', (p) => [[`${p}.weight`, 'F16', [N, K]]]);
+    const json = await runCli(['inspect', m.dir, '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).not.toHaveProperty('quantization');
+    expect((await runCli(['inspect', m.dir])).stdout).not.toMatch(/quantiz/);
+  });
+
+  it('a method sluice cannot load is reported, not refused: inspect lists any checkpoint', async () => {
+    const m = await model('bnb', { quant_method: 'bitsandbytes', load_in_4bit: true }, (p) => [[`${p}.weight`, 'U8', [N * K / 2, 1]]]);
+    const { q, human } = await inspect(m.dir);
+    expect(q).toMatchObject({ supported: false, method: 'bitsandbytes' });
+    expect(q.reason).toMatch(/"bitsandbytes", which is not supported; sluice reads GPTQ/);
+    expect(human).toMatch(/\nquantization +bitsandbytes: the weights are quantized with "bitsandbytes", which is not supported/);
+  });
+
+  it('a malformed quantization_config, or config.json that is not JSON: one line naming the file, exit 1', async () => {
+    const group = await model('bad-group', { quant_method: 'gptq', bits: 4, group_size: 7 }, gptq);
+    const noMethod = await model('no-method', { bits: 4 }, gptq);
+    const notJson = await model('not-json', '{"quantization_config": {', gptq);
+    for (const [dir, message] of [
+      [group.dir, 'config.json: quantization_config.group_size must be a multiple of 8 (or -1), not "7"'],
+      [noMethod.dir, 'config.json: quantization_config.quant_method is missing'],
+      [notJson.dir, 'config.json: not valid JSON ('],
+    ]) {
+      for (const argv of [['inspect', dir], ['inspect', dir, '--json']]) {
+        const { code, stdout, stderr } = await runCli(argv);
+        expect([code, stdout], argv.join(' ')).toEqual([1, '']);
+        expect(stderr.trimEnd().split('\n'), argv.join(' ')).toHaveLength(1);
+        expect(stderr).toContain(`sluice: ${join(dir, message)}`);
+      }
+    }
+  });
+
+  it('summarizeQuantized: 8-bit GPTQ packs 4 per word, int-quantized counts int8 weights with a scale only', () => {
+    const info = (name: string, dtype: Dtype, shape: number[]): TensorInfo => ({ name, dtype, shape, byteLength: tensorByteLength(name, dtype, shape), file: 'x' });
+    const g8 = summarizeQuantized([info('a.qweight', 'I32', [K / 4, N]), info('a.scales', 'F16', [1, N]), info('a.qzeros', 'I32', [1, N / 4])], 'gptq', 8);
+    expect(g8).toEqual({ packed: '*.qweight (I32)', modules: 1, parameters: BigInt(K * N), bytes: BigInt(K * N + 2 * N + N), otherParameters: 0n, otherBytes: 0n });
+    const w8 = summarizeQuantized([info('a.weight', 'I8', [N, K]), info('a.weight_scale', 'F16', [N, 1]), info('b.weight', 'I8', [N, K]), info('norm.weight', 'F16', [K])], 'int-quantized', 8);
+    expect(w8).toEqual({ packed: '*.weight (I8)', modules: 1, parameters: BigInt(N * K), bytes: BigInt(N * K + 2 * N), otherParameters: BigInt(N * K + K), otherBytes: BigInt(N * K + 2 * K) });
   });
 });

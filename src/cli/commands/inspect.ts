@@ -6,6 +6,7 @@ import type { Checkpoint, TensorInfo } from '../../checkpoint/types.js';
 import { SluiceError } from '../../errors.js';
 import { parseCommandArgs } from '../args.js';
 import { clip, exact, formatBytes, formatCount, jsonInteger, table } from '../format.js';
+import { quantizationJson, type QuantizationReport, quantizationRows, readQuantization } from '../inspect-quantization.js';
 import type { CliIo, Command } from '../io.js';
 import { modelSource } from '../model-source.js';
 import { Progress } from '../progress.js';
@@ -19,6 +20,10 @@ const USAGE = `Usage: sluice inspect PATH [--json] [--checksum] [--all]
 
 List the tensors of a checkpoint (name, dtype, shape, size, file), then totals:
 tensors, parameters, bytes by dtype, metadata. Only headers are read, unless --checksum.
+When config.json beside it declares a quantization_config (GPTQ, AWQ, compressed-tensors),
+also: the scheme (method, format, bits, group size or per channel, symmetric, act-order,
+modules left dense) and bytes per parameter = bytes of the packed tensors with their
+scales, zeros and g_idx ÷ the weights they stand for (from the packed shapes).
 
 PATH  a .safetensors or .pth/.bin/.pt file, a model.safetensors.index.json or
       pytorch_model.bin.index.json, a directory (safetensors preferred), an http(s) URL, or
@@ -50,9 +55,10 @@ export const inspectCommand: Command = {
     const { path } = await modelSource(positionals[0], io, { download: false });
     const checkpoint = await openCheckpoint(path, { onNote: (note) => io.stderr(`sluice: ${note}\n`) });
     try {
+      const quantization = await readQuantization(path, checkpoint.tensors());
       const sums = values.checksum ? await checksums(checkpoint, io, !values.json) : undefined;
-      if (values.json) writeJsonReport(io, checkpoint, sums);
-      else io.stdout(humanReport(checkpoint, sums, Boolean(values.all)));
+      if (values.json) writeJsonReport(io, checkpoint, quantization, sums);
+      else io.stdout(humanReport(checkpoint, quantization, sums, Boolean(values.all)));
       return 0;
     } finally {
       await checkpoint.close();
@@ -74,7 +80,7 @@ async function checksums(checkpoint: Checkpoint, io: CliIo, showProgress: boolea
  * Writes what `JSON.stringify(doc, null, 2)` would, with the tensor list in ~1 MB batches:
  * as one string (and its object graph) a million tensors take ~1.2 GB, batched ~0.5 GB.
  */
-function writeJsonReport(io: CliIo, checkpoint: Checkpoint, sums?: Map<string, string>): void {
+function writeJsonReport(io: CliIo, checkpoint: Checkpoint, quantization: QuantizationReport | null, sums?: Map<string, string>): void {
   const tensors = checkpoint.tensors();
   const s = summarize(checkpoint, tensors);
   const head = JSON.stringify(
@@ -88,6 +94,7 @@ function writeJsonReport(io: CliIo, checkpoint: Checkpoint, sums?: Map<string, s
       bytes_by_dtype: mapValues(s.bytesByDtype, jsonInteger),
       parameters_by_dtype: mapValues(s.parametersByDtype, jsonInteger),
       ...('indexMetadata' in checkpoint ? { index_metadata: checkpoint.indexMetadata } : {}),
+      ...(quantization ? { quantization: quantizationJson(quantization) } : {}),
       tensors: [],
     },
     null,
@@ -119,7 +126,7 @@ function writeJsonReport(io: CliIo, checkpoint: Checkpoint, sums?: Map<string, s
   io.stdout(`${batch}  ]\n}\n`);
 }
 
-function humanReport(checkpoint: Checkpoint, sums: Map<string, string> | undefined, all: boolean): string {
+function humanReport(checkpoint: Checkpoint, quantization: QuantizationReport | null, sums: Map<string, string> | undefined, all: boolean): string {
   const tensors = checkpoint.tensors();
   const s = summarize(checkpoint, tensors);
   const multiFile = new Set(tensors.map((t) => t.file)).size > 1;
@@ -155,6 +162,7 @@ function humanReport(checkpoint: Checkpoint, sums: Map<string, string> | undefin
       // formatBytes rounds past 999 B: the exact count follows it.
       ['bytes', `${formatBytes(Number(s.bytes))}${s.bytes >= 1000n ? ` = ${exact(s.bytes)} B` : ''} (${byDtype || 'none'})`],
       ['metadata', meta.length ? meta.join(', ') : 'none'],
+      ...(quantization ? quantizationRows(quantization) : []),
     ],
   )
     .split('\n')
