@@ -1,16 +1,29 @@
-// Samples one token id from f32 logits on the GPU, so a decode step reads back 4 bytes.
-// Launcher: src/ops/sample.ts. HF transformers' order and semantics:
-//   repetition penalty (ids in history: z > 0 → z / penalty, else z · penalty)
-//   → temperature (z / T; T = 0 → argmax of the penalised logits, exactly, ties → lowest id)
+// Samples one token id per logits row on the GPU, so a decode step reads back 4 bytes a
+// row. One workgroup per row (rows = the sequences of a batched decode step), each row with
+// its own parameters, history, bias and RNG stream. Launcher: src/ops/sample.ts.
+// Order and semantics, per row (vLLM's for the OpenAI parameters, HF transformers' else):
+//   logit bias (z += bias[id], before everything else; vLLM's LogitBiasLogitsProcessor)
+//   → repetition penalty (ids in the history [prompt and generated]: z > 0 → z / penalty,
+//     else z · penalty; HF's RepetitionPenaltyLogitsProcessor, vLLM's apply_penalties)
+//   → frequency and presence penalties (z −= c · frequency + (c > 0) · presence, c = count
+//     of the id in the history from generated_from on: this request's generated ids, as
+//     vLLM's apply_penalties counts output_tokens only)
+//   → temperature (z / T; T = 0 → argmax of the adjusted logits, exactly, ties → lowest id)
 //   → top-k → top-p (of the top-k renormalised) → min-p (p ≥ min_p · p_max)
 //   → one draw from the renormalised kept distribution, u = hash(seed, step).
+// (vLLM applies min-p before top-k/top-p; we keep HF's order, which sluice always had.)
 // NaN logits count as -inf; ±inf are clamped to ±f32 max. Ties at a threshold are all kept
 // (top_k = 1 with two equal maxima keeps both): thresholds are values, not ranks.
+// Log-probabilities are a separate kernel (logprobs.wgsl), on the raw logits.
 //
-// Design: one workgroup of WORKGROUP_SIZE threads, no sort. Each "pass" is every thread
-// reading its strided elements j = tid, tid + WG, ... of a scratch copy, then a tree
-// reduction in workgroup memory.
-//   A  scratch = clamp(penalise(logits) / T); max M and its index   (3 passes)
+// Design: one workgroup of WORKGROUP_SIZE threads per row, no sort. Each "pass" is every
+// thread reading its strided elements j = tid, tid + WG, ... of the row's scratch copy, then
+// a tree reduction in workgroup memory.
+//   A  scratch = clamp(adjust(logits) / T); max M and its index   (3 passes)
+//      adjust touches only the ids in the history or the bias list: marks (a u32 per id)
+//      are cleared at those ids, then counted (atomicAdd) and flagged, then each such id's
+//      z is rewritten from the caller's logits: 3 short passes over history + bias, never
+//      a pass over the vocabulary. An id twice in the history is adjusted once.
 //   B  scratch = e = exp(z − M) ∈ [0, 1] (p = e / Σe), S = Σe           (1 pass)
 //      e ≥ 0, so e's bits order as its value: a threshold is a u32 key < 2^30 (1.0 is
 //      0x3f800000), found bit by bit, from bit 29 down, as the largest key t with
@@ -35,28 +48,51 @@
 //   each, at the price of contended workgroup atomics (and emulated f32 atomics for
 //   mass). Measured on lavapipe: see sample.ts.
 struct Params {
-  n: u32,                  // logits (the vocabulary)
-  history_len: u32,        // ids of history to penalise (per token)
+  n: u32,        // logits per row (the vocabulary)
+  out_base: u32, // element of out that receives row 0's id
+}
+
+// One row's parameters; mirrored by writeRow() in src/ops/sample-params.ts (16 scalars, 64 B).
+struct Row {
   temperature: f32,        // 0 → argmax
   top_k: u32,              // 0 or ≥ n → off
   top_p: f32,              // ≥ 1 → off
   min_p: f32,              // 0 → off
   repetition_penalty: f32, // 1 → off
+  frequency_penalty: f32,  // 0 → off
+  presence_penalty: f32,   // 0 → off
   seed: u32,               // RNG stream
   step: u32,               // RNG counter (per token)
-  out_index: u32,          // element of out that receives the id
+  history_base: u32,       // first id of this row's history in `history`
+  history_len: u32,        // ids of history to penalise (per token)
+  generated_from: u32,     // history[history_base + generated_from ..] are this request's generated ids
+  bias_base: u32,          // first entry of this row's logit bias in `bias`
+  bias_len: u32,           // bias entries (0 → none)
+  pad0: u32,
+  pad1: u32,
+}
+
+struct Rows {
+  count: u32,         // rows of this step; workgroups past it exit at once
+  row: array<Row>,    // (≥ count,)
 }
 
 override WORKGROUP_SIZE: u32; // a power of two (the tree reduction halves it)
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;        // (n,) f32, never written
-@group(0) @binding(2) var<storage, read> history: array<u32>;       // (≥ history_len,) u32 token ids
-@group(0) @binding(3) var<storage, read_write> scratch: array<f32>; // (n,) f32 z, then e
-@group(0) @binding(4) var<storage, read_write> out: array<u32>;     // (> out_index,) u32 sampled id
+@group(0) @binding(1) var<storage, read> rows: Rows;
+@group(0) @binding(2) var<storage, read> logits: array<f32>;           // (rows, n) f32, never written
+@group(0) @binding(3) var<storage, read> history: array<u32>;          // u32 token ids; row r's at history_base
+@group(0) @binding(4) var<storage, read> bias: array<vec2u>;           // (id, f32 bits of its bias); row r's at bias_base
+@group(0) @binding(5) var<storage, read_write> scratch: array<f32>;    // (rows, n) f32 z, then e
+@group(0) @binding(6) var<storage, read_write> marks: array<atomic<u32>>; // (rows, n) u32, meaningful only at touched ids
+@group(0) @binding(7) var<storage, read_write> out: array<u32>;        // (≥ out_base + rows,) u32 sampled ids
 
 const NONE: u32 = 0xffffffffu;
 const F32_MAX: f32 = 0x1.fffffep+127f;
+const IN_HISTORY: u32 = 0x80000000u; // marks: the id is in the history (repetition penalty)
+const HAS_BIAS: u32 = 0x40000000u;   // marks: the id has a bias entry (the bias pass writes it)
+const COUNT: u32 = 0x3fffffffu;      // marks: how often the id was generated (history < 2^30)
 
 var<workgroup> red: array<vec4f, WORKGROUP_SIZE>;      // (WG,) (count, mass, least e, 0) partials; scan of block masses
 var<workgroup> red_value: array<f32, WORKGROUP_SIZE>;  // (WG,) argmax: best value per thread
@@ -68,9 +104,18 @@ fn sanitize(z: f32) -> f32 {
   return select(-F32_MAX, clamp(z, -F32_MAX, F32_MAX), z == z);
 }
 
-/** HF's RepetitionPenaltyLogitsProcessor for one logit of a token in the history. */
-fn penalise(z: f32) -> f32 {
-  return select(z * params.repetition_penalty, z / params.repetition_penalty, z > 0.0);
+/**
+ * One touched id's z from its raw logit (bias already added) and its marks: HF's
+ * RepetitionPenaltyLogitsProcessor if in the history, then vLLM's frequency and presence
+ * penalties, then the temperature. Every step is exact when off (· 1, − 0), so a row without
+ * bias or penalties gets the bits it always got.
+ */
+fn adjusted(x: f32, m: u32, p: Row, temperature: f32) -> f32 {
+  var z = x;
+  if ((m & IN_HISTORY) != 0u) { z = select(z * p.repetition_penalty, z / p.repetition_penalty, z > 0.0); }
+  let count = f32(m & COUNT);
+  z = z - count * p.frequency_penalty - select(0.0, p.presence_penalty, count > 0.0);
+  return sanitize(z / temperature);
 }
 
 /** PCG hash (Jarzynski & Olano 2020): a full-avalanche u32 → u32 bijection. */
@@ -100,38 +145,84 @@ fn reduce_stats(tid: u32, v: vec4f) -> vec4f {
   return total;
 }
 
-/** (count, mass, least e) of the e in scratch whose key is ≥ t (least = 2 when none). */
-fn stats_at_least(tid: u32, t: u32) -> vec4f {
+/** (count, mass, least e) of the e in the row's scratch whose key is ≥ t (least = 2 when none). */
+fn stats_at_least(tid: u32, base: u32, n: u32, t: u32) -> vec4f {
   var acc = vec4f(0.0, 0.0, 2.0, 0.0);
-  for (var j = tid; j < params.n; j += WORKGROUP_SIZE) {
-    let e = scratch[j];
+  for (var j = tid; j < n; j += WORKGROUP_SIZE) {
+    let e = scratch[base + j];
     if (bitcast<u32>(e) >= t) { acc = vec4f(acc.xy + vec2f(1.0, e), min(acc.z, e), 0.0); }
   }
   return reduce_stats(tid, acc);
 }
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(@builtin(local_invocation_index) tid: u32) {
-  let n = params.n;
-  let greedy = params.temperature <= 0.0;
-  let temperature = select(params.temperature, 1.0, greedy);
-
-  // ── A: z = clamp(penalise(logit) / T) into scratch, then its max and argmax ──
-  for (var j = tid; j < n; j += WORKGROUP_SIZE) { scratch[j] = sanitize(logits[j] / temperature); }
-  storageBarrier();
-  if (params.repetition_penalty != 1.0 && params.history_len > 0u) {
-    // From the caller's logits, not scratch: an id twice in the history is penalised once,
-    // and threads writing it race only with the same value.
-    for (var h = tid; h < params.history_len; h += WORKGROUP_SIZE) {
-      let id = history[h];
-      if (id < n) { scratch[id] = sanitize(penalise(logits[id]) / temperature); }
-    }
-    storageBarrier();
+/**
+ * Rewrites the z of every id in the row's history (when a penalty is on) or bias list, from
+ * the caller's logits: clear their marks, count and flag, then write each once-computed z.
+ * Threads writing one id race only with the same value.
+ */
+fn adjust(tid: u32, base: u32, n: u32, p: Row, temperature: f32) {
+  let penalties = p.repetition_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0;
+  let h0 = p.history_base;
+  let h1 = h0 + select(0u, p.history_len, penalties);
+  let generated = h0 + p.generated_from;
+  let b0 = p.bias_base;
+  let b1 = b0 + p.bias_len;
+  for (var h = h0 + tid; h < h1; h += WORKGROUP_SIZE) {
+    let id = history[h];
+    if (id < n) { atomicStore(&marks[base + id], 0u); }
   }
+  for (var b = b0 + tid; b < b1; b += WORKGROUP_SIZE) {
+    let id = bias[b].x;
+    if (id < n) { atomicStore(&marks[base + id], 0u); }
+  }
+  storageBarrier();
+  for (var h = h0 + tid; h < h1; h += WORKGROUP_SIZE) {
+    let id = history[h];
+    if (id < n) {
+      atomicOr(&marks[base + id], IN_HISTORY);
+      if (h >= generated) { atomicAdd(&marks[base + id], 1u); }
+    }
+  }
+  for (var b = b0 + tid; b < b1; b += WORKGROUP_SIZE) {
+    let id = bias[b].x;
+    if (id < n) { atomicOr(&marks[base + id], HAS_BIAS); }
+  }
+  storageBarrier();
+  for (var h = h0 + tid; h < h1; h += WORKGROUP_SIZE) {
+    let id = history[h];
+    if (id < n) {
+      let m = atomicLoad(&marks[base + id]);
+      if ((m & HAS_BIAS) == 0u) { scratch[base + id] = adjusted(logits[base + id], m, p, temperature); }
+    }
+  }
+  for (var b = b0 + tid; b < b1; b += WORKGROUP_SIZE) {
+    let entry = bias[b];
+    if (entry.x < n) {
+      let m = atomicLoad(&marks[base + entry.x]);
+      scratch[base + entry.x] = adjusted(logits[base + entry.x] + bitcast<f32>(entry.y), m, p, temperature);
+    }
+  }
+  storageBarrier();
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3u) {
+  let r = wid.x;
+  if (r >= rows.count) { return; }
+  let p = rows.row[r];
+  let n = params.n;
+  let base = r * n; // the row's logits, scratch and marks
+  let greedy = p.temperature <= 0.0;
+  let temperature = select(p.temperature, 1.0, greedy);
+
+  // ── A: z = clamp(adjust(logit) / T) into scratch, then its max and argmax ──
+  for (var j = tid; j < n; j += WORKGROUP_SIZE) { scratch[base + j] = sanitize(logits[base + j] / temperature); }
+  storageBarrier();
+  adjust(tid, base, n, p, temperature);
   var best = -F32_MAX;
   var best_at = NONE;
   for (var j = tid; j < n; j += WORKGROUP_SIZE) {
-    let z = scratch[j];
+    let z = scratch[base + j];
     if (z > best || (z == best && j < best_at)) { best = z; best_at = j; } // ties → lowest id
   }
   red_value[tid] = best;
@@ -151,15 +242,15 @@ fn main(@builtin(local_invocation_index) tid: u32) {
   let m = red_value[0];
   let argmax = red_index[0];
   if (greedy) {
-    if (tid == 0u) { out[params.out_index] = argmax; }
+    if (tid == 0u) { out[params.out_base + r] = argmax; }
     return;
   }
 
   // ── B: e = exp(z − M) in place; S = Σe ──
   var s = vec4f(0.0, 0.0, 2.0, 0.0);
   for (var j = tid; j < n; j += WORKGROUP_SIZE) {
-    let e = exp(scratch[j] - m);
-    scratch[j] = e;
+    let e = exp(scratch[base + j] - m);
+    scratch[base + j] = e;
     s.y += e;
   }
   storageBarrier();
@@ -169,11 +260,11 @@ fn main(@builtin(local_invocation_index) tid: u32) {
   // Any t that keeps the same set will do: once exactly k are kept, later bits only move t
   // between the k-th and (k+1)-th values, so the search stops (about half the passes).
   var t = 0u;
-  if (params.top_k > 0u && params.top_k < n) {
-    let k = f32(params.top_k);
+  if (p.top_k > 0u && p.top_k < n) {
+    let k = f32(p.top_k);
     for (var bit = 29i; bit >= 0i; bit--) {
       let cand = t | (1u << u32(bit));
-      let st = stats_at_least(tid, cand);
+      let st = stats_at_least(tid, base, n, cand);
       if (st.x >= k) {
         t = cand;
         kept_mass = st.y;
@@ -184,12 +275,12 @@ fn main(@builtin(local_invocation_index) tid: u32) {
 
   // ── D: top-p threshold: the largest key t with mass(e ≥ t) ≥ p · mass(top-k set) ──
   // Stops likewise once dropping the least kept e would fall short of the goal.
-  if (params.top_p < 1.0) {
-    let goal = max(params.top_p, 0.0) * kept_mass;
+  if (p.top_p < 1.0) {
+    let goal = max(p.top_p, 0.0) * kept_mass;
     var tp = 0u;
     for (var bit = 29i; bit >= 0i; bit--) {
       let cand = tp | (1u << u32(bit));
-      let st = stats_at_least(tid, cand);
+      let st = stats_at_least(tid, base, n, cand);
       if (st.y >= goal && st.x > 0.0) { // > 0: top_p = 0 still keeps the max
         tp = cand;
         if (st.y - st.z < goal) { break; }
@@ -199,7 +290,7 @@ fn main(@builtin(local_invocation_index) tid: u32) {
   }
 
   // ── E: min-p, and the max always stays ──
-  let thr = min(max(bitcast<f32>(t), params.min_p), 1.0);
+  let thr = min(max(bitcast<f32>(t), p.min_p), 1.0);
 
   // ── F: draw r = u · W and find it in index order ──
   let block = (n + WORKGROUP_SIZE - 1u) / WORKGROUP_SIZE;
@@ -207,7 +298,7 @@ fn main(@builtin(local_invocation_index) tid: u32) {
   let hi = min(lo + block, n);
   var own = 0.0;
   for (var j = lo; j < hi; j++) {
-    let e = scratch[j];
+    let e = scratch[base + j];
     if (e >= thr) { own += e; }
   }
   if (tid == 0u) { atomicStore(&pick, NONE); }
@@ -223,27 +314,27 @@ fn main(@builtin(local_invocation_index) tid: u32) {
   let excl = select(0.0, red[max(tid, 1u) - 1u].x, tid > 0u);
   let total = red[WORKGROUP_SIZE - 1u].x;
   // 23 random bits: u ≤ 1 − 2^-23, so u · W < W in f32.
-  let u = f32(pcg(params.seed ^ pcg(params.step)) >> 9u) * (1.0 / 8388608.0);
-  let r = u * total;
-  if (excl <= r && r < incl) {
+  let u = f32(pcg(p.seed ^ pcg(p.step)) >> 9u) * (1.0 / 8388608.0);
+  let goal_mass = u * total;
+  if (excl <= goal_mass && goal_mass < incl) {
     var acc = excl;
     var chosen = NONE;
     var last = NONE;
     for (var j = lo; j < hi; j++) {
-      let e = scratch[j];
+      let e = scratch[base + j];
       if (e >= thr && e > 0.0) {
         last = j;
         acc += e;
-        if (acc > r) { chosen = j; break; }
+        if (acc > goal_mass) { chosen = j; break; }
       }
     }
-    // The walk's sum can fall an ulp short of the scan's: then r is in the last kept id.
+    // The walk's sum can fall an ulp short of the scan's: then the goal is in the last kept id.
     if (chosen == NONE) { chosen = last; }
     if (chosen != NONE) { atomicMin(&pick, chosen); }
   }
   workgroupBarrier();
   if (tid == 0u) {
     let id = atomicLoad(&pick);
-    out[params.out_index] = select(id, argmax, id == NONE);
+    out[params.out_base + r] = select(id, argmax, id == NONE);
   }
 }

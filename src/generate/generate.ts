@@ -5,11 +5,16 @@
 
 import { SluiceError } from '../errors.js';
 import type { LlamaModel } from '../model/llama.js';
+import type { TokenLogprobs } from '../ops/logprobs.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../ops/sample.js';
 import { Detokenizer } from '../text/detokenizer.js';
 import { StopMatcher } from '../text/stop.js';
 import type { Tokenizer } from '../text/tokenizer.js';
+import { checkSamplerOptions, type SamplerConfig } from './row-sampler.js';
 import type { GpuSampler } from './sampler.js';
+
+export type { TokenLogprob, TokenLogprobs } from '../ops/logprobs.js';
+export { LOGIT_BIAS_MAX, LOGPROBS_MAX } from './row-sampler.js';
 
 export interface GenerateOptions extends Partial<SamplingParams> {
   /** OpenAI's frequency_penalty, in [−2, 2]: logit −= count · this, where count is how many
@@ -40,17 +45,6 @@ export interface GenerationDelta {
   ids: number[];
   /** With options.logprobs: one entry per id of `ids`, in order. */
   logprobs?: TokenLogprobs[];
-}
-
-/** An id and its log-probability under the raw model logits. */
-export interface TokenLogprob {
-  id: number;
-  logprob: number;
-}
-
-/** A generated token's log-probability and the `logprobs` most likely ids at that step (most likely first, ties → lower id). */
-export interface TokenLogprobs extends TokenLogprob {
-  top: TokenLogprob[];
 }
 
 export type StopReason = 'eos' | 'stop' | 'length' | 'abort' | 'context';
@@ -86,8 +80,8 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
   if (start + promptIds.length > model.contextLength) {
     throw new SluiceError('USAGE', `the prompt (${promptIds.length} tokens at position ${start}) does not fit the context of ${model.contextLength} tokens`);
   }
-  checkSamplingOptions(options, model.config.vocabSize);
-  sampler.configure({ ...DEFAULT_SAMPLING, ...definedOnly(options) });
+  sampler.configure({ ...DEFAULT_SAMPLING, ...definedOnly(options) }); // throws USAGE on an option out of range
+  const withLogprobs = options.logprobs !== undefined;
   const eos = new Set(options.eosIds ?? []);
   const detokenizer = tokenizer ? new Detokenizer(tokenizer, { skipSpecialTokens: true, context: promptIds.slice(-8) }) : null;
   const stops = options.stop?.length ? new StopMatcher(options.stop) : null;
@@ -108,6 +102,7 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
       break;
     }
     const id = await sampler.next(pending, position);
+    const logprobs = withLogprobs ? [sampler.logprobs()!] : undefined; // computed and read back only when asked
     position += pending.length;
     if (generated === 0) firstAt = performance.now();
     generated++;
@@ -121,12 +116,12 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
       const r = stops.push(text);
       text = r.text;
       if (r.stop) {
-        if (text) yield { text, ids: [id] };
+        if (text) yield { text, ids: [id], ...(logprobs && { logprobs }) };
         stopReason = 'stop';
         break;
       }
     }
-    yield { text, ids: [id] };
+    yield { text, ids: [id], ...(logprobs && { logprobs }) };
   }
   // The last sampled id is not in the cache yet: the next turn's prompt must start with
   // it (or the caller drops it), so `position` counts only what the cache holds.
@@ -149,34 +144,16 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
   };
 }
 
-/** Most logitBias entries a request may give (OpenAI's limit is 300; vLLM takes any). */
-export const LOGIT_BIAS_MAX = 1024;
-/** Most top alternatives `logprobs` may ask for (OpenAI's top_logprobs limit). */
-export const LOGPROBS_MAX = 20;
-
 /** Throws USAGE naming the option when an OpenAI-style option is out of its range. */
 export function checkSamplingOptions(o: GenerateOptions, vocab: number): void {
-  const bad = (what: string) => new SluiceError('USAGE', what);
-  for (const key of ['frequencyPenalty', 'presencePenalty'] as const) {
-    const v = o[key];
-    if (v !== undefined && !(typeof v === 'number' && v >= -2 && v <= 2)) throw bad(`${key} must be a number in [-2, 2], not ${v}`);
-  }
-  if (o.logitBias !== undefined) {
-    if (!(o.logitBias instanceof Map)) throw bad('logitBias must be a Map of token id → bias');
-    if (o.logitBias.size > LOGIT_BIAS_MAX) throw bad(`logitBias has ${o.logitBias.size} entries; at most ${LOGIT_BIAS_MAX}`);
-    for (const [id, bias] of o.logitBias) {
-      if (!(Number.isInteger(id) && id >= 0 && id < vocab)) throw bad(`logitBias: token id ${id} is not in the vocabulary [0, ${vocab})`);
-      if (!(typeof bias === 'number' && bias >= -100 && bias <= 100)) throw bad(`logitBias: the bias of token ${id} must be a number in [-100, 100], not ${bias}`);
-    }
-  }
-  const n = o.logprobs;
-  if (n !== undefined && !(Number.isInteger(n) && n >= 0 && n <= LOGPROBS_MAX)) throw bad(`logprobs must be a whole number in [0, ${LOGPROBS_MAX}], not ${n}`);
+  checkSamplerOptions(o, vocab);
 }
 
-function definedOnly(o: Partial<SamplingParams>): Partial<SamplingParams> {
-  const out: Partial<SamplingParams> = {};
-  for (const key of ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed'] as const) {
+function definedOnly(o: GenerateOptions): Partial<SamplerConfig> {
+  const out: Partial<SamplerConfig> = {};
+  for (const key of ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed', 'frequencyPenalty', 'presencePenalty', 'logprobs'] as const) {
     if (o[key] !== undefined) out[key] = o[key];
   }
+  if (o.logitBias !== undefined) out.logitBias = o.logitBias;
   return out;
 }

@@ -1,70 +1,70 @@
-// Sampling on the GPU at the end of each forward pass: the sample kernel reads the
-// logits, the repetition history lives on the GPU, and the host reads back 4 bytes.
-// Everything is made once per model; a token costs two 4-byte writes (its id into the
-// history, the Params step) and one 4-byte read.
+// Sampling on the GPU at the end of each forward pass of one sequence: a RowSampler with
+// one row and one slot over the model's logits. The history (for the penalties) lives on the
+// GPU, and the host reads back 4 bytes a token (+ 8 · (top + 1) when logprobs are asked).
+// Everything is made once per model; a token costs two small writes (its id into the
+// history, the row's step) and one small read, and allocates nothing without logprobs.
 
 import type { LlamaModel } from '../model/llama.js';
-import { encodeOp } from '../ops/op.js';
-import { Sample, type PreparedSample, type SamplingParams } from '../ops/sample.js';
+import type { TokenLogprobs } from '../ops/logprobs.js';
+import { checkSamplerOptions, type RowRequest, RowSampler, type SamplerConfig } from './row-sampler.js';
 
 export class GpuSampler {
-  private step = 0;
-  private readonly id = new Uint32Array(1);
+  /** The one row of every step, rewritten in place (no allocation per token). */
+  private readonly request: RowRequest = { slot: 0, step: 0, historyLength: 0 };
+  private readonly requests: readonly RowRequest[] = [this.request];
+  /** False until the request's first next(), which knows where its prompt ends. */
+  private started = false;
 
   private constructor(
     private readonly model: LlamaModel,
-    private readonly op: PreparedSample,
-    private readonly history: GPUBuffer, // (contextLength,) u32: every id in the cache, in order
-    private readonly out: GPUBuffer, // (1,) u32 the sampled id
-    private readonly readback: GPUBuffer, // (1,) u32, MAP_READ
-    private params: SamplingParams,
+    private readonly rows: RowSampler,
+    private config: SamplerConfig,
   ) {}
 
-  static async create(model: LlamaModel, params: SamplingParams): Promise<GpuSampler> {
-    const { device } = model;
-    const sample = await Sample.create(device);
-    const history = device.createBuffer({ label: 'sampler.history', size: Math.ceil((model.contextLength * 4) / 16) * 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-    const out = device.createBuffer({ label: 'sampler.out', size: 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
-    const readback = device.createBuffer({ label: 'sampler.readback', size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const op = sample.prepare('sampler', model.config.vocabSize, { logits: model.logits, history, out }, { ...params, step: 0, historyLength: 0 });
-    return new GpuSampler(model, op, history, out, readback, params);
+  static async create(model: LlamaModel, params: SamplerConfig): Promise<GpuSampler> {
+    checkSamplerOptions(params, model.config.vocabSize);
+    const rows = await RowSampler.create(model.device, { logits: model.logits, vocab: model.config.vocabSize, rows: 1, contextLength: model.contextLength });
+    return new GpuSampler(model, rows, params);
   }
 
-  /** New parameters for the next request (a new seed restarts the RNG stream). */
-  configure(params: SamplingParams): void {
-    this.params = params;
-    this.step = 0;
+  /** New parameters for the next request (a new seed restarts the RNG stream). Throws USAGE on an option out of range. */
+  configure(config: SamplerConfig): void {
+    checkSamplerOptions(config, this.model.config.vocabSize);
+    this.config = config;
+    this.request.step = 0;
+    this.started = false;
   }
 
-  /** Records ids now in the cache at positions [start, start + ids.length), for the penalty. */
+  /** Records ids now in the cache at positions [start, start + ids.length), for the penalties. */
   remember(ids: readonly number[], start: number): void {
-    if (ids.length === 1) {
-      this.id[0] = ids[0]; // the per-token case: no allocation
-      this.model.device.queue.writeBuffer(this.history, start * 4, this.id);
-    } else if (ids.length) this.model.device.queue.writeBuffer(this.history, start * 4, new Uint32Array(ids));
+    this.rows.remember(0, ids, start);
   }
 
   /**
    * Runs the model on `ids` at `start` with sampling in the same command buffer, and
-   * returns the sampled id. The penalty sees every id up to and including these.
+   * returns the sampled id. The penalties see every id up to and including these; the
+   * first call of a request takes `ids` as its prompt (frequency and presence count what
+   * comes after).
    */
   async next(ids: readonly number[], start: number): Promise<number> {
+    const end = start + ids.length;
+    if (!this.started) {
+      this.rows.configure(0, this.config, end); // uploads the logit bias once per request
+      this.started = true;
+    }
     this.remember(ids, start);
-    this.op.write({ ...this.params, step: this.step++, historyLength: start + ids.length });
-    await this.model.forward(ids, start, (encoder) => {
-      const pass = encoder.beginComputePass({ label: 'sampler' });
-      encodeOp(pass, this.op);
-      pass.end();
-      encoder.copyBufferToBuffer(this.out, 0, this.readback, 0, 4);
-    });
-    await this.readback.mapAsync(GPUMapMode.READ, 0, 4);
-    this.id.set(new Uint32Array(this.readback.getMappedRange(0, 4))); // a view on the mapping, copied out
-    this.readback.unmap();
-    return this.id[0];
+    this.request.historyLength = end;
+    await this.model.forward(ids, start, (encoder) => this.rows.sampleRows(encoder, this.requests));
+    this.request.step++;
+    return (await this.rows.readRows())[0];
+  }
+
+  /** After next(): the sampled token's logprobs when the request asked for them, else null. */
+  logprobs(): TokenLogprobs | null {
+    return this.rows.logprobsOf(0);
   }
 
   destroy(): void {
-    this.op.destroy();
-    for (const b of [this.history, this.out, this.readback]) b.destroy();
+    this.rows.destroy();
   }
 }

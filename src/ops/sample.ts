@@ -1,13 +1,17 @@
-// Launcher of shaders/sample.wgsl: one token id drawn from f32 logits on the GPU (repetition
-// penalty, temperature, top-k, top-p, min-p, seeded counter-based RNG), written as a u32 to
-// a small buffer: the only thing a decode step reads back. The shader header explains the
-// design (one workgroup, threshold searches instead of a sort) and its cost.
+// Launcher of shaders/sample.wgsl: one token id per logits row drawn on the GPU (logit bias,
+// repetition / frequency / presence penalties, temperature, top-k, top-p, min-p, seeded
+// counter-based RNG), written as a u32 per row to a small buffer: the only thing a decode
+// step reads back (4 bytes a row). The shader header gives the order and semantics of every
+// step and explains the design (one workgroup per row, threshold searches instead of a sort).
 //
-// Per token: the caller rewrites the Params buffer with PreparedSample.write(); `step` (the
-// RNG counter: same seed + same step → same id) and `historyLength` (ids the penalty sees)
-// change every token, the rest once per request. The history buffer (u32 ids) is the
-// caller's, appended to by the caller. The logits buffer is never written; the op owns a
-// scratch buffer of n f32 (or shares one given to prepare: dispatches run in order).
+// prepareRows(): up to `rows` logits rows, one dispatch of one workgroup per row. Per token
+// the caller stages each active row (setRow: its request's config, RNG step and history
+// length; nothing allocated) and upload(count) writes them all with one writeBuffer; rows
+// past count exit at once. Each row reads its own ids from a shared history buffer and its
+// own (id, bias) entries from a shared bias buffer (RowPlacement says where). prepare():
+// today's one-row form over the same kernel, bit for bit the draws it always gave.
+// The logits buffer is never written; the op owns (or is given) a (rows, vocab) f32 scratch
+// and a (rows, vocab) u32 marks buffer.
 //
 // Measured on lavapipe (2-core CPU, one core per workgroup), per draw, seeded logits with a
 // realistic spread: vocab 128256: greedy 0.6–0.8 ms, no filter or min-p only ~0.9 ms, top-k
@@ -17,47 +21,27 @@
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import { bindBuffers, type ComputeDtype, type PreparedOp } from './op.js';
+import {
+  DEFAULT_SAMPLING,
+  NO_PENALTIES,
+  type PenaltyParams,
+  type RowLimits,
+  SAMPLE_ROW_BYTES,
+  SAMPLE_ROWS_HEADER,
+  type SampleRowConfig,
+  type SampleStep,
+  type SamplingParams,
+  writeRow,
+} from './sample-params.js';
 
-/** Threads of the one workgroup (WebGPU's default limit is 256); a power of two. */
+export { DEFAULT_SAMPLING, NO_PENALTIES, type PenaltyParams, type SampleRowConfig, type SampleStep, type SamplingParams } from './sample-params.js';
+
+/** Threads of the workgroup of each row (WebGPU's default limit is 256); a power of two. */
 export const SAMPLE_WORKGROUP = 256;
 
-/** Sampling parameters of a request, HF transformers' meanings. */
-export interface SamplingParams {
-  /** 0 → greedy (argmax of the penalised logits, ties → lowest id). */
-  temperature: number;
-  /** Keep the k most probable ids; 0 (or ≥ vocab) → off. */
-  topK: number;
-  /** Keep the smallest most-probable set with mass ≥ topP (of the top-k renormalised); 1 → off. */
-  topP: number;
-  /** Keep ids with p ≥ minP · p_max; 0 → off. */
-  minP: number;
-  /** Ids in the history: logit > 0 → logit / penalty, else logit · penalty; 1 → off. */
-  repetitionPenalty: number;
-  /** RNG stream, a u32. */
-  seed: number;
-}
-
-/** What changes every token. */
-export interface SampleStep {
-  /** RNG counter, a u32: the draw is a function of (seed, step) and the logits. */
-  step: number;
-  /** How many ids of the history buffer the penalty sees. */
-  historyLength: number;
-}
-
-export const DEFAULT_SAMPLING: Readonly<SamplingParams> = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: 0 };
-
 const PARAMS = new ParamsLayout([
-  ['n', 'u32'], // logits (the vocabulary)
-  ['history_len', 'u32'], // ids of history to penalise (per token)
-  ['temperature', 'f32'], // 0 → argmax
-  ['top_k', 'u32'], // 0 or ≥ n → off
-  ['top_p', 'f32'], // ≥ 1 → off
-  ['min_p', 'f32'], // 0 → off
-  ['repetition_penalty', 'f32'], // 1 → off
-  ['seed', 'u32'], // RNG stream
-  ['step', 'u32'], // RNG counter (per token)
-  ['out_index', 'u32'], // element of out that receives the id
+  ['n', 'u32'], // logits per row (the vocabulary)
+  ['out_base', 'u32'], // element of out that receives row 0's id
 ] as const);
 
 const VARIANT = {
@@ -71,22 +55,35 @@ export function sampleVariants(_dtypes: readonly ComputeDtype[], _features: Read
 }
 
 export interface SampleBuffers {
-  /** (vocab,) f32, read only. */
+  /** (rows, vocab) f32, read only: row r at r · vocab. */
   logits: GPUBuffer;
-  /** (capacity,) u32 token ids the penalty sees (the first historyLength); omitted → no history. */
+  /** u32 token ids the penalties see; each row reads [historyBase, historyBase + historyLength). Omitted → no history. */
   history?: GPUBuffer;
-  /** (> outIndex,) u32: receives the sampled id at outIndex. */
+  /** (entries,) (id u32, bias f32) pairs; each row reads [biasBase, biasBase + biasCount). Omitted → no bias. */
+  bias?: GPUBuffer;
+  /** (≥ outIndex + rows,) u32: row r's id lands at outIndex + r. */
   out: GPUBuffer;
-  /** Which u32 of out (fixed at prepare time; 0 for the model, one per draw in batches). */
+  /** Which u32 of out receives row 0 (fixed at prepare time). */
   outIndex?: number;
-  /** (vocab,) f32 work space to share between prepared draws; omitted → the op makes one. */
+  /** (rows, vocab) f32 work space to share between prepared ops (dispatches run in order); omitted → the op makes one. */
   scratch?: GPUBuffer;
+  /** (rows, vocab) u32 work space (penalty counts) to share likewise; omitted → the op makes one. */
+  marks?: GPUBuffer;
 }
 
-/** A prepared draw whose Params the caller rewrites per token. */
+/** A prepared draw for up to `rows` rows whose parameters the caller stages per token. */
+export interface PreparedSampleRows extends PreparedOp {
+  readonly rows: number;
+  /** Stages row `row` (checked first; nothing allocated, nothing sent to the GPU yet). */
+  setRow(row: number, config: SampleRowConfig, step: number, historyLength: number): void;
+  /** Sends rows [0, count) with one writeBuffer, in order with later submits; rows ≥ count exit at once. */
+  upload(count: number): void;
+}
+
+/** A prepared one-row draw whose Params the caller rewrites per token. */
 export interface PreparedSample extends PreparedOp {
-  /** Rewrites Params on the queue timeline (in order with submits); validates first. */
-  write(params: SamplingParams & SampleStep): void;
+  /** Rewrites the row on the queue timeline (in order with submits); validates first. */
+  write(params: SamplingParams & Partial<PenaltyParams> & SampleStep): void;
 }
 
 export class Sample {
@@ -100,65 +97,76 @@ export class Sample {
     return new Sample(device, await pipelineCache(device).get(VARIANT.key, VARIANT.spec));
   }
 
-  /** One dispatch of one workgroup; `params` are the initial values (write() changes them). */
-  prepare(label: string, vocab: number, buffers: SampleBuffers, params: SamplingParams & SampleStep): PreparedSample {
+  /** One dispatch of `rows` workgroups. Buffers the op makes are freed if preparing fails. */
+  prepareRows(label: string, vocab: number, rows: number, buffers: SampleBuffers): PreparedSampleRows {
     const { logits, out } = buffers;
     const outIndex = buffers.outIndex ?? 0;
+    const rowFloats = vocab * rows;
     // Counts are summed as f32 in the shader: exact below 2^24.
     if (!(Number.isInteger(vocab) && vocab >= 1 && vocab < 2 ** 24)) throw new Error(`${label}: sample needs a vocabulary in [1, 2^24), got ${vocab}`);
-    if (logits.size < vocab * 4) throw new Error(`${label}: logits hold ${logits.size} B < ${vocab} f32`);
-    if (!(Number.isInteger(outIndex) && outIndex >= 0 && out.size >= (outIndex + 1) * 4)) {
-      throw new Error(`${label}: out (${out.size} B) has no u32 at index ${outIndex}`);
+    if (!(Number.isInteger(rows) && rows >= 1 && rowFloats < 2 ** 32)) throw new Error(`${label}: sample needs 1 ≤ rows with rows · vocab < 2^32, got ${rows} rows of ${vocab}`);
+    if (logits.size < rowFloats * 4) throw new Error(`${label}: logits hold ${logits.size} B < ${rows} × ${vocab} f32`);
+    if (!(Number.isInteger(outIndex) && outIndex >= 0 && out.size >= (outIndex + rows) * 4)) {
+      throw new Error(`${label}: out (${out.size} B) has no u32 at indices ${outIndex}..${outIndex + rows - 1}`);
     }
-    if (buffers.scratch && buffers.scratch.size < vocab * 4) throw new Error(`${label}: scratch holds ${buffers.scratch.size} B < ${vocab} f32`);
+    for (const name of ['scratch', 'marks'] as const) {
+      const b = buffers[name];
+      if (b && b.size < rowFloats * 4) throw new Error(`${label}: ${name} holds ${b.size} B < ${rows} × ${vocab} × 4`);
+    }
     const owned: GPUBuffer[] = [];
-    const make = (name: string, size: number): GPUBuffer => {
-      const buffer = this.device.createBuffer({ label: `${label}.${name}`, size, usage: GPUBufferUsage.STORAGE });
+    const make = (name: string, size: number, usage = GPUBufferUsage.STORAGE): GPUBuffer => {
+      const buffer = this.device.createBuffer({ label: `${label}.${name}`, size: Math.max(16, Math.ceil(size / 16) * 16), usage });
       owned.push(buffer);
       return buffer;
     };
-    const history = buffers.history ?? make('history', 16); // (4,) u32, never read: historyLength 0
-    const scratch = buffers.scratch ?? make('scratch', Math.ceil((vocab * 4) / 16) * 16); // (vocab,) f32
-    const capacity = Math.floor(history.size / 4);
-    const pack = (p: SamplingParams & SampleStep): Record<(typeof PARAMS.fields)[number][0], number> => {
-      checkParams(label, p, buffers.history ? capacity : 0);
+    try {
+      const history = buffers.history ?? make('history', 16); // never read: historyLength 0
+      const bias = buffers.bias ?? make('bias', 16); // never read: biasCount 0
+      const scratch = buffers.scratch ?? make('scratch', rowFloats * 4); // (rows, vocab) f32
+      const marks = buffers.marks ?? make('marks', rowFloats * 4); // (rows, vocab) u32
+      const limits: RowLimits = { historyCapacity: buffers.history ? Math.floor(history.size / 4) : 0, biasCapacity: buffers.bias ? Math.floor(bias.size / 8) : 0 };
+      const paramsBuffer = PARAMS.createBuffer(this.device, label, { n: vocab, out_base: outIndex });
+      owned.push(paramsBuffer);
+      const rowsBytes = SAMPLE_ROWS_HEADER + rows * SAMPLE_ROW_BYTES;
+      const rowsBuffer = make('rows', rowsBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST); // struct Rows, count 0 until upload
+      const staged = new ArrayBuffer(rowsBytes); // reused every token
+      const view = new DataView(staged);
+      const bindGroup = bindBuffers(this.device, this.pipeline, label, [paramsBuffer, rowsBuffer, logits, history, bias, scratch, marks, out]);
       return {
-        n: vocab,
-        history_len: p.historyLength,
-        temperature: p.temperature,
-        top_k: p.topK,
-        top_p: Math.min(p.topP, 1),
-        min_p: p.minP,
-        repetition_penalty: p.repetitionPenalty,
-        seed: p.seed,
-        step: p.step,
-        out_index: outIndex,
+        label,
+        rows,
+        dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups: [rows] }],
+        setRow: (row, config, step, historyLength) => {
+          if (!(Number.isInteger(row) && row >= 0 && row < rows)) throw new Error(`${label}: row ${row} is not in [0, ${rows})`);
+          writeRow(view, row, config, step, historyLength, limits, label);
+        },
+        upload: (count) => {
+          if (!(Number.isInteger(count) && count >= 0 && count <= rows)) throw new Error(`${label}: ${count} rows is not in [0, ${rows}]`);
+          view.setUint32(0, count, true);
+          this.device.queue.writeBuffer(rowsBuffer, 0, staged, 0, SAMPLE_ROWS_HEADER + count * SAMPLE_ROW_BYTES);
+        },
+        destroy: () => owned.forEach((b) => b.destroy()),
       };
-    };
-    const paramsBuffer = PARAMS.createBuffer(this.device, label, pack(params));
-    owned.push(paramsBuffer);
-    const staged = new ArrayBuffer(PARAMS.byteSize); // reused by write(): nothing allocated per token but the record
-    const bindGroup = bindBuffers(this.device, this.pipeline, label, [paramsBuffer, logits, history, scratch, out]);
-    return {
-      label,
-      dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups: [1] }],
-      write: (p) => this.device.queue.writeBuffer(paramsBuffer, 0, PARAMS.pack(pack(p), staged)),
-      destroy: () => owned.forEach((b) => b.destroy()),
-    };
+    } catch (e) {
+      owned.forEach((b) => b.destroy());
+      throw e;
+    }
   }
-}
 
-/** Throws on a parameter the shader would misread (a negative k, a fractional seed, …). */
-function checkParams(label: string, p: SamplingParams & SampleStep, historyCapacity: number): void {
-  const u32 = (v: number) => Number.isInteger(v) && v >= 0 && v < 2 ** 32;
-  const bad = (what: string) => new Error(`${label}: sample ${what}`);
-  if (!(p.temperature >= 0 && Number.isFinite(p.temperature))) throw bad(`temperature must be finite and ≥ 0, got ${p.temperature}`);
-  if (!u32(p.topK)) throw bad(`topK must be an integer ≥ 0, got ${p.topK}`);
-  if (!(p.topP >= 0)) throw bad(`topP must be ≥ 0, got ${p.topP}`);
-  if (!(p.minP >= 0 && p.minP <= 1)) throw bad(`minP must be in [0, 1], got ${p.minP}`);
-  if (!(p.repetitionPenalty > 0 && Number.isFinite(p.repetitionPenalty))) throw bad(`repetitionPenalty must be finite and > 0, got ${p.repetitionPenalty}`);
-  if (!u32(p.seed) || !u32(p.step)) throw bad(`seed and step must be u32, got ${p.seed} and ${p.step}`);
-  if (!(Number.isInteger(p.historyLength) && p.historyLength >= 0 && p.historyLength <= historyCapacity)) {
-    throw bad(`historyLength ${p.historyLength} is not within the history buffer's ${historyCapacity} ids`);
+  /** One row: `params` are the initial values (write() changes them). */
+  prepare(label: string, vocab: number, buffers: SampleBuffers, params: SamplingParams & Partial<PenaltyParams> & SampleStep): PreparedSample {
+    const op = this.prepareRows(label, vocab, 1, buffers);
+    const write = (p: SamplingParams & Partial<PenaltyParams> & SampleStep) => {
+      // The whole history is "generated" only for the penalties asked for; prompt ids are the caller's to exclude.
+      op.setRow(0, { ...NO_PENALTIES, ...p, historyBase: 0, generatedFrom: 0, biasBase: 0, biasCount: 0 }, p.step, p.historyLength);
+      op.upload(1);
+    };
+    try {
+      write(params);
+    } catch (e) {
+      op.destroy();
+      throw e;
+    }
+    return { label, dispatches: op.dispatches, write, destroy: op.destroy };
   }
 }

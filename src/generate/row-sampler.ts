@@ -1,0 +1,270 @@
+// Sampling for several sequences at once, on the GPU, after a forward pass that leaves one
+// logits row per sequence: each row with its own request's parameters, logit bias, history
+// (for the penalties) and RNG stream, in one dispatch, reading back 4 bytes a row plus
+// 8 · (top + 1) for a row whose request asked for logprobs. The continuous-batching decode
+// step and the one-sequence GpuSampler both run on it.
+//
+// A slot is a sequence the sampler keeps state for (the KV cache's slot): its history
+// ((contextLength,) u32 ids, position = cache position) and its logit bias (up to
+// LOGIT_BIAS_MAX entries, uploaded once per request by configure()). A step names, per
+// logits row, the slot it samples for, its RNG step and its history length.
+//
+// Per step on the host: one writeBuffer for the rows (a second when a row wants logprobs),
+// one mapAsync; no allocation but the mapped range's views when no row wants logprobs.
+
+import { SluiceError } from '../errors.js';
+import { decodeLogprobs, Logprobs, LOGPROBS_RECORD_WORDS, LOGPROBS_TOP_MAX, logprobsRecordBytes, type PreparedLogprobs, type TokenLogprobs } from '../ops/logprobs.js';
+import { encodeOp } from '../ops/op.js';
+import { NO_PENALTIES, type PenaltyParams, type PreparedSampleRows, Sample, type SampleRowConfig, type SamplingParams } from '../ops/sample.js';
+
+/** Most logitBias entries a request may give (OpenAI documents 300; vLLM takes any). */
+export const LOGIT_BIAS_MAX = 1024;
+/** Most top alternatives `logprobs` may ask for (OpenAI's top_logprobs limit). */
+export const LOGPROBS_MAX = LOGPROBS_TOP_MAX;
+
+/** A request's sampling configuration: the kernel's parameters plus OpenAI's options. */
+export interface SamplerConfig extends SamplingParams, Partial<PenaltyParams> {
+  /** Token id → bias in [−100, 100], added to the logit before everything else. */
+  logitBias?: ReadonlyMap<number, number>;
+  /** Top alternatives (0–20) to return with each sampled id's logprob; undefined → no logprobs. */
+  logprobs?: number;
+}
+
+/** What one logits row of a step samples for. */
+export interface RowRequest {
+  /** The slot (sequence) whose configuration, bias and history the row uses. */
+  slot: number;
+  /** RNG counter, a u32: same seed and step on the same logits → same id. */
+  step: number;
+  /** Ids of the slot's history the penalties see (its cache length, the new ids included). */
+  historyLength: number;
+}
+
+export interface RowSamplerOptions {
+  /** (rows, vocab) f32: row i holds the logits the i-th RowRequest of a step samples. */
+  logits: GPUBuffer;
+  vocab: number;
+  /** Most rows in one step. */
+  rows: number;
+  /** Sequences with their own history and bias (default: rows). */
+  slots?: number;
+  /** History ids per slot (the model's context length). */
+  contextLength: number;
+  label?: string;
+}
+
+/**
+ * Throws USAGE naming the option when an OpenAI-style option is out of its range (the
+ * kernel's own parameters are checked by the op, with its label).
+ */
+export function checkSamplerOptions(o: Partial<SamplerConfig>, vocab: number): void {
+  const bad = (what: string) => new SluiceError('USAGE', what);
+  for (const key of ['frequencyPenalty', 'presencePenalty'] as const) {
+    const v = o[key];
+    if (v !== undefined && !(typeof v === 'number' && v >= -2 && v <= 2)) throw bad(`${key} must be a number in [-2, 2], not ${v}`);
+  }
+  if (o.logitBias !== undefined) {
+    if (!(o.logitBias instanceof Map)) throw bad('logitBias must be a Map of token id → bias');
+    if (o.logitBias.size > LOGIT_BIAS_MAX) throw bad(`logitBias has ${o.logitBias.size} entries; at most ${LOGIT_BIAS_MAX}`);
+    for (const [id, bias] of o.logitBias) {
+      if (!(Number.isInteger(id) && id >= 0 && id < vocab)) throw bad(`logitBias: token id ${id} is not in the vocabulary [0, ${vocab})`);
+      if (!(typeof bias === 'number' && bias >= -100 && bias <= 100)) throw bad(`logitBias: the bias of token ${id} must be a number in [-100, 100], not ${bias}`);
+    }
+  }
+  const n = o.logprobs;
+  if (n !== undefined && !(Number.isInteger(n) && n >= 0 && n <= LOGPROBS_MAX)) throw bad(`logprobs must be a whole number in [0, ${LOGPROBS_MAX}], not ${n}`);
+}
+
+export class RowSampler {
+  /** Per slot: its request's row configuration (undefined until configured). */
+  private readonly configs: (SampleRowConfig | undefined)[];
+  /** Per slot: top alternatives its request wants, −1: no logprobs. */
+  private readonly slotTop: Int32Array;
+  /** Per row of the last step: top alternatives read back, −1: none. */
+  private readonly rowTop: Int32Array;
+  /** (rows,) the last step's ids (valid in [0, count)). */
+  private readonly ids: Uint32Array;
+  /** (rows, LOGPROBS_RECORD_WORDS) the last step's logprob records (rows that asked). */
+  private readonly records: Uint32Array;
+  private readonly one = new Uint32Array(1);
+  private readonly idsBytes: number; // where the records start in readback (8-aligned)
+  private count = 0; // rows encoded by the last sampleRows
+  private mapBytes = 0; // bytes of readback that step filled
+
+  private constructor(
+    private readonly device: GPUDevice,
+    readonly vocab: number,
+    readonly rows: number,
+    readonly slots: number,
+    readonly contextLength: number,
+    private readonly sample: PreparedSampleRows,
+    private readonly logprobsOp: PreparedLogprobs,
+    private readonly buffers: { history: GPUBuffer; bias: GPUBuffer; out: GPUBuffer; records: GPUBuffer; readback: GPUBuffer },
+  ) {
+    this.configs = new Array<SampleRowConfig | undefined>(slots).fill(undefined);
+    this.slotTop = new Int32Array(slots).fill(-1);
+    this.rowTop = new Int32Array(rows).fill(-1);
+    this.ids = new Uint32Array(rows);
+    this.records = new Uint32Array(rows * LOGPROBS_RECORD_WORDS);
+    this.idsBytes = Math.ceil((rows * 4) / 8) * 8;
+  }
+
+  /** Builds the pipelines and buffers once; frees what it made if any step fails. */
+  static async create(device: GPUDevice, options: RowSamplerOptions): Promise<RowSampler> {
+    const { logits, vocab, rows, contextLength } = options;
+    const slots = options.slots ?? rows;
+    const label = options.label ?? 'sampler';
+    if (!(Number.isInteger(slots) && slots >= 1 && Number.isInteger(contextLength) && contextLength >= 1)) {
+      throw new Error(`${label}: needs slots ≥ 1 and a context length ≥ 1, got ${slots} and ${contextLength}`);
+    }
+    const [sample, logprobs] = await Promise.all([Sample.create(device), Logprobs.create(device)]);
+    const made: { destroy(): void }[] = [];
+    const buffer = (name: string, bytes: number, usage: number) => {
+      const b = device.createBuffer({ label: `${label}.${name}`, size: Math.max(16, Math.ceil(bytes / 16) * 16), usage });
+      made.push(b);
+      return b;
+    };
+    try {
+      const S = GPUBufferUsage.STORAGE;
+      const history = buffer('history', slots * contextLength * 4, S | GPUBufferUsage.COPY_DST); // (slots, contextLength) u32
+      const bias = buffer('bias', slots * LOGIT_BIAS_MAX * 8, S | GPUBufferUsage.COPY_DST); // (slots, LOGIT_BIAS_MAX) (id, f32)
+      const out = buffer('out', rows * 4, S | GPUBufferUsage.COPY_SRC); // (rows,) u32 sampled ids
+      const records = buffer('records', rows * LOGPROBS_RECORD_WORDS * 4, S | GPUBufferUsage.COPY_SRC); // (rows, record) u32
+      const readback = buffer('readback', Math.ceil((rows * 4) / 8) * 8 + rows * LOGPROBS_RECORD_WORDS * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+      const sampleOp = sample.prepareRows(label, vocab, rows, { logits, history, bias, out });
+      made.push(sampleOp);
+      const logprobsOp = logprobs.prepare(`${label}.logprobs`, vocab, rows, { logits, ids: out, out: records });
+      made.push(logprobsOp);
+      return new RowSampler(device, vocab, rows, slots, contextLength, sampleOp, logprobsOp, { history, bias, out, records, readback });
+    } catch (e) {
+      for (const m of made) m.destroy();
+      throw e;
+    }
+  }
+
+  /**
+   * Starts a request in `slot`: its parameters, its logit bias (one writeBuffer) and its
+   * logprobs. `generatedFrom`: the history position of its first generated id (where its
+   * prompt ends); the frequency and presence penalties count ids from there on.
+   */
+  configure(slot: number, config: SamplerConfig, generatedFrom: number): void {
+    this.checkSlot(slot);
+    checkSamplerOptions(config, this.vocab);
+    const bias = config.logitBias ?? new Map<number, number>();
+    const row: SampleRowConfig = {
+      ...NO_PENALTIES,
+      temperature: config.temperature,
+      topK: config.topK,
+      topP: config.topP,
+      minP: config.minP,
+      repetitionPenalty: config.repetitionPenalty,
+      seed: config.seed,
+      ...(config.frequencyPenalty !== undefined && { frequencyPenalty: config.frequencyPenalty }),
+      ...(config.presencePenalty !== undefined && { presencePenalty: config.presencePenalty }),
+      historyBase: slot * this.contextLength,
+      generatedFrom,
+      biasBase: slot * LOGIT_BIAS_MAX,
+      biasCount: bias.size,
+    };
+    this.sample.setRow(0, row, 0, 0); // checks the parameters now, with the op's label (staged row 0 is rewritten before any upload)
+    if (bias.size) {
+      const entries = new Uint32Array(2 * bias.size);
+      const values = new Float32Array(entries.buffer);
+      let i = 0;
+      for (const [id, b] of bias) {
+        entries[2 * i] = id;
+        values[2 * i + 1] = b;
+        i++;
+      }
+      this.device.queue.writeBuffer(this.buffers.bias, slot * LOGIT_BIAS_MAX * 8, entries);
+    }
+    this.configs[slot] = row;
+    this.slotTop[slot] = config.logprobs ?? -1;
+  }
+
+  /** Records ids now in `slot`'s cache at positions [start, start + ids.length), for the penalties. */
+  remember(slot: number, ids: readonly number[], start: number): void {
+    this.checkSlot(slot);
+    if (!(Number.isInteger(start) && start >= 0 && start + ids.length <= this.contextLength)) {
+      throw new Error(`sampler: ids at [${start}, ${start + ids.length}) do not fit the history of ${this.contextLength}`);
+    }
+    const at = (slot * this.contextLength + start) * 4;
+    if (ids.length === 1) {
+      this.one[0] = ids[0]; // the per-token case: no allocation
+      this.device.queue.writeBuffer(this.buffers.history, at, this.one);
+    } else if (ids.length) this.device.queue.writeBuffer(this.buffers.history, at, new Uint32Array(ids));
+  }
+
+  /**
+   * Stages and sends the rows (row i samples logits row i for rows[i].slot), then encodes
+   * the sampling dispatch, the logprobs dispatch when a row's request wants logprobs, and
+   * the copies readRows() maps. Submit the encoder, then call readRows().
+   */
+  sampleRows(encoder: GPUCommandEncoder, rows: readonly RowRequest[]): void {
+    const count = rows.length;
+    if (count < 1 || count > this.rows) throw new Error(`sampler: ${count} rows, this sampler takes 1 to ${this.rows}`);
+    let logprobRows = 0;
+    for (let i = 0; i < count; i++) {
+      const { slot, step, historyLength } = rows[i];
+      this.checkSlot(slot);
+      const config = this.configs[slot];
+      if (!config) throw new Error(`sampler: slot ${slot} has no request (configure it first)`);
+      if (!(historyLength <= this.contextLength)) throw new Error(`sampler: history length ${historyLength} of slot ${slot} is past its ${this.contextLength} ids`);
+      this.sample.setRow(i, config, step, historyLength);
+      const top = this.slotTop[slot];
+      this.rowTop[i] = top;
+      this.logprobsOp.setRow(i, top < 0 ? null : top);
+      if (top >= 0) logprobRows++;
+    }
+    this.sample.upload(count);
+    if (logprobRows) this.logprobsOp.upload(count);
+    const pass = encoder.beginComputePass({ label: 'sampler' });
+    encodeOp(pass, this.sample);
+    if (logprobRows) encodeOp(pass, this.logprobsOp);
+    pass.end();
+    const { out, records, readback } = this.buffers;
+    encoder.copyBufferToBuffer(out, 0, readback, 0, count * 4);
+    this.mapBytes = count * 4;
+    for (let i = 0; i < count && logprobRows; i++) {
+      if (this.rowTop[i] < 0) continue;
+      const at = i * LOGPROBS_RECORD_WORDS * 4;
+      const bytes = logprobsRecordBytes(this.rowTop[i]);
+      encoder.copyBufferToBuffer(records, at, readback, this.idsBytes + at, bytes);
+      this.mapBytes = this.idsBytes + at + bytes;
+    }
+    this.count = count;
+  }
+
+  /**
+   * After the submit of sampleRows' encoder: the sampled ids, in rows [0, count) of the
+   * returned array (the sampler's own, overwritten by the next read; nothing allocated).
+   */
+  async readRows(): Promise<Uint32Array> {
+    const { readback } = this.buffers;
+    await readback.mapAsync(GPUMapMode.READ, 0, this.mapBytes);
+    const mapped = readback.getMappedRange(0, this.mapBytes);
+    this.ids.set(new Uint32Array(mapped, 0, this.count));
+    if (this.mapBytes > this.count * 4) {
+      const words = this.mapBytes / 4 - this.idsBytes / 4;
+      this.records.set(new Uint32Array(mapped, this.idsBytes, words));
+    }
+    readback.unmap();
+    return this.ids;
+  }
+
+  /** After readRows(): row `row`'s logprobs, or null when its request did not ask. */
+  logprobsOf(row: number): TokenLogprobs | null {
+    if (!(row >= 0 && row < this.count) || this.rowTop[row] < 0) return null;
+    return decodeLogprobs(this.records, row * LOGPROBS_RECORD_WORDS, this.rowTop[row]);
+  }
+
+  destroy(): void {
+    this.sample.destroy();
+    this.logprobsOp.destroy();
+    for (const b of Object.values(this.buffers)) b.destroy();
+  }
+
+  private checkSlot(slot: number): void {
+    if (!(Number.isInteger(slot) && slot >= 0 && slot < this.slots)) throw new Error(`sampler: slot ${slot} is not in [0, ${this.slots})`);
+  }
+}
