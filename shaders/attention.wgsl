@@ -1,7 +1,8 @@
 // Causal grouped-query attention over the KV cache, flash-attention style:
 //   O = softmax(Q Kᵀ · scale + causal mask) V          (scale: 1 / sqrt(headDim) by default)
-// for query row r at position p_r = step.row[r].position against cache positions 0 ..= p_r
-// (rows in any order and at any positions; today one prompt's consecutive positions).
+// for query row r at position p_r = step.row[r].position against positions 0 ..= p_r of its
+// own cache slot s_r = step.row[r].slot (rows in any order, at any positions, in any slots:
+// a prompt's consecutive positions in one slot, one decode row per sequence, or both).
 // Launcher: src/ops/attention.ts. Variants: F16 (f16 storage, f32 math), SPLIT (flash-
 // decoding pass 1: each workgroup covers one split of the keys and writes its partial
 // (max, sum, unnormalised O) in f32; entry point `combine` is pass 2), SOFTCAP (Gemma 2:
@@ -11,8 +12,11 @@
 // sliding_window`; key tiles and splits wholly before a block's window are skipped).
 //
 // A workgroup owns `block_rows` query rows of one kv head: row = (token, head of the group),
-// token major, so the heads sharing a kv head share every K/V read. Its keys run from the
-// window start of its smallest position to its largest position; each row masks its own.
+// token major, so the heads sharing a kv head share every K/V read; `token_rows` rows per
+// token: the group packed (prefill: a block spans tokens that share keys), or padded to
+// whole blocks (decode: a block per token, its work bounded by that token's position). The
+// block's tokens are taken in runs of one slot; a run's keys go from the window start of
+// its smallest position to its largest position; each row masks its own.
 // Per tile of TILE_KEYS keys:
 //   scores   lane = 4 keys, 4 rows at a time: 4 K + 4 query vec4 reads feed 16 dot4s;
 //   softmax  ROW_LANES lanes per row: max, probabilities in place, partial sums;
@@ -50,7 +54,9 @@ struct Params {
   group: u32,      // query heads per kv head
   head_vecs: u32,  // headDim / 4, ≤ WORKGROUP_SIZE
   max_seq: u32,    // positions per head in the cache (its row stride in rows)
+  n_kv_heads: u32, // kv heads: a slot's stride in the cache is n_kv_heads · max_seq rows
   block_rows: u32, // query rows per workgroup: a multiple of 4, ≤ MAX_ROWS, ≤ 4 · (WORKGROUP_SIZE / head_vecs)
+  token_rows: u32, // block rows per token: group (packed), or group padded to whole blocks (a block per token)
   split_keys: u32, // keys per split (workgroup z), best a multiple of TILE_KEYS; ≥ max_seq when unsplit
   scale: f32,      // 1 / sqrt(headDim), or the model's (Gemma: query_pre_attn_scalar^-0.5)
   softcap: f32,    // SOFTCAP: attn_logit_softcapping (> 0); unused otherwise
@@ -72,12 +78,14 @@ override ROW_LANES: u32 = WORKGROUP_SIZE / MAX_ROWS;
 // A score that is masked out (causal, or past the range). Finite, so max() and the
 // subtraction stay NaN-free; its probability is set to 0 explicitly.
 const MASKED = -3.0e38;
+// row_token of a block row that is no query (past T, or a token's padding rows).
+const NO_TOKEN = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> step: Step;
 @group(0) @binding(2) var<storage, read> q: array<Packed>;       // (T, nHeads, headDim)
-@group(0) @binding(3) var<storage, read> k_cache: array<Packed>; // (nKvHeads, maxSeq, headDim)
-@group(0) @binding(4) var<storage, read> v_cache: array<Packed>; // (nKvHeads, maxSeq, headDim)
+@group(0) @binding(3) var<storage, read> k_cache: array<Packed>; // (slots, nKvHeads, maxSeq, headDim)
+@group(0) @binding(4) var<storage, read> v_cache: array<Packed>; // (slots, nKvHeads, maxSeq, headDim)
 #ifdef SPLIT
 @group(0) @binding(5) var<storage, read_write> part_o: array<vec4f>;  // (splits, T, nHeads, headDim) f32, unnormalised
 @group(0) @binding(6) var<storage, read_write> part_ml: array<vec2f>; // (splits, T, nHeads) f32: (row max, row sum)
@@ -94,6 +102,7 @@ var<workgroup> row_max: array<f32, MAX_ROWS>;                  // (rows,) runnin
 var<workgroup> row_sum: array<f32, MAX_ROWS>;                  // (rows,) running Σ exp(s − max)
 var<workgroup> row_alpha: array<f32, MAX_ROWS>;                // (rows,) this tile's exp(old max − new max)
 var<workgroup> row_pos: array<u32, MAX_ROWS>;                  // (rows,) each row's position: its last key
+var<workgroup> row_token: array<u32, MAX_ROWS>;                // (rows,) each row's step row, NO_TOKEN past T or on padding
 
 #ifdef SOFTCAP
 // cap · tanh(s / cap). tanh's argument is clamped to ±10 (tanh(10) = 1 in f32): WGSL's tanh
@@ -122,49 +131,49 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   let hv = params.head_vecs;
   let rows = params.block_rows;
   let group = params.group;
+  let tr = params.token_rows;
   // Workgroup-uniform ranges: blocks past this call's T (the dispatch covers the prepared
   // maximum) and splits past the keys the block sees leave before any barrier.
-  let row_count = step.rows * group;
+  let row_count = step.rows * tr;
   let first_row = wg.x * rows;
   if (first_row >= row_count) { return; }
   let last_row = min(first_row + rows, row_count) - 1u;
+  let first_token = first_row / tr;
+  let last_token = last_row / tr;
   // The block's tokens (≤ MAX_ROWS) bound its keys: the largest position sees the most
   // (causal), the smallest the earliest (window). Consecutive rows: first and last.
-  var pos_min = step.row[first_row / group].position;
+  var pos_min = step.row[first_token].position;
   var pos_max = pos_min;
-  for (var t = first_row / group + 1u; t <= last_row / group; t++) {
+  for (var t = first_token + 1u; t <= last_token; t++) {
     let p = step.row[t].position;
     pos_min = min(pos_min, p);
     pos_max = max(pos_max, p);
   }
-  let n_keys = pos_max + 1u;
   let split_begin = wg.z * params.split_keys;
-  if (split_begin >= n_keys) { return; }
-  let split_end = split_begin + min(params.split_keys, n_keys - split_begin); // no u32 overflow
+  if (split_begin > pos_max) { return; }
 #ifdef WINDOW
-  // The block's smallest position sees the earliest keys: everything before its window is
-  // skipped, and a split that ends before it exits (combine does not read its partials).
-  let key_begin = max(split_begin, window_first(pos_min));
-  if (key_begin >= split_end) { return; }
-#else
-  let key_begin = split_begin;
+  // A split that ends before the window of the block's smallest position exits (combine
+  // does not read its partials).
+  if (split_begin + params.split_keys <= window_first(pos_min)) { return; }
 #endif
-  let cache_base = wg.y * params.max_seq * hv;
 
-  // Queries · scale; rows past T are zero.
+  // Queries · scale; rows past T (and a token's padding rows) are zero.
   for (var i = tid; i < rows * hv; i += WORKGROUP_SIZE) {
     let row = first_row + i / hv;
     var qv = vec4f(0.0);
-    if (row < row_count) {
-      let head = wg.y * group + row % group;
-      qv = unpack(q[((row / group) * params.n_heads + head) * hv + i % hv]) * params.scale;
+    if (row < row_count && row % tr < group) {
+      let head = wg.y * group + row % tr;
+      qv = unpack(q[((row / tr) * params.n_heads + head) * hv + i % hv]) * params.scale;
     }
     q_tile[i] = qv;
   }
   if (tid < rows) {
+    let row = first_row + tid;
+    let valid = row < row_count && row % tr < group;
     row_max[tid] = MASKED;
     row_sum[tid] = 0.0;
-    row_pos[tid] = step.row[min(first_row + tid, row_count - 1u) / group].position; // rows past T: masked below
+    row_token[tid] = select(NO_TOKEN, row / tr, valid); // never in a run: masked below
+    row_pos[tid] = step.row[min(row, row_count - 1u) / tr].position; // any, where not valid
   }
   workgroupBarrier();
 
@@ -182,124 +191,150 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   var o2 = vec4f(0.0);
   var o3 = vec4f(0.0);
 
-  for (var k0 = key_begin; k0 < split_end; k0 += TILE_KEYS) {
-    let keys = min(TILE_KEYS, split_end - k0);
-    // Scores, lane = keys tid + n · WORKGROUP_SIZE (n < 4), 4 rows at a time: per step 4 K
-    // reads + 4 query reads → 16 dot4s. Lanes past the range re-read the last key; masked.
-    let kl = keys - 1u;
-    let ka = cache_base + (k0 + min(tid, kl)) * hv;
-    let kb = cache_base + (k0 + min(tid + WORKGROUP_SIZE, kl)) * hv;
-    let kc = cache_base + (k0 + min(tid + 2u * WORKGROUP_SIZE, kl)) * hv;
-    let kd = cache_base + (k0 + min(tid + 3u * WORKGROUP_SIZE, kl)) * hv;
-    for (var rc = 0u; rc < rows; rc += 4u) {
-      var da = vec4f(0.0); // rows rc .. rc + 3 against key a
-      var db = vec4f(0.0);
-      var dc = vec4f(0.0);
-      var dd = vec4f(0.0);
-      for (var cc = 0u; cc < hv; cc++) {
-        let qi = rc * hv + cc;
-        let q0 = q_tile[qi];
-        let q1 = q_tile[qi + hv];
-        let q2 = q_tile[qi + 2u * hv];
-        let q3 = q_tile[qi + 3u * hv];
-        let k_a = unpack(k_cache[ka + cc]);
-        da += vec4f(dot(q0, k_a), dot(q1, k_a), dot(q2, k_a), dot(q3, k_a));
-        // Key groups wholly past the range (a short last tile) are skipped, uniformly.
-        if (keys > WORKGROUP_SIZE) {
-          let k_b = unpack(k_cache[kb + cc]);
-          db += vec4f(dot(q0, k_b), dot(q1, k_b), dot(q2, k_b), dot(q3, k_b));
-        }
-        if (keys > 2u * WORKGROUP_SIZE) {
-          let k_c = unpack(k_cache[kc + cc]);
-          dc += vec4f(dot(q0, k_c), dot(q1, k_c), dot(q2, k_c), dot(q3, k_c));
-        }
-        if (keys > 3u * WORKGROUP_SIZE) {
-          let k_d = unpack(k_cache[kd + cc]);
-          dd += vec4f(dot(q0, k_d), dot(q1, k_d), dot(q2, k_d), dot(q3, k_d));
-        }
-      }
-#ifdef SOFTCAP
-      let d = array<vec4f, 4>(softcap4(da), softcap4(db), softcap4(dc), softcap4(dd));
-#else
-      let d = array<vec4f, 4>(da, db, dc, dd);
-#endif
-      for (var i = 0u; i < 4u; i++) {
-        let row = first_row + rc + i;
-        let last_key = row_pos[rc + i]; // the row's own position
-        let at = (rc + i) * TILE_KEYS + tid;
-        for (var n = 0u; n < 4u; n++) {
-          let j = tid + n * WORKGROUP_SIZE;
+  // Runs of consecutive tokens in one cache slot (one run, unless the block straddles
+  // sequences): each reads its own slot's keys, from the window start of its smallest
+  // position to its largest position, and only its own rows see them. A row of another
+  // run gets probability 0 there: the online softmax state carries through unchanged.
+  var run_last = first_token;
+  for (var run_first = first_token; run_first <= last_token; run_first = run_last + 1u) {
+    let slot = step.row[run_first].slot;
+    var lo = step.row[run_first].position;
+    var hi = lo;
+    run_last = run_first;
+    while (run_last < last_token && step.row[run_last + 1u].slot == slot) {
+      run_last++;
+      let p = step.row[run_last].position;
+      lo = min(lo, p);
+      hi = max(hi, p);
+    }
+    // This run's keys in this split: [key_begin, split_end), maybe none.
+    let split_end = min(split_begin + params.split_keys, hi + 1u); // ≤ split_begin: none
 #ifdef WINDOW
-          // window < max_seq, so k0 + j + window does not overflow.
-          let visible = row < row_count && j < keys && k0 + j <= last_key && k0 + j + params.window > last_key;
+    let key_begin = max(split_begin, window_first(lo));
 #else
-          let visible = row < row_count && j < keys && k0 + j <= last_key;
+    let key_begin = split_begin;
 #endif
-          scores[at + n * WORKGROUP_SIZE] = select(MASKED, d[n][i], visible);
+    let cache_base = (slot * params.n_kv_heads + wg.y) * params.max_seq * hv;
+
+    for (var k0 = key_begin; k0 < split_end; k0 += TILE_KEYS) {
+      let keys = min(TILE_KEYS, split_end - k0);
+      // Scores, lane = keys tid + n · WORKGROUP_SIZE (n < 4), 4 rows at a time: per step 4 K
+      // reads + 4 query reads → 16 dot4s. Lanes past the range re-read the last key; masked.
+      let kl = keys - 1u;
+      let ka = cache_base + (k0 + min(tid, kl)) * hv;
+      let kb = cache_base + (k0 + min(tid + WORKGROUP_SIZE, kl)) * hv;
+      let kc = cache_base + (k0 + min(tid + 2u * WORKGROUP_SIZE, kl)) * hv;
+      let kd = cache_base + (k0 + min(tid + 3u * WORKGROUP_SIZE, kl)) * hv;
+      for (var rc = 0u; rc < rows; rc += 4u) {
+        var da = vec4f(0.0); // rows rc .. rc + 3 against key a
+        var db = vec4f(0.0);
+        var dc = vec4f(0.0);
+        var dd = vec4f(0.0);
+        for (var cc = 0u; cc < hv; cc++) {
+          let qi = rc * hv + cc;
+          let q0 = q_tile[qi];
+          let q1 = q_tile[qi + hv];
+          let q2 = q_tile[qi + 2u * hv];
+          let q3 = q_tile[qi + 3u * hv];
+          let k_a = unpack(k_cache[ka + cc]);
+          da += vec4f(dot(q0, k_a), dot(q1, k_a), dot(q2, k_a), dot(q3, k_a));
+          // Key groups wholly past the range (a short last tile) are skipped, uniformly.
+          if (keys > WORKGROUP_SIZE) {
+            let k_b = unpack(k_cache[kb + cc]);
+            db += vec4f(dot(q0, k_b), dot(q1, k_b), dot(q2, k_b), dot(q3, k_b));
+          }
+          if (keys > 2u * WORKGROUP_SIZE) {
+            let k_c = unpack(k_cache[kc + cc]);
+            dc += vec4f(dot(q0, k_c), dot(q1, k_c), dot(q2, k_c), dot(q3, k_c));
+          }
+          if (keys > 3u * WORKGROUP_SIZE) {
+            let k_d = unpack(k_cache[kd + cc]);
+            dd += vec4f(dot(q0, k_d), dot(q1, k_d), dot(q2, k_d), dot(q3, k_d));
+          }
+        }
+#ifdef SOFTCAP
+        let d = array<vec4f, 4>(softcap4(da), softcap4(db), softcap4(dc), softcap4(dd));
+#else
+        let d = array<vec4f, 4>(da, db, dc, dd);
+#endif
+        for (var i = 0u; i < 4u; i++) {
+          let token = row_token[rc + i];
+          let last_key = row_pos[rc + i]; // the row's own position
+          let in_run = token >= run_first && token <= run_last; // false past T and on padding
+          let at = (rc + i) * TILE_KEYS + tid;
+          for (var n = 0u; n < 4u; n++) {
+            let j = tid + n * WORKGROUP_SIZE;
+#ifdef WINDOW
+            // window < max_seq, so k0 + j + window does not overflow.
+            let visible = in_run && j < keys && k0 + j <= last_key && k0 + j + params.window > last_key;
+#else
+            let visible = in_run && j < keys && k0 + j <= last_key;
+#endif
+            scores[at + n * WORKGROUP_SIZE] = select(MASKED, d[n][i], visible);
+          }
         }
       }
-    }
-    workgroupBarrier();
+      workgroupBarrier();
 
-    // Online softmax, ROW_LANES lanes per row, each over keys sl, sl + ROW_LANES, …:
-    // partial maxima; then the row max, probabilities in place, partial sums and the
-    // rescale alpha; the row state itself is folded in during P·V (nobody reads it then).
-    if (soft_lane) {
-      var m = MASKED;
-      for (var j = sl; j < keys; j += ROW_LANES) { m = max(m, scores[sr * TILE_KEYS + j]); }
-      red_max[tid] = m;
-    }
-    workgroupBarrier();
-    if (soft_lane) {
-      let m_old = row_max[sr];
-      let m = tile_max(sr, m_old);
-      var sum = 0.0;
-      for (var j = sl; j < keys; j += ROW_LANES) {
-        let at = sr * TILE_KEYS + j;
-        let s = scores[at];
-        let p = select(exp(s - m), 0.0, s <= MASKED);
-        scores[at] = p;
-        sum += p;
+      // Online softmax, ROW_LANES lanes per row, each over keys sl, sl + ROW_LANES, …:
+      // partial maxima; then the row max, probabilities in place, partial sums and the
+      // rescale alpha; the row state itself is folded in during P·V (nobody reads it then).
+      if (soft_lane) {
+        var m = MASKED;
+        for (var j = sl; j < keys; j += ROW_LANES) { m = max(m, scores[sr * TILE_KEYS + j]); }
+        red_max[tid] = m;
       }
-      red_sum[tid] = sum;
-      if (sl == 0u) { row_alpha[sr] = select(exp(m_old - m), 0.0, m_old <= MASKED); }
-    }
-    workgroupBarrier();
+      workgroupBarrier();
+      if (soft_lane) {
+        let m_old = row_max[sr];
+        let m = tile_max(sr, m_old);
+        var sum = 0.0;
+        for (var j = sl; j < keys; j += ROW_LANES) {
+          let at = sr * TILE_KEYS + j;
+          let s = scores[at];
+          let p = select(exp(s - m), 0.0, s <= MASKED);
+          scores[at] = p;
+          sum += p;
+        }
+        red_sum[tid] = sum;
+        if (sl == 0u) { row_alpha[sr] = select(exp(m_old - m), 0.0, m_old <= MASKED); }
+      }
+      workgroupBarrier();
 
-    // o = o · alpha + P · V: each V read feeds the lane's 4 rows.
-    if (pv_lane) {
-      o0 *= row_alpha[r0];
-      o1 *= row_alpha[r0 + 1u];
-      o2 *= row_alpha[r0 + 2u];
-      o3 *= row_alpha[r0 + 3u];
-      let v_base = cache_base + k0 * hv + c;
-      let p0 = r0 * TILE_KEYS;
-      for (var j = 0u; j < keys; j++) {
-        let v = unpack(v_cache[v_base + j * hv]);
-        let pj = p0 + j;
-        o0 += scores[pj] * v;
-        o1 += scores[pj + TILE_KEYS] * v;
-        o2 += scores[pj + 2u * TILE_KEYS] * v;
-        o3 += scores[pj + 3u * TILE_KEYS] * v;
+      // o = o · alpha + P · V: each V read feeds the lane's 4 rows.
+      if (pv_lane) {
+        o0 *= row_alpha[r0];
+        o1 *= row_alpha[r0 + 1u];
+        o2 *= row_alpha[r0 + 2u];
+        o3 *= row_alpha[r0 + 3u];
+        let v_base = cache_base + k0 * hv + c;
+        let p0 = r0 * TILE_KEYS;
+        for (var j = 0u; j < keys; j++) {
+          let v = unpack(v_cache[v_base + j * hv]);
+          let pj = p0 + j;
+          o0 += scores[pj] * v;
+          o1 += scores[pj + TILE_KEYS] * v;
+          o2 += scores[pj + 2u * TILE_KEYS] * v;
+          o3 += scores[pj + 3u * TILE_KEYS] * v;
+        }
       }
+      if (soft_lane && sl == 0u) {
+        var sum = 0.0;
+        for (var i = 0u; i < ROW_LANES; i++) { sum += red_sum[sr * ROW_LANES + i]; }
+        row_sum[sr] = row_sum[sr] * row_alpha[sr] + sum;
+        row_max[sr] = tile_max(sr, row_max[sr]);
+      }
+      workgroupBarrier(); // the next tile overwrites scores and row_alpha
     }
-    if (soft_lane && sl == 0u) {
-      var sum = 0.0;
-      for (var i = 0u; i < ROW_LANES; i++) { sum += red_sum[sr * ROW_LANES + i]; }
-      row_sum[sr] = row_sum[sr] * row_alpha[sr] + sum;
-      row_max[sr] = tile_max(sr, row_max[sr]);
-    }
-    workgroupBarrier(); // the next tile overwrites scores and row_alpha
   }
 
   if (!pv_lane) { return; }
   let acc = array<vec4f, 4>(o0, o1, o2, o3);
   for (var i = 0u; i < 4u; i++) {
     let r = r0 + i;
-    let row = first_row + r;
-    if (row >= row_count) { break; }
-    let head = wg.y * group + row % group;
-    let t = row / group;
+    let t = row_token[r];
+    if (t == NO_TOKEN) { continue; }
+    let head = wg.y * group + (first_row + r) % tr;
 #ifdef SPLIT
     // Rows whose position precedes this split hold (MASKED, 0, 0): combine never reads them.
     let part = (wg.z * step.rows + t) * params.n_heads + head;

@@ -13,14 +13,17 @@
 // Row r of the pass's activations (its q, k, v, out rows) is token `position` of the
 // sequence in KV cache slot `slot`.
 //
-// Slots. Today a model has one KV cache slot (one sequence) and every slot is 0; the
-// kernels do not read it yet. Step 14 (continuous batching) gives each sequence served a
-// slot: the caches become (slots, nKvHeads, maxSeq, headDim), kv_store writes row r at
-// cache offset (slot · nKvHeads · maxSeq + head · maxSeq + position) · headDim, attention
-// reads the keys of its rows' slot from that base, and a decode pass runs one row per
-// active slot (rows of one attention block then share a slot, or the block splits). The
-// positions of one slot in one step must be distinct (two rows storing one position race);
-// they need not be consecutive (the kernels are tested with rows at [5, 9, 10]).
+// Slots (step 14, continuous batching): each sequence served owns one KV cache slot, and
+// every layer's caches are (slots, nKvHeads, maxSeq, headDim). kv_store writes row r at
+// cache offset (slot · nKvHeads · maxSeq + head · maxSeq + position) · headDim; attention
+// reads, for row r, the keys of its own slot at positions ≤ its own position (causal per
+// sequence; within a window if the layer has one); rope reads the position only. So one
+// pass may hold a prefill chunk of one slot (consecutive positions), decode rows of
+// different slots at unrelated positions, or both (rows of one slot are best kept
+// adjacent: a prefill attention block splits its keys by runs of one slot). The positions
+// of one slot in one step must be distinct (two rows storing one position race); they need
+// not be consecutive (the kernels are tested with rows at [5, 9, 10]). With one slot (the
+// default) every row is in slot 0 and the kernels do exactly what they did before slots.
 
 import { SluiceError } from '../errors.js';
 
@@ -34,7 +37,7 @@ export interface StepShape {
   readonly rows: number;
   /** Positions a slot of the KV cache holds (maxSeq): every position is below it. */
   readonly positions: number;
-  /** KV cache slots (default 1: slot 0 only, until continuous batching). */
+  /** KV cache slots: every row's slot is below it (default 1: slot 0 only). */
   readonly slots?: number;
 }
 
@@ -92,7 +95,9 @@ export class Step {
 
   /**
    * Row r at positions[r] of slots[r] (slot 0 without `slots`): any positions below the
-   * cache length, distinct within a slot.
+   * cache length, distinct within a slot; e.g. a decode pass of R sequences, row r the
+   * next token of the sequence in slots[r]. Pass typed arrays the caller reuses and nothing
+   * is allocated per call.
    */
   write(positions: ArrayLike<number>, slots?: ArrayLike<number>): void {
     const count = positions.length;
@@ -135,10 +140,12 @@ export class Step {
 
 /**
  * The check an op prepared over a step makes: the step's rows fit the op's buffers
- * (`rows` of them) and its positions fit the op's cache (`maxSeq`), else why not.
+ * (`rows` of them), its positions fit the op's cache (`maxSeq`) and its slots the cache's
+ * `slots`, else why not.
  */
-export function stepProblem(step: Step, rows: number, maxSeq: number): string | null {
+export function stepProblem(step: Step, rows: number, maxSeq: number, slots = 1): string | null {
   if (step.maxRows > rows) return `step ${step.label} has ${step.maxRows} rows, the buffers hold ${rows}`;
   if (step.positions > maxSeq) return `step ${step.label} allows positions up to ${step.positions}, the cache holds ${maxSeq}`;
+  if (step.slots > slots) return `step ${step.label} allows slots up to ${step.slots}, the cache holds ${slots}`;
   return null;
 }

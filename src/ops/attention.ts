@@ -1,13 +1,19 @@
 // Launcher of shaders/attention.wgsl: causal GQA attention of T query rows, row r at its
-// step position p_r, over the KV cache keys 0 ..= p_r (see kv-store.ts for how they get
-// there).
+// step slot s_r and position p_r, over the keys 0 ..= p_r of cache slot s_r (see
+// kv-store.ts for how they get there). The caches are (slots, nKvHeads, maxSeq, headDim).
 //
-//   prepare()        prefill: one flash-attention dispatch, sized for the step's maxRows.
-//   prepareDecode()  few rows (one token today): flash-decoding, the keys cut in splits of
-//                    DECODE_SPLIT_KEYS (pass 1, SPLIT variant) merged by `combine` (pass 2);
-//                    one plain dispatch when the cache is no longer than one split.
+//   prepare()        prefill: one flash-attention dispatch, sized for the step's maxRows;
+//                    a block of query rows shares its K/V reads (rows of one slot, e.g.
+//                    a prompt chunk). Rows of other slots in the same pass work too (a
+//                    block straddling slots reads each slot's keys in turn).
+//   prepareDecode()  few rows, each its own sequence (one per active slot): flash-
+//                    decoding, the keys cut in splits of DECODE_SPLIT_KEYS (pass 1, SPLIT
+//                    variant) merged by `combine` (pass 2); one plain dispatch when the
+//                    cache is no longer than one split. A block per token (its heads of
+//                    one kv head, padded), so each row's work is bounded by its own
+//                    position, not the pass's largest.
 //
-// Per-call values — the row count T and each row's position — come from the pass's Step
+// Per-call values — the row count T and each row's slot and position — come from the pass's Step
 // (src/gpu/step.ts), written once per call and shared by every layer; the Params hold only
 // what prepare() fixes. Bind groups and dispatch sizes never change: the dispatch covers
 // maxRows queries and every split up to `maxSeq`; workgroups past this call's rows or
@@ -54,7 +60,9 @@ const PARAMS = new ParamsLayout([
   ['group', 'u32'], // nHeads / nKvHeads
   ['head_vecs', 'u32'], // headDim / 4
   ['max_seq', 'u32'],
+  ['n_kv_heads', 'u32'],
   ['block_rows', 'u32'], // query rows (token, head) per workgroup (attentionRows)
+  ['token_rows', 'u32'], // block rows per token: group (packed) or group padded to whole blocks
   ['split_keys', 'u32'], // keys per split; maxSeq when unsplit
   ['scale', 'f32'], // 1 / sqrt(headDim), or shape.scale
   ['softcap', 'f32'], // SOFTCAP variant: the cap (0 otherwise, unused)
@@ -68,6 +76,8 @@ export interface AttentionShape {
   readonly headDim: number;
   /** Positions the cache holds per head. */
   readonly maxSeq: number;
+  /** Sequences the cache holds, each its own (nKvHeads, maxSeq, headDim) (default 1). */
+  readonly slots?: number;
   /** Scores are (q · k) · scale. Default headDim^-0.5 (Gemma: query_pre_attn_scalar^-0.5). */
   readonly scale?: number;
   /**
@@ -87,15 +97,15 @@ export interface AttentionShape {
 
 /** The caller's buffers, all in the compute dtype, and the pass's step. */
 export interface AttentionBuffers {
-  /** Rows and positions of each call; q and out hold its maxRows rows. */
+  /** Rows, slots and positions of each call; q and out hold its maxRows rows. */
   readonly step: Step;
   readonly q: GPUBuffer; // (maxRows, nHeads, headDim)
-  readonly kCache: GPUBuffer; // (nKvHeads, maxSeq, headDim)
-  readonly vCache: GPUBuffer; // (nKvHeads, maxSeq, headDim)
+  readonly kCache: GPUBuffer; // (slots, nKvHeads, maxSeq, headDim)
+  readonly vCache: GPUBuffer; // (slots, nKvHeads, maxSeq, headDim)
   readonly out: GPUBuffer; // (maxRows, nHeads, headDim)
 }
 
-/** A prepared attention: query row r (< step.rows) at step.row[r].position over keys 0 ..= that position. */
+/** A prepared attention: query row r (< step.rows) at step.row[r].position over keys 0 ..= that position of slot step.row[r].slot. */
 export type AttentionOp = PreparedOp;
 
 /** f32 scratch of flash-decoding's partials; one can serve every layer (they run in order). */
@@ -177,8 +187,8 @@ function scoreOptions(label: string, s: AttentionShape): { scale: number; softca
 const featureKey = (f: AttentionFeatures): string => `${f.softcap ? 'softcap' : ''}_${f.window ? 'window' : ''}`;
 
 function checkShape(label: string, s: AttentionShape, maxTokens: number): void {
-  const { nHeads, nKvHeads, headDim, maxSeq } = s;
-  for (const [name, v] of Object.entries({ nHeads, nKvHeads, headDim, maxSeq, maxTokens })) {
+  const { nHeads, nKvHeads, headDim, maxSeq, slots = 1 } = s;
+  for (const [name, v] of Object.entries({ nHeads, nKvHeads, headDim, maxSeq, slots, maxTokens })) {
     if (!Number.isInteger(v) || v < 1) fail(label, `${name} = ${v} is not a positive integer`);
   }
   if (nHeads % nKvHeads !== 0) fail(label, `needs nHeads (${nHeads}) a multiple of nKvHeads (${nKvHeads})`);
@@ -244,27 +254,33 @@ export class Attention {
     return set;
   }
 
-  /** Prefill: up to the step's maxRows queries per call, at the step's positions. */
+  /**
+   * Prefill: up to the step's maxRows queries per call, at the step's slots and positions.
+   * Made for rows of one slot at nearby positions (a prompt chunk), whose blocks share
+   * their K/V reads; rows of other slots may follow in the same pass (their blocks read
+   * each slot's keys in turn), best kept adjacent per slot.
+   */
   prepare(label: string, shape: AttentionShape, buffers: AttentionBuffers): AttentionOp {
-    return this.build(label, shape, buffers, 1);
+    return this.build(label, shape, buffers, false, 1);
   }
 
   /**
-   * Decode: the step's rows (one today) each over keys 0 ..= its position. Splits cover
-   * the whole cache, so the dispatch never changes; splits past a block's keys exit at
-   * once. `scratch` (decodeScratch, for at least the step's maxRows) may be shared by all
-   * layers; without it the op makes its own.
+   * Decode: the step's rows, each a sequence of its own (e.g. one per active slot), each
+   * over keys 0 ..= its position of its slot. A block per row, so a row's work is bounded
+   * by its own position. Splits cover the whole cache, so the dispatch never changes;
+   * splits past a block's keys exit at once. `scratch` (decodeScratch, for at least the
+   * step's maxRows) may be shared by all layers; without it the op makes its own.
    */
   prepareDecode(label: string, shape: AttentionShape, buffers: AttentionBuffers, scratch?: DecodeScratch): AttentionOp {
     const rows = buffers.step.maxRows;
     checkShape(label, shape, rows);
     const splits = Math.ceil(shape.maxSeq / DECODE_SPLIT_KEYS);
-    if (splits === 1) return this.build(label, shape, buffers, 1);
+    if (splits === 1) return this.build(label, shape, buffers, true, 1);
     const own = scratch ? undefined : this.decodeScratch(label, shape, rows);
     const use = scratch ?? own!;
     checkBuffer(label, 'scratch.o', use.o, splits * rows * shape.nHeads * shape.headDim * 4);
     checkBuffer(label, 'scratch.ml', use.ml, splits * rows * shape.nHeads * 8);
-    return this.build(label, shape, buffers, splits, use, own);
+    return this.build(label, shape, buffers, true, splits, use, own);
   }
 
   /** Partials of prepareDecode for `shape` and `rows` query rows: splits · rows · nHeads · (headDim + 2) f32. */
@@ -281,27 +297,32 @@ export class Attention {
     label: string,
     shape: AttentionShape,
     buffers: AttentionBuffers,
+    blockPerToken: boolean,
     splits: number,
     scratch?: DecodeScratch,
     ownScratch?: DecodeScratch,
   ): AttentionOp {
     const maxTokens = buffers.step.maxRows;
     checkShape(label, shape, maxTokens);
-    const { nHeads, nKvHeads, headDim, maxSeq } = shape;
-    const problem = stepProblem(buffers.step, maxTokens, maxSeq);
+    const { nHeads, nKvHeads, headDim, maxSeq, slots = 1 } = shape;
+    const problem = stepProblem(buffers.step, maxTokens, maxSeq, slots);
     if (problem) fail(label, problem);
     const options = scoreOptions(label, shape);
     const pipelines = this.pipelinesFor(options.features);
     const bytes = computeBytes(this.dtype);
     checkBuffer(label, 'q', buffers.q, maxTokens * nHeads * headDim * bytes);
     checkBuffer(label, 'out', buffers.out, maxTokens * nHeads * headDim * bytes);
-    checkBuffer(label, 'kCache', buffers.kCache, nKvHeads * maxSeq * headDim * bytes);
-    checkBuffer(label, 'vCache', buffers.vCache, nKvHeads * maxSeq * headDim * bytes);
+    checkBuffer(label, 'kCache', buffers.kCache, slots * nKvHeads * maxSeq * headDim * bytes);
+    checkBuffer(label, 'vCache', buffers.vCache, slots * nKvHeads * maxSeq * headDim * bytes);
 
     const group = nHeads / nKvHeads;
     const headVecs = headDim / 4;
-    const rows = attentionRows(headDim, maxTokens * group);
-    const blocks = Math.ceil((maxTokens * group) / rows);
+    // Packed: blocks of `rows` (token, head) rows running across tokens. A block per token:
+    // each token's group padded to whole blocks (one block when group ≤ rows; with a single
+    // row both layouts are the same).
+    const rows = attentionRows(headDim, blockPerToken ? group : maxTokens * group);
+    const tokenRows = blockPerToken ? Math.ceil(group / rows) * rows : group;
+    const blocks = Math.ceil((maxTokens * tokenRows) / rows);
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (blocks > maxGroups || nKvHeads > maxGroups) fail(label, `of ${maxTokens} tokens × ${nHeads} heads needs more than ${maxGroups} workgroups`);
     const fixed = {
@@ -309,7 +330,9 @@ export class Attention {
       group,
       head_vecs: headVecs,
       max_seq: maxSeq,
+      n_kv_heads: nKvHeads,
       block_rows: rows,
+      token_rows: tokenRows,
       split_keys: splits > 1 ? DECODE_SPLIT_KEYS : maxSeq,
       scale: options.scale,
       softcap: options.softcap,

@@ -1,8 +1,8 @@
 // Launcher of shaders/kv_store.wgsl: appends the new rows' K and V (T, nKvHeads, headDim),
 // as the k_proj/v_proj matmuls produce them, to one layer's head-major cache
-// (nKvHeads, maxSeq, headDim), row r at its step position.
+// (slots, nKvHeads, maxSeq, headDim), row r at its step slot and position.
 //
-// Per-call values — the row count and each row's position — come from the pass's Step
+// Per-call values — the row count and each row's slot and position — come from the pass's Step
 // (src/gpu/step.ts), written once per call for every layer; the Params hold only the
 // shape. The dispatch covers the step's maxRows; threads past this call's rows exit. A
 // bit-exact copy of 8-byte units, so one pipeline serves F32 and F16 (headDim a multiple
@@ -23,6 +23,7 @@ const PARAMS = new ParamsLayout([
   ['n_kv_heads', 'u32'],
   ['row_units', 'u32'], // headDim · bytes / 8
   ['max_seq', 'u32'],
+  ['slots', 'u32'],
 ] as const);
 
 /** The shape an op is prepared for. */
@@ -31,6 +32,8 @@ export interface KvStoreShape {
   readonly headDim: number;
   /** Positions the cache holds per head. */
   readonly maxSeq: number;
+  /** Sequences the cache holds, each its own (nKvHeads, maxSeq, headDim) (default 1). */
+  readonly slots?: number;
 }
 
 /** The caller's buffers, all in the compute dtype, and the pass's step. */
@@ -39,11 +42,11 @@ export interface KvStoreBuffers {
   readonly step: Step;
   readonly k: GPUBuffer; // (maxRows, nKvHeads, headDim) new keys (after RoPE)
   readonly v: GPUBuffer; // (maxRows, nKvHeads, headDim) new values
-  readonly kCache: GPUBuffer; // (nKvHeads, maxSeq, headDim)
-  readonly vCache: GPUBuffer; // (nKvHeads, maxSeq, headDim)
+  readonly kCache: GPUBuffer; // (slots, nKvHeads, maxSeq, headDim)
+  readonly vCache: GPUBuffer; // (slots, nKvHeads, maxSeq, headDim)
 }
 
-/** A prepared store: rows [0, step.rows) of k and v → cache positions step.row[r].position. */
+/** A prepared store: rows [0, step.rows) of k and v → cache slot step.row[r].slot, position step.row[r].position. */
 export type KvStoreOp = PreparedOp;
 
 const KEY = `kv_store_wg${KV_STORE_WORKGROUP}`;
@@ -70,23 +73,23 @@ export class KvStore {
   }
 
   prepare(label: string, shape: KvStoreShape, buffers: KvStoreBuffers): KvStoreOp {
-    const { nKvHeads, headDim, maxSeq } = shape;
+    const { nKvHeads, headDim, maxSeq, slots = 1 } = shape;
     const rows = buffers.step.maxRows;
-    for (const [name, v] of Object.entries({ nKvHeads, headDim, maxSeq })) {
+    for (const [name, v] of Object.entries({ nKvHeads, headDim, maxSeq, slots })) {
       if (!Number.isInteger(v) || v < 1) fail(label, `${name} = ${v} is not a positive integer`);
     }
     if (headDim % 4 !== 0) fail(label, `needs headDim a multiple of 4, got ${headDim}`);
-    const problem = stepProblem(buffers.step, rows, maxSeq);
+    const problem = stepProblem(buffers.step, rows, maxSeq, slots);
     if (problem) fail(label, problem);
     const bytes = computeBytes(this.dtype);
-    const sizes = { k: rows, v: rows, kCache: maxSeq, vCache: maxSeq };
+    const sizes = { k: rows, v: rows, kCache: slots * maxSeq, vCache: slots * maxSeq };
     for (const [name, n] of Object.entries(sizes)) {
       const need = n * nKvHeads * headDim * bytes;
       const have = buffers[name as keyof typeof sizes].size;
       if (have < need) fail(label, `${name} holds ${have} bytes, needs ${need}`);
     }
     const rowUnits = (headDim * bytes) / UNIT_BYTES;
-    const params = PARAMS.createBuffer(this.device, label, { n_kv_heads: nKvHeads, row_units: rowUnits, max_seq: maxSeq });
+    const params = PARAMS.createBuffer(this.device, label, { n_kv_heads: nKvHeads, row_units: rowUnits, max_seq: maxSeq, slots });
     const entries = [params, buffers.step.buffer, buffers.k, buffers.v, buffers.kCache, buffers.vCache];
     const bindGroup = bindBuffers(this.device, this.pipeline, label, entries);
     const workgroups = workgroups1d(rows * nKvHeads * rowUnits, KV_STORE_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);

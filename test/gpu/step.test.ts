@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { readBuffer } from '../../src/gpu/read-back.js';
-import { Step, STEP_WGSL } from '../../src/gpu/step.js';
+import { Step, STEP_WGSL, stepProblem } from '../../src/gpu/step.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 
 const gpu = useGpuTestDevice('test.step');
@@ -37,6 +37,22 @@ it('refuses rows, positions and slots outside what it was made for, by name', ()
   expect(() => step.write([1, 2], [0])).toThrow(/1 slots for 2 rows/);
   expect(() => step.writeRange(0, 1, 1)).toThrow(/slot 1 is not one of the 1 slots/);
   expect(() => new Step(gpu.device, 'x', { rows: 1, positions: 0 })).toThrow(/step positions = 0 is not a positive integer/);
+  step.destroy();
+});
+
+it('writes rows from reused typed arrays; an op over a step checks its rows, positions and slots', async () => {
+  const step = new Step(gpu.device, 'model.decode', { rows: 4, positions: 600, slots: 4 });
+  const positions = new Uint32Array([130, 5, 17]);
+  const slots = new Uint32Array([2, 0, 3]);
+  step.write(positions, slots);
+  expect(await words(step, 7)).toEqual([3, 2, 130, 0, 5, 3, 17]);
+  positions[1] = 6; // the next token of each sequence, same arrays
+  step.write(positions, slots);
+  expect(await words(step, 7)).toEqual([3, 2, 130, 0, 6, 3, 17]);
+  expect(stepProblem(step, 4, 600, 4)).toBeNull();
+  expect(stepProblem(step, 3, 600, 4)).toBe('step model.decode has 4 rows, the buffers hold 3');
+  expect(stepProblem(step, 4, 500, 4)).toBe('step model.decode allows positions up to 600, the cache holds 500');
+  expect(stepProblem(step, 4, 600)).toBe('step model.decode allows slots up to 4, the cache holds 1');
   step.destroy();
 });
 

@@ -1,7 +1,8 @@
 // kv_store, F32 and F16, against its reference (test/support/attention-reference.ts): a
 // bit-exact copy of each step row's K and V to its position, nothing else written; turn
 // after turn through one prepared op (the step alone changes), rows at positions that are
-// not consecutive nor in order, rows past the step's count left alone.
+// not consecutive nor in order, rows past the step's count left alone; a cache in slots
+// (rows of several sequences, each at its own slot and position).
 
 import { describe, expect, it } from 'vitest';
 import { readBuffer } from '../../src/gpu/read-back.js';
@@ -12,6 +13,7 @@ import { kvStoreReference, positionRange } from '../support/attention-reference.
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 import { asDtype, encode, outputBuffer, randomValues, uploadArray } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
+import { type SlotRow, slotKvStoreReference } from '../support/slot-reference.js';
 
 const gpu = useGpuTestDevice('test.kv_store');
 const rng = mulberry32(0x5704e);
@@ -59,6 +61,43 @@ describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
       op.destroy();
       step.destroy();
       for (const b of [kCache, vCache, k, v]) b.destroy();
+    }
+  });
+
+  it('writes each row into its own slot of a cache in slots, nothing else', async () => {
+    if (skip()) return expect(skip()).toBe(true);
+    const store = await KvStore.create(gpu.device, dtype);
+    // (nKvHeads, headDim, maxSeq, slots, rows): a decode pass of one row per slot, a chunk of
+    // one slot, rows of several slots mixed.
+    const passes: [number, number, number, number, SlotRow[]][] = [
+      [2, 64, 40, 3, [{ slot: 2, position: 5 }, { slot: 0, position: 39 }, { slot: 1, position: 17 }]],
+      [3, 20, 29, 4, positionRange(7, 11).map((position) => ({ slot: 3, position }))],
+      [1, 4, 7, 5, [{ slot: 4, position: 6 }, { slot: 0, position: 0 }, { slot: 4, position: 5 }, { slot: 3, position: 6 }, { slot: 1, position: 2 }]],
+    ];
+    for (const [nKv, d, maxSeq, slots, rows] of passes) {
+      const shape = { nKvHeads: nKv, headDim: d, maxSeq, slots };
+      const kHost = asDtype(randomValues(rng, slots * nKv * maxSeq * d), dtype); // stale garbage
+      const vHost = asDtype(randomValues(rng, slots * nKv * maxSeq * d), dtype);
+      const kNew = asDtype(randomValues(rng, rows.length * nKv * d), dtype);
+      const vNew = asDtype(randomValues(rng, rows.length * nKv * d), dtype);
+      const bufs = {
+        kCache: uploadArray(gpu.device, kHost, dtype),
+        vCache: uploadArray(gpu.device, vHost, dtype),
+        k: uploadArray(gpu.device, kNew, dtype),
+        v: uploadArray(gpu.device, vNew, dtype),
+      };
+      const step = new Step(gpu.device, 'test.step', { rows: rows.length, positions: maxSeq, slots });
+      const op = store.prepare('test.kv_store.slots', shape, { ...bufs, step });
+      step.write(Uint32Array.from(rows, (r) => r.position), Uint32Array.from(rows, (r) => r.slot));
+      await runOps(gpu.device, [op]);
+      for (const [buffer, host, values] of [[bufs.kCache, kHost, kNew], [bufs.vCache, vHost, vNew]] as const) {
+        const got = await readBuffer(gpu.device, buffer, 0, host.length * bytes);
+        const want = encode(slotKvStoreReference(host, values, shape, rows), dtype);
+        expect(Buffer.from(got).equals(want), JSON.stringify({ shape, rows })).toBe(true); // a copy: bit-exact
+      }
+      op.destroy();
+      step.destroy();
+      for (const b of Object.values(bufs)) b.destroy();
     }
   });
 });
