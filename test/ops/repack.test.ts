@@ -19,6 +19,7 @@ import {
 import {
   actOrderPerm, checkPackedShapes, type HostPackedSources, type PackedFormat, Repack, repackReference, repackVariants, type RepackSpec,
 } from '../../src/ops/repack.js';
+import { permuteVariants } from '../../src/ops/permute.js';
 import { PACKED_TENSOR_NAMES, type PackedShapes } from '../../src/ops/repack-layout.js';
 import type { HostPackedTensor } from '../../src/ops/repack-reference.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
@@ -277,8 +278,15 @@ it.each(RANDOM)('%s %d-bit (zeros %s, int8 zeros %s): seeded random words, shape
   }
 });
 
-it('every repack variant compiles', async () => {
-  for (const { key, spec } of repackVariants()) await expect(pipelineCache(gpu.device).get(key, spec), key).resolves.toBeDefined();
+it('every repack and permute variant compiles with no message and builds a pipeline', async () => {
+  const dtypes = gpu.device.features.has('shader-f16') ? (['F32', 'F16'] as const) : (['F32'] as const);
+  const variants = [...repackVariants(), ...permuteVariants(dtypes)];
+  expect(variants.length).toBe(13 + dtypes.length); // gptq 2 + 2, awq 1, ct 4 + 4 (zeros × perm); permute per dtype
+  for (const { key, spec } of variants) {
+    const info = await pipelineCache(gpu.device).module(spec.shader, spec.flags).getCompilationInfo();
+    expect(info.messages.map((m) => `${m.type} ${spec.shader}.wgsl:${m.lineNum}: ${m.message}`), key).toEqual([]);
+    expect((await pipelineCache(gpu.device).get(key, spec)).label).toBe(key);
+  }
 });
 
 // ── malformed input: one line naming the tensor ──
