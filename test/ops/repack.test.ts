@@ -23,6 +23,7 @@ import { permuteVariants } from '../../src/ops/permute.js';
 import { PACKED_TENSOR_NAMES, type PackedShapes } from '../../src/ops/repack-layout.js';
 import type { HostPackedTensor } from '../../src/ops/repack-reference.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
+import { uploadArray } from '../support/op-helpers.js';
 import { arrayMismatch, hostMismatch, readQuantized } from '../support/read-quantized.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
@@ -82,12 +83,6 @@ function upload(t: HostPackedTensor): GpuTensor {
   return { name: t.name!, shape: t.shape, storageDtype: t.dtype, dtype: t.dtype, chunks: [{ buffer, firstRow: 0, rows, byteLength: t.bytes.byteLength }], rowsPerChunk: rows, byteLength: t.bytes.byteLength };
 }
 
-function uploadU32(values: Uint32Array, label: string): GPUBuffer {
-  const buffer = gpu.device.createBuffer({ label, size: Math.max(16, Math.ceil(values.byteLength / 16) * 16), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-  gpu.device.queue.writeBuffer(buffer, 0, values);
-  return buffer;
-}
-
 const repacks = new Map<string, Promise<Repack>>();
 function repackFor(format: PackedFormat, bits: 4 | 8): Promise<Repack> {
   const key = `${format}/${bits}`;
@@ -113,7 +108,7 @@ async function runRepack(name: string, spec: Omit<RepackSpec, 'perm'>, src: Host
   const maxChunkBytes = o.chunked ? 32 + Math.ceil(rows / 3) * wordsPerRow * 4 : undefined; // about three chunks
   const dst = createQuantizedTensor(gpu.device, `${name}.q`, { kind, shape: [rows, spec.k], groupSize: spec.groupSize, scaleDtype: o.scaleDtype, hasZeros: src.zeros !== undefined }, maxChunkBytes);
   const sources = o.gpuSources ?? { qweight: upload(src.qweight), scales: upload(src.scales), zeros: src.zeros && upload(src.zeros) };
-  const perm = o.perm ? uploadU32(o.perm, `${name}.perm`) : undefined;
+  const perm = o.perm ? uploadArray(gpu.device, o.perm, 'U32', `${name}.perm`) : undefined;
   try {
     const repack = await repackFor(spec.format, spec.bits);
     const encoder = gpu.device.createCommandEncoder({ label: name });
