@@ -3,7 +3,8 @@
 // "raw_logprobs", vllm-project/vllm vllm/v1/sample/sampler.py Sampler.forward), so a client
 // sees what the model thought, not what the sampler did. Launcher: src/ops/logprobs.ts.
 //   logprob(id) = z_id − (M + log Σ exp(z − M)),   z = logits sanitized as in sample.wgsl
-//   (NaN → −f32max, ±inf → ±f32max: an impossible id gets about −3.4e38, never −inf or NaN).
+//   (NaN → −f32max, ±inf → ±f32max: an impossible id gets about −3.4e38, never −inf or NaN;
+//   a logprob is clamped to ≥ −f32max, where −f32max − M would overflow).
 // Per row: record[0] = (sampled id, its logprob); record[1 + i] = the i-th most likely id
 // and its logprob, i < top (ties → the lower id first); rows whose top is NONE are skipped.
 //
@@ -42,6 +43,11 @@ var<workgroup> list_id: array<u32, LIST_SLOTS>;    // (WG, TOP_CAPACITY) their i
 var<workgroup> red_value: array<f32, WORKGROUP_SIZE>; // (WG,) running max, then candidate value
 var<workgroup> red_sum: array<f32, WORKGROUP_SIZE>;   // (WG,) Σ exp(z − running max)
 var<workgroup> red_id: array<u32, WORKGROUP_SIZE>;    // (WG,) candidate id
+
+/** z − M − log Σ, kept ≥ −f32max (−f32max − M would overflow to −inf when M > 0). */
+fn logprob(z: f32, max_z: f32, log_sum: f32) -> f32 {
+  return max((z - max_z) - log_sum, -F32_MAX);
+}
 
 fn sanitize(z: f32) -> f32 {
   return select(-F32_MAX, clamp(z, -F32_MAX, F32_MAX), z == z);
@@ -109,7 +115,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   if (tid == 0u) {
     let id = ids[params.id_base + r];
     let z = select(-F32_MAX, sanitize(logits[base + min(id, n - 1u)]), id < n);
-    out[record] = vec2u(id, bitcast<u32>((z - max_z) - log_sum));
+    out[record] = vec2u(id, bitcast<u32>(logprob(z, max_z, log_sum)));
   }
   workgroupBarrier(); // all have read red_value[0] before the rounds reuse it
 
@@ -128,7 +134,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
       workgroupBarrier();
     }
     let best = red_id[0];
-    if (tid == 0u) { out[record + 1u + i] = vec2u(best, bitcast<u32>((red_value[0] - max_z) - log_sum)); }
+    if (tid == 0u) { out[record + 1u + i] = vec2u(best, bitcast<u32>(logprob(red_value[0], max_z, log_sum))); }
     if (has && best == list_id[slot0 + min(head, TOP_CAPACITY - 1u)]) { head++; } // ids are unique: one thread pops
     workgroupBarrier(); // all have read red_*[0] before the next round writes them
   }

@@ -13,6 +13,7 @@ import { DEFAULT_SAMPLING, Sample, SAMPLE_WORKGROUP, sampleVariants, type Sampli
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 import { outputBuffer, randomValues, readArray, readU32, uploadArray } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
+import { keptSet } from './sample-reference.js';
 
 const gpu = useGpuTestDevice('test.sample');
 const rng = mulberry32(0x5a3b1e);
@@ -21,36 +22,6 @@ const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from 
 /** Seeded logits with a realistic spread: a few clear favourites, a long tail. */
 function randomLogits(n: number, scale = 4): Float32Array {
   return Float32Array.from({ length: n }, () => scale * (rng() + rng() + rng() - 1.5) * 2);
-}
-
-/**
- * The ids HF's processors keep, in float64, and their renormalised probabilities. `slack`
- * loosens every threshold a little (top-p + slack, thresholds · (1 − slack)) so that f32
- * rounding on the GPU cannot put an id just past a boundary outside the set.
- */
-function keptSet(logits: Float32Array, p: SamplingParams, history: readonly number[] = [], slack = 0): Map<number, number> {
-  const n = logits.length;
-  const z = Float64Array.from(logits, (v) => (Number.isNaN(v) ? -Infinity : v));
-  for (const id of new Set(history)) if (id < n) z[id] = z[id] > 0 ? z[id] / p.repetitionPenalty : z[id] * p.repetitionPenalty;
-  const m = z.reduce((a, b) => Math.max(a, b / p.temperature), -Infinity);
-  const e = z.map((v) => Math.exp(v / p.temperature - m)); // p ∝ e, p_max ∝ 1
-  const order = range(n).sort((a, b) => e[b] - e[a] || a - b);
-  let thr = p.topK > 0 && p.topK < n ? e[order[p.topK - 1]] : 0;
-  const topKMass = order.reduce((s, i) => s + (e[i] >= thr ? e[i] : 0), 0);
-  if (p.topP < 1) {
-    let acc = 0;
-    for (const i of order) {
-      acc += e[i];
-      if (acc >= Math.min(1, p.topP + slack) * topKMass) {
-        thr = Math.max(thr, e[i]);
-        break;
-      }
-    }
-  }
-  thr = Math.min(Math.max(thr, p.minP), 1) * (1 - slack);
-  const ids = range(n).filter((i) => e[i] >= thr && e[i] > 0);
-  const w = ids.reduce((s, i) => s + e[i], 0);
-  return new Map(ids.map((i) => [i, e[i] / w]));
 }
 
 /** One draw per step, all in one submit; returns the ids in step order. */
