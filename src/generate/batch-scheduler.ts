@@ -1,0 +1,372 @@
+// Continuous batching: many replies generated at once on one model, each in its own KV
+// cache slot. Decode reads every weight once per step whatever the rows, so one pass over
+// R sequences costs little more than over one (it is bandwidth-bound).
+//
+// A step of the loop:
+//   1. admit   waiting requests take free slots, each the slot whose cached ids share the
+//              longest prefix with its prompt (a chat's next turn finds its own
+//              conversation; ties go to the least recently used slot);
+//   2. prefill one chunk (≤ backend.prefillChunk ids) of the oldest sequence still
+//              prefilling: a long prompt delays the others by one chunk per step;
+//   3. decode  one pass over every sequence past its prefill: row r feeds its last id at
+//              its position and samples its next id with its own parameters.
+// A prompt's last id is not prefilled: it is the sequence's first decode row, whose
+// logits give the first reply token. So prefill passes never run the LM head, and a
+// request arriving while others decode waits at most one chunk per 64 prompt ids plus one
+// decode step for its first token.
+//
+// Every reply is a stream of deltas (an async generator, as generate() yields); its
+// consumer may stop early (the sequence is cancelled and its slot freed) or abort it with
+// its signal.
+
+import { SluiceError } from '../errors.js';
+import type { SamplingParams } from '../ops/sample.js';
+import type { Tokenizer } from '../text/tokenizer.js';
+import type { GenerateOptions, GenerationDelta, GenerationStats, StopReason } from './generate.js';
+import { Reply } from './reply.js';
+
+/** One row of a decode pass. */
+export interface BatchRow {
+  slot: number;
+  /** The id fed at `position`: the prompt's last id, then each sampled one. */
+  id: number;
+  position: number;
+  /** The sequence's sampling parameters (its own seed: a random one when none was given). */
+  sampling: SamplingParams;
+  /** Tokens this sequence sampled before this row (its RNG counter). */
+  step: number;
+}
+
+/** What the scheduler runs on: a model with `slots` KV cache slots and its sampler. */
+export interface BatchBackend {
+  readonly slots: number;
+  /** Positions each slot holds. */
+  readonly contextLength: number;
+  /** Most ids of one prefill call. */
+  readonly prefillChunk: number;
+  /** Writes the keys and values of `ids` at [start, start + ids.length) of `slot` (no logits). */
+  prefill(slot: number, ids: readonly number[], start: number): Promise<void>;
+  /** One pass over `rows` (distinct slots); resolves with each row's sampled id. */
+  decode(rows: readonly BatchRow[]): Promise<ArrayLike<number>>;
+}
+
+export interface BatchOptions {
+  /** Requests that may wait for a slot (default 16; beyond: BUSY). */
+  maxQueue?: number;
+  tokenizer?: Tokenizer;
+  /** Sampling defaults under each request's options (generation_config.json). */
+  defaults?: Partial<SamplingParams>;
+  /** Eos ids of requests that name none. */
+  eosIds?: readonly number[];
+}
+
+export interface BatchStats extends GenerationStats {
+  /** Prompt ids found in the slot's cache (not prefilled again). */
+  reusedTokens: number;
+  /** The slot that ran the request. */
+  slot: number;
+}
+
+interface Slot {
+  /** Ids whose keys and values the slot holds, at positions 0 … length − 1. */
+  cached: number[];
+  owner: Sequence | null;
+  /** Scheduler step when the slot was last released (LRU among equal prefixes). */
+  releasedAt: number;
+}
+
+type Phase = 'waiting' | 'prefill' | 'decode' | 'done';
+
+const SAMPLING_KEYS = ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed'] as const;
+
+class Sequence {
+  phase: Phase = 'waiting';
+  slot = -1;
+  /** Prompt ids already in the slot's cache (reused or prefilled). */
+  fed = 0;
+  reused = 0;
+  /** The next decode row's id and position. */
+  next = 0;
+  position = 0;
+  readonly ids: number[] = [];
+  cancelled = false;
+  readonly submittedAt = performance.now();
+  firstAt = 0;
+  endedAt = 0;
+  /** Ids in the slot's cache when the sequence ended (the next turn may reuse them). */
+  cachedAtEnd = 0;
+  stopReason: StopReason = 'length';
+  error: unknown = null;
+  // the consumer's side: deltas not yet taken, and the wake-up of a waiting consumer
+  readonly out: GenerationDelta[] = [];
+  private wake: (() => void) | null = null;
+
+  constructor(
+    readonly prompt: readonly number[],
+    readonly sampling: SamplingParams,
+    readonly reply: Reply,
+    readonly signal: AbortSignal | undefined,
+  ) {}
+
+  emit(delta: GenerationDelta): void {
+    this.out.push(delta);
+    this.notify();
+  }
+
+  notify(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  /** Resolves when there is output, an end or an error. */
+  changed(): Promise<void> {
+    if (this.out.length || this.phase === 'done') return Promise.resolve();
+    return new Promise((resolve) => (this.wake = resolve));
+  }
+}
+
+export class BatchScheduler {
+  private readonly slotState: Slot[];
+  private readonly waiting: Sequence[] = [];
+  private readonly active: Sequence[] = []; // in slots, in admission order
+  private running = false;
+  private steps = 0;
+  private readonly maxQueue: number;
+
+  constructor(
+    readonly backend: BatchBackend,
+    private readonly options: BatchOptions = {},
+  ) {
+    if (!Number.isInteger(backend.slots) || backend.slots < 1) throw new SluiceError('USAGE', `a batch needs at least one slot, not ${backend.slots}`);
+    this.slotState = Array.from({ length: backend.slots }, () => ({ cached: [], owner: null, releasedAt: -1 }));
+    this.maxQueue = options.maxQueue ?? 16;
+  }
+
+  /** Requests generating or waiting for a slot. */
+  get pending(): number {
+    return this.active.length + this.waiting.length;
+  }
+
+  /** Sequences holding a slot now. */
+  get generating(): number {
+    return this.active.length;
+  }
+
+  /**
+   * Generates after `prompt` in a slot (reusing the longest cached prefix), yielding text
+   * deltas; returns the statistics. Throws BUSY at once when maxQueue requests already wait.
+   */
+  async *submit(prompt: readonly number[], options: GenerateOptions = {}): AsyncGenerator<GenerationDelta, BatchStats> {
+    if (prompt.length === 0) throw new SluiceError('USAGE', 'the prompt has no tokens');
+    if (prompt.length + 1 > this.backend.contextLength) {
+      throw new SluiceError('USAGE', `the prompt is ${prompt.length} tokens; the context holds ${this.backend.contextLength} (and the reply needs at least one)`);
+    }
+    if (options.signal?.aborted) throw aborted(options.signal);
+    const free = this.slotState.some((s) => s.owner === null) && this.waiting.length === 0;
+    if (!free && this.waiting.length >= this.maxQueue) {
+      throw new SluiceError('BUSY', `the model is busy: ${this.waiting.length} requests already waiting (limit ${this.maxQueue})`);
+    }
+    const sampling = samplingOf(this.options.defaults, options);
+    const reply = new Reply(this.options.tokenizer, prompt, { maxTokens: options.maxTokens, stop: options.stop, eosIds: options.eosIds ?? this.options.eosIds });
+    const seq = new Sequence(prompt, sampling, reply, options.signal);
+    const onAbort = () => this.cancel(seq);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    this.waiting.push(seq);
+    void this.pump();
+    try {
+      for (;;) {
+        await seq.changed();
+        while (seq.out.length) yield seq.out.shift()!;
+        if (seq.phase === 'done') break;
+      }
+      if (seq.error) throw seq.error;
+      return this.stats(seq);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      if (seq.phase !== 'done') this.cancel(seq); // the consumer stopped early
+    }
+  }
+
+  /** Forgets every slot's cached ids (the next requests prefill from scratch). */
+  forget(): void {
+    for (const s of this.slotState) if (s.owner === null) s.cached = [];
+  }
+
+  private cancel(seq: Sequence): void {
+    if (seq.phase === 'done') return;
+    if (seq.phase === 'waiting') {
+      this.waiting.splice(this.waiting.indexOf(seq), 1);
+      seq.error = aborted(seq.signal);
+      this.finish(seq, 'abort');
+      return;
+    }
+    seq.cancelled = true; // ends at the next step boundary (a pass may be in flight)
+    void this.pump();
+  }
+
+  /** The loop: runs while any sequence is active or waiting; one instance at a time. */
+  private async pump(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (this.waiting.length || this.active.length) {
+        this.steps++;
+        this.admit();
+        for (const seq of [...this.active]) if (seq.cancelled) this.finish(seq, 'abort');
+        const prefilling = this.active.find((s) => s.phase === 'prefill');
+        const decoding = this.active.filter((s) => s.phase === 'decode');
+        if (!prefilling && !decoding.length && this.active.length) {
+          // Unreachable by construction (an active sequence prefills or decodes); if it ever
+          // happens, fail them rather than spin without yielding.
+          for (const seq of [...this.active]) (seq.error = new Error('batch scheduler: a sequence made no progress')), this.finish(seq, 'abort');
+          continue;
+        }
+        try {
+          if (prefilling) await this.prefillChunk(prefilling);
+          if (decoding.length) await this.decodeStep(decoding);
+        } catch (e) {
+          // The failed pass's slots hold unknown state: their sequences end with the error.
+          for (const seq of prefilling ? [prefilling, ...decoding] : decoding) {
+            this.slotState[seq.slot].cached = [];
+            seq.error = e;
+            this.finish(seq, 'abort');
+          }
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Waiting sequences (FIFO) take free slots, each the one with the longest shared prefix. */
+  private admit(): void {
+    while (this.waiting.length) {
+      const free = this.slotState.map((s, i) => ({ s, i })).filter(({ s }) => s.owner === null);
+      if (!free.length) return;
+      const seq = this.waiting.shift()!;
+      // Reuse at most prompt.length − 1 ids: the last one is fed by the first decode row.
+      const limit = seq.prompt.length - 1;
+      let best = free[0];
+      let bestShared = -1;
+      for (const f of free) {
+        const shared = sharedPrefix(f.s.cached, seq.prompt, limit);
+        if (shared > bestShared || (shared === bestShared && f.s.releasedAt < best.s.releasedAt)) {
+          best = f;
+          bestShared = shared;
+        }
+      }
+      best.s.owner = seq;
+      best.s.cached.length = bestShared; // what stays valid whatever happens next
+      seq.slot = best.i;
+      seq.reused = seq.fed = bestShared;
+      seq.phase = 'prefill';
+      this.active.push(seq);
+      if (seq.fed === limit) this.startDecode(seq);
+    }
+  }
+
+  private async prefillChunk(seq: Sequence): Promise<void> {
+    const end = Math.min(seq.fed + this.backend.prefillChunk, seq.prompt.length - 1);
+    const ids = seq.prompt.slice(seq.fed, end);
+    await this.backend.prefill(seq.slot, ids, seq.fed);
+    this.slotState[seq.slot].cached.push(...ids);
+    seq.fed = end;
+    if (seq.fed === seq.prompt.length - 1) this.startDecode(seq);
+  }
+
+  private startDecode(seq: Sequence): void {
+    seq.phase = 'decode';
+    seq.next = seq.prompt[seq.prompt.length - 1];
+    seq.position = seq.prompt.length - 1;
+    if (seq.reply.exhausted) this.finish(seq, 'length'); // maxTokens 0
+  }
+
+  private async decodeStep(rows: Sequence[]): Promise<void> {
+    const limit = this.backend.contextLength;
+    const live = rows.filter((seq) => {
+      if (seq.position >= limit) this.finish(seq, 'context');
+      return seq.phase === 'decode';
+    });
+    if (!live.length) return;
+    const sampled = await this.backend.decode(
+      live.map((seq) => ({ slot: seq.slot, id: seq.next, position: seq.position, sampling: seq.sampling, step: seq.reply.generated })),
+    );
+    live.forEach((seq, r) => {
+      const id = sampled[r];
+      // The fed id is now in the cache at `position`.
+      this.slotState[seq.slot].cached.push(seq.next);
+      seq.position++;
+      if (seq.firstAt === 0) seq.firstAt = performance.now();
+      const step = seq.reply.push(id);
+      if (step.stop !== 'eos') seq.ids.push(id);
+      if (step.delta) seq.emit(step.delta);
+      if (step.stop) this.finish(seq, step.stop);
+      else seq.next = id;
+    });
+  }
+
+  /** Ends a sequence: its slot keeps what it cached; the consumer gets the tail and the end. */
+  private finish(seq: Sequence, reason: StopReason): void {
+    if (seq.phase === 'done') return;
+    seq.endedAt = performance.now();
+    if (seq.slot >= 0) {
+      const slot = this.slotState[seq.slot];
+      seq.cachedAtEnd = slot.cached.length;
+      slot.owner = null;
+      slot.releasedAt = this.steps;
+      const i = this.active.indexOf(seq);
+      if (i >= 0) this.active.splice(i, 1);
+    }
+    seq.stopReason = reason;
+    if (!seq.error) {
+      const tail = seq.reply.finish(reason);
+      if (tail) seq.out.push(tail);
+    }
+    seq.phase = 'done';
+    seq.notify();
+  }
+
+  private stats(seq: Sequence): BatchStats {
+    const end = seq.endedAt;
+    const firstAt = seq.firstAt || end;
+    const prefillSeconds = Math.max((firstAt - seq.submittedAt) / 1000, 1e-9);
+    const decodeSeconds = Math.max((end - firstAt) / 1000, 1e-9);
+    const generated = seq.reply.generated;
+    return {
+      promptTokens: seq.prompt.length,
+      generatedTokens: generated,
+      ttftMs: firstAt - seq.submittedAt,
+      prefillTokensPerSecond: (seq.prompt.length - seq.reused) / prefillSeconds,
+      decodeTokensPerSecond: generated > 1 ? (generated - 1) / decodeSeconds : 0,
+      stopReason: seq.stopReason,
+      position: seq.cachedAtEnd,
+      reusedTokens: seq.reused,
+      slot: seq.slot,
+    };
+  }
+}
+
+/** The request's sampling parameters over the defaults; no seed → a random one. */
+function samplingOf(defaults: Partial<SamplingParams> | undefined, options: GenerateOptions): SamplingParams {
+  const out: SamplingParams = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: randomSeed() };
+  for (const key of SAMPLING_KEYS) {
+    const v = options[key] ?? defaults?.[key];
+    if (v !== undefined) out[key] = v;
+  }
+  return out;
+}
+
+function randomSeed(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
+function sharedPrefix(a: readonly number[], b: readonly number[], limit: number): number {
+  let n = 0;
+  while (n < limit && n < a.length && a[n] === b[n]) n++;
+  return n;
+}
+
+function aborted(signal: AbortSignal | undefined): SluiceError {
+  return new SluiceError('ABORTED', 'the request was cancelled while waiting for the model', { cause: signal?.reason });
+}
