@@ -12,6 +12,7 @@ import { embeddingVariants } from './embedding.js';
 import { gemvVariants } from './gemv.js';
 import { kvStoreVariants } from './kv-store.js';
 import { matmulVariants } from './matmul.js';
+import { qembeddingVariants } from './qembedding.js';
 import { qgemvVariants } from './qgemv.js';
 import { qmatmulVariants } from './qmatmul.js';
 import { quantizeVariants } from './quantize.js';
@@ -50,6 +51,7 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...matmulVariants(dtypes, features),
     ...gemvVariants(dtypes, features),
     ...quantizeVariants(),
+    ...qembeddingVariants(dtypes, features),
     ...qgemvVariants(dtypes, features),
     ...qmatmulVariants(dtypes, features),
     ...kvStoreVariants(dtypes, features),
