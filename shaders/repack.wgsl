@@ -8,8 +8,8 @@
 // tensors pack-quantized and int-quantized); Q8 for 8 bits (else 4); ZEROS when the source
 // has zero points; PERM to gather columns through perm (act-order).
 // In every layout a source word holds EPW values of the same width as sluice's, so without
-// PERM a GPTQ or CT destination word is one source word (GPTQ: transposed); AWQ gathers 8
-// nibbles (one per input column, each from its interleaved position).
+// PERM a GPTQ or CT destination word is one source word (GPTQ: transposed); AWQ's 8 source
+// words of 8 inputs × 8 interleaved outputs are an 8 × 8 nibble transpose into 8 rows.
 // Values: 4-bit fields are sluice's unsigned q4 as they are (CT stores q + 8: zero 8 is
 // sluice's default). 8-bit unsigned fields (GPTQ, CT pack-quantized: q + 128) become sluice's
 // signed q8 by q − 128, i.e. XOR 0x80 per byte (params.dataXor); int-quantized bytes are
@@ -19,8 +19,8 @@
 // Scales: integer bit conversion only (no float ops that may flush subnormals): f16 copied,
 // bf16/f32 rounded to f16 half-to-even for f16 storage; all exact into f32 storage.
 //
-// Thread t < dataWords writes destination data word t; the next threads write four groups
-// each (flat e = row·groups + g), so each owns whole scale-pair and zero-byte words. One
+// Thread t < dataThreads writes a run of WORDS_PER_THREAD data words of one destination row;
+// the next threads write four groups each (flat e = row·groups + g), so each owns whole scale-pair and zero-byte words. One
 // dispatch covers one destination chunk entirely.
 #ifdef Q8
 const EPW = 4u;
@@ -44,11 +44,12 @@ struct Params {
   zeroOffset: u32,  // added to a stored zero: GPTQ v1 1, CT int8 2^(b−1), else 0
   zeroInt8: u32,    // CT zero points: 1 int8 (N, groups), 0 packed int32
   statusSlot: u32,  // this repack's word in status
-  dataWords: u32,   // rows · K / EPW
-  threads: u32,     // dataWords + quads of groups
+  dataThreads: u32, // rows · ceil(K / EPW / WORDS_PER_THREAD)
+  threads: u32,     // dataThreads + quads of groups
 }
 
 override WORKGROUP_SIZE: u32;
+override WORDS_PER_THREAD: u32;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> qweight: array<u32>;          // the packed source, see source()
@@ -69,29 +70,23 @@ fn awqNibble(j: u32) -> u32 {
   return (j >> 1u) + 4u * (j & 1u);
 }
 
-// The stored (unsigned) field of output o, input column c.
+#ifdef PERM
+// The stored (unsigned) field of output o, input column c (GPTQ or CT: AWQ has no act-order).
 fn field(o: u32, c: u32) -> u32 {
 #ifdef GPTQ
   return (qweight[(c / EPW) * params.n + o] >> (BITS * (c % EPW))) & MASK;
-#endif
-#ifdef AWQ
-  return (qweight[c * (params.n / 8u) + o / 8u] >> (4u * awqNibble(o % 8u))) & 0xfu;
-#endif
-#ifdef CT
+#else
   return (qweight[o * (params.k / EPW) + c / EPW] >> (BITS * (c % EPW))) & MASK;
 #endif
 }
+#endif
 
-// Word w of output o's row, as the source stores the values.
+#ifndef AWQ
+// Word w of output o's row: gathered through perm, or one source word as it is.
 fn sourceWord(o: u32, w: u32) -> u32 {
 #ifdef PERM
   var word = 0u;
   for (var j = 0u; j < EPW; j++) { word |= field(o, perm[w * EPW + j]) << (BITS * j); }
-  return word;
-#else
-#ifdef AWQ
-  var word = 0u;
-  for (var j = 0u; j < EPW; j++) { word |= field(o, w * EPW + j) << (BITS * j); }
   return word;
 #else
 #ifdef GPTQ
@@ -100,8 +95,8 @@ fn sourceWord(o: u32, w: u32) -> u32 {
   return qweight[o * (params.k / EPW) + w];
 #endif
 #endif
-#endif
 }
+#endif
 
 // f16 bits → f32 bits, exact (subnormals included).
 fn f16ToF32Bits(h: u32) -> u32 {
@@ -230,14 +225,53 @@ fn groupQuad(t: u32) {
 #endif
 }
 
+// Data threads. lavapipe runs invocations as the SIMD lanes of a CPU: one word per invocation
+// was bound by per-invocation overhead, and lanes that read far-apart words by cache misses.
+// So each thread writes several words, and neighbouring threads read neighbouring source words.
+fn dataThread(t: u32) {
+  let wordsPerRow = params.k / EPW;
+#ifdef AWQ
+  // Thread (word w, block b of 8 outputs), b fastest: 8 source words (inputs 8w..8w+7 of
+  // the block) hold word w of the block's 8 rows, an 8 × 8 nibble transpose.
+  let firstBlock = params.firstOutput / 8u;
+  let blocks = (params.firstOutput + params.rows + 7u) / 8u - firstBlock;
+  let w = t / blocks;
+  let b = firstBlock + (t - w * blocks);
+  var src: array<u32, 8>;
+  for (var i = 0u; i < 8u; i++) { src[i] = qweight[(w * 8u + i) * (params.n / 8u) + b]; }
+  for (var j = 0u; j < 8u; j++) {
+    let o = b * 8u + j;
+    if (o < params.firstOutput || o >= params.firstOutput + params.rows) { continue; }
+    let shift = 4u * awqNibble(j);
+    var word = 0u;
+    for (var i = 0u; i < 8u; i++) { word |= ((src[i] >> shift) & 0xfu) << (4u * i); }
+    data[(o - params.firstOutput) * wordsPerRow + w] = word;
+  }
+#else
+  // A run of WORDS_PER_THREAD words of one row. GPTQ: rows fastest (a qweight row holds one
+  // word of every output); CT: runs fastest (a weight_packed row is one output's row).
+  let runs = (wordsPerRow + WORDS_PER_THREAD - 1u) / WORDS_PER_THREAD;
+#ifdef GPTQ
+  let run = t / params.rows;
+  let r = t - run * params.rows;
+#else
+  let r = t / runs;
+  let run = t - r * runs;
+#endif
+  let w0 = run * WORDS_PER_THREAD;
+  let w1 = min(w0 + WORDS_PER_THREAD, wordsPerRow);
+  for (var w = w0; w < w1; w++) {
+    data[r * wordsPerRow + w] = sourceWord(params.firstOutput + r, w) ^ params.dataXor;
+  }
+#endif
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let t = gid.x + gid.y * groups.x * WORKGROUP_SIZE;
-  if (t < params.dataWords) {
-    let wordsPerRow = params.k / EPW;
-    let r = t / wordsPerRow;
-    data[t] = sourceWord(params.firstOutput + r, t - r * wordsPerRow) ^ params.dataXor;
+  if (t < params.dataThreads) {
+    dataThread(t);
   } else if (t < params.threads) {
-    groupQuad(t - params.dataWords);
+    groupQuad(t - params.dataThreads);
   }
 }

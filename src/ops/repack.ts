@@ -21,8 +21,12 @@
 // than a binding (128 MiB: a 405B-class down_proj) is refused naming it. The destination may
 // be row-chunked; one dispatch per chunk.
 //
-// Napkin math: reads and writes ~0.5 (q4) or ~1 (q8) byte per weight, a few ms per GB on a
-// GPU; 4 GB of 8B-class q4 weights are ~1 s of lavapipe, less than reading them from disk.
+// Napkin math: reads and writes ~0.5 (q4) or ~1 (q8) byte per weight: a few ms per GB on a
+// GPU. On lavapipe (2 loaded cores, 4096 × 4096, group 128; a plain 8 MiB copy ran at 13-20
+// GB/s) the word-moving variants ran at 0.3-1.1 GB/s of packed bytes read + written (GPTQ
+// and CT 15-45 ms, AWQ's transpose ~100 ms), the act-order gather at 0.05-0.17 GB/s (one
+// scattered read per value): a 1B-class q4 model (0.5 GB packed) repacks in ~1-2 s,
+// act-order in ~10 s.
 
 import type { Dtype } from '../formats/dtypes.js';
 import { SluiceError } from '../errors.js';
@@ -37,8 +41,9 @@ import { checkFormatBits, checkPackedShapes, type PackedFormat, zeroOffset, zero
 export { actOrderPerm, checkPackedShapes, type PackedFormat, type PackedShapes, type PackedTensorInfo } from './repack-layout.js';
 export { repackReference, type HostPackedSources, type HostRepackSpec } from './repack-reference.js';
 
-/** Threads per workgroup: each writes one data word or four groups' scales and zeros. */
+/** Threads per workgroup: each writes REPACK_WORDS_PER_THREAD data words or four groups' scales and zeros. */
 export const REPACK_WORKGROUP = 64;
+export const REPACK_WORDS_PER_THREAD = 8;
 
 /** GPTQ and AWQ names map onto these: qweight/weight_packed/weight, scales/weight_scale, qzeros/weight_zero_point. */
 export interface PackedSources {
@@ -81,7 +86,7 @@ const PARAMS = new ParamsLayout([
   ['zeroOffset', 'u32'],
   ['zeroInt8', 'u32'],
   ['statusSlot', 'u32'],
-  ['dataWords', 'u32'],
+  ['dataThreads', 'u32'],
   ['threads', 'u32'],
 ] as const);
 
@@ -91,7 +96,7 @@ function variant(layout: Layout, bits: 4 | 8, zeros: boolean, perm: boolean): { 
     spec: {
       shader: 'repack',
       flags: [layout.toUpperCase(), ...(bits === 8 ? ['Q8'] : []), ...(zeros ? ['ZEROS'] : []), ...(perm ? ['PERM'] : [])],
-      constants: { WORKGROUP_SIZE: REPACK_WORKGROUP },
+      constants: { WORKGROUP_SIZE: REPACK_WORKGROUP, WORDS_PER_THREAD: REPACK_WORDS_PER_THREAD },
     },
   };
 }
@@ -177,13 +182,16 @@ export class Repack {
     pass.setPipeline(pipeline);
     for (const [i, chunk] of dst.chunks.entries()) {
       const name = dst.chunks.length > 1 ? `${label}.chunk${i}` : label;
-      const dataWords = (chunk.rows * k) / epw;
-      const threads = dataWords + Math.ceil((chunk.rows * groups) / 4);
+      const first = firstOutput + chunk.firstRow;
+      // AWQ: a thread per (word, block of 8 outputs); else per run of words of a row.
+      const dataThreads =
+        format === 'awq-gemm' ? (k / epw) * (Math.ceil((first + chunk.rows) / 8) - Math.floor(first / 8)) : chunk.rows * Math.ceil(k / epw / REPACK_WORDS_PER_THREAD);
+      const threads = dataThreads + Math.ceil((chunk.rows * groups) / 4);
       const params = PARAMS.createBuffer(this.device, name, {
         rows: chunk.rows,
         k,
         n,
-        firstOutput: firstOutput + chunk.firstRow,
+        firstOutput: first,
         firstRow: chunk.firstRow,
         groups,
         scaleDtype: SCALE_CODE[src.scales.dtype]!,
@@ -192,7 +200,7 @@ export class Repack {
         zeroOffset: zeroOffset(format, bits, src.zeros?.dtype),
         zeroInt8: src.zeros?.dtype === 'I8' ? 1 : 0,
         statusSlot: slot?.slot ?? 0,
-        dataWords,
+        dataThreads,
         threads,
       });
       temporaries.push(params);
