@@ -19,9 +19,10 @@
 // Scales: integer bit conversion only (no float ops that may flush subnormals): f16 copied,
 // bf16/f32 rounded to f16 half-to-even for f16 storage; all exact into f32 storage.
 //
-// Thread t < dataThreads writes a run of WORDS_PER_THREAD data words of one destination row;
-// the next threads write four groups each (flat e = row·groups + g), so each owns whole scale-pair and zero-byte words. One
-// dispatch covers one destination chunk entirely.
+// Threads t < dataThreads write data (a run of WORDS_PER_THREAD words of one row; AWQ: one
+// word of 8 rows, see dataThread); the next ones four groups each (flat e = row·groups + g),
+// so each owns whole scale-pair and zero-byte words. One dispatch covers one destination
+// chunk entirely.
 #ifdef Q8
 const EPW = 4u;
 const BITS = 8u;
@@ -44,7 +45,7 @@ struct Params {
   zeroOffset: u32,  // added to a stored zero: GPTQ v1 1, CT int8 2^(b−1), else 0
   zeroInt8: u32,    // CT zero points: 1 int8 (N, groups), 0 packed int32
   statusSlot: u32,  // this repack's word in status
-  dataThreads: u32, // rows · ceil(K / EPW / WORDS_PER_THREAD)
+  dataThreads: u32, // rows · ceil(K / EPW / WORDS_PER_THREAD); AWQ: K / 8 · blocks of 8 outputs
   threads: u32,     // dataThreads + quads of groups
 }
 
