@@ -11,7 +11,9 @@
 //
 // Tensors chosen by `quantize.select` take another path at the end of the piece (see
 // quantize-on-load.ts): whole-row pieces, converted into a reused row scratch and quantized
-// from there into a QuantizedTensor, so they never exist dense on the device.
+// from there into a QuantizedTensor, so they never exist dense on the device. The packed
+// linears of a pre-quantized checkpoint (`prequantized`, see load-prequantized.ts) stream in
+// as stored and are repacked on the GPU into QuantizedTensors, one linear at a time.
 
 import type { Checkpoint, TensorInfo } from '../checkpoint/types.js';
 import { SluiceError } from '../errors.js';
@@ -19,6 +21,7 @@ import { dtypeBytes } from '../formats/dtypes.js';
 import { formatBytes } from '../units.js';
 import { type ComputeDtype, Converter } from '../ops/convert.js';
 import { Quantize } from '../ops/quantize.js';
+import { type PackedIo, type PackedLinear, PackedLoader, type PrequantizedLoad } from './load-prequantized.js';
 import { alignUp, destroyTensor, type GpuTensor, type GpuTensorChunk } from './gpu-tensor.js';
 import {
   checkGroupSize, encodeQuantizedPiece, planQuantized, type QuantizedPlan, type QuantizeOnLoad, quantizedBufferBytes, type RowPiece,
@@ -28,6 +31,7 @@ import { StagingRing } from './staging-ring.js';
 import { type PiecePlan, planTensor, type TensorPlan } from './upload-plan.js';
 
 export type { QuantizeOnLoad } from './quantize-on-load.js';
+export type { PackedLinear, PrequantizedLoad } from './load-prequantized.js';
 
 export type DtypeChoice = 'auto' | 'f16' | 'f32';
 
@@ -64,6 +68,13 @@ export interface LoadOptions {
    * line in GpuTensors.notes.
    */
   quantize?: QuantizeOnLoad;
+  /**
+   * A pre-quantized checkpoint's packed linears (their tensors need not pass `filter`):
+   * streamed as stored and repacked on the GPU into GpuTensors.quantized, under the names of
+   * their outputs; act-order ones add their input permutation to GpuTensors.inputPerms.
+   * Cannot be combined with `quantize`.
+   */
+  prequantized?: PrequantizedLoad;
 }
 
 export const DEFAULT_STAGING_BYTES = 32 * 1024 * 1024;
@@ -72,6 +83,8 @@ export const DEFAULT_STAGING_SLOTS = 4;
 export interface QuantizedTensors {
   /** The tensors quantized on load, by name (they are not in the dense map). */
   quantized?: Iterable<[string, QuantizedTensor]>;
+  /** Act-order linears' input permutations by weight name (a shared buffer for identical ones). */
+  inputPerms?: Iterable<[string, GPUBuffer]>;
   /** One line per selected tensor left dense, saying why. */
   notes?: readonly string[];
   /** Device bytes of the dense tensors' buffers, and of the quantized ones' (padding included). */
@@ -87,6 +100,12 @@ export interface QuantizedTensors {
  */
 export class GpuTensors extends Map<string, GpuTensor> {
   readonly quantized: Map<string, QuantizedTensor>;
+  /**
+   * (K,) u32 per act-order weight: its input columns were permuted when repacked, so its input
+   * must be gathered first (y[j] = x[perm[j]], src/ops/permute.ts). Weights with one
+   * permutation share one buffer.
+   */
+  readonly inputPerms: Map<string, GPUBuffer>;
   readonly notes: readonly string[];
   /** deviceBytes = denseBytes + quantizedBytes. */
   readonly denseBytes: number;
@@ -105,6 +124,7 @@ export class GpuTensors extends Map<string, GpuTensor> {
   ) {
     super(entries);
     this.quantized = new Map(more.quantized ?? []);
+    this.inputPerms = new Map(more.inputPerms ?? []);
     this.notes = more.notes ?? [];
     this.quantizedBytes = more.quantizedBytes ?? 0;
     this.denseBytes = more.denseBytes ?? deviceBytes - this.quantizedBytes;
@@ -114,8 +134,10 @@ export class GpuTensors extends Map<string, GpuTensor> {
   destroy(): void {
     for (const tensor of this.values()) destroyTensor(tensor);
     for (const tensor of this.quantized.values()) destroyQuantized(tensor);
+    for (const perm of new Set(this.inputPerms.values())) perm.destroy();
     this.clear();
     this.quantized.clear();
+    this.inputPerms.clear();
   }
 }
 
@@ -157,17 +179,27 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
   const isQuantized = (plan: TensorPlan | QuantizedPlan): plan is QuantizedPlan => 'layout' in plan;
   const rowScratchBytes = Math.max(0, ...plans.map((p) => (isQuantized(p) ? p.scratchBytes : 0)));
   const where = checkpoint.files[0] ?? 'checkpoint';
+  // A pre-quantized checkpoint's packed linears, each streamed where its qweight lies in the file.
+  const pre = options.prequantized?.linears.length ? options.prequantized.linears : null;
+  if (pre && q) throw new SluiceError('USAGE', `${where}: the weights are pre-quantized; they cannot be quantized on load too`);
+  const packedInfos = (pre ?? []).flatMap((l) => [l.qweight, l.scales, ...(l.zeros ? [l.zeros] : [])]).map((name) => checkpoint.info(name));
+  const order = new Map(checkpoint.tensors().map((t, i) => [t.name, i]));
+  const units: Array<{ plan: TensorPlan | QuantizedPlan } | { linear: PackedLinear }> = [...plans.map((plan) => ({ plan })), ...(pre ?? []).map((linear) => ({ linear }))];
+  const at = (u: (typeof units)[number]) => order.get('plan' in u ? u.plan.info.name : u.linear.qweight) ?? 0;
+  units.sort((a, b) => at(a) - at(b));
 
   const progress: LoadProgress = {
     phase: 'compile',
     bytesDone: 0,
-    bytesTotal: infos.reduce((sum, t) => sum + t.byteLength, 0),
+    bytesTotal: [...infos, ...packedInfos].reduce((sum, t) => sum + t.byteLength, 0),
     tensor: null,
     tensorsDone: 0,
-    tensorsTotal: infos.length,
+    tensorsTotal: infos.length + packedInfos.length,
   };
   const report = () => options.onProgress?.({ ...progress });
   report();
+  // Reads and checks g_idx / weight_shape (before any other buffer), builds the repack pipeline.
+  const packed = pre ? await PackedLoader.create(checkpoint, device, { linears: pre }, deviceScaleDtype(device), where, label) : null;
 
   // One converter per (storage dtype → compute dtype) pair present.
   const converters = new Map<string, Converter>();
@@ -194,12 +226,40 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
   const rowScratch = quantizer
     ? device.createBuffer({ label: `${label}.quantize.scratch`, size: rowScratchBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST })
     : null;
-  const scratchBytes = slots * slotBytes + (scratch?.size ?? 0) + (rowScratch?.size ?? 0);
+  const scratchBytes = () => slots * slotBytes + (scratch?.size ?? 0) + (rowScratch?.size ?? 0) + (packed?.peakSourceBytes ?? 0);
+  // The packed path's upload (as stored: no conversion) and allocation.
+  const io: PackedIo = {
+    uploadAsStored: async (name, own) => {
+      const info = checkpoint.info(name);
+      // bufferDtype(x, x) = x: a compute dtype equal to the storage dtype keeps the tensor as stored.
+      const plan = planTensor(info, info.dtype as ComputeDtype, { maxChunkBytes, pieceBytes: slotBytes });
+      progress.tensor = name;
+      report();
+      const chunks = await allocate(device, plan, label, progress, deviceBytes + packed!.keptBytes);
+      const tensor = tensorOf(plan, chunks);
+      own(tensor);
+      const submitted: Promise<void>[] = [];
+      for (const piece of plan.pieces) submitted.push((await stream(piece, (encoder, slot) => encodeDensePiece(encoder, slot, piece, plan, chunks, undefined))).submitted);
+      await Promise.all(submitted);
+      progress.tensorsDone++;
+      return tensor;
+    },
+    allocate: (name, layout) =>
+      allocateChecked(device, name, progress, deviceBytes + packed!.keptBytes, () => {
+        const t = createQuantizedTensor(device, `${label}.${name}`, layout, maxChunkBytes);
+        return { value: t, bytes: quantizedBufferBytes(t), free: () => destroyQuantized(t) };
+      }),
+  };
 
   try {
     progress.phase = 'upload';
-    for (const plan of plans) {
+    for (const unit of units) {
       throwIfAborted(options.signal, where, progress);
+      if ('linear' in unit) {
+        await packed!.load(unit.linear, io);
+        continue;
+      }
+      const plan = unit.plan;
       progress.tensor = plan.info.name;
       report();
       if (isQuantized(plan)) {
@@ -219,39 +279,17 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
         progress.tensorsDone++;
         continue;
       }
-      const chunks = await allocate(device, plan, label, progress, deviceBytes);
-      const tensor: GpuTensor = {
-        name: plan.info.name,
-        shape: plan.info.shape,
-        storageDtype: plan.info.dtype,
-        dtype: plan.dtype,
-        chunks,
-        rowsPerChunk: plan.rowsPerChunk,
-        byteLength: chunks.reduce((sum, c) => sum + c.byteLength, 0),
-      };
+      const chunks = await allocate(device, plan, label, progress, deviceBytes + (packed?.keptBytes ?? 0));
+      const tensor = tensorOf(plan, chunks);
       loaded.set(tensor.name, tensor);
       deviceBytes += chunks.reduce((sum, c) => sum + c.buffer.size, 0);
-
       const converter = converters.get(plan.info.dtype);
-      for (const piece of plan.pieces) {
-        await stream(piece, (encoder, slot) => {
-          const dst = chunks[piece.chunk].buffer;
-          const copyBytes = alignUp(piece.sourceLength, 4);
-          if (converter && scratch) {
-            encoder.copyBufferToBuffer(slot, 0, scratch, 0, copyBytes);
-            converter.encode(encoder, scratch, dst, piece.chunkElement, piece.elements, params);
-          } else {
-            // Same dtype: element offsets are byte offsets (sub-byte tensors are planned in bytes).
-            const dstByte = piece.chunkElement * (dtypeBytes(plan.dtype) ?? 1);
-            encoder.copyBufferToBuffer(slot, 0, dst, dstByte, copyBytes);
-          }
-          return null;
-        });
-      }
+      for (const piece of plan.pieces) await stream(piece, (encoder, slot) => encodeDensePiece(encoder, slot, piece, plan, chunks, converter));
       progress.tensorsDone++;
     }
     await ring.drain();
     await device.queue.onSubmittedWorkDone();
+    await packed?.check();
     progress.phase = 'done';
     progress.tensor = null;
     report(); // inside the try: a callback that throws here must not leak the tensors
@@ -260,6 +298,7 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
     await ring.destroy();
     for (const tensor of loaded.values()) destroyTensor(tensor);
     for (const tensor of quantized.values()) destroyQuantized(tensor);
+    packed?.destroy();
     throw e;
   } finally {
     await ring.destroy();
@@ -267,28 +306,56 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
     rowScratch?.destroy();
     params.destroy();
   }
+  if (packed) {
+    notes.push(packed.note(pre!));
+    deviceBytes += packed.keptBytes;
+    quantizedBytes += packed.keptBytes;
+  }
   return new GpuTensors(computeDtype, progress.bytesTotal, deviceBytes, loaded, {
-    quantized,
+    quantized: [...quantized, ...(packed?.quantized ?? [])],
+    inputPerms: packed?.inputPerms,
     notes,
     quantizedBytes,
     denseBytes: deviceBytes - quantizedBytes,
-    scratchBytes,
+    scratchBytes: scratchBytes(),
   });
+
+  /** One dense piece: copied out of its slot into the tensor's chunk, converted on the way when `converter`. */
+  function encodeDensePiece(encoder: GPUCommandEncoder, slot: GPUBuffer, piece: PiecePlan, plan: TensorPlan, chunks: GpuTensorChunk[], converter: Converter | undefined): null {
+    const dst = chunks[piece.chunk].buffer;
+    const copyBytes = alignUp(piece.sourceLength, 4);
+    if (converter && scratch) {
+      encoder.copyBufferToBuffer(slot, 0, scratch, 0, copyBytes);
+      converter.encode(encoder, scratch, dst, piece.chunkElement, piece.elements, params);
+    } else {
+      // Same dtype: element offsets are byte offsets (sub-byte tensors are planned in bytes).
+      const dstByte = piece.chunkElement * (dtypeBytes(plan.dtype) ?? 1);
+      encoder.copyBufferToBuffer(slot, 0, dst, dstByte, copyBytes);
+    }
+    return null;
+  }
 
   /**
    * Streams one piece: waits for a free slot, then (without waiting) reads the piece into it
    * and submits what `encode` records (copy out, convert, quantize); `encode` returns what
-   * to free once submitted.
+   * to free once submitted. Returns, wrapped (an async function would wait for it), the
+   * promise of that submit; a failure also surfaces through the ring.
    */
   async function stream(
     piece: PiecePlan | RowPiece,
     encode: (encoder: GPUCommandEncoder, slot: GPUBuffer) => (() => void) | null,
-  ): Promise<void> {
+  ): Promise<{ submitted: Promise<void> }> {
     const name = progress.tensor!;
     const slot = await ring.acquire();
     throwIfAborted(options.signal, where, progress);
     const copyBytes = alignUp(piece.sourceLength, 4);
-    ring.use(slot, async (mapped) => {
+    let submitted = Promise.resolve();
+    // `use` calls its fill at once, so `submitted` is set when it returns.
+    ring.use(slot, (mapped) => (submitted = fill(mapped)));
+    submitted.catch(() => {});
+    return { submitted };
+
+    async function fill(mapped: ArrayBuffer): Promise<void> {
       // Straight into the mapped slot: a file source reads there, no buffer in between.
       const view = new Uint8Array(mapped, 0, copyBytes);
       const got = await checkpoint.readRange(name, piece.sourceOffset, piece.sourceLength, view);
@@ -302,8 +369,20 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
       free?.();
       progress.bytesDone += piece.sourceLength;
       report();
-    });
+    }
   }
+}
+
+function tensorOf(plan: TensorPlan, chunks: GpuTensorChunk[]): GpuTensor {
+  return {
+    name: plan.info.name,
+    shape: plan.info.shape,
+    storageDtype: plan.info.dtype,
+    dtype: plan.dtype,
+    chunks,
+    rowsPerChunk: plan.rowsPerChunk,
+    byteLength: chunks.reduce((sum, c) => sum + c.byteLength, 0),
+  };
 }
 
 /**

@@ -9,6 +9,7 @@ import { Embedding } from '../ops/embedding.js';
 import { Gemv } from '../ops/gemv.js';
 import { KvStore } from '../ops/kv-store.js';
 import { Matmul } from '../ops/matmul.js';
+import { Permute } from '../ops/permute.js';
 import { QGemv } from '../ops/qgemv.js';
 import { QMatmul } from '../ops/qmatmul.js';
 import type { QuantKind } from '../gpu/quantized-tensor.js';
@@ -26,15 +27,25 @@ export type Kernels = Awaited<ReturnType<typeof compileKernels>>;
 /** The row count of the smallest prefill pass (llama.ts PREFILL_ROWS[0]), with its own matmul tile. */
 export const SMALL_PREFILL_ROWS = 8;
 
+/** What the weights ask of the kernels beyond the family's features. */
+export interface KernelNeeds {
+  /** The kind of the quantized weights (quantized on load, or a pre-quantized checkpoint's), or null. */
+  quantized: QuantKind | null;
+  /** Some linear adds a bias (the family's, or one a pre-quantized linear carries). */
+  bias: boolean;
+  /** Some act-order linear needs its input permuted (GPTQ desc_act). */
+  permute: boolean;
+}
+
 /**
- * Compiles every kernel `config` needs and reports each one built. The result owns the
- * ropes' inv_freq buffers: destroy() frees them.
+ * Compiles every kernel `config` and `needs` ask for and reports each one built. The result
+ * owns the ropes' inv_freq buffers: destroy() frees them.
  */
-export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, config: ModelConfig, quantize: QuantKind | null, onProgress?: (p: ModelProgress) => void) {
+export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, config: ModelConfig, needs: KernelNeeds, onProgress?: (p: ModelProgress) => void) {
   const f = config.features;
-  const bias = f.qkvBias || f.oBias;
+  const bias = needs.bias;
   // Quantized weights: the same ops by [weight kind][compute dtype] (qgemv/qmatmul dequantize in registers).
-  const q = (make: (kind: QuantKind) => Promise<unknown>) => (quantize ? make(quantize) : null);
+  const q = (make: (kind: QuantKind) => Promise<unknown>) => (needs.quantized ? make(needs.quantized) : null);
   const ropes = [...new Set(f.layers.map((l) => l.rope).filter((r): r is RopeScaling => r !== null))];
   const pending = {
     embedding: Embedding.create(device, dtype),
@@ -54,6 +65,8 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     qMatmulSmall: q((kind) => QMatmul.create(device, kind, dtype, { tileM: SMALL_PREFILL_ROWS })) as Promise<QMatmul> | null,
     qMatmulSmallBias: bias ? (q((kind) => QMatmul.create(device, kind, dtype, { bias: true, tileM: SMALL_PREFILL_ROWS })) as Promise<QMatmul> | null) : null,
     qLmHead: q((kind) => QGemv.create(device, kind, dtype, { outF32: true })) as Promise<QGemv> | null,
+    // x[:, perm]: an act-order linear's input, in the column order its weight was repacked to
+    permute: needs.permute ? Permute.create(device, dtype) : null,
     ropes: Promise.all(ropes.map((rope) => RopeTable.create(device, dtype, rope))),
     store: KvStore.create(device, dtype),
     attention: Attention.create(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),

@@ -39,7 +39,8 @@ export interface LoadModelOptions {
   /**
    * Quantize the projections (and an untied LM head) on the GPU as they stream in: 'q8'
    * (symmetric, group 32) or 'q4' (asymmetric, group 32). Norms, biases and the embedding
-   * table stay dense. Default: none.
+   * table stay dense. Default: none. A pre-quantized checkpoint (GPTQ, AWQ,
+   * compressed-tensors) is loaded as quantized without it, and refuses it.
    */
   quantize?: QuantKind;
   /** KV cache positions (default min(max_position_embeddings, 4096)). */
@@ -85,9 +86,9 @@ export class LlamaModel {
   static async load(checkpoint: Checkpoint, config: ModelConfig, device: GPUDevice, options: LoadModelOptions = {}): Promise<LlamaModel> {
     const where = checkpoint.files[0] ?? 'checkpoint';
     const q = config.quantization;
-    if (q) {
+    if (q && options.quantize) {
       const scheme = `${q.format === q.method ? q.method : `${q.method} ${q.format}`}, ${q.bits}-bit, ${q.groupSize === null ? 'per channel' : `group ${q.groupSize}`}`;
-      throw new SluiceError('UNSUPPORTED_ARCH', `${where}: the weights are pre-quantized (${scheme}); sluice cannot load pre-quantized checkpoints yet (use the float checkpoint)`);
+      throw new SluiceError('USAGE', `${where}: the weights are already quantized (${scheme}); quantize ${options.quantize} applies to float checkpoints only (drop --quantize)`);
     }
     const names = weightNames(config, checkpoint.tensors(), where);
     const contextLength = options.contextLength ?? Math.min(config.maxPositionEmbeddings, 4096);
@@ -95,7 +96,12 @@ export class LlamaModel {
     // The kernels compile while the weights stream in: both take seconds on some GPUs
     // (shader compilation is CPU work in the browser's GPU process, the upload is copies).
     const dtype = resolveComputeDtype(device, options.dtype);
-    const kernels = compileKernels(device, dtype, config, options.quantize ?? null, options.onProgress);
+    const packed = names.packed;
+    const kernels = compileKernels(device, dtype, config, {
+      quantized: options.quantize ?? (packed.length ? (packed[0].bits === 4 ? 'q4' : 'q8') : null),
+      bias: names.layers.some((l) => [l.qBias, l.kBias, l.vBias, l.oBias, l.gateBias, l.upBias, l.downBias].some((b) => b !== null)),
+      permute: packed.some((l) => l.gIdx !== undefined),
+    }, options.onProgress);
     // A kernel that cannot be built (an unsupported rope, a shader error) stops the upload
     // rather than letting it run to the end for nothing.
     const stopUpload = new AbortController();
@@ -104,7 +110,8 @@ export class LlamaModel {
     let weights: GpuTensors;
     try {
       const quantize = options.quantize ? { kind: options.quantize, select: (t: { name: string }) => names.linear.has(t.name) } : undefined;
-      weights = await loadTensors(checkpoint, device, { dtype: options.dtype, filter: (t) => names.all.has(t.name), quantize, signal, onProgress: options.onProgress });
+      const prequantized = packed.length ? { linears: packed } : undefined;
+      weights = await loadTensors(checkpoint, device, { dtype: options.dtype, filter: (t) => names.all.has(t.name), quantize, prequantized, signal, onProgress: options.onProgress });
     } catch (e) {
       const kernelError = await kernels.then((k) => (k.destroy(), null), (err: unknown) => err);
       throw kernelError ?? e;
@@ -154,6 +161,9 @@ export class LlamaModel {
     const w = computeBytes(dtype);
     const P = PREFILL_CHUNK;
     const maxSeq = this.contextLength;
+    const perms = this.weights.inputPerms;
+    // The widest input an act-order linear has (its permuted copy's row width).
+    const permutedWidth = Math.max(0, ...[...perms.keys()].map((name) => this.weights.quantized.get(name)!.shape[1]));
 
     // Phi-3's fused qkv_proj → q, k, v by GPU copies (the fused tensor is freed after).
     for (const split of this.names.splits) {
@@ -183,6 +193,8 @@ export class LlamaModel {
       gateUp: this.buffer(`model.${name}.gate_up`, rows * (f.fused ? 2 : 1) * inter * w), // (T, 2I) [gate | up] per row (fused), else (T, I) gate
       up: f.fused ? null : this.buffer(`model.${name}.up`, rows * inter * w), // (T, I)
       mlp: this.buffer(`model.${name}.mlp`, rows * inter * w), // (T, I) act(gate)·up
+      // an act-order linear's input, its columns in the order its weight was repacked to
+      permuted: perms.size ? this.buffer(`model.${name}.permuted`, rows * permutedWidth * w) : null, // (T, K)
     });
     const bufs = { prefill: act('prefill', P), decode: act('decode', 1) };
     // KV cache: per layer (nKvHeads, maxSeq, headDim) for K and for V.
@@ -198,15 +210,24 @@ export class LlamaModel {
       const tag = kind === 'prefill' ? `prefill${rows}` : kind; // labels: prefill8.layers.0.q_proj
       const step = this.own(new Step(device, `model.${tag}`, { rows, positions: maxSeq }));
       const out: Pass = { ops: [], step };
-      const add = <T extends PreparedOp>(op: T): T => (out.ops.push(this.own(op)), op);
+      // What b.permuted holds: `input` gathered by `perm`, valid until any other op runs.
+      let permuted: { input: GPUBuffer; perm: GPUBuffer } | null = null;
+      const add = <T extends PreparedOp>(op: T): T => ((permuted = null), out.ops.push(this.own(op)), op);
       const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer) => {
         const bt = bias === null ? undefined : this.weight(bias);
         const qt = this.weights.quantized.get(weight);
         if (qt) {
+          // act-order: x' = x[:, perm], once for the linears that share an input and a perm (q/k/v, gate/up)
+          const perm = perms.get(weight);
+          const before = permuted;
+          if (perm && !(before?.input === input && before.perm === perm)) add(ops.permute!.prepare(`${label}.permute`, rows, qt.shape[1], perm, input, b.permuted!));
+          const x = perm ? b.permuted! : input;
           // [weight kind][compute dtype]: the quantized ops, chosen once the weight says so
-          if (kind === 'decode') add((bt ? ops.qGemvBias! : ops.qGemv!).prepare(label, qt, input, output, bt));
-          else if (rows <= SMALL_PREFILL_ROWS) add((bt ? ops.qMatmulSmallBias! : ops.qMatmulSmall!).prepare(label, rows, qt, input, output, bt));
-          else add((bt ? ops.qMatmulBias! : ops.qMatmul!).prepare(label, rows, qt, input, output, bt));
+          if (kind === 'decode') add((bt ? ops.qGemvBias! : ops.qGemv!).prepare(label, qt, x, output, bt));
+          else if (rows <= SMALL_PREFILL_ROWS) add((bt ? ops.qMatmulSmallBias! : ops.qMatmulSmall!).prepare(label, rows, qt, x, output, bt));
+          else add((bt ? ops.qMatmulBias! : ops.qMatmul!).prepare(label, rows, qt, x, output, bt));
+          // A linear writes only `output`: the gathered copy stays valid unless that was its input.
+          permuted = perm ? { input, perm } : before?.input !== output ? before : null;
           return;
         }
         const wt = this.weight(weight);
@@ -255,11 +276,11 @@ export class LlamaModel {
           linear(`${p}.gate_up_proj`, l.gateUp.fused, null, b.normed, b.gateUp);
           add(ops.mlpAct.prepare(`${p}.mlp_act`, rows, inter, [b.gateUp], b.mlp));
         } else {
-          linear(`${p}.gate_proj`, l.gateUp.gate, null, b.normed, b.gateUp);
-          linear(`${p}.up_proj`, l.gateUp.up, null, b.normed, b.up!);
+          linear(`${p}.gate_proj`, l.gateUp.gate, l.gateBias, b.normed, b.gateUp);
+          linear(`${p}.up_proj`, l.gateUp.up, l.upBias, b.normed, b.up!);
           add(ops.mlpAct.prepare(`${p}.mlp_act`, rows, inter, [b.gateUp, b.up!], b.mlp));
         }
-        linear(`${p}.down_proj`, l.down, null, b.mlp, b.proj);
+        linear(`${p}.down_proj`, l.down, l.downBias, b.mlp, b.proj);
         residual(`${p}.mlp_residual`, l.postMlpNorm, b.proj);
       });
       return out;
@@ -267,11 +288,15 @@ export class LlamaModel {
     this.prefill = new Map(PREFILL_ROWS.map((rows) => [rows, pass('prefill', rows, this.hidden)]));
     this.decode = pass('decode', 1, this.lastRow);
     // logits = softcap?(lm_head(rms(x_last))), f32
+    const qHead = this.weights.quantized.get(this.names.lmHead);
+    const headPerm = perms.get(this.names.lmHead); // GPTQModel's lm_head: true with desc_act
+    const headInput = headPerm ? bufs.decode.permuted! : bufs.decode.normed;
     this.head = [
       this.own(ops.norm.prepare('head.norm', 1, h, this.lastRow, this.weight(this.names.norm), bufs.decode.normed)),
+      ...(headPerm ? [this.own(ops.permute!.prepare('head.permute', 1, h, headPerm, bufs.decode.normed, headInput))] : []),
       this.own(
-        this.weights.quantized.has(this.names.lmHead)
-          ? ops.qLmHead!.prepare('head.lm_head', this.weights.quantized.get(this.names.lmHead)!, bufs.decode.normed, this.logits)
+        qHead
+          ? ops.qLmHead!.prepare('head.lm_head', qHead, headInput, this.logits)
           : ops.lmHead.prepare('head.lm_head', this.weight(this.names.lmHead), bufs.decode.normed, this.logits),
       ),
       ...(f.finalSoftcap !== null ? [this.own(ops.softcap!.prepare('head.softcap', vocabSize, this.logits, f.finalSoftcap))] : []),

@@ -1,6 +1,7 @@
 // config.json's `quantization_config` (and MLX's `quantization`), parsed once into a typed
 // record: the three layouts the Hub ships for llama-family models that sluice will read as
-// they are (step 13), and a clear refusal of every other method, by name.
+// they are (packed-weights.ts names their tensors, src/gpu/load-prequantized.ts repacks them on
+// the GPU), and a clear refusal of every other method, by name.
 //
 // - GPTQ (AutoGPTQ / GPTQModel): {quant_method: "gptq", bits, group_size, desc_act, sym,
 //   checkpoint_format: "gptq" | "gptq_v2"} — AutoGPTQ's BaseQuantizeConfig.to_dict.

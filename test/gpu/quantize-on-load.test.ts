@@ -15,6 +15,7 @@ import { readBuffer, readTensor } from '../../src/gpu/read-back.js';
 import { MemorySource } from '../../src/io/memory-source.js';
 import { quantizeReference } from '../../src/ops/quantize.js';
 import { f32ToF16Bits } from '../support/dtype-reference.js';
+import { trackPeak } from '../support/device-peak.js';
 import { type DeviceSpy, spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
 import { decode, randomValues } from '../support/op-helpers.js';
 import { mulberry32, randomBytes, type TensorSpec } from '../support/safetensors-bytes.js';
@@ -85,30 +86,6 @@ function expectedQuantized(t: QuantizedTensor, values: Float32Array) {
     scales: Buffer.from(scales.buffer),
     zeros: ref.zeros ? Buffer.from(Uint8Array.from(ref.zeros)) : Buffer.alloc(0),
   };
-}
-
-/** The spy plus the peak of live buffer bytes over the load. */
-function trackPeak(spy: DeviceSpy) {
-  const state = { live: 0, peak: 0 };
-  const createBuffer = spy.device.createBuffer.bind(spy.device);
-  const device = new Proxy(spy.device, {
-    get: (target, prop) => {
-      if (prop !== 'createBuffer') return Reflect.get(target, prop);
-      return (d: GPUBufferDescriptor) => {
-        const b = createBuffer(d);
-        state.live += b.size;
-        state.peak = Math.max(state.peak, state.live);
-        const destroy = b.destroy;
-        b.destroy = function (this: GPUBuffer) {
-          state.live -= b.size;
-          b.destroy = destroy;
-          return destroy.call(this);
-        };
-        return b;
-      };
-    },
-  });
-  return { device, state };
 }
 
 describe.each([

@@ -156,14 +156,14 @@ it('a kernel that fails to build stops the upload and frees everything; the kern
   expect(spy.live()).toEqual([]);
 });
 
-it('a pre-quantized checkpoint is refused at load with its scheme, before any upload', async () => {
+it('a config that declares a quantization whose weights are all dense is refused at load, before any upload', async () => {
   const dir = 'test/fixtures/models/llama-gqa';
   const config = parseModelConfig(
     JSON.stringify({ ...JSON.parse(readFileSync(`${dir}/config.json`, 'utf8')), quantization_config: { quant_method: 'gptq', bits: 4, group_size: 128, desc_act: true } }),
   );
   const checkpoint = await openCheckpoint(`${dir}/model.safetensors`);
   try {
-    await expect(LlamaModel.load(checkpoint, config, gpu.device)).rejects.toThrow(/the weights are pre-quantized \(gptq, 4-bit, group 128\); sluice cannot load pre-quantized checkpoints yet/);
+    await expect(LlamaModel.load(checkpoint, config, gpu.device)).rejects.toThrow(/quantization_config says gptq \(gptq\), but no linear is stored packed \(e\.g\. model\.layers\.0\.self_attn\.q_proj\.qweight\)$/);
   } finally {
     await checkpoint.close();
   }

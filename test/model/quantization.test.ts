@@ -1,6 +1,6 @@
 // quantization_config as the Hub ships it → a typed Quantization, and every other method
-// refused by name with the list of what is read. (Loading the packed weights is step 13;
-// until then a quantized checkpoint is refused at load, saying so.)
+// refused by name with the list of what is read. (Loading the packed weights:
+// test/model/prequantized.test.ts.)
 
 import { describe, expect, it } from 'vitest';
 import { isSluiceError } from '../../src/errors.js';
