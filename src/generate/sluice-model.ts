@@ -13,6 +13,9 @@ import { GpuSampler } from './sampler.js';
 export interface SluiceModel {
   /** As given to loadModel, else the directory's (or URL's) last path segment. */
   readonly name: string;
+  /** Where it was loaded from: the directory or base URL (a picked folder's name in the
+   *  browser). The server's tokenizer thread reads the tokenizer again from a directory. */
+  readonly source: string;
   readonly config: ModelConfig;
   readonly contextLength: number;
   /** The engine behind it (queue, shared cache), for servers. */
@@ -54,6 +57,7 @@ export async function createSluiceModel(opened: OpenedModel, options: SluiceMode
   const engine = new Engine({ model, sampler, tokenizer, template, templateError, eosIds, defaults }, { maxQueue: options.maxQueue, templateVariables: options.templateVariables });
   return {
     name: options.name ?? lastSegment(opened.dir),
+    source: opened.dir,
     config: model.config,
     contextLength: model.contextLength,
     engine,

@@ -1,7 +1,9 @@
 // The OpenAI request bodies sluice accepts, checked field by field into GenerateOptions,
 // and the error shape OpenAI clients expect: {"error": {message, type, param, code}}.
+// Ranges are OpenAI's documented ones (API reference, "Create chat completion"): a value
+// outside them is a 400 naming the field, never silently clamped or ignored.
 
-import type { GenerateOptions } from '../generate/generate.js';
+import { type GenerateOptions, LOGIT_BIAS_MAX, LOGPROBS_MAX } from '../generate/generate.js';
 import { type ChatMessage, RESERVED_TEMPLATE_VARIABLES } from '../text/chat-template.js';
 
 export class ApiError extends Error {
@@ -11,6 +13,8 @@ export class ApiError extends Error {
     readonly type = 'invalid_request_error',
     readonly param: string | null = null,
     readonly code: string | null = null,
+    /** Extra response headers (Retry-After on a 429). */
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
   }
@@ -22,35 +26,111 @@ export class ApiError extends Error {
 
 const bad = (param: string, message: string) => new ApiError(400, message, 'invalid_request_error', param);
 
-/** Sampling fields shared by both endpoints (OpenAI's, plus llama-server's top_k, min_p, repetition_penalty). */
-export function samplingOptions(body: Record<string, unknown>): GenerateOptions {
-  const out: GenerateOptions = {};
+/** Most choices one request may ask for (n); they run one after another. */
+export const MAX_CHOICES = 16;
+
+/** A completion request's options, both endpoints. */
+export interface CompletionRequest {
+  /** Sampling, per choice (choice i > 0 with a seed draws with seed + i). */
+  options: GenerateOptions;
+  /** Choices to generate (n). */
+  n: number;
+  stream: boolean;
+  /** stream_options.include_usage: a last chunk with usage and no choices. */
+  includeUsage: boolean;
+}
+
+/**
+ * Sampling and response fields shared by both endpoints: OpenAI's, plus llama-server's
+ * top_k, min_p and repetition_penalty. `vocab`: the model's vocabulary (logit_bias keys).
+ */
+export function completionRequest(body: Record<string, unknown>, chat: boolean, vocab: number): CompletionRequest {
+  const options: GenerateOptions = {};
   const number = (key: string, check: (x: number) => boolean, what: string): number | undefined => {
     const v = body[key];
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'number' || !check(v)) throw bad(key, `${key} must be ${what}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || !check(v)) throw bad(key, `${key} must be ${what}`);
     return v;
   };
+  const whole = (key: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
+    number(key, (x) => Number.isSafeInteger(x) && x >= min && x <= max, max === Number.MAX_SAFE_INTEGER ? `a whole number ≥ ${min}` : `a whole number in [${min}, ${max}]`);
   const set = <K extends keyof GenerateOptions>(key: K, value: GenerateOptions[K] | undefined) => {
-    if (value !== undefined) out[key] = value;
+    if (value !== undefined) options[key] = value;
   };
-  set('temperature', number('temperature', (x) => Number.isFinite(x) && x >= 0 && x <= 2, 'a number between 0 and 2'));
-  set('topP', number('top_p', (x) => x > 0 && x <= 1, 'a number in (0, 1]'));
-  set('topK', number('top_k', (x) => Number.isSafeInteger(x) && x >= 0, 'a whole number ≥ 0'));
+  set('temperature', number('temperature', (x) => x >= 0 && x <= 2, 'a number in [0, 2]'));
+  // top_p 0 keeps only the most probable token (the sampler keeps the max at any top_p).
+  set('topP', number('top_p', (x) => x >= 0 && x <= 1, 'a number in [0, 1]'));
+  set('topK', whole('top_k', 0));
   set('minP', number('min_p', (x) => x >= 0 && x <= 1, 'a number in [0, 1]'));
-  set('repetitionPenalty', number('repetition_penalty', (x) => Number.isFinite(x) && x > 0, 'a number > 0'));
-  set('seed', number('seed', (x) => Number.isSafeInteger(x), 'an integer'));
-  if (out.seed !== undefined) out.seed = out.seed >>> 0; // any integer → a u32 stream
-  set('maxTokens', number('max_completion_tokens', (x) => Number.isSafeInteger(x) && x >= 1, 'a whole number ≥ 1') ?? number('max_tokens', (x) => Number.isSafeInteger(x) && x >= 1, 'a whole number ≥ 1'));
+  set('repetitionPenalty', number('repetition_penalty', (x) => x > 0, 'a number > 0'));
+  const seed = number('seed', (x) => Number.isSafeInteger(x), 'an integer');
+  if (seed !== undefined) options.seed = seed >>> 0; // any integer → a u32 stream
+  set('maxTokens', whole('max_completion_tokens', 1) ?? whole('max_tokens', 1));
+  set('frequencyPenalty', number('frequency_penalty', (x) => x >= -2 && x <= 2, 'a number in [-2, 2]'));
+  set('presencePenalty', number('presence_penalty', (x) => x >= -2 && x <= 2, 'a number in [-2, 2]'));
+  set('logitBias', logitBias(body.logit_bias, vocab));
+  set('logprobs', chat ? chatLogprobs(body) : whole('logprobs', 0, LOGPROBS_MAX));
   const stop = body.stop;
   if (stop !== undefined && stop !== null) {
     const list = typeof stop === 'string' ? [stop] : stop;
     if (!Array.isArray(list) || list.length > 4 || list.some((s) => typeof s !== 'string' || s === '')) throw bad('stop', 'stop must be a string or up to 4 non-empty strings');
-    out.stop = list as string[];
+    options.stop = list as string[];
   }
-  if (body.n !== undefined && body.n !== 1) throw bad('n', 'only n = 1 is supported');
-  if (body.stream !== undefined && typeof body.stream !== 'boolean') throw bad('stream', 'stream must be true or false');
+  const n = whole('n', 1, MAX_CHOICES) ?? 1;
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad('stream', 'stream must be true or false');
+  const stream = body.stream === true;
+  return { options, n, stream, includeUsage: includeUsage(body.stream_options, stream) };
+}
+
+/** logit_bias: {"token id": bias}, ids in the vocabulary, biases in [-100, 100]; null or {} → none. */
+function logitBias(value: unknown, vocab: number): Map<number, number> | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'object' || Array.isArray(value)) throw bad('logit_bias', 'logit_bias must be an object of token id → bias, e.g. {"50256": -100}');
+  const entries = Object.entries(value);
+  if (entries.length > LOGIT_BIAS_MAX) throw bad('logit_bias', `logit_bias has ${entries.length} entries; at most ${LOGIT_BIAS_MAX}`);
+  if (entries.length === 0) return undefined;
+  const out = new Map<number, number>();
+  for (const [key, bias] of entries) {
+    const id = /^(0|[1-9][0-9]*)$/.test(key) ? Number(key) : NaN;
+    if (!(id < vocab)) throw bad('logit_bias', `logit_bias: ${JSON.stringify(key)} is not a token id of this model (0 to ${vocab - 1})`);
+    if (typeof bias !== 'number' || !(bias >= -100 && bias <= 100)) throw bad('logit_bias', `logit_bias: the bias of token ${key} must be a number in [-100, 100]`);
+    out.set(id, bias);
+  }
   return out;
+}
+
+/** Chat's logprobs (true/false) and top_logprobs (0–20, only with logprobs: true) → alternatives per token, or undefined. */
+function chatLogprobs(body: Record<string, unknown>): number | undefined {
+  const { logprobs, top_logprobs: top } = body;
+  if (logprobs !== undefined && logprobs !== null && typeof logprobs !== 'boolean') throw bad('logprobs', 'logprobs must be true or false');
+  if (top === undefined || top === null) return logprobs === true ? 0 : undefined;
+  if (typeof top !== 'number' || !Number.isSafeInteger(top) || top < 0 || top > LOGPROBS_MAX) throw bad('top_logprobs', `top_logprobs must be a whole number in [0, ${LOGPROBS_MAX}]`);
+  if (logprobs !== true) throw bad('top_logprobs', 'top_logprobs needs logprobs: true');
+  return top;
+}
+
+/** stream_options: {include_usage: boolean}, only with stream: true (as OpenAI refuses it otherwise). */
+function includeUsage(value: unknown, stream: boolean): boolean {
+  if (value === undefined || value === null) return false;
+  if (!stream) throw bad('stream_options', 'stream_options is only allowed with stream: true');
+  if (typeof value !== 'object' || Array.isArray(value)) throw bad('stream_options', 'stream_options must be an object, e.g. {"include_usage": true}');
+  const { include_usage: include } = value as { include_usage?: unknown };
+  if (include !== undefined && include !== null && typeof include !== 'boolean') throw bad('stream_options.include_usage', 'stream_options.include_usage must be true or false');
+  return include === true;
+}
+
+/**
+ * The options sluice validates but cannot honour yet, each a 400 naming its field when
+ * not at its default (a client asking for them must not get an answer that ignored them).
+ * The GPU sampler gains penalties, logit bias and logprobs in step 14 (src/ops/sample.ts).
+ */
+export function refuseUnsupported(request: CompletionRequest): void {
+  const o = request.options;
+  const refuse = (param: string) => new ApiError(400, `${param} is not supported yet`, 'invalid_request_error', param, 'unsupported_parameter');
+  if (o.frequencyPenalty !== undefined && o.frequencyPenalty !== 0) throw refuse('frequency_penalty');
+  if (o.presencePenalty !== undefined && o.presencePenalty !== 0) throw refuse('presence_penalty');
+  if (o.logitBias !== undefined) throw refuse('logit_bias');
+  if (o.logprobs !== undefined) throw refuse('logprobs');
 }
 
 export function chatMessages(body: Record<string, unknown>): ChatMessage[] {
@@ -60,7 +140,8 @@ export function chatMessages(body: Record<string, unknown>): ChatMessage[] {
     const param = `messages[${i}]`;
     if (typeof m !== 'object' || m === null) throw bad(param, `${param} must be an object`);
     const { role, content } = m as { role?: unknown; content?: unknown };
-    if (role !== 'system' && role !== 'user' && role !== 'assistant' && role !== 'developer') throw bad(`${param}.role`, `${param}.role must be system, user or assistant`);
+    // developer is OpenAI's newer name for system (o1 and later); templates know only system.
+    if (role !== 'system' && role !== 'user' && role !== 'assistant' && role !== 'developer') throw bad(`${param}.role`, `${param}.role must be system, developer, user or assistant`);
     return { role: role === 'developer' ? 'system' : role, content: messageText(content, `${param}.content`) };
   });
 }
@@ -97,15 +178,19 @@ export function chatTemplateKwargs(body: Record<string, unknown>): Record<string
   return kwargs as Record<string, unknown>;
 }
 
-/** /v1/completions prompt: a string, or token ids. */
-export function completionPrompt(body: Record<string, unknown>): string | number[] {
+/** /v1/completions prompt: a string, or token ids of this model's vocabulary. */
+export function completionPrompt(body: Record<string, unknown>, vocab: number): string | number[] {
   const prompt = body.prompt;
   if (typeof prompt === 'string' && prompt !== '') return prompt;
-  if (Array.isArray(prompt) && prompt.length > 0 && prompt.every((x) => Number.isSafeInteger(x) && x >= 0)) return prompt as number[];
-  throw bad('prompt', 'prompt must be a non-empty string or an array of token ids');
+  if (Array.isArray(prompt) && prompt.length > 0 && prompt.every((x) => typeof x === 'number')) {
+    const outside = prompt.findIndex((x) => !(Number.isSafeInteger(x) && x >= 0 && x < vocab));
+    if (outside >= 0) throw bad('prompt', `prompt[${outside}]: ${prompt[outside]} is not a token id of this model (0 to ${vocab - 1})`);
+    return prompt as number[];
+  }
+  throw bad('prompt', 'prompt must be a non-empty string or a non-empty array of token ids (one prompt per request)');
 }
 
-/** OpenAI's finish_reason for sluice's stop reasons. */
+/** OpenAI's finish_reason for sluice's stop reasons ('abort' never gets here: it is an error). */
 export function finishReason(reason: string): 'stop' | 'length' {
   return reason === 'length' || reason === 'context' ? 'length' : 'stop';
 }

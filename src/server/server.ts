@@ -1,77 +1,141 @@
 // An OpenAI-compatible HTTP server over loaded models (Node's http, no framework):
 //   POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /health
-// Streaming answers are server-sent events (`data: {chunk}` … `data: [DONE]`), the last
-// chunk carrying finish_reason and usage. A client that disconnects cancels its request;
-// a full queue answers 429; close() stops accepting, cancels what runs, and waits.
+// Streaming answers are server-sent events (answers.ts). Who may call it: http-guard.ts.
+// Prompts are tokenized off the main thread (prompt-encoder.ts), so a long one does not
+// stall other connections.
+//
+// Lifecycle: a client that disconnects cancels its request; a full queue answers 429 with
+// Retry-After; close() (serve's SIGINT/SIGTERM) stops accepting, answers every request it
+// holds — waiting or running — with 503 (a stream: an error event), closes keep-alive
+// connections instead of serving them again, and resolves once every connection is gone.
+// A client that half-closes (ends its side after sending the request) still gets its answer.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { isSluiceError } from '../errors.js';
-import type { CompletionStats } from '../generate/engine.js';
-import type { GenerationDelta } from '../generate/generate.js';
+import { isSluiceError, SluiceError } from '../errors.js';
 import type { SluiceModel } from '../generate/load-model.js';
-import { ApiError, chatMessages, chatTemplateKwargs, completionPrompt, finishReason, samplingOptions } from './openai.js';
+import { answer, sendError, sendJson } from './answers.js';
+import { RequestGuard, requireJson } from './http-guard.js';
+import { ApiError, chatMessages, chatTemplateKwargs, completionPrompt, completionRequest, refuseUnsupported } from './openai.js';
+import { PromptEncoder } from './prompt-encoder.js';
 
 export interface ServerOptions {
   host?: string;
   port?: number;
-  /** Required as `Authorization: Bearer KEY` on every request when set. */
+  /** Required as `Authorization: Bearer KEY` on every request but /health when set; never empty. */
   apiKey?: string;
+  /** Origins whose web pages may call the server, with CORS (`https://app.example`; `*`: any). */
+  cors?: readonly string[];
   /** Largest request body (default 1 MiB). */
   maxBodyBytes?: number;
+  /** The compiled tokenizer worker (default: prompt-worker.js beside this module, used when
+   *  it exists, as in the built package); false: tokenize on the main thread. */
+  promptWorker?: URL | false;
 }
 
 export interface RunningServer {
   readonly url: string;
-  /** Stops accepting, cancels running requests, waits for them to end. */
+  /** Stops accepting, answers what it holds with 503, waits for every connection to end. */
   close(): Promise<void>;
 }
 
+/** Each path's methods (OPTIONS, for CORS preflights, on all). */
+const ROUTES: Readonly<Record<string, readonly string[]>> = {
+  '/health': ['GET', 'HEAD'],
+  '/v1/models': ['GET', 'HEAD'],
+  '/v1/chat/completions': ['POST'],
+  '/v1/completions': ['POST'],
+};
+
+/** What a 429 suggests: one generation of a few hundred tokens takes seconds here. */
+const RETRY_AFTER_SECONDS = 1;
+/** How long close() lets answers finish before it drops the connections still open. */
+const CLOSE_GRACE_MS = 5_000;
+
 export async function startServer(models: readonly SluiceModel[], options: ServerOptions = {}): Promise<RunningServer> {
+  if (options.apiKey === '') throw new SluiceError('USAGE', 'the API key is empty: give a non-empty key, or none');
   const byName = new Map(models.map((m) => [m.name, m]));
-  const inFlight = new Set<AbortController>();
+  const encoders = new Map(models.map((m) => [m, new PromptEncoder(m, options.promptWorker)]));
+  const inFlight = new Map<AbortController, ServerResponse>();
   const created = Math.floor(Date.now() / 1000);
+  const shuttingDown = new ApiError(503, 'the server is shutting down', 'server_error', null, 'server_shutting_down');
+  let closing = false;
+  let guard: RequestGuard;
 
   const server = createServer((req, res) => {
+    if (closing) {
+      // A request on a keep-alive connection after close(): refused, and the connection ends.
+      res.setHeader('connection', 'close');
+      return sendError(res, shuttingDown);
+    }
     const controller = new AbortController();
-    inFlight.add(controller);
+    inFlight.set(controller, res);
     // The response closing before we finished it means the client went away: cancel.
     res.on('close', () => {
       if (!res.writableFinished) controller.abort(new Error('client disconnected'));
       inFlight.delete(controller);
     });
-    handle(req, res, controller.signal).catch((e: unknown) => sendError(res, toApiError(e)));
+    // An answer finished during shutdown ends its connection (no further requests on it).
+    // (req.socket: by 'finish', Node has detached the response from its socket.)
+    res.on('finish', () => {
+      if (closing) req.socket.end();
+    });
+    const { signal } = controller;
+    handle(req, res, signal).catch((e: unknown) => {
+      if (signal.aborted && !(signal.reason instanceof ApiError)) return; // the client is gone: nobody to answer
+      sendError(res, signal.aborted ? (signal.reason as ApiError) : toApiError(e));
+    });
   });
+  // Node's default answers a client that ends its write side after its request (netcat,
+  // some proxies) by aborting the request and ending the socket, unanswered. With
+  // httpAllowHalfOpen (undocumented but kept: nodejs/node#36819; lib/_http_server.js
+  // socketOnEnd) it marks the last response instead and ends the socket after it.
+  // A test pins the behaviour, should Node drop the flag.
+  (server as typeof server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
 
   async function handle(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    if (path === '/health' && req.method === 'GET') return sendJson(res, 200, { status: 'ok' });
-    if (options.apiKey !== undefined && req.headers.authorization !== `Bearer ${options.apiKey}`) {
-      throw new ApiError(401, 'invalid or missing API key (send Authorization: Bearer KEY)', 'invalid_request_error', null, 'invalid_api_key');
+    const method = req.method ?? 'GET';
+    const methods = ROUTES[path];
+    if (!methods) throw new ApiError(404, `no route ${method} ${path}`, 'invalid_request_error', null, 'not_found');
+    const allow = [...methods, 'OPTIONS'].join(', ');
+    if (method !== 'OPTIONS' && !methods.includes(method)) throw new ApiError(405, `${path} takes ${methods.join(' or ')}`, 'invalid_request_error', null, 'method_not_allowed', { allow });
+    // /health says nothing but "ok": load balancers may ask it by any name.
+    if (path === '/health' && method !== 'OPTIONS') return sendJson(res, 200, { status: 'ok' });
+    guard.checkOrigin(req, res);
+    if (method === 'OPTIONS') {
+      guard.preflight(req, res, [...methods, 'OPTIONS']);
+      res.writeHead(204, { allow });
+      return void res.end();
     }
-    if (path === '/v1/models' && req.method === 'GET') {
+    guard.checkKey(req);
+    if (path === '/v1/models') {
       return sendJson(res, 200, { object: 'list', data: models.map((m) => ({ id: m.name, object: 'model', created, owned_by: 'sluice' })) });
     }
-    const chat = path === '/v1/chat/completions';
-    if (!chat && path !== '/v1/completions') throw new ApiError(404, `no route ${req.method} ${path}`, 'invalid_request_error', null, 'not_found');
-    if (req.method !== 'POST') throw new ApiError(405, `${path} takes POST`);
+    requireJson(req);
     const body = await readJson(req, options.maxBodyBytes ?? 1 << 20);
+    await complete(res, body, path === '/v1/chat/completions', signal);
+  }
+
+  async function complete(res: ServerResponse, body: Record<string, unknown>, chat: boolean, signal: AbortSignal): Promise<void> {
     const model = pickModel(body);
-    const sampling = { ...samplingOptions(body), signal };
-    let stream: AsyncGenerator<GenerationDelta, CompletionStats>;
-    try {
-      // chat_template_kwargs go over the model's own template variables (serve's --template-var), key by key.
-      stream = chat ? model.chat(chatMessages(body), { ...sampling, templateVariables: chatTemplateKwargs(body) }) : model.generate(completionPrompt(body), sampling);
-      // The first step validates the prompt and waits for the model: errors here are the client's.
-      const first = await stream.next();
-      const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
-      if (body.stream === true) await streamAnswer(res, stream, first, { id, chat, model: model.name });
-      else await wholeAnswer(res, stream, first, { id, chat, model: model.name });
-    } catch (e) {
-      if (signal.aborted) return; // the client is gone: nobody to answer
-      throw e;
+    const vocab = model.config.vocabSize;
+    const request = completionRequest(body, chat, vocab);
+    refuseUnsupported(request);
+    const encoder = encoders.get(model)!;
+    let ids: number[];
+    if (chat) ids = await encoder.chatIds(chatMessages(body), chatTemplateKwargs(body), signal);
+    else {
+      const prompt = completionPrompt(body, vocab);
+      ids = typeof prompt === 'string' ? await encoder.textIds(prompt, signal) : prompt;
     }
+    const options = { ...request.options, signal };
+    const { seed } = options;
+    // Choice i > 0 of a seeded request draws with seed + i: reproducible, and not a copy of choice 0.
+    const start = (i: number) => model.engine.complete(ids, seed === undefined || i === 0 ? options : { ...options, seed: (seed + i) >>> 0 });
+    const meta = { id: `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`, chat, model: model.name, created: Math.floor(Date.now() / 1000) };
+    await answer(res, start, request, meta, signal);
   }
 
   function pickModel(body: Record<string, unknown>): SluiceModel {
@@ -82,70 +146,38 @@ export async function startServer(models: readonly SluiceModel[], options: Serve
     return model;
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => resolve());
+    });
+  } catch (e) {
+    await Promise.all([...encoders.values()].map((encoder) => encoder.close()));
+    throw e;
+  }
   const { address, port } = server.address() as AddressInfo;
+  guard = new RequestGuard({ apiKey: options.apiKey, cors: options.cors, host: options.host ?? '127.0.0.1', boundAddress: address });
   const host = address.includes(':') ? `[${address}]` : address;
+  const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
   return {
     url: `http://${host}:${port}`,
     async close() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const c of inFlight) c.abort(new Error('server shutting down'));
-      server.closeIdleConnections();
+      if (!closing) {
+        closing = true;
+        server.close();
+        for (const [controller, res] of inFlight) {
+          if (!res.headersSent) res.setHeader('connection', 'close');
+          controller.abort(shuttingDown);
+        }
+        server.closeIdleConnections();
+        // A client that keeps a connection open without a request (or never reads its
+        // answer) must not hold the process: after the grace, every connection is dropped.
+        setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS).unref();
+      }
       await closed;
+      await Promise.all([...encoders.values()].map((encoder) => encoder.close()));
     },
   };
-}
-
-interface AnswerMeta {
-  id: string;
-  chat: boolean;
-  model: string;
-}
-
-async function wholeAnswer(res: ServerResponse, stream: AsyncGenerator<GenerationDelta, CompletionStats>, first: IteratorResult<GenerationDelta, CompletionStats>, meta: AnswerMeta): Promise<void> {
-  let text = '';
-  let r = first;
-  while (!r.done) {
-    text += r.value.text;
-    r = await stream.next();
-  }
-  const s = r.value;
-  const choice = meta.chat
-    ? { index: 0, message: { role: 'assistant', content: text }, finish_reason: finishReason(s.stopReason) }
-    : { index: 0, text, finish_reason: finishReason(s.stopReason) };
-  sendJson(res, 200, {
-    id: meta.id,
-    object: meta.chat ? 'chat.completion' : 'text_completion',
-    created: Math.floor(Date.now() / 1000),
-    model: meta.model,
-    choices: [choice],
-    usage: usage(s),
-  });
-}
-
-async function streamAnswer(res: ServerResponse, stream: AsyncGenerator<GenerationDelta, CompletionStats>, first: IteratorResult<GenerationDelta, CompletionStats>, meta: AnswerMeta): Promise<void> {
-  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
-  const created = Math.floor(Date.now() / 1000);
-  const chunk = (delta: Record<string, unknown> | string, finish: string | null, extra: Record<string, unknown> = {}) => {
-    const choice = meta.chat ? { index: 0, delta, finish_reason: finish } : { index: 0, text: delta, finish_reason: finish };
-    const object = meta.chat ? 'chat.completion.chunk' : 'text_completion';
-    res.write(`data: ${JSON.stringify({ id: meta.id, object, created, model: meta.model, choices: [choice], ...extra })}\n\n`);
-  };
-  if (meta.chat) chunk({ role: 'assistant', content: '' }, null);
-  let r = first;
-  while (!r.done) {
-    if (r.value.text) chunk(meta.chat ? { content: r.value.text } : r.value.text, null);
-    r = await stream.next();
-  }
-  chunk(meta.chat ? {} : '', finishReason(r.value.stopReason), { usage: usage(r.value) });
-  res.end('data: [DONE]\n\n');
-}
-
-function usage(s: CompletionStats) {
-  return { prompt_tokens: s.promptTokens, completion_tokens: s.generatedTokens, total_tokens: s.promptTokens + s.generatedTokens };
 }
 
 async function readJson(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
@@ -168,26 +200,11 @@ async function readJson(req: IncomingMessage, limit: number): Promise<Record<str
 
 function toApiError(e: unknown): ApiError {
   if (e instanceof ApiError) return e;
-  if (isSluiceError(e, 'BUSY')) return new ApiError(429, e.message, 'rate_limit_error', null, 'busy');
+  if (isSluiceError(e, 'BUSY')) return new ApiError(429, e.message, 'rate_limit_error', null, 'busy', { 'retry-after': String(RETRY_AFTER_SECONDS) });
   if (isSluiceError(e, 'USAGE')) {
     const long = /context/.test(e.message);
     return new ApiError(400, e.message, 'invalid_request_error', long ? 'messages' : null, long ? 'context_length_exceeded' : null);
   }
   if (isSluiceError(e, 'NOT_FOUND') || isSluiceError(e, 'UNSUPPORTED_FORMAT')) return new ApiError(400, e.message);
   return new ApiError(500, e instanceof Error ? e.message : String(e), 'server_error');
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-function sendError(res: ServerResponse, error: ApiError): void {
-  if (res.headersSent) {
-    // Mid-stream: the status is gone; say it as an event and end the stream.
-    if (!res.writableEnded) res.end(`data: ${JSON.stringify(error.toJson())}\n\n`);
-    return;
-  }
-  sendJson(res, error.status, error.toJson());
 }

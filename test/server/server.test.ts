@@ -86,7 +86,7 @@ describe('sluice serve', () => {
     ['bad role', { messages: [{ role: 'robot', content: 'x' }] }, 400, 'messages[0].role'],
     ['temperature a string', { messages: MESSAGES, temperature: 'hot' }, 400, 'temperature'],
     ['max_tokens 0', { messages: MESSAGES, max_tokens: 0 }, 400, 'max_tokens'],
-    ['n = 2', { messages: MESSAGES, n: 2 }, 400, 'n'],
+    ['n = 0', { messages: MESSAGES, n: 0 }, 400, 'n'],
     ['stop not strings', { messages: MESSAGES, stop: [1] }, 400, 'stop'],
     ['prompt longer than the context', { messages: [{ role: 'user', content: 'x'.repeat(200) }] }, 400, 'messages'],
   ])('%s → %i with an OpenAI error', async (_name, body, status, param) => {
@@ -107,6 +107,7 @@ describe('sluice serve', () => {
     const controller = new AbortController();
     const res = await fetch(`${server.url}/v1/chat/completions`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ messages: MESSAGES, max_tokens: 80, stream: true }),
       signal: controller.signal,
     });
@@ -156,7 +157,7 @@ describe('limits', () => {
     try {
       // Hold the model: a long streamed answer that has begun (its first event is here).
       const hold = new AbortController();
-      const running = await fetch(`${busy.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: MESSAGES, max_tokens: 60, stream: true }), signal: hold.signal });
+      const running = await fetch(`${busy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: MESSAGES, max_tokens: 60, stream: true }), signal: hold.signal });
       const reader = running.body!.getReader();
       await reader.read();
       // One more may wait (maxQueue 1); the next two are refused at once.

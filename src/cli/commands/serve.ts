@@ -1,6 +1,7 @@
-// `sluice serve [MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY]`: the
-// OpenAI-compatible server (src/server/) over one model. SIGINT/SIGTERM stop it
-// gracefully: no new connections, running requests cancelled, the GPU freed.
+// `sluice serve [MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--cors ORIGIN]`:
+// the OpenAI-compatible server (src/server/) over one model. SIGINT/SIGTERM stop it
+// gracefully: no new connections, every request it holds answered 503 (a stream: an
+// error event), the GPU freed, the process gone.
 
 import { existsSync } from 'node:fs';
 import { SluiceError } from '../../errors.js';
@@ -13,7 +14,7 @@ import { modelSource } from '../model-source.js';
 import { loadProgressBar } from '../progress.js';
 import { DEFAULT_MODEL_DIR } from './chat.js';
 
-const usage = `Usage: sluice serve [MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [options]
+const usage = `Usage: sluice serve [MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--cors ORIGIN] [options]
 
 Serves the model in directory (or base URL) MODEL — or org/name[@REVISION] from the HF
 cache, downloaded there if missing; default: the embedded model — over
@@ -24,7 +25,12 @@ and repetition_penalty are accepted, as llama-server does, and chat_template_kwa
 
   --host H          address to bind (default 127.0.0.1: this machine only)
   --port N          port (default 8080; 0 = any free port)
-  --api-key KEY     require "Authorization: Bearer KEY" on every request (or SLUICE_API_KEY)
+  --api-key KEY     require "Authorization: Bearer KEY" on every request but /health (or
+                    SLUICE_API_KEY). Without a key, only requests to this machine by name
+                    (localhost, an IP address) are served, and web pages only from this
+                    machine or a --cors origin: other pages cannot drive the server
+  --cors ORIGIN     let web pages at ORIGIN (e.g. https://app.example:3000; * = any) call
+                    the server and read its answers (repeatable)
   --max-queue N     requests that may wait while one runs (default 16; beyond: HTTP 429)
   --offline         never download: org/name from the HF cache only (also HF_HUB_OFFLINE=1)
   --dtype auto|f16|f32, --context N, --quantize q8|q4   as for sluice chat
@@ -44,6 +50,7 @@ export const serveCommand: Command = {
       host: { type: 'string' },
       port: { type: 'string' },
       'api-key': { type: 'string' },
+      cors: { type: 'string', multiple: true },
       'max-queue': { type: 'string' },
       dtype: { type: 'string' },
       quantize: { type: 'string' },
@@ -57,6 +64,10 @@ export const serveCommand: Command = {
     const port = integer('port', 0, 65535) ?? 8080;
     const quantize = quantizeFlag('serve', values);
     const templateVariables = templateVarsFlag('serve', values);
+    const apiKey = (values['api-key'] as string | undefined) ?? process.env.SLUICE_API_KEY;
+    if (apiKey === '') throw new SluiceError('USAGE', `serve: ${values['api-key'] === '' ? '--api-key' : 'SLUICE_API_KEY'} is empty: give a key, or leave it out`);
+    const cors = (values.cors as string[] | undefined) ?? [];
+    for (const origin of cors) if (origin !== '*' && !isOrigin(origin)) throw new SluiceError('USAGE', `serve: --cors ${JSON.stringify(origin)} is not an origin (scheme://host[:port], e.g. https://app.example:3000, or *)`);
     const resolved = positionals[0] === undefined ? { path: DEFAULT_MODEL_DIR } : await modelSource(positionals[0], io, { download: true, offline: Boolean(values.offline) });
     const source = resolved.path;
 
@@ -74,7 +85,8 @@ export const serveCommand: Command = {
       const server = await startServer([model], {
         host: (values.host as string | undefined) ?? '127.0.0.1',
         port,
-        apiKey: (values['api-key'] as string | undefined) ?? process.env.SLUICE_API_KEY,
+        apiKey,
+        cors,
       });
       io.stderr(`sluice: serving ${model.name} on ${server.url} (Ctrl-C stops)\n`);
       await new Promise<void>((resolve) => {
@@ -92,3 +104,12 @@ export const serveCommand: Command = {
     return 0;
   },
 };
+
+/** `https://app.example:3000` as a browser sends it in Origin (no path, no trailing slash). */
+function isOrigin(text: string): boolean {
+  try {
+    return new URL(text).origin === text;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,153 @@
+// Writing a completion's choices as OpenAI does: one JSON document, or server-sent events
+// (`data: {chunk}` … `data: [DONE]`). A generation cut short (shutdown, an error) is never
+// dressed up as a finished one: before anything is sent it is an error status (503 on
+// shutdown), mid-stream an error event `data: {"error": {...}}` and the end of the stream,
+// with no finish chunk and no [DONE].
+
+import type { ServerResponse } from 'node:http';
+import type { CompletionStats } from '../generate/engine.js';
+import type { GenerationDelta } from '../generate/generate.js';
+import { ApiError, type CompletionRequest, finishReason } from './openai.js';
+
+export interface AnswerMeta {
+  id: string;
+  chat: boolean;
+  model: string;
+  created: number;
+}
+
+/** Starts the generation of choice `index` (the engine call). */
+export type StartChoice = (index: number) => AsyncGenerator<GenerationDelta, CompletionStats>;
+
+interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+interface AnswerWriter {
+  /** Choice `index` took its first step (its prompt is valid and it has the model). */
+  begin(index: number): void;
+  delta(index: number, delta: GenerationDelta): void;
+  /** Choice `index` ended normally; `usage` is given with the last choice. */
+  finish(index: number, reason: string, usage?: Usage): void;
+  end(usage: Usage): void;
+}
+
+/**
+ * Generates the request's choices one after another and writes them. Throws what the
+ * engine throws; a choice that ended because `signal` aborted throws the abort's reason
+ * when it is an ApiError (shutdown), else a 500 (the client is gone: nobody reads it).
+ */
+export async function answer(res: ServerResponse, start: StartChoice, request: CompletionRequest, meta: AnswerMeta, signal: AbortSignal): Promise<void> {
+  const writer: AnswerWriter = request.stream ? new StreamWriter(res, meta, request.includeUsage) : new WholeWriter(res, meta);
+  const usage: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+  for (let index = 0; index < request.n; index++) {
+    const run = start(index);
+    try {
+      // The first step validates the prompt and waits for the model: errors before any
+      // output are the request's own status.
+      let r = await run.next();
+      writer.begin(index);
+      while (!r.done) {
+        writer.delta(index, r.value);
+        r = await run.next();
+      }
+      const stats = r.value;
+      if (stats.stopReason === 'abort') throw signal.reason instanceof ApiError ? signal.reason : new ApiError(500, 'the generation was cancelled', 'server_error');
+      usage.prompt_tokens = stats.promptTokens;
+      usage.completion_tokens += stats.completionTokens;
+      usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+      writer.finish(index, finishReason(stats.stopReason), index === request.n - 1 ? usage : undefined);
+    } finally {
+      await run.return(undefined as never); // a write that threw leaves it at a yield: end it (frees the model)
+    }
+  }
+  writer.end(usage);
+}
+
+class WholeWriter implements AnswerWriter {
+  private readonly texts: string[] = [];
+  private readonly reasons: string[] = [];
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly meta: AnswerMeta,
+  ) {}
+
+  begin(index: number): void {
+    this.texts[index] = '';
+  }
+
+  delta(index: number, delta: GenerationDelta): void {
+    this.texts[index] += delta.text;
+  }
+
+  finish(index: number, reason: string): void {
+    this.reasons[index] = reason;
+  }
+
+  end(usage: Usage): void {
+    const { chat, id, model, created } = this.meta;
+    const choices = this.texts.map((text, index) =>
+      chat
+        ? { index, message: { role: 'assistant', content: text }, logprobs: null, finish_reason: this.reasons[index] }
+        : { index, text, logprobs: null, finish_reason: this.reasons[index] },
+    );
+    sendJson(this.res, 200, { id, object: chat ? 'chat.completion' : 'text_completion', created, model, choices, usage });
+  }
+}
+
+class StreamWriter implements AnswerWriter {
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly meta: AnswerMeta,
+    private readonly includeUsage: boolean,
+  ) {}
+
+  begin(index: number): void {
+    if (!this.res.headersSent) this.res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+    if (this.meta.chat) this.chunk(index, { role: 'assistant', content: '' }, null);
+  }
+
+  delta(index: number, delta: GenerationDelta): void {
+    if (delta.text) this.chunk(index, this.meta.chat ? { content: delta.text } : delta.text, null);
+  }
+
+  finish(index: number, reason: string, usage?: Usage): void {
+    // Without include_usage the last finish chunk carries usage, as sluice always did
+    // (llama-server does the same); with it, OpenAI's separate chunk does.
+    this.chunk(index, this.meta.chat ? {} : '', reason, usage && !this.includeUsage ? { usage } : {});
+  }
+
+  end(usage: Usage): void {
+    if (this.includeUsage) this.event({ choices: [], usage });
+    this.res.end('data: [DONE]\n\n');
+  }
+
+  private chunk(index: number, delta: Record<string, unknown> | string, finish: string | null, extra: Record<string, unknown> = {}): void {
+    const choice = this.meta.chat ? { index, delta, logprobs: null, finish_reason: finish } : { index, text: delta, logprobs: null, finish_reason: finish };
+    // With include_usage every other chunk says usage: null (OpenAI's shape).
+    this.event({ choices: [choice], ...(this.includeUsage ? { usage: null } : {}), ...extra });
+  }
+
+  private event(fields: Record<string, unknown>): void {
+    const { id, model, created, chat } = this.meta;
+    this.res.write(`data: ${JSON.stringify({ id, object: chat ? 'chat.completion.chunk' : 'text_completion', created, model, ...fields })}\n\n`);
+  }
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** An error as its status and OpenAI's JSON; mid-stream (the status is gone) as an error event that ends the stream. */
+export function sendError(res: ServerResponse, error: ApiError): void {
+  if (res.headersSent) {
+    if (!res.writableEnded) res.end(`data: ${JSON.stringify(error.toJson())}\n\n`);
+    return;
+  }
+  sendJson(res, error.status, error.toJson(), error.headers);
+}
