@@ -75,6 +75,8 @@ export function checkSamplerOptions(o: Partial<SamplerConfig>, vocab: number): v
   if (n !== undefined && !(Number.isInteger(n) && n >= 0 && n <= LOGPROBS_MAX)) throw bad(`logprobs must be a whole number in [0, ${LOGPROBS_MAX}], not ${n}`);
 }
 
+const PASS: GPUComputePassDescriptor = { label: 'sampler' }; // made once: nothing per token
+
 export class RowSampler {
   /** Per slot: its request's row configuration (undefined until configured). */
   private readonly configs: (SampleRowConfig | undefined)[];
@@ -218,7 +220,7 @@ export class RowSampler {
     }
     this.sample.upload(count);
     if (logprobRows) this.logprobsOp.upload(count);
-    const pass = encoder.beginComputePass({ label: 'sampler' });
+    const pass = encoder.beginComputePass(PASS);
     encodeOp(pass, this.sample);
     if (logprobRows) encodeOp(pass, this.logprobsOp);
     pass.end();

@@ -14,6 +14,8 @@ export class GpuSampler {
   private readonly requests: readonly RowRequest[] = [this.request];
   /** False until the request's first next(), which knows where its prompt ends. */
   private started = false;
+  /** What forward() runs after the model, made once (no closure per token). */
+  private readonly encodeSampling = (encoder: GPUCommandEncoder) => this.rows.sampleRows(encoder, this.requests);
 
   private constructor(
     private readonly model: LlamaModel,
@@ -54,7 +56,7 @@ export class GpuSampler {
     }
     this.remember(ids, start);
     this.request.historyLength = end;
-    await this.model.forward(ids, start, (encoder) => this.rows.sampleRows(encoder, this.requests));
+    await this.model.forward(ids, start, this.encodeSampling);
     this.request.step++;
     return (await this.rows.readRows())[0];
   }

@@ -6,6 +6,10 @@
 // Per token the caller stages each row's `top` (setRow: a count, or null for none) and
 // upload(count) sends them with one writeBuffer; nothing is allocated. decodeLogprobs()
 // turns a record read back into the TokenLogprobs a GenerationDelta carries.
+//
+// Measured on lavapipe (2 cores shared with a loaded machine; fastest of 40 runs), one row:
+// vocab 151936: top 0 ~0.4 ms, top 5 ~0.6 ms, top 20 ~2.3 ms; vocab 32000: 0.2 / 0.3 /
+// 1.4 ms. Top 20 pays its 20 merge rounds of 6 barriers each, which lavapipe makes dear.
 
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
