@@ -72,6 +72,44 @@ describe('sluice bench load', () => {
     expect(stdout).toMatch(/\nhost memory during \(c\): -?\d+ MiB = peak RSS growth \d+ MiB − GPU buffers/);
   }, 120_000);
 
+  it('--quantize q4: (q) beside (c), its device bytes split dense/quantized/scratch, its ratios; no timing goal asserted', async () => {
+    const tiny = 'examples/tiny/model.safetensors';
+    const { code, stdout, stderr } = await runCli(['bench', 'load', tiny, '--quantize', 'q4', '--repeat', '1', '--json']);
+    expect([code, stderr]).toEqual([0, '']);
+    const r = JSON.parse(stdout);
+    const q = r.quantized;
+    expect(q.kind).toBe('q4');
+    for (const which of ['cold', 'warm']) expect(q.load[which].seconds, which).toBeGreaterThan(0);
+    // The tiny Llama: 7 projections in each of its 2 layers, of which down_proj (K = 172, not a
+    // multiple of the group of 32) stays dense, as do the embedding and the norms.
+    expect(q.quantized_tensors).toBe(12);
+    const d = q.device_bytes;
+    expect(d.total).toBe(d.dense + d.quantized);
+    expect(d.scratch).toBeGreaterThan(0);
+    // Dense: the embedding (256 × 64), 5 norms of 64 and 2 down_proj (64 × 172), in the compute dtype.
+    const width = r.compute_dtype === 'F16' ? 2 : 4;
+    const dense = 256 * 64 + 5 * 64 + 2 * 64 * 172;
+    const projections = 2 * (2 * 64 * 64 + 2 * 32 * 64 + 2 * 172 * 64); // 68,608 weights quantized
+    expect(d.dense).toBe(dense * width);
+    // q4: half a byte per weight, plus per group of 32 a scale (2 or 4 bytes: f16 or f32 scales) → 0.5625 or 0.625.
+    expect(d.quantized).toBeGreaterThanOrEqual(projections * (0.5 + 2 / 32));
+    expect(d.quantized).toBeLessThanOrEqual(projections * (0.5 + 4 / 32) + 12 * 64); // + per-chunk padding
+    // (c) holds the same tensors dense; no scratch is counted there beyond its staging.
+    expect(r.device_bytes.quantized).toBe(0);
+    expect(r.device_bytes.total).toBe(r.memory.device_bytes);
+    expect(r.device_bytes.dense).toBe((dense + projections) * width);
+    expect(q.device_over_load).toBeCloseTo(d.total / r.device_bytes.total, 2);
+    expect(q.load_over_load).toBeCloseTo(q.load.warm.seconds / r.load.warm.seconds, 1);
+    expect(q.pass.time).toBe(q.load_over_load <= r.goals.quantizedOverLoad);
+    expect(q.host_overhead_bytes).toBe(q.rss_growth_bytes - (r.software_adapter ? d.total : 0));
+
+    const human = await runCli(['bench', 'load', tiny, '--quantize', 'q8', '--repeat', '1']);
+    expect([human.code, human.stderr]).toEqual([0, '']);
+    expect(human.stdout).toMatch(/\n\(q\) safetensors → GPU, q8 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+\n/);
+    expect(human.stdout).toMatch(/\n\(q\)\/\(c\) = [\d.]+ \(goal ≤ 1\.15\): (pass|FAIL)\n/);
+    expect(human.stdout).toMatch(/\ndevice bytes: \(c\) [\d.]+ kB; \(q\) [\d.]+ kB = 0\.\d+× \(c\) \([\d.]+ kB q8 in 12 tensors \+ [\d.]+ kB dense\), \+ [\d.]+ [kM]B scratch during the load\n/);
+  }, 120_000);
+
   it('usage errors', async () => {
     for (const argv of [
       ['bench', 'load'],
@@ -79,6 +117,7 @@ describe('sluice bench load', () => {
       ['bench', 'load', '--synthetic', 'lots'],
       ['bench', 'load', '--synthetic', '1MiB', '--dtype', 'f8'],
       ['bench', 'load', '--synthetic', '1MiB', '--repeat', '0'],
+      ['bench', 'load', '--synthetic', '1MiB', '--quantize', 'q3'],
     ]) {
       const { code, stderr } = await runCli(argv);
       expect(code, argv.join(' ')).toBe(2);

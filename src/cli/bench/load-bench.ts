@@ -5,10 +5,14 @@
 //   (c) load    sluice: safetensors → GPU (loadTensors)
 //   (d) load    sluice: the same tensors from the .pth → GPU
 //   (e) torch   torch.load of the .pth to CPU memory (/usr/bin/python3, when it has torch)
+//   (q) load    with --quantize q8|q4: the safetensors → GPU with the matrices quantized on
+//               the GPU as they stream in (loadTensors' quantize option)
 // The pipelined limit is max(a, b): the loader overlaps reading with uploading, so it
 // cannot beat the slower of the two. Goals: limit/(c) ≥ 0.8, (d)/(c) ≤ 1.1, (e)/(c) > 1,
-// host memory during (c) ≤ 256 MiB. "cold" runs first drop the files from the page cache
-// (dd iflag=nocache: fadvise DONTNEED, no root needed), "warm" runs follow a read.
+// (q)/(c) ≤ 1.15 (quantizing adds at most 15% to the plain load in the same compute dtype:
+// F16 where the GPU has shader-f16), host memory during (c) and (q) ≤ 256 MiB. "cold" runs
+// first drop the files from the page cache (dd iflag=nocache: fadvise DONTNEED, no root
+// needed), "warm" runs follow a read.
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -19,11 +23,12 @@ import { fileURLToPath } from 'node:url';
 import { openCheckpoint } from '../../checkpoint/open-path.js';
 import { SluiceError } from '../../errors.js';
 import { DEFAULT_STAGING_BYTES, DEFAULT_STAGING_SLOTS, type DtypeChoice } from '../../gpu/load-tensors.js';
+import type { QuantKind } from '../../gpu/quantized-tensor.js';
 import { createNoiseFilter } from '../dawn-noise.js';
 import type { Measurement, WorkerResult } from './load-worker.js';
 import { type SyntheticDtype, writeSyntheticCheckpoint } from './synthetic-checkpoint.js';
 
-export const LOAD_GOALS = { limitOverLoad: 0.8, pthOverLoad: 1.1, torchOverLoad: 1, hostOverheadBytes: 256 * 2 ** 20 };
+export const LOAD_GOALS = { limitOverLoad: 0.8, pthOverLoad: 1.1, torchOverLoad: 1, quantizedOverLoad: 1.15, hostOverheadBytes: 256 * 2 ** 20 };
 
 export interface LoadBenchOptions {
   checkpoint?: string;
@@ -34,6 +39,8 @@ export interface LoadBenchOptions {
   syntheticDtype?: SyntheticDtype;
   dir?: string;
   dtype?: DtypeChoice;
+  /** Also measure (q): the same load with the matrices quantized to q8 or q4 on the GPU. */
+  quantize?: QuantKind;
   /** Warm runs of each measurement (median reported); default 2. */
   repeat?: number;
   stagingBytes?: number;
@@ -55,6 +62,30 @@ export interface LoadRow {
   warm: Timing;
 }
 
+/** Device bytes at the end of a load, as GpuTensors splits them; scratch was freed when it ended. */
+export interface DeviceBytes {
+  total: number;
+  dense: number;
+  quantized: number;
+  scratch: number;
+}
+
+/** (q): the load with quantize-on-load, against (c) in the same run. */
+export interface QuantizedLoad {
+  kind: QuantKind;
+  load: LoadRow;
+  /** Tensors stored quantized (the others stayed dense: embedding, norms, any the loader could not quantize). */
+  quantized_tensors: number;
+  device_bytes: DeviceBytes;
+  /** (q)'s device bytes ÷ (c)'s. */
+  device_over_load: number;
+  /** (q) warm ÷ (c) warm: what quantizing adds to the load (goal ≤ quantizedOverLoad). */
+  load_over_load: number;
+  rss_growth_bytes: number;
+  host_overhead_bytes: number;
+  pass: { time: boolean; host_memory: boolean };
+}
+
 export interface LoadBenchResult {
   checkpoint: string;
   pth: string | null;
@@ -71,6 +102,10 @@ export interface LoadBenchResult {
   torch_load: LoadRow | null;
   torch_note: string | null;
   memory: { rss_growth_bytes: number; device_bytes: number; host_overhead_bytes: number };
+  /** (c)'s device bytes, split as for (q). */
+  device_bytes: DeviceBytes;
+  /** null without --quantize. */
+  quantized: QuantizedLoad | null;
   ratios: { limit_over_load: number; pth_over_load: number | null; torch_over_load: number | null };
   goals: typeof LOAD_GOALS;
   pass: { load_vs_limit: boolean; pth_vs_load: boolean | null; torch_vs_load: boolean | null; host_memory: boolean };
@@ -103,8 +138,8 @@ export async function benchLoad(options: LoadBenchOptions): Promise<LoadBenchRes
       stagingBytes: options.stagingBytes ?? DEFAULT_STAGING_BYTES,
       stagingSlots: options.stagingSlots ?? DEFAULT_STAGING_SLOTS,
     };
-    const worker = (kind: Measurement['kind'], path: string, progress = false) =>
-      runWorker({ ...base, kind, path, progress }, options.stderr);
+    const worker = (kind: Measurement['kind'], path: string, progress = false, quantize?: QuantKind) =>
+      runWorker({ ...base, kind, path, progress, quantize }, options.stderr);
 
     step('(a) raw read');
     const read = await coldAndWarm(files, repeat, () => worker('read', checkpoint));
@@ -112,6 +147,11 @@ export async function benchLoad(options: LoadBenchOptions): Promise<LoadBenchRes
     const upload = await coldAndWarm(null, repeat, () => worker('upload', checkpoint));
     step('(c) safetensors → GPU');
     const load = await coldAndWarm(files, repeat, () => worker('load', checkpoint, options.progress));
+    let loadQuantized: Row | null = null;
+    if (options.quantize) {
+      step(`(q) safetensors → GPU, quantized to ${options.quantize}`);
+      loadQuantized = await coldAndWarm(files, repeat, () => worker('load', checkpoint, options.progress, options.quantize));
+    }
     let loadPth: Row | null = null;
     if (pth) {
       step('(d) .pth → GPU');
@@ -131,10 +171,9 @@ export async function benchLoad(options: LoadBenchOptions): Promise<LoadBenchRes
     const limit = Math.max(median(read.warm), median(upload.warm));
     const c = median(load.warm);
     const first = load.warm[0];
-    const rssGrowth = Math.max(...[...load.cold, ...load.warm].map((r) => r.rssGrowthBytes));
+    const rssGrowth = peakRss(load);
     // On a software adapter "device" memory is this process's memory: subtract it.
-    const deviceBytes = first.softwareAdapter ? first.deviceBytes : 0;
-    const hostOverhead = rssGrowth - deviceBytes;
+    const hostOverhead = rssGrowth - (first.softwareAdapter ? first.deviceBytes : 0);
     const ratios = {
       limit_over_load: round(limit / c),
       pth_over_load: loadPth ? round(median(loadPth.warm) / c) : null,
@@ -156,6 +195,8 @@ export async function benchLoad(options: LoadBenchOptions): Promise<LoadBenchRes
       torch_load: torch ? row(torch, bytes) : null,
       torch_note: torchNote,
       memory: { rss_growth_bytes: rssGrowth, device_bytes: first.deviceBytes, host_overhead_bytes: hostOverhead },
+      device_bytes: deviceBytes(first),
+      quantized: loadQuantized && options.quantize ? quantizedLoad(options.quantize, loadQuantized, load, bytes) : null,
       ratios,
       goals: LOAD_GOALS,
       pass: {
@@ -173,6 +214,33 @@ export async function benchLoad(options: LoadBenchOptions): Promise<LoadBenchRes
 interface Row {
   cold: WorkerResult[];
   warm: WorkerResult[];
+}
+
+/** The largest RSS growth of a measurement's runs. */
+const peakRss = (r: Row) => Math.max(...[...r.cold, ...r.warm].map((x) => x.rssGrowthBytes));
+
+function deviceBytes(r: WorkerResult): DeviceBytes {
+  const d = r.device ?? { dense: r.deviceBytes, quantized: 0, scratch: 0 };
+  return { total: r.deviceBytes, dense: d.dense, quantized: d.quantized, scratch: d.scratch };
+}
+
+/** (q) against (c), both in this run: time, device bytes, host memory. */
+function quantizedLoad(kind: QuantKind, q: Row, c: Row, bytes: number): QuantizedLoad {
+  const first = q.warm[0];
+  const rssGrowth = peakRss(q);
+  const hostOverhead = rssGrowth - (first.softwareAdapter ? first.deviceBytes : 0);
+  const loadOverLoad = round(median(q.warm) / median(c.warm));
+  return {
+    kind,
+    load: row(q, bytes),
+    quantized_tensors: first.device?.quantizedTensors ?? 0,
+    device_bytes: deviceBytes(first),
+    device_over_load: round(first.deviceBytes / c.warm[0].deviceBytes),
+    load_over_load: loadOverLoad,
+    rss_growth_bytes: rssGrowth,
+    host_overhead_bytes: hostOverhead,
+    pass: { time: loadOverLoad <= LOAD_GOALS.quantizedOverLoad, host_memory: hostOverhead <= LOAD_GOALS.hostOverheadBytes },
+  };
 }
 
 /** One cold run (files dropped from the page cache first; none when files is null), then `repeat` warm ones. */
@@ -268,3 +336,4 @@ async function torchLoad(path: string): Promise<WorkerResult> {
   const { seconds, bytes } = JSON.parse(stdout) as { seconds: number; bytes: number };
   return { seconds, bytes, rssGrowthBytes: 0, deviceBytes: 0 };
 }
+

@@ -11,6 +11,7 @@ import type { Checkpoint } from '../../checkpoint/types.js';
 import { alignUp } from '../../gpu/gpu-tensor.js';
 import { loadTensors, resolveComputeDtype, type DtypeChoice } from '../../gpu/load-tensors.js';
 import { acquireNodeDevice } from '../../gpu/node-gpu.js';
+import type { QuantKind } from '../../gpu/quantized-tensor.js';
 import { StagingRing } from '../../gpu/staging-ring.js';
 import { processIo } from '../io.js';
 import { loadProgressBar } from '../progress.js';
@@ -23,6 +24,8 @@ export interface Measurement {
   dtype: DtypeChoice;
   stagingBytes: number;
   stagingSlots: number;
+  /** For load: quantize the matrices on the GPU as they stream in (quantizeSelect picks them). */
+  quantize?: QuantKind;
   /** Draw a progress bar on stderr (a terminal). */
   progress?: boolean;
 }
@@ -34,6 +37,8 @@ export interface WorkerResult {
   rssGrowthBytes: number;
   /** Bytes of GPU buffers holding tensors at the end (0 for 'read'). */
   deviceBytes: number;
+  /** For load: deviceBytes split as GpuTensors splits it, the scratch the load freed, and how many tensors were quantized. */
+  device?: { dense: number; quantized: number; scratch: number; quantizedTensors: number };
   adapter?: string;
   softwareAdapter?: boolean;
   computeDtype?: string;
@@ -126,6 +131,17 @@ async function timeUpload(checkpoint: Checkpoint, device: GPUDevice, m: Measurem
   return { seconds, bytes, rssGrowthBytes, deviceBytes };
 }
 
+/**
+ * The tensors `bench load --quantize` quantizes, without a config.json to name them: every
+ * 2-D tensor but an embedding table, which a model gathers by row and keeps dense (as
+ * loadModel does: model/weights.ts WeightNames.linear). For a Llama-shaped checkpoint that
+ * is loadModel's choice: the projections and an untied LM head. The loader itself leaves
+ * dense, with a note, what it cannot quantize (a non-float dtype, K not a multiple of 32).
+ */
+function quantizeSelect(t: { name: string; shape: readonly number[] }): boolean {
+  return t.shape.length === 2 && !/(^|\.)(embed_tokens|tok_embeddings|wte|word_embeddings|embed_in)\.weight$/.test(t.name);
+}
+
 async function timeLoad(checkpoint: Checkpoint, device: GPUDevice, m: Measurement): Promise<WorkerResult> {
   const before = maxRss();
   const start = performance.now();
@@ -133,12 +149,19 @@ async function timeLoad(checkpoint: Checkpoint, device: GPUDevice, m: Measuremen
     dtype: m.dtype,
     stagingBytes: m.stagingBytes,
     stagingSlots: m.stagingSlots,
+    quantize: m.quantize ? { kind: m.quantize, select: quantizeSelect } : undefined,
     label: 'bench',
     // stderr is a pipe to the orchestrator, which shows it on its terminal.
     onProgress: m.progress ? loadProgressBar({ ...processIo, isTty: true }, true) : undefined,
   });
   const seconds = (performance.now() - start) / 1000;
-  const result = { seconds, bytes: loaded.sourceBytes, rssGrowthBytes: maxRss() - before, deviceBytes: loaded.deviceBytes };
+  const result = {
+    seconds,
+    bytes: loaded.sourceBytes,
+    rssGrowthBytes: maxRss() - before,
+    deviceBytes: loaded.deviceBytes,
+    device: { dense: loaded.denseBytes, quantized: loaded.quantizedBytes, scratch: loaded.scratchBytes, quantizedTensors: loaded.quantized.size },
+  };
   loaded.destroy();
   return result;
 }

@@ -56,6 +56,7 @@ const load: Benchmark = {
       storage: { type: 'string' },
       dir: { type: 'string' },
       dtype: { type: 'string' },
+      quantize: { type: 'string' },
       repeat: { type: 'string' },
       staging: { type: 'string' },
       slots: { type: 'string' },
@@ -63,6 +64,7 @@ const load: Benchmark = {
     });
     if (positionals.length > 1) throw new SluiceError('USAGE', `bench load: unexpected argument ${JSON.stringify(positionals[1])}`);
     const dtype = dtypeFlag('bench load', values);
+    const quantize = quantizeFlag('bench load', values);
     const storage = ((values.storage as string | undefined) ?? 'bf16').toUpperCase();
     if (!['BF16', 'F16', 'F32'].includes(storage)) throw new SluiceError('USAGE', `bench load: --storage must be bf16, f16 or f32, not ${JSON.stringify(values.storage)}`);
     const int = (v: unknown) => (v === undefined ? undefined : Number(v));
@@ -74,6 +76,7 @@ const load: Benchmark = {
       syntheticDtype: storage as 'BF16' | 'F16' | 'F32',
       dir: values.dir as string | undefined,
       dtype,
+      quantize,
       repeat: int(values.repeat),
       stagingBytes: values.staging === undefined ? undefined : parseSize(values.staging as string),
       stagingSlots: int(values.slots),
@@ -215,7 +218,7 @@ Benchmarks:
 ${BENCHMARKS.map((b) => `  ${b.name.padEnd(8)}  ${b.summary}`).join('\n')}
 
 sluice bench load (CHECKPOINT [--pth OTHER] | --synthetic SIZE [--storage bf16|f16|f32])
-                  [--dtype auto|f16|f32]
+                  [--dtype auto|f16|f32] [--quantize q8|q4]
                   [--repeat R] [--staging SIZE] [--slots N] [--dir DIR] [--json]
   Measures, each in a fresh process: (a) raw read of the checkpoint's tensor bytes,
   (b) raw upload of as many bytes to fresh GPU buffers, (c) sluice safetensors → GPU,
@@ -224,8 +227,11 @@ sluice bench load (CHECKPOINT [--pth OTHER] | --synthetic SIZE [--storage bf16|f
   cache) and R warm runs (default 2; medians). --synthetic SIZE (e.g. 1GiB) writes a
   Llama-shaped checkpoint (BF16 unless --storage) in both formats to a temp dir (inside
   DIR if given). --dtype is the compute dtype the loader converts floats to.
+  --quantize q8|q4 adds (q): (c) with every 2-D tensor but the embedding quantized on
+  the GPU as it streams in, and its device bytes (dense, quantized, scratch) beside (c)'s.
   Goals: (c) within 1.25× of max(a, b); (d) within 1.1× of (c); (c) faster than (e);
-  host memory during (c) ≤ 256 MiB (peak RSS growth minus GPU bytes on a software GPU).
+  (q) within 1.15× of (c); host memory during (c) and (q) ≤ 256 MiB (peak RSS growth
+  minus GPU bytes on a software GPU).
 
 sluice bench kernels [--quick] [--json]
   On the current adapter: the read limit (a read-only streaming reduction over 256 MiB,
@@ -303,22 +309,34 @@ function loadTable(r: LoadBenchResult): string {
     return t ? [t.seconds.toFixed(3), t.gbps.toFixed(2)] : ['-', '-'];
   };
   const line = (name: string, row: LoadRow | null) => [name, ...fmt(row, 'cold'), ...fmt(row, 'warm')];
+  const q = r.quantized;
   const rows = [
     line('(a) raw read', r.read),
     line('(b) raw upload', r.upload),
     line('(c) safetensors → GPU', r.load),
+    ...(q ? [line(`(q) safetensors → GPU, ${q.kind}`, q.load)] : []),
     line('(d) .pth → GPU', r.load_pth),
     line('(e) torch.load → CPU', r.torch_load),
   ];
   const verdict = (ok: boolean | null) => (ok === null ? 'n/a' : ok ? 'pass' : 'FAIL');
   const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+  const gpuBuffers = (bytes: number) => (r.software_adapter ? mib(bytes) : '0 (hardware GPU)');
   return [
     `${r.checkpoint}: ${r.tensors} tensors, ${formatBytes(r.bytes)} → ${r.compute_dtype} on ${r.adapter}; staging ${r.staging.slots} × ${formatBytes(r.staging.bytes / r.staging.slots)}\n`,
     table(['measurement', 'cold s', 'cold GB/s', 'warm s', 'warm GB/s'], rows, [1, 2, 3, 4]),
     `limit/(c) = ${r.ratios.limit_over_load.toFixed(2)} (goal ≥ ${r.goals.limitOverLoad}): ${verdict(r.pass.load_vs_limit)}\n`,
+    ...(q ? [`(q)/(c) = ${q.load_over_load.toFixed(2)} (goal ≤ ${r.goals.quantizedOverLoad}): ${verdict(q.pass.time)}\n`] : []),
     `(d)/(c) = ${r.ratios.pth_over_load?.toFixed(2) ?? 'n/a'} (goal ≤ ${r.goals.pthOverLoad}): ${verdict(r.pass.pth_vs_load)}\n`,
     `(e)/(c) = ${r.ratios.torch_over_load?.toFixed(2) ?? 'n/a'} (goal > ${r.goals.torchOverLoad}): ${verdict(r.pass.torch_vs_load)}${r.torch_note ? ` (${r.torch_note})` : ''}\n`,
-    `host memory during (c): ${mib(r.memory.host_overhead_bytes)} = peak RSS growth ${mib(r.memory.rss_growth_bytes)} − GPU buffers ${r.software_adapter ? mib(r.memory.device_bytes) : '0 (hardware GPU)'} (goal ≤ ${mib(r.goals.hostOverheadBytes)}): ${verdict(r.pass.host_memory)}\n`,
+    `host memory during (c): ${mib(r.memory.host_overhead_bytes)} = peak RSS growth ${mib(r.memory.rss_growth_bytes)} − GPU buffers ${gpuBuffers(r.memory.device_bytes)} (goal ≤ ${mib(r.goals.hostOverheadBytes)}): ${verdict(r.pass.host_memory)}\n`,
+    ...(q
+      ? [
+        `host memory during (q): ${mib(q.host_overhead_bytes)} = peak RSS growth ${mib(q.rss_growth_bytes)} − GPU buffers ${gpuBuffers(q.device_bytes.total)} (goal ≤ ${mib(r.goals.hostOverheadBytes)}): ${verdict(q.pass.host_memory)}\n`,
+        `device bytes: (c) ${formatBytes(r.device_bytes.total)}; (q) ${formatBytes(q.device_bytes.total)} = ${q.device_over_load.toFixed(2)}× (c)` +
+          ` (${formatBytes(q.device_bytes.quantized)} ${q.kind} in ${q.quantized_tensors} tensors + ${formatBytes(q.device_bytes.dense)} dense),` +
+          ` + ${formatBytes(q.device_bytes.scratch)} scratch during the load\n`,
+      ]
+      : []),
   ].join('');
 }
 
