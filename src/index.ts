@@ -55,8 +55,10 @@ export { ChatTemplate, loadChatTemplate, type ChatMessage } from './text/chat-te
 export { Detokenizer } from './text/detokenizer.js';
 export { StopMatcher, eosTokenIds } from './text/stop.js';
 export { GpuSampler } from './generate/sampler.js';
+export { RowSampler, type RowRequest, type SamplerConfig } from './generate/row-sampler.js';
+export type { TokenLogprob, TokenLogprobs } from './ops/logprobs.js';
 export { generate, type GenerateOptions, type GenerationDelta, type GenerationStats } from './generate/generate.js';
 export { ChatSession, type ChatTurnStats } from './generate/chat-session.js';
 export { Engine, type ChatOptions, type CompletionStats } from './generate/engine.js';
 export { createSluiceModel, type SluiceModel, type SluiceModelOptions } from './generate/sluice-model.js';
-export { DEFAULT_SAMPLING, type SamplingParams } from './ops/sample.js';
+export { DEFAULT_SAMPLING, type PenaltyParams, type SamplingParams } from './ops/sample.js';

@@ -11,12 +11,15 @@ import { CONVERT_WORKGROUP, convertPipelineKey } from './convert.js';
 import { embeddingVariants } from './embedding.js';
 import { gemvVariants } from './gemv.js';
 import { kvStoreVariants } from './kv-store.js';
+import { logprobsVariants } from './logprobs.js';
 import { matmulVariants } from './matmul.js';
 import { qembeddingVariants } from './qembedding.js';
 import { qgemvVariants } from './qgemv.js';
 import { qmatmulVariants } from './qmatmul.js';
 import { quantizeVariants } from './quantize.js';
+import { repackVariants } from './repack.js';
 import type { ComputeDtype } from './op.js';
+import { permuteVariants } from './permute.js';
 import { rmsNormVariants } from './rms-norm.js';
 import { sampleVariants } from './sample.js';
 import { softcapVariants } from './softcap.js';
@@ -51,6 +54,8 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...matmulVariants(dtypes, features),
     ...gemvVariants(dtypes, features),
     ...quantizeVariants(),
+    ...repackVariants(),
+    ...permuteVariants(dtypes),
     ...qembeddingVariants(dtypes, features),
     ...qgemvVariants(dtypes, features),
     ...qmatmulVariants(dtypes, features),
@@ -60,5 +65,6 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...softcapVariants(),
     ...argmaxVariants(dtypes, features),
     ...sampleVariants(dtypes, features),
+    ...logprobsVariants(dtypes, features),
   ];
 }
