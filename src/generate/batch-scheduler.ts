@@ -20,10 +20,12 @@
 // its signal.
 
 import { SluiceError } from '../errors.js';
+import type { TokenLogprobs } from '../ops/logprobs.js';
 import type { SamplingParams } from '../ops/sample.js';
 import type { Tokenizer } from '../text/tokenizer.js';
 import type { GenerateOptions, GenerationDelta, GenerationStats, StopReason } from './generate.js';
 import { Reply } from './reply.js';
+import type { SamplerConfig } from './row-sampler.js';
 
 /** One row of a decode pass. */
 export interface BatchRow {
@@ -31,8 +33,6 @@ export interface BatchRow {
   /** The id fed at `position`: the prompt's last id, then each sampled one. */
   id: number;
   position: number;
-  /** The sequence's sampling parameters (its own seed: a random one when none was given). */
-  sampling: SamplingParams;
   /** Tokens this sequence sampled before this row (its RNG counter). */
   step: number;
 }
@@ -44,10 +44,17 @@ export interface BatchBackend {
   readonly contextLength: number;
   /** Most ids of one prefill call. */
   readonly prefillChunk: number;
+  /**
+   * A sequence takes `slot`: its sampling configuration (its own seed: a random one when
+   * the request gave none) and where its prompt ends (the penalties count what follows).
+   */
+  begin(slot: number, config: SamplerConfig, promptLength: number): void;
   /** Writes the keys and values of `ids` at [start, start + ids.length) of `slot` (no logits). */
   prefill(slot: number, ids: readonly number[], start: number): Promise<void>;
   /** One pass over `rows` (distinct slots); resolves with each row's sampled id. */
   decode(rows: readonly BatchRow[]): Promise<ArrayLike<number>>;
+  /** The logprobs of row `row` of the last decode, when its sequence asked for them. */
+  logprobsOf(row: number): TokenLogprobs | null;
 }
 
 export interface BatchOptions {
@@ -103,7 +110,7 @@ class Sequence {
 
   constructor(
     readonly prompt: readonly number[],
-    readonly sampling: SamplingParams,
+    readonly sampling: SamplerConfig,
     readonly reply: Reply,
     readonly signal: AbortSignal | undefined,
   ) {}
@@ -259,6 +266,7 @@ export class BatchScheduler {
       best.s.owner = seq;
       best.s.cached.length = bestShared; // what stays valid whatever happens next
       seq.slot = best.i;
+      this.backend.begin(seq.slot, seq.sampling, seq.prompt.length);
       seq.reused = seq.fed = bestShared;
       seq.phase = 'prefill';
       this.active.push(seq);
@@ -290,7 +298,7 @@ export class BatchScheduler {
     });
     if (!live.length) return;
     const sampled = await this.backend.decode(
-      live.map((seq) => ({ slot: seq.slot, id: seq.next, position: seq.position, sampling: seq.sampling, step: seq.reply.generated })),
+      live.map((seq) => ({ slot: seq.slot, id: seq.next, position: seq.position, step: seq.reply.generated })),
     );
     live.forEach((seq, r) => {
       const id = sampled[r];
@@ -300,7 +308,10 @@ export class BatchScheduler {
       if (seq.firstAt === 0) seq.firstAt = performance.now();
       const step = seq.reply.push(id);
       if (step.stop !== 'eos') seq.ids.push(id);
-      if (step.delta) seq.emit(step.delta);
+      if (step.delta) {
+        const logprobs = seq.sampling.logprobs !== undefined ? this.backend.logprobsOf(r) : null;
+        seq.emit(logprobs ? { ...step.delta, logprobs: [logprobs] } : step.delta);
+      }
       if (step.stop) this.finish(seq, step.stop);
       else seq.next = id;
     });
@@ -347,14 +358,15 @@ export class BatchScheduler {
   }
 }
 
-/** The request's sampling parameters over the defaults; no seed → a random one. */
-function samplingOf(defaults: Partial<SamplingParams> | undefined, options: GenerateOptions): SamplingParams {
-  const out: SamplingParams = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: randomSeed() };
+/** The request's sampling configuration over the defaults; no seed → a random one. */
+function samplingOf(defaults: Partial<SamplingParams> | undefined, options: GenerateOptions): SamplerConfig {
+  const out: SamplerConfig = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: randomSeed() };
   for (const key of SAMPLING_KEYS) {
     const v = options[key] ?? defaults?.[key];
     if (v !== undefined) out[key] = v;
   }
-  return out;
+  const { frequencyPenalty, presencePenalty, logitBias, logprobs } = options;
+  return { ...out, frequencyPenalty, presencePenalty, logitBias, logprobs };
 }
 
 function randomSeed(): number {

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { type BatchBackend, type BatchRow, BatchScheduler } from '../../src/generate/batch-scheduler.js';
 import type { GenerationDelta } from '../../src/generate/generate.js';
+import type { SamplerConfig } from '../../src/generate/row-sampler.js';
 
 const VOCAB = 97;
 
@@ -21,6 +22,16 @@ class FakeBackend implements BatchBackend {
     readonly prefillChunk = 8,
   ) {
     this.caches = Array.from({ length: slots }, () => []);
+  }
+
+  readonly configs = new Map<number, SamplerConfig>();
+
+  begin(slot: number, config: SamplerConfig): void {
+    this.configs.set(slot, config);
+  }
+
+  logprobsOf(): null {
+    return null;
   }
 
   async prefill(slot: number, ids: readonly number[], start: number): Promise<void> {
@@ -183,7 +194,7 @@ describe('BatchScheduler', () => {
     const seen: number[] = [];
     const backend = new FakeBackend(2);
     const decode = backend.decode.bind(backend);
-    backend.decode = (rows) => (rows.forEach((r) => seen.push(r.sampling.seed)), decode(rows));
+    backend.decode = (rows) => (rows.forEach((r) => seen.push(backend.configs.get(r.slot)!.seed)), decode(rows));
     const s = new BatchScheduler(backend);
     await collect(s.submit(prompt(1, 2), { maxTokens: 1 }));
     await collect(s.submit(prompt(1, 2), { maxTokens: 1 }));
