@@ -9,23 +9,22 @@
 
 import { describe, expect, it } from 'vitest';
 import { Step } from '../../src/gpu/step.js';
-import { Attention, type AttentionShape } from '../../src/ops/attention.js';
+import { Attention } from '../../src/ops/attention.js';
 import { KvStore } from '../../src/ops/kv-store.js';
-import { type ComputeDtype, runOps } from '../../src/ops/op.js';
+import type { ComputeDtype } from '../../src/ops/op.js';
+import { noNaN, type PassCase, storeAndAttend } from '../support/attention-pass.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
-import { asDtype, nmse, outputBuffer, randomValues, readArray, uploadArray } from '../support/op-helpers.js';
+import { nmse, outputBuffer } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
-import { poisonedSlotCache, type SlotRow, slotAttentionReference, slotKvStoreReference } from '../support/slot-reference.js';
+import type { SlotRow } from '../support/slot-reference.js';
 
 const gpu = useGpuTestDevice('test.attention_slots');
 const rng = mulberry32(0x5107);
 const pick = <X>(xs: readonly X[]): X => xs[Math.floor(rng() * xs.length)];
 
-interface SlotCase extends AttentionShape {
+interface SlotCase extends PassCase {
   slots: number;
   rows: SlotRow[];
-  /** The step's rows (≥ rows.length): blocks past them must exit. */
-  maxRows: number;
   /** prepareDecode (a block per row, flash-decoding past one split) or prepare (prefill blocks). */
   decode: boolean;
 }
@@ -78,51 +77,16 @@ const TOLERANCE: Record<ComputeDtype, number> = { F32: 1e-11, F16: 1e-7 };
 
 const label = (c: SlotCase): string => JSON.stringify({ ...c, rows: c.rows.map((r) => `${r.slot}@${r.position}`).join(' ') });
 
-function noNaN(values: Float32Array): string | null {
-  const at = values.findIndex(Number.isNaN);
-  return at < 0 ? null : `NaN at ${at}`;
-}
-
 describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
   const skip = (): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
-  const bytes = dtype === 'F16' ? 2 : 4;
 
   it(`${CASES.length} passes over slots: decode rows, prefill chunks, both; stored by kv_store in the same pass`, async () => {
     if (skip()) return expect(skip()).toBe(true);
     const [attention, store] = await Promise.all([Attention.create(gpu.device, dtype, { softcap: true, window: true }), KvStore.create(gpu.device, dtype)]);
     for (const c of CASES) {
-      const { rows, nHeads, nKvHeads: nKv, headDim: d, maxRows } = c;
-      const kHost = poisonedSlotCache(rng, c, rows, dtype);
-      const vHost = poisonedSlotCache(rng, c, rows, dtype);
-      const kNew = asDtype(randomValues(rng, maxRows * nKv * d), dtype); // rows past the step's: never stored
-      const vNew = asDtype(randomValues(rng, maxRows * nKv * d), dtype);
-      const q = asDtype(randomValues(rng, maxRows * nHeads * d, -5, 5), dtype); // peaky softmax: rescaling matters
-      const bufs = {
-        q: uploadArray(gpu.device, q, dtype),
-        kCache: uploadArray(gpu.device, kHost, dtype),
-        vCache: uploadArray(gpu.device, vHost, dtype),
-        out: outputBuffer(gpu.device, maxRows * nHeads * d, bytes),
-        k: uploadArray(gpu.device, kNew, dtype),
-        v: uploadArray(gpu.device, vNew, dtype),
-      };
-      const step = new Step(gpu.device, 'test.step', { rows: maxRows, positions: c.maxSeq, slots: c.slots });
-      const storeOp = store.prepare('test.kv_store', c, { ...bufs, step });
-      const attnOp = c.decode ? attention.prepareDecode('test.decode.slots', c, { ...bufs, step }) : attention.prepare('test.attention.slots', c, { ...bufs, step });
-      step.write(
-        rows.map((r) => r.position),
-        rows.map((r) => r.slot),
-      );
-      await runOps(gpu.device, [storeOp, attnOp]);
-      const got = await readArray(gpu.device, bufs.out, rows.length * nHeads * d, dtype);
-      const kAll = slotKvStoreReference(kHost, kNew, c, rows);
-      const vAll = slotKvStoreReference(vHost, vNew, c, rows);
-      const want = slotAttentionReference(q, kAll, vAll, c, rows);
+      const { got, want } = await storeAndAttend(gpu.device, { attention, store }, c, dtype, rng, c.decode ? 'test.decode.slots' : 'test.attention.slots');
       expect(noNaN(got), label(c)).toBeNull();
       expect(nmse(got, want), label(c)).toBeLessThan(TOLERANCE[dtype]);
-      storeOp.destroy();
-      attnOp.destroy();
-      step.destroy();
-      for (const b of Object.values(bufs)) b.destroy();
     }
   });
 });

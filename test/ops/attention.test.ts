@@ -22,10 +22,12 @@ import {
 import { Step } from '../../src/gpu/step.js';
 import { KvStore, kvStoreVariants } from '../../src/ops/kv-store.js';
 import { type ComputeDtype, runOps } from '../../src/ops/op.js';
-import { attentionReference, kvStoreReference, positionRange } from '../support/attention-reference.js';
+import { noNaN, storeAndAttend } from '../support/attention-pass.js';
+import { attentionReference, positionRange } from '../support/attention-reference.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 import { asDtype, encode, nmse, outputBuffer, randomValues, readArray, uploadArray } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
+import { windowFirst } from '../support/slot-reference.js';
 
 const gpu = useGpuTestDevice('test.attention');
 
@@ -82,11 +84,6 @@ function cacheArray(nKv: number, maxSeq: number, d: number, filled: number, dtyp
   return cache;
 }
 
-function noNaN(values: Float32Array): string | null {
-  const at = values.findIndex(Number.isNaN);
-  return at < 0 ? null : `NaN at ${at}`;
-}
-
 const label = (c: Case | AttentionShape): string => JSON.stringify(c);
 
 function write(buffer: GPUBuffer, offset: number, values: Float32Array, dtype: ComputeDtype): void {
@@ -94,42 +91,16 @@ function write(buffer: GPUBuffer, offset: number, values: Float32Array, dtype: C
 }
 
 /**
- * One prefill case: earlier turns in the cache (NaN from `start` on, and before `poisonTo`,
- * positions a kernel must never read), this turn's K/V stored by kv_store in the same pass,
- * then attention. Returns what the GPU wrote, the reference and the attention pipeline.
+ * One prefill case: earlier turns in the cache (NaN from `start + tokens` on, and before
+ * the window of `start`: positions a kernel must never read), this turn's K/V stored by
+ * kv_store in the same pass (step.writeRange), then attention. Returns what the GPU wrote,
+ * the reference and the attention pipeline.
  */
-async function prefillCase(attention: Attention, store: KvStore, c: Case, dtype: ComputeDtype, name: string, poisonTo = 0) {
-  const { tokens, start, nHeads, nKvHeads: nKv, headDim: d, maxSeq, maxTokens } = c;
-  const kHost = cacheArray(nKv, maxSeq, d, start, dtype);
-  const vHost = cacheArray(nKv, maxSeq, d, start, dtype);
-  for (let h = 0; h < nKv; h++) for (const host of [kHost, vHost]) host.fill(Number.NaN, h * maxSeq * d, (h * maxSeq + poisonTo) * d);
-  const kNew = asDtype(randomValues(rng, maxTokens * nKv * d), dtype);
-  const vNew = asDtype(randomValues(rng, maxTokens * nKv * d), dtype);
-  const q = asDtype(randomValues(rng, maxTokens * nHeads * d, -5, 5), dtype); // peaky softmax: rescaling matters
-  const bufs = {
-    q: uploadArray(gpu.device, q, dtype),
-    kCache: uploadArray(gpu.device, kHost, dtype),
-    vCache: uploadArray(gpu.device, vHost, dtype),
-    out: outputBuffer(gpu.device, maxTokens * nHeads * d, dtype === 'F16' ? 2 : 4),
-    k: uploadArray(gpu.device, kNew, dtype),
-    v: uploadArray(gpu.device, vNew, dtype),
-  };
-  const step = new Step(gpu.device, 'test.step', { rows: maxTokens, positions: maxSeq });
-  const storeOp = store.prepare('test.kv_store', c, { ...bufs, step });
-  const attnOp = attention.prepare(name, c, { ...bufs, step });
-  step.writeRange(start, tokens);
-  await runOps(gpu.device, [storeOp, attnOp]);
-  const got = await readArray(gpu.device, bufs.out, tokens * nHeads * d, dtype);
-  const positions = positionRange(start, tokens);
-  const kAll = kvStoreReference(kHost, kNew, nKv, d, maxSeq, positions);
-  const vAll = kvStoreReference(vHost, vNew, nKv, d, maxSeq, positions);
-  const want = attentionReference(q, kAll, vAll, c, positions);
-  const pipeline = attnOp.dispatches[0].pipeline.label;
-  storeOp.destroy();
-  attnOp.destroy();
-  step.destroy();
-  for (const b of Object.values(bufs)) b.destroy();
-  return { got, want, pipeline };
+async function prefillCase(attention: Attention, store: KvStore, c: Case, dtype: ComputeDtype, name: string) {
+  const rows = positionRange(c.start, c.tokens).map((position) => ({ slot: 0, position }));
+  const pass = { ...c, rows, maxRows: c.maxTokens };
+  const { got, want, pipelines } = await storeAndAttend(gpu.device, { attention, store }, pass, dtype, rng, name, (step) => step.writeRange(c.start, c.tokens));
+  return { got, want, pipeline: pipelines[0] };
 }
 
 describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
@@ -236,48 +207,18 @@ const ROWS_CASES: RowsCase[] = [
 
 describe.each(['F32', 'F16'] as const)('rows at any positions, %s', (dtype) => {
   const skip = (): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
-  const bytes = dtype === 'F16' ? 2 : 4;
 
   it(`${ROWS_CASES.length} steps of non-consecutive positions, prefill and flash-decoding, stored by kv_store`, async () => {
     if (skip()) return expect(skip()).toBe(true);
     const [attention, store] = await Promise.all([Attention.create(gpu.device, dtype, { softcap: true, window: true }), KvStore.create(gpu.device, dtype)]);
     for (const c of ROWS_CASES) {
-      const { positions, nHeads, nKvHeads: nKv, headDim: d, maxSeq, maxRows } = c;
-      const tokens = positions.length;
-      // Earlier keys everywhere up to the highest position; NaN past it and before the
-      // window of the lowest one (no row may read those).
-      const top = Math.max(...positions);
-      const kHost = cacheArray(nKv, maxSeq, d, top + 1, dtype);
-      const vHost = cacheArray(nKv, maxSeq, d, top + 1, dtype);
-      const lo = windowFirst(Math.min(...positions), c.window);
-      for (let h = 0; h < nKv; h++) for (const host of [kHost, vHost]) host.fill(Number.NaN, h * maxSeq * d, (h * maxSeq + lo) * d);
-      const kNew = asDtype(randomValues(rng, maxRows * nKv * d), dtype);
-      const vNew = asDtype(randomValues(rng, maxRows * nKv * d), dtype);
-      const q = asDtype(randomValues(rng, maxRows * nHeads * d, -5, 5), dtype);
-      const bufs = {
-        q: uploadArray(gpu.device, q, dtype),
-        kCache: uploadArray(gpu.device, kHost, dtype),
-        vCache: uploadArray(gpu.device, vHost, dtype),
-        out: outputBuffer(gpu.device, maxRows * nHeads * d, bytes),
-        k: uploadArray(gpu.device, kNew, dtype),
-        v: uploadArray(gpu.device, vNew, dtype),
-      };
-      const step = new Step(gpu.device, 'test.step', { rows: maxRows, positions: maxSeq });
-      const storeOp = store.prepare('test.kv_store', c, { ...bufs, step });
-      const attnOp = c.decode ? attention.prepareDecode('test.decode.rows', c, { ...bufs, step }) : attention.prepare('test.attention.rows', c, { ...bufs, step });
-      expect(attnOp.dispatches.length, label(c)).toBe(c.decode ? 2 : 1);
-      step.write(positions);
-      await runOps(gpu.device, [storeOp, attnOp]);
-      const got = await readArray(gpu.device, bufs.out, tokens * nHeads * d, dtype);
-      const kAll = kvStoreReference(kHost, kNew, nKv, d, maxSeq, positions);
-      const vAll = kvStoreReference(vHost, vNew, nKv, d, maxSeq, positions);
-      const want = attentionReference(q, kAll, vAll, c, positions);
+      // Earlier keys up to the highest position; NaN past it and before the window of the
+      // lowest one (no row may read those).
+      const rows = c.positions.map((position) => ({ slot: 0, position }));
+      const { got, want, pipelines } = await storeAndAttend(gpu.device, { attention, store }, { ...c, rows }, dtype, rng, c.decode ? 'test.decode.rows' : 'test.attention.rows');
+      expect(pipelines.length, label(c)).toBe(c.decode ? 2 : 1);
       expect(noNaN(got), label(c)).toBeNull();
       expect(nmse(got, want), label(c)).toBeLessThan(TOLERANCE[dtype]);
-      storeOp.destroy();
-      attnOp.destroy();
-      step.destroy();
-      for (const b of Object.values(bufs)) b.destroy();
     }
   });
 });
@@ -313,9 +254,6 @@ const OPTION_CASES: OptionCase[] = [
   }),
 ];
 
-/** First key position the query at `pos` sees: pos + 1 − window, or 0. */
-const windowFirst = (pos: number, window: number | null | undefined): number => (window == null ? 0 : Math.max(0, pos + 1 - window));
-
 /** NaN at positions [0, lo) of every head of a (nKv, maxSeq, d) cache, on the host array and the GPU buffer. */
 function poisonBefore(host: Float32Array, buffer: GPUBuffer, nKv: number, maxSeq: number, d: number, lo: number, dtype: ComputeDtype): void {
   if (lo === 0) return;
@@ -335,8 +273,8 @@ describe.each(['F32', 'F16'] as const)('score options, %s', (dtype) => {
     // Softcap variants compiled ahead; the window ones built by prepare on first use.
     const [attention, store] = await Promise.all([Attention.create(gpu.device, dtype, { softcap: true }), KvStore.create(gpu.device, dtype)]);
     for (const c of OPTION_CASES) {
-      // Keys before the first query's window are never read: poison them.
-      const { got, want, pipeline } = await prefillCase(attention, store, c, dtype, 'test.attention.options', windowFirst(c.start, c.window));
+      // Keys before the first query's window are never read: poisoned (prefillCase).
+      const { got, want, pipeline } = await prefillCase(attention, store, c, dtype, 'test.attention.options');
       const windowed = c.window != null && c.window < c.maxSeq;
       expect(pipeline, label(c)).toBe(`attention_${dtype.toLowerCase()}${c.softcap ? '_softcap' : ''}${windowed ? '_window' : ''}_wg${ATTENTION_WORKGROUP}`);
       expect(noNaN(got), label(c)).toBeNull();
