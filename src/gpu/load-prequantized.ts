@@ -50,6 +50,8 @@ export interface PackedLinear {
 
 export interface PrequantizedLoad {
   linears: readonly PackedLinear[];
+  /** The act-order permutations by module, when the caller already read them (readPackedIndices); else the loader does. */
+  perms?: ReadonlyMap<string, Uint32Array>;
 }
 
 /** The layout a packed linear's output range is repacked into. */
@@ -172,7 +174,7 @@ export class PackedLoader {
     const { format, bits } = load.linears[0];
     const mixed = load.linears.find((l) => l.format !== format || l.bits !== bits);
     if (mixed) throw new SluiceError('UNSUPPORTED_FORMAT', `${where}: ${mixed.module} is ${mixed.format} ${mixed.bits}-bit, the others ${format} ${bits}-bit; one scheme per checkpoint is supported`);
-    const perms = await readPackedIndices(checkpoint, load.linears, where);
+    const perms = load.perms ?? (await readPackedIndices(checkpoint, load.linears, where));
     const repack = await Repack.create(device, format, bits);
     return new PackedLoader(device, repack, uploadPerms(device, perms, label), scaleDtype, label);
   }

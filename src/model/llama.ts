@@ -12,6 +12,7 @@
 import type { Checkpoint } from '../checkpoint/types.js';
 import { SluiceError } from '../errors.js';
 import type { GpuTensor } from '../gpu/gpu-tensor.js';
+import { readPackedIndices } from '../gpu/load-prequantized.js';
 import { type DtypeChoice, type GpuTensors, loadTensors, resolveComputeDtype } from '../gpu/load-tensors.js';
 import { readBuffer } from '../gpu/read-back.js';
 import type { QuantKind } from '../gpu/quantized-tensor.js';
@@ -96,11 +97,13 @@ export class LlamaModel {
     // The kernels compile while the weights stream in: both take seconds on some GPUs
     // (shader compilation is CPU work in the browser's GPU process, the upload is copies).
     const dtype = resolveComputeDtype(device, options.dtype);
+    // A pre-quantized checkpoint's g_idx (act-order) and weight_shape values, checked before anything is built.
     const packed = names.packed;
+    const perms = packed.length ? await readPackedIndices(checkpoint, packed, where) : new Map<string, Uint32Array>();
     const kernels = compileKernels(device, dtype, config, {
       quantized: options.quantize ?? (packed.length ? (packed[0].bits === 4 ? 'q4' : 'q8') : null),
       bias: names.layers.some((l) => [l.qBias, l.kBias, l.vBias, l.oBias, l.gateBias, l.upBias, l.downBias].some((b) => b !== null)),
-      permute: packed.some((l) => l.gIdx !== undefined),
+      permute: perms.size > 0,
     }, options.onProgress);
     // A kernel that cannot be built (an unsupported rope, a shader error) stops the upload
     // rather than letting it run to the end for nothing.
@@ -110,7 +113,7 @@ export class LlamaModel {
     let weights: GpuTensors;
     try {
       const quantize = options.quantize ? { kind: options.quantize, select: (t: { name: string }) => names.linear.has(t.name) } : undefined;
-      const prequantized = packed.length ? { linears: packed } : undefined;
+      const prequantized = packed.length ? { linears: packed, perms } : undefined;
       weights = await loadTensors(checkpoint, device, { dtype: options.dtype, filter: (t) => names.all.has(t.name), quantize, prequantized, signal, onProgress: options.onProgress });
     } catch (e) {
       const kernelError = await kernels.then((k) => (k.destroy(), null), (err: unknown) => err);

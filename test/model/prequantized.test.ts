@@ -184,20 +184,50 @@ describe('a malformed checkpoint: one line naming the tensors, before anything l
     expect(message).toContain(`${L0}.self_attn.k_proj.qweight is F16; gptq stores it as I32 or U32`);
   });
 
+  it('Phi-3: a packed fused qkv_proj becomes q, k and v by output rows (no dense split); gate_up_proj stays one', async () => {
+    const phi3 = await withCheckpoint('ct-w8-phi3', async (c) => weightNames(modelConfig(rawConfig('ct-w8-phi3')), c.tensors(), 'm/'));
+    const qkv = `${L0}.self_attn.qkv_proj`;
+    expect(phi3.splits).toEqual([]);
+    expect(phi3.packed.find((l) => l.module === qkv)).toMatchObject({ format: 'int-quantized', groupSize: 64, k: 64, n: 192, qweight: `${qkv}.weight`, scales: `${qkv}.weight_scale` });
+    expect(phi3.packed.find((l) => l.module === qkv)!.outputs).toEqual(['q', 'k', 'v'].map((p, i) => ({ name: `${qkv}.weight[${p}]`, firstOutput: 64 * i, rows: 64 })));
+    expect(phi3.packed.find((l) => l.module === `${L0}.mlp.gate_up_proj`)!.outputs).toEqual([{ name: `${L0}.mlp.gate_up_proj.weight`, firstOutput: 0, rows: 256 }]);
+  });
+
   it('a linear stored both dense and packed', () => {
     const both = [...infos, { ...infos.find((t) => t.name === 'lm_head.weight')!, name: `${L0}.mlp.down_proj.weight`, shape: [64, 128] }];
     expect(headerProblem(gptqConfig(), both)).toMatch(/model\.layers\.0\.mlp\.down_proj is stored both dense \(model\.layers\.0\.mlp\.down_proj\.weight\) and packed$/);
   });
 });
 
-/** The fixture's tensors with `change` applied to some, written to memory and opened. */
-async function corrupted(name: string, change: (t: TensorToWrite) => TensorToWrite | null): Promise<Checkpoint> {
+/** The fixture's tensors with `change` applied to some (and `more` added), written to memory and opened. */
+async function corrupted(name: string, change: (t: TensorToWrite) => TensorToWrite | null, more: TensorToWrite[] = []): Promise<Checkpoint> {
   const tensors = await withCheckpoint(name, async (c) =>
     Promise.all(c.tensors().map(async (t): Promise<TensorToWrite> => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: new Uint8Array(await c.read(t.name)) }))),
   );
-  const kept = tensors.map(change).filter((t): t is TensorToWrite => t !== null);
+  const kept = [...tensors.map(change).filter((t): t is TensorToWrite => t !== null), ...more];
   return openCheckpointSource(new MemorySource(await serializeSafetensors(kept), 'bad.safetensors'));
 }
+
+it('biases on packed linears (GPTQ-for-LLaMa wrote zero ones for every QuantLinear): expected, loaded, added by the bias kernels', async () => {
+  const modules = infos.filter((t) => t.name.endsWith('.qweight')).map((t) => ({ module: t.name.replace(/\.qweight$/, ''), n: t.shape[1] }));
+  const biases = modules.map(({ module, n }) => ({ name: `${module}.bias`, dtype: 'F16' as const, shape: [n], data: new Uint8Array(2 * n) }));
+  const checkpoint = await corrupted(GPTQ, (t) => t, biases);
+  try {
+    const names = weightNames(gptqConfig(), checkpoint.tensors(), 'm/');
+    expect([names.layers[1].qBias, names.layers[1].oBias, names.layers[1].gateBias, names.layers[1].upBias, names.layers[1].downBias]).toEqual(
+      ['self_attn.q_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'].map((m) => `model.layers.1.${m}.bias`),
+    );
+    const model = await LlamaModel.load(checkpoint, gptqConfig(), gpu.device, { dtype: 'f32', contextLength: 32 });
+    try {
+      const ref = reference(GPTQ);
+      expect(await greedy(model, ref.prompt_ids, 0, 8)).toEqual(ref.greedy_ids.slice(0, 8)); // prefill (matmul + bias) and decode (gemv + bias)
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    await checkpoint.close();
+  }
+});
 
 /** LlamaModel.load's error, with every buffer it made freed. */
 async function loadError(checkpoint: Checkpoint, config: ModelConfig, options = {}): Promise<Error> {
