@@ -7,6 +7,8 @@
 import type { ServerResponse } from 'node:http';
 import type { CompletionStats } from '../generate/engine.js';
 import type { GenerationDelta } from '../generate/generate.js';
+import type { Tokenizer } from '../text/tokenizer.js';
+import { ChoiceLogprobs } from './logprobs.js';
 import { ApiError, type CompletionRequest, finishReason } from './openai.js';
 
 export interface AnswerMeta {
@@ -14,6 +16,8 @@ export interface AnswerMeta {
   chat: boolean;
   model: string;
   created: number;
+  /** Shows the tokens of logprobs (null: `token_id:N`). */
+  tokenizer: Tokenizer | null;
 }
 
 /** Starts the generation of choice `index` (the engine call). */
@@ -40,7 +44,8 @@ interface AnswerWriter {
  * when it is an ApiError (shutdown), else a 500 (the client is gone: nobody reads it).
  */
 export async function answer(res: ServerResponse, start: StartChoice, request: CompletionRequest, meta: AnswerMeta, signal: AbortSignal): Promise<void> {
-  const writer: AnswerWriter = request.stream ? new StreamWriter(res, meta, request.includeUsage) : new WholeWriter(res, meta);
+  const logprobs = request.options.logprobs !== undefined;
+  const writer: AnswerWriter = request.stream ? new StreamWriter(res, meta, request.includeUsage, logprobs) : new WholeWriter(res, meta, logprobs);
   const usage: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
   for (let index = 0; index < request.n; index++) {
     const run = start(index);
@@ -69,18 +74,22 @@ export async function answer(res: ServerResponse, start: StartChoice, request: C
 class WholeWriter implements AnswerWriter {
   private readonly texts: string[] = [];
   private readonly reasons: string[] = [];
+  private readonly logprobs: ChoiceLogprobs[] = [];
 
   constructor(
     private readonly res: ServerResponse,
     private readonly meta: AnswerMeta,
+    private readonly withLogprobs: boolean,
   ) {}
 
   begin(index: number): void {
     this.texts[index] = '';
+    this.logprobs[index] = new ChoiceLogprobs(this.meta.tokenizer);
   }
 
   delta(index: number, delta: GenerationDelta): void {
     this.texts[index] += delta.text;
+    this.logprobs[index].add(delta);
   }
 
   finish(index: number, reason: string): void {
@@ -89,35 +98,44 @@ class WholeWriter implements AnswerWriter {
 
   end(usage: Usage): void {
     const { chat, id, model, created } = this.meta;
-    const choices = this.texts.map((text, index) =>
-      chat
-        ? { index, message: { role: 'assistant', content: text }, logprobs: null, finish_reason: this.reasons[index] }
-        : { index, text, logprobs: null, finish_reason: this.reasons[index] },
-    );
+    const choices = this.texts.map((text, index) => {
+      const finish_reason = this.reasons[index];
+      const lp = this.logprobs[index];
+      if (chat) return { index, message: { role: 'assistant', content: text }, logprobs: this.withLogprobs ? { content: lp.chatEntries, refusal: null } : null, finish_reason };
+      return { index, text, logprobs: this.withLogprobs ? lp.completion : null, finish_reason };
+    });
     sendJson(this.res, 200, { id, object: chat ? 'chat.completion' : 'text_completion', created, model, choices, usage });
   }
 }
 
 class StreamWriter implements AnswerWriter {
+  private readonly logprobs: ChoiceLogprobs[] = [];
+
   constructor(
     private readonly res: ServerResponse,
     private readonly meta: AnswerMeta,
     private readonly includeUsage: boolean,
+    private readonly withLogprobs: boolean,
   ) {}
 
   begin(index: number): void {
     if (!this.res.headersSent) this.res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+    this.logprobs[index] = new ChoiceLogprobs(this.meta.tokenizer);
     if (this.meta.chat) this.chunk(index, { role: 'assistant', content: '' }, null);
   }
 
   delta(index: number, delta: GenerationDelta): void {
-    if (delta.text) this.chunk(index, this.meta.chat ? { content: delta.text } : delta.text, null);
+    // A token whose text is not complete yet (half a character) still has its logprobs.
+    if (!delta.text && !(this.withLogprobs && delta.logprobs?.length)) return;
+    const lp = this.logprobs[index].add(delta);
+    const logprobs = this.withLogprobs ? (this.meta.chat ? { content: lp.chat, refusal: null } : lp.completion) : null;
+    this.chunk(index, this.meta.chat ? { content: delta.text } : delta.text, null, logprobs);
   }
 
   finish(index: number, reason: string, usage?: Usage): void {
     // Without include_usage the last finish chunk carries usage, as sluice always did
     // (llama-server does the same); with it, OpenAI's separate chunk does.
-    this.chunk(index, this.meta.chat ? {} : '', reason, usage && !this.includeUsage ? { usage } : {});
+    this.chunk(index, this.meta.chat ? {} : '', reason, null, usage && !this.includeUsage ? { usage } : {});
   }
 
   end(usage: Usage): void {
@@ -125,8 +143,8 @@ class StreamWriter implements AnswerWriter {
     this.res.end('data: [DONE]\n\n');
   }
 
-  private chunk(index: number, delta: Record<string, unknown> | string, finish: string | null, extra: Record<string, unknown> = {}): void {
-    const choice = this.meta.chat ? { index, delta, logprobs: null, finish_reason: finish } : { index, text: delta, logprobs: null, finish_reason: finish };
+  private chunk(index: number, delta: Record<string, unknown> | string, finish: string | null, logprobs: unknown = null, extra: Record<string, unknown> = {}): void {
+    const choice = this.meta.chat ? { index, delta, logprobs, finish_reason: finish } : { index, text: delta, logprobs, finish_reason: finish };
     // With include_usage every other chunk says usage: null (OpenAI's shape).
     this.event({ choices: [choice], ...(this.includeUsage ? { usage: null } : {}), ...extra });
   }

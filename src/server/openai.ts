@@ -119,20 +119,6 @@ function includeUsage(value: unknown, stream: boolean): boolean {
   return include === true;
 }
 
-/**
- * The options sluice validates but cannot honour yet, each a 400 naming its field when
- * not at its default (a client asking for them must not get an answer that ignored them).
- * The GPU sampler gains penalties, logit bias and logprobs in step 14 (src/ops/sample.ts).
- */
-export function refuseUnsupported(request: CompletionRequest): void {
-  const o = request.options;
-  const refuse = (param: string) => new ApiError(400, `${param} is not supported yet`, 'invalid_request_error', param, 'unsupported_parameter');
-  if (o.frequencyPenalty !== undefined && o.frequencyPenalty !== 0) throw refuse('frequency_penalty');
-  if (o.presencePenalty !== undefined && o.presencePenalty !== 0) throw refuse('presence_penalty');
-  if (o.logitBias !== undefined) throw refuse('logit_bias');
-  if (o.logprobs !== undefined) throw refuse('logprobs');
-}
-
 export function chatMessages(body: Record<string, unknown>): ChatMessage[] {
   const messages = body.messages;
   if (!Array.isArray(messages) || messages.length === 0) throw bad('messages', 'messages must be a non-empty array');

@@ -17,7 +17,7 @@ import { isSluiceError, SluiceError } from '../errors.js';
 import type { SluiceModel } from '../generate/load-model.js';
 import { answer, sendError, sendJson } from './answers.js';
 import { RequestGuard, requireJson } from './http-guard.js';
-import { ApiError, chatMessages, chatTemplateKwargs, completionPrompt, completionRequest, refuseUnsupported } from './openai.js';
+import { ApiError, chatMessages, chatTemplateKwargs, completionPrompt, completionRequest } from './openai.js';
 import { PromptEncoder } from './prompt-encoder.js';
 
 export interface ServerOptions {
@@ -122,7 +122,6 @@ export async function startServer(models: readonly SluiceModel[], options: Serve
     const model = pickModel(body);
     const vocab = model.config.vocabSize;
     const request = completionRequest(body, chat, vocab);
-    refuseUnsupported(request);
     const encoder = encoders.get(model)!;
     let ids: number[];
     if (chat) ids = await encoder.chatIds(chatMessages(body), chatTemplateKwargs(body), signal);
@@ -134,7 +133,7 @@ export async function startServer(models: readonly SluiceModel[], options: Serve
     const { seed } = options;
     // Choice i > 0 of a seeded request draws with seed + i: reproducible, and not a copy of choice 0.
     const start = (i: number) => model.engine.complete(ids, seed === undefined || i === 0 ? options : { ...options, seed: (seed + i) >>> 0 });
-    const meta = { id: `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`, chat, model: model.name, created: Math.floor(Date.now() / 1000) };
+    const meta = { id: `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`, chat, model: model.name, created: Math.floor(Date.now() / 1000), tokenizer: model.engine.parts.tokenizer };
     await answer(res, start, request, meta, signal);
   }
 

@@ -1,7 +1,8 @@
 // OpenAI request semantics the server follows beyond the basics (server.test.ts): top_p 0,
 // the developer role, 405/HEAD/OPTIONS, usage without the eos, prompt ids checked against
 // the vocabulary, a random seed when none is given, n choices, stream_options.include_usage,
-// and the sampler fields (penalties, logit_bias, logprobs) validated field by field.
+// the sampler fields (penalties, logit_bias, logprobs) validated field by field and passed
+// to the engine, and logprobs in OpenAI's chat and completions shapes.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -69,7 +70,7 @@ describe('sampling semantics', () => {
 
     const streamed = events((await chat({ ...body, n: 2, stream: true })).text);
     for (const index of [0, 1]) {
-      const mine = streamed.filter((e): e is Json => e !== '[DONE]' && e.choices?.[0]?.index === index);
+      const mine = streamed.filter((e) => e !== '[DONE]' && (e as Json).choices?.[0]?.index === index) as Json[];
       expect(mine.map((e) => e.choices[0].delta.content ?? '').join('')).toBe(json.choices[index].message.content);
       expect(mine.at(-1)!.choices[0].finish_reason).toBe(json.choices[index].finish_reason);
     }
@@ -166,19 +167,65 @@ describe('request validation', () => {
     expect(json.error.message).toMatch(message);
   });
 
-  it.each([
-    ['frequency_penalty', { frequency_penalty: 0.5 }],
-    ['presence_penalty', { presence_penalty: -1 }],
-    ['logit_bias', { logit_bias: { 5: 10 } }],
-    ['logprobs', { logprobs: true, top_logprobs: 2 }],
-  ])('%s that the sampler does not honour yet → 400 "not supported yet", never ignored', async (param, body) => {
-    const { status, json } = await chat({ ...body, max_tokens: 1 });
-    expect(status).toBe(400);
-    expect(json.error).toMatchObject({ param, code: 'unsupported_parameter', message: `${param} is not supported yet` });
-  });
-
   it('their defaults are accepted', async () => {
     const { status } = await chat({ frequency_penalty: 0, presence_penalty: 0, logit_bias: {}, logprobs: false, top_logprobs: null, n: 1, stream_options: null, max_tokens: 1 });
     expect(status).toBe(200);
+  });
+});
+
+describe('penalties, logit_bias and logprobs reach the sampler', () => {
+  async function library(options: Record<string, unknown>) {
+    let text = '';
+    const logprobs: { id: number; logprob: number; top: { id: number; logprob: number }[] }[] = [];
+    for await (const d of model.chat(MESSAGES as never, { temperature: 0, maxTokens: 6, ...options })) {
+      text += d.text;
+      logprobs.push(...(d.logprobs ?? []));
+    }
+    return { text, logprobs };
+  }
+
+  it.each([
+    ['frequency_penalty', { frequency_penalty: 2 }, { frequencyPenalty: 2 }],
+    ['presence_penalty', { presence_penalty: -2 }, { presencePenalty: -2 }],
+    ['logit_bias', { logit_bias: { 66: 30, 67: -100 } }, { logitBias: new Map([[66, 30], [67, -100]]) }],
+  ])('%s: the answer the library gives with the same option', async (_name, body, options) => {
+    expect(await content({ temperature: 0, max_tokens: 6, ...body })).toBe((await library(options)).text);
+  });
+
+  it('logit_bias +100 on a token makes greedy pick it every time', async () => {
+    expect(await content({ temperature: 0, max_tokens: 5, logit_bias: { 65: 100 } })).toBe('AAAAA'); // byte tokenizer: id 65 is "A"
+  });
+
+  it('chat logprobs: each token with its logprob, bytes and top alternatives (greedy: the top one), streamed the same', async () => {
+    const want = await library({ logprobs: 3 });
+    const { json } = await chat({ temperature: 0, max_tokens: 6, logprobs: true, top_logprobs: 3 });
+    const content = json.choices[0].logprobs.content as Json[];
+    expect(content.map((e) => e.logprob)).toEqual(want.logprobs.map((e) => e.logprob));
+    for (const [i, e] of content.entries()) {
+      expect(e.token).toBe(model.engine.parts.tokenizer!.decode([want.logprobs[i].id]));
+      expect(e.bytes).toEqual([...new TextEncoder().encode(e.token)]);
+      expect(e.top_logprobs).toHaveLength(3);
+      expect(e.top_logprobs[0]).toEqual({ token: e.token, logprob: e.logprob, bytes: e.bytes }); // greedy picks the most likely
+      expect(e.top_logprobs[1].logprob).toBeLessThanOrEqual(e.top_logprobs[0].logprob);
+    }
+    const chunks = events((await chat({ temperature: 0, max_tokens: 6, stream: true, logprobs: true, top_logprobs: 3 })).text);
+    const streamed = chunks.flatMap((c) => (c === '[DONE]' ? [] : ((c.choices as Json[])[0]?.logprobs?.content ?? [])));
+    expect(streamed).toEqual(content);
+    const plain = (await chat({ temperature: 0, max_tokens: 2 })).json;
+    expect(plain.choices[0].logprobs).toBeNull();
+  });
+
+  it('completions logprobs N: tokens, token_logprobs, top_logprobs (≤ N + 1 each) and text_offset', async () => {
+    const { json } = await post('/v1/completions', { prompt: [1, 72, 105], temperature: 0, max_tokens: 5, logprobs: 2 });
+    const lp = json.choices[0].logprobs;
+    expect(lp.tokens).toHaveLength(5);
+    expect(lp.token_logprobs).toHaveLength(5);
+    expect(lp.text_offset[0]).toBe(0);
+    for (let i = 0; i < 5; i++) {
+      expect(Object.keys(lp.top_logprobs[i]).length).toBeGreaterThanOrEqual(1);
+      expect(Object.keys(lp.top_logprobs[i]).length).toBeLessThanOrEqual(3);
+      expect(lp.top_logprobs[i][lp.tokens[i]]).toBe(lp.token_logprobs[i]);
+      if (i > 0) expect(lp.text_offset[i]).toBeGreaterThanOrEqual(lp.text_offset[i - 1]);
+    }
   });
 });
