@@ -2,8 +2,9 @@
 // bundled SwiftShader (no shader-f16, so the F32 path), driven by playwright-core. The
 // page is built as users build it (npm run build:page) and served by `vite preview` on
 // 127.0.0.1. It loads the embedded model, answers "What is 23 + 58?" in streamed deltas,
-// and the answer must equal what `sluice chat --prompt` gives in Node. A screenshot is
-// kept in test-artifacts/.
+// and the answer must equal what `sluice chat --prompt` gives in Node; loaded with q4
+// weights (quantized on the GPU as they stream in, f32 scales) it still answers. A
+// screenshot is kept in test-artifacts/.
 
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -146,6 +147,39 @@ describe('browser chat page (Chromium, SwiftShader WebGPU)', () => {
       expect(await page.textContent('.phase[data-phase=download] .detail')).toMatch(/model\.safetensors: from cache/);
       console.log(`[browser, from cache] ${await page.textContent('#model-info')}`);
       expect(await ask(PROMPT, 'enter')).toMatch(/81/);
+    });
+  }, 300_000);
+
+  it('with q4 weights (quantized as they load) the page says so, takes a quarter of the GPU bytes, and answers as in full precision', async () => {
+    await withChat(async ({ page, load, ask }) => {
+      await load();
+      // "2.99 MB" → 2.99e6, as formatBytes writes sizes.
+      const bytes = (text: string) => {
+        const [, value, unit] = /^([\d.]+) ([kMG]?)B$/.exec(text)!;
+        return Number(value) * { '': 1, k: 1e3, M: 1e6, G: 1e9 }[unit]!;
+      };
+      const full = (await page.textContent('#model-info'))!;
+      const fullAnswer = await ask(PROMPT);
+      const fullBytes = bytes(/, ([\d.]+ [kMG]?B) on the GPU,/.exec(full)![1]);
+      await page.selectOption('#weights', 'q4');
+      await load();
+      const info = (await page.textContent('#model-info'))!;
+      console.log(`[browser, q4] ${info}`);
+      // SwiftShader has no shader-f16: F32 compute, and the quantized weights' scales in f32.
+      const m = /^tiny-chat: .* F32, q4 weights, ([\d.]+ [kMG]?B) on the GPU \(([\d.]+ [kMG]?B) q4 \+ ([\d.]+ [kMG]?B) full precision\), /.exec(info);
+      expect(m, info).not.toBeNull();
+      const [total, q4, dense] = m!.slice(1).map(bytes);
+      expect(Math.abs(q4 + dense - total) / total).toBeLessThan(0.01); // each rounded to 3 digits
+      expect(q4).toBeGreaterThan(dense);
+      // The full-precision load holds every weight in F32 (4 bytes); q4 takes ~0.6 byte for the
+      // projections, and the embedding and norms stay F32: a quarter of it for this model.
+      expect(total / fullBytes).toBeLessThan(0.35);
+      // The tiny model's q4 greedy replies equal its full-precision ones on ~all of its eval
+      // prompts (scripts/eval-tiny-chat.mjs --quantize q4, on lavapipe); this one too.
+      const answer = await ask(PROMPT);
+      console.log(`[browser, q4] ${JSON.stringify(answer)}`);
+      expect(answer).toMatch(/81/);
+      expect(answer).toBe(fullAnswer);
     });
   }, 300_000);
 

@@ -3,7 +3,7 @@
 // <body data-state> is idle | loading | ready | generating | error, for people and tests.
 
 import { type ChatMessage, type CompletionStats, formatBytes, type ModelProgress } from 'sluice/browser';
-import type { FromWorker, GpuSummary, LoadedSummary, ModelChoice, Sampling, ToWorker } from './protocol.js';
+import type { FromWorker, GpuSummary, LoadedSummary, ModelChoice, Quantize, Sampling, ToWorker } from './protocol.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const input = (id: string) => $<HTMLInputElement>(id);
@@ -78,6 +78,7 @@ function load(): void {
     type: 'load',
     source,
     dtype: $<HTMLSelectElement>('dtype').value as 'auto' | 'f16' | 'f32',
+    quantize: ($<HTMLSelectElement>('weights').value || undefined) as Quantize,
     cache: input('cache').checked,
     contextLength: context > 0 ? context : undefined,
   });
@@ -145,7 +146,10 @@ function onGpu(gpu: GpuSummary): void {
 }
 
 function onLoaded(m: LoadedSummary): void {
-  $('model-info').textContent = `${m.name}: ${m.parameters} parameters, ${m.layers} layers, ${m.computeDtype}, ${formatBytes(m.deviceBytes)} on the GPU, context ${m.contextLength} · loaded in ${(m.loadMs / 1000).toFixed(2)} s`;
+  const weights = m.quantize
+    ? `${m.quantize} weights, ${formatBytes(m.deviceBytes)} on the GPU (${formatBytes(m.quantizedBytes)} ${m.quantize} + ${formatBytes(m.deviceBytes - m.quantizedBytes)} full precision)`
+    : `${formatBytes(m.deviceBytes)} on the GPU`;
+  $('model-info').textContent = `${m.name}: ${m.parameters} parameters, ${m.layers} layers, ${m.computeDtype}, ${weights}, context ${m.contextLength} · loaded in ${(m.loadMs / 1000).toFixed(2)} s`;
   fillSampling(m.defaults);
   newChat();
   $('chat').hidden = false;

@@ -2,17 +2,20 @@
 // the model. Generation runs in the worker so the page stays responsive; only small
 // objects cross: progress reports, text deltas, stats and errors.
 
-import type { ChatMessage, CompletionStats, GenerateOptions, ModelProgress } from 'sluice/browser';
+import type { ChatMessage, CompletionStats, GenerateOptions, ModelProgress, OpenModelOptions } from 'sluice/browser';
 
 export type ModelChoice =
   | { kind: 'url'; url: string }
   | { kind: 'files'; files: File[] };
 
+/** Weights quantized on the GPU as they load (undefined: as the checkpoint stores them). */
+export type Quantize = OpenModelOptions['quantize'];
+
 export type Sampling = Pick<GenerateOptions, 'temperature' | 'topK' | 'topP' | 'minP' | 'repetitionPenalty' | 'seed' | 'maxTokens'>;
 
 /** Page → worker. */
 export type ToWorker =
-  | { type: 'load'; source: ModelChoice; dtype: 'auto' | 'f16' | 'f32'; cache: boolean; contextLength?: number }
+  | { type: 'load'; source: ModelChoice; dtype: 'auto' | 'f16' | 'f32'; quantize: Quantize; cache: boolean; contextLength?: number }
   | { type: 'chat'; id: number; messages: ChatMessage[]; sampling: Sampling }
   | { type: 'stop' }
   | { type: 'unload' }
@@ -31,7 +34,10 @@ export interface LoadedSummary {
   contextLength: number;
   layers: number;
   parameters: string;
+  quantize: Quantize;
+  /** GPU bytes of the weights: all, and the part quantized (the rest is full precision). */
   deviceBytes: number;
+  quantizedBytes: number;
   defaults: Sampling;
   loadMs: number;
 }

@@ -3,7 +3,7 @@
 // reply streams, and the engine would queue anyway).
 
 import {
-  acquireDevice, createSluiceModel, type GpuContext, isSluiceError, openModelFromFiles, openModelFromUrl,
+  acquireDevice, createSluiceModel, type GpuContext, type GpuTensors, isSluiceError, openModelFromFiles, openModelFromUrl,
   type OpenModelOptions, type SluiceModel,
 } from 'sluice/browser';
 import { CACHE_NAME, type FromWorker, type ToWorker } from './protocol.js';
@@ -71,6 +71,7 @@ async function load(request: Extract<ToWorker, { type: 'load' }>): Promise<void>
   const started = performance.now();
   const options: OpenModelOptions = {
     dtype: request.dtype,
+    quantize: request.quantize,
     contextLength: request.contextLength,
     onProgress: (progress) => post({ type: 'progress', progress }),
   };
@@ -89,7 +90,9 @@ async function load(request: Extract<ToWorker, { type: 'load' }>): Promise<void>
       contextLength: model.contextLength,
       layers: config.numLayers,
       parameters: parameterCount(opened.model.weights),
+      quantize: request.quantize,
       deviceBytes: opened.model.weights.deviceBytes,
+      quantizedBytes: opened.model.weights.quantizedBytes,
       defaults: { ...defaults, maxTokens: defaults.maxTokens ?? 256 },
       loadMs: performance.now() - started,
     },
@@ -119,9 +122,10 @@ function unload(): void {
   model = null;
 }
 
-function parameterCount(weights: Iterable<[string, { shape: readonly number[] }]>): string {
+/** Dense and quantized weights together (a quantized one is not in the dense map). */
+function parameterCount(weights: GpuTensors): string {
   let n = 0;
-  for (const [, t] of weights) n += t.shape.reduce((a, b) => a * b, 1);
+  for (const t of [...weights.values(), ...weights.quantized.values()]) n += t.shape.reduce((a, b) => a * b, 1);
   return n >= 1e9 ? `${(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(0)}K`;
 }
 
