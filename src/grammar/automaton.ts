@@ -1,0 +1,449 @@
+// Grammar IR → a recursive transition network of byte DFAs: one DFA per rule that is kept,
+// with byte edges and call edges ("run rule Q, then continue at state t"). This is the shape
+// XGrammar and llama.cpp's grammar engine use (a pushdown automaton over per-rule automata;
+// mlc-ai/xgrammar cpp/grammar_matcher.cc, ggml-org/llama.cpp src/llama-grammar.cpp), with
+// one difference: a rule that is not recursive and not large is inlined into its callers,
+// so a JSON schema without recursion becomes ONE DFA and the matcher's stack stays empty.
+//
+// Every size is bounded before it is allocated: automaton states (NFA and DFA) have budgets,
+// and exceeding one is an error naming the rule being built.
+
+import { type Expr, type Grammar, grammarError } from './expr.js';
+import { analyse } from './automaton-checks.js';
+
+export interface AutomatonLimits {
+  /** Thompson NFA states over all rules. */
+  maxNfaStates: number;
+  /** DFA states over all rules. */
+  maxDfaStates: number;
+}
+
+export const DEFAULT_LIMITS: AutomatonLimits = { maxNfaStates: 2_000_000, maxDfaStates: 500_000 };
+
+/** A non-recursive rule whose expansion is at most this many states is inlined everywhere. */
+const INLINE_ALWAYS = 256;
+/** ...and one referenced once, up to this many. */
+const INLINE_ONCE = 1 << 16;
+
+export interface Automaton {
+  readonly numStates: number;
+  /** Kept rules: name (for errors) and start state. Rule 0 is the root. */
+  readonly ruleNames: readonly string[];
+  readonly ruleStart: Int32Array;
+  /** 1 where the rule may stop. */
+  readonly final: Uint8Array;
+  /** Byte edges of state s: [edgeStart[s], edgeStart[s+1]), disjoint sorted ranges. */
+  readonly edgeStart: Int32Array;
+  readonly edgeLo: Uint8Array;
+  readonly edgeHi: Uint8Array;
+  readonly edgeTo: Int32Array;
+  /** Call edges of state s: [callStart[s], callStart[s+1]): run rule callRule, then go to callTo. */
+  readonly callStart: Int32Array;
+  readonly callRule: Int32Array;
+  readonly callTo: Int32Array;
+  /** 1 where the state is final with no edges: returning there = returning past it (tail call). */
+  readonly tailReturn: Uint8Array;
+}
+
+/** Grammar → automaton, or USAGE naming the rule that cannot finish, recurses on the left, or is too large. */
+export function buildAutomaton(grammar: Grammar, limits: AutomatonLimits = DEFAULT_LIMITS): Automaton {
+  const kept = chooseKeptRules(grammar);
+  const nfa = new NfaBuilder(grammar, kept.inline, kept.index, limits.maxNfaStates);
+  const dfa = new DfaBuilder(limits.maxDfaStates);
+  const ruleStart: number[] = [];
+  for (const r of kept.order) {
+    const { start, end } = nfa.buildRule(r);
+    ruleStart.push(dfa.determinize(nfa, start, end, grammar.rules[r].name));
+  }
+  return analyse(dfa.finish(kept.order.map((r) => grammar.rules[r].name), ruleStart));
+}
+
+// ── which rules get their own DFA ────────────────────────────────────────────────────────
+
+interface KeptRules {
+  /** Rules with a DFA, root first. */
+  order: number[];
+  /** grammar rule → index in `order`, or -1 where inlined. */
+  index: Int32Array;
+  inline: Uint8Array;
+}
+
+function refsOf(e: Expr, out: number[]): void {
+  switch (e.k) {
+    case 'ref':
+      out.push(e.rule);
+      return;
+    case 'seq':
+    case 'alt':
+      for (const item of e.items) refsOf(item, out);
+      return;
+    case 'rep':
+      refsOf(e.item, out);
+      return;
+    default:
+  }
+}
+
+function chooseKeptRules(grammar: Grammar): KeptRules {
+  const n = grammar.rules.length;
+  const calls = grammar.rules.map((rule) => {
+    const out: number[] = [];
+    refsOf(rule.body, out);
+    return out;
+  });
+  const refCount = new Int32Array(n);
+  const reachable = new Uint8Array(n);
+  const queue = [grammar.root];
+  reachable[grammar.root] = 1;
+  while (queue.length) {
+    for (const q of calls[queue.pop()!]) {
+      refCount[q]++;
+      if (!reachable[q]) {
+        reachable[q] = 1;
+        queue.push(q);
+      }
+    }
+  }
+  const { recursive, order } = stronglyConnected(calls, grammar.root);
+  // `order` lists callees before callers, so a caller's size sees its inlined callees' sizes.
+  const inline = new Uint8Array(n);
+  const expanded = new Float64Array(n);
+  for (const r of order) {
+    expanded[r] = expandedSize(grammar.rules[r].body, inline, expanded);
+    inline[r] = Number(
+      r !== grammar.root && !recursive[r] && (expanded[r] <= INLINE_ALWAYS || (refCount[r] <= 1 && expanded[r] <= INLINE_ONCE)),
+    );
+  }
+  const keptOrder = [grammar.root, ...order.filter((r) => r !== grammar.root && reachable[r] && !inline[r])];
+  const index = new Int32Array(n).fill(-1);
+  keptOrder.forEach((r, i) => (index[r] = i));
+  return { order: keptOrder, index, inline };
+}
+
+function expandedSize(e: Expr, inline: Uint8Array, expanded: Float64Array): number {
+  switch (e.k) {
+    case 'byte':
+      return 1;
+    case 'ref':
+      return inline[e.rule] ? expanded[e.rule] : 1;
+    case 'seq':
+    case 'alt': {
+      let n = 1;
+      for (const item of e.items) n += expandedSize(item, inline, expanded);
+      return n;
+    }
+    case 'rep':
+      return 1 + expandedSize(e.item, inline, expanded) * Math.max(1, Number.isFinite(e.max) ? e.max : e.min + 1);
+  }
+}
+
+/** Tarjan's SCCs from `root`: which rules are recursive, and a callees-first order. */
+function stronglyConnected(calls: number[][], root: number): { recursive: Uint8Array; order: number[] } {
+  const n = calls.length;
+  const index = new Int32Array(n).fill(-1);
+  const low = new Int32Array(n);
+  const onStack = new Uint8Array(n);
+  const recursive = new Uint8Array(n);
+  const stack: number[] = [];
+  const order: number[] = [];
+  let counter = 0;
+  // Iterative, so a chain of 10⁴ rules cannot overflow the JS stack.
+  const work: Array<[number, number]> = [[root, 0]];
+  index[root] = low[root] = counter++;
+  stack.push(root);
+  onStack[root] = 1;
+  while (work.length) {
+    const top = work[work.length - 1];
+    const [v, i] = top;
+    if (i < calls[v].length) {
+      top[1]++;
+      const w = calls[v][i];
+      if (w === v) recursive[v] = 1;
+      if (index[w] < 0) {
+        index[w] = low[w] = counter++;
+        stack.push(w);
+        onStack[w] = 1;
+        work.push([w, 0]);
+      } else if (onStack[w]) {
+        low[v] = Math.min(low[v], index[w]);
+      }
+      continue;
+    }
+    work.pop();
+    if (work.length) low[work[work.length - 1][0]] = Math.min(low[work[work.length - 1][0]], low[v]);
+    if (low[v] === index[v]) {
+      const component: number[] = [];
+      let w: number;
+      do {
+        w = stack.pop()!;
+        onStack[w] = 0;
+        component.push(w);
+      } while (w !== v);
+      if (component.length > 1) for (const c of component) recursive[c] = 1;
+      order.push(...component);
+    }
+  }
+  return { recursive, order };
+}
+
+const isByteString = (e: Expr): boolean => e.k === 'byte' || (e.k === 'seq' && e.items.length > 0 && e.items.every((x) => x.k === 'byte'));
+
+// ── Thompson NFA ──────────────────────────────────────────────────────────────────────────
+
+const EPS = 0;
+const BYTE = 1;
+const CALL = 2;
+
+/** One NFA for one kept rule at a time; edge lists are plain arrays, reused across rules. */
+export class NfaBuilder {
+  states = 0;
+  private total = 0;
+  // Per edge: kind, from, to, lo, hi (for CALL, lo = the kept rule's index).
+  kind: number[] = [];
+  from: number[] = [];
+  to: number[] = [];
+  lo: number[] = [];
+  hi: number[] = [];
+  private ruleName = '';
+
+  constructor(
+    private readonly grammar: Grammar,
+    private readonly inline: Uint8Array,
+    private readonly keptIndex: Int32Array,
+    private readonly budget: number,
+  ) {}
+
+  buildRule(r: number): { start: number; end: number } {
+    this.states = 0;
+    this.kind.length = this.from.length = this.to.length = this.lo.length = this.hi.length = 0;
+    this.ruleName = this.grammar.rules[r].name;
+    const start = this.newState();
+    const end = this.build(this.grammar.rules[r].body, start);
+    return { start, end };
+  }
+
+  private newState(): number {
+    if (++this.total > this.budget) {
+      throw grammarError(this.ruleName, `too large: over ${this.budget} automaton states (a repetition count or a schema too big to enforce)`);
+    }
+    return this.states++;
+  }
+
+  private edge(kind: number, from: number, to: number, lo: number, hi: number): void {
+    this.kind.push(kind);
+    this.from.push(from);
+    this.to.push(to);
+    this.lo.push(lo);
+    this.hi.push(hi);
+  }
+
+  /** Adds `e` starting at `start`; returns its end state. */
+  private build(e: Expr, start: number): number {
+    switch (e.k) {
+      case 'byte': {
+        const end = this.newState();
+        this.edge(BYTE, start, end, e.lo, e.hi);
+        return end;
+      }
+      case 'seq': {
+        let s = start;
+        for (const item of e.items) s = this.build(item, s);
+        return s;
+      }
+      case 'alt': {
+        const end = this.newState();
+        const plain = e.items.filter(isByteString);
+        if (plain.length > 0) this.edge(EPS, this.byteStrings(plain, start), end, 0, 0);
+        for (const item of e.items) {
+          if (isByteString(item)) continue;
+          // A fresh entry per branch, so a loop inside one branch cannot re-enter another.
+          const entry = this.newState();
+          this.edge(EPS, start, entry, 0, 0);
+          this.edge(EPS, this.build(item, entry), end, 0, 0);
+        }
+        return end;
+      }
+      case 'rep': {
+        let s = start;
+        for (let i = 0; i < e.min; i++) s = this.fresh(e.item, s);
+        if (!Number.isFinite(e.max)) {
+          const head = this.newState();
+          this.edge(EPS, s, head, 0, 0);
+          this.edge(EPS, this.fresh(e.item, head), head, 0, 0);
+          return head;
+        }
+        const end = this.newState();
+        this.edge(EPS, s, end, 0, 0);
+        for (let i = e.min; i < e.max; i++) {
+          s = this.fresh(e.item, s);
+          this.edge(EPS, s, end, 0, 0);
+        }
+        return end;
+      }
+      case 'ref': {
+        if (this.inline[e.rule]) return this.build(this.grammar.rules[e.rule].body, start);
+        const end = this.newState();
+        this.edge(CALL, start, end, this.keptIndex[e.rule], 0);
+        return end;
+      }
+    }
+  }
+
+  /**
+   * Alternatives that are plain byte-range strings (a UTF-8 character class, an enum of
+   * literals), built with shared suffixes as regex-automata's Utf8Compiler does
+   * (rust-lang/regex, regex-automata/src/nfa/thompson/compiler.rs): every 3-byte character
+   * ends in the same "two continuation bytes" states, so the NFA is nearly a DFA already
+   * and determinizing a repeated class stays cheap.
+   */
+  private byteStrings(items: Expr[], start: number): number {
+    const end = this.newState();
+    const suffixes = new Map<string, number>(); // ranges still to read → the state reading them
+    for (const item of items) {
+      const ranges = (item.k === 'byte' ? [item] : item.k === 'seq' ? item.items : []) as ReadonlyArray<{ lo: number; hi: number }>;
+      let next = end;
+      let key = '';
+      for (let i = ranges.length - 1; i >= 1; i--) {
+        key = `${ranges[i].lo}-${ranges[i].hi} ${key}`;
+        let s = suffixes.get(key);
+        if (s === undefined) {
+          s = this.newState();
+          this.edge(BYTE, s, next, ranges[i].lo, ranges[i].hi);
+          suffixes.set(key, s);
+        }
+        next = s;
+      }
+      this.edge(BYTE, start, next, ranges[0].lo, ranges[0].hi);
+    }
+    return end;
+  }
+
+  /** `e` from a fresh state entered by an epsilon edge (keeps loops from sharing entries). */
+  private fresh(e: Expr, from: number): number {
+    const entry = this.newState();
+    this.edge(EPS, from, entry, 0, 0);
+    return this.build(e, entry);
+  }
+}
+
+// ── subset construction ─────────────────────────────────────────────────────────────────
+
+export interface RawDfa {
+  ruleNames: string[];
+  ruleStart: number[];
+  final: number[];
+  /** Per state: [lo, hi, to] triples, sorted, disjoint. */
+  bytes: number[][];
+  /** Per state: [rule, to] pairs. */
+  calls: number[][];
+}
+
+class DfaBuilder {
+  final: number[] = [];
+  bytes: number[][] = [];
+  calls: number[][] = [];
+
+  constructor(private readonly budget: number) {}
+
+  /** Adds the DFA of one rule's NFA; returns its start state. */
+  determinize(nfa: NfaBuilder, start: number, end: number, name: string): number {
+    const n = nfa.states;
+    // CSR of the NFA's edges by source state.
+    const first = new Int32Array(n + 1);
+    for (const f of nfa.from) first[f + 1]++;
+    for (let i = 0; i < n; i++) first[i + 1] += first[i];
+    const fill = first.slice(0, n);
+    const edges = new Int32Array(nfa.from.length);
+    nfa.from.forEach((f, e) => (edges[fill[f]++] = e));
+
+    const stamp = new Int32Array(n);
+    let generation = 0;
+    const closure = (seeds: number[]): number[] => {
+      generation++;
+      const out: number[] = [];
+      const stack = [...seeds];
+      while (stack.length) {
+        const s = stack.pop()!;
+        if (stamp[s] === generation) continue;
+        stamp[s] = generation;
+        out.push(s);
+        for (let i = first[s]; i < first[s + 1]; i++) {
+          const e = edges[i];
+          if (nfa.kind[e] === EPS) stack.push(nfa.to[e]);
+        }
+      }
+      return out.sort((a, b) => a - b);
+    };
+
+    const ids = new Map<string, number>();
+    const sets: number[][] = [];
+    const intern = (set: number[]): number => {
+      const key = set.join(',');
+      let id = ids.get(key);
+      if (id === undefined) {
+        if (this.final.length >= this.budget) throw grammarError(name, `too large: over ${this.budget} automaton states after determinization`);
+        id = this.final.length;
+        ids.set(key, id);
+        sets.push(set);
+        this.final.push(0);
+        this.bytes.push([]);
+        this.calls.push([]);
+      }
+      return id;
+    };
+    const base = this.final.length;
+    const startId = intern(closure([start]));
+    for (let k = 0; k < sets.length; k++) {
+      const id = base + k;
+      const set = sets[k];
+      const byteEdges: number[] = [];
+      const callTargets = new Map<number, number[]>();
+      for (const s of set) {
+        if (s === end) this.final[id] = 1;
+        for (let i = first[s]; i < first[s + 1]; i++) {
+          const e = edges[i];
+          if (nfa.kind[e] === BYTE) byteEdges.push(e);
+          else if (nfa.kind[e] === CALL) {
+            const list = callTargets.get(nfa.lo[e]) ?? [];
+            list.push(nfa.to[e]);
+            callTargets.set(nfa.lo[e], list);
+          }
+        }
+      }
+      this.bytes[id] = this.byteTransitions(nfa, byteEdges, closure, intern);
+      for (const [rule, targets] of callTargets) this.calls[id].push(rule, intern(closure(targets)));
+    }
+    return startId;
+  }
+
+  /** Splits the bytes the edges cover into intervals with one target set each. */
+  private byteTransitions(nfa: NfaBuilder, byteEdges: number[], closure: (s: number[]) => number[], intern: (s: number[]) => number): number[] {
+    if (byteEdges.length === 0) return [];
+    const points = new Set<number>();
+    for (const e of byteEdges) {
+      points.add(nfa.lo[e]);
+      points.add(nfa.hi[e] + 1);
+    }
+    const cuts = [...points].sort((a, b) => a - b);
+    const out: number[] = [];
+    const seen = new Map<string, number>(); // intervals often share a target set: close it once
+    for (let i = 0; i + 1 < cuts.length; i++) {
+      const lo = cuts[i];
+      const hi = cuts[i + 1] - 1;
+      const targets: number[] = [];
+      for (const e of byteEdges) if (nfa.lo[e] <= lo && hi <= nfa.hi[e]) targets.push(nfa.to[e]);
+      if (targets.length === 0) continue;
+      const key = targets.join(',');
+      let to = seen.get(key);
+      if (to === undefined) seen.set(key, (to = intern(closure(targets))));
+      const last = out.length - 3;
+      if (last >= 0 && out[last + 2] === to && out[last + 1] === lo - 1) out[last + 1] = hi;
+      else out.push(lo, hi, to);
+    }
+    return out;
+  }
+
+  finish(ruleNames: string[], ruleStart: number[]): RawDfa {
+    return { ruleNames, ruleStart, final: this.final, bytes: this.bytes, calls: this.calls };
+  }
+}
