@@ -183,6 +183,9 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
   const pre = options.prequantized?.linears.length ? options.prequantized.linears : null;
   if (pre && q) throw new SluiceError('USAGE', `${where}: the weights are pre-quantized; they cannot be quantized on load too`);
   const packedInfos = (pre ?? []).flatMap((l) => [l.qweight, l.scales, ...(l.zeros ? [l.zeros] : [])]).map((name) => checkpoint.info(name));
+  // The repack reads each packed tensor from one buffer: one over a binding is refused now, not mid-load.
+  const huge = packedInfos.find((t) => t.byteLength > maxChunkBytes);
+  if (huge) throw new SluiceError('TENSOR_TOO_LARGE', `${where}: packed tensor ${JSON.stringify(huge.name)} is ${huge.byteLength} bytes; the GPU repack reads it from one buffer, and this device binds at most ${maxChunkBytes}`);
   const order = new Map(checkpoint.tensors().map((t, i) => [t.name, i]));
   const units: Array<{ plan: TensorPlan | QuantizedPlan } | { linear: PackedLinear }> = [...plans.map((plan) => ({ plan })), ...(pre ?? []).map((linear) => ({ linear }))];
   const at = (u: (typeof units)[number]) => order.get('plan' in u ? u.plan.info.name : u.linear.qweight) ?? 0;

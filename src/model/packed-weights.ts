@@ -60,7 +60,8 @@ export function packedLinears(q: Quantization, slots: readonly LinearSlot[], pre
   for (const slot of slots.filter((s) => isPacked(q, s.weight, present))) {
     const module = moduleOf(slot.weight);
     const [n, k] = slot.shape;
-    const groupSize = q.groupSize ?? k;
+    // A group at least K wide is one group per row (AutoGPTQ's g_idx = k // G is 0 throughout): per channel.
+    const groupSize = q.groupSize === null || q.groupSize >= k ? k : q.groupSize;
     const name = (suffix: string) => `${module}.${suffix}`;
     const info = (suffix: string | undefined) => (suffix === undefined ? undefined : present.get(name(suffix)));
     const found = { qweight: info(names.qweight), scales: info(names.scales), zeros: info(names.zeros), gIdx: info(names.gIdx) };

@@ -37,13 +37,14 @@ async function withCheckpoint<T>(name: string, use: (c: Checkpoint) => Promise<T
   }
 }
 
-// name → the linears the forward pass reads quantized, and whether the LM head stays dense
+// name → what its linears become; f16: also checked with F16 compute (all five hold there too,
+// measured when written; three keep the file under 20 s: one per tool)
 const FIXTURES = {
-  'gptq-llama-actorder': { kind: 'q4', zeros: true, perms: true },
-  'gptq-v2-qwen2': { kind: 'q8', zeros: true, perms: false },
-  'awq-mistral': { kind: 'q4', zeros: true, perms: false },
-  'ct-w4a16-asym': { kind: 'q4', zeros: true, perms: false },
-  'ct-w8-phi3': { kind: 'q8', zeros: false, perms: false },
+  'gptq-llama-actorder': { kind: 'q4', zeros: true, perms: true, f16: true },
+  'gptq-v2-qwen2': { kind: 'q8', zeros: true, perms: false, f16: false },
+  'awq-mistral': { kind: 'q4', zeros: true, perms: false, f16: true },
+  'ct-w4a16-asym': { kind: 'q4', zeros: true, perms: false, f16: false },
+  'ct-w8-phi3': { kind: 'q8', zeros: false, perms: false, f16: true },
 } as const;
 
 describe.each(Object.entries(FIXTURES))('%s', (name, want) => {
@@ -75,7 +76,7 @@ describe.each(Object.entries(FIXTURES))('%s', (name, want) => {
   });
 
   it('F16 compute: the same greedy ids (where the device has shader-f16)', async () => {
-    if (!gpu.device.features.has('shader-f16')) return; // no F16 compute on this adapter
+    if (!want.f16 || !gpu.device.features.has('shader-f16')) return; // not this fixture, or no F16 compute on this adapter
     const ref = reference(name);
     const model = await withCheckpoint(name, (c) => LlamaModel.load(c, modelConfig(rawConfig(name)), gpu.device, { dtype: 'f16', contextLength: 64 }));
     try {
@@ -134,6 +135,18 @@ it('device memory: peak = kept weights + the load scratch (staging, two linears 
       }
     });
   }
+});
+
+it('a packed tensor over one binding (the repack reads each from one buffer) is refused before anything is allocated', async () => {
+  const config = modelConfig(rawConfig('gptq-llama-actorder'));
+  await withCheckpoint('gptq-llama-actorder', async (checkpoint) => {
+    const names = weightNames(config, checkpoint.tensors(), 'm');
+    const spy = spyDevice(gpu.device);
+    const e = await loadTensors(checkpoint, spy.device, { maxChunkBytes: 2048, prequantized: { linears: names.packed } }).catch((err: Error) => err);
+    expect(isSluiceError(e, 'TENSOR_TOO_LARGE')).toBe(true);
+    expect((e as Error).message).toMatch(/model\.safetensors: packed tensor "model\.layers\.0\.mlp\.gate_proj\.qweight" is 4096 bytes; the GPU repack reads it from one buffer, and this device binds at most 2048$/);
+    expect(spy.created).toEqual([]);
+  });
 });
 
 // ─── malformed checkpoints ───
