@@ -30,11 +30,14 @@ export class RequestGuard {
   private readonly key: Buffer | null;
   private readonly cors: ReadonlySet<string>;
   private readonly localNames: ReadonlySet<string>;
+  /** This machine's hostname, as a Host header may name it. */
+  private readonly machine: string;
 
   constructor(private readonly options: GuardOptions) {
     this.key = options.apiKey === undefined ? null : digest(options.apiKey);
     this.cors = new Set(options.cors ?? []);
     this.localNames = new Set(['localhost', '127.0.0.1', '[::1]', ...[options.host, options.boundAddress].map(bracketed)]);
+    this.machine = hostname().toLowerCase();
   }
 
   /** Whether a page at `origin` may call the server, reading the answers (CORS). */
@@ -82,7 +85,7 @@ export class RequestGuard {
   }
 
   private isThisMachine(host: string): boolean {
-    return host === 'localhost' || host.endsWith('.localhost') || isIP(host.replace(/^\[(.*)\]$/, '$1')) !== 0 || host === hostname().toLowerCase() || this.localNames.has(host);
+    return host === 'localhost' || host.endsWith('.localhost') || isIP(host.replace(/^\[(.*)\]$/, '$1')) !== 0 || host === this.machine || this.localNames.has(host);
   }
 
   private isLocalOrigin(origin: string): boolean {
