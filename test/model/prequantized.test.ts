@@ -87,6 +87,19 @@ describe.each(Object.entries(FIXTURES))('%s', (name, want) => {
   });
 });
 
+it('a device without shader-f16 (F32 compute, F32 scales, as SwiftShader in the browser): the same greedy ids', async () => {
+  const name = 'ct-w4a16-asym';
+  const spy = spyDevice(gpu.device, { features: new Set(['timestamp-query']) });
+  const model = await withCheckpoint(name, (c) => LlamaModel.load(c, modelConfig(rawConfig(name)), spy.device, { contextLength: 32 }));
+  try {
+    expect([model.dtype, [...model.weights.quantized.values()].every((t) => t.scaleDtype === 'F32')]).toEqual(['F32', true]);
+    const ref = reference(name);
+    expect(await greedy(model, ref.prompt_ids, 0, 12)).toEqual(ref.greedy_ids.slice(0, 12));
+  } finally {
+    model.dispose();
+  }
+});
+
 it('act-order: q/k/v share one input permutation and gate/up another (one gather each); o, down and a v_proj with its own order have theirs', async () => {
   const name = 'gptq-llama-actorder';
   const config = modelConfig(rawConfig(name));
