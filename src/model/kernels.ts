@@ -27,6 +27,11 @@ export type Kernels = Awaited<ReturnType<typeof compileKernels>>;
 /** The row count of the smallest prefill pass (llama.ts PREFILL_ROWS[0]), with its own matmul tile. */
 export const SMALL_PREFILL_ROWS = 8;
 
+/** The matmul tile of an M-row pass: SMALL_PREFILL_ROWS rows when they hold it, else the kernel's default. */
+export function rowsTile(rows: number): number | undefined {
+  return rows <= SMALL_PREFILL_ROWS ? SMALL_PREFILL_ROWS : undefined;
+}
+
 /** What the weights ask of the kernels beyond the family's features. */
 export interface KernelNeeds {
   /** The kind of the quantized weights (quantized on load, or a pre-quantized checkpoint's), or null. */
@@ -35,6 +40,8 @@ export interface KernelNeeds {
   bias: boolean;
   /** Some act-order linear needs its input permuted (GPTQ desc_act). */
   permute: boolean;
+  /** Rows of the batched decode pass (the KV slots), 1 when there is none: its LM head is a matmul. */
+  decodeRows: number;
 }
 
 /**
@@ -65,6 +72,9 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     qMatmulSmall: q((kind) => QMatmul.create(device, kind, dtype, { tileM: SMALL_PREFILL_ROWS })) as Promise<QMatmul> | null,
     qMatmulSmallBias: bias ? (q((kind) => QMatmul.create(device, kind, dtype, { bias: true, tileM: SMALL_PREFILL_ROWS })) as Promise<QMatmul> | null) : null,
     qLmHead: q((kind) => QGemv.create(device, kind, dtype, { outF32: true })) as Promise<QGemv> | null,
+    // The batched decode's LM head: one matmul over the rows reads the head once for all.
+    lmHeadRows: needs.decodeRows > 1 ? Matmul.create(device, dtype, { outF32: true, tileM: rowsTile(needs.decodeRows) }) : null,
+    qLmHeadRows: needs.decodeRows > 1 ? (q((kind) => QMatmul.create(device, kind, dtype, { outF32: true, tileM: rowsTile(needs.decodeRows) })) as Promise<QMatmul> | null) : null,
     // x[:, perm]: an act-order linear's input, in the column order its weight was repacked to
     permute: needs.permute ? Permute.create(device, dtype) : null,
     ropes: Promise.all(ropes.map((rope) => RopeTable.create(device, dtype, rope))),

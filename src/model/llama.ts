@@ -24,6 +24,9 @@ import { compileKernels, type Kernels, type RopeTable, SMALL_PREFILL_ROWS } from
 import type { ModelProgress } from './progress.js';
 import { type WeightNames, weightNames } from './weights.js';
 
+/** Most sequences one model decodes at once (LoadModelOptions.parallel). */
+export const MAX_PARALLEL = 64;
+
 /** Prompt tokens per prefill pass: longer prompts run in several passes over the cache. */
 export const PREFILL_CHUNK = 64;
 
@@ -46,6 +49,11 @@ export interface LoadModelOptions {
   quantize?: QuantKind;
   /** KV cache positions (default min(max_position_embeddings, 4096)). */
   contextLength?: number;
+  /**
+   * Sequences decoded at once (continuous batching): KV cache slots, each of contextLength
+   * positions, and a decode pass over up to that many rows (default 1).
+   */
+  parallel?: number;
   signal?: AbortSignal;
   onProgress?: (p: ModelProgress) => void;
 }
@@ -63,16 +71,21 @@ interface Pass {
 export class LlamaModel {
   private readonly owned: { destroy(): void }[] = [];
   private prefill!: Map<number, Pass>; // by prepared rows (PREFILL_ROWS)
-  private decode!: Pass;
+  private decode!: Pass; // one row: gemv
+  private decodeBatch: Pass | null = null; // up to `slots` rows, one per sequence: small matmuls
   private ids!: GPUBuffer; // (PREFILL_CHUNK,) u32 token ids of the pass
   private readonly idScratch = new Uint32Array(PREFILL_CHUNK); // host copy, reused every pass
   private decodeStep!: PreparedOp[]; // decode pass + head, in order: encoded every token
+  private decodeBatchStep: PreparedOp[] = []; // the batched decode pass + its head
   private hidden!: GPUBuffer; // (PREFILL_CHUNK, h) the residual stream of prefill
   private lastRow!: GPUBuffer; // (1, h) the residual stream of decode (prefill's last row lands here)
   private head!: PreparedOp[]; // final norm + LM head (+ soft-cap) on lastRow → logits
+  private headRows: PreparedOp[] = []; // the same over `slots` rows (the batched decode)
+  private readonly rowPositions: Uint32Array[]; // [n]: a view of n rows' positions, reused every step
+  private readonly rowSlots: Uint32Array[];
   private ropeTables: RopeTable[] = []; // one per distinct rope, switched by sequence length
   private history!: Uint32Array; // (contextLength,) the id at each cached position, for a re-run
-  /** (V,) f32 logits of the last token of the last pass. */
+  /** (slots, V) f32: row r the logits of the r-th row of the last decodeRows (row 0 after forward). */
   logits!: GPUBuffer;
 
   private constructor(
@@ -82,7 +95,14 @@ export class LlamaModel {
     readonly contextLength: number,
     readonly weights: GpuTensors,
     private readonly names: WeightNames,
-  ) {}
+    /** KV cache slots: sequences that decode together (LoadModelOptions.parallel). */
+    readonly slots: number,
+  ) {
+    const positions = new Uint32Array(slots);
+    const slotIds = new Uint32Array(slots);
+    this.rowPositions = Array.from({ length: slots + 1 }, (_, n) => positions.subarray(0, n));
+    this.rowSlots = Array.from({ length: slots + 1 }, (_, n) => slotIds.subarray(0, n));
+  }
 
   static async load(checkpoint: Checkpoint, config: ModelConfig, device: GPUDevice, options: LoadModelOptions = {}): Promise<LlamaModel> {
     const where = checkpoint.files[0] ?? 'checkpoint';
@@ -94,6 +114,12 @@ export class LlamaModel {
     const names = weightNames(config, checkpoint.tensors(), where);
     const contextLength = options.contextLength ?? Math.min(config.maxPositionEmbeddings, 4096);
     if (!Number.isInteger(contextLength) || contextLength < 1) throw new SluiceError('USAGE', `context length must be a positive integer, not ${contextLength}`);
+    const slots = options.parallel ?? 1;
+    if (!Number.isInteger(slots) || slots < 1 || slots > MAX_PARALLEL) throw new SluiceError('USAGE', `parallel must be a whole number in [1, ${MAX_PARALLEL}], not ${slots}`);
+    // Dynamic NTK and longrope pick their table by the sequence's length: one table per pass
+    // cannot serve sequences of different lengths.
+    const switching = config.features.layers.find((l) => l.rope?.type === 'dynamic' || l.rope?.type === 'longrope')?.rope;
+    if (slots > 1 && switching) throw new SluiceError('USAGE', `${where}: rope_scaling ${switching.type} switches tables with the sequence length, so this model decodes one sequence at a time (parallel 1, not ${slots})`);
     // The kernels compile while the weights stream in: both take seconds on some GPUs
     // (shader compilation is CPU work in the browser's GPU process, the upload is copies).
     const dtype = resolveComputeDtype(device, options.dtype);
@@ -104,6 +130,7 @@ export class LlamaModel {
       quantized: options.quantize ?? (packed.length ? (packed[0].bits === 4 ? 'q4' : 'q8') : null),
       bias: names.layers.some((l) => [l.qBias, l.kBias, l.vBias, l.oBias, l.gateBias, l.upBias, l.downBias].some((b) => b !== null)),
       permute: perms.size > 0,
+      decodeRows: slots,
     }, options.onProgress);
     // A kernel that cannot be built (an unsupported rope, a shader error) stops the upload
     // rather than letting it run to the end for nothing.
@@ -119,7 +146,7 @@ export class LlamaModel {
       const kernelError = await kernels.then((k) => (k.destroy(), null), (err: unknown) => err);
       throw kernelError ?? e;
     }
-    const model = new LlamaModel(device, config, weights.computeDtype, contextLength, weights, names);
+    const model = new LlamaModel(device, config, weights.computeDtype, contextLength, weights, names, slots);
     try {
       model.build(model.own(await kernels));
     } catch (e) {
@@ -180,8 +207,9 @@ export class LlamaModel {
     this.ids = this.buffer('model.ids', P * 4); // (P,) u32
     this.history = new Uint32Array(maxSeq);
     this.hidden = this.buffer('model.hidden', P * h * w); // (P, h)
-    this.lastRow = this.buffer('model.last_row', h * w); // (1, h)
-    this.logits = this.buffer('model.logits', vocabSize * 4); // (V,) f32
+    const S = this.slots;
+    this.lastRow = this.buffer('model.last_row', S * h * w); // (S, h): decode rows (prefill's last row lands in row 0)
+    this.logits = this.buffer('model.logits', S * vocabSize * 4); // (S, V) f32
     const act = (name: string, rows: number) => ({
       normed: this.buffer(`model.${name}.normed`, rows * h * w), // (T, h)
       // q/k straight out of their projections when a per-head norm follows (Qwen3, Gemma 3)
@@ -199,19 +227,23 @@ export class LlamaModel {
       // an act-order linear's input, its columns in the order its weight was repacked to
       permuted: perms.size ? this.buffer(`model.${name}.permuted`, rows * permutedWidth * w) : null, // (T, K)
     });
-    const bufs = { prefill: act('prefill', P), decode: act('decode', 1) };
-    // KV cache: per layer (nKvHeads, maxSeq, headDim) for K and for V.
+    const bufs = { prefill: act('prefill', P), decode: act('decode', S) };
+    // KV cache: per layer (slots, nKvHeads, maxSeq, headDim) for K and for V.
     const cache = this.names.layers.map((_, i) => ({
-      k: this.buffer(`model.layers.${i}.k_cache`, numKvHeads * maxSeq * headDim * w),
-      v: this.buffer(`model.layers.${i}.v_cache`, numKvHeads * maxSeq * headDim * w),
+      k: this.buffer(`model.layers.${i}.k_cache`, S * numKvHeads * maxSeq * headDim * w),
+      v: this.buffer(`model.layers.${i}.v_cache`, S * numKvHeads * maxSeq * headDim * w),
     }));
-    const decodeScratch = maxSeq > 256 ? this.own(ops.attention.decodeScratch('model.decode.attention', { nHeads: numHeads, nKvHeads: numKvHeads, headDim, maxSeq })) : undefined;
+    const attnShape = { nHeads: numHeads, nKvHeads: numKvHeads, headDim, maxSeq, slots: S };
+    const decodeScratch = maxSeq > 256 ? this.own(ops.attention.decodeScratch('model.decode.attention', attnShape, S)) : undefined;
 
     // ─── the two passes: the forward pass, top to bottom ───
     const pass = (kind: 'prefill' | 'decode', rows: number, x: GPUBuffer): Pass => {
       const b = bufs[kind];
-      const tag = kind === 'prefill' ? `prefill${rows}` : kind; // labels: prefill8.layers.0.q_proj
-      const step = this.own(new Step(device, `model.${tag}`, { rows, positions: maxSeq }));
+      const tag = kind === 'prefill' ? `prefill${rows}` : rows > 1 ? `decode${rows}` : kind; // labels: prefill8.layers.0.q_proj
+      const step = this.own(new Step(device, `model.${tag}`, { rows, positions: maxSeq, slots: S }));
+      // One row: gemv. More (a prefill chunk, a batched decode): a matmul, its tile by the rows.
+      const gemv = rows === 1;
+      const small = rows <= SMALL_PREFILL_ROWS;
       const out: Pass = { ops: [], step };
       // What b.permuted holds: `input` gathered by `perm`, valid until any other op runs.
       let permuted: { input: GPUBuffer; perm: GPUBuffer } | null = null;
@@ -226,16 +258,16 @@ export class LlamaModel {
           if (perm && !(before?.input === input && before.perm === perm)) add(ops.permute!.prepare(`${label}.permute`, rows, qt.shape[1], perm, input, b.permuted!));
           const x = perm ? b.permuted! : input;
           // [weight kind][compute dtype]: the quantized ops, chosen once the weight says so
-          if (kind === 'decode') add((bt ? ops.qGemvBias! : ops.qGemv!).prepare(label, qt, x, output, bt));
-          else if (rows <= SMALL_PREFILL_ROWS) add((bt ? ops.qMatmulSmallBias! : ops.qMatmulSmall!).prepare(label, rows, qt, x, output, bt));
+          if (gemv) add((bt ? ops.qGemvBias! : ops.qGemv!).prepare(label, qt, x, output, bt));
+          else if (small) add((bt ? ops.qMatmulSmallBias! : ops.qMatmulSmall!).prepare(label, rows, qt, x, output, bt));
           else add((bt ? ops.qMatmulBias! : ops.qMatmul!).prepare(label, rows, qt, x, output, bt));
           // A linear writes only `output`: the gathered copy stays valid unless that was its input.
           permuted = perm ? { input, perm } : before?.input !== output ? before : null;
           return;
         }
         const wt = this.weight(weight);
-        if (kind === 'decode') add((bt ? ops.gemvBias! : ops.gemv).prepare(label, wt, input, output, bt));
-        else if (rows <= SMALL_PREFILL_ROWS) add((bt ? ops.matmulSmallBias! : ops.matmulSmall).prepare(label, rows, wt, input, output, bt));
+        if (gemv) add((bt ? ops.gemvBias! : ops.gemv).prepare(label, wt, input, output, bt));
+        else if (small) add((bt ? ops.matmulSmallBias! : ops.matmulSmall).prepare(label, rows, wt, input, output, bt));
         else add((bt ? ops.matmulBias! : ops.matmul).prepare(label, rows, wt, input, output, bt));
       };
       const norm = (label: string, weight: string, input: GPUBuffer, output: GPUBuffer, normRows = rows, width = h) =>
@@ -264,8 +296,8 @@ export class LlamaModel {
           const rope = ops.ropeOf.get(kindOf.rope)!;
           add(rope.op.prepare(`${p}.rope`, { nHeads: numHeads, nKvHeads: numKvHeads, headDim }, { step, q: b.q, k: b.k }));
         }
-        add(ops.store.prepare(`${p}.kv_store`, { nKvHeads: numKvHeads, headDim, maxSeq }, { step, k: b.k, v: b.v, kCache: cache[i].k, vCache: cache[i].v }));
-        const shape = { nHeads: numHeads, nKvHeads: numKvHeads, headDim, maxSeq, scale: f.attnScale, softcap: f.attnSoftcap, window: kindOf.window };
+        add(ops.store.prepare(`${p}.kv_store`, { nKvHeads: numKvHeads, headDim, maxSeq, slots: S }, { step, k: b.k, v: b.v, kCache: cache[i].k, vCache: cache[i].v }));
+        const shape = { ...attnShape, scale: f.attnScale, softcap: f.attnSoftcap, window: kindOf.window };
         const attnBuffers = { step, q: b.q, kCache: cache[i].k, vCache: cache[i].v, out: b.attn };
         add(kind === 'decode'
           ? ops.attention.prepareDecode(`${p}.attention`, shape, attnBuffers, decodeScratch)
@@ -290,78 +322,130 @@ export class LlamaModel {
     };
     this.prefill = new Map(PREFILL_ROWS.map((rows) => [rows, pass('prefill', rows, this.hidden)]));
     this.decode = pass('decode', 1, this.lastRow);
-    // logits = softcap?(lm_head(rms(x_last))), f32
+    if (S > 1) this.decodeBatch = pass('decode', S, this.lastRow);
+    // logits = softcap?(lm_head(rms(x_last))), f32, for the first `rows` rows of lastRow
     const qHead = this.weights.quantized.get(this.names.lmHead);
     const headPerm = perms.get(this.names.lmHead); // GPTQModel's lm_head: true with desc_act
     const headInput = headPerm ? bufs.decode.permuted! : bufs.decode.normed;
-    this.head = [
-      this.own(ops.norm.prepare('head.norm', 1, h, this.lastRow, this.weight(this.names.norm), bufs.decode.normed)),
-      ...(headPerm ? [this.own(ops.permute!.prepare('head.permute', 1, h, headPerm, bufs.decode.normed, headInput))] : []),
-      this.own(
-        qHead
-          ? ops.qLmHead!.prepare('head.lm_head', qHead, headInput, this.logits)
-          : ops.lmHead.prepare('head.lm_head', this.weight(this.names.lmHead), bufs.decode.normed, this.logits),
-      ),
-      ...(f.finalSoftcap !== null ? [this.own(ops.softcap!.prepare('head.softcap', vocabSize, this.logits, f.finalSoftcap))] : []),
-    ];
+    const head = (rows: number): PreparedOp[] => {
+      const tag = rows > 1 ? `head${rows}` : 'head';
+      const lmHead = (): PreparedOp => {
+        if (rows === 1) {
+          return qHead
+            ? ops.qLmHead!.prepare(`${tag}.lm_head`, qHead, headInput, this.logits)
+            : ops.lmHead.prepare(`${tag}.lm_head`, this.weight(this.names.lmHead), bufs.decode.normed, this.logits);
+        }
+        return qHead
+          ? ops.qLmHeadRows!.prepare(`${tag}.lm_head`, rows, qHead, headInput, this.logits)
+          : ops.lmHeadRows!.prepare(`${tag}.lm_head`, rows, this.weight(this.names.lmHead), bufs.decode.normed, this.logits);
+      };
+      return [
+        this.own(ops.norm.prepare(`${tag}.norm`, rows, h, this.lastRow, this.weight(this.names.norm), bufs.decode.normed)),
+        ...(headPerm ? [this.own(ops.permute!.prepare(`${tag}.permute`, rows, h, headPerm, bufs.decode.normed, headInput))] : []),
+        this.own(lmHead()),
+        ...(f.finalSoftcap !== null ? [this.own(ops.softcap!.prepare(`${tag}.softcap`, rows * vocabSize, this.logits, f.finalSoftcap))] : []),
+      ];
+    };
+    this.head = head(1);
+    if (S > 1) this.headRows = head(S);
     this.decodeStep = [...this.decode.ops, ...this.head];
+    this.decodeBatchStep = this.decodeBatch ? [...this.decodeBatch.ops, ...this.headRows] : [];
     this.ropeTables = [...ops.ropeOf.values()];
   }
 
   /**
-   * Runs `ids` at positions [start, start + ids.length) through the model, writing their
-   * keys and values to the cache, and leaves the last token's logits in `logits`.
-   * `after` may encode more work (sampling) into the same command buffer.
+   * Runs `ids` at positions [start, start + ids.length) of the sequence in KV slot `slot`
+   * through the model, writing their keys and values to the cache, and (unless `head` is
+   * false) leaves the last token's logits in row 0 of `logits`. `after` may encode more
+   * work (sampling) into the same command buffer as the head.
    */
-  async forward(ids: readonly number[], start: number, after?: (encoder: GPUCommandEncoder) => void): Promise<void> {
+  async forward(ids: readonly number[], start: number, after?: (encoder: GPUCommandEncoder) => void, slot = 0, head = true): Promise<void> {
     if (ids.length === 0) throw new SluiceError('USAGE', 'forward: no tokens');
     if (start + ids.length > this.contextLength) {
       throw new SluiceError('USAGE', `the context is full: positions [${start}, ${start + ids.length}) exceed the KV cache (${this.contextLength})`);
     }
+    if (!(Number.isInteger(slot) && slot >= 0 && slot < this.slots)) throw new SluiceError('USAGE', `forward: slot ${slot} is not in [0, ${this.slots})`);
     const { device } = this;
     const h = this.config.hiddenSize;
     const w = computeBytes(this.dtype);
-    this.history.set(ids, start);
     // The call's rope tables, as transformers picks them: by its highest position + 1. A
     // switch that invalidates the cached keys re-runs the whole sequence from position 0.
+    // (Only a one-slot model has switching tables: load refuses them with parallel > 1.)
+    this.history.set(ids, start);
     let rerotate = false;
     for (const table of this.ropeTables) rerotate = table.update(start, start + ids.length) || rerotate;
     if (rerotate) {
       ids = Array.from(this.history.subarray(0, start + ids.length));
       start = 0;
     }
-    if (ids.length === 1) {
-      this.decode.step.writeRange(start, 1); // one row at `start`, slot 0 (one sequence until step 14)
+    if (ids.length === 1 && head) {
+      this.decode.step.writeRange(start, 1, slot);
       this.writeIds(ids);
-      const encoder = device.createCommandEncoder({ label: 'model.decode' });
-      const passEncoder = encoder.beginComputePass({ label: 'model.decode' });
-      for (const op of this.decodeStep) encodeOp(passEncoder, op);
-      passEncoder.end();
-      after?.(encoder);
-      device.queue.submit([encoder.finish()]);
+      this.submitDecode(this.decodeStep, 'model.decode', after);
       return;
     }
     // Prefill in chunks; the queue orders each chunk's step write with its submit.
     for (let at = 0; at < ids.length; at += PREFILL_CHUNK) {
       const chunk = ids.slice(at, at + PREFILL_CHUNK);
       const prefill = this.prefill.get(PREFILL_ROWS.find((rows) => rows >= chunk.length)!)!;
-      prefill.step.writeRange(start + at, chunk.length);
+      prefill.step.writeRange(start + at, chunk.length, slot);
       this.writeIds(chunk);
       const encoder = device.createCommandEncoder({ label: 'model.prefill' });
       const passEncoder = encoder.beginComputePass({ label: 'model.prefill' });
       for (const op of prefill.ops) encodeOp(passEncoder, op);
       passEncoder.end();
-      const last = at + PREFILL_CHUNK >= ids.length;
-      if (last) {
+      if (head && at + PREFILL_CHUNK >= ids.length) {
         // The last token's row of the residual stream → the decode row, for the LM head.
         encoder.copyBufferToBuffer(this.hidden, (chunk.length - 1) * h * w, this.lastRow, 0, h * w);
-        const head = encoder.beginComputePass({ label: 'model.head' });
-        for (const op of this.head) encodeOp(head, op);
-        head.end();
+        const headPass = encoder.beginComputePass({ label: 'model.head' });
+        for (const op of this.head) encodeOp(headPass, op);
+        headPass.end();
         after?.(encoder);
       }
       device.queue.submit([encoder.finish()]);
     }
+  }
+
+  /** Writes the keys and values of `ids` at [start, …) of `slot`, without the LM head (a prompt's chunks before its last id). */
+  async prefillSlot(slot: number, ids: readonly number[], start: number): Promise<void> {
+    await this.forward(ids, start, undefined, slot, false);
+  }
+
+  /**
+   * One decode pass over `rows`, each the next id of the sequence in its own slot at its
+   * own position: row r's logits land in row r of `logits`; `after` encodes the sampling.
+   * One row runs the gemv pass; more run the batched pass (small matmuls read each weight
+   * once for all rows).
+   */
+  async decodeRows(rows: readonly { slot: number; id: number; position: number }[], after?: (encoder: GPUCommandEncoder) => void): Promise<void> {
+    const n = rows.length;
+    if (n === 1) return this.forward([rows[0].id], rows[0].position, after, rows[0].slot);
+    if (!(n >= 1 && n <= this.slots) || !this.decodeBatch) throw new SluiceError('USAGE', `decodeRows: ${n} rows, this model decodes 1 to ${this.slots}`);
+    const positions = this.rowPositions[n];
+    const slots = this.rowSlots[n];
+    for (let r = 0; r < n; r++) {
+      positions[r] = rows[r].position;
+      slots[r] = rows[r].slot;
+      this.idScratch[r] = rows[r].id;
+    }
+    this.decodeBatch.step.write(positions, slots); // checks positions and slots
+    this.device.queue.writeBuffer(this.ids, 0, this.idScratch, 0, n);
+    this.submitDecode(this.decodeBatchStep, 'model.decode_rows', after);
+  }
+
+  private submitDecode(ops: readonly PreparedOp[], label: string, after?: (encoder: GPUCommandEncoder) => void): void {
+    const encoder = this.device.createCommandEncoder({ label });
+    const pass = encoder.beginComputePass({ label });
+    for (const op of ops) encodeOp(pass, op);
+    pass.end();
+    after?.(encoder);
+    this.device.queue.submit([encoder.finish()]);
+  }
+
+  /** Bytes of the KV cache (all slots and layers, keys and values). */
+  get kvCacheBytes(): number {
+    const { numLayers, numKvHeads, headDim } = this.config;
+    return 2 * numLayers * this.slots * numKvHeads * this.contextLength * headDim * computeBytes(this.dtype);
   }
 
   /** Dispatches one decode step encodes (all layers and the LM head; sampling not included). */

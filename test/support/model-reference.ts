@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { openCheckpoint } from '../../src/checkpoint/open-path.js';
 import { parseModelConfig } from '../../src/model/config.js';
-import { LlamaModel } from '../../src/model/llama.js';
+import { LlamaModel, type LoadModelOptions } from '../../src/model/llama.js';
 
 export interface Reference {
   prompt_ids: number[];
@@ -16,12 +16,12 @@ export interface Reference {
 
 export const argmax = (xs: Float32Array) => xs.reduce((best, x, i) => (x > xs[best] ? i : best), 0);
 
-export async function loadReferenceModel(device: GPUDevice, name: string, dtype: 'f32' | 'f16', contextLength = 128) {
+export async function loadReferenceModel(device: GPUDevice, name: string, dtype: 'f32' | 'f16', contextLength = 128, options: LoadModelOptions = {}) {
   const dir = `test/fixtures/models/${name}`;
   const config = parseModelConfig(readFileSync(`${dir}/config.json`, 'utf8'), `${dir}/config.json`);
   const checkpoint = await openCheckpoint(`${dir}/model.safetensors`);
   try {
-    const model = await LlamaModel.load(checkpoint, config, device, { dtype, contextLength });
+    const model = await LlamaModel.load(checkpoint, config, device, { ...options, dtype, contextLength });
     const reference = JSON.parse(readFileSync(`${dir}/reference.json`, 'utf8')) as Reference;
     return { model, reference };
   } finally {

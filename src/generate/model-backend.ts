@@ -1,0 +1,77 @@
+// The batch scheduler's backend on a LlamaModel with `slots` KV cache slots: prefill
+// chunks go straight to the model (no LM head), a decode step is one forward pass over
+// its rows with the RowSampler's dispatch in the same command buffer, and one read back
+// of 4 bytes a row (plus the logprobs a row asked for).
+
+import type { TokenLogprobs } from '../ops/logprobs.js';
+import type { LlamaModel } from '../model/llama.js';
+import { PREFILL_CHUNK } from '../model/llama.js';
+import type { BatchBackend, BatchRow } from './batch-scheduler.js';
+import { type RowRequest, RowSampler, type SamplerConfig } from './row-sampler.js';
+
+export class ModelBatchBackend implements BatchBackend {
+  readonly prefillChunk = PREFILL_CHUNK;
+  /** One request object per row, reused every step (nothing allocated per token). */
+  private readonly requests: RowRequest[];
+  private readonly views: RowRequest[][];
+  private readonly one = [0];
+
+  private constructor(
+    readonly model: LlamaModel,
+    readonly sampler: RowSampler,
+  ) {
+    this.requests = Array.from({ length: model.slots }, () => ({ slot: 0, step: 0, historyLength: 0 }));
+    // sampleRows takes exactly the step's rows: a prefix view of each length, made once.
+    this.views = Array.from({ length: model.slots + 1 }, (_, n) => this.requests.slice(0, n));
+  }
+
+  static async create(model: LlamaModel): Promise<ModelBatchBackend> {
+    const sampler = await RowSampler.create(model.device, {
+      logits: model.logits,
+      vocab: model.config.vocabSize,
+      rows: model.slots,
+      slots: model.slots,
+      contextLength: model.contextLength,
+    });
+    return new ModelBatchBackend(model, sampler);
+  }
+
+  get slots(): number {
+    return this.model.slots;
+  }
+
+  get contextLength(): number {
+    return this.model.contextLength;
+  }
+
+  begin(slot: number, config: SamplerConfig, promptLength: number): void {
+    this.sampler.configure(slot, config, promptLength);
+  }
+
+  async prefill(slot: number, ids: readonly number[], start: number): Promise<void> {
+    this.sampler.remember(slot, ids, start);
+    this.model.prefillSlot(slot, ids, start);
+  }
+
+  async decode(rows: readonly BatchRow[]): Promise<Uint32Array> {
+    for (let i = 0; i < rows.length; i++) {
+      const { slot, id, position, step } = rows[i];
+      this.one[0] = id;
+      this.sampler.remember(slot, this.one, position);
+      const request = this.requests[i];
+      request.slot = slot;
+      request.step = step;
+      request.historyLength = position + 1;
+    }
+    this.model.decodeRows(rows, (encoder) => this.sampler.sampleRows(encoder, this.views[rows.length]));
+    return this.sampler.readRows();
+  }
+
+  logprobsOf(row: number): TokenLogprobs | null {
+    return this.sampler.logprobsOf(row);
+  }
+
+  destroy(): void {
+    this.sampler.destroy();
+  }
+}
