@@ -11,10 +11,12 @@ import { grammarError } from './expr.js';
 export function analyse(raw: RawDfa): Automaton {
   const n = raw.final.length;
   const canFinish = finishable(raw);
-  raw.ruleNames.forEach((name, r) => {
-    if (canFinish[raw.ruleStart[r]]) return;
-    throw grammarError(name, r === 0 ? 'matches nothing' : 'can never finish (each way through it needs itself again, or matches nothing)');
-  });
+  // Other rules first: a root that cannot finish because a $ref cycle cannot is better
+  // reported at the cycle.
+  for (let r = raw.ruleNames.length - 1; r >= 0; r--) {
+    if (canFinish[raw.ruleStart[r]]) continue;
+    throw grammarError(raw.ruleNames[r], r === 0 ? 'matches nothing' : 'can never finish (each way through it needs itself again, or matches nothing)');
+  }
 
   // CSR, keeping only edges into states that can still finish.
   const edgeStart = new Int32Array(n + 1);

@@ -18,7 +18,7 @@ export interface AutomatonLimits {
   maxDfaStates: number;
 }
 
-export const DEFAULT_LIMITS: AutomatonLimits = { maxNfaStates: 2_000_000, maxDfaStates: 500_000 };
+export const DEFAULT_LIMITS: AutomatonLimits = { maxNfaStates: 1_000_000, maxDfaStates: 250_000 };
 
 /** A non-recursive rule whose expansion is at most this many states is inlined everywhere. */
 const INLINE_ALWAYS = 256;
@@ -48,6 +48,10 @@ export interface Automaton {
 /** Grammar → automaton, or USAGE naming the rule that cannot finish, recurses on the left, or is too large. */
 export function buildAutomaton(grammar: Grammar, limits: AutomatonLimits = DEFAULT_LIMITS): Automaton {
   const kept = chooseKeptRules(grammar);
+  // Refuse before allocating: the expansion of each rule is about its NFA's size.
+  for (const r of kept.order) {
+    if (kept.size[r] > limits.maxNfaStates) throw grammarError(grammar.rules[r].name, `too large: it expands to about ${kept.size[r]} automaton states, over the limit of ${limits.maxNfaStates} (a repetition count or a schema too big to enforce)`);
+  }
   const nfa = new NfaBuilder(grammar, kept.inline, kept.index, limits.maxNfaStates);
   const dfa = new DfaBuilder(limits.maxDfaStates);
   const ruleStart: number[] = [];
@@ -66,6 +70,8 @@ interface KeptRules {
   /** grammar rule → index in `order`, or -1 where inlined. */
   index: Int32Array;
   inline: Uint8Array;
+  /** grammar rule → states its body expands to, inlined rules included. */
+  size: Float64Array;
 }
 
 function refsOf(e: Expr, out: number[]): void {
@@ -117,7 +123,7 @@ function chooseKeptRules(grammar: Grammar): KeptRules {
   const keptOrder = [grammar.root, ...order.filter((r) => r !== grammar.root && reachable[r] && !inline[r])];
   const index = new Int32Array(n).fill(-1);
   keptOrder.forEach((r, i) => (index[r] = i));
-  return { order: keptOrder, index, inline };
+  return { order: keptOrder, index, inline, size: expanded };
 }
 
 function expandedSize(e: Expr, inline: Uint8Array, expanded: Float64Array): number {

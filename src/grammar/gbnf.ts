@@ -186,7 +186,8 @@ class GbnfParser {
       if (c === ']') break;
       const lo = this.char();
       let hi = lo;
-      if (this.text[this.pos] === '-' && this.text[this.pos + 1] !== ']' && this.text[this.pos + 1] !== undefined) {
+      const after = this.text[this.pos + 1];
+      if (this.text[this.pos] === '-' && after !== undefined && after !== ']' && after !== '\n' && after !== '\r') {
         this.pos++;
         hi = this.char();
         if (hi < lo) throw this.error('character range out of order');

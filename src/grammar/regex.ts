@@ -27,6 +27,7 @@ const SPACE: CodeRanges = normalize([
 ]);
 const LINE_TERMINATORS: CodeRanges = [[0x0a, 0x0a], [0x0d, 0x0d], [0x2028, 0x2029]];
 const SYNTAX = '^$\\.*+?()[]{}|/-';
+const MAX_NESTING = 100;
 
 /** `pattern` → an expression matching exactly the strings the pattern matches in full. */
 export function parseRegex(pattern: string, options: RegexOptions): Expr {
@@ -117,6 +118,7 @@ class RegexParser {
   }
 
   private group(depth: number): Expr {
+    if (depth >= MAX_NESTING) throw this.error(`groups nested more than ${MAX_NESTING} deep`);
     if (this.eat('?')) {
       if (this.eat(':')) {
         // non-capturing
