@@ -3,9 +3,8 @@
 // model directory with a progress bar.
 
 import { Engine } from '../generate/engine.js';
-import { GpuSampler } from '../generate/sampler.js';
+import { ModelBatchBackend } from '../generate/model-backend.js';
 import { acquireNodeDevice } from '../gpu/node-gpu.js';
-import { DEFAULT_SAMPLING } from '../ops/sample.js';
 import type { DtypeChoice } from '../gpu/load-tensors.js';
 import type { QuantKind } from '../gpu/quantized-tensor.js';
 import { SluiceError } from '../errors.js';
@@ -83,17 +82,17 @@ export async function withModel<T>(
   io: CliIo,
   settings: { dtype: DtypeChoice; quantize?: QuantKind; contextLength?: number },
   quiet: boolean,
-  body: (opened: OpenedModel, sampler: GpuSampler) => Promise<T>,
+  body: (opened: OpenedModel, backend: ModelBatchBackend) => Promise<T>,
 ): Promise<T> {
   const gpu = await acquireNodeDevice({ label: 'sluice.model' });
   try {
     const opened = await openModel(dir, gpu.device, { ...settings, onProgress: loadProgressBar(io, !quiet) });
     try {
-      const sampler = await GpuSampler.create(opened.model, DEFAULT_SAMPLING);
+      const backend = await ModelBatchBackend.create(opened.model);
       try {
-        return await body(opened, sampler);
+        return await body(opened, backend);
       } finally {
-        sampler.destroy();
+        backend.destroy();
       }
     } finally {
       opened.dispose();
@@ -103,10 +102,10 @@ export async function withModel<T>(
   }
 }
 
-/** The engine (queue + shared cache) over an opened model and its sampler. */
-export function engineOf(opened: OpenedModel, sampler: GpuSampler): Engine {
+/** The engine (slots, shared cache) over an opened model and its backend. */
+export function engineOf(opened: OpenedModel, backend: ModelBatchBackend): Engine {
   const { model, tokenizer, chatTemplate: template, chatTemplateError: templateError, eosIds, defaults } = opened;
-  return new Engine({ model, sampler, tokenizer, template, templateError, eosIds, defaults });
+  return new Engine({ model, backend, tokenizer, template, templateError, eosIds, defaults });
 }
 
 /** The `timings` object of --json outputs. */

@@ -150,9 +150,12 @@ export class BatchScheduler {
     this.maxQueue = options.maxQueue ?? 16;
   }
 
-  /** Requests generating or waiting for a slot. */
+  /**
+   * Requests generating or waiting for a slot. A cancelled one no longer counts, though its
+   * slot frees only at the end of the pass in flight.
+   */
   get pending(): number {
-    return this.active.length + this.waiting.length;
+    return this.active.filter((s) => !s.cancelled).length + this.waiting.length;
   }
 
   /** Sequences holding a slot now. */

@@ -1,21 +1,22 @@
-// A loaded model as a service: requests are queued (one generation at a time), each may
-// be cancelled, and consecutive requests share the KV cache — a prompt that starts like
-// the previous conversation (the next chat turn) only prefills what is new. This is what
-// the embedding API (sluice/node loadModel) and the server run on.
+// A loaded model as a service: requests run together, one per KV cache slot (continuous
+// batching, batch-scheduler.ts), the rest wait for a slot; each may be cancelled, and a
+// request reuses the slot whose cached ids share its longest prefix — the next chat turn
+// only prefills what is new. This is what the embedding API (sluice/node loadModel) and
+// the server run on.
 
 import { SluiceError } from '../errors.js';
 import type { GenerationDefaults } from '../model/generation-config.js';
 import type { LlamaModel } from '../model/llama.js';
 import { type ChatMessage, type ChatTemplate, checkTemplateVariables } from '../text/chat-template.js';
 import type { Tokenizer } from '../text/tokenizer.js';
-import { generate, type GenerateOptions, type GenerationDelta, type GenerationStats } from './generate.js';
+import { type BatchBackend, BatchScheduler } from './batch-scheduler.js';
+import type { GenerateOptions, GenerationDelta, GenerationStats } from './generate.js';
 import { chatTemplateIds, rawTextIds } from './prompt-ids.js';
-import { RequestQueue } from './queue.js';
-import type { GpuSampler } from './sampler.js';
 
 export interface EngineParts {
   model: LlamaModel;
-  sampler: GpuSampler;
+  /** The model's slots and sampler (ModelBatchBackend.create(model)). */
+  backend: BatchBackend;
   tokenizer: Tokenizer | null;
   template: ChatTemplate | null;
   /** Why there is no template (chat's error), when there is none. */
@@ -33,15 +34,17 @@ export interface ChatOptions extends GenerateOptions {
 }
 
 export interface EngineOptions {
-  /** Requests that may wait while one runs (default 16; beyond: BUSY). */
+  /** Requests that may wait for a free slot (default 16; beyond: BUSY). */
   maxQueue?: number;
   /** Chat template variables of every request (a request's own win, key by key). */
   templateVariables?: Readonly<Record<string, unknown>>;
 }
 
 export interface CompletionStats extends GenerationStats {
-  /** Prompt tokens found in the cache from the previous request (not prefilled again). */
+  /** Prompt tokens found in the slot's cache from an earlier request (not prefilled again). */
   reusedTokens: number;
+  /** The KV cache slot that ran the request. */
+  slot: number;
   /** Tokens of the reply: the ids its deltas carried. Unlike generatedTokens, an eos id
    *  that ended it is not one (what OpenAI's usage.completion_tokens counts). */
   completionTokens: number;
@@ -50,11 +53,9 @@ export interface CompletionStats extends GenerationStats {
   seed: number;
 }
 
-/** One engine per LlamaModel: it owns the model's KV cache (what `cached` says it holds). */
+/** One engine per LlamaModel: it owns the model's KV cache slots. */
 export class Engine {
-  private readonly queue: RequestQueue;
-  /** Ids whose keys and values are in the cache, at positions 0 … length−1. */
-  private cached: number[] = [];
+  private readonly scheduler: BatchScheduler;
 
   /** Chat template variables of every request. */
   readonly templateVariables: Readonly<Record<string, unknown>>;
@@ -64,7 +65,7 @@ export class Engine {
     options: EngineOptions = {},
   ) {
     checkTemplateVariables(options.templateVariables, 'templateVariables');
-    this.queue = new RequestQueue(options.maxQueue ?? 16);
+    this.scheduler = new BatchScheduler(parts.backend, { maxQueue: options.maxQueue ?? 16, tokenizer: parts.tokenizer ?? undefined });
     this.templateVariables = { ...options.templateVariables };
   }
 
@@ -74,7 +75,12 @@ export class Engine {
 
   /** Requests running or waiting. */
   get pending(): number {
-    return this.queue.size;
+    return this.scheduler.pending;
+  }
+
+  /** Sequences decoded at once (the model's KV cache slots). */
+  get parallel(): number {
+    return this.parts.backend.slots;
   }
 
   /**
@@ -114,10 +120,11 @@ export class Engine {
   }
 
   /**
-   * Waits its turn, then generates after `ids`, reusing the cached prefix. Model defaults
-   * (generation_config.json) apply under `options`; eos ids default to the model's; no
-   * seed → a random one (stats.seed), so temperature > 0 does not repeat itself. The turn
-   * ends with the generator, also when its consumer stops early or throws.
+   * Generates after `ids` in a slot (waiting for one when all are busy), reusing the
+   * longest cached prefix. Model defaults (generation_config.json) apply under `options`;
+   * eos ids default to the model's; no seed → a random one (stats.seed), so temperature > 0
+   * does not repeat itself. The request ends with the generator, also when its consumer
+   * stops early or throws.
    */
   async *complete(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<GenerationDelta, CompletionStats> {
     if (ids.length === 0) throw new SluiceError('USAGE', 'the prompt has no tokens');
@@ -129,31 +136,25 @@ export class Engine {
     const outside = ids.findIndex((id) => !(Number.isInteger(id) && id >= 0 && id < vocab));
     if (outside >= 0) throw new SluiceError('USAGE', `prompt token id ${ids[outside]} (at index ${outside}) is not in the vocabulary [0, ${vocab})`);
     const seed = options.seed ?? randomSeed();
-    return yield* this.queue.hold(options.signal, () => this.run(ids, { ...options, seed }, seed));
-  }
-
-  /** One request in its turn. */
-  private async *run(ids: readonly number[], options: GenerateOptions, seed: number): AsyncGenerator<GenerationDelta, CompletionStats> {
-    // Reuse the cached prefix, but prefill at least one token (its logits start the reply).
-    let reused = 0;
-    while (reused < ids.length - 1 && reused < this.cached.length && ids[reused] === this.cached[reused]) reused++;
-    this.cached = ids.slice(0, reused); // what stays valid if this request fails midway
-    const { model, sampler, tokenizer, eosIds, defaults } = this.parts;
-    const generated: number[] = [];
-    const run = generate({ model, sampler, tokenizer: tokenizer ?? undefined }, ids.slice(reused), reused, { ...defaults, ...options, eosIds: options.eosIds ?? eosIds });
-    let r = await run.next();
-    while (!r.done) {
-      generated.push(...r.value.ids);
-      yield r.value;
-      r = await run.next();
+    const { eosIds, defaults } = this.parts;
+    const run = this.scheduler.submit(ids, { ...defaults, ...options, seed, eosIds: options.eosIds ?? eosIds });
+    let completionTokens = 0;
+    try {
+      let r = await run.next();
+      while (!r.done) {
+        completionTokens += r.value.ids.length;
+        yield r.value;
+        r = await run.next();
+      }
+      return { ...r.value, completionTokens, seed };
+    } finally {
+      await run.return(undefined as never); // a consumer that stopped early frees the slot
     }
-    this.cached = [...ids, ...generated].slice(0, r.value.position);
-    return { ...r.value, promptTokens: ids.length, reusedTokens: reused, completionTokens: generated.length, seed };
   }
 
-  /** Forgets the cached conversation (the next request prefills from scratch). */
+  /** Forgets the cached conversations of idle slots (the next requests prefill from scratch). */
   forget(): void {
-    this.cached = [];
+    this.scheduler.forget();
   }
 }
 

@@ -29,7 +29,12 @@ export interface LoadModelApiOptions {
   quantize?: QuantKind;
   /** KV cache positions (default min(max_position_embeddings, 4096)). */
   contextLength?: number;
-  /** Requests that may wait while one runs (default 16; beyond: BUSY). */
+  /**
+   * Sequences generated at once, each in its own KV cache slot of contextLength positions
+   * (continuous batching; default 1). Requests beyond wait for a slot.
+   */
+  parallel?: number;
+  /** Requests that may wait for a free slot (default 16; beyond: BUSY). */
   maxQueue?: number;
   onProgress?: (progress: ModelProgress) => void;
   signal?: AbortSignal;

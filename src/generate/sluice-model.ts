@@ -4,11 +4,10 @@
 
 import type { ModelConfig } from '../model/config.js';
 import type { OpenedModel } from '../model/open-model-source.js';
-import { DEFAULT_SAMPLING } from '../ops/sample.js';
 import { type ChatMessage, checkTemplateVariables } from '../text/chat-template.js';
 import { type ChatOptions, type CompletionStats, Engine } from './engine.js';
 import type { GenerateOptions, GenerationDelta } from './generate.js';
-import { GpuSampler } from './sampler.js';
+import { ModelBatchBackend } from './model-backend.js';
 
 export interface SluiceModel {
   /** As given to loadModel, else the directory's (or URL's) last path segment. */
@@ -45,16 +44,16 @@ export interface SluiceModelOptions {
 
 /** Wraps an opened model; takes ownership of it (dispose() frees it). */
 export async function createSluiceModel(opened: OpenedModel, options: SluiceModelOptions = {}): Promise<SluiceModel> {
-  let sampler: GpuSampler;
+  let backend: ModelBatchBackend;
   try {
     checkTemplateVariables(options.templateVariables, 'templateVariables');
-    sampler = await GpuSampler.create(opened.model, DEFAULT_SAMPLING);
+    backend = await ModelBatchBackend.create(opened.model);
   } catch (e) {
     opened.dispose();
     throw e;
   }
   const { model, tokenizer, chatTemplate: template, chatTemplateError: templateError, eosIds, defaults } = opened;
-  const engine = new Engine({ model, sampler, tokenizer, template, templateError, eosIds, defaults }, { maxQueue: options.maxQueue, templateVariables: options.templateVariables });
+  const engine = new Engine({ model, backend, tokenizer, template, templateError, eosIds, defaults }, { maxQueue: options.maxQueue, templateVariables: options.templateVariables });
   return {
     name: options.name ?? lastSegment(opened.dir),
     source: opened.dir,
@@ -64,7 +63,7 @@ export async function createSluiceModel(opened: OpenedModel, options: SluiceMode
     chat: (messages, o) => engine.chat(messages, o),
     generate: (prompt, o) => engine.generate(prompt, o),
     dispose() {
-      sampler.destroy();
+      backend.destroy();
       opened.dispose();
       options.onDispose?.();
     },

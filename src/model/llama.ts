@@ -22,7 +22,15 @@ import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp } from '../o
 import type { ModelConfig } from './config.js';
 import { compileKernels, type Kernels, type RopeTable, SMALL_PREFILL_ROWS } from './kernels.js';
 import type { ModelProgress } from './progress.js';
+import type { RopeScaling } from './rope-scaling.js';
 import { type WeightNames, weightNames } from './weights.js';
+
+/** The sequence length past which a rope's table changes (RopeTable.update), Infinity when it never does. */
+function switchesPast(rope: RopeScaling): number {
+  if (rope.type === 'dynamic') return rope.maxPositionEmbeddings;
+  if (rope.type === 'longrope') return rope.originalMaxPositionEmbeddings;
+  return Infinity;
+}
 
 /** Most sequences one model decodes at once (LoadModelOptions.parallel). */
 export const MAX_PARALLEL = 64;
@@ -116,10 +124,14 @@ export class LlamaModel {
     if (!Number.isInteger(contextLength) || contextLength < 1) throw new SluiceError('USAGE', `context length must be a positive integer, not ${contextLength}`);
     const slots = options.parallel ?? 1;
     if (!Number.isInteger(slots) || slots < 1 || slots > MAX_PARALLEL) throw new SluiceError('USAGE', `parallel must be a whole number in [1, ${MAX_PARALLEL}], not ${slots}`);
-    // Dynamic NTK and longrope pick their table by the sequence's length: one table per pass
-    // cannot serve sequences of different lengths.
-    const switching = config.features.layers.find((l) => l.rope?.type === 'dynamic' || l.rope?.type === 'longrope')?.rope;
-    if (slots > 1 && switching) throw new SluiceError('USAGE', `${where}: rope_scaling ${switching.type} switches tables with the sequence length, so this model decodes one sequence at a time (parallel 1, not ${slots})`);
+    // Dynamic NTK and longrope pick their table by the sequence length, past a threshold:
+    // one table per pass cannot serve sequences on both sides of it. Below it (the default
+    // context of such models) the table never changes.
+    const switching = config.features.layers.map((l) => l.rope).find((r) => r && contextLength > switchesPast(r));
+    if (slots > 1 && switching) {
+      const past = switchesPast(switching);
+      throw new SluiceError('USAGE', `${where}: rope_scaling ${switching.type} switches tables past ${past} positions, and the context is ${contextLength}: decode one sequence at a time (parallel 1, not ${slots}), or keep the context ≤ ${past}`);
+    }
     // The kernels compile while the weights stream in: both take seconds on some GPUs
     // (shader compilation is CPU work in the browser's GPU process, the upload is copies).
     const dtype = resolveComputeDtype(device, options.dtype);
@@ -370,7 +382,7 @@ export class LlamaModel {
     const w = computeBytes(this.dtype);
     // The call's rope tables, as transformers picks them: by its highest position + 1. A
     // switch that invalidates the cached keys re-runs the whole sequence from position 0.
-    // (Only a one-slot model has switching tables: load refuses them with parallel > 1.)
+    // (A model with several slots never switches: load checks the context against the threshold.)
     this.history.set(ids, start);
     let rerotate = false;
     for (const table of this.ropeTables) rerotate = table.update(start, start + ids.length) || rerotate;

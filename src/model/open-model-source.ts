@@ -27,6 +27,8 @@ export interface OpenModelOptions {
   /** Quantize the projections on load: 'q8' or 'q4' (LoadModelOptions.quantize). */
   quantize?: QuantKind;
   contextLength?: number;
+  /** Sequences decoded at once: KV cache slots (LoadModelOptions.parallel, default 1). */
+  parallel?: number;
   signal?: AbortSignal;
   onProgress?: (p: ModelProgress) => void;
 }

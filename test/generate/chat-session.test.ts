@@ -9,31 +9,30 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChatSession, type ChatTurnStats } from '../../src/generate/chat-session.js';
 import { Engine } from '../../src/generate/engine.js';
-import { GpuSampler } from '../../src/generate/sampler.js';
+import { ModelBatchBackend } from '../../src/generate/model-backend.js';
 import { openModel, type OpenedModel } from '../../src/model/open-model.js';
-import { DEFAULT_SAMPLING } from '../../src/ops/sample.js';
 import { writeChatModel } from '../support/byte-tokenizer.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 
 const gpu = useGpuTestDevice('test.chat');
 const dir = mkdtempSync(join(tmpdir(), 'sluice-chat-'));
 let opened: OpenedModel;
-let sampler: GpuSampler;
+let backend: ModelBatchBackend;
 
 beforeAll(async () => {
   writeChatModel('test/fixtures/models/llama-gqa', dir);
   opened = await openModel(dir, gpu.device, { dtype: 'f32', contextLength: 160 });
-  sampler = await GpuSampler.create(opened.model, DEFAULT_SAMPLING);
+  backend = await ModelBatchBackend.create(opened.model);
 });
 afterAll(() => {
-  sampler?.destroy();
+  backend?.destroy();
   opened?.dispose();
   rmSync(dir, { recursive: true, force: true });
 });
 
 function engine() {
   const { model, tokenizer, chatTemplate: template, eosIds, defaults } = opened;
-  return new Engine({ model, sampler, tokenizer, template, eosIds, defaults });
+  return new Engine({ model, backend, tokenizer, template, eosIds, defaults });
 }
 
 function session(notices: string[] = [], on = engine()) {

@@ -1,7 +1,8 @@
-// The engine: one generation at a time in FIFO order, a bounded queue (BUSY beyond it),
-// cancellation while waiting, a turn released however its consumer ends it, the KV cache
-// shared by consecutive requests, prompt ids checked against the vocabulary, a random seed
-// when none is given, and completion tokens without the eos.
+// The engine on the batch scheduler (its own tests: batch-scheduler.test.ts): one slot
+// serves requests one by one, each as if alone, with a bounded queue (BUSY beyond it); two
+// slots serve two at once; a slot's cached prefix is reused by the next turn; prompt ids
+// checked against the vocabulary, a random seed when none is given, and completion tokens
+// without the eos.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,88 +10,26 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSluiceError } from '../../src/errors.js';
 import { Engine } from '../../src/generate/engine.js';
-import { RequestQueue } from '../../src/generate/queue.js';
-import { GpuSampler } from '../../src/generate/sampler.js';
+import { ModelBatchBackend } from '../../src/generate/model-backend.js';
 import { openModel, type OpenedModel } from '../../src/model/open-model.js';
-import { DEFAULT_SAMPLING } from '../../src/ops/sample.js';
 import { writeChatModel } from '../support/byte-tokenizer.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
-
-describe('RequestQueue', () => {
-  it('runs one at a time in order, refuses past the limit, drops a cancelled waiter', async () => {
-    const queue = new RequestQueue(2);
-    const order: string[] = [];
-    const first = await queue.acquire();
-    const b = queue.acquire().then((release) => (order.push('b'), release));
-    const cancel = new AbortController();
-    const c = queue.acquire(cancel.signal);
-    await expect(queue.acquire()).rejects.toSatisfy((e) => isSluiceError(e, 'BUSY'));
-    cancel.abort();
-    await expect(c).rejects.toSatisfy((e) => isSluiceError(e, 'ABORTED'));
-    const d = queue.acquire().then((release) => (order.push('d'), release));
-    expect(queue.size).toBe(3);
-    first();
-    (await b)();
-    (await d)();
-    expect(order).toEqual(['b', 'd']);
-    expect(queue.size).toBe(0);
-  });
-
-  it('hold() releases the turn when the body throws, or its consumer stops early or throws into it', async () => {
-    const queue = new RequestQueue(4);
-    let cleanedUp = 0;
-    async function* body(fail: boolean) {
-      try {
-        yield 1;
-        if (fail) throw new Error('the body failed');
-        yield 2;
-        return 'done';
-      } finally {
-        cleanedUp++;
-      }
-    }
-    // The body throws.
-    await expect(drain(queue.hold(undefined, () => body(true)))).rejects.toThrow('the body failed');
-    expect(queue.size).toBe(0);
-    // A consumer that breaks out of for-await (return()).
-    for await (const _ of queue.hold(undefined, () => body(false))) break;
-    expect(queue.size).toBe(0);
-    // A consumer that throws inside for-await.
-    await expect(
-      (async () => {
-        for await (const _ of queue.hold(undefined, () => body(false))) throw new Error('the consumer failed');
-      })(),
-    ).rejects.toThrow('the consumer failed');
-    expect(queue.size).toBe(0);
-    // throw() into it, as a manual consumer does.
-    const run = queue.hold(undefined, () => body(false));
-    await run.next();
-    await expect(run.throw(new Error('into it'))).rejects.toThrow('into it');
-    expect(queue.size).toBe(0);
-    expect(cleanedUp).toBe(4); // each body ran its own finally: return()/throw() reached it
-    expect(await drain(queue.hold(undefined, () => body(false)))).toBe('done');
-  });
-});
-
-async function drain<T, R>(run: AsyncGenerator<T, R>): Promise<R> {
-  let r = await run.next();
-  while (!r.done) r = await run.next();
-  return r.value;
-}
 
 describe('Engine', () => {
   const gpu = useGpuTestDevice('test.engine');
   const dir = mkdtempSync(join(tmpdir(), 'sluice-engine-'));
   let opened: OpenedModel;
   let engine: Engine;
+  let backend: ModelBatchBackend;
   beforeAll(async () => {
     writeChatModel('test/fixtures/models/llama-gqa', dir);
     opened = await openModel(dir, gpu.device, { dtype: 'f32', contextLength: 128 });
-    const sampler = await GpuSampler.create(opened.model, DEFAULT_SAMPLING);
+    backend = await ModelBatchBackend.create(opened.model);
     const { model, tokenizer, chatTemplate: template, eosIds, defaults } = opened;
-    engine = new Engine({ model, sampler, tokenizer, template, eosIds, defaults }, { maxQueue: 3 });
+    engine = new Engine({ model, backend, tokenizer, template, eosIds, defaults }, { maxQueue: 3 });
   });
   afterAll(() => {
+    backend?.destroy();
     opened?.dispose();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -161,6 +100,31 @@ describe('Engine', () => {
     const eos = (await firstId([1, 72, 105]))!;
     const ended = await collect(engine.generate([1, 72, 105], { temperature: 0, maxTokens: 5, eosIds: [eos] }));
     expect(ended.stats).toMatchObject({ stopReason: 'eos', generatedTokens: 1, completionTokens: 0 });
+  });
+
+  it('with two slots, serves two requests at once, each as if alone, and a next turn finds its own slot', async () => {
+    const two = await openModel(dir, gpu.device, { dtype: 'f32', contextLength: 128, parallel: 2 });
+    const twoBackend = await ModelBatchBackend.create(two.model);
+    try {
+      const { model, tokenizer, chatTemplate: template, eosIds, defaults } = two;
+      const parallel = new Engine({ model, backend: twoBackend, tokenizer, template, eosIds, defaults });
+      expect(parallel.parallel).toBe(2);
+      const chats = [[{ role: 'user' as const, content: 'Hi' }], [{ role: 'user' as const, content: 'Two plus two?' }]];
+      const greedy = { temperature: 0, maxTokens: 6, eosIds: [] };
+      const alone = [await collect(engine.chat(chats[0], greedy)), await collect(engine.chat(chats[1], greedy))];
+      const together = await Promise.all(chats.map((m) => collect(parallel.chat(m, greedy))));
+      expect(together.map((t) => t.text)).toEqual(alone.map((a) => a.text));
+      expect(new Set(together.map((t) => t.stats.slot))).toEqual(new Set([0, 1]));
+      // each conversation's next turn lands in the slot that holds it
+      for (const [i, m] of chats.entries()) {
+        const next = await collect(parallel.chat([...m, { role: 'assistant', content: together[i].text }, { role: 'user', content: 'And?' }], greedy));
+        expect(next.stats.slot).toBe(together[i].stats.slot);
+        expect(next.stats.reusedTokens).toBeGreaterThan(8);
+      }
+    } finally {
+      twoBackend.destroy();
+      two.dispose();
+    }
   });
 
   async function firstId(prompt: number[]): Promise<number | undefined> {

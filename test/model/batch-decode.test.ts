@@ -49,6 +49,9 @@ describe.each(['mistral-window', 'gemma2', 'qwen3', 'llama-gqa'])('%s, 4 slots',
   });
 });
 
-it('refuses parallel > 1 for a rope whose table follows the sequence length', async () => {
-  await expect(loadReferenceModel(gpu.device, 'llama-dynamic', 'f32', 128, { parallel: 2 })).rejects.toThrow(/dynamic switches tables with the sequence length.*parallel 1, not 2/);
+it('refuses parallel > 1 where a rope table would switch within the context, not below it', async () => {
+  await expect(loadReferenceModel(gpu.device, 'llama-dynamic', 'f32', 128, { parallel: 2 })).rejects.toThrow(/dynamic switches tables past 32 positions, and the context is 128: .*parallel 1, not 2.*≤ 32/);
+  const { model } = await loadReferenceModel(gpu.device, 'llama-dynamic', 'f32', 32, { parallel: 2 });
+  expect(model.slots).toBe(2);
+  model.dispose();
 });

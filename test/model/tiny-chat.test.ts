@@ -9,9 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChatSession } from '../../src/generate/chat-session.js';
 import { Engine } from '../../src/generate/engine.js';
-import { GpuSampler } from '../../src/generate/sampler.js';
+import { ModelBatchBackend } from '../../src/generate/model-backend.js';
 import { openModel, type OpenedModel } from '../../src/model/open-model.js';
-import { DEFAULT_SAMPLING } from '../../src/ops/sample.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 
 const DIR = 'models/tiny-chat';
@@ -36,15 +35,15 @@ const SAMPLE = { add: { items: every(family('add'), 20), misses: 1 }, repeat: { 
 
 const gpu = useGpuTestDevice('test.tiny-chat');
 let opened: OpenedModel;
-let sampler: GpuSampler;
+let backend: ModelBatchBackend;
 const replies = new Map<string, string>();
 
 beforeAll(async () => {
   opened = await openModel(DIR, gpu.device, { dtype: 'f32', contextLength: 128 });
-  sampler = await GpuSampler.create(opened.model, DEFAULT_SAMPLING);
+  backend = await ModelBatchBackend.create(opened.model);
 });
 afterAll(() => {
-  sampler?.destroy();
+  backend?.destroy();
   opened?.dispose();
 });
 
@@ -53,7 +52,7 @@ async function reply(prompt: string): Promise<string> {
   const known = replies.get(prompt);
   if (known !== undefined) return known;
   const { model, tokenizer, chatTemplate: template, eosIds, defaults } = opened;
-  const session = new ChatSession(new Engine({ model, sampler, tokenizer, template, eosIds, defaults }));
+  const session = new ChatSession(new Engine({ model, backend, tokenizer, template, eosIds, defaults }));
   let text = '';
   for await (const delta of session.send(prompt, { temperature: 0, maxTokens: defaults.maxTokens })) text += delta.text;
   replies.set(prompt, text);

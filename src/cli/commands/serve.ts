@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { SluiceError } from '../../errors.js';
 import { loadModel } from '../../generate/load-model.js';
+import { MAX_PARALLEL } from '../../model/llama.js';
 import { startServer } from '../../server/server.js';
 import { quantizeFlag } from '../model-args.js';
 import { dtypeFlag, parseCommandArgs, templateVarOption, templateVarsFlag, wholeNumberFlag } from '../args.js';
@@ -31,7 +32,9 @@ and repetition_penalty are accepted, as llama-server does, and chat_template_kwa
                     machine or a --cors origin: other pages cannot drive the server
   --cors ORIGIN     let web pages at ORIGIN (e.g. https://app.example:3000; * = any) call
                     the server and read its answers (repeatable)
-  --max-queue N     requests that may wait while one runs (default 16; beyond: HTTP 429)
+  --parallel N      requests generated at once, each in its own KV cache slot of --context
+                    positions (continuous batching; default 4); more wait for a slot
+  --max-queue N     requests that may wait for a slot (default 16; beyond: HTTP 429)
   --offline         never download: org/name from the HF cache only (also HF_HUB_OFFLINE=1)
   --dtype auto|f16|f32, --context N, --quantize q8|q4   as for sluice chat
   --template-var KEY=VALUE
@@ -39,6 +42,9 @@ and repetition_penalty are accepted, as llama-server does, and chat_template_kwa
                     as JSON when it parses, else text, as for sluice chat); a request's
                     chat_template_kwargs override these key by key
 `;
+
+/** Sequences `serve` decodes at once unless --parallel says otherwise. */
+export const DEFAULT_SERVE_PARALLEL = 4;
 
 export const serveCommand: Command = {
   name: 'serve',
@@ -52,6 +58,7 @@ export const serveCommand: Command = {
       'api-key': { type: 'string' },
       cors: { type: 'string', multiple: true },
       'max-queue': { type: 'string' },
+      parallel: { type: 'string' },
       dtype: { type: 'string' },
       quantize: { type: 'string' },
       context: { type: 'string' },
@@ -76,6 +83,7 @@ export const serveCommand: Command = {
       quantize,
       contextLength: integer('context', 1, 2 ** 24),
       maxQueue: integer('max-queue', 0, 10_000),
+      parallel: integer('parallel', 1, MAX_PARALLEL) ?? DEFAULT_SERVE_PARALLEL,
       templateVariables,
       // A Hub model is served under its repo name, not its snapshot folder (a commit sha).
       ...(resolved.name ? { name: resolved.name.repo } : {}),
