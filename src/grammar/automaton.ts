@@ -20,10 +20,12 @@ export interface AutomatonLimits {
 
 export const DEFAULT_LIMITS: AutomatonLimits = { maxNfaStates: 1_000_000, maxDfaStates: 250_000 };
 
-/** A non-recursive rule whose expansion is at most this many states is inlined everywhere. */
-const INLINE_ALWAYS = 256;
-/** ...and one referenced once, up to this many. */
-const INLINE_ONCE = 1 << 16;
+/** A non-recursive rule this small is always inlined. */
+const INLINE_TINY = 16;
+/** Otherwise, when its size × the copies the automaton would make of it stays under this. */
+const INLINE_BUDGET = 8192;
+/** Rules inlined into rules inlined into ...: at most this deep. */
+const MAX_INLINE_CHAIN = 64;
 
 export interface Automaton {
   readonly numStates: number;
@@ -74,58 +76,63 @@ interface KeptRules {
   size: Float64Array;
 }
 
-function refsOf(e: Expr, out: number[]): void {
+/** Each rule `e` refers to, with how many copies the automaton makes of that reference. */
+function refsOf(e: Expr, copies: number, out: Map<number, number>): void {
   switch (e.k) {
     case 'ref':
-      out.push(e.rule);
+      out.set(e.rule, (out.get(e.rule) ?? 0) + copies);
       return;
     case 'seq':
     case 'alt':
-      for (const item of e.items) refsOf(item, out);
+      for (const item of e.items) refsOf(item, copies, out);
       return;
     case 'rep':
-      refsOf(e.item, out);
+      refsOf(e.item, copies * (Number.isFinite(e.max) ? e.max : e.min + 1), out);
       return;
     default:
   }
 }
 
+/**
+ * Which rules get a DFA of their own. A recursive rule must (the matcher's stack handles
+ * it); a rule small enough, or copied few enough times, is inlined into its callers so the
+ * common case (a JSON schema without recursion) is a single DFA with no stack at all.
+ * Decided callers first, so a rule's copy count includes its inlined callers' copies.
+ */
 function chooseKeptRules(grammar: Grammar): KeptRules {
   const n = grammar.rules.length;
   const calls = grammar.rules.map((rule) => {
-    const out: number[] = [];
-    refsOf(rule.body, out);
+    const out = new Map<number, number>();
+    refsOf(rule.body, 1, out);
     return out;
   });
-  const refCount = new Int32Array(n);
-  const reachable = new Uint8Array(n);
-  const queue = [grammar.root];
-  reachable[grammar.root] = 1;
-  while (queue.length) {
-    for (const q of calls[queue.pop()!]) {
-      refCount[q]++;
-      if (!reachable[q]) {
-        reachable[q] = 1;
-        queue.push(q);
-      }
-    }
-  }
-  const { recursive, order } = stronglyConnected(calls, grammar.root);
-  // `order` lists callees before callers, so a caller's size sees its inlined callees' sizes.
-  const inline = new Uint8Array(n);
-  const expanded = new Float64Array(n);
+  const { recursive, order } = stronglyConnected(calls.map((m) => [...m.keys()]), grammar.root);
+  // Sizes with every non-recursive callee inlined (`order` lists callees first): an upper bound.
+  const full = new Float64Array(n);
+  const all = Uint8Array.from(recursive, (r) => 1 - r);
+  const chain = new Int32Array(n); // longest chain of rules inlined into r: bounds the builder's recursion
   for (const r of order) {
-    expanded[r] = expandedSize(grammar.rules[r].body, inline, expanded);
-    inline[r] = Number(
-      r !== grammar.root && !recursive[r] && (expanded[r] <= INLINE_ALWAYS || (refCount[r] <= 1 && expanded[r] <= INLINE_ONCE)),
-    );
+    full[r] = expandedSize(grammar.rules[r].body, all, full);
+    for (const q of calls[r].keys()) if (!recursive[q]) chain[r] = Math.max(chain[r], chain[q] + 1);
   }
-  const keptOrder = [grammar.root, ...order.filter((r) => r !== grammar.root && reachable[r] && !inline[r])];
+  const copies = new Float64Array(n);
+  copies[grammar.root] = 1;
+  const inline = new Uint8Array(n);
+  for (let i = order.length - 1; i >= 0; i--) {
+    const r = order[i];
+    const small = full[r] <= INLINE_TINY || full[r] * copies[r] <= INLINE_BUDGET;
+    inline[r] = Number(r !== grammar.root && !recursive[r] && chain[r] < MAX_INLINE_CHAIN && small);
+    for (const [q, m] of calls[r]) copies[q] += (inline[r] ? copies[r] : 1) * m;
+  }
+  const size = new Float64Array(n);
+  for (const r of order) size[r] = expandedSize(grammar.rules[r].body, inline, size);
+  const keptOrder = [grammar.root, ...order.filter((r) => r !== grammar.root && !inline[r])];
   const index = new Int32Array(n).fill(-1);
   keptOrder.forEach((r, i) => (index[r] = i));
-  return { order: keptOrder, index, inline, size: expanded };
+  return { order: keptOrder, index, inline, size };
 }
 
+/** States `e` expands to, where a ref to an inlined rule counts that rule's expansion. */
 function expandedSize(e: Expr, inline: Uint8Array, expanded: Float64Array): number {
   switch (e.k) {
     case 'byte':

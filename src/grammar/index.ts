@@ -19,7 +19,7 @@ import { utf8Class } from './codepoints.js';
 import { type Grammar, GrammarBuilder } from './expr.js';
 import { parseGbnf } from './gbnf.js';
 import { jsonSchemaGrammar } from './json-schema.js';
-import { type WhitespacePolicy, anyJsonObject } from './json-text.js';
+import { JsonLexicon, type WhitespacePolicy } from './json-text.js';
 import { GrammarMatcher, GrammarRuntime } from './matcher.js';
 import { parseRegex } from './regex.js';
 import type { TokenVocabulary } from './vocabulary.js';
@@ -96,7 +96,7 @@ function toGrammar(source: GrammarSource, options: GrammarOptions): Grammar {
   if ('jsonObject' in source) {
     const builder = new GrammarBuilder();
     const root = builder.declare('json_object');
-    builder.define(root, anyJsonObject(builder, whitespace));
+    builder.define(root, new JsonLexicon(builder, whitespace).anyObject());
     return builder.build(root);
   }
   if ('regex' in source) {

@@ -7,15 +7,14 @@
 // `properties` and additionalProperties not false is a map: any keys, values of
 // additionalProperties' schema.
 
-import { type Expr, EMPTY, type GrammarBuilder, MAX_REPEAT, NOTHING, alt, exprSize, grammarError, isNothing, literal, opt, rep, seq } from './expr.js';
-import { JSON_CHAR, JSON_INTEGER, JSON_NUMBER, jsonChars, jsonObjectOf, jsonString } from './json-text.js';
+import { type Expr, EMPTY, MAX_REPEAT, NOTHING, alt, exprSize, grammarError, isNothing, literal, opt, rep, seq } from './expr.js';
+import { type JsonLexicon, jsonChars } from './json-text.js';
 import { type NumberBounds, boundedInteger, boundedNumber } from './number-range.js';
 import { parseRegex } from './regex.js';
 
 /** What the type compilers need from the schema compiler. */
 export interface SchemaContext {
-  readonly ws: Expr;
-  readonly builder: GrammarBuilder;
+  readonly json: JsonLexicon;
   compile(schema: unknown, path: string, depth: number): Expr;
   /** Strict: throws `${path}.${keyword}: ${why}`; otherwise the keyword is ignored. */
   unenforced(path: string, keyword: string, why: string): void;
@@ -78,7 +77,7 @@ export function compileString(ctx: SchemaContext, s: SchemaObject, path: string)
     if (typeof s.pattern !== 'string') throw grammarError(`${path}.pattern`, 'must be a string');
     body = parseRegex(s.pattern, { chars: jsonChars, where: `${path}.pattern` });
   }
-  if (body === null) return seq(literal('"'), rep(JSON_CHAR, min, max), literal('"'));
+  if (body === null) return ctx.json.string(min, max);
   if (min > 0 || max < Infinity) ctx.unenforced(path, min > 0 ? 'minLength' : 'maxLength', 'cannot be combined with pattern or format');
   if (isNothing(body)) throw grammarError(`${path}.pattern`, 'matches no string');
   return seq(literal('"'), body, literal('"'));
@@ -101,7 +100,7 @@ export function compileNumber(ctx: SchemaContext, s: SchemaObject, path: string,
     else ctx.unenforced(path, 'multipleOf', `only multipleOf 1 (or 1/n on an integer) can be enforced, not ${m}`);
   }
   const bounded = Object.keys(bounds).length > 0;
-  const e = asInteger ? (bounded ? boundedInteger(bounds) : JSON_INTEGER) : bounded ? boundedNumber(bounds) : JSON_NUMBER;
+  const e = asInteger ? (bounded ? boundedInteger(bounds) : ctx.json.integer) : bounded ? boundedNumber(bounds) : ctx.json.number;
   if (isNothing(e)) throw grammarError(path, `no ${asInteger ? 'integer' : 'number'} of at most 15 digits meets ${JSON.stringify(bounds)}`);
   return e;
 }
@@ -148,7 +147,7 @@ export function compileObject(ctx: SchemaContext, s: SchemaObject, path: string,
       if (m.required) throw grammarError(m.path, 'can never be satisfied, and the property is required');
       continue;
     }
-    kvs.push({ kv: seq(literal(JSON.stringify(m.key)), ctx.ws, literal(':'), ctx.ws, value), required: m.required, key: m.key });
+    kvs.push({ kv: seq(literal(JSON.stringify(m.key)), ctx.json.ws, literal(':'), ctx.json.ws, value), required: m.required, key: m.key });
   }
   return objectOf(ctx, kvs, path);
 }
@@ -159,7 +158,7 @@ export function compileObject(ctx: SchemaContext, s: SchemaObject, path: string,
  * stays linear in its size (one automaton copy per tail, not one per optional prefix).
  */
 function objectOf(ctx: SchemaContext, kvs: Array<{ kv: Expr; required: boolean; key: string }>, path: string): Expr {
-  const { ws } = ctx;
+  const { ws, builder } = ctx.json;
   if (kvs.length === 0) return seq(literal('{'), ws, literal('}'));
   const firstRequired = kvs.findIndex((m) => m.required);
   const starts = firstRequired < 0 ? kvs.length : firstRequired + 1; // members that may come first
@@ -169,7 +168,7 @@ function objectOf(ctx: SchemaContext, kvs: Array<{ kv: Expr; required: boolean; 
   for (let i = kvs.length - 1; i >= 1; i--) {
     const next = seq(ws, literal(','), ws, kvs[i].kv);
     tail[i] = seq(kvs[i].required ? next : opt(next), tail[i + 1]);
-    if (exprSize(tail[i]) > shareAbove) tail[i] = ctx.builder.share(`${path} (from property ${JSON.stringify(kvs[i].key)})`, tail[i]);
+    if (exprSize(tail[i]) > shareAbove) tail[i] = builder.share(`${path} (from property ${JSON.stringify(kvs[i].key)})`, tail[i]);
   }
   const first = alt(...kvs.slice(0, starts).map((m, k) => seq(m.kv, tail[k + 1])));
   const inner = seq(first, ws);
@@ -184,15 +183,17 @@ function compileMap(ctx: SchemaContext, s: SchemaObject, path: string, depth: nu
   if (minProps > 1) ctx.unenforced(path, 'minProperties', 'keys of a map may repeat, so only minProperties ≤ 1 can be enforced');
   if (maxProps !== undefined && minProps > maxProps) throw grammarError(path, `minProperties ${minProps} is over maxProperties ${maxProps}`);
   const value = ctx.compile(valueSchema, `${path}.additionalProperties`, depth + 1);
-  if (isNothing(value)) return maxProps === 0 || minProps === 0 ? seq(literal('{'), ctx.ws, literal('}')) : NOTHING;
-  const member = seq(jsonString(), ctx.ws, literal(':'), ctx.ws, value);
-  const body = jsonObjectOf(member, ctx.ws, maxProps ?? Infinity);
+  const { json } = ctx;
+  if (isNothing(value)) return maxProps === 0 || minProps === 0 ? seq(literal('{'), json.ws, literal('}')) : NOTHING;
+  const member = seq(json.string(), json.ws, literal(':'), json.ws, value);
+  if (minProps === 0) return json.objectOf(member, maxProps ?? Infinity);
   // At least one member: the object must not be `{ }`.
-  return minProps >= 1 ? seq(literal('{'), ctx.ws, member, rep(seq(ctx.ws, literal(','), ctx.ws, member), 0, (maxProps ?? Infinity) - 1), ctx.ws, literal('}')) : body;
+  const more = rep(seq(json.ws, literal(','), json.ws, member), 0, (maxProps ?? Infinity) - 1);
+  return seq(literal('{'), json.ws, member, more, json.ws, literal('}'));
 }
 
 export function compileArray(ctx: SchemaContext, s: SchemaObject, path: string, depth: number): Expr {
-  const { ws } = ctx;
+  const { ws, builder } = ctx.json;
   const tupleItems = Array.isArray(s.items) ? s.items : undefined; // draft-04..07 tuple form
   const prefixSchemas = (s.prefixItems ?? tupleItems ?? []) as unknown;
   if (!Array.isArray(prefixSchemas)) throw grammarError(`${path}.prefixItems`, 'must be a list of schemas');
@@ -221,7 +222,7 @@ export function compileArray(ctx: SchemaContext, s: SchemaObject, path: string, 
   if (min > max) throw grammarError(path, `minItems ${min} cannot be met (at most ${max} items are possible)`);
   const m = prefix.length;
   const comma = (e: Expr) => seq(ws, literal(','), ws, e);
-  if (rest && Number.isFinite(max) && exprSize(rest) * (max - m) > SHARE_ABOVE) rest = ctx.builder.share(`${restPath} (item)`, rest);
+  if (rest && Number.isFinite(max) && exprSize(rest) * (max - m) > SHARE_ABOVE) rest = builder.share(`${restPath} (item)`, rest);
 
   let first: Expr | null = null;
   if (m > 0) {

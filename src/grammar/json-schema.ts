@@ -15,7 +15,7 @@
 // #/path); each target is one rule, so recursive schemas work.
 
 import { type Expr, type Grammar, GrammarBuilder, NOTHING, alt, exprSize, grammarError, isNothing, literal, ref } from './expr.js';
-import { JSON_BOOLEAN, JSON_NULL, type WhitespacePolicy, anyJsonValue, whitespace } from './json-text.js';
+import { JSON_BOOLEAN, JSON_NULL, JsonLexicon, type WhitespacePolicy } from './json-text.js';
 import { type SchemaContext, type SchemaObject, compileArray, compileNumber, compileObject, compileString, isObject } from './json-schema-types.js';
 
 export interface JsonSchemaOptions {
@@ -54,7 +54,7 @@ export function jsonSchemaGrammar(schema: unknown, options: JsonSchemaOptions): 
 
 class SchemaCompiler implements SchemaContext {
   readonly builder = new GrammarBuilder();
-  readonly ws: Expr;
+  readonly json: JsonLexicon;
   readonly refRules = new Map<string, number>();
   private properties = 0;
 
@@ -62,12 +62,12 @@ class SchemaCompiler implements SchemaContext {
     private readonly root: unknown,
     private readonly options: JsonSchemaOptions,
   ) {
-    this.ws = whitespace(options.whitespace);
+    this.json = new JsonLexicon(this.builder, options.whitespace);
   }
 
   compile(schema: unknown, path: string, depth: number): Expr {
     if (depth > MAX_DEPTH) throw grammarError(path, `nested more than ${MAX_DEPTH} levels deep`);
-    if (schema === true) return anyJsonValue(this.builder, this.ws, this.options.whitespace);
+    if (schema === true) return this.json.anyValue();
     if (schema === false) return NOTHING;
     if (!isObject(schema)) throw grammarError(path, `a schema must be an object or a boolean, not ${JSON.stringify(schema)?.slice(0, 40)}`);
     for (const key of Object.keys(schema)) {
@@ -101,7 +101,7 @@ class SchemaCompiler implements SchemaContext {
     if (s.type === undefined) {
       // No type: what the keywords present imply (a subset of "anything"), else any value.
       types = Object.keys(TYPE_KEYWORDS).filter((t) => TYPE_KEYWORDS[t].some((k) => s[k] !== undefined));
-      if (types.length === 0) return anyJsonValue(this.builder, this.ws, this.options.whitespace);
+      if (types.length === 0) return this.json.anyValue();
     } else {
       const list = Array.isArray(s.type) ? s.type : [s.type];
       for (const t of list) if (typeof t !== 'string' || !TYPES.includes(t)) throw grammarError(`${path}.type`, `unknown type ${JSON.stringify(t)} (one of ${TYPES.join(', ')})`);

@@ -21,11 +21,10 @@ export const MAX_FRACTION_DIGITS = 15;
 /** The largest integer a JSON number may have under MAX_INT_DIGITS. */
 export const MAX_INT = 10 ** MAX_INT_DIGITS - 1;
 
-export function whitespace(policy: WhitespacePolicy): Expr {
+function whitespace(policy: WhitespacePolicy): Expr {
   if (policy === 'none') return EMPTY;
   return opt(alt(literal(' '), seq(literal('\n'), rep(alt(literal(' '), literal('\t')), 0, MAX_INDENT))));
 }
-
 const digit = byteRange(0x30, 0x39);
 const hex = alt(digit, byteRange(0x41, 0x46), byteRange(0x61, 0x66));
 // \uXXXX naming a non-surrogate: a lone surrogate would count as a character of its own in
@@ -56,10 +55,6 @@ export const JSON_CHAR: Expr = alt(
   seq(literal('\\'), alt(...Array.from('"\\/bfnrt', (c) => literal(c)), seq(literal('u'), nonSurrogateHex4))),
 );
 
-export function jsonString(minLength = 0, maxLength = Infinity): Expr {
-  return seq(literal('"'), rep(JSON_CHAR, minLength, maxLength), literal('"'));
-}
-
 const unsignedInt = alt(literal('0'), seq(byteRange(0x31, 0x39), rep(digit, 0, MAX_INT_DIGITS - 1)));
 export const JSON_INTEGER: Expr = seq(opt(literal('-')), unsignedInt);
 export const FRACTION: Expr = seq(literal('.'), rep(digit, 1, MAX_FRACTION_DIGITS));
@@ -71,35 +66,57 @@ export const JSON_NUMBER: Expr = seq(
 export const JSON_BOOLEAN: Expr = alt(literal('true'), literal('false'));
 export const JSON_NULL: Expr = literal('null');
 
-/** `{ ws member (ws , ws member)* ws }`, or `{ ws }` — members separated as JSON wants. */
-export function jsonObjectOf(member: Expr, ws: Expr, maxMembers = Infinity): Expr {
-  const members = seq(member, rep(seq(ws, literal(','), ws, member), 0, maxMembers - 1), ws);
-  return seq(literal('{'), ws, maxMembers > 0 ? opt(members) : EMPTY, literal('}'));
-}
+/**
+ * JSON's pieces for one grammar. Whitespace, a string character and numbers are rules of
+ * the grammar, referenced wherever they occur: the automaton inlines them while that is
+ * small (one DFA, no stack), and calls them in a large schema (5000 properties, a
+ * maxLength of 1000), so its size grows with the schema, not with schema × piece.
+ */
+export class JsonLexicon {
+  readonly ws: Expr;
+  readonly char: Expr;
+  readonly integer: Expr;
+  readonly number: Expr;
+  private value: Expr | null = null;
 
-export function jsonArrayOf(item: Expr, ws: Expr): Expr {
-  return seq(literal('['), ws, opt(seq(item, rep(seq(ws, literal(','), ws, item), 0, Infinity), ws)), literal(']'));
-}
-
-const anyValueRules = new WeakMap<GrammarBuilder, Map<string, number>>();
-
-/** The rule `value ::= object | array | string | number | true | false | null` (made once per builder). */
-export function anyJsonValue(builder: GrammarBuilder, ws: Expr, policy: WhitespacePolicy): Expr {
-  let rules = anyValueRules.get(builder);
-  if (!rules) anyValueRules.set(builder, (rules = new Map()));
-  let id = rules.get(policy);
-  if (id === undefined) {
-    id = builder.declare('JSON value');
-    rules.set(policy, id);
-    const value = ref(id);
-    const member = seq(jsonString(), ws, literal(':'), ws, value);
-    builder.define(id, alt(jsonObjectOf(member, ws), jsonArrayOf(value, ws), jsonString(), JSON_NUMBER, JSON_BOOLEAN, JSON_NULL));
+  constructor(
+    readonly builder: GrammarBuilder,
+    readonly policy: WhitespacePolicy,
+  ) {
+    this.ws = policy === 'none' ? EMPTY : builder.share('whitespace', whitespace(policy));
+    this.char = builder.share('a JSON string character', JSON_CHAR);
+    this.integer = builder.share('a JSON integer', JSON_INTEGER);
+    this.number = builder.share('a JSON number', JSON_NUMBER);
   }
-  return ref(id);
-}
 
-/** Any JSON object (OpenAI's `json_object` response format). */
-export function anyJsonObject(builder: GrammarBuilder, policy: WhitespacePolicy): Expr {
-  const ws = whitespace(policy);
-  return jsonObjectOf(seq(jsonString(), ws, literal(':'), ws, anyJsonValue(builder, ws, policy)), ws);
+  string(minLength = 0, maxLength = Infinity): Expr {
+    return seq(literal('"'), rep(this.char, minLength, maxLength), literal('"'));
+  }
+
+  /** `{ ws member (ws , ws member)* ws }`, or `{ ws }`: members separated as JSON wants. */
+  objectOf(member: Expr, maxMembers = Infinity): Expr {
+    const { ws } = this;
+    const members = seq(member, rep(seq(ws, literal(','), ws, member), 0, maxMembers - 1), ws);
+    return seq(literal('{'), ws, maxMembers > 0 ? opt(members) : EMPTY, literal('}'));
+  }
+
+  arrayOf(item: Expr): Expr {
+    const { ws } = this;
+    return seq(literal('['), ws, opt(seq(item, rep(seq(ws, literal(','), ws, item), 0, Infinity), ws)), literal(']'));
+  }
+
+  /** The rule `value ::= object | array | string | number | true | false | null`. */
+  anyValue(): Expr {
+    if (this.value) return this.value;
+    const id = this.builder.declare('a JSON value');
+    this.value = ref(id);
+    const member = seq(this.string(), this.ws, literal(':'), this.ws, this.value);
+    this.builder.define(id, alt(this.objectOf(member), this.arrayOf(this.value), this.string(), this.number, JSON_BOOLEAN, JSON_NULL));
+    return this.value;
+  }
+
+  /** Any JSON object (OpenAI's `json_object` response format). */
+  anyObject(): Expr {
+    return this.objectOf(seq(this.string(), this.ws, literal(':'), this.ws, this.anyValue()));
+  }
 }

@@ -75,8 +75,16 @@ describe('JSON schema errors name the keyword', () => {
   });
 
   it('a schema too big to enforce fails on the budget, naming where', () => {
-    const big = { type: 'array', items: { type: 'string', maxLength: 10_000 }, minItems: 20, maxItems: 20 };
-    expect(errorOf({ jsonSchema: big }, { limits: { maxNfaStates: 100_000 } })).toMatch(/too large/);
+    const big = { type: 'object', properties: { code: { type: 'string', pattern: '^(ab|cd){5000}$' } } };
+    expect(errorOf({ jsonSchema: big }, { limits: { maxNfaStates: 10_000 } })).toMatch(/^schema: too large: it expands to about \d+ automaton states, over the limit of 10000/);
+    // Repeated pieces (the string character, each item) are shared rules, not copies: this stays small.
+    const wide = { type: 'array', items: { type: 'string', maxLength: 10_000 }, minItems: 20, maxItems: 20 };
+    expect(compileGrammar({ jsonSchema: wide }, testVocabulary().vocab, { limits: { maxNfaStates: 100_000 } }).stats.states).toBeLessThan(50_000);
+  });
+
+  it('a GBNF chain of 3000 rules compiles without deep recursion', () => {
+    const lines = Array.from({ length: 3000 }, (_, i) => `r${i} ::= "x" r${i + 1}`);
+    compiles({ grammar: ['root ::= r0', ...lines, 'r3000 ::= "end"'].join('\n') });
   });
 });
 
