@@ -1,18 +1,31 @@
 // Decode matrix-vector product with a quantized weight: y = W·x (+ b), W (N, K) in sluice's
 // quantized layout (src/gpu/quantized-tensor.ts), dequantized in registers, f32 accumulation.
-// Launcher: src/ops/qgemv.ts. The dense twin is gemv.wgsl; this one keeps its shape (THREADS_PER_ROW
-// threads split a row's K, each thread ROWS_PER_THREAD rows, one load of x for all of them, the
-// same reductions) and walks K by groups: per group and row it sums q·x over the group's packed
-// words, then applies the group's scale and zero once:
-//   Σ_i s·(q_i − z)·x_i = s·(Σ q_i·x_i − z·Σ x_i)
-// so the inner loop is integer unpack + FMA, and Σ x_i is shared by every row.
-// Variants: Q4 (8 nibbles per word; else q8, 4 signed bytes), F16 (x, y, bias f16), SUBGROUPS,
-// BIAS, OUT_F32. Scale storage (f16 pairs or f32) and zero points are Params flags, branch-free
-// per group (uniform), so they add no variants.
+// Launcher: src/ops/qgemv.ts. Variants: Q4 (8 nibbles per word; else q8, 4 signed bytes),
+// F16 (x, y, bias f16), SUBGROUPS (x shared by subgroupBroadcast), BIAS, OUT_F32, GENERIC
+// (the per-word path). Scale storage (f16 pairs or f32) and zero points are Params flags.
 //
-// Memory-bound like gemv: q4 reads 0.5 + 2/G (+ 1/G) bytes per weight, q8 1 + 2/G (+ 1/G); x
-// adds 4 (f32) or 2 (f16) bytes per element per ROWS_PER_THREAD rows, which for q4 with f32 x
-// is as many 32-bit loads as W's (lavapipe's cost is 32-bit loads, see gemv.wgsl).
+// Per group, Σ_i s·(q_i − z)·x_i = s·(Σ q_i·x_i − z·Σ x_i): the inner loop is unpack + FMA,
+// and Σ x_i is shared by every row.
+//
+// Shaped for lavapipe (the software GPU tests run on), which runs 8 invocations as one AVX
+// vector and is instruction-bound here, not memory-bound. Measured at 8192×2048 q4, each
+// step kept only where it paid:
+//   - Every invocation owns ROWS_PER_THREAD whole rows and all invocations walk K in step, so
+//     every loop is uniform (no execution masks on the variables it updates) and no reduction
+//     is needed. Threads splitting a row's K, as gemv does, ran as slow as the f16 gemv.
+//   - W is read as vec4<u32>: a load at a per-invocation address costs a bounds check and an
+//     insert per 32-bit component per invocation, so bytes per load are all that can be won.
+//   - A nibble masked in place is q·16^(k%4) (the high half shifted down 16 first): x is
+//     pre-scaled by 16^-(k%4) (exact) once per chunk for all rows, and a weight costs an AND,
+//     a signed convert and an FMA; shift + AND + unsigned convert cost 2× the ALU.
+//   - x is the same for every invocation, but a uniform load costs far more than an ALU op on
+//     llvmpipe: with SUBGROUPS each of 8 invocations loads, converts and pre-scales 1/8 of a
+//     chunk and subgroupBroadcast shares it (~10% faster than uniform loads).
+//   - Scales and zero points of a block of 128 elements (4 groups at G = 32) are one or two u32
+//     loads per row, not one per group (~25% faster).
+// Result: ~0.33 ns per q4 weight against ~0.55 for the f16 gemv (CPU time on 2 cores, noisy).
+// The block path needs G a power of two ≥ 32 and K a multiple of 128 (Llama-family shapes at
+// G = 32/64/128); the GENERIC path takes any valid layout, a scale per word (several × slower).
 #ifdef SUBGROUPS
 enable subgroups;
 #endif
@@ -28,11 +41,20 @@ alias Y = f32;
 alias Y = T;
 #endif
 #ifdef Q4
-const EPW = 8u;        // elements per packed word
-const DEFAULT_ZERO = 8.0;
+const EPW = 8u;           // elements per packed word
+const DEFAULT_ZERO = 8.0; // zero point without zeros
 #else
 const EPW = 4u;
 const DEFAULT_ZERO = 0.0;
+#endif
+const CHUNK = 4u * EPW;        // elements per vec4<u32> of W: q4 32, q8 16
+const XV = CHUNK / 4u;         // vec4f of x per chunk: q4 8, q8 4
+const BLOCK = 128u;            // elements per block (scale and zero words loaded once per block)
+const CHUNKS_PER_BLOCK = BLOCK / CHUNK;
+#ifdef F16
+const XWORDS = CHUNK / 2u;     // u32 words of x per chunk (2 halves each)
+#else
+const XWORDS = CHUNK;
 #endif
 
 struct Params {
@@ -44,121 +66,258 @@ struct Params {
   hasZeros: u32,   // 1: zero points in `zeros`, 0: DEFAULT_ZERO (zeros is a placeholder)
 }
 
-override THREADS_PER_ROW: u32; // a power of two ≤ 4 (WebGPU's smallest subgroup)
-override ROWS_PER_THREAD: u32; // ≤ MAX_ROWS_PER_THREAD
+override ROWS_PER_THREAD: u32; // ≤ MAX_ROWS
 override WORKGROUP_SIZE: u32;
-const MAX_ROWS_PER_THREAD = 4u;
+const MAX_ROWS = 4u;           // capacity of the per-row arrays (function arrays need a const size)
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> data: array<u32>;   // (rows, K / EPW) packed
-@group(0) @binding(2) var<storage, read> scales: array<u32>; // (rows, K / G) f16 pairs or f32
-@group(0) @binding(3) var<storage, read> zeros: array<u32>;  // (rows, K / G) a byte each
-#ifdef F16
-@group(0) @binding(4) var<storage, read> x: array<vec2<u32>>; // (K,) f16, 4 per element
+#ifdef GENERIC
+@group(0) @binding(1) var<storage, read> data: array<u32>;       // (rows, K / EPW) packed
 #else
-@group(0) @binding(4) var<storage, read> x: array<vec4f>;     // (K,) f32, 4 per element
+@group(0) @binding(1) var<storage, read> data: array<vec4<u32>>; // (rows, K / CHUNK) packed, 4 words each
 #endif
-@group(0) @binding(5) var<storage, read_write> y: array<Y>;   // (N,) whole output
+@group(0) @binding(2) var<storage, read> scales: array<u32>;     // (rows, K / G) f16 pairs or f32
+@group(0) @binding(3) var<storage, read> zeros: array<u32>;      // (rows, K / G) a byte each
+@group(0) @binding(4) var<storage, read> x: array<u32>;          // (K,) f16 pairs or f32 bits
+@group(0) @binding(5) var<storage, read_write> y: array<Y>;      // (N,) whole output
 #ifdef BIAS
-@group(0) @binding(6) var<storage, read> bias: array<T>;      // (N,)
+@group(0) @binding(6) var<storage, read> bias: array<T>;         // (N,)
 #endif
 
-#ifndef SUBGROUPS
-var<workgroup> partial: array<f32, WORKGROUP_SIZE * MAX_ROWS_PER_THREAD>;
-#endif
+// One chunk of x as f32, pre-scaled for dotWord, and its sum.
+struct XChunk {
+  v: array<vec4f, XV>,
+  sum: f32,
+}
 
-// Elements 4v..4v+3 of x as f32.
-#ifdef F16
-fn xVec(v: u32) -> vec4f { let p = x[v]; return vec4f(unpack2x16float(p.x), unpack2x16float(p.y)); }
+#ifdef Q4
+const PRESCALE = vec4f(1.0, 1.0 / 16.0, 1.0 / 256.0, 1.0 / 4096.0);
+const MASK = vec4u(0xfu, 0xf0u, 0xf00u, 0xf000u);
+// Nibbles 0..3 and 4..7 of a word, each times 16^(k % 4).
+fn lo(w: u32) -> vec4f { return vec4f(bitcast<vec4i>(vec4u(w) & MASK)); }
+fn hi(w: u32) -> vec4f { return vec4f(bitcast<vec4i>(vec4u(w >> 16u) & MASK)); }
+// q·x over a word's 8 elements, in 4 partial sums (x pre-scaled: elements 0..3 in a, 4..7 in b).
+fn dotWord(p: u32, a: vec4f, b: vec4f) -> vec4f { return fma(hi(p), b, lo(p) * a); }
 #else
-fn xVec(v: u32) -> vec4f { return x[v]; }
+const PRESCALE = vec4f(1.0);
+// q·x over a word's 4 signed bytes (elements in a; b unused).
+fn dotWord(p: u32, a: vec4f, b: vec4f) -> vec4f {
+  return vec4f(bitcast<vec4i>(vec4u(p) << vec4u(24u, 16u, 8u, 0u)) >> vec4u(24u)) * a;
+}
 #endif
 
-fn scaleAt(e: u32) -> f32 {
-  if (params.scalesF16 == 1u) { return unpack2x16float(scales[e / 2u])[e % 2u]; }
+// Σ q·x over a chunk (4 words) of one row.
+fn dotChunk(p: vec4u, xc: XChunk) -> f32 {
+#ifdef Q4
+  let a = (dotWord(p.x, xc.v[0], xc.v[1]) + dotWord(p.y, xc.v[2], xc.v[3])) + (dotWord(p.z, xc.v[4], xc.v[5]) + dotWord(p.w, xc.v[6], xc.v[7]));
+#else
+  let a = (dotWord(p.x, xc.v[0], xc.v[0]) + dotWord(p.y, xc.v[1], xc.v[1])) + (dotWord(p.z, xc.v[2], xc.v[2]) + dotWord(p.w, xc.v[3], xc.v[3]));
+#endif
+  return (a.x + a.y) + (a.z + a.w);
+}
+
+#ifdef SUBGROUPS
+// Chunk c of x, shared: each of the subgroup's first 8 invocations (subgroups have at least 8
+// where this variant is used) loads XWORDS / 8 words, converts and pre-scales its elements,
+// and subgroupBroadcast hands them to all: a fraction of the conversions and loads of every
+// invocation doing it all (lane ids must be constants, hence the spelled-out lanes).
+#ifdef F16
+// Lane l holds elements 2l, 2l + 1 of each 16: returns elements 0..15 as 4 vec4f.
+fn share(v: vec2f) -> array<vec4f, 4> {
+  return array(
+    vec4f(subgroupBroadcast(v.x, 0u), subgroupBroadcast(v.y, 0u), subgroupBroadcast(v.x, 1u), subgroupBroadcast(v.y, 1u)),
+    vec4f(subgroupBroadcast(v.x, 2u), subgroupBroadcast(v.y, 2u), subgroupBroadcast(v.x, 3u), subgroupBroadcast(v.y, 3u)),
+    vec4f(subgroupBroadcast(v.x, 4u), subgroupBroadcast(v.y, 4u), subgroupBroadcast(v.x, 5u), subgroupBroadcast(v.y, 5u)),
+    vec4f(subgroupBroadcast(v.x, 6u), subgroupBroadcast(v.y, 6u), subgroupBroadcast(v.x, 7u), subgroupBroadcast(v.y, 7u)));
+}
+#else
+// Lane l holds element l of each 8: returns elements 0..7 as 2 vec4f.
+fn share(v: f32) -> array<vec4f, 2> {
+  return array(
+    vec4f(subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u), subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u)),
+    vec4f(subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u), subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u)));
+}
+#endif
+
+fn xChunk(c: u32, sgLane: u32) -> XChunk {
+  let lane = sgLane % 8u;
+  var xc: XChunk;
+  var part = 0.0;
+  for (var i = 0u; i < XWORDS / 8u; i++) {
+    let word = x[c * XWORDS + 8u * i + lane];
+#ifdef F16
+    // Elements 16i + 2·lane + (0, 1): nibble positions 2·(lane % 2) + (0, 1) in their 4.
+    let v = unpack2x16float(word);
+    part += v.x + v.y;
+    let got = share(v * select(PRESCALE.xy, PRESCALE.zw, lane % 2u == 1u));
+    for (var m = 0u; m < 4u; m++) { xc.v[4u * i + m] = got[m]; }
+#else
+    // Element 8i + lane: nibble position lane % 4.
+    let v = bitcast<f32>(word);
+    part += v;
+    let got = share(v * PRESCALE[lane % 4u]);
+    for (var m = 0u; m < 2u; m++) { xc.v[2u * i + m] = got[m]; }
+#endif
+  }
+  xc.sum = subgroupAdd(select(0.0, part, lane == sgLane));
+  return xc;
+}
+#else
+// Chunk c of x, the same for every invocation.
+fn xChunk(c: u32, sgLane: u32) -> XChunk {
+  var xc: XChunk;
+  var t = vec4f(0.0);
+  for (var i = 0u; i < XV; i++) {
+#ifdef F16
+    let v = vec4f(unpack2x16float(x[c * XWORDS + 2u * i]), unpack2x16float(x[c * XWORDS + 2u * i + 1u]));
+#else
+    let v = bitcast<vec4f>(vec4u(x[c * XWORDS + 4u * i], x[c * XWORDS + 4u * i + 1u], x[c * XWORDS + 4u * i + 2u], x[c * XWORDS + 4u * i + 3u]));
+#endif
+    t += v;
+    xc.v[i] = v * PRESCALE;
+  }
+  xc.sum = (t.x + t.y) + (t.z + t.w);
+  return xc;
+}
+#endif
+
+fn scaleAt(e: u32, f16Scales: bool) -> f32 {
+  if (f16Scales) { return unpack2x16float(scales[e / 2u])[e % 2u]; }
   return bitcast<f32>(scales[e]);
 }
 
-fn zeroAt(e: u32) -> f32 {
-  if (params.hasZeros == 0u) { return DEFAULT_ZERO; }
-  let b = zeros[e / 4u] >> (8u * (e % 4u));
+// Byte b of a zero word as a zero point (q4 unsigned, q8 signed).
+fn zeroByte(word: u32, b: u32) -> f32 {
 #ifdef Q4
-  return f32(b & 0xffu);
+  return f32((word >> (8u * (b % 4u))) & 0xffu);
 #else
-  return f32(bitcast<i32>(b << 24u) >> 24u); // a signed byte
+  return f32(bitcast<i32>(word << (24u - 8u * (b % 4u))) >> 24u);
 #endif
 }
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u) {
-  let lane = lid % THREADS_PER_ROW;
-  let rowGroup = lid / THREADS_PER_ROW;
-  let workgroup = wid.x + wid.y * groups.x;
-  let firstRow = (workgroup * (WORKGROUP_SIZE / THREADS_PER_ROW) + rowGroup) * ROWS_PER_THREAD;
-  let G = params.groupSize;
-  let groupsPerRow = params.cols / G;
-  let wordsPerGroup = G / EPW;
+fn zeroAt(e: u32, hasZeros: bool) -> f32 {
+  if (!hasZeros) { return DEFAULT_ZERO; }
+  return zeroByte(zeros[e / 4u], e % 4u);
+}
 
-  // Rows past the chunk's end recompute its last row and are not written (as gemv).
-  var row: array<u32, MAX_ROWS_PER_THREAD>;
-  var acc: array<f32, MAX_ROWS_PER_THREAD>;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+#ifdef SUBGROUPS
+  @builtin(subgroup_invocation_id) sgLane: u32,
+#endif
+) {
+#ifndef SUBGROUPS
+  let sgLane = 0u;
+#endif
+  let firstRow = ((wid.x + wid.y * groups.x) * WORKGROUP_SIZE + lid) * ROWS_PER_THREAD;
+  let K = params.cols;
+  let G = params.groupSize;
+  let groupsPerRow = K / G;
+  let f16Scales = params.scalesF16 == 1u;
+  let hasZeros = params.hasZeros == 1u;
+
+  // Rows past the chunk's end recompute its last row and are not written.
+#ifdef GENERIC
+  var rowWord: array<u32, MAX_ROWS>;  // first word of the row in data
+#else
+  var rowChunk: array<u32, MAX_ROWS>; // first vec4 of the row in data
+#endif
+  var rowGroup: array<u32, MAX_ROWS>; // first group of the row
+  var acc: array<f32, MAX_ROWS>;
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-    row[j] = min(firstRow + j, params.rows - 1u);
+    let row = min(firstRow + j, params.rows - 1u);
+#ifdef GENERIC
+    rowWord[j] = row * (K / EPW);
+#else
+    rowChunk[j] = row * (K / CHUNK);
+#endif
+    rowGroup[j] = row * groupsPerRow;
     acc[j] = 0.0;
   }
 
-  for (var g = lane; g < groupsPerRow; g += THREADS_PER_ROW) {
-    var dq: array<f32, MAX_ROWS_PER_THREAD>; // Σ q·x over the group, per row
-    for (var j = 0u; j < ROWS_PER_THREAD; j++) { dq[j] = 0.0; }
-    var xsum = vec4f(0.0);
-    for (var w = 0u; w < wordsPerGroup; w++) {
-      let word = g * wordsPerGroup + w; // word index inside a row
-      let v = word * (EPW / 4u);        // first vec4 of x
+#ifndef GENERIC
+  {
+    // Block path. A block holds BLOCK / G groups (G ≤ 128) or lies inside one: with K a multiple
+    // of 128 their f16 scales are in one or two words and their zero bytes in one word.
+    let gShift = firstTrailingBit(G);
+    let blockGroups = clamp(BLOCK >> gShift, 1u, 4u); // groups in a block: 4, 2 or 1
+    for (var b = 0u; b < K / BLOCK; b++) {
+      let firstGroup = (b * BLOCK) >> gShift;
+      // Scales and zero points of the block's groups, per row (group g of the block in [g]).
+      var blockScales: array<vec4f, MAX_ROWS>;
+      var blockZeros: array<vec4f, MAX_ROWS>;
+      for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+        let e = rowGroup[j] + firstGroup;
+        if (f16Scales) {
+          // Groups e.. e + 3 at G = 32 (e a multiple of 4), else 1 or 2 groups in word e / 2.
+          let w0 = scales[e / 2u];
+          let w1 = select(w0, scales[e / 2u + 1u], blockGroups == 4u);
+          let v = vec4f(unpack2x16float(w0), unpack2x16float(w1));
+          blockScales[j] = select(v, v.yzwx, e % 2u == 1u);
+        } else {
+          for (var g = 0u; g < blockGroups; g++) { blockScales[j][g] = bitcast<f32>(scales[e + g]); }
+        }
+        blockZeros[j] = vec4f(DEFAULT_ZERO);
+        if (hasZeros) {
+          // The block's zero bytes are in word e / 4 (e % 4 + blockGroups ≤ 4).
+          let word = zeros[e / 4u];
+          let first = e % 4u;
+          blockZeros[j] = vec4f(zeroByte(word, first), zeroByte(word, first + 1u), zeroByte(word, first + 2u), zeroByte(word, first + 3u));
+        }
+      }
+      for (var i = 0u; i < CHUNKS_PER_BLOCK; i++) {
+        let c = b * CHUNKS_PER_BLOCK + i;
+        let xc = xChunk(c, sgLane);
+        let g = (i * CHUNK) >> gShift; // the chunk's group in the block
+        for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+          let dq = dotChunk(data[rowChunk[j] + c], xc);
+          let s = blockScales[j][g];
+          let z = blockZeros[j][g];
+          acc[j] += s * (dq - z * xc.sum);
+        }
+      }
+    }
+  }
+#else
+  {
+    // Per-word path (any G, a multiple of 8; K a multiple of G): a word lies in one group, so
+    // its scale and zero point are loaded and applied per word; x by uniform loads.
+    let wordsPerRow = K / EPW;
+    for (var w = 0u; w < wordsPerRow; w++) {
+#ifdef F16
+      let a = vec4f(unpack2x16float(x[w * (EPW / 2u)]), unpack2x16float(x[w * (EPW / 2u) + 1u]));
 #ifdef Q4
-      let x0 = xVec(v);
-      let x1 = xVec(v + 1u);
-      xsum += x0 + x1;
-      for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-        let p = vec4u(data[row[j] * groupsPerRow * wordsPerGroup + word]);
-        let lo = vec4f((p >> vec4u(0u, 4u, 8u, 12u)) & vec4u(15u));
-        let hi = vec4f((p >> vec4u(16u, 20u, 24u, 28u)) & vec4u(15u));
-        dq[j] += dot(lo, x0) + dot(hi, x1);
-      }
+      let b = vec4f(unpack2x16float(x[w * 4u + 2u]), unpack2x16float(x[w * 4u + 3u]));
 #else
-      let x0 = xVec(v);
-      xsum += x0;
-      for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-        let p = vec4u(data[row[j] * groupsPerRow * wordsPerGroup + word]);
-        let q = vec4f(bitcast<vec4<i32>>(p << vec4u(24u, 16u, 8u, 0u)) >> vec4u(24u));
-        dq[j] += dot(q, x0);
-      }
+      let b = a;
 #endif
-    }
-    let xs = xsum.x + xsum.y + xsum.z + xsum.w;
-    for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-      let e = row[j] * groupsPerRow + g;
-      acc[j] += scaleAt(e) * (dq[j] - zeroAt(e) * xs);
-    }
-  }
-
-#ifdef SUBGROUPS
-  for (var o = 1u; o < THREADS_PER_ROW; o *= 2u) {
-    for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += subgroupShuffleXor(acc[j], o); }
-  }
 #else
-  for (var j = 0u; j < ROWS_PER_THREAD; j++) { partial[lid * MAX_ROWS_PER_THREAD + j] = acc[j]; }
-  for (var o = THREADS_PER_ROW / 2u; o > 0u; o /= 2u) {
-    workgroupBarrier();
-    if (lane < o) {
+      let a = bitcast<vec4f>(vec4u(x[w * EPW], x[w * EPW + 1u], x[w * EPW + 2u], x[w * EPW + 3u]));
+#ifdef Q4
+      let b = bitcast<vec4f>(vec4u(x[w * 8u + 4u], x[w * 8u + 5u], x[w * 8u + 6u], x[w * 8u + 7u]));
+#else
+      let b = a;
+#endif
+#endif
+#ifdef Q4
+      let t = a + b;
+#else
+      let t = a;
+#endif
+      let xs = (t.x + t.y) + (t.z + t.w);
+      let g = (w * EPW) / G;
       for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-        partial[lid * MAX_ROWS_PER_THREAD + j] += partial[(lid + o) * MAX_ROWS_PER_THREAD + j];
+        let d = dotWord(data[rowWord[j] + w], a * PRESCALE, b * PRESCALE);
+        let e = rowGroup[j] + g;
+        acc[j] += scaleAt(e, f16Scales) * (((d.x + d.y) + (d.z + d.w)) - zeroAt(e, hasZeros) * xs);
       }
     }
   }
-  for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] = partial[lid * MAX_ROWS_PER_THREAD + j]; }
 #endif
 
-  if (lane != 0u) { return; }
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     let r = firstRow + j;
     if (r >= params.rows) { break; }

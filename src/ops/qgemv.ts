@@ -6,15 +6,32 @@
 //
 // Napkin math (Llama-3.2-1B, 1.24 G weights, G = 32, f16 scales): q4 with zeros reads
 // 0.5 + 3/32 ≈ 0.59 bytes/weight → 0.74 GB per token, q8 1 + 2/32 ≈ 1.06 → 1.3 GB, against
-// 2.5 GB in f16: ~3.4× and ~1.9× less to stream, if the kernel keeps the same GB/s.
+// 2.5 GB in f16: ~3.4× and ~1.9× less to stream. On lavapipe the gemvs are instruction-bound
+// (see the shader), so the gain is smaller: q4 ~1.6-2×, q8 ~1.1-1.3× the f16 gemv's speed.
+//
+// Two pipelines per op: the block path (G a power of two ≥ 32 and K a multiple of 128: every
+// Llama-family projection at G = 32/64/128) and the per-word path (any valid layout), picked
+// per weight in prepare(). llvmpipe compiles a pipeline at its first dispatch, so the one a
+// model never uses costs nothing.
 
 import { workgroups1d } from '../gpu/dispatch.js';
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { QuantKind, QuantizedTensor } from '../gpu/quantized-tensor.js';
-import { GEMV_ROWS_PER_THREAD, GEMV_ROWS_PER_WORKGROUP, GEMV_THREADS_PER_ROW, GEMV_WORKGROUP, type GemvOptions } from './gemv.js';
+import type { GemvOptions } from './gemv.js';
 import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
+
+/**
+ * Rows each invocation computes whole (≤ the shader's MAX_ROWS): one chunk of x serves this
+ * many rows. 2, 4 and 8 tie within noise on lavapipe at 8192×2048 q4; 8 compiles slower.
+ */
+export const QGEMV_ROWS_PER_THREAD = 4;
+/** Invocations per workgroup (128 rows each: a 512-row K/V projection still makes 4 workgroups for 2 cores). */
+export const QGEMV_WORKGROUP = 32;
+export const QGEMV_ROWS_PER_WORKGROUP = QGEMV_WORKGROUP * QGEMV_ROWS_PER_THREAD;
+/** Elements per block of the fast path (the shader's BLOCK). */
+const BLOCK = 128;
 
 const PARAMS = new ParamsLayout([
   ['rows', 'u32'], // rows of this chunk
@@ -25,12 +42,16 @@ const PARAMS = new ParamsLayout([
   ['hasZeros', 'u32'], // 1: zero points bound
 ] as const);
 
+type Path = 'block' | 'word';
+
 interface VariantChoice {
   kind: QuantKind;
   dtype: ComputeDtype;
+  /** x shared by subgroupBroadcast (subgroups of at least 8 invocations). */
   subgroups: boolean;
   bias: boolean;
   outF32: boolean;
+  path: Path;
 }
 
 /** Shader flags of a weight kind: Q4, or none for q8. */
@@ -40,32 +61,53 @@ export function kindFlags(kind: QuantKind): string[] {
 
 /**
  * The pipeline table: [weight kind][compute dtype] → the variant's key and spec, for the
- * remaining options (reduction, bias, f32 output).
+ * remaining options (x sharing, bias, f32 output, path).
  */
 const QGEMV_PIPELINES: Record<QuantKind, Record<ComputeDtype, (v: Omit<VariantChoice, 'kind' | 'dtype'>) => { key: string; spec: PipelineSpec }>> = {
   q8: { F32: (v) => variant({ ...v, kind: 'q8', dtype: 'F32' }), F16: (v) => variant({ ...v, kind: 'q8', dtype: 'F16' }) },
   q4: { F32: (v) => variant({ ...v, kind: 'q4', dtype: 'F32' }), F16: (v) => variant({ ...v, kind: 'q4', dtype: 'F16' }) },
 };
 
-/** Every variant: both kinds, the dtypes given, subgroup ones only where the device has them. */
+/** Every variant: both kinds and paths, the dtypes given, subgroup ones only where the device has them. */
 export function qgemvVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const subgroups = features.has('subgroups') ? [false, true] : [false];
   return (['q8', 'q4'] as const).flatMap((kind) =>
     dtypes.flatMap((dtype) =>
       subgroups.flatMap((sg) =>
-        [false, true].flatMap((bias) => (dtype === 'F16' ? [false, true] : [false]).map((outF32) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32 }))),
+        (['block', 'word'] as const).flatMap((path) =>
+          [false, true].flatMap((bias) => (dtype === 'F16' ? [false, true] : [false]).map((outF32) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32, path }))),
+        ),
       ),
     ),
   );
 }
 
 function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
-  const flags = [...kindFlags(v.kind), ...dtypeFlags(v.dtype), ...(v.subgroups ? ['SUBGROUPS'] : []), ...(v.bias ? ['BIAS'] : []), ...(v.outF32 ? ['OUT_F32'] : [])];
-  const name = ['qgemv', v.kind, v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : [])];
+  const flags = [
+    ...kindFlags(v.kind),
+    ...dtypeFlags(v.dtype),
+    ...(v.subgroups ? ['SUBGROUPS'] : []),
+    ...(v.bias ? ['BIAS'] : []),
+    ...(v.outF32 ? ['OUT_F32'] : []),
+    ...(v.path === 'word' ? ['GENERIC'] : []),
+  ];
+  const name = ['qgemv', v.kind, v.dtype.toLowerCase(), v.path, ...(v.subgroups ? ['sg'] : []), ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : [])];
   return {
-    key: `${name.join('_')}_t${GEMV_THREADS_PER_ROW}r${GEMV_ROWS_PER_THREAD}_wg${GEMV_WORKGROUP}`,
-    spec: { shader: 'qgemv', flags, constants: { THREADS_PER_ROW: GEMV_THREADS_PER_ROW, ROWS_PER_THREAD: GEMV_ROWS_PER_THREAD, WORKGROUP_SIZE: GEMV_WORKGROUP } },
+    key: `${name.join('_')}_r${QGEMV_ROWS_PER_THREAD}_wg${QGEMV_WORKGROUP}`,
+    spec: { shader: 'qgemv', flags, constants: { ROWS_PER_THREAD: QGEMV_ROWS_PER_THREAD, WORKGROUP_SIZE: QGEMV_WORKGROUP } },
   };
+}
+
+/** The block path's condition: G a power of two ≥ 32, K a multiple of 128. */
+export function qgemvPath(weight: QuantizedTensor): Path {
+  const g = weight.groupSize;
+  return g >= 32 && (g & (g - 1)) === 0 && weight.shape[1] % BLOCK === 0 ? 'block' : 'word';
+}
+
+/** Whether x can be shared by subgroupBroadcast: subgroups known to hold at least 8 invocations. */
+function canShareX(device: GPUDevice): boolean {
+  const info = (device as { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo;
+  return device.features.has('subgroups') && (info?.subgroupMinSize ?? 0) >= 8;
 }
 
 /** Throws unless `weight` is a valid quantized (N, K) for an op made for `kind`. */
@@ -84,22 +126,32 @@ export function placeholderZeros(device: GPUDevice, label: string): GPUBuffer {
 export class QGemv {
   private constructor(
     private readonly device: GPUDevice,
-    private readonly pipeline: GPUComputePipeline,
+    private readonly pipelines: Readonly<Record<Path, GPUComputePipeline>>,
     readonly kind: QuantKind,
     readonly dtype: ComputeDtype,
     readonly bias: boolean,
     readonly outF32: boolean,
+    /** Whether x is shared by subgroup operations. */
     readonly subgroups: boolean,
   ) {}
 
+  /**
+   * options.subgroups: share x by subgroupBroadcast; default where the device has 'subgroups'
+   * with subgroups of at least 8 invocations (adapterInfo.subgroupMinSize); true requires it.
+   */
   static async create(device: GPUDevice, kind: QuantKind, dtype: ComputeDtype, options: GemvOptions = {}): Promise<QGemv> {
     if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`qgemv: F16 compute needs the device feature 'shader-f16'`);
-    const subgroups = options.subgroups ?? device.features.has('subgroups');
-    if (subgroups && !device.features.has('subgroups')) throw new Error(`qgemv: the device has no 'subgroups' feature`);
+    const subgroups = options.subgroups ?? canShareX(device);
+    if (subgroups && !canShareX(device)) throw new Error(`qgemv: sharing x needs the 'subgroups' feature with subgroups of at least 8 invocations`);
     const bias = options.bias ?? false;
     const outF32 = dtype === 'F16' && (options.outF32 ?? false);
-    const { key, spec } = QGEMV_PIPELINES[kind][dtype]({ subgroups, bias, outF32 });
-    return new QGemv(device, await pipelineCache(device).get(key, spec), kind, dtype, bias, options.outF32 ?? false, subgroups);
+    const cache = pipelineCache(device);
+    const get = (path: Path) => {
+      const { key, spec } = QGEMV_PIPELINES[kind][dtype]({ subgroups, bias, outF32, path });
+      return cache.get(key, spec);
+    };
+    const [block, word] = await Promise.all([get('block'), get('word')]);
+    return new QGemv(device, { block, word }, kind, dtype, bias, options.outF32 ?? false, subgroups);
   }
 
   /**
@@ -117,6 +169,7 @@ export class QGemv {
     if (y.size < yBytes) throw new Error(`${label}: qgemv y holds ${y.size} bytes, (${n},) needs ${yBytes}`);
     if (x === y) throw new Error(`${label}: qgemv cannot run in place (x and y are one buffer)`);
 
+    const pipeline = this.pipelines[qgemvPath(weight)];
     const biasBuffer = bias ? [singleBuffer(bias)] : [];
     const noZeros = placeholderZeros(this.device, label);
     const buffers: GPUBuffer[] = [noZeros];
@@ -131,9 +184,9 @@ export class QGemv {
         hasZeros: chunk.zeros ? 1 : 0,
       });
       buffers.push(params);
-      const bindGroup = bindBuffers(this.device, this.pipeline, name, [params, chunk.data, chunk.scales, chunk.zeros ?? noZeros, x, y, ...biasBuffer]);
-      const workgroups = workgroups1d(chunk.rows, GEMV_ROWS_PER_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
-      return { label: name, pipeline: this.pipeline, bindGroup, workgroups };
+      const bindGroup = bindBuffers(this.device, pipeline, name, [params, chunk.data, chunk.scales, chunk.zeros ?? noZeros, x, y, ...biasBuffer]);
+      const workgroups = workgroups1d(chunk.rows, QGEMV_ROWS_PER_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
+      return { label: name, pipeline, bindGroup, workgroups };
     });
     return { label, dispatches, destroy: () => buffers.forEach((b) => b.destroy()) };
   }
