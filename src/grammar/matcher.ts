@@ -92,6 +92,7 @@ export class GrammarRuntime {
       this.masks.delete(config); // least recently used goes first
       this.masks.set(config, hit);
       mask.set(hit);
+      mask.fill(0, hit.length); // a caller's buffer may be longer than the vocabulary needs
       return;
     }
     mask.fill(0);

@@ -207,6 +207,16 @@ describe('mask rules', () => {
     }
   });
 
+  it('clears the words of a longer buffer past the vocabulary, cached or not', () => {
+    const grammar = compileGrammar({ regex: 'ab' }, vocab);
+    for (let pass = 0; pass < 2; pass++) {
+      const mask = new Uint32Array(vocab.maskWords + 3).fill(0xffffffff);
+      grammar.start().fillMask(mask);
+      expect(Array.from(mask.subarray(vocab.maskWords))).toEqual([0, 0, 0]);
+      expect(allowedIds(mask, vocab.vocabSize).map((id) => new TextDecoder().decode(vocab.bytesOf(id)!)).sort()).toEqual(['a', 'ab']);
+    }
+  });
+
   it('refuses a mask too short for the vocabulary', () => {
     const m = compileGrammar({ regex: 'a' }, vocab).start();
     try {
