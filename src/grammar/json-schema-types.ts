@@ -95,9 +95,11 @@ export function compileNumber(ctx: SchemaContext, s: SchemaObject, path: string,
   if (s.multipleOf !== undefined) {
     const m = s.multipleOf;
     if (typeof m !== 'number' || !(m > 0) || !Number.isFinite(m)) throw grammarError(`${path}.multipleOf`, 'must be a number above 0');
-    // Every integer is a multiple of 1/n; multipleOf 1 on a number means "an integer".
-    if (Number.isInteger(1 / m)) asInteger ||= m === 1;
-    else ctx.unenforced(path, 'multipleOf', `only multipleOf 1 (or 1/n on an integer) can be enforced, not ${m}`);
+    // multipleOf 1 means "an integer". Every integer is also a multiple of 1/2^k, and
+    // validators find it so: they divide in floating point, where 3 / 0.1 is not whole.
+    const binaryFraction = Number.isInteger(Math.log2(1 / m)) && m <= 1;
+    if (m === 1) asInteger = true;
+    else if (!(integer && binaryFraction)) ctx.unenforced(path, 'multipleOf', `only multipleOf 1 (or 1/2, 1/4, ... on an integer) can be enforced, not ${m}`);
   }
   const bounded = Object.keys(bounds).length > 0;
   const e = asInteger ? (bounded ? boundedInteger(bounds) : ctx.json.integer) : bounded ? boundedNumber(bounds) : ctx.json.number;

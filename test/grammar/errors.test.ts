@@ -51,6 +51,9 @@ describe('JSON schema errors name the keyword', () => {
     ['not', { not: { type: 'string' } }, /^schema\.not: not supported/],
     ['unknown keyword', { type: 'string', maxLenght: 3 }, /^schema\.maxLenght: unknown keyword/],
     ['multipleOf', { type: 'number', multipleOf: 0.3 }, /^schema\.multipleOf: only multipleOf 1/],
+    ['multipleOf 1/2 on a number', { type: 'number', multipleOf: 0.5 }, /^schema\.multipleOf: only multipleOf 1/],
+    ['multipleOf 1/10 on an integer', { type: 'integer', multipleOf: 0.1 }, /^schema\.multipleOf: only multipleOf 1/],
+    ['multipleOf 5', { type: 'integer', multipleOf: 5 }, /^schema\.multipleOf: only multipleOf 1/],
     ['pattern with length', { type: 'string', pattern: 'a+', maxLength: 3 }, /^schema\.maxLength: cannot be combined with pattern or format/],
     ['huge maxLength', { type: 'string', maxLength: 1e6 }, /^schema\.maxLength: 1000000 is over the limit of 10000/],
   ];
