@@ -68,7 +68,7 @@ export function compileString(ctx: SchemaContext, s: SchemaObject, path: string)
   let body: Expr | null = null;
   if (s.format !== undefined) {
     if (typeof s.format !== 'string') throw grammarError(`${path}.format`, 'must be a string');
-    const pattern = FORMATS[s.format];
+    const pattern = Object.hasOwn(FORMATS, s.format) ? FORMATS[s.format] : undefined;
     if (pattern === undefined) throw grammarError(`${path}.format`, `unknown format ${JSON.stringify(s.format)} (supported: ${SUPPORTED_FORMATS.join(', ')})`);
     if (s.pattern === undefined) body = parseRegex(pattern, { chars: jsonChars, where: `${path}.format` });
     else ctx.unenforced(path, 'format', 'cannot be combined with pattern');
@@ -130,7 +130,7 @@ export function compileObject(ctx: SchemaContext, s: SchemaObject, path: string,
   const keys = Object.keys(properties);
   const members: Member[] = keys.map((key) => ({ key, schema: properties[key], path: `${path}.properties.${key}`, required: required.includes(key) }));
   for (const key of new Set(required as string[])) {
-    if (key in properties) continue;
+    if (Object.hasOwn(properties, key)) continue;
     if (closed) throw grammarError(`${path}.required`, `${JSON.stringify(key)} is not in properties, and additional properties are not allowed`);
     members.push({ key, schema: extraSchema, path: `${path}.required`, required: true });
   }

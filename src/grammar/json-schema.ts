@@ -171,7 +171,7 @@ class SchemaCompiler implements SchemaContext {
     if (!isObject(a) || !isObject(b)) throw grammarError(path, 'a schema must be an object or a boolean');
     const out: SchemaObject = { ...a };
     for (const [k, v] of Object.entries(b)) {
-      const clash = k in out && !ANNOTATIONS.has(k) && JSON.stringify(out[k]) !== JSON.stringify(v);
+      const clash = Object.hasOwn(out, k) && !ANNOTATIONS.has(k) && JSON.stringify(out[k]) !== JSON.stringify(v);
       if (clash || (k === '$ref' && Object.keys(a).some((x) => !ANNOTATIONS.has(x)))) {
         this.unenforced(path, k, `cannot be merged with the keywords next to ${key}`);
         continue; // not strict: the first one wins
@@ -218,7 +218,7 @@ class SchemaCompiler implements SchemaContext {
     const segments = fragment === '' ? [] : fragment.slice(1).split('/').map((x) => x.replaceAll('~1', '/').replaceAll('~0', '~'));
     let node: unknown = this.root;
     for (const seg of segments) {
-      node = isObject(node) || Array.isArray(node) ? (node as Record<string, unknown>)[seg] : undefined;
+      node = (isObject(node) || Array.isArray(node)) && Object.hasOwn(node, seg) ? (node as Record<string, unknown>)[seg] : undefined;
       if (node === undefined) throw grammarError(`${path}.$ref`, `${JSON.stringify(target)} does not resolve`);
     }
     return { key: `#/${segments.join('/')}`, path: ['schema', ...segments].join('.'), schema: node };

@@ -48,6 +48,7 @@ export const SCHEMAS: Record<string, object> = {
   deep: closed({ a: closed({ b: closed({ c: closed({ d: closed({ e: closed({ f: { type: 'string', enum: ['end'] } }) }) }) }) }) }),
   escapes: closed({ s: { type: 'string', pattern: '^[a"\\\\\\n]{1,4}$' } }),
   integerOnly: closed({ n: { type: 'number', multipleOf: 1 }, big: { type: 'integer', minimum: 1e12 }, half: { type: 'integer', multipleOf: 0.5 } }),
+  objectMemberNames: JSON.parse('{"type":"object","properties":{"__proto__":{"type":"integer"},"constructor":{"type":"string"}},"required":["__proto__","constructor","toString"]}'),
   siblingsIntoAnyOf: { type: 'object', properties: { a: str, b: int }, additionalProperties: false, anyOf: [{ required: ['a'] }, { required: ['b'] }] },
 };
 (SCHEMAS.linkedList as Record<string, unknown>).definitions = { item: closed({ v: str, next: { anyOf: [{ $ref: '#/definitions/item' }, { type: 'null' }] } }) };
