@@ -10,12 +10,19 @@
 // then one correction against the midpoints (q ± ½)·s, which are exact in f32 because s is
 // an f16 value (11 bits) and |q| ≤ 256 (10 bits). A scale of 0 (an all-zero group) gives q = 0.
 //
-// One thread per 4 consecutive groups of the destination chunk (flat index e = row·groups + g),
-// so it owns whole u32 words of data, f16 scale pairs and zero bytes; words the dispatch
+// One invocation per 4 consecutive groups of the destination chunk (flat index e = row·groups
+// + g), so it owns whole u32 words of data, f16 scale pairs and zero bytes; words the dispatch
 // shares with a neighbouring one (its range starts or ends mid-word) keep the other bytes.
+//
+// Shaped for lavapipe (8 invocations per AVX vector, instruction-bound): every loop has the
+// same trip count in all invocations (the 4 groups of an edge quad that lie outside the
+// dispatch's range are computed from clamped reads and not written), so no execution masks;
+// the source is read as vec4<u32>, 8 elements at a time (4 f32 or 8 f16 per load), and the
+// quantization of 8 elements is vector math. Was 12–17 ns per weight with per-element loads
+// and per-invocation loop bounds. f32 → int conversions
+// are done by a magic-number add (toInt): llvmpipe's are scalarized lane by lane.
 #ifdef Q4
-// q4: 8 nibbles per word.
-const EPW = 8u;
+const EPW = 8u; // elements per packed word
 #else
 const EPW = 4u;
 #endif
@@ -23,7 +30,7 @@ const EPW = 4u;
 struct Params {
   groups: u32,     // groups this dispatch quantizes
   firstGroup: u32, // flat index in the destination chunk of the first one
-  srcOffset: u32,  // element of src where the first group starts
+  srcOffset: u32,  // element of src where the first group starts (a multiple of 8)
   groupSize: u32,  // G, a multiple of 8
   scalesF16: u32,  // 1: scales stored as f16 pairs, 0: f32
   threads: u32,    // threads with work (quads touched)
@@ -32,18 +39,20 @@ struct Params {
 override WORKGROUP_SIZE: u32;
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> src: array<u32>;             // (rows, K) f32, or f16 pairs
-@group(0) @binding(2) var<storage, read_write> data: array<u32>;      // (rows, K / EPW) packed
-@group(0) @binding(3) var<storage, read_write> scales: array<u32>;    // (rows, K / G) f16 pairs or f32
+@group(0) @binding(1) var<storage, read> src: array<vec4<u32>>;  // (rows, K) f32 (4 per vec4) or f16 (8)
+@group(0) @binding(2) var<storage, read_write> data: array<u32>; // (rows, K / EPW) packed
+@group(0) @binding(3) var<storage, read_write> scales: array<u32>; // (rows, K / G) f16 pairs or f32
 #ifdef Q4
-@group(0) @binding(4) var<storage, read_write> zeros: array<u32>;     // (rows, K / G) bytes
+@group(0) @binding(4) var<storage, read_write> zeros: array<u32>;  // (rows, K / G) bytes
 #endif
 
-fn srcAt(e: u32) -> f32 {
+// Elements 8i .. 8i + 7 of src as two vec4f.
+fn eight(i: u32) -> array<vec4f, 2> {
 #ifdef SRC_F16
-  return unpack2x16float(src[e / 2u])[e % 2u];
+  let v = src[i];
+  return array(vec4f(unpack2x16float(v.x), unpack2x16float(v.y)), vec4f(unpack2x16float(v.z), unpack2x16float(v.w)));
 #else
-  return bitcast<f32>(src[e]);
+  return array(bitcast<vec4f>(src[2u * i]), bitcast<vec4f>(src[2u * i + 1u]));
 #endif
 }
 
@@ -59,21 +68,28 @@ fn f16Bits(v: f32) -> u32 {
   let rem = m & ((1u << shift) - 1u);
   let half = 1u << (shift - 1u);
   let up = select(0u, 1u, rem > half || (rem == half && (q & 1u) == 1u));
-  let bits = select(q, (u32(e + 14) << 10u) + q, e >= -14) + up;
-  return min(bits, 0x7bffu);
+  let bits = select(q, (u32(e + 14) << 10u) + q, e >= -14);
+  return min(bits + up, 0x7bffu);
 }
 
-// rne(x / s) for s > 0 an f16 value, exact when |x / s| ≤ 256; beyond, a value past ±256
-// of the right sign (every caller clamps).
-fn rneDiv(x: f32, s: f32, r: f32) -> f32 {
+// The integer value of integral f32s with |x| < 2^22, by the magic-number trick: adding 1.5·2^23
+// puts x in the mantissa's low bits, exactly. LLVM scalarizes WGSL's (saturating) f32 → int
+// conversions lane by lane on AVX2 (~6 instructions each); this is 2 vector ops.
+const MAGIC = 12582912.0; // 1.5 · 2^23
+fn toInt(x: vec4f) -> vec4i { return bitcast<vec4i>(x + MAGIC) - vec4i(0x4b400000); }
+
+// rne(x / s) for s > 0 an f16 value and r ≈ 1/s, exact when |x / s| ≤ 256; beyond, a value
+// past ±256 of the right sign (every caller clamps).
+fn rneDiv(x: vec4f, s: f32, r: f32) -> vec4f {
   let t = x * r;
-  if (abs(t) > 256.0) { return t; }
-  var q = round(t); // a guess: WGSL's round is half-to-even, but t is not exact
-  let odd = (i32(q) & 1) != 0;
+  let q = round(t); // a guess: WGSL's round is half-to-even, but t is not exact
+  let odd = (toInt(q) & vec4i(1)) != vec4i(0); // garbage when |t| > 256, then unused
   let hi = (2.0 * q + 1.0) * s * 0.5; // (q + ½)·s, exact
   let lo = (2.0 * q - 1.0) * s * 0.5;
-  if (x > hi || (x == hi && odd)) { q += 1.0; } else if (x < lo || (x == lo && odd)) { q -= 1.0; }
-  return q;
+  let up = (x > hi) | ((x == hi) & odd);
+  let down = !up & ((x < lo) | ((x == lo) & odd));
+  let fixed = q + select(vec4f(0.0), vec4f(1.0), up) - select(vec4f(0.0), vec4f(1.0), down);
+  return select(fixed, t, abs(t) > vec4f(256.0));
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -81,62 +97,87 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
   let t = gid.x + gid.y * groups.x * WORKGROUP_SIZE;
   if (t >= params.threads) { return; }
   let G = params.groupSize;
+  let eights = G / 8u; // 8-element steps per group
   let quad = params.firstGroup / 4u + t;
-  let begin = max(quad * 4u, params.firstGroup);
-  let end = min(quad * 4u + 4u, params.firstGroup + params.groups);
+  let begin = params.firstGroup;
+  let end = params.firstGroup + params.groups;
   var scaleBits: array<u32, 4>;
   var zeroBits = 0u;
-  var keep = 0xffffffffu; // zero bytes of groups outside [begin, end): kept as they are
-  for (var e = begin; e < end; e++) {
-    let slot = e % 4u;
-    keep &= ~(0xffu << (8u * slot));
-    let first = params.srcOffset + (e - params.firstGroup) * G;
-    var lo = srcAt(first);
-    var hi = lo;
-    for (var i = 1u; i < G; i++) { let v = srcAt(first + i); lo = min(lo, v); hi = max(hi, v); }
+  var written = 0u; // bit p: group quad·4 + p is in [begin, end)
+  for (var p = 0u; p < 4u; p++) {
+    let e = quad * 4u + p;
+    let inside = e >= begin && e < end;
+    written |= select(0u, 1u << p, inside);
+    // A group outside the range reads a clamped group of it and writes nothing.
+    let first = (params.srcOffset + (clamp(e, begin, end - 1u) - begin) * G) / 8u; // in 8-element steps
+    var lo = vec4f(3.4e38);
+    var hi = vec4f(-3.4e38);
+    for (var i = 0u; i < eights; i++) {
+      let v = eight(first + i);
+      lo = min(lo, min(v[0], v[1]));
+      hi = max(hi, max(v[0], v[1]));
+    }
+    var l = min(min(lo.x, lo.y), min(lo.z, lo.w));
+    var h = max(max(hi.x, hi.y), max(hi.z, hi.w));
 #ifdef Q4
-    lo = min(lo, 0.0);
-    hi = max(hi, 0.0);
-    let bits = f16Bits((hi - lo) * (1.0 / 15.0));
+    l = min(l, 0.0);
+    h = max(h, 0.0);
+    let bits = f16Bits((h - l) * (1.0 / 15.0));
 #else
-    let bits = f16Bits(max(abs(lo), abs(hi)) * (1.0 / 127.0));
+    let bits = f16Bits(max(abs(l), abs(h)) * (1.0 / 127.0));
 #endif
     let s = unpack2x16float(bits).x;
     let r = select(0.0, 1.0 / s, s > 0.0);
-    scaleBits[slot] = bits;
+    scaleBits[p] = bits;
 #ifdef Q4
-    let zero = select(0.0, clamp(rneDiv(-lo, s, r), 0.0, 15.0), s > 0.0);
-    zeroBits |= u32(zero) << (8u * slot);
+    let zero = select(0.0, clamp(rneDiv(vec4f(-l), s, r).x, 0.0, 15.0), s > 0.0);
+    zeroBits |= bitcast<u32>(toInt(vec4f(zero)).x) << (8u * p);
 #endif
-    let words = G / EPW;
-    for (var w = 0u; w < words; w++) {
-      var word = 0u;
-      for (var j = 0u; j < EPW; j++) {
-        let x = srcAt(first + w * EPW + j);
+    for (var i = 0u; i < eights; i++) {
+      let v = eight(first + i);
 #ifdef Q4
-        let q = select(0.0, clamp(rneDiv(x, s, r) + zero, 0.0, 15.0), s > 0.0);
-        word |= u32(q) << (4u * j);
+      let q0 = bitcast<vec4u>(toInt(select(vec4f(0.0), clamp(rneDiv(v[0], s, r) + zero, vec4f(0.0), vec4f(15.0)), s > 0.0)));
+      let q1 = bitcast<vec4u>(toInt(select(vec4f(0.0), clamp(rneDiv(v[1], s, r) + zero, vec4f(0.0), vec4f(15.0)), s > 0.0)));
+      let a = q0 << vec4u(0u, 4u, 8u, 12u);
+      let b = q1 << vec4u(16u, 20u, 24u, 28u);
+      if (inside) { data[e * eights + i] = (a.x | a.y) | (a.z | a.w) | (b.x | b.y) | (b.z | b.w); }
 #else
-        let q = select(0.0, clamp(rneDiv(x, s, r), -127.0, 127.0), s > 0.0);
-        word |= (bitcast<u32>(i32(q)) & 0xffu) << (8u * j);
-#endif
+      let q0 = bitcast<vec4u>(toInt(select(vec4f(0.0), clamp(rneDiv(v[0], s, r), vec4f(-127.0), vec4f(127.0)), s > 0.0))) & vec4u(0xffu);
+      let q1 = bitcast<vec4u>(toInt(select(vec4f(0.0), clamp(rneDiv(v[1], s, r), vec4f(-127.0), vec4f(127.0)), s > 0.0))) & vec4u(0xffu);
+      let a = q0 << vec4u(0u, 8u, 16u, 24u);
+      let b = q1 << vec4u(0u, 8u, 16u, 24u);
+      if (inside) {
+        data[e * 2u * eights + 2u * i] = (a.x | a.y) | (a.z | a.w);
+        data[e * 2u * eights + 2u * i + 1u] = (b.x | b.y) | (b.z | b.w);
       }
-      data[e * words + w] = word;
+#endif
     }
   }
-  // Scales: f16 pairs (words quad·2 and quad·2 + 1) or one f32 each.
-  for (var p = 0u; p < 4u; p++) {
-    let e = quad * 4u + p;
-    if (e < begin || e >= end) { continue; }
-    if (params.scalesF16 == 1u) {
-      let word = e / 2u;
-      let sh = 16u * (e % 2u);
-      scales[word] = (scales[word] & ~(0xffffu << sh)) | (scaleBits[p] << sh);
-    } else {
-      scales[e] = bitcast<u32>(unpack2x16float(scaleBits[p]).x);
+  // Scales: f16 pairs (words quad·2 and quad·2 + 1) or one f32 each; the halves and zero bytes
+  // of groups outside the range keep what is there (read-modify-write only at the edges).
+  if (params.scalesF16 == 1u) {
+    for (var h = 0u; h < 2u; h++) {
+      let pair = (written >> (2u * h)) & 3u;
+      let word = scaleBits[2u * h] | (scaleBits[2u * h + 1u] << 16u);
+      if (pair == 3u) {
+        scales[quad * 2u + h] = word;
+      } else if (pair != 0u) {
+        let mask = select(0u, 0xffffu, (pair & 1u) != 0u) | select(0u, 0xffff0000u, (pair & 2u) != 0u);
+        scales[quad * 2u + h] = (scales[quad * 2u + h] & ~mask) | (word & mask);
+      }
+    }
+  } else {
+    for (var p = 0u; p < 4u; p++) {
+      if (((written >> p) & 1u) != 0u) { scales[quad * 4u + p] = bitcast<u32>(unpack2x16float(scaleBits[p]).x); }
     }
   }
 #ifdef Q4
-  zeros[quad] = (zeros[quad] & keep) | zeroBits;
+  if (written == 15u) {
+    zeros[quad] = zeroBits;
+  } else {
+    let mask = select(0u, 0xffu, (written & 1u) != 0u) | select(0u, 0xff00u, (written & 2u) != 0u)
+             | select(0u, 0xff0000u, (written & 4u) != 0u) | select(0u, 0xff000000u, (written & 8u) != 0u);
+    zeros[quad] = (zeros[quad] & ~mask) | (zeroBits & mask);
+  }
 #endif
 }
