@@ -189,7 +189,7 @@ fn scaleAt(e: u32, f16Scales: bool) -> f32 {
 // Byte b of a zero word as a zero point (q4 unsigned, q8 signed).
 fn zeroByte(word: u32, b: u32) -> f32 {
 #ifdef Q4
-  return f32((word >> (8u * (b % 4u))) & 0xffu);
+  return f32(bitcast<i32>((word >> (8u * (b % 4u))) & 0xffu)); // via i32: a u32 convert is scalarized
 #else
   return f32(bitcast<i32>(word << (24u - 8u * (b % 4u))) >> 24u);
 #endif
