@@ -2,6 +2,8 @@
 // One module per benchmark under src/cli/bench/; this file only dispatches and prints.
 
 import { benchGenerate } from '../bench/generate-bench.js';
+import { benchParallel, type ParallelBenchResult } from '../bench/parallel-bench.js';
+import { MAX_PARALLEL } from '../../model/llama.js';
 import { benchKernels, type KernelsBenchResult } from '../bench/kernels-bench.js';
 import { benchLoad, type LoadBenchResult, type LoadRow } from '../bench/load-bench.js';
 import { acquireNodeDevice } from '../../gpu/node-gpu.js';
@@ -122,6 +124,7 @@ const generateBench: Benchmark = {
       storage: { type: 'string' },
       'cache-dir': { type: 'string' },
       layers: { type: 'string' },
+      parallel: { type: 'string' },
       json: { type: 'boolean' },
       offline: { type: 'boolean' },
     });
@@ -136,7 +139,9 @@ const generateBench: Benchmark = {
     const count = (flag: string) => wholeNumberFlag('bench generate', values, flag, 1);
     const quantize = quantizeFlag('bench generate', values);
     const dtype = dtypeFlag('bench generate', values);
-    const promptTokens = promptTokensFlag(values['prompt-tokens'] as string | undefined) ?? (synthetic === undefined ? undefined : [8, 64]);
+    const streams = listFlag('--parallel', values.parallel as string | undefined, MAX_PARALLEL);
+    const promptTokens = listFlag('--prompt-tokens', values['prompt-tokens'] as string | undefined) ?? (synthetic === undefined || streams ? undefined : [8, 64]);
+    if (streams && promptTokens && promptTokens.length > 1) throw new SluiceError('USAGE', 'bench generate: --parallel takes one --prompt-tokens length');
     const tokens = count('tokens');
     const terminal = io.isTty && !values.json;
 
@@ -161,6 +166,13 @@ const generateBench: Benchmark = {
     }
     const gpu = await acquireNodeDevice({ label: 'bench' });
     try {
+      if (streams) {
+        const onStep = terminal ? (what: string) => io.stderr(`${what}\n`) : undefined;
+        const r = await benchParallel(gpu, { dir, label, dtype, quantize, streams, promptTokens: promptTokens?.[0], tokens, onStep });
+        const json = written ? { ...r, synthetic: syntheticJson(written) } : r;
+        io.stdout(values.json ? `${JSON.stringify(json, null, 2)}\n` : parallelText(r));
+        return 0;
+      }
       const r = await benchGenerate(gpu, { dir, label, dtype, quantize, promptTokens, tokens, onStep: terminal ? (what) => io.stderr(`${what}\n`) : undefined });
       const json = written ? { ...r, synthetic: syntheticJson(written) } : r;
       io.stdout(values.json ? `${JSON.stringify(json, null, 2)}\n` : [
@@ -177,14 +189,24 @@ const generateBench: Benchmark = {
   },
 };
 
-/** `--prompt-tokens 8,64`: one or more positive whole numbers. */
-function promptTokensFlag(text: string | undefined): number[] | undefined {
+/** `--prompt-tokens 8,64`, `--parallel 1,2,4`: one or more whole numbers in [1, max]. */
+function listFlag(flag: string, text: string | undefined, max = Number.MAX_SAFE_INTEGER): number[] | undefined {
   if (text === undefined) return undefined;
   const list = text.split(',').map((x) => x.trim());
-  if (!list.every((x) => /^[0-9]+$/.test(x) && Number(x) >= 1 && Number.isSafeInteger(Number(x)))) {
-    throw new SluiceError('USAGE', `bench generate: --prompt-tokens must be whole numbers ≥ 1, comma-separated (e.g. 8,64), not ${JSON.stringify(text)}`);
+  if (!list.every((x) => /^[0-9]+$/.test(x) && Number(x) >= 1 && Number(x) <= max)) {
+    throw new SluiceError('USAGE', `bench generate: ${flag} must be whole numbers in [1, ${max}], comma-separated (e.g. 1,2,4), not ${JSON.stringify(text)}`);
   }
   return list.map(Number);
+}
+
+function parallelText(r: ParallelBenchResult): string {
+  const lines = [
+    `${r.model} (${r.compute_dtype}${r.quantize ? `, ${r.quantize} weights` : ''}, ${r.slots} slots, KV cache ${formatBytes(r.kv_cache_bytes)}) on ${r.adapter}\n`,
+    `${r.prompt_tokens} prompt + ${r.generated_tokens} decoded tokens per stream\n`,
+    ...r.runs.map((x) => `${x.streams} stream${x.streams > 1 ? 's' : ' '}: ${x.aggregate_decode_tokens_per_second.toFixed(1)} tok/s in all (${x.aggregate_over_solo.toFixed(2)}× one), ${x.ms_per_token.toFixed(1)} ms/token each (${x.latency_over_solo.toFixed(2)}× one), TTFT ${x.ttft_ms.toFixed(0)} ms\n`),
+    `arrival during ${r.arrival.others} streams: TTFT ${r.arrival.ttft_ms.toFixed(0)} ms = ${r.arrival.ttft_over_limit.toFixed(2)}× (solo TTFT + one decode step = ${r.arrival.limit_ms.toFixed(0)} ms)\n`,
+  ];
+  return lines.join('');
 }
 
 function storageFlag(command: string, value: unknown): SyntheticDtype {
@@ -227,7 +249,7 @@ sluice bench load (CHECKPOINT [--pth OTHER] | --synthetic SIZE [--storage bf16|f
   cache) and R warm runs (default 2; medians). --synthetic SIZE (e.g. 1GiB) writes a
   Llama-shaped checkpoint (BF16 unless --storage) in both formats to a temp dir (inside
   DIR if given). --dtype is the compute dtype the loader converts floats to.
-  --quantize q8|q4 adds (q): (c) with every 2-D tensor but the embedding quantized on
+  --quantize q8|q4 adds (q): (c) with every 2-D tensor (embedding included) quantized on
   the GPU as it streams in, and its device bytes (dense, quantized, scratch) beside (c)'s.
   Goals: (c) within 1.25× of max(a, b); (d) within 1.1× of (c); (c) faster than (e);
   (q) within 1.15× of (c); host memory during (c) and (q) ≤ 256 MiB (peak RSS growth
@@ -243,7 +265,8 @@ sluice bench kernels [--quick] [--json]
   the adapter has them. --quick: small shapes.
 
 sluice bench generate (MODEL | --synthetic NAME [--layers N] [--storage bf16|f16|f32] [--cache-dir DIR])
-                      [--prompt-tokens N[,N...]] [--tokens N] [--dtype auto|f16|f32] [--quantize q8|q4] [--offline] [--json]
+                      [--prompt-tokens N[,N...]] [--tokens N] [--dtype auto|f16|f32] [--quantize q8|q4]
+                      [--parallel N[,N...]] [--offline] [--json]
   Prefills N random prompt tokens (default 128; a list times each length in turn) and
   decodes --tokens greedily (default 64) after the last: TTFT, prefill and decode
   tokens/s, dispatches and submits per token, and the weight bandwidth of decoding
@@ -255,6 +278,11 @@ sluice bench generate (MODEL | --synthetic NAME [--layers N] [--storage bf16|f16
   DIR/NAME (default DIR: $XDG_CACHE_HOME/sluice/synthetic, or ~/.cache/sluice/synthetic)
   and reused; no download, no tokenizer. Default prompts: 8,64. --layers N keeps the
   first N layers (real width, less depth; the JSON says truncated).
+  --parallel 1,2,4,8: continuous batching instead. For each count n, n streams of
+  --prompt-tokens (default 32) random ids start together and decode --tokens (default
+  32) greedily in shared passes: aggregate decode tok/s and per-stream ms/token against
+  one stream (goals at 4: ≥ 2.5× and ≤ 1.6×); then a request arriving while the others
+  decode: its TTFT against its solo TTFT + one decode step (goal ≤ 1×).
 
 sluice bench update [--size-mib N] [--repeat R] [--dir DIR] [--json]
   Writes a safetensors file of N MiB (default 1024: 64 tensors of 16 MiB) in a temp
