@@ -41,8 +41,9 @@ Model:
                            taken from the HF cache, else downloaded into it (as sluice pull)
   --offline                never download: the HF cache only (also HF_HUB_OFFLINE=1)
   --dtype auto|f16|f32     compute precision (auto: f16 where the GPU has shader-f16)
-  --quantize q8|q4         quantize the projections on the GPU as they load (group 32:
-                           q8 symmetric, q4 asymmetric); norms, biases, embeddings stay dense
+  --quantize q8|q4         quantize the projections and the embedding table on the GPU as
+                           they load (group 32: q8 symmetric, q4 asymmetric); norms and
+                           biases stay dense
   --context N              KV cache positions (default min(max_position_embeddings, 4096))
   --json                   one JSON document on stdout
   --debug                  Dawn's own messages, and stack traces on errors`;

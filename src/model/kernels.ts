@@ -6,6 +6,7 @@
 import { Add } from '../ops/add.js';
 import { Attention } from '../ops/attention.js';
 import { Embedding } from '../ops/embedding.js';
+import { QEmbedding } from '../ops/qembedding.js';
 import { Gemv } from '../ops/gemv.js';
 import { KvStore } from '../ops/kv-store.js';
 import { Matmul } from '../ops/matmul.js';
@@ -56,6 +57,7 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
   const ropes = [...new Set(f.layers.map((l) => l.rope).filter((r): r is RopeScaling => r !== null))];
   const pending = {
     embedding: Embedding.create(device, dtype),
+    qEmbedding: q((kind) => QEmbedding.create(device, kind, dtype)) as Promise<QEmbedding> | null,
     norm: RmsNorm.create(device, dtype, { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' }),
     matmul: Matmul.create(device, dtype),
     matmulBias: bias ? Matmul.create(device, dtype, { bias: true }) : null,

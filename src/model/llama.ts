@@ -50,8 +50,8 @@ export interface LoadModelOptions {
   dtype?: DtypeChoice;
   /**
    * Quantize the projections (and an untied LM head) on the GPU as they stream in: 'q8'
-   * (symmetric, group 32) or 'q4' (asymmetric, group 32). Norms, biases and the embedding
-   * table stay dense. Default: none. A pre-quantized checkpoint (GPTQ, AWQ,
+   * (symmetric, group 32) or 'q4' (asymmetric, group 32), and the embedding table in the
+   * same kind (gathered by row, and a tied model's LM head). Norms and biases stay dense. Default: none. A pre-quantized checkpoint (GPTQ, AWQ,
    * compressed-tensors) is loaded as quantized without it, and refuses it.
    */
   quantize?: QuantKind;
@@ -151,7 +151,8 @@ export class LlamaModel {
     const signal = options.signal ? AbortSignal.any([options.signal, stopUpload.signal]) : stopUpload.signal;
     let weights: GpuTensors;
     try {
-      const quantize = options.quantize ? { kind: options.quantize, select: (t: { name: string }) => names.linear.has(t.name) } : undefined;
+      // The embedding table too: a tied model's LM head is the largest matrix (Llama-3.2-1B: 525 MB in f16).
+      const quantize = options.quantize ? { kind: options.quantize, select: (t: { name: string }) => names.linear.has(t.name) || t.name === names.embed } : undefined;
       const prequantized = packed.length ? { linears: packed, perms } : undefined;
       weights = await loadTensors(checkpoint, device, { dtype: options.dtype, filter: (t) => names.all.has(t.name), quantize, prequantized, signal, onProgress: options.onProgress });
     } catch (e) {
@@ -290,7 +291,11 @@ export class LlamaModel {
         add(ops.add.prepare(label, rows * h, x, postNorm !== null ? b.projNormed! : y));
       };
       // x = embed_tokens(ids) · embed_scale (Gemma: √hidden)
-      add(ops.embedding.prepare(`${tag}.embed`, rows, this.ids, this.weight(this.names.embed), x, { scale: f.embedScale ?? undefined }));
+      const qEmbed = this.weights.quantized.get(this.names.embed);
+      const embedOptions = { scale: f.embedScale ?? undefined };
+      add(qEmbed
+        ? ops.qEmbedding!.prepare(`${tag}.embed`, rows, this.ids, qEmbed, x, embedOptions)
+        : ops.embedding.prepare(`${tag}.embed`, rows, this.ids, this.weight(this.names.embed), x, embedOptions));
       this.names.layers.forEach((l, i) => {
         const p = `${tag}.layers.${i}`;
         const kindOf = f.layers[i];
@@ -472,7 +477,7 @@ export class LlamaModel {
   get weightBytesPerToken(): number {
     let bytes = 0;
     for (const [name, t] of this.weights) if (name !== this.names.embed || this.names.lmHead === name) bytes += t.byteLength;
-    for (const t of this.weights.quantized.values()) bytes += t.byteLength; // packed data + scales + zeros
+    for (const [name, t] of this.weights.quantized) if (name !== this.names.embed || this.names.lmHead === name) bytes += t.byteLength; // packed data + scales + zeros
     return bytes + this.config.hiddenSize * computeBytes(this.dtype);
   }
 

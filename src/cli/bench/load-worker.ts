@@ -133,13 +133,12 @@ async function timeUpload(checkpoint: Checkpoint, device: GPUDevice, m: Measurem
 
 /**
  * The tensors `bench load --quantize` quantizes, without a config.json to name them: every
- * 2-D tensor but an embedding table, which a model gathers by row and keeps dense (as
- * loadModel does: model/weights.ts WeightNames.linear). For a Llama-shaped checkpoint that
- * is loadModel's choice: the projections and an untied LM head. The loader itself leaves
+ * 2-D tensor, which for a Llama-shaped checkpoint is loadModel's choice (the projections,
+ * an untied LM head and the embedding table; model/llama.ts). The loader itself leaves
  * dense, with a note, what it cannot quantize (a non-float dtype, K not a multiple of 32).
  */
-function quantizeSelect(t: { name: string; shape: readonly number[] }): boolean {
-  return t.shape.length === 2 && !/(^|\.)(embed_tokens|tok_embeddings|wte|word_embeddings|embed_in)\.weight$/.test(t.name);
+function quantizeSelect(t: { shape: readonly number[] }): boolean {
+  return t.shape.length === 2;
 }
 
 async function timeLoad(checkpoint: Checkpoint, device: GPUDevice, m: Measurement): Promise<WorkerResult> {
