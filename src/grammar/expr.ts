@@ -130,4 +130,15 @@ export function grammarError(where: string, why: string): SluiceError {
   return new SluiceError('USAGE', `${where}: ${why}`);
 }
 
+/** A value from the user's schema or grammar as an error shows it: short, whatever its size. */
+export function shown(value: unknown): string {
+  if (typeof value === 'string') return quote(value, 60);
+  if (Array.isArray(value)) return `a list of ${value.length}`;
+  if (typeof value === 'object' && value !== null) return 'an object';
+  return String(value);
+}
+
+/** A property name as a path segment (`schema.properties.<key>`), cut when long. */
+export const pathKey = (key: string): string => (key.length <= 60 ? key : `${key.slice(0, 60)}…`);
+
 export { quote };

@@ -12,7 +12,7 @@
 // The grammar is taken as written: unbounded repetitions (`ws ::= [ \t\n]*`) stay unbounded.
 
 import { type CodeRanges, MAX_CODE_POINT, negate, normalize, utf8Class } from './codepoints.js';
-import { type Expr, type Grammar, GrammarBuilder, MAX_REPEAT, alt, grammarError, literal, ref, rep, seq } from './expr.js';
+import { type Expr, type Grammar, GrammarBuilder, MAX_REPEAT, alt, grammarError, literal, ref, rep, seq, shown } from './expr.js';
 
 const MAX_NESTING = 100;
 
@@ -35,18 +35,18 @@ class GbnfParser {
     while (this.pos < this.text.length) {
       const line = this.line();
       const name = this.name();
-      if (this.definedAt.has(name)) throw this.error(`rule ${JSON.stringify(name)} is defined twice (first on line ${this.definedAt.get(name)})`);
+      if (this.definedAt.has(name)) throw this.error(`rule ${shown(name)} is defined twice (first on line ${this.definedAt.get(name)})`);
       this.definedAt.set(name, line);
       this.space(false);
-      if (!this.text.startsWith('::=', this.pos)) throw this.error(`expected ::= after ${JSON.stringify(name)}`);
+      if (!this.text.startsWith('::=', this.pos)) throw this.error(`expected ::= after ${shown(name)}`);
       this.pos += 3;
       this.space(true);
       this.builder.define(this.rule(name), this.alternatives(false));
-      if (this.pos < this.text.length && !/[\r\n]/.test(this.text[this.pos])) throw this.error(`unexpected ${JSON.stringify(this.text[this.pos])}`);
+      if (this.pos < this.text.length && !/[\r\n]/.test(this.text[this.pos])) throw this.error(`unexpected ${shown(this.text[this.pos])}`);
       this.space(true);
     }
     for (const [name, line] of this.usedAt) {
-      if (!this.definedAt.has(name)) throw grammarError(`grammar line ${line}`, `rule ${JSON.stringify(name)} is used but never defined`);
+      if (!this.definedAt.has(name)) throw grammarError(`grammar line ${line}`, `rule ${shown(name)} is used but never defined`);
     }
     if (!this.definedAt.has('root')) throw grammarError('grammar', 'no "root" rule (the rule the whole output must match)');
     return this.builder.build(this.rule('root'));
@@ -55,7 +55,7 @@ class GbnfParser {
   private rule(name: string): number {
     let id = this.ids.get(name);
     if (id === undefined) {
-      id = this.builder.declare(`grammar rule ${JSON.stringify(name)}`);
+      id = this.builder.declare(`grammar rule ${shown(name)}`);
       this.ids.set(name, id);
     }
     return id;
@@ -86,7 +86,7 @@ class GbnfParser {
 
   private name(): string {
     const m = /^[A-Za-z0-9_-]+/.exec(this.text.slice(this.pos, this.pos + 1024));
-    if (!m) throw this.error(`expected a rule name, found ${JSON.stringify(this.text.slice(this.pos, this.pos + 10))}`);
+    if (!m) throw this.error(`expected a rule name, found ${shown(this.text.slice(this.pos, this.pos + 10))}`);
     this.pos += m[0].length;
     return m[0];
   }
@@ -142,7 +142,7 @@ class GbnfParser {
       if (!this.usedAt.has(name)) this.usedAt.set(name, line);
       return ref(this.rule(name));
     }
-    throw this.error(`unexpected ${JSON.stringify(c)}`);
+    throw this.error(`unexpected ${shown(c)}`);
   }
 
   private quantifier(): [number, number] | null {
@@ -214,7 +214,7 @@ class GbnfParser {
     const digits = e === 'x' ? 2 : e === 'u' ? 4 : e === 'U' ? 8 : 0;
     const hex = this.text.slice(this.pos + 2, this.pos + 2 + digits);
     if (digits === 0 || !new RegExp(`^[0-9a-fA-F]{${digits}}$`).test(hex) || parseInt(hex, 16) > MAX_CODE_POINT) {
-      throw this.error(`bad escape ${JSON.stringify(this.text.slice(this.pos, this.pos + 2 + digits))}`);
+      throw this.error(`bad escape ${shown(this.text.slice(this.pos, this.pos + 2 + digits))}`);
     }
     this.pos += 2 + digits;
     return parseInt(hex, 16);

@@ -7,7 +7,7 @@
 // `properties` and additionalProperties not false is a map: any keys, values of
 // additionalProperties' schema.
 
-import { type Expr, EMPTY, MAX_REPEAT, NOTHING, alt, exprSize, grammarError, isNothing, literal, opt, rep, seq } from './expr.js';
+import { type Expr, EMPTY, MAX_REPEAT, NOTHING, alt, exprSize, grammarError, isNothing, literal, opt, pathKey, rep, seq, shown } from './expr.js';
 import { type JsonLexicon, jsonChars } from './json-text.js';
 import { type NumberBounds, boundedInteger, boundedNumber } from './number-range.js';
 import { parseRegex } from './regex.js';
@@ -18,7 +18,8 @@ export interface SchemaContext {
   compile(schema: unknown, path: string, depth: number): Expr;
   /** Strict: throws `${path}.${keyword}: ${why}`; otherwise the keyword is ignored. */
   unenforced(path: string, keyword: string, why: string): void;
-  countProperties(n: number, path: string): void;
+  /** Counts properties (and their names' characters) against the schema's limits. */
+  countProperties(keys: readonly string[], path: string): void;
 }
 
 export type SchemaObject = Record<string, unknown>;
@@ -48,7 +49,7 @@ export const SUPPORTED_FORMATS = Object.keys(FORMATS);
 function count(s: SchemaObject, key: string, path: string): number | undefined {
   const v = s[key];
   if (v === undefined) return undefined;
-  if (!Number.isSafeInteger(v) || (v as number) < 0) throw grammarError(`${path}.${key}`, `must be a non-negative integer, not ${JSON.stringify(v)}`);
+  if (!Number.isSafeInteger(v) || (v as number) < 0) throw grammarError(`${path}.${key}`, `must be a non-negative integer, not ${shown(v)}`);
   return v as number;
 }
 
@@ -69,7 +70,7 @@ export function compileString(ctx: SchemaContext, s: SchemaObject, path: string)
   if (s.format !== undefined) {
     if (typeof s.format !== 'string') throw grammarError(`${path}.format`, 'must be a string');
     const pattern = Object.hasOwn(FORMATS, s.format) ? FORMATS[s.format] : undefined;
-    if (pattern === undefined) throw grammarError(`${path}.format`, `unknown format ${JSON.stringify(s.format)} (supported: ${SUPPORTED_FORMATS.join(', ')})`);
+    if (pattern === undefined) throw grammarError(`${path}.format`, `unknown format ${shown(s.format)} (supported: ${SUPPORTED_FORMATS.join(', ')})`);
     if (s.pattern === undefined) body = parseRegex(pattern, { chars: jsonChars, where: `${path}.format` });
     else ctx.unenforced(path, 'format', 'cannot be combined with pattern');
   }
@@ -88,7 +89,7 @@ export function compileNumber(ctx: SchemaContext, s: SchemaObject, path: string,
   for (const key of ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'] as const) {
     const v = s[key];
     if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw grammarError(`${path}.${key}`, `must be a number, not ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw grammarError(`${path}.${key}`, `must be a number, not ${shown(v)}`);
     bounds[key] = v;
   }
   let asInteger = integer;
@@ -128,14 +129,14 @@ export function compileObject(ctx: SchemaContext, s: SchemaObject, path: string,
   const closed = additional === false || s.unevaluatedProperties === false;
   const extraSchema = isObject(additional) ? additional : true;
   const keys = Object.keys(properties);
-  const members: Member[] = keys.map((key) => ({ key, schema: properties[key], path: `${path}.properties.${key}`, required: required.includes(key) }));
+  const members: Member[] = keys.map((key) => ({ key, schema: properties[key], path: `${path}.properties.${pathKey(key)}`, required: required.includes(key) }));
   for (const key of new Set(required as string[])) {
     if (Object.hasOwn(properties, key)) continue;
-    if (closed) throw grammarError(`${path}.required`, `${JSON.stringify(key)} is not in properties, and additional properties are not allowed`);
+    if (closed) throw grammarError(`${path}.required`, `${shown(key)} is not in properties, and additional properties are not allowed`);
     members.push({ key, schema: extraSchema, path: `${path}.required`, required: true });
   }
   if (members.length === 0 && !closed) return compileMap(ctx, s, path, depth, extraSchema);
-  ctx.countProperties(members.length, path);
+  ctx.countProperties(members.map((m) => m.key), path);
   const minProps = count(s, 'minProperties', path);
   const maxProps = count(s, 'maxProperties', path);
   const requiredCount = members.filter((m) => m.required).length;
@@ -170,7 +171,7 @@ function objectOf(ctx: SchemaContext, kvs: Array<{ kv: Expr; required: boolean; 
   for (let i = kvs.length - 1; i >= 1; i--) {
     const next = seq(ws, literal(','), ws, kvs[i].kv);
     tail[i] = seq(kvs[i].required ? next : opt(next), tail[i + 1]);
-    if (exprSize(tail[i]) > shareAbove) tail[i] = builder.share(`${path} (from property ${JSON.stringify(kvs[i].key)})`, tail[i]);
+    if (exprSize(tail[i]) > shareAbove) tail[i] = builder.share(`${path} (from property ${shown(kvs[i].key)})`, tail[i]);
   }
   const first = alt(...kvs.slice(0, starts).map((m, k) => seq(m.kv, tail[k + 1])));
   const inner = seq(first, ws);

@@ -14,7 +14,7 @@
 // keys do not clash. $ref takes local JSON pointers (#, #/$defs/x, #/definitions/x, any
 // #/path); each target is one rule, so recursive schemas work.
 
-import { type Expr, type Grammar, GrammarBuilder, NOTHING, alt, exprSize, grammarError, isNothing, literal, ref } from './expr.js';
+import { type Expr, type Grammar, GrammarBuilder, NOTHING, alt, exprSize, grammarError, isNothing, literal, pathKey, ref, shown } from './expr.js';
 import { JSON_BOOLEAN, JSON_NULL, JsonLexicon, type WhitespacePolicy } from './json-text.js';
 import { type SchemaContext, type SchemaObject, compileArray, compileNumber, compileObject, compileString, isObject } from './json-schema-types.js';
 
@@ -57,6 +57,7 @@ class SchemaCompiler implements SchemaContext {
   readonly json: JsonLexicon;
   readonly refRules = new Map<string, number>();
   private properties = 0;
+  private keyText = 0;
 
   constructor(
     private readonly root: unknown,
@@ -69,7 +70,7 @@ class SchemaCompiler implements SchemaContext {
     if (depth > MAX_DEPTH) throw grammarError(path, `nested more than ${MAX_DEPTH} levels deep`);
     if (schema === true) return this.json.anyValue();
     if (schema === false) return NOTHING;
-    if (!isObject(schema)) throw grammarError(path, `a schema must be an object or a boolean, not ${JSON.stringify(schema)?.slice(0, 40)}`);
+    if (!isObject(schema)) throw grammarError(path, `a schema must be an object or a boolean, not ${shown(schema)}`);
     for (const key of Object.keys(schema)) {
       if (ANNOTATIONS.has(key) || KNOWN.has(key)) continue;
       this.unenforced(path, key, UNSUPPORTED.includes(key) ? 'not supported' : 'unknown keyword');
@@ -83,9 +84,11 @@ class SchemaCompiler implements SchemaContext {
     if (this.options.strict) throw grammarError(`${path}.${keyword}`, `${why} (strict mode refuses what it cannot enforce)`);
   }
 
-  countProperties(n: number, path: string): void {
-    this.properties += n;
+  countProperties(keys: readonly string[], path: string): void {
+    this.properties += keys.length;
     if (this.properties > MAX_PROPERTIES) throw grammarError(path, `the schema has more than ${MAX_PROPERTIES} properties`);
+    for (const key of keys) this.keyText += key.length;
+    if (this.keyText > MAX_SIZE) throw grammarError(path, `the schema's property names are over ${MAX_SIZE} characters long in all`);
   }
 
   private dispatch(s: SchemaObject, path: string, depth: number): Expr {
@@ -104,7 +107,7 @@ class SchemaCompiler implements SchemaContext {
       if (types.length === 0) return this.json.anyValue();
     } else {
       const list = Array.isArray(s.type) ? s.type : [s.type];
-      for (const t of list) if (typeof t !== 'string' || !TYPES.includes(t)) throw grammarError(`${path}.type`, `unknown type ${JSON.stringify(t)} (one of ${TYPES.join(', ')})`);
+      for (const t of list) if (typeof t !== 'string' || !TYPES.includes(t)) throw grammarError(`${path}.type`, `unknown type ${shown(t)} (one of ${TYPES.join(', ')})`);
       if (list.length === 0) throw grammarError(`${path}.type`, 'is an empty list');
       types = list as string[];
     }
@@ -134,8 +137,12 @@ class SchemaCompiler implements SchemaContext {
       const types = (Array.isArray(s.type) ? s.type : [s.type]) as string[];
       values = values.filter((v) => types.some((t) => jsonTypeMatches(v, t)));
     }
-    if (values.length === 0) throw grammarError(`${path}.${s.enum !== undefined ? 'enum' : 'const'}`, 'leaves no value (check it against type and const)');
-    return alt(...values.map((v) => literal(JSON.stringify(v))));
+    const where = `${path}.${s.enum !== undefined ? 'enum' : 'const'}`;
+    if (values.length === 0) throw grammarError(where, 'leaves no value (check it against type and const)');
+    const texts = values.map((v) => JSON.stringify(v));
+    const total = texts.reduce((n, t) => n + t.length, 0);
+    if (total > MAX_SIZE) throw grammarError(where, `too large to enforce (${total} characters of values)`);
+    return alt(...texts.map((t) => literal(t)));
   }
 
   private anyOf(s: SchemaObject, path: string, depth: number): Expr {
@@ -207,21 +214,21 @@ class SchemaCompiler implements SchemaContext {
 
   /** A local JSON pointer (RFC 6901, in a URI fragment) → the schema it names. */
   private pointer(target: string, path: string): { key: string; path: string; schema: unknown } {
-    if (!target.startsWith('#')) throw grammarError(`${path}.$ref`, `only local references (#/...) are supported, not ${JSON.stringify(target)}`);
+    if (!target.startsWith('#')) throw grammarError(`${path}.$ref`, `only local references (#/...) are supported, not ${shown(target)}`);
     let fragment: string;
     try {
       fragment = decodeURIComponent(target.slice(1));
     } catch {
-      throw grammarError(`${path}.$ref`, `${JSON.stringify(target)} is not a valid URI fragment`);
+      throw grammarError(`${path}.$ref`, `${shown(target)} is not a valid URI fragment`);
     }
-    if (fragment !== '' && !fragment.startsWith('/')) throw grammarError(`${path}.$ref`, `${JSON.stringify(target)}: anchors are not supported, only JSON pointers`);
+    if (fragment !== '' && !fragment.startsWith('/')) throw grammarError(`${path}.$ref`, `${shown(target)}: anchors are not supported, only JSON pointers`);
     const segments = fragment === '' ? [] : fragment.slice(1).split('/').map((x) => x.replaceAll('~1', '/').replaceAll('~0', '~'));
     let node: unknown = this.root;
     for (const seg of segments) {
       node = (isObject(node) || Array.isArray(node)) && Object.hasOwn(node, seg) ? (node as Record<string, unknown>)[seg] : undefined;
-      if (node === undefined) throw grammarError(`${path}.$ref`, `${JSON.stringify(target)} does not resolve`);
+      if (node === undefined) throw grammarError(`${path}.$ref`, `${shown(target)} does not resolve`);
     }
-    return { key: `#/${segments.join('/')}`, path: ['schema', ...segments].join('.'), schema: node };
+    return { key: `#/${segments.join('/')}`, path: ['schema', ...segments.map(pathKey)].join('.'), schema: node };
   }
 
   /** Strict oneOf: refuse branches that could both match one value. */

@@ -80,6 +80,16 @@ describe('JSON schema errors name the keyword', () => {
     expect(errorOf({ jsonSchema: deep })).toMatch(/^schema(\.items)+: nested more than 64 levels deep$/);
   });
 
+  it('huge values stay out of error lines and are refused before they are built', () => {
+    const long = 'k'.repeat(2_000_000);
+    const shortPath = errorOf({ jsonSchema: { type: 'object', properties: { [long]: { type: 'string', format: long } } } });
+    expect(shortPath.length).toBeLessThan(300);
+    expect(errorOf({ jsonSchema: { type: 'object', properties: { [long]: { type: 'string' } } } })).toMatch(/^schema: the schema's property names are over 1000000 characters long in all$/);
+    expect(errorOf({ jsonSchema: { enum: [long] } })).toMatch(/^schema\.enum: too large to enforce \(2000002 characters of values\)$/);
+    expect(errorOf({ jsonSchema: { type: [{ a: long }] } })).toMatch(/^schema\.type: unknown type an object/);
+    expect(errorOf({ jsonSchema: { $ref: long } }).length).toBeLessThan(300);
+  });
+
   it('a schema too big to enforce fails on the budget, naming where', () => {
     const big = { type: 'object', properties: { code: { type: 'string', pattern: '^(ab|cd){5000}$' } } };
     expect(errorOf({ jsonSchema: big }, { limits: { maxNfaStates: 10_000 } })).toMatch(/^schema: too large: it expands to about \d+ automaton states, over the limit of 10000/);
