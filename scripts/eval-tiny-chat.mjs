@@ -9,9 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { acquireNodeDevice, ChatSession, GpuSampler, openModel } from '../dist/node.js';
+import { acquireNodeDevice, ChatSession, ModelBatchBackend, openModel } from '../dist/node.js';
 import { Engine } from '../dist/generate/engine.js';
-import { DEFAULT_SAMPLING } from '../dist/ops/sample.js';
 
 const args = process.argv.slice(2);
 const flag = (name) => {
@@ -32,14 +31,14 @@ const items = evaluation.items.filter((i) => (seen[i.family] = (seen[i.family] ?
 
 const context = await acquireNodeDevice({ label: 'eval-tiny-chat' });
 const opened = await openModel(dir, context.device, { dtype, quantize, contextLength: 128 });
-const sampler = await GpuSampler.create(opened.model, DEFAULT_SAMPLING);
+const backend = await ModelBatchBackend.create(opened.model);
 const { model, tokenizer, chatTemplate: template, eosIds, defaults } = opened;
 
 const score = {};
 const misses = [];
 const started = performance.now();
 for (const item of items) {
-  const session = new ChatSession(new Engine({ model, sampler, tokenizer, template, eosIds, defaults }));
+  const session = new ChatSession(new Engine({ model, backend, tokenizer, template, eosIds, defaults }));
   let text = '';
   for await (const delta of session.send(item.prompt, { temperature: 0, maxTokens: defaults.maxTokens })) text += delta.text;
   const s = (score[item.family] ??= { n: 0, exact: 0, parity: 0 });
@@ -50,7 +49,7 @@ for (const item of items) {
   if (text !== item.output) misses.push(`  parity: sluice ${JSON.stringify(text)}, torch ${JSON.stringify(item.output)}`);
 }
 const seconds = (performance.now() - started) / 1000;
-sampler.destroy();
+backend.destroy();
 opened.dispose();
 context.destroy();
 
