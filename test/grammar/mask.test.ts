@@ -77,7 +77,8 @@ describe('masks against brute force', () => {
   for (const pattern of ['a(b|c)*a', '(ab|ba){1,3}c?', '(abc|ab)+', 'a{2,4}b?c{0,2}', '(a|b)*c(a|b){2}', '[ab]{0,3}', 'c|cab|cabc(a|bb)']) {
     it(`regex ${pattern}`, () => {
       const grammar = compileGrammar({ regex: pattern }, small.vocab);
-      const oracle = regexOracle(pattern, abc, 6);
+      // Every viable prefix of these patterns completes within 3 characters: depth 4 is exact.
+      const oracle = regexOracle(pattern, abc, 4);
       expect(checkMasks(grammar, small.texts, small.eos, oracle.viable, oracle.complete, [1, 2, 3, 4])).toBeGreaterThan(8);
     });
   }
