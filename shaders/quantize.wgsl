@@ -37,6 +37,7 @@ struct Params {
 }
 
 override WORKGROUP_SIZE: u32;
+const CACHED = 4u; // 8-element steps of a group kept in registers between the two passes (G = 32)
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<u32>>;  // (rows, K) f32 (4 per vec4) or f16 (8)
@@ -94,11 +95,13 @@ fn rneDiv(x: vec4f, s: f32, r: f32) -> vec4f {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  // Invocations past the last quad redo it and write nothing (no early return: code after a
+  // divergent return runs under an execution mask on llvmpipe).
   let t = gid.x + gid.y * groups.x * WORKGROUP_SIZE;
-  if (t >= params.threads) { return; }
+  let live = t < params.threads;
   let G = params.groupSize;
   let eights = G / 8u; // 8-element steps per group
-  let quad = params.firstGroup / 4u + t;
+  let quad = params.firstGroup / 4u + min(t, params.threads - 1u);
   let begin = params.firstGroup;
   let end = params.firstGroup + params.groups;
   var scaleBits: array<u32, 4>;
@@ -106,13 +109,23 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
   var written = 0u; // bit p: group quad·4 + p is in [begin, end)
   for (var p = 0u; p < 4u; p++) {
     let e = quad * 4u + p;
-    let inside = e >= begin && e < end;
+    let inside = live && e >= begin && e < end;
     written |= select(0u, 1u << p, inside);
     // A group outside the range reads a clamped group of it and writes nothing.
     let first = (params.srcOffset + (clamp(e, begin, end - 1u) - begin) * G) / 8u; // in 8-element steps
+    // The group's first CACHED·8 elements stay in registers for the second pass (a reload
+    // costs a per-invocation load again: ~2× the whole kernel at G = 32); the rest are reloaded.
+    var cache: array<array<vec4f, 2>, CACHED>;
     var lo = vec4f(3.4e38);
     var hi = vec4f(-3.4e38);
-    for (var i = 0u; i < eights; i++) {
+    for (var i = 0u; i < CACHED; i++) {
+      if (i < eights) {
+        cache[i] = eight(first + i);
+        lo = min(lo, min(cache[i][0], cache[i][1]));
+        hi = max(hi, max(cache[i][0], cache[i][1]));
+      }
+    }
+    for (var i = CACHED; i < eights; i++) {
       let v = eight(first + i);
       lo = min(lo, min(v[0], v[1]));
       hi = max(hi, max(v[0], v[1]));
@@ -134,7 +147,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
     zeroBits |= bitcast<u32>(toInt(vec4f(zero)).x) << (8u * p);
 #endif
     for (var i = 0u; i < eights; i++) {
-      let v = eight(first + i);
+      var v: array<vec4f, 2>;
+      if (i < CACHED) { v = cache[min(i, CACHED - 1u)]; } else { v = eight(first + i); }
 #ifdef Q4
       let q0 = bitcast<vec4u>(toInt(select(vec4f(0.0), clamp(rneDiv(v[0], s, r) + zero, vec4f(0.0), vec4f(15.0)), s > 0.0)));
       let q1 = bitcast<vec4u>(toInt(select(vec4f(0.0), clamp(rneDiv(v[1], s, r) + zero, vec4f(0.0), vec4f(15.0)), s > 0.0)));
@@ -174,7 +188,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
 #ifdef Q4
   if (written == 15u) {
     zeros[quad] = zeroBits;
-  } else {
+  } else if (written != 0u) {
     let mask = select(0u, 0xffu, (written & 1u) != 0u) | select(0u, 0xff00u, (written & 2u) != 0u)
              | select(0u, 0xff0000u, (written & 4u) != 0u) | select(0u, 0xff000000u, (written & 8u) != 0u);
     zeros[quad] = (zeros[quad] & ~mask) | (zeroBits & mask);
