@@ -70,7 +70,7 @@ it('--template-var enable_thinking=false reaches a Qwen3-style template; chat_te
 
 it('a 1 MiB prompt is tokenized off the main thread (/health answers meanwhile); SIGTERM ends the running stream with an error event, answers the waiting request 503, exits 0', async () => {
   writeChatModel(join(root, 'test/fixtures/models/llama-gqa'), dir);
-  const { url, stop } = await serve([], 512);
+  const { url, stop } = await serve(['--parallel', '1'], 512); // one slot: a second request waits
   const post = (body: Record<string, unknown>) => fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }], ...body }) });
 
   const body = JSON.stringify({ messages: [{ role: 'user', content: 'Hello there, how are you today? '.repeat(32_000) }], max_tokens: 1 });
