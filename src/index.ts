@@ -57,6 +57,7 @@ export { StopMatcher, eosTokenIds } from './text/stop.js';
 export { GpuSampler } from './generate/sampler.js';
 export { type BatchBackend, type BatchOptions, type BatchRow, BatchScheduler, type BatchStats } from './generate/batch-scheduler.js';
 export { ModelBatchBackend } from './generate/model-backend.js';
+export { CompiledGrammar, compileGrammar, type GrammarOptions, type GrammarSource, GrammarMatcher, TokenVocabulary } from './grammar/index.js';
 export { RowSampler, type RowRequest, type SamplerConfig } from './generate/row-sampler.js';
 export type { TokenLogprob, TokenLogprobs } from './ops/logprobs.js';
 export { generate, type GenerateOptions, type GenerationDelta, type GenerationStats } from './generate/generate.js';
