@@ -57,6 +57,12 @@ fn eight(i: u32) -> array<vec4f, 2> {
 #endif
 }
 
+// min and max of finite values as compare + select. WGSL's min/max check for NaN, and LLVM
+// narrows that check on an f16-converted value to a half compare, which it scalarizes lane by
+// lane (~2× the whole kernel). Signed zeros may differ from min/max; no output bit does.
+fn lower(a: vec4f, b: vec4f) -> vec4f { return select(a, b, b < a); }
+fn higher(a: vec4f, b: vec4f) -> vec4f { return select(a, b, b > a); }
+
 // f32 → f16 bits, round half to even, v ≥ 0 finite; past 65504 clamps to 65504.
 fn f16Bits(v: f32) -> u32 {
   let b = bitcast<u32>(v);
@@ -121,14 +127,14 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
     for (var i = 0u; i < CACHED; i++) {
       if (i < eights) {
         cache[i] = eight(first + i);
-        lo = min(lo, min(cache[i][0], cache[i][1]));
-        hi = max(hi, max(cache[i][0], cache[i][1]));
+        lo = lower(lower(lo, cache[i][0]), cache[i][1]);
+        hi = higher(higher(hi, cache[i][0]), cache[i][1]);
       }
     }
     for (var i = CACHED; i < eights; i++) {
       let v = eight(first + i);
-      lo = min(lo, min(v[0], v[1]));
-      hi = max(hi, max(v[0], v[1]));
+      lo = lower(lower(lo, v[0]), v[1]);
+      hi = higher(higher(hi, v[0]), v[1]);
     }
     var l = min(min(lo.x, lo.y), min(lo.z, lo.w));
     var h = max(max(hi.x, hi.y), max(hi.z, hi.w));
