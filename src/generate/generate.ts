@@ -4,6 +4,7 @@
 // matched across token boundaries. The iterator's return value is the run's statistics.
 
 import { SluiceError } from '../errors.js';
+import type { CompiledGrammar, GrammarSource } from '../grammar/index.js';
 import type { LlamaModel } from '../model/llama.js';
 import type { TokenLogprobs } from '../ops/logprobs.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../ops/sample.js';
@@ -15,6 +16,7 @@ import type { GpuSampler } from './sampler.js';
 
 export type { TokenLogprob, TokenLogprobs } from '../ops/logprobs.js';
 export { LOGIT_BIAS_MAX, LOGPROBS_MAX } from './row-sampler.js';
+export type { CompiledGrammar, GrammarSource } from '../grammar/index.js';
 
 export interface GenerateOptions extends Partial<SamplingParams> {
   /** OpenAI's frequency_penalty, in [−2, 2]: logit −= count · this, where count is how many
@@ -35,6 +37,19 @@ export interface GenerateOptions extends Partial<SamplingParams> {
   stop?: readonly string[];
   /** Ids that end generation (not emitted): the model's eos ids. */
   eosIds?: readonly number[];
+  /**
+   * Constrained decoding: the reply must match this grammar (a JSON schema, `{ jsonObject:
+   * true }`, a regex or GBNF; src/grammar/). A GrammarSource is compiled once per request
+   * against the model's vocabulary (the tokenizer's tokens; ids past it and special tokens
+   * never allowed) with the request's eos ids; compile errors throw USAGE naming the keyword
+   * before any token. A CompiledGrammar is used as is (its vocabSize must be the model's,
+   * its eos ids among the request's). Each step the allowed-token bitmask is applied in the
+   * GPU sampler before bias, penalties and filters, so no other token is drawn at any
+   * temperature; logprobs stay those of the raw logits. The reply ends with stopReason
+   * 'eos' when the grammar is complete and nothing else may follow (or the model draws eos
+   * where the grammar may end); 'length' can still cut it short. Needs a tokenizer (USAGE).
+   */
+  grammar?: GrammarSource | CompiledGrammar;
   signal?: AbortSignal;
 }
 
