@@ -99,7 +99,7 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
 }
 
 /** The block path's condition: G a power of two ≥ 32, K a multiple of 128. */
-export function qgemvPath(weight: QuantizedTensor): Path {
+export function qgemvPath(weight: Pick<QuantizedTensor, 'shape' | 'groupSize'>): Path {
   const g = weight.groupSize;
   return g >= 32 && (g & (g - 1)) === 0 && weight.shape[1] % BLOCK === 0 ? 'block' : 'word';
 }

@@ -27,6 +27,9 @@ describe('sluice bench kernels', () => {
       expect(g.bytes_per_weight).toBeLessThan(g.kind === 'q8' ? 1.13 : 0.66);
       expect(g.gbps).toBeCloseTo((g.n * g.k * g.bytes_per_weight) / (g.ms / 1e3) / 1e9, 0);
       expect(g.over_read).toBeCloseTo(g.gbps / r.read_limit.read_gbps, 1);
+      // Speed over the dense gemv of the same shape in the decode dtype (its ms / ours).
+      const dense = r.gemv.find((d: { dtype: string; n: number; k: number }) => d.dtype === g.dtype && d.n === g.n && d.k === g.k);
+      expect(g.over_gemv, `${g.kind} ${g.n}×${g.k}`).toBeCloseTo(dense.ms / g.ms, 1);
     }
     expect(r.matmul.length).toBeGreaterThanOrEqual(2);
     for (const m of r.matmul) {

@@ -1,10 +1,11 @@
-// qgemv: y = W·x (+ b) with W quantized (q8, q4; with and without zero points; group sizes 32
-// and 128; f16 and f32 scale storage; chunked), F32 and F16 compute, both reductions; against
-// the dense float64 reference over the dequantized weights (dequantizeHost).
+// qgemv: y = W·x (+ b) with W quantized (q8, q4; with and without zero points; group sizes 8
+// to 256; f16 and f32 scale storage; chunked), F32 and F16 compute, x shared by subgroups or
+// loaded by every invocation, block and per-word paths; against the dense float64 reference
+// over the dequantized weights (dequantizeHost).
 
 import { describe, expect, it } from 'vitest';
 import { createQuantizedTensor, dequantizeHost, destroyQuantized, type QuantKind } from '../../src/gpu/quantized-tensor.js';
-import { QGemv } from '../../src/ops/qgemv.js';
+import { QGemv, qgemvPath } from '../../src/ops/qgemv.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 import { asDtype, linearReference, nmse, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
@@ -78,6 +79,54 @@ for (const kind of ['q8', 'q4'] as QuantKind[]) {
     });
   });
 }
+
+// The block path (G a power of two ≥ 32, K a multiple of 128) and the per-word path (any
+// other layout): group sizes 8 to 256, K = G·odd, N past one workgroup (128 rows) and odd.
+const PATH_CASES: [number, number, number][] = [
+  [3, 8 * 5, 8],
+  [9, 16 * 3, 16],
+  [4, 24 * 7, 24],
+  [130, 64 * 6, 64], // block, two workgroups
+  [5, 64 * 3, 64], // per word: K = 192
+  [7, 256 * 3, 256], // block, a group spans two blocks
+  [301, 128 * 3, 128],
+  [2, 96 * 4, 96],
+];
+
+describe.each(['F32', 'F16'] as const)('qgemv %s, both paths', (dtype: ComputeDtype) => {
+  it.each(['q8', 'q4'] as QuantKind[])(`%s: group sizes 8..256, ${PATH_CASES.length} cases, chunked, zeros or not`, async (kind) => {
+    const device = gpu.device;
+    if (dtype === 'F16' && !device.features.has('shader-f16')) return expect(dtype).toBe('F16'); // said: no F16 here
+    const op = await QGemv.create(device, kind, dtype);
+    for (const [i, [n, k, g]] of PATH_CASES.entries()) {
+      const [chunked, zeros] = [i % 3 === 1, i % 2 === 0];
+      const scaleDtype = i % 4 === 3 ? 'F32' : 'F16';
+      const host = randomQuantized(rng, kind, n, k, g, zeros);
+      const weight = uploadQuantized(device, host, { kind, n, k, groupSize: g, scaleDtype }, chunked);
+      const x = asDtype(randomValues(rng, k, -2, 2), dtype);
+      const y = uploadArray(device, new Float32Array(n + 8).fill(7), dtype, 'test.qgemv.y');
+      const xBuf = uploadArray(device, x, dtype, 'test.qgemv.x');
+      const prepared = op.prepare(`test.qgemv.${n}x${k}`, weight, xBuf, y);
+      await runOps(device, [prepared]);
+      const all = await readArray(device, y, n + 8, dtype);
+      const want = linearReference(x, dequantizeHost(kind, [n, k], g, host), [1, n, k]);
+      const what = `${kind} ${dtype} N=${n} K=${k} G=${g} path=${qgemvPath(weight)} chunks=${weight.chunks.length} zeros=${zeros} scales=${scaleDtype}`;
+      const err = nmse(all.subarray(0, n), want);
+      expect(err, `${what} nmse=${err}`).toBeLessThan(tolerance(dtype === 'F16'));
+      expect(Array.from(all.subarray(n)), `${what}: wrote past N`).toEqual(new Array(8).fill(7));
+      prepared.destroy();
+      destroyQuantized(weight);
+      y.destroy();
+      xBuf.destroy();
+    }
+  });
+});
+
+it('picks the block path exactly for G a power of two ≥ 32 and K a multiple of 128', () => {
+  const path = (k: number, groupSize: number) => qgemvPath({ shape: [4, k], groupSize });
+  expect([path(2048, 32), path(2048, 64), path(8192, 128), path(256, 256), path(1024, 1024)]).toEqual(['block', 'block', 'block', 'block', 'block']);
+  expect([path(576, 32), path(96, 32), path(384, 96), path(128, 16), path(2048, 8)]).toEqual(['word', 'word', 'word', 'word', 'word']);
+});
 
 it('refuses a weight of another kind or a missing bias', async () => {
   const op = await QGemv.create(gpu.device, 'q4', 'F32');

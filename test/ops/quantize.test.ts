@@ -5,7 +5,7 @@
 
 import { expect, it } from 'vitest';
 import { alignUp } from '../../src/gpu/gpu-tensor.js';
-import { createQuantizedTensor, dequantizeHost, destroyQuantized, ELEMENTS_PER_WORD, f16BitsRne, type QuantKind, type QuantizedTensor, type ScaleDtype } from '../../src/gpu/quantized-tensor.js';
+import { createQuantizedTensor, dequantizeHost, destroyQuantized, ELEMENTS_PER_WORD, f16BitsRne, type QuantKind, type QuantizedTensor, type ScaleDtype, unpackElement } from '../../src/gpu/quantized-tensor.js';
 import { readBuffer } from '../../src/gpu/read-back.js';
 import { Quantize, quantizeReference } from '../../src/ops/quantize.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
@@ -116,6 +116,88 @@ for (const kind of ['q8', 'q4'] as QuantKind[]) {
     }
   });
 }
+
+// Group sizes other than quantize-on-load's 32: below it (a group is fewer 8-element steps than
+// the kernel keeps in registers), above it (steps past those are read again), not a power of
+// two; seeded shapes with odd group counts per row, some chunked.
+const GROUP_CASES: [number, number, number][] = [
+  [3, 8 * 5, 8],
+  [5, 16 * 3, 16],
+  [4, 24 * 7, 24],
+  [7, 64 * 3, 64],
+  [2, 96 * 2, 96],
+  [3, 128 * 5, 128],
+  [2, 256, 256],
+  ...Array.from({ length: 3 }, (): [number, number, number] => {
+    const g = 8 * (1 + Math.floor(rng() * 20));
+    return [1 + Math.floor(rng() * 9), g * (1 + Math.floor(rng() * 5)), g];
+  }),
+];
+
+it(`q8 and q4 with group sizes 8 to 256 (${GROUP_CASES.length} cases): bit-exact with the reference`, async () => {
+  const device = gpu.device;
+  const srcDtypes: ComputeDtype[] = device.features.has('shader-f16') ? ['F32', 'F16'] : ['F32'];
+  for (const kind of ['q8', 'q4'] as QuantKind[]) {
+    for (const [i, [n, k, g]] of GROUP_CASES.entries()) {
+      const dtype = srcDtypes[i % srcDtypes.length];
+      const scaleDtype: ScaleDtype = i % 3 === 0 ? 'F32' : 'F16';
+      const values = randomValues(rng, n * k, -2, 2);
+      for (let e = 0; e < (n * k) / g; e += 4) values.fill(0, e * g, e * g + g); // all-zero groups
+      const src = await uploadWeights(device, { w: { shape: [n, k], values } }, dtype);
+      const dst = createQuantizedTensor(device, 'test.q', { kind, shape: [n, k], groupSize: g, scaleDtype, hasZeros: kind === 'q4' }, i % 2 ? 16 + Math.ceil(n / 2) * (k / ELEMENTS_PER_WORD[kind]) * 4 : undefined);
+      const op = (await Quantize.create(device, kind, dtype)).prepare(`test.quantize.g${g}`, src.tensors.get('w')!, dst);
+      await runOps(device, [op]);
+      const got = await readBack(dst);
+      const want = quantizeReference(kind, asDtype(values, dtype), [n, k], g);
+      const what = `${kind} N=${n} K=${k} G=${g} ${dtype} scales ${scaleDtype} chunks ${dst.chunks.length}`;
+      const firstBad = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).findIndex((v, j) => v !== b[j]);
+      expect(firstBad(got.scales, want.scales), `${what} scales`).toBe(-1);
+      expect(firstBad(got.data, want.data), `${what} data`).toBe(-1);
+      if (kind === 'q4') expect(firstBad(got.zeros!, want.zeros!), `${what} zeros`).toBe(-1);
+      op.destroy();
+      src.destroy();
+      destroyQuantized(dst);
+    }
+  }
+});
+
+it('rounds ties to even, keeps q within its range at the f16 scale limits, and zero groups at 0', async () => {
+  const device = gpu.device;
+  // Group 0: absmax 127·s with s = 2^-7 exactly (an f16 value), the rest exact halves (q ± ½)·s,
+  // so rne(x / s) meets every tie: q8 stores even neighbours, q4 the even one of q + zero.
+  // Group 1: values past 65504·127 (the scale clamps to 65504: q clamps to ±127 or 0..15).
+  // Group 2: tiny values whose scale rounds to an f16 subnormal or to 0. Group 3: zeros.
+  const s = 2 ** -7;
+  const k = 32;
+  const values = new Float32Array(4 * k);
+  values[0] = 127 * s;
+  for (let i = 1; i < k; i++) values[i] = (Math.floor(i / 2) - 8 + 0.5) * s * (i % 2 ? 1 : -1);
+  for (let i = 0; i < k; i++) values[k + i] = (i % 2 ? 1 : -1) * 1e7 * (1 + i);
+  for (let i = 0; i < k; i++) values[2 * k + i] = (i - 16) * 2 ** -30;
+  for (const kind of ['q8', 'q4'] as QuantKind[]) {
+    const src = await uploadWeights(device, { w: { shape: [4, k], values } }, 'F32');
+    const dst = createQuantizedTensor(device, 'test.q', { kind, shape: [4, k], scaleDtype: 'F16', hasZeros: kind === 'q4' });
+    const op = (await Quantize.create(device, kind, 'F32')).prepare('test.quantize.ties', src.tensors.get('w')!, dst);
+    await runOps(device, [op]);
+    const got = await readBack(dst);
+    const want = quantizeReference(kind, values, [4, k]);
+    expect(Array.from(got.data), `${kind} data`).toEqual(Array.from(want.data));
+    expect(Array.from(got.scales), `${kind} scales`).toEqual(Array.from(want.scales));
+    if (kind === 'q4') expect(Array.from(got.zeros!), `${kind} zeros`).toEqual(Array.from(want.zeros!));
+    if (kind === 'q8') {
+      // The reference itself: ties went to even q (scale exactly s), and the clamped group stays in ±127.
+      expect(want.scales[0]).toBe(s);
+      for (let i = 1; i < k; i++) expect(Math.abs(unpackElement('q8', want.data, i) % 2), `tie ${values[i] / s}`).toBe(0);
+      for (let i = 0; i < k; i++) expect(Math.abs(unpackElement('q8', want.data, k + i))).toBeLessThanOrEqual(127);
+      expect(want.scales[1]).toBe(65504);
+    }
+    expect(want.scales[3]).toBe(0);
+    for (let i = 0; i < k; i++) expect(unpackElement(kind, want.data, 3 * k + i)).toBe(0);
+    op.destroy();
+    src.destroy();
+    destroyQuantized(dst);
+  }
+});
 
 it('refuses K that is not a multiple of the group size, and mismatched destinations', async () => {
   expect(() => createQuantizedTensor(gpu.device, 'w', { kind: 'q4', shape: [4, 40], scaleDtype: 'F32', hasZeros: true })).toThrow(/K = 40 is not a multiple of the group size 32/);
