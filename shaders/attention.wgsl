@@ -9,7 +9,8 @@
 // scores = tanh(scores / softcap) · softcap after the scale, before mask and softmax, as
 // transformers' eager_attention_forward), WINDOW (sliding window: the query at position p
 // sees keys p − window < k ≤ p, transformers' sliding_window_overlay `kv_idx > q_idx −
-// sliding_window`; key tiles and splits wholly before a block's window are skipped).
+// sliding_window`; key tiles and splits wholly before a block's window are skipped), RUNS
+// (a block's tokens may be in several slots: it takes them in runs of one slot, below).
 //
 // A workgroup owns `block_rows` query rows of one kv head: row = (token, head of the group),
 // token major, so the heads sharing a kv head share every K/V read; `token_rows` rows per
@@ -191,10 +192,11 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   var o2 = vec4f(0.0);
   var o3 = vec4f(0.0);
 
-  // Runs of consecutive tokens in one cache slot (one run, unless the block straddles
-  // sequences): each reads its own slot's keys, from the window start of its smallest
-  // position to its largest position, and only its own rows see them. A row of another
-  // run gets probability 0 there: the online softmax state carries through unchanged.
+#ifdef RUNS
+  // Runs of consecutive tokens in one cache slot (a block straddling sequences): each
+  // reads its own slot's keys, from the window start of its smallest position to its
+  // largest position, and only its own rows see them. A row of another run gets
+  // probability 0 there: the online softmax state carries through unchanged.
   var run_last = first_token;
   for (var run_first = first_token; run_first <= last_token; run_first = run_last + 1u) {
     let slot = step.row[run_first].slot;
@@ -207,6 +209,16 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
       lo = min(lo, p);
       hi = max(hi, p);
     }
+#else
+  // Every token of the block is in one slot (one slot in all, or a block per token): one
+  // run, and the loop nest of the plain kernel stays as it was before slots.
+  {
+    let run_first = first_token;
+    let run_last = last_token;
+    let slot = step.row[first_token].slot;
+    let lo = pos_min;
+    let hi = pos_max;
+#endif
     // This run's keys in this split: [key_begin, split_end), maybe none.
     let split_end = min(split_begin + params.split_keys, hi + 1u); // ≤ split_begin: none
 #ifdef WINDOW

@@ -125,12 +125,18 @@ export function attentionRows(headDim: number, rowCount: number): number {
   return Math.min(fit - (fit % ROWS_PER_THREAD), Math.ceil(rowCount / ROWS_PER_THREAD) * ROWS_PER_THREAD);
 }
 
-type Kind = 'plain' | 'split' | 'combine';
+/** plain: prefill or unsplit decode; runs: plain whose blocks may straddle slots (RUNS); split, combine: flash-decoding's passes. */
+type Kind = 'plain' | 'runs' | 'split' | 'combine';
 
 /** The score options that pick a variant (combine depends on the window only). */
 export interface AttentionFeatures {
   softcap?: boolean;
   window?: boolean;
+}
+
+/** What Attention.create compiles ahead: the score options, and `slots` for prefill over a cache of several slots (the RUNS variants). */
+export interface AttentionOptions extends AttentionFeatures {
+  slots?: boolean;
 }
 
 const FEATURE_SETS: readonly Required<AttentionFeatures>[] = [
@@ -144,7 +150,7 @@ const FEATURE_SETS: readonly Required<AttentionFeatures>[] = [
 export function attentionVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const usable = dtypes.filter((d) => d === 'F32' || features.has('shader-f16'));
   return usable.flatMap((dtype) => [
-    ...FEATURE_SETS.flatMap((f) => (['plain', 'split'] as const).map((kind) => variant(dtype, kind, f))),
+    ...FEATURE_SETS.flatMap((f) => (['plain', 'runs', 'split'] as const).map((kind) => variant(dtype, kind, f))),
     ...[false, true].map((window) => variant(dtype, 'combine', { window })),
   ]);
 }
@@ -158,7 +164,13 @@ function variant(dtype: ComputeDtype, kind: Kind, features: AttentionFeatures = 
     key: `${name}_${dtype.toLowerCase()}${softcap ? '_softcap' : ''}${window ? '_window' : ''}_wg${ATTENTION_WORKGROUP}`,
     spec: {
       shader: 'attention',
-      flags: [...dtypeFlags(dtype), ...(kind === 'plain' ? [] : ['SPLIT']), ...(softcap ? ['SOFTCAP'] : []), ...(window ? ['WINDOW'] : [])],
+      flags: [
+        ...dtypeFlags(dtype),
+        ...(kind === 'split' || kind === 'combine' ? ['SPLIT'] : []),
+        ...(kind === 'runs' ? ['RUNS'] : []),
+        ...(softcap ? ['SOFTCAP'] : []),
+        ...(window ? ['WINDOW'] : []),
+      ],
       constants: {
         WORKGROUP_SIZE: ATTENTION_WORKGROUP,
         MAX_ROWS: ATTENTION_MAX_ROWS,
@@ -184,8 +196,6 @@ function scoreOptions(label: string, s: AttentionShape): { scale: number; softca
   return { scale, softcap, window, features: { softcap: softcap > 0, window: window > 0 } };
 }
 
-const featureKey = (f: AttentionFeatures): string => `${f.softcap ? 'softcap' : ''}_${f.window ? 'window' : ''}`;
-
 function checkShape(label: string, s: AttentionShape, maxTokens: number): void {
   const { nHeads, nKvHeads, headDim, maxSeq, slots = 1 } = s;
   for (const [name, v] of Object.entries({ nHeads, nKvHeads, headDim, maxSeq, slots, maxTokens })) {
@@ -201,57 +211,50 @@ function checkBuffer(label: string, name: string, buffer: GPUBuffer, bytes: numb
   if (buffer.size < bytes) fail(label, `${name} holds ${buffer.size} bytes, needs ${bytes}`);
 }
 
-type Pipelines = Readonly<Record<Kind, GPUComputePipeline>>;
-
 export class Attention {
   private constructor(
     private readonly device: GPUDevice,
     readonly dtype: ComputeDtype,
-    /** Plain, split and combine pipelines by featureKey. */
-    private readonly pipelines: Map<string, Pipelines>,
+    /** Pipelines by variant key. */
+    private readonly pipelines: Map<string, GPUComputePipeline>,
   ) {}
 
   /**
    * Compiles the plain, split and combine pipelines of `dtype` (F16 needs shader-f16), and
    * ahead of use those of the score options the model will ask for: `softcap: true`
-   * compiles the SOFTCAP variants, `window: true` the WINDOW ones (and both, both). A
+   * compiles the SOFTCAP variants, `window: true` the WINDOW ones (and both, both);
+   * `slots: true` the RUNS variants that prepare() uses over a cache of several slots. A
    * variant not compiled here is built by the first prepare() that needs it.
    */
-  static async create(device: GPUDevice, dtype: ComputeDtype, options: AttentionFeatures = {}): Promise<Attention> {
+  static async create(device: GPUDevice, dtype: ComputeDtype, options: AttentionOptions = {}): Promise<Attention> {
     if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error('attention: F16 needs the shader-f16 feature');
     const cache = pipelineCache(device);
     const sets = FEATURE_SETS.filter((f) => (!f.softcap || options.softcap) && (!f.window || options.window));
+    const kinds: Kind[] = ['plain', 'split', 'combine', ...(options.slots ? (['runs'] as const) : [])];
     const built = await Promise.all(
-      sets.map(async (f): Promise<[string, Pipelines]> => {
-        const [plain, split, combine] = await Promise.all(
-          (['plain', 'split', 'combine'] as const).map((kind) => {
-            const { key, spec } = variant(dtype, kind, f);
-            return cache.get(key, spec);
-          }),
-        );
-        return [featureKey(f), { plain, split, combine }];
-      }),
+      sets.flatMap((f) =>
+        kinds.map(async (kind): Promise<[string, GPUComputePipeline]> => {
+          const { key, spec } = variant(dtype, kind, f);
+          return [key, await cache.get(key, spec)];
+        }),
+      ),
     );
     return new Attention(device, dtype, new Map(built));
   }
 
-  /** The pipelines of a feature set; built synchronously (once) if create did not compile them. */
-  private pipelinesFor(features: Required<AttentionFeatures>): Pipelines {
-    const name = featureKey(features);
-    let set = this.pipelines.get(name);
-    if (!set) {
-      const build = (kind: Kind): GPUComputePipeline => {
-        const { key, spec } = variant(this.dtype, kind, features);
-        return this.device.createComputePipeline({
-          label: key,
-          layout: 'auto',
-          compute: { module: pipelineCache(this.device).module(spec.shader, spec.flags), entryPoint: spec.entryPoint ?? 'main', constants: { ...spec.constants } },
-        });
-      };
-      set = { plain: build('plain'), split: build('split'), combine: build('combine') };
-      this.pipelines.set(name, set);
+  /** The pipeline of a variant; built synchronously (once) if create did not compile it. */
+  private pipeline(kind: Kind, features: Required<AttentionFeatures>): GPUComputePipeline {
+    const { key, spec } = variant(this.dtype, kind, features);
+    let pipeline = this.pipelines.get(key);
+    if (!pipeline) {
+      pipeline = this.device.createComputePipeline({
+        label: key,
+        layout: 'auto',
+        compute: { module: pipelineCache(this.device).module(spec.shader, spec.flags), entryPoint: spec.entryPoint ?? 'main', constants: { ...spec.constants } },
+      });
+      this.pipelines.set(key, pipeline);
     }
-    return set;
+    return pipeline;
   }
 
   /**
@@ -308,7 +311,6 @@ export class Attention {
     const problem = stepProblem(buffers.step, maxTokens, maxSeq, slots);
     if (problem) fail(label, problem);
     const options = scoreOptions(label, shape);
-    const pipelines = this.pipelinesFor(options.features);
     const bytes = computeBytes(this.dtype);
     checkBuffer(label, 'q', buffers.q, maxTokens * nHeads * headDim * bytes);
     checkBuffer(label, 'out', buffers.out, maxTokens * nHeads * headDim * bytes);
@@ -349,11 +351,12 @@ export class Attention {
     const inputs: [number, GPUBuffer][] = [[0, params], [1, step], [2, buffers.q], [3, buffers.kCache], [4, buffers.vCache]];
     const dispatches: PreparedDispatch[] = [];
     if (splits === 1) {
-      const pipeline = pipelines.plain;
+      // A packed block may straddle slots (RUNS); a block per token, or one slot, never does.
+      const pipeline = this.pipeline(!blockPerToken && slots > 1 ? 'runs' : 'plain', options.features);
       dispatches.push({ label, pipeline, bindGroup: bind(pipeline, [...inputs, [5, buffers.out]]), workgroups: [blocks, nKvHeads, 1] });
     } else {
-      const split = pipelines.split;
-      const combine = pipelines.combine;
+      const split = this.pipeline('split', options.features);
+      const combine = this.pipeline('combine', options.features);
       const { o, ml } = scratch!;
       dispatches.push({
         label: `${label}.split`,

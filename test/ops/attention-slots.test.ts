@@ -9,7 +9,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { Step } from '../../src/gpu/step.js';
-import { Attention } from '../../src/ops/attention.js';
+import { Attention, DECODE_SPLIT_KEYS } from '../../src/ops/attention.js';
 import { KvStore } from '../../src/ops/kv-store.js';
 import type { ComputeDtype } from '../../src/ops/op.js';
 import { noNaN, type PassCase, storeAndAttend } from '../support/attention-pass.js';
@@ -82,9 +82,13 @@ describe.each(['F32', 'F16'] as const)('%s', (dtype) => {
 
   it(`${CASES.length} passes over slots: decode rows, prefill chunks, both; stored by kv_store in the same pass`, async () => {
     if (skip()) return expect(skip()).toBe(true);
-    const [attention, store] = await Promise.all([Attention.create(gpu.device, dtype, { softcap: true, window: true }), KvStore.create(gpu.device, dtype)]);
+    const [attention, store] = await Promise.all([Attention.create(gpu.device, dtype, { softcap: true, window: true, slots: true }), KvStore.create(gpu.device, dtype)]);
     for (const c of CASES) {
-      const { got, want } = await storeAndAttend(gpu.device, { attention, store }, c, dtype, rng, c.decode ? 'test.decode.slots' : 'test.attention.slots');
+      const { got, want, pipelines } = await storeAndAttend(gpu.device, { attention, store }, c, dtype, rng, c.decode ? 'test.decode.slots' : 'test.attention.slots');
+      // Prefill blocks may straddle slots: the RUNS variant; decode has a block per row.
+      const kinds = c.decode ? (c.maxSeq > DECODE_SPLIT_KEYS ? ['split_', 'combine_'] : ['']) : [c.slots > 1 ? 'runs_' : ''];
+      const dt = `${dtype.toLowerCase()}_`;
+      expect(pipelines.map((p) => p.slice(0, p.indexOf(dt) + dt.length)), label(c)).toEqual(kinds.map((k) => `attention_${k}${dt}`));
       expect(noNaN(got), label(c)).toBeNull();
       expect(nmse(got, want), label(c)).toBeLessThan(TOLERANCE[dtype]);
     }

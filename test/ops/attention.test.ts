@@ -385,10 +385,16 @@ it('refuses bad score options by name', async () => {
 it('every attention and kv_store variant compiles without a message', async () => {
   const features = gpu.device.features as ReadonlySet<string>;
   const variants = [...attentionVariants(['F32', 'F16'], features), ...kvStoreVariants(['F32', 'F16'], features)];
-  // Per dtype: plain and split × {none, softcap, window, both} + combine × {none, window}; kv_store: 1.
-  expect(variants.length).toBe(features.has('shader-f16') ? 21 : 11);
+  // Per dtype: plain, runs and split × {none, softcap, window, both} + combine × {none, window}; kv_store: 1.
+  expect(variants.length).toBe(features.has('shader-f16') ? 29 : 15);
   expect(variants.map((v) => v.key)).toEqual(
-    expect.arrayContaining(['attention_f32_wg64', 'attention_split_f32_softcap_window_wg64', 'attention_combine_f32_window_wg64', 'attention_f32_softcap_wg64']),
+    expect.arrayContaining([
+      'attention_f32_wg64',
+      'attention_split_f32_softcap_window_wg64',
+      'attention_combine_f32_window_wg64',
+      'attention_f32_softcap_wg64',
+      'attention_runs_f16_window_wg64',
+    ]),
   );
   for (const { key, spec } of variants) {
     const info = await pipelineCache(gpu.device).module(spec.shader, spec.flags).getCompilationInfo();
