@@ -2,7 +2,11 @@
 // row. One workgroup per row (rows = the sequences of a batched decode step), each row with
 // its own parameters, history, bias and RNG stream. Launcher: src/ops/sample.ts.
 // Order and semantics, per row (vLLM's for the OpenAI parameters, HF transformers' else):
-//   logit bias (z += bias[id], before everything else; vLLM's LogitBiasLogitsProcessor)
+//   allowed-token mask (constrained decoding; only rows with `masked` set read it): an id
+//     whose bit is clear is out before everything else — never the argmax, probability
+//     exactly 0, untouched by bias and penalties — so it is never drawn at any temperature;
+//     no allowed id → out = NONE (0xffffffff), for the host to report
+//   → logit bias (z += bias[id], before everything else; vLLM's LogitBiasLogitsProcessor)
 //   → repetition penalty (ids in the history [prompt and generated]: z > 0 → z / penalty,
 //     else z · penalty; HF's RepetitionPenaltyLogitsProcessor, vLLM's apply_penalties)
 //   → frequency and presence penalties (z −= c · frequency + (c > 0) · presence, c = count
@@ -14,7 +18,7 @@
 // (vLLM applies min-p before top-k/top-p; we keep HF's order, which sluice always had.)
 // NaN logits count as -inf; ±inf are clamped to ±f32 max. Ties at a threshold are all kept
 // (top_k = 1 with two equal maxima keeps both): thresholds are values, not ranks.
-// Log-probabilities are a separate kernel (logprobs.wgsl), on the raw logits.
+// Log-probabilities are a separate kernel (logprobs.wgsl), on the raw logits (unmasked).
 //
 // Design: one workgroup of WORKGROUP_SIZE threads per row, no sort. Each "pass" is every
 // thread reading its strided elements j = tid, tid + WG, ... of the row's scratch copy, then
@@ -68,7 +72,7 @@ struct Row {
   generated_from: u32,     // history[history_base + generated_from ..] are this request's generated ids
   bias_base: u32,          // first entry of this row's logit bias in `bias`
   bias_len: u32,           // bias entries (0 → none)
-  pad0: u32,
+  masked: u32,             // 1 → only ids whose bit is set in mask row r may be drawn
   pad1: u32,
 }
 
@@ -87,6 +91,7 @@ override WORKGROUP_SIZE: u32; // a power of two (the tree reduction halves it)
 @group(0) @binding(5) var<storage, read_write> scratch: array<f32>;    // (rows, n) f32 z, then e
 @group(0) @binding(6) var<storage, read_write> marks: array<atomic<u32>>; // (rows, n) u32, meaningful only at touched ids
 @group(0) @binding(7) var<storage, read_write> out: array<u32>;        // (≥ out_base + rows,) u32 sampled ids
+@group(0) @binding(8) var<storage, read> mask: array<u32>;             // (rows, ceil(n / 32)) u32: bit j & 31 of word j >> 5 = id j allowed
 
 const NONE: u32 = 0xffffffffu;
 const F32_MAX: f32 = 0x1.fffffep+127f;
@@ -116,6 +121,11 @@ fn adjusted(x: f32, m: u32, p: Row, temperature: f32) -> f32 {
   let count = f32(m & COUNT);
   z = z - count * p.frequency_penalty - select(0.0, p.presence_penalty, count > 0.0);
   return sanitize(z / temperature);
+}
+
+/** True when the row is masked and id j's bit is clear (the mask is never read otherwise). */
+fn disallowed(masked: bool, mask_base: u32, j: u32) -> bool {
+  return masked && (mask[mask_base + (j >> 5u)] & (1u << (j & 31u))) == 0u;
 }
 
 /** PCG hash (Jarzynski & Olano 2020): a full-avalanche u32 → u32 bijection. */
@@ -160,7 +170,7 @@ fn stats_at_least(tid: u32, base: u32, n: u32, t: u32) -> vec4f {
  * the caller's logits: clear their marks, count and flag, then write each once-computed z.
  * Threads writing one id race only with the same value.
  */
-fn adjust(tid: u32, base: u32, n: u32, p: Row, temperature: f32) {
+fn adjust(tid: u32, base: u32, n: u32, p: Row, temperature: f32, masked: bool, mask_base: u32) {
   let penalties = p.repetition_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0;
   let h0 = p.history_base;
   let h1 = h0 + select(0u, p.history_len, penalties);
@@ -192,12 +202,12 @@ fn adjust(tid: u32, base: u32, n: u32, p: Row, temperature: f32) {
     let id = history[h];
     if (id < n) {
       let m = atomicLoad(&marks[base + id]);
-      if ((m & HAS_BIAS) == 0u) { scratch[base + id] = adjusted(logits[base + id], m, p, temperature); }
+      if ((m & HAS_BIAS) == 0u && !disallowed(masked, mask_base, id)) { scratch[base + id] = adjusted(logits[base + id], m, p, temperature); }
     }
   }
   for (var b = b0 + tid; b < b1; b += WORKGROUP_SIZE) {
     let entry = bias[b];
-    if (entry.x < n) {
+    if (entry.x < n && !disallowed(masked, mask_base, entry.x)) {
       let m = atomicLoad(&marks[base + entry.x]);
       scratch[base + entry.x] = adjusted(logits[base + entry.x] + bitcast<f32>(entry.y), m, p, temperature);
     }
@@ -214,14 +224,21 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   let base = r * n; // the row's logits, scratch and marks
   let greedy = p.temperature <= 0.0;
   let temperature = select(p.temperature, 1.0, greedy);
+  let masked = p.masked != 0u; // uniform over the workgroup: an unmasked row runs as before
+  let mask_base = r * ((n + 31u) / 32u);
 
-  // ── A: z = clamp(adjust(logit) / T) into scratch, then its max and argmax ──
-  for (var j = tid; j < n; j += WORKGROUP_SIZE) { scratch[base + j] = sanitize(logits[base + j] / temperature); }
+  // ── A: z = clamp(adjust(logit) / T) into scratch (a disallowed id: the lowest z, never
+  //    adjusted), then its max and argmax over the allowed ids ──
+  for (var j = tid; j < n; j += WORKGROUP_SIZE) {
+    scratch[base + j] = select(sanitize(logits[base + j] / temperature), -F32_MAX, disallowed(masked, mask_base, j));
+  }
   storageBarrier();
-  adjust(tid, base, n, p, temperature);
+  adjust(tid, base, n, p, temperature, masked, mask_base);
   var best = -F32_MAX;
   var best_at = NONE;
   for (var j = tid; j < n; j += WORKGROUP_SIZE) {
+    // An allowed id may also sit at -f32max (a NaN logit): the tie must not go to a disallowed one.
+    if (disallowed(masked, mask_base, j)) { continue; }
     let z = scratch[base + j];
     if (z > best || (z == best && j < best_at)) { best = z; best_at = j; } // ties → lowest id
   }
@@ -246,10 +263,11 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     return;
   }
 
-  // ── B: e = exp(z − M) in place; S = Σe ──
+  // ── B: e = exp(z − M) in place (exactly 0 for a disallowed id, even when M is -f32max
+  //    too); S = Σe. Every later step keeps e ≥ a key ≥ 1 or e > 0, so a 0 is never drawn ──
   var s = vec4f(0.0, 0.0, 2.0, 0.0);
   for (var j = tid; j < n; j += WORKGROUP_SIZE) {
-    let e = exp(scratch[base + j] - m);
+    let e = select(exp(scratch[base + j] - m), 0.0, disallowed(masked, mask_base, j));
     scratch[base + j] = e;
     s.y += e;
   }

@@ -68,8 +68,9 @@ export const SAMPLE_HISTORY_MAX = 2 ** 30 - 1;
  * Packs row `row` at its place in a staging buffer, field by field in struct Row's order.
  * Throws (before writing) on a value the shader would misread.
  */
-export function writeRow(view: DataView, row: number, p: SampleRowConfig, step: number, historyLength: number, limits: RowLimits, label: string): void {
+export function writeRow(view: DataView, row: number, p: SampleRowConfig, step: number, historyLength: number, limits: RowLimits, label: string, masked = false): void {
   checkRow(label, p, step, historyLength, limits);
+  if (masked && !limits.mask) throw new Error(`${label}: sample row ${row} is masked but the op has no mask buffer`);
   const o = SAMPLE_ROWS_HEADER + row * SAMPLE_ROW_BYTES;
   view.setFloat32(o, p.temperature, true);
   view.setUint32(o + 4, p.topK, true);
@@ -85,7 +86,7 @@ export function writeRow(view: DataView, row: number, p: SampleRowConfig, step: 
   view.setUint32(o + 44, Math.min(p.generatedFrom, historyLength), true);
   view.setUint32(o + 48, p.biasBase, true);
   view.setUint32(o + 52, p.biasCount, true);
-  view.setUint32(o + 56, 0, true);
+  view.setUint32(o + 56, masked ? 1 : 0, true);
   view.setUint32(o + 60, 0, true);
 }
 
@@ -95,6 +96,8 @@ export interface RowLimits {
   historyCapacity: number;
   /** (id, bias) entries the bias buffer holds (0: no bias bound). */
   biasCapacity: number;
+  /** A (rows, ceil(vocab / 32)) u32 allowed-token mask is bound (rows may be masked). */
+  mask?: boolean;
 }
 
 const isU32 = (v: number) => Number.isInteger(v) && v >= 0 && v < 2 ** 32;

@@ -8,7 +8,9 @@
 // the caller stages each active row (setRow: its request's config, RNG step and history
 // length; nothing allocated) and upload(count) writes them all with one writeBuffer; rows
 // past count exit at once. Each row reads its own ids from a shared history buffer and its
-// own (id, bias) entries from a shared bias buffer (RowPlacement says where). prepare():
+// own (id, bias) entries from a shared bias buffer (RowPlacement says where). A row staged
+// as masked (constrained decoding) draws only ids whose bit is set in its row of the mask
+// buffer, which the caller writes; an unmasked row never reads it (bits as before). prepare():
 // today's one-row form over the same kernel, bit for bit the draws it always gave.
 // The logits buffer is never written; the op owns (or is given) a (rows, vocab) f32 scratch
 // and a (rows, vocab) u32 marks buffer.
@@ -69,13 +71,23 @@ export interface SampleBuffers {
   scratch?: GPUBuffer;
   /** (rows, vocab) u32 work space (penalty counts) to share likewise; omitted → the op makes one. */
   marks?: GPUBuffer;
+  /** (rows, maskWords(vocab)) u32 allowed-token bits of the rows staged as masked; omitted → no row may be. */
+  mask?: GPUBuffer;
+}
+
+/** u32 words of one row's allowed-token mask: bit j & 31 of word j >> 5 is id j. */
+export function maskWords(vocab: number): number {
+  return Math.ceil(vocab / 32);
 }
 
 /** A prepared draw for up to `rows` rows whose parameters the caller stages per token. */
 export interface PreparedSampleRows extends PreparedOp {
   readonly rows: number;
-  /** Stages row `row` (checked first; nothing allocated, nothing sent to the GPU yet). */
-  setRow(row: number, config: SampleRowConfig, step: number, historyLength: number): void;
+  /**
+   * Stages row `row` (checked first; nothing allocated, nothing sent to the GPU yet).
+   * `masked`: the row draws only ids allowed by its row of buffers.mask (the caller's to write).
+   */
+  setRow(row: number, config: SampleRowConfig, step: number, historyLength: number, masked?: boolean): void;
   /** Sends rows [0, count) with one writeBuffer, in order with later submits; rows ≥ count exit at once. */
   upload(count: number): void;
 }
@@ -109,6 +121,9 @@ export class Sample {
     if (!(Number.isInteger(outIndex) && outIndex >= 0 && out.size >= (outIndex + rows) * 4)) {
       throw new Error(`${label}: out (${out.size} B) has no u32 at indices ${outIndex}..${outIndex + rows - 1}`);
     }
+    if (buffers.mask && buffers.mask.size < rows * maskWords(vocab) * 4) {
+      throw new Error(`${label}: mask holds ${buffers.mask.size} B < ${rows} × ${maskWords(vocab)} u32`);
+    }
     for (const name of ['scratch', 'marks'] as const) {
       const b = buffers[name];
       if (b && b.size < rowFloats * 4) throw new Error(`${label}: ${name} holds ${b.size} B < ${rows} × ${vocab} × 4`);
@@ -124,21 +139,26 @@ export class Sample {
       const bias = buffers.bias ?? make('bias', 16); // never read: biasCount 0
       const scratch = buffers.scratch ?? make('scratch', rowFloats * 4); // (rows, vocab) f32
       const marks = buffers.marks ?? make('marks', rowFloats * 4); // (rows, vocab) u32
-      const limits: RowLimits = { historyCapacity: buffers.history ? Math.floor(history.size / 4) : 0, biasCapacity: buffers.bias ? Math.floor(bias.size / 8) : 0 };
+      const mask = buffers.mask ?? make('mask', 16); // never read: no row is masked
+      const limits: RowLimits = {
+        historyCapacity: buffers.history ? Math.floor(history.size / 4) : 0,
+        biasCapacity: buffers.bias ? Math.floor(bias.size / 8) : 0,
+        mask: buffers.mask !== undefined,
+      };
       const paramsBuffer = PARAMS.createBuffer(this.device, label, { n: vocab, out_base: outIndex });
       owned.push(paramsBuffer);
       const rowsBytes = SAMPLE_ROWS_HEADER + rows * SAMPLE_ROW_BYTES;
       const rowsBuffer = make('rows', rowsBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST); // struct Rows, count 0 until upload
       const staged = new ArrayBuffer(rowsBytes); // reused every token
       const view = new DataView(staged);
-      const bindGroup = bindBuffers(this.device, this.pipeline, label, [paramsBuffer, rowsBuffer, logits, history, bias, scratch, marks, out]);
+      const bindGroup = bindBuffers(this.device, this.pipeline, label, [paramsBuffer, rowsBuffer, logits, history, bias, scratch, marks, out, mask]);
       return {
         label,
         rows,
         dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups: [rows] }],
-        setRow: (row, config, step, historyLength) => {
+        setRow: (row, config, step, historyLength, masked = false) => {
           if (!(Number.isInteger(row) && row >= 0 && row < rows)) throw new Error(`${label}: row ${row} is not in [0, ${rows})`);
-          writeRow(view, row, config, step, historyLength, limits, label);
+          writeRow(view, row, config, step, historyLength, limits, label, masked);
         },
         upload: (count) => {
           if (!(Number.isInteger(count) && count >= 0 && count <= rows)) throw new Error(`${label}: ${count} rows is not in [0, ${rows}]`);

@@ -1,5 +1,5 @@
 // A float64 TypeScript reference of the whole sampling math of shaders/sample.wgsl and
-// shaders/logprobs.wgsl: logit bias → repetition penalty → frequency and presence penalties
+// shaders/logprobs.wgsl: allowed-token mask (a disallowed id is out before anything else) → logit bias → repetition penalty → frequency and presence penalties
 // (vLLM's apply_penalties, counting generated ids only) → temperature → top-k → top-p →
 // min-p → the kept renormalised distribution; the draw u = hash(seed, step) walked in index
 // order; and the raw log-softmax with its top alternatives (ties → lower id).
@@ -16,14 +16,27 @@ export interface RowContext {
   generatedFrom?: number;
   /** Token id → bias. */
   bias?: ReadonlyMap<number, number>;
+  /** Allowed-token bits (bit i & 31 of word i >> 5 = id i may be drawn); omitted → all may. */
+  mask?: Uint32Array;
+}
+
+/** Whether `ctx`'s mask lets id `i` be drawn. */
+export function allowedBy(ctx: RowContext, i: number): boolean {
+  return !ctx.mask || ((ctx.mask[i >>> 5] >>> (i & 31)) & 1) === 1;
 }
 
 export type ReferenceParams = SamplingParams & Partial<PenaltyParams>;
 
-/** z before temperature: bias, then the penalties, in float64 (NaN → -inf). */
+/** z before temperature: bias, then the penalties, in float64 (NaN → -inf); NaN where the mask disallows. */
 export function adjustedLogits(logits: Float32Array, p: ReferenceParams, ctx: RowContext = {}): Float64Array {
   const n = logits.length;
   const z = Float64Array.from(logits, (v) => (Number.isNaN(v) ? -Infinity : v));
+  const out = adjusted(z, p, ctx, n);
+  for (let i = 0; i < n; i++) if (!allowedBy(ctx, i)) out[i] = Number.NaN; // out before everything else
+  return out;
+}
+
+function adjusted(z: Float64Array, p: ReferenceParams, ctx: RowContext, n: number): Float64Array {
   for (const [id, b] of ctx.bias ?? []) if (id < n) z[id] += b;
   const history = ctx.history ?? [];
   const from = ctx.generatedFrom ?? history.length;
@@ -38,13 +51,17 @@ export function adjustedLogits(logits: Float32Array, p: ReferenceParams, ctx: Ro
   return z;
 }
 
-/** The argmax of the adjusted logits (ties → lowest id), and its margin over the runner-up. */
+/**
+ * The argmax of the adjusted logits over the allowed ids (ties → lowest id), and its margin
+ * over the allowed runner-up; id 0xffffffff (the kernel's NONE) when the mask allows none.
+ */
 export function greedyReference(logits: Float32Array, p: ReferenceParams, ctx: RowContext = {}): { id: number; margin: number } {
   const z = adjustedLogits(logits, p, ctx);
-  let id = 0;
-  for (let i = 1; i < z.length; i++) if (z[i] > z[id]) id = i;
+  let id = -1;
+  for (let i = 0; i < z.length; i++) if (allowedBy(ctx, i) && (id < 0 || z[i] > z[id])) id = i;
+  if (id < 0) return { id: 0xffffffff, margin: Infinity };
   let second = -Infinity;
-  for (let i = 0; i < z.length; i++) if (i !== id) second = Math.max(second, z[i]);
+  for (let i = 0; i < z.length; i++) if (i !== id && allowedBy(ctx, i)) second = Math.max(second, z[i]);
   return { id, margin: z[id] - second };
 }
 
@@ -57,8 +74,8 @@ export function keptSet(logits: Float32Array, p: ReferenceParams, ctxOrHistory: 
   const ctx = Array.isArray(ctxOrHistory) ? { history: ctxOrHistory as readonly number[] } : (ctxOrHistory as RowContext);
   const n = logits.length;
   const z = adjustedLogits(logits, p, ctx);
-  const m = z.reduce((a, b) => Math.max(a, b / p.temperature), -Infinity);
-  const e = z.map((v) => Math.exp(v / p.temperature - m)); // p ∝ e, p_max ∝ 1
+  const m = z.reduce((a, b) => (Number.isNaN(b) ? a : Math.max(a, b / p.temperature)), -Infinity);
+  const e = z.map((v) => (Number.isNaN(v) ? 0 : Math.exp(v / p.temperature - m))); // p ∝ e, p_max ∝ 1; a disallowed id 0
   const order = range(n).sort((a, b) => e[b] - e[a] || a - b);
   let thr = p.topK > 0 && p.topK < n ? e[order[p.topK - 1]] : 0;
   const topKMass = order.reduce((s, i) => s + (e[i] >= thr ? e[i] : 0), 0);

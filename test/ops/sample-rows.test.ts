@@ -5,65 +5,18 @@
 // draws land where the reference's u falls; rows past the uploaded count do nothing.
 
 import { expect, it } from 'vitest';
-import { runOps } from '../../src/ops/op.js';
 import { DEFAULT_SAMPLING, NO_PENALTIES, Sample, type SampleRowConfig } from '../../src/ops/sample.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
-import { outputBuffer, readU32, uploadArray } from '../support/op-helpers.js';
+import { outputBuffer } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 import { drawCandidates, greedyReference, keptSet, type ReferenceParams, type RowContext } from './sample-reference.js';
+import { randomLogits as randomLogitsOf, type RowCase, sampleRows as sampleRowsOn, SENTINEL } from './sample-rows-support.js';
 
 const gpu = useGpuTestDevice('test.sample-rows');
 const rng = mulberry32(0x7013);
 const int = (lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
-const SENTINEL = 0xdeadbeef;
-
-/** Seeded logits with a realistic spread: a few clear favourites, a long tail. */
-function randomLogits(n: number, scale = 4): Float32Array {
-  return Float32Array.from({ length: n }, () => scale * (rng() + rng() + rng() - 1.5) * 2);
-}
-
-interface RowCase {
-  logits: Float32Array;
-  params: ReferenceParams;
-  ctx: RowContext;
-  step: number;
-}
-
-/**
- * The rows sampled in one dispatch (rows prepared; `count` uploaded, default all): logits
- * stacked, histories and bias lists concatenated, each row placed at its own offsets.
- */
-async function sampleRows(vocab: number, cases: readonly RowCase[], count = cases.length): Promise<number[]> {
-  const device = gpu.device;
-  const logits = new Float32Array(cases.length * vocab);
-  cases.forEach((c, r) => logits.set(c.logits, r * vocab));
-  const history: number[] = [];
-  const bias: number[] = [];
-  const configs: SampleRowConfig[] = cases.map((c) => {
-    const config: SampleRowConfig = {
-      ...NO_PENALTIES,
-      ...c.params,
-      historyBase: history.length,
-      generatedFrom: c.ctx.generatedFrom ?? (c.ctx.history?.length ?? 0),
-      biasBase: bias.length / 2,
-      biasCount: c.ctx.bias?.size ?? 0,
-    };
-    history.push(...(c.ctx.history ?? []));
-    for (const [id, b] of c.ctx.bias ?? []) bias.push(id, new Uint32Array(Float32Array.of(b).buffer)[0]);
-    return config;
-  });
-  const logitsBuf = uploadArray(device, logits, 'F32');
-  const historyBuf = uploadArray(device, Uint32Array.from(history.length ? history : [0]), 'U32');
-  const biasBuf = uploadArray(device, Uint32Array.from(bias.length ? bias : [0, 0]), 'U32');
-  const out = uploadArray(device, new Uint32Array(cases.length).fill(SENTINEL), 'U32');
-  const op = (await Sample.create(device)).prepareRows('test.rows', vocab, cases.length, { logits: logitsBuf, history: historyBuf, bias: biasBuf, out });
-  cases.forEach((c, r) => op.setRow(r, configs[r], c.step, c.ctx.history?.length ?? 0));
-  op.upload(count);
-  await runOps(device, [op]);
-  const ids = [...(await readU32(device, out, cases.length))];
-  for (const b of [op, logitsBuf, historyBuf, biasBuf, out]) b.destroy();
-  return ids;
-}
+const randomLogits = (n: number) => randomLogitsOf(rng, n);
+const sampleRows = (vocab: number, cases: readonly RowCase[], count?: number) => sampleRowsOn(gpu.device, vocab, cases, count);
 
 /** A seeded row: random filters, penalties, history (prompt + generated, with repeats) and bias. */
 function randomRow(vocab: number, greedy: boolean): RowCase {
