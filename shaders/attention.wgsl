@@ -15,9 +15,9 @@
 // A workgroup owns `block_rows` query rows of one kv head: row = (token, head of the group),
 // token major, so the heads sharing a kv head share every K/V read; `token_rows` rows per
 // token: the group packed (prefill: a block spans tokens that share keys), or padded to
-// whole blocks (decode: a block per token, its work bounded by that token's position). The
-// block's tokens are taken in runs of one slot; a run's keys go from the window start of
-// its smallest position to its largest position; each row masks its own.
+// whole blocks (decode: a block per token, its work bounded by that token's position). Its
+// keys, in its tokens' slot, run from the window start of its smallest position to its
+// largest position (RUNS: per run of tokens in one slot); each row masks its own.
 // Per tile of TILE_KEYS keys:
 //   scores   lane = 4 keys, 4 rows at a time: 4 K + 4 query vec4 reads feed 16 dot4s;
 //   softmax  ROW_LANES lanes per row: max, probabilities in place, partial sums;
@@ -211,7 +211,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
     }
 #else
   // Every token of the block is in one slot (one slot in all, or a block per token): one
-  // run, and the loop nest of the plain kernel stays as it was before slots.
+  // run, no run loop around the tiles.
   {
     let run_first = first_token;
     let run_last = last_token;
