@@ -5,11 +5,14 @@
 // the server run on.
 
 import { SluiceError } from '../errors.js';
+import { TokenVocabulary } from '../grammar/index.js';
 import type { GenerationDefaults } from '../model/generation-config.js';
 import type { LlamaModel } from '../model/llama.js';
 import { type ChatMessage, type ChatTemplate, checkTemplateVariables } from '../text/chat-template.js';
 import type { Tokenizer } from '../text/tokenizer.js';
+import { type ToolCall, ToolCallParser, type ToolCallSyntax, type ToolChoice, type ToolDefinition, toolCallSyntax } from '../text/tool-calls.js';
 import { type BatchBackend, BatchScheduler } from './batch-scheduler.js';
+import { type ChatPlan, type ChatPlanLabels, type ResponseFormat, LIBRARY_LABELS, planChat } from './chat-plan.js';
 import type { GenerateOptions, GenerationDelta, GenerationStats } from './generate.js';
 import { chatTemplateIds, rawTextIds } from './prompt-ids.js';
 
@@ -31,6 +34,22 @@ export interface ChatOptions extends GenerateOptions {
    *  `date_string`…), over the engine's own key by key. Reserved names (messages,
    *  add_generation_prompt, bos_token, tools…) are refused. */
   templateVariables?: Readonly<Record<string, unknown>>;
+  /** The reply's format: `{ type: 'json_object' }` or `{ type: 'json_schema', schema,
+   *  strict? }` constrain it with a grammar (strict defaults to false, as OpenAI's). */
+  responseFormat?: ResponseFormat;
+  /** Functions the model may call, given to the chat template as `tools`. */
+  tools?: readonly ToolDefinition[];
+  /** 'auto' (default): calls are parsed from the reply; 'none': tools not rendered;
+   *  'required' / a named function: the reply is one call, its arguments constrained by
+   *  the function's `parameters` schema. */
+  toolChoice?: ToolChoice;
+}
+
+/** A chat delta: text (content only: tool-call syntax is taken out), and the calls it completes. */
+export interface ChatDelta extends GenerationDelta {
+  /** Tool calls completed by this delta (OpenAI's shape; put them back into the assistant
+   *  message's `tool_calls` for the next turn). A reply that called tools ends with stopReason 'eos'. */
+  toolCalls?: ToolCall[];
 }
 
 export interface EngineOptions {
@@ -60,6 +79,9 @@ export class Engine {
   /** Chat template variables of every request. */
   readonly templateVariables: Readonly<Record<string, unknown>>;
 
+  /** The template's tool-call syntax, read once (undefined: not read yet). */
+  private syntax: ToolCallSyntax | null | undefined;
+
   constructor(
     readonly parts: EngineParts,
     options: EngineOptions = {},
@@ -87,9 +109,24 @@ export class Engine {
    * Chat messages → prompt ids with the model's template (throws when it has none), given
    * the engine's template variables overridden key by key by `templateVariables`.
    */
-  chatPromptIds(messages: readonly ChatMessage[], templateVariables?: Readonly<Record<string, unknown>>): number[] {
+  chatPromptIds(messages: readonly ChatMessage[], templateVariables?: Readonly<Record<string, unknown>>, tools: readonly ToolDefinition[] | null = null): number[] {
     const variables = this.chatVariables(templateVariables);
-    return chatTemplateIds(this.parts.tokenizer!, this.parts.template!, messages, variables);
+    return chatTemplateIds(this.parts.tokenizer!, this.parts.template!.withTools(tools), messages, variables);
+  }
+
+  /**
+   * A chat request's response format and tools → the tools to render, the grammar of the
+   * reply (compiled here, against the model's vocabulary with `eosIds`, default the
+   * model's) and how its calls are parsed. USAGE naming the field (`labels`) and the schema
+   * keyword when it cannot; throws when the model cannot chat.
+   */
+  chatPlan(request: Pick<ChatOptions, 'responseFormat' | 'tools' | 'toolChoice' | 'eosIds'>, labels: ChatPlanLabels = LIBRARY_LABELS): ChatPlan {
+    const { tokenizer, template, model } = this.parts;
+    if (!tokenizer || !template) throw this.parts.templateError ?? new SluiceError('NOT_FOUND', 'this model has no chat template');
+    this.syntax ??= toolCallSyntax(template.text);
+    const eosIds = request.eosIds ?? this.parts.eosIds;
+    const vocabulary = () => TokenVocabulary.fromTokenizer(tokenizer, { vocabSize: model.config.vocabSize, eosIds });
+    return planChat(request, { syntax: this.syntax, templateSource: template.source, vocabulary }, labels);
   }
 
   /**
@@ -109,9 +146,20 @@ export class Engine {
   }
 
   /** Streams a chat reply to `messages`. */
-  chat(messages: readonly ChatMessage[], options: ChatOptions = {}): AsyncGenerator<GenerationDelta, CompletionStats> {
-    const { templateVariables, ...generate } = options;
-    return this.complete(this.chatPromptIds(messages, templateVariables), generate);
+  chat(messages: readonly ChatMessage[], options: ChatOptions = {}): AsyncGenerator<ChatDelta, CompletionStats> {
+    const { templateVariables, responseFormat, tools, toolChoice, ...generate } = options;
+    const plan = this.chatPlan({ responseFormat, tools, toolChoice, eosIds: generate.eosIds });
+    return this.completeChat(this.chatPromptIds(messages, templateVariables, plan.tools), plan, generate);
+  }
+
+  /**
+   * Generates a chat reply after `ids` (rendered with `plan.tools`) under the plan: its
+   * grammar, and its tool calls taken out of the text into `toolCalls`.
+   */
+  completeChat(ids: readonly number[], plan: ChatPlan, options: GenerateOptions = {}): AsyncGenerator<ChatDelta, CompletionStats> {
+    if (plan.grammar && options.grammar) throw new SluiceError('USAGE', 'grammar and a response format or required tool call both constrain the reply: give one');
+    const run = this.complete(ids, plan.grammar ? { ...options, grammar: plan.grammar } : options);
+    return plan.parse ? withToolCalls(run, new ToolCallParser(plan.parse.syntax, plan.parse.names)) : run;
   }
 
   /** Streams a raw completion of `prompt` (text, or token ids). */
@@ -155,6 +203,23 @@ export class Engine {
   /** Forgets the cached conversations of idle slots (the next requests prefill from scratch). */
   forget(): void {
     this.scheduler.forget();
+  }
+}
+
+/** `run` with its text passed through `parser`: content stays text, calls come out as toolCalls. */
+async function* withToolCalls(run: AsyncGenerator<GenerationDelta, CompletionStats>, parser: ToolCallParser): AsyncGenerator<ChatDelta, CompletionStats> {
+  try {
+    let r = await run.next();
+    while (!r.done) {
+      const piece = parser.push(r.value.text);
+      yield { ...r.value, text: piece.content, ...(piece.calls.length > 0 && { toolCalls: piece.calls }) };
+      r = await run.next();
+    }
+    const piece = parser.end();
+    if (piece.content || piece.calls.length > 0) yield { text: piece.content, ids: [], ...(piece.calls.length > 0 && { toolCalls: piece.calls }) };
+    return r.value;
+  } finally {
+    await run.return(undefined as never); // a consumer that stopped early frees the slot
   }
 }
 

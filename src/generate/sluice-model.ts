@@ -5,7 +5,7 @@
 import type { ModelConfig } from '../model/config.js';
 import type { OpenedModel } from '../model/open-model-source.js';
 import { type ChatMessage, checkTemplateVariables } from '../text/chat-template.js';
-import { type ChatOptions, type CompletionStats, Engine } from './engine.js';
+import { type ChatDelta, type ChatOptions, type CompletionStats, Engine } from './engine.js';
 import type { GenerateOptions, GenerationDelta } from './generate.js';
 import { ModelBatchBackend } from './model-backend.js';
 
@@ -22,8 +22,11 @@ export interface SluiceModel {
   /**
    * Streams the assistant's reply to `messages` (the model's chat template).
    * `options.templateVariables` win, key by key, over the model's (SluiceModelOptions).
+   * `options.responseFormat` constrains the reply to JSON; `options.tools` (with
+   * `toolChoice`) lets it call functions: each call comes once, complete, in a delta's
+   * `toolCalls`, and the text carries only the content around the calls.
    */
-  chat(messages: readonly ChatMessage[], options?: ChatOptions): AsyncGenerator<GenerationDelta, CompletionStats>;
+  chat(messages: readonly ChatMessage[], options?: ChatOptions): AsyncGenerator<ChatDelta, CompletionStats>;
   /** Streams a raw completion of `prompt` (text with bos, or token ids). */
   generate(prompt: string | readonly number[], options?: GenerateOptions): AsyncGenerator<GenerationDelta, CompletionStats>;
   /** Frees every GPU buffer (and whatever `onDispose` frees: the device, when the model owns it). */

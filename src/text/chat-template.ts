@@ -3,20 +3,29 @@
 // writes it there) or in tokenizer_config.json's "chat_template": a string, or a list of
 // {name, template} of which "default" is the one to use. Rendered with @huggingface/jinja,
 // given what transformers' apply_chat_template gives it: messages, add_generation_prompt,
-// the special tokens as strings, raise_exception, strftime_now, tools = None — and the
-// caller's template variables (transformers' **kwargs, vLLM's chat_template_kwargs), such
+// the special tokens as strings, raise_exception, strftime_now, tools (None unless the
+// request has tools: a list of {type: "function", function}) — and the caller's template variables (transformers' **kwargs, vLLM's chat_template_kwargs), such
 // as Qwen3's enable_thinking. date_string is not defined unless given as one: transformers
 // leaves it undefined, and Llama 3.1's template then uses its own default ("26 Jul 2024").
 
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { SluiceError } from '../errors.js';
 import { fileLabel, type ReadModelFile, type Tokenizer } from './tokenizer.js';
+import type { ToolCall, ToolDefinition } from './tool-calls.js';
 
-export type ChatRole = 'system' | 'user' | 'assistant';
+export type ChatRole = 'system' | 'user' | 'assistant' | 'tool';
 
 export interface ChatMessage {
   role: ChatRole;
+  /** The text ('' for an assistant turn that only called tools). */
   content: string;
+  /** An assistant turn's tool calls, as replies give them (arguments as JSON text; the
+   *  template gets them parsed, as HF templates expect: `tool_call.arguments | tojson`). */
+  tool_calls?: readonly ToolCall[];
+  /** A tool turn: the id of the call it answers. */
+  tool_call_id?: string;
+  /** A tool turn: the function's name (some templates print it). */
+  name?: string;
 }
 
 export interface RenderOptions {
@@ -28,6 +37,8 @@ export interface RenderOptions {
   /** More template variables (Qwen3's enable_thinking, Llama 3.1's date_string…); a
    *  reserved name (RESERVED_TEMPLATE_VARIABLES) is refused. */
   variables?: Readonly<Record<string, unknown>>;
+  /** The template's `tools` (none when absent or empty, as transformers passes None). */
+  tools?: readonly ToolDefinition[] | null;
 }
 
 /**
@@ -77,6 +88,8 @@ export class ChatTemplate {
     readonly text: string,
     readonly source: string,
     readonly tokens: TemplateTokens = {},
+    /** Given as `tools` to every render that names none (see withTools). */
+    private readonly tools: readonly ToolDefinition[] | null = null,
   ) {
     try {
       // Template() lexes with trim_blocks and lstrip_blocks, as transformers' environment does.
@@ -84,6 +97,11 @@ export class ChatTemplate {
     } catch (e) {
       throw new SluiceError('UNSUPPORTED_FORMAT', `${source}: the chat template does not parse (${(e as Error).message})`, { cause: e });
     }
+  }
+
+  /** This template, rendering `tools` (none: null or empty) unless a render names its own. */
+  withTools(tools: readonly ToolDefinition[] | null): ChatTemplate {
+    return tools?.length ? new ChatTemplate(this.text, this.source, this.tokens, tools) : this;
   }
 
   /** The prompt text for `messages`; tokenize it with addSpecialTokens: false (it holds bos already). */
@@ -103,9 +121,9 @@ export class ChatTemplate {
       },
       strftime_now: (format: unknown) => strftime(now, String(format)),
       ...Object.fromEntries(Object.entries(this.tokens).filter(([, v]) => v !== undefined)),
-      messages: messages.map((m) => ({ ...m })),
+      messages: messages.map(templateMessage),
       add_generation_prompt: options.addGenerationPrompt ?? false,
-      tools: null,
+      tools: templateTools(options.tools === undefined ? this.tools : options.tools),
       documents: null,
       ...options.variables, // checked above: none of them replaces what is set here
     };
@@ -181,7 +199,42 @@ function checkMessages(messages: readonly ChatMessage[]): void {
     if (typeof m !== 'object' || m === null || typeof m.role !== 'string' || typeof m.content !== 'string') {
       throw new TypeError(`ChatTemplate.render: messages[${i}] must be {role: string, content: string}`);
     }
+    const calls: unknown = m.tool_calls;
+    if (calls !== undefined && !(Array.isArray(calls) && calls.every((c) => typeof c?.function?.name === 'string' && typeof c.function.arguments === 'string'))) {
+      throw new TypeError(`ChatTemplate.render: messages[${i}].tool_calls must be a list of {id, type: "function", function: {name, arguments}}`);
+    }
+    for (const key of ['tool_call_id', 'name'] as const) {
+      if (m[key] !== undefined && typeof m[key] !== 'string') throw new TypeError(`ChatTemplate.render: messages[${i}].${key} must be a string`);
+    }
   });
+}
+
+/**
+ * A message as HF templates read it: keys only where set (Llama 3.1's template tests
+ * `'tool_calls' in message`), a call's arguments as an object (Qwen's and Llama's write
+ * `tool_call.arguments | tojson`; vLLM parses them the same way before rendering).
+ */
+function templateMessage(m: ChatMessage, i: number): Record<string, unknown> {
+  const out: Record<string, unknown> = { role: m.role, content: m.content };
+  if (m.tool_calls) {
+    out.tool_calls = m.tool_calls.map((c, j) => {
+      let args: unknown;
+      try {
+        args = JSON.parse(c.function.arguments);
+      } catch {
+        throw new SluiceError('USAGE', `messages[${i}].tool_calls[${j}].function.arguments is not JSON text`);
+      }
+      return { id: c.id, type: 'function', function: { name: c.function.name, arguments: args } };
+    });
+  }
+  if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
+  if (m.name !== undefined) out.name = m.name;
+  return out;
+}
+
+/** Tools as the template gets them: copies (a template cannot change the caller's), or null. */
+function templateTools(tools: readonly ToolDefinition[] | null | undefined): unknown[] | null {
+  return tools?.length ? (JSON.parse(JSON.stringify(tools)) as unknown[]) : null;
 }
 
 /** Python's range(), as the library's own global. */
