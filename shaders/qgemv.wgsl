@@ -17,7 +17,8 @@
 //     insert per 32-bit component per invocation, so bytes per load are all that can be won.
 //   - A nibble masked in place is q·16^(k%4) (the high half shifted down 16 first): x is
 //     pre-scaled by 16^-(k%4) (exact) once per chunk for all rows, and a weight costs an AND,
-//     a signed convert and an FMA; shift + AND + unsigned convert cost 2× the ALU.
+//     a signed convert, a multiply and an add (llvmpipe does not fuse them); shift + AND +
+//     unsigned convert cost 2× the ALU. These 4 ops per weight are now most of the time.
 //   - x is the same for every invocation, but a uniform load costs far more than an ALU op on
 //     llvmpipe: with SUBGROUPS each of 8 invocations loads, converts and pre-scales 1/8 of a
 //     chunk and subgroupBroadcast shares it (~10% faster than uniform loads).
@@ -106,7 +107,8 @@ fn dotWord(p: u32, a: vec4f, b: vec4f, acc: vec4f) -> vec4f {
 }
 #endif
 
-// Σ q·x over a chunk (4 words) of one row: one FMA chain (a mul and adds per word cost ~10% more).
+// Σ q·x over a chunk (4 words) of one row: one multiply-add chain (products per word summed
+// by a tree of adds cost ~10% more).
 fn dotChunk(p: vec4u, xc: XChunk) -> f32 {
   let zero = vec4f(0.0);
 #ifdef Q4
@@ -190,7 +192,7 @@ fn scaleAt(e: u32, f16Scales: bool) -> f32 {
 // Byte b of a zero word as a zero point (q4 unsigned, q8 signed).
 fn zeroByte(word: u32, b: u32) -> f32 {
 #ifdef Q4
-  return f32(bitcast<i32>((word >> (8u * (b % 4u))) & 0xffu)); // via i32: a u32 convert is scalarized
+  return f32(bitcast<i32>((word >> (8u * (b % 4u))) & 0xffu)); // signed convert: one AVX2 instruction, unsigned several
 #else
   return f32(bitcast<i32>(word << (24u - 8u * (b % 4u))) >> 24u);
 #endif

@@ -14,13 +14,15 @@
 // + g), so it owns whole u32 words of data, f16 scale pairs and zero bytes; words the dispatch
 // shares with a neighbouring one (its range starts or ends mid-word) keep the other bytes.
 //
-// Shaped for lavapipe (8 invocations per AVX vector, instruction-bound): every loop has the
-// same trip count in all invocations (the 4 groups of an edge quad that lie outside the
-// dispatch's range are computed from clamped reads and not written), so no execution masks;
-// the source is read as vec4<u32>, 8 elements at a time (4 f32 or 8 f16 per load), and the
-// quantization of 8 elements is vector math. Was 12–17 ns per weight with per-element loads
-// and per-invocation loop bounds. f32 → int conversions
-// are done by a magic-number add (toInt): llvmpipe's are scalarized lane by lane.
+// Shaped for lavapipe (8 invocations per AVX vector, instruction-bound), each step measured:
+//   - every loop has the same trip count in all invocations, and no invocation returns early
+//     (the groups of an edge quad outside the dispatch's range, and invocations past the last
+//     quad, compute from clamped reads and write nothing): no execution masks;
+//   - the source is read as vec4<u32>, 8 elements a load (f16) or two (f32), the first 32 of a
+//     group kept in registers for the second pass; quantizing 8 elements is vector math;
+//   - no f32 → int conversion (LLVM scalarizes WGSL's saturating ones lane by lane: toInt) and
+//     no min/max on f16-converted values (lower/higher): each cost ~2× the whole kernel.
+// ~2–4 ns per weight (CPU time, 2 cores, noisy) where it was 12–17 ns per weight.
 #ifdef Q4
 const EPW = 8u; // elements per packed word
 #else
@@ -119,8 +121,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
     written |= select(0u, 1u << p, inside);
     // A group outside the range reads a clamped group of it and writes nothing.
     let first = (params.srcOffset + (clamp(e, begin, end - 1u) - begin) * G) / 8u; // in 8-element steps
-    // The group's first CACHED·8 elements stay in registers for the second pass (a reload
-    // costs a per-invocation load again: ~2× the whole kernel at G = 32); the rest are reloaded.
+    // The group's first CACHED·8 elements stay in registers for the second pass, which
+    // reloads only the rest (a few % at G = 32: per-invocation loads are the other big cost).
     var cache: array<array<vec4f, 2>, CACHED>;
     var lo = vec4f(3.4e38);
     var hi = vec4f(-3.4e38);
