@@ -2,7 +2,8 @@
 // Launcher: src/ops/gemv.ts. One dispatch per row-chunk of W; a chunk writes rows
 // [rowOffset, rowOffset + rows) of y. Variants: F16 (f16 storage, f32 accumulation),
 // SUBGROUPS (row reduction by subgroupShuffleXor, else workgroup memory), BIAS, OUT_F32
-// (f32 logits from f16 compute: the LM head).
+// (f32 logits from f16 compute: the LM head), RESIDUAL (y += W·x (+ b): y is the residual
+// stream, so o_proj and down_proj need no separate add dispatch).
 //
 // Memory-bound: 2 (f16) or 4 (f32) bytes per weight, each read once, 2 flops per weight.
 // THREADS_PER_ROW threads split each row's K into 16-byte vectors (4 f32 or 8 f16), and each
@@ -51,7 +52,7 @@ const MAX_ROWS_PER_THREAD = 4u; // capacity of the accumulator array (function a
 @group(0) @binding(1) var<storage, read> w: array<vec4f>;     // (rows, K) f32, 4 per element
 @group(0) @binding(2) var<storage, read> x: array<vec4f>;     // (K,) f32, 4 per element
 #endif
-@group(0) @binding(3) var<storage, read_write> y: array<Y>;   // (N,) whole output; this chunk writes its rows
+@group(0) @binding(3) var<storage, read_write> y: array<Y>;   // (N,) whole output; this chunk writes its rows (RESIDUAL: reads them first)
 #ifdef BIAS
 @group(0) @binding(4) var<storage, read> bias: array<T>;      // (N,)
 #endif
@@ -145,9 +146,16 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let row = firstRow + j;
     if (row >= params.rows) { break; }
 #ifdef BIAS
-    y[params.rowOffset + row] = Y(acc[j] + f32(bias[params.rowOffset + row]));
+    let r = acc[j] + f32(bias[params.rowOffset + row]);
 #else
-    y[params.rowOffset + row] = Y(acc[j]);
+    let r = acc[j];
+#endif
+#ifdef RESIDUAL
+    // Rounded to T first, then added in T: bit for bit the unfused projection + add.wgsl
+    // (an f16 sum through f32 rounds once to f16 exactly as f16 + f16 does, f32 being wide enough).
+    y[params.rowOffset + row] = y[params.rowOffset + row] + Y(r);
+#else
+    y[params.rowOffset + row] = Y(r);
 #endif
   }
 }

@@ -2,7 +2,8 @@
 // HF layout, y (M, N) row-major. Launcher: src/ops/matmul.ts. One dispatch per row-chunk of
 // W; a chunk's rows are the output columns [colOffset, colOffset + rows).
 // Variants: F16 (f16 storage, f32 accumulation), SUBGROUPS (x shared by subgroup shuffles,
-// else through workgroup memory), BIAS, OUT_F32 (f32 y from f16 compute: logits).
+// else through workgroup memory), BIAS, OUT_F32 (f32 y from f16 compute: logits), RESIDUAL
+// (y += x·Wᵀ (+ b): y is the residual stream, so o_proj and down_proj need no add dispatch).
 //
 // Tiling: a workgroup computes TILE_M rows × (WORKGROUP_SIZE·4) columns of y. Every thread
 // holds the same TILE_M rows and its own 4 adjacent columns: a register tile of TILE_M vec4
@@ -62,7 +63,7 @@ const MAX_TILE_M = 32u;       // capacity of the register tile (function arrays 
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;     // (M, K) f32, 4 per element
 @group(0) @binding(2) var<storage, read> w: array<vec4f>;     // (rows, K) f32, 4 per element
 #endif
-@group(0) @binding(3) var<storage, read_write> y: array<Y>;   // (M, N); this chunk writes its columns
+@group(0) @binding(3) var<storage, read_write> y: array<Y>;   // (M, N); this chunk writes its columns (RESIDUAL: reads them first)
 #ifdef BIAS
 @group(0) @binding(4) var<storage, read> bias: array<T>;      // (N,)
 #endif
@@ -159,6 +160,11 @@ fn main(
 #else
     let b = 0.0;
 #endif
+#ifdef RESIDUAL
+    // Rounded to T first, then added in T: bit for bit the unfused projection + add.wgsl.
+    for (var m = m0; m < mEnd; m++) { y[m * params.N + n] = y[m * params.N + n] + Y(acc[m - m0][j] + b); }
+#else
     for (var m = m0; m < mEnd; m++) { y[m * params.N + n] = Y(acc[m - m0][j] + b); }
+#endif
   }
 }

@@ -66,6 +66,9 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     matmulSmallBias: bias ? Matmul.create(device, dtype, { bias: true, tileM: SMALL_PREFILL_ROWS }) : null,
     gemv: Gemv.create(device, dtype),
     gemvBias: bias ? Gemv.create(device, dtype, { bias: true }) : null,
+    // o_proj and down_proj add into the residual stream in their epilogue (no Add dispatch):
+    // the families without post-norms (Gemma normalises the projection first).
+    ...residualLinears(device, dtype, !f.sandwichNorms, bias),
     lmHead: Gemv.create(device, dtype, { outF32: true }),
     qGemv: q((kind) => QGemv.create(device, kind, dtype)) as Promise<QGemv> | null,
     qGemvBias: bias ? (q((kind) => QGemv.create(device, kind, dtype, { bias: true })) as Promise<QGemv> | null) : null,
@@ -103,6 +106,20 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
   const ops = Object.fromEntries(entries.map(([name], i) => [name, values[i]])) as { [K in keyof typeof pending]: Awaited<(typeof pending)[K]> };
   const ropeOf = new Map(ropes.map((rope, i) => [rope, ops.ropes[i]]));
   return { ...ops, ropeOf, destroy: () => ops.ropes.forEach((t) => t.destroy()) };
+}
+
+/** The residual variants of the dense linears (y += W·x (+ b)), null where not `wanted`. */
+function residualLinears(device: GPUDevice, dtype: ComputeDtype, wanted: boolean, bias: boolean) {
+  const make = <T>(withBias: boolean, create: () => Promise<T>) => (wanted && (bias || !withBias) ? create() : null);
+  const small = { residual: true, tileM: SMALL_PREFILL_ROWS };
+  return {
+    gemvResidual: make(false, () => Gemv.create(device, dtype, { residual: true })),
+    gemvResidualBias: make(true, () => Gemv.create(device, dtype, { residual: true, bias: true })),
+    matmulResidual: make(false, () => Matmul.create(device, dtype, { residual: true })),
+    matmulResidualBias: make(true, () => Matmul.create(device, dtype, { residual: true, bias: true })),
+    matmulSmallResidual: make(false, () => Matmul.create(device, dtype, small)),
+    matmulSmallResidualBias: make(true, () => Matmul.create(device, dtype, { ...small, bias: true })),
+  };
 }
 
 /**

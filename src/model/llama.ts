@@ -18,6 +18,7 @@ import { readBuffer } from '../gpu/read-back.js';
 import type { QuantKind } from '../gpu/quantized-tensor.js';
 import { splitRows } from '../gpu/split-rows.js';
 import { Step } from '../gpu/step.js';
+import { Gemv } from '../ops/gemv.js';
 import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp } from '../ops/op.js';
 import type { ModelConfig } from './config.js';
 import { compileKernels, type Kernels, type RopeTable, SMALL_PREFILL_ROWS } from './kernels.js';
@@ -290,6 +291,21 @@ export class LlamaModel {
         if (postNorm !== null) norm(`${label}_norm`, postNorm, y, b.projNormed!);
         add(ops.add.prepare(label, rows * h, x, postNorm !== null ? b.projNormed! : y));
       };
+      // x = x + post_norm?(W·input (+ b)) for o_proj and down_proj. A dense linear with no
+      // post-norm adds into x in its epilogue (one dispatch, not two); quantized ones and
+      // Gemma's post-normed blocks project into b.proj, then add.
+      const project = (label: string, weight: string, bias: string | null, input: GPUBuffer, residualLabel: string, postNorm: string | null) => {
+        const bt = bias === null ? undefined : this.weight(bias);
+        const into = postNorm !== null || this.weights.quantized.has(weight) ? null
+          : gemv ? (bt ? ops.gemvResidualBias : ops.gemvResidual)
+          : small ? (bt ? ops.matmulSmallResidualBias : ops.matmulSmallResidual)
+          : bt ? ops.matmulResidualBias : ops.matmulResidual;
+        if (!into) {
+          linear(label, weight, bias, input, b.proj);
+          residual(residualLabel, postNorm, b.proj);
+        } else if (into instanceof Gemv) add(into.prepare(label, this.weight(weight), input, x, bt));
+        else add(into.prepare(label, rows, this.weight(weight), input, x, bt));
+      };
       // x = embed_tokens(ids) · embed_scale (Gemma: √hidden)
       const qEmbed = this.weights.quantized.get(this.names.embed);
       const embedOptions = { scale: f.embedScale ?? undefined };
@@ -319,8 +335,7 @@ export class LlamaModel {
         add(kind === 'decode'
           ? ops.attention.prepareDecode(`${p}.attention`, shape, attnBuffers, decodeScratch)
           : ops.attention.prepare(`${p}.attention`, shape, attnBuffers));
-        linear(`${p}.o_proj`, l.o, l.oBias, b.attn, b.proj);
-        residual(`${p}.attn_residual`, l.postAttnNorm, b.proj);
+        project(`${p}.o_proj`, l.o, l.oBias, b.attn, `${p}.attn_residual`, l.postAttnNorm);
         // ── MLP: x = x + post?(down_proj(act(gate_proj(rms(x))) · up_proj(rms(x))))
         norm(`${p}.pre_mlp_norm`, l.preMlpNorm, x, b.normed);
         if ('fused' in l.gateUp) {
@@ -332,8 +347,7 @@ export class LlamaModel {
           linear(`${p}.up_proj`, l.gateUp.up, l.upBias, b.normed, b.up!);
           add(ops.mlpAct.prepare(`${p}.mlp_act`, rows, inter, [b.gateUp, b.up!], b.mlp));
         }
-        linear(`${p}.down_proj`, l.down, l.downBias, b.mlp, b.proj);
-        residual(`${p}.mlp_residual`, l.postMlpNorm, b.proj);
+        project(`${p}.down_proj`, l.down, l.downBias, b.mlp, `${p}.mlp_residual`, l.postMlpNorm);
       });
       return out;
     };

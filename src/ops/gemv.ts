@@ -1,4 +1,4 @@
-// Launcher of shaders/gemv.wgsl: y = W·x (+ b) for one token (decode), W a Linear weight
+// Launcher of shaders/gemv.wgsl: y = W·x (+ b), or y += W·x (+ b), for one token (decode), W a Linear weight
 // in HF layout (N, K), possibly row-chunked (the LM head: vocab 128256 × 2048 is 525 MB in
 // f16, four 128 MiB bindings). One dispatch per chunk, each writing its rows of y.
 //
@@ -49,6 +49,14 @@ export interface GemvOptions {
   /** y in f32 whatever the compute dtype (the LM head's logits). */
   outF32?: boolean;
   /**
+   * y = y + W·x (+ b): y is read and written, the residual stream itself (o_proj, down_proj),
+   * so the add needs no dispatch of its own. W·x (+ b) is rounded to the compute dtype and
+   * then added in it, as the unfused projection then Add do: the same bits in F32 and F16
+   * (two roundings in F16, as before; one rounding would differ from the PyTorch reference,
+   * which rounds the projection's output too). Not with outF32.
+   */
+  residual?: boolean;
+  /**
    * Reduce rows with subgroup operations: default where the device has 'subgroups'.
    * false forces the workgroup-memory reduction (tests run both on one adapter).
    */
@@ -60,6 +68,7 @@ interface VariantChoice {
   subgroups: boolean;
   bias: boolean;
   outF32: boolean;
+  residual: boolean;
 }
 
 /** Every variant: both dtypes given, subgroup ones only where the device has 'subgroups'. */
@@ -69,7 +78,11 @@ export function gemvVariants(dtypes: readonly ComputeDtype[], features: Readonly
     subgroups.flatMap((sg) =>
       [false, true].flatMap((bias) =>
         // f32 compute already writes f32: OUT_F32 is an F16 variant only.
-        (dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32 })),
+        // RESIDUAL writes the compute dtype (the residual stream): never with OUT_F32.
+        [
+          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false })),
+          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true }),
+        ],
       ),
     ),
   );
@@ -81,8 +94,9 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.subgroups ? ['SUBGROUPS'] : []),
     ...(v.bias ? ['BIAS'] : []),
     ...(v.outF32 ? ['OUT_F32'] : []),
+    ...(v.residual ? ['RESIDUAL'] : []),
   ];
-  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : [])];
+  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : [])];
   return {
     key: `${name.join('_')}_t${GEMV_THREADS_PER_ROW}r${GEMV_ROWS_PER_THREAD}_wg${GEMV_WORKGROUP}`,
     spec: {
@@ -102,21 +116,26 @@ export class Gemv {
     readonly outF32: boolean,
     /** Which reduction the pipeline uses. */
     readonly subgroups: boolean,
+    /** y += W·x (+ b) (GemvOptions.residual). */
+    readonly residual: boolean,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<Gemv> {
     if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`gemv: F16 compute needs the device feature 'shader-f16'`);
     const subgroups = options.subgroups ?? device.features.has('subgroups');
     if (subgroups && !device.features.has('subgroups')) throw new Error(`gemv: the device has no 'subgroups' feature`);
-    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false) };
+    const residual = options.residual ?? false;
+    if (residual && options.outF32) throw new Error('gemv: residual writes the compute dtype (the residual stream), not outF32');
+    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual };
     const { key, spec } = variant(choice);
-    return new Gemv(device, await pipelineCache(device).get(key, spec), dtype, choice.bias, options.outF32 ?? false, subgroups);
+    return new Gemv(device, await pipelineCache(device).get(key, spec), dtype, choice.bias, options.outF32 ?? false, subgroups, residual);
   }
 
   /**
    * y = W·x (+ bias). weight: (N, K) in the compute dtype, any number of row-chunks.
    * x: (K,) in the compute dtype. y: (N,) in the compute dtype, or f32 with outF32; distinct
    * from x. bias: (N,) in the compute dtype, one chunk, given exactly when created with bias.
+   * Created with residual: y is read too, y += W·x (+ bias).
    */
   prepare(label: string, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
     if (weight.shape.length !== 2) throw new Error(`${label}: gemv needs a 2-D weight, ${weight.name} is [${weight.shape.join(', ')}]`);

@@ -1,5 +1,5 @@
 // Launcher of shaders/matmul.wgsl (and of its naive baseline, shaders/matmul_naive.wgsl):
-// y = x·Wᵀ (+ b) for a prompt of M tokens (prefill), W a Linear weight in HF layout (N, K),
+// y = x·Wᵀ (+ b), or y += x·Wᵀ (+ b), for a prompt of M tokens (prefill), W a Linear weight in HF layout (N, K),
 // possibly row-chunked (the LM head). One dispatch per chunk, each writing its columns of y.
 //
 // M is fixed at prepare time (in each chunk's Params and in the workgroup count). A prefill
@@ -60,6 +60,12 @@ export interface MatmulOptions {
   /** y in f32 whatever the compute dtype (logits). */
   outF32?: boolean;
   /**
+   * y = y + x·Wᵀ (+ b): y is read and written, the residual stream itself (o_proj,
+   * down_proj). x·Wᵀ (+ b) is rounded to the compute dtype, then added in it: the same bits
+   * as the unfused matmul then Add, in F32 and F16. Tiled kernels only, not with outF32.
+   */
+  residual?: boolean;
+  /**
    * Share x through subgroup shuffles: default where the device has 'subgroups' and its
    * subgroups are at most MATMUL_WORKGROUP wide. false forces the workgroup-memory kernel.
    */
@@ -75,6 +81,7 @@ interface VariantChoice {
   tileM?: number;
   bias: boolean;
   outF32: boolean;
+  residual: boolean;
 }
 
 /** Every variant: both dtypes given, subgroup ones only where the device has 'subgroups'. */
@@ -84,7 +91,11 @@ export function matmulVariants(dtypes: readonly ComputeDtype[], features: Readon
     kernels.flatMap((kernel) =>
       [false, true].flatMap((bias) =>
         // f32 compute already writes f32: OUT_F32 is an F16 variant only.
-        (dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, kernel, bias, outF32 })),
+        // RESIDUAL: the tiled kernels only (the naive one is a baseline), never with OUT_F32.
+        [
+          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, kernel, bias, outF32, residual: false })),
+          ...(kernel === 'naive' ? [] : [variant({ dtype, kernel, bias, outF32: false, residual: true })]),
+        ],
       ),
     ),
   );
@@ -96,8 +107,9 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.kernel === 'subgroups' ? ['SUBGROUPS'] : []),
     ...(v.bias ? ['BIAS'] : []),
     ...(v.outF32 ? ['OUT_F32'] : []),
+    ...(v.residual ? ['RESIDUAL'] : []),
   ];
-  const options = [...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : [])];
+  const options = [...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : [])];
   if (v.kernel === 'naive') {
     const [wx, wy] = MATMUL_NAIVE_WORKGROUP;
     return {
@@ -143,28 +155,33 @@ export class Matmul {
     readonly outF32: boolean,
     /** Rows of y per workgroup (tiled kernels). */
     readonly tileM: number,
+    /** y += x·Wᵀ (+ b) (MatmulOptions.residual). */
+    readonly residual: boolean,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: MatmulOptions = {}): Promise<Matmul> {
     if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`matmul: F16 compute needs the device feature 'shader-f16'`);
     if (options.naive && options.subgroups) throw new Error('matmul: the naive kernel uses no subgroups');
+    const residual = options.residual ?? false;
+    if (residual && options.naive) throw new Error('matmul: the naive kernel has no residual variant');
+    if (residual && options.outF32) throw new Error('matmul: residual writes the compute dtype (the residual stream), not outF32');
     if (options.subgroups && !subgroupsFit(device)) {
       throw new Error(`matmul: subgroups need the device feature 'subgroups' and subgroups at most ${MATMUL_WORKGROUP} wide`);
     }
     const kernel: MatmulKernel = options.naive ? 'naive' : (options.subgroups ?? subgroupsFit(device)) ? 'subgroups' : 'workgroup';
     const tileM = options.tileM ?? tileRows(kernel);
     if (!Number.isInteger(tileM) || tileM < 1 || tileM > MATMUL_MAX_TILE_M) throw new Error(`matmul: tileM must be an integer in 1..${MATMUL_MAX_TILE_M}, got ${tileM}`);
-    const choice: VariantChoice = { dtype, kernel, tileM, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false) };
+    const choice: VariantChoice = { dtype, kernel, tileM, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual };
     const { key, spec } = variant(choice);
     const pipeline = await pipelineCache(device).get(key, spec);
-    return new Matmul(device, pipeline, dtype, kernel, choice.bias, dtype === 'F32' || choice.outF32, tileM);
+    return new Matmul(device, pipeline, dtype, kernel, choice.bias, dtype === 'F32' || choice.outF32, tileM, residual);
   }
 
   /**
    * y = x·Wᵀ (+ bias) for `m` rows. weight: (N, K) in the compute dtype, any number of
    * row-chunks. x: (m, K) in the compute dtype. y: (m, N) in the compute dtype, or f32 with
    * outF32; distinct from x. bias: (N,) in the compute dtype, one chunk, given exactly when
-   * created with bias.
+   * created with bias. Created with residual: y is read too, y += x·Wᵀ (+ bias).
    */
   prepare(label: string, m: number, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
     if (weight.shape.length !== 2) throw new Error(`${label}: matmul needs a 2-D weight, ${weight.name} is [${weight.shape.join(', ')}]`);

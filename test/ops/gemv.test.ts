@@ -1,15 +1,17 @@
 // gemv: y = W·x (+ b), F32 and F16, subgroup and workgroup-memory reductions, on seeded
 // random (N, K) (K not a multiple of the 4- or 8-element vector, N not a multiple of the
 // rows per workgroup), with and without bias, chunked weights, f32 output; against a
-// float64 reference computed from the stored values.
+// float64 reference computed from the stored values. The residual variant (y += W·x (+ b))
+// against the same reference and, bit for bit, against gemv then Add.
 
 import { describe, expect, it } from 'vitest';
 import { alignUp } from '../../src/gpu/gpu-tensor.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
+import { Add } from '../../src/ops/add.js';
 import { GEMV_ROWS_PER_THREAD, GEMV_ROWS_PER_WORKGROUP, Gemv, gemvVariants } from '../../src/ops/gemv.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
 import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
-import { asDtype, linearReference, nmse, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { asDtype, closeness, linearReference, nmse, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.gemv');
@@ -42,6 +44,18 @@ const SHAPES: [n: number, k: number][] = [
 const tolerance = (f16Out: boolean): number => (f16Out ? 2 ** -22 + 1e-10 : 1e-10);
 
 const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
+
+/** The residual variant's reference: residual + projection, in float64. */
+const residualReference = (projection: Float64Array, residual: Float32Array): Float64Array => projection.map((v, j) => v + residual[j]);
+/** Half an ulp at 1 in the compute dtype: what one rounding to it costs, relative. */
+const unitRoundoff = (dtype: ComputeDtype): number => (dtype === 'F16' ? 2 ** -11 : 2 ** -24);
+/**
+ * The residual variant rounds twice, the projection then the sum (as the unfused ops do):
+ * the first rounding is relative to the projection, not to the sum, which may cancel, so
+ * it is bounded by the largest projection; 1e-5 of it more for the f32 sum's order.
+ */
+const residualAbs = (projection: Float64Array, dtype: ComputeDtype): number =>
+  (1.01 * unitRoundoff(dtype) + 1e-5) * projection.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
 /**
  * One case: uploads W (chunked into ~3 uneven row-chunks when `chunked`), x and a bias,
@@ -112,6 +126,55 @@ describe.each(['F32', 'F16'] as const)('gemv %s', (dtype) => {
   });
 });
 
+describe.each(['F32', 'F16'] as const)('gemv %s residual', (dtype) => {
+  // The named shapes and two seeded ones (bias on every other): the epilogue is all that differs.
+  const shapes = SHAPES.slice(0, 10);
+  it(`y += W·x (+ b) on ${shapes.length} shapes: the bits of gemv then Add, and the float64 reference`, async () => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said, not silent: no F16 on this adapter
+    const { device } = gpu;
+    const [fused, fusedBias, plain, plainBias] = await Promise.all([
+      Gemv.create(device, dtype, { residual: true }),
+      Gemv.create(device, dtype, { residual: true, bias: true }),
+      Gemv.create(device, dtype),
+      Gemv.create(device, dtype, { bias: true }),
+    ]);
+    expect(fused.residual).toBe(true);
+    const add = await Add.create(device, dtype, { inPlace: true });
+    for (const [i, [n, k]] of shapes.entries()) {
+      const bias = i % 2 === 1;
+      const w = randomValues(rng, n * k);
+      const x = asDtype(randomValues(rng, k, -2, 2), dtype);
+      const b = bias ? randomValues(rng, n) : undefined;
+      const residual = asDtype(randomValues(rng, n, -4, 4), dtype);
+      const weights = await uploadWeights(device, { w: { shape: [n, k], values: w }, ...(b ? { b: { shape: [n], values: b } } : {}) }, dtype);
+      const [wt, bt] = [weights.tensors.get('w')!, weights.tensors.get('b')];
+      const spare = 8;
+      const withSpare = new Float32Array(n + spare).fill(7);
+      withSpare.set(residual);
+      const yFused = uploadArray(device, withSpare, dtype, 'test.gemv.y_fused');
+      const yUnfused = uploadArray(device, residual, dtype, 'test.gemv.y_unfused');
+      const projected = outputBuffer(device, n, dtype === 'F16' ? 2 : 4);
+      const xBuf = uploadArray(device, x, dtype, 'test.gemv.x');
+      const ops = [
+        (bias ? fusedBias : fused).prepare('test.gemv.residual', wt, xBuf, yFused, bt),
+        (bias ? plainBias : plain).prepare('test.gemv.projection', wt, xBuf, projected, bt),
+        add.prepare('test.gemv.add', n, yUnfused, projected),
+      ];
+      await runOps(device, ops);
+      const got = await readArray(device, yFused, n + spare, dtype);
+      const unfused = await readArray(device, yUnfused, n, dtype);
+      const what = `N=${n} K=${k} bias=${bias}`;
+      expect([...got.subarray(0, n)], `${what}: the bits of gemv then add`).toEqual([...unfused]);
+      const projection = linearReference(x, asDtype(w, dtype), [1, n, k], b && asDtype(b, dtype));
+      expect(closeness(got.subarray(0, n), residualReference(projection, residual), residualAbs(projection, dtype), unitRoundoff(dtype)), what).toBeNull();
+      expect([...got.subarray(n)], `${what}: y past N untouched`).toEqual(new Array(spare).fill(7));
+      for (const op of ops) op.destroy();
+      for (const buffer of [yFused, yUnfused, projected, xBuf]) buffer.destroy();
+      weights.destroy();
+    }
+  });
+});
+
 it('reads a new x on every run of the same prepared op (the decode loop)', async () => {
   const [n, k] = [100, 64];
   const gemv = await Gemv.create(gpu.device, 'F32');
@@ -159,6 +222,7 @@ it('prepare checks shapes, dtypes, bias and aliasing', async () => {
   expect(() => plain.prepare('t', w, small, y)).toThrow(/x holds 16 bytes/);
   expect(() => plain.prepare('t', w, x, small)).toThrow(/y holds 16 bytes/);
   expect(() => plain.prepare('t', w, y, y)).toThrow(/in place/);
+  await expect(Gemv.create(gpu.device, 'F32', { residual: true, outF32: true })).rejects.toThrow(/residual writes the compute dtype/);
   if (gpu.device.features.has('shader-f16')) {
     const f16 = await Gemv.create(gpu.device, 'F16');
     expect(() => f16.prepare('t', w, x, y)).toThrow(/expected F16/);

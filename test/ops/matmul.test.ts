@@ -1,4 +1,5 @@
-// matmul: y = x·Wᵀ (+ b), F32 and F16, the subgroup, workgroup-memory and naive kernels,
+// matmul: y = x·Wᵀ (+ b), F32 and F16, the subgroup, workgroup-memory and naive kernels
+// (and the residual variant, y += x·Wᵀ (+ b), against matmul then Add bit for bit),
 // on seeded random (M, N, K) (none a multiple of the tiles; K both a multiple of 4, the
 // vector path, and not, the scalar path), with and without bias, chunked weights, f32
 // output; against a float64 reference computed from the stored values.
@@ -16,9 +17,10 @@ import {
   matmulVariants,
   NaiveMatmul,
 } from '../../src/ops/matmul.js';
+import { Add } from '../../src/ops/add.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
 import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
-import { asDtype, linearReference, nmse, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { asDtype, closeness, linearReference, nmse, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.matmul');
@@ -52,6 +54,18 @@ const SHAPES: [m: number, n: number, k: number][] = [
 const tolerance = (f16Out: boolean): number => (f16Out ? 1.01 * 2 ** -22 : 1e-10);
 
 const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
+
+/** The residual variant's reference: residual + projection, in float64. */
+const residualReference = (projection: Float64Array, residual: Float32Array): Float64Array => projection.map((v, j) => v + residual[j]);
+/** Half an ulp at 1 in the compute dtype: what one rounding to it costs, relative. */
+const unitRoundoff = (dtype: ComputeDtype): number => (dtype === 'F16' ? 2 ** -11 : 2 ** -24);
+/**
+ * The residual variant rounds twice, the projection then the sum (as the unfused ops do):
+ * the first rounding is relative to the projection, not to the sum, which may cancel, so
+ * it is bounded by the largest projection; 1e-5 of it more for the f32 sum's order.
+ */
+const residualAbs = (projection: Float64Array, dtype: ComputeDtype): number =>
+  (1.01 * unitRoundoff(dtype) + 1e-5) * projection.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
 const create = (device: GPUDevice, dtype: ComputeDtype, kernel: MatmulKernel, options: { bias?: boolean; outF32?: boolean } = {}): Promise<Matmul> =>
   kernel === 'naive' ? NaiveMatmul.create(device, dtype, options) : Matmul.create(device, dtype, { ...options, subgroups: kernel === 'subgroups' });
@@ -125,6 +139,60 @@ describe.each(['F32', 'F16'] as const)('matmul %s', (dtype) => {
   });
 });
 
+describe.each(['F32', 'F16'] as const)('matmul %s residual', (dtype) => {
+  // Named shapes (tiles ± 1, K % 4 ≠ 0) with bias on every other, the default and the small
+  // tile: the epilogue is all that differs from the plain kernel.
+  const shapes = SHAPES.slice(0, 6);
+  it.each(['subgroups', 'workgroup'] as const)(`%s kernel: y += x·Wᵀ (+ b) on ${shapes.length} shapes, the bits of matmul then Add`, async (kernel) => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said: no F16 on this adapter
+    const noSubgroups = kernel === 'subgroups' && !gpu.device.features.has('subgroups');
+    if (noSubgroups) return expect(noSubgroups).toBe(true); // said: no subgroups on this adapter
+    const { device } = gpu;
+    const subgroups = kernel === 'subgroups';
+    const add = await Add.create(device, dtype, { inPlace: true });
+    const made = new Map<string, Promise<[Matmul, Matmul]>>();
+    for (const [i, [m, n, k]] of shapes.entries()) {
+      const bias = i % 2 === 1;
+      const tileM = i % 4 >= 2 ? 8 : undefined;
+      const key = `${bias}.${tileM}`;
+      if (!made.has(key)) {
+        made.set(key, Promise.all([Matmul.create(device, dtype, { subgroups, bias, tileM, residual: true }), Matmul.create(device, dtype, { subgroups, bias, tileM })]));
+      }
+      const [fused, plain] = await made.get(key)!;
+      expect(fused.residual).toBe(true);
+      const w = randomValues(rng, n * k);
+      const x = asDtype(randomValues(rng, m * k, -2, 2), dtype);
+      const b = bias ? randomValues(rng, n) : undefined;
+      const residual = asDtype(randomValues(rng, m * n, -4, 4), dtype);
+      const weights = await uploadWeights(device, { w: { shape: [n, k], values: w }, ...(b ? { b: { shape: [n], values: b } } : {}) }, dtype);
+      const [wt, bt] = [weights.tensors.get('w')!, weights.tensors.get('b')];
+      const spare = 8;
+      const withSpare = new Float32Array(m * n + spare).fill(7);
+      withSpare.set(residual);
+      const yFused = uploadArray(device, withSpare, dtype, 'test.matmul.y_fused');
+      const yUnfused = uploadArray(device, residual, dtype, 'test.matmul.y_unfused');
+      const projected = outputBuffer(device, m * n, dtype === 'F16' ? 2 : 4);
+      const xBuf = uploadArray(device, x, dtype, 'test.matmul.x');
+      const ops = [
+        fused.prepare('test.matmul.residual', m, wt, xBuf, yFused, bt),
+        plain.prepare('test.matmul.projection', m, wt, xBuf, projected, bt),
+        add.prepare('test.matmul.add', m * n, yUnfused, projected),
+      ];
+      await runOps(device, ops);
+      const got = await readArray(device, yFused, m * n + spare, dtype);
+      const unfused = await readArray(device, yUnfused, m * n, dtype);
+      const what = `M=${m} N=${n} K=${k} bias=${bias} tileM=${fused.tileM}`;
+      expect([...got.subarray(0, m * n)], `${what}: the bits of matmul then add`).toEqual([...unfused]);
+      const projection = linearReference(x, asDtype(w, dtype), [m, n, k], b && asDtype(b, dtype));
+      expect(closeness(got.subarray(0, m * n), residualReference(projection, residual), residualAbs(projection, dtype), unitRoundoff(dtype)), what).toBeNull();
+      expect([...got.subarray(m * n)], `${what}: y past M·N untouched`).toEqual(new Array(spare).fill(7));
+      for (const op of ops) op.destroy();
+      for (const buffer of [yFused, yUnfused, projected, xBuf]) buffer.destroy();
+      weights.destroy();
+    }
+  });
+});
+
 describe.each(['F32', 'F16'] as const)('matmul %s with a small tile (tileM 8, for short prefills)', (dtype) => {
   it.each(['subgroups', 'workgroup'] as const)('%s kernel: seeded shapes, M around and past the tile', async (kernel) => {
     if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said: no F16 on this adapter
@@ -150,6 +218,8 @@ it('picks the subgroup kernel where subgroups fit in a workgroup, else workgroup
   expect((await Matmul.create(noSubgroups.device, 'F32')).kernel).toBe('workgroup');
   await expect(Matmul.create(noSubgroups.device, 'F32', { subgroups: true })).rejects.toThrow(/'subgroups'/);
   await expect(Matmul.create(gpu.device, 'F32', { naive: true, subgroups: true })).rejects.toThrow(/naive kernel uses no subgroups/);
+  await expect(Matmul.create(gpu.device, 'F32', { naive: true, residual: true })).rejects.toThrow(/naive kernel has no residual/);
+  await expect(Matmul.create(gpu.device, 'F32', { residual: true, outF32: true })).rejects.toThrow(/residual writes the compute dtype/);
 });
 
 it('prepare checks shapes, dtypes, bias, sizes, aliasing and the workgroup limit', async () => {
