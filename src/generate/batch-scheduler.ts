@@ -15,6 +15,14 @@
 // request arriving while others decode waits at most one chunk per 64 prompt ids plus one
 // decode step for its first token.
 //
+// A request with a grammar (options.grammar) is compiled once, in submit(), against the
+// model's vocabulary (backend.vocabSize rows, the tokenizer's tokens, the request's eos ids).
+// Each decode step fills its row's allowed-token mask (one Uint32Array per slot, reused)
+// before the pass, the backend's sampler applies it on the GPU, and the drawn id advances
+// the matcher; the reply ends with stopReason 'eos' once the grammar is complete and
+// nothing else may follow. Filling costs host time while no pass runs (the next step's mask
+// depends on this step's id).
+//
 // Every reply is a stream of deltas (an async generator, as generate() yields); its
 // consumer may stop early (the sequence is cancelled and its slot freed) or abort it with
 // its signal.
@@ -23,6 +31,7 @@ import { SluiceError } from '../errors.js';
 import type { TokenLogprobs } from '../ops/logprobs.js';
 import type { SamplingParams } from '../ops/sample.js';
 import type { Tokenizer } from '../text/tokenizer.js';
+import { GrammarConstraint } from './constraint.js';
 import type { GenerateOptions, GenerationDelta, GenerationStats, StopReason } from './generate.js';
 import { Reply } from './reply.js';
 import type { SamplerConfig } from './row-sampler.js';
@@ -35,6 +44,8 @@ export interface BatchRow {
   position: number;
   /** Tokens this sequence sampled before this row (its RNG counter). */
   step: number;
+  /** Grammar-constrained rows: the ids allowed (bit i & 31 of word i >> 5 = id i); decode() must draw only these. */
+  mask?: Uint32Array;
 }
 
 /** What the scheduler runs on: a model with `slots` KV cache slots and its sampler. */
@@ -44,6 +55,14 @@ export interface BatchBackend {
   readonly contextLength: number;
   /** Most ids of one prefill call. */
   readonly prefillChunk: number;
+  /**
+   * Rows of the logits (the model's vocabulary, masks have ceil(vocabSize / 32) words).
+   * Grammar-constrained requests need it: a backend without it does not apply masks, and
+   * the scheduler refuses them (USAGE).
+   */
+  readonly vocabSize?: number;
+  /** Host ms the last decode spent copying and uploading masks (counted in GrammarStats). */
+  readonly lastMaskMs?: number;
   /**
    * A sequence takes `slot`: its sampling configuration (its own seed: a random one when
    * the request gave none) and where its prompt ends (the penalties count what follows).
@@ -80,6 +99,8 @@ interface Slot {
   owner: Sequence | null;
   /** Scheduler step when the slot was last released (LRU among equal prefixes). */
   releasedAt: number;
+  /** The allowed-token mask of the slot's constrained sequences, made at the first one. */
+  mask: Uint32Array | null;
 }
 
 type Phase = 'waiting' | 'prefill' | 'decode' | 'done';
@@ -113,6 +134,7 @@ class Sequence {
     readonly sampling: SamplerConfig,
     readonly reply: Reply,
     readonly signal: AbortSignal | undefined,
+    readonly constraint: GrammarConstraint | null,
   ) {}
 
   emit(delta: GenerationDelta): void {
@@ -146,7 +168,7 @@ export class BatchScheduler {
     private readonly options: BatchOptions = {},
   ) {
     if (!Number.isInteger(backend.slots) || backend.slots < 1) throw new SluiceError('USAGE', `a batch needs at least one slot, not ${backend.slots}`);
-    this.slotState = Array.from({ length: backend.slots }, () => ({ cached: [], owner: null, releasedAt: -1 }));
+    this.slotState = Array.from({ length: backend.slots }, () => ({ cached: [], owner: null, releasedAt: -1, mask: null }));
     this.maxQueue = options.maxQueue ?? 16;
   }
 
@@ -178,8 +200,9 @@ export class BatchScheduler {
       throw new SluiceError('BUSY', `the model is busy: ${this.waiting.length} requests already waiting (limit ${this.maxQueue})`);
     }
     const sampling = samplingOf(this.options.defaults, options);
-    const reply = new Reply(this.options.tokenizer, prompt, { maxTokens: options.maxTokens, stop: options.stop, eosIds: options.eosIds ?? this.options.eosIds });
-    const seq = new Sequence(prompt, sampling, reply, options.signal);
+    const eosIds = options.eosIds ?? this.options.eosIds ?? [];
+    const reply = new Reply(this.options.tokenizer, prompt, { maxTokens: options.maxTokens, stop: options.stop, eosIds });
+    const seq = new Sequence(prompt, sampling, reply, options.signal, options.grammar ? this.constraintOf(options.grammar, eosIds) : null);
     const onAbort = () => this.cancel(seq);
     options.signal?.addEventListener('abort', onAbort, { once: true });
     this.waiting.push(seq);
@@ -196,6 +219,13 @@ export class BatchScheduler {
       options.signal?.removeEventListener('abort', onAbort);
       if (seq.phase !== 'done') this.cancel(seq); // the consumer stopped early
     }
+  }
+
+  /** The request's grammar, compiled against the model's vocabulary (USAGE when it cannot be). */
+  private constraintOf(grammar: NonNullable<GenerateOptions['grammar']>, eosIds: readonly number[]): GrammarConstraint {
+    const { vocabSize } = this.backend;
+    if (vocabSize === undefined) throw new SluiceError('USAGE', 'grammar: this backend cannot constrain output (it applies no token masks)');
+    return GrammarConstraint.create(grammar, this.options.tokenizer, vocabSize, eosIds);
   }
 
   /** Forgets every slot's cached ids (the next requests prefill from scratch). */
@@ -300,24 +330,63 @@ export class BatchScheduler {
       return seq.phase === 'decode';
     });
     if (!live.length) return;
-    const sampled = await this.backend.decode(
-      live.map((seq) => ({ slot: seq.slot, id: seq.next, position: seq.position, step: seq.reply.generated })),
-    );
-    live.forEach((seq, r) => {
+    const batch: BatchRow[] = [];
+    let masked = 0;
+    for (const seq of live) {
+      const row: BatchRow = { slot: seq.slot, id: seq.next, position: seq.position, step: seq.reply.generated };
+      if (seq.constraint) {
+        try {
+          row.mask = this.maskOf(seq);
+          masked++;
+        } catch (e) {
+          // No token can continue this sequence's output: it alone ends, with the error.
+          seq.error = e;
+          this.finish(seq, 'abort');
+          continue;
+        }
+      }
+      batch.push(row);
+    }
+    if (!batch.length) return;
+    const decoded = live.filter((seq) => seq.phase === 'decode');
+    const sampled = await this.backend.decode(batch);
+    const uploadShare = masked ? (this.backend.lastMaskMs ?? 0) / masked : 0;
+    decoded.forEach((seq, r) => {
       const id = sampled[r];
       // The fed id is now in the cache at `position`.
       this.slotState[seq.slot].cached.push(seq.next);
       seq.position++;
       if (seq.firstAt === 0) seq.firstAt = performance.now();
+      if (seq.constraint) {
+        seq.constraint.addMaskTime(uploadShare);
+        try {
+          seq.constraint.accept(id); // the mask made any other id impossible
+        } catch (e) {
+          seq.error = e;
+          this.finish(seq, 'abort');
+          return;
+        }
+      }
       const step = seq.reply.push(id);
       if (step.stop !== 'eos') seq.ids.push(id);
       if (step.delta) {
         const logprobs = seq.sampling.logprobs !== undefined ? this.backend.logprobsOf(r) : null;
         seq.emit(logprobs ? { ...step.delta, logprobs: [logprobs] } : step.delta);
       }
-      if (step.stop) this.finish(seq, step.stop);
+      // A complete grammar allows only eos next: end here rather than spend a pass drawing it.
+      const stop = step.stop ?? (seq.constraint?.done ? 'eos' : undefined);
+      if (stop) this.finish(seq, stop);
       else seq.next = id;
     });
+  }
+
+  /** Fills the slot's reused mask with the ids the sequence's grammar allows next. */
+  private maskOf(seq: Sequence): Uint32Array {
+    const slot = this.slotState[seq.slot];
+    const words = Math.ceil(this.backend.vocabSize! / 32);
+    if (!slot.mask || slot.mask.length !== words) slot.mask = new Uint32Array(words);
+    seq.constraint!.fill(slot.mask);
+    return slot.mask;
   }
 
   /** Ends a sequence: its slot keeps what it cached; the consumer gets the tail and the end. */
@@ -357,6 +426,7 @@ export class BatchScheduler {
       position: seq.cachedAtEnd,
       reusedTokens: seq.reused,
       slot: seq.slot,
+      ...(seq.constraint && { grammar: { ...seq.constraint.stats } }),
     };
   }
 }

@@ -2,6 +2,8 @@
 // sampling on the GPU, as an async iterator of deltas. Text, when a tokenizer is given,
 // is detokenized incrementally (never half a UTF-8 character) and cut at stop strings
 // matched across token boundaries. The iterator's return value is the run's statistics.
+// With options.grammar each step's allowed-token mask is filled on the host and applied by
+// the GPU sampler (constraint.ts), as the batch scheduler does.
 
 import { SluiceError } from '../errors.js';
 import type { CompiledGrammar, GrammarSource } from '../grammar/index.js';
@@ -11,12 +13,14 @@ import { DEFAULT_SAMPLING, type SamplingParams } from '../ops/sample.js';
 import { Detokenizer } from '../text/detokenizer.js';
 import { StopMatcher } from '../text/stop.js';
 import type { Tokenizer } from '../text/tokenizer.js';
+import { GrammarConstraint, type GrammarStats } from './constraint.js';
 import { checkSamplerOptions, type SamplerConfig } from './row-sampler.js';
 import type { GpuSampler } from './sampler.js';
 
 export type { TokenLogprob, TokenLogprobs } from '../ops/logprobs.js';
 export { LOGIT_BIAS_MAX, LOGPROBS_MAX } from './row-sampler.js';
 export type { CompiledGrammar, GrammarSource } from '../grammar/index.js';
+export type { GrammarStats } from './constraint.js';
 
 export interface GenerateOptions extends Partial<SamplingParams> {
   /** OpenAI's frequency_penalty, in [−2, 2]: logit −= count · this, where count is how many
@@ -74,6 +78,8 @@ export interface GenerationStats {
   stopReason: StopReason;
   /** Cache positions used after this run (the next turn starts here). */
   position: number;
+  /** With options.grammar: compile time and the host time of its masks. */
+  grammar?: GrammarStats;
 }
 
 export interface GenerateContext {
@@ -98,6 +104,9 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
   sampler.configure({ ...DEFAULT_SAMPLING, ...definedOnly(options) }); // throws USAGE on an option out of range
   const withLogprobs = options.logprobs !== undefined;
   const eos = new Set(options.eosIds ?? []);
+  const vocab = model.config.vocabSize;
+  const constraint = options.grammar ? GrammarConstraint.create(options.grammar, tokenizer, vocab, options.eosIds ?? []) : null;
+  const mask = constraint ? new Uint32Array(Math.ceil(vocab / 32)) : undefined;
   const detokenizer = tokenizer ? new Detokenizer(tokenizer, { skipSpecialTokens: true, context: promptIds.slice(-8) }) : null;
   const stops = options.stop?.length ? new StopMatcher(options.stop) : null;
 
@@ -116,7 +125,12 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
       stopReason = 'context';
       break;
     }
-    const id = await sampler.next(pending, position);
+    constraint?.fill(mask!);
+    const id = await sampler.next(pending, position, mask);
+    if (constraint) {
+      constraint.addMaskTime(sampler.lastMaskMs);
+      constraint.accept(id); // the mask made any other id impossible
+    }
     const logprobs = withLogprobs ? [sampler.logprobs()!] : undefined; // computed and read back only when asked
     position += pending.length;
     if (generated === 0) firstAt = performance.now();
@@ -137,6 +151,11 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
       }
     }
     yield { text, ids: [id], ...(logprobs && { logprobs }) };
+    // A complete grammar allows only eos next: end here rather than spend a pass drawing it.
+    if (constraint?.done) {
+      stopReason = 'eos';
+      break;
+    }
   }
   // The last sampled id is not in the cache yet: the next turn's prompt must start with
   // it (or the caller drops it), so `position` counts only what the cache holds.
@@ -156,6 +175,7 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
     decodeTokensPerSecond: generated > 1 ? (generated - 1) / decodeSeconds : 0,
     stopReason,
     position,
+    ...(constraint && { grammar: { ...constraint.stats } }),
   };
 }
 

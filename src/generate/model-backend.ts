@@ -1,7 +1,8 @@
 // The batch scheduler's backend on a LlamaModel with `slots` KV cache slots: prefill
 // chunks go straight to the model (no LM head), a decode step is one forward pass over
 // its rows with the RowSampler's dispatch in the same command buffer, and one read back
-// of 4 bytes a row (plus the logprobs a row asked for).
+// of 4 bytes a row (plus the logprobs a row asked for). A row's grammar mask goes to the
+// sampler, which applies it in the same dispatch.
 
 import type { TokenLogprobs } from '../ops/logprobs.js';
 import type { LlamaModel } from '../model/llama.js';
@@ -44,6 +45,14 @@ export class ModelBatchBackend implements BatchBackend {
     return this.model.contextLength;
   }
 
+  get vocabSize(): number {
+    return this.model.config.vocabSize;
+  }
+
+  get lastMaskMs(): number {
+    return this.sampler.lastMaskMs;
+  }
+
   begin(slot: number, config: SamplerConfig, promptLength: number): void {
     this.sampler.configure(slot, config, promptLength);
   }
@@ -55,13 +64,14 @@ export class ModelBatchBackend implements BatchBackend {
 
   async decode(rows: readonly BatchRow[]): Promise<Uint32Array> {
     for (let i = 0; i < rows.length; i++) {
-      const { slot, id, position, step } = rows[i];
+      const { slot, id, position, step, mask } = rows[i];
       this.one[0] = id;
       this.sampler.remember(slot, this.one, position);
       const request = this.requests[i];
       request.slot = slot;
       request.step = step;
       request.historyLength = position + 1;
+      request.mask = mask;
     }
     this.model.decodeRows(rows, (encoder) => this.sampler.sampleRows(encoder, this.views[rows.length]));
     return this.sampler.readRows();

@@ -9,13 +9,19 @@
 // LOGIT_BIAS_MAX entries, uploaded once per request by configure()). A step names, per
 // logits row, the slot it samples for, its RNG step and its history length.
 //
-// Per step on the host: one writeBuffer for the rows (a second when a row wants logprobs),
-// one mapAsync; no allocation but the mapped range's views when no row wants logprobs.
+// A row may carry an allowed-token mask (constrained decoding): the sample kernel then draws
+// only the ids it allows. The masks of a step go up in one writeBuffer over the rows from
+// the first masked to the last ((rows, ceil(vocab / 32)) u32; 19 KB a row for 150k ids);
+// a step with no masked row sends nothing more.
+//
+// Per step on the host: one writeBuffer for the rows (a second when a row wants logprobs,
+// another when a row is masked), one mapAsync; no allocation but the mapped range's views
+// when no row wants logprobs.
 
 import { SluiceError } from '../errors.js';
 import { decodeLogprobs, Logprobs, LOGPROBS_RECORD_WORDS, LOGPROBS_TOP_MAX, logprobsRecordBytes, type PreparedLogprobs, type TokenLogprobs } from '../ops/logprobs.js';
 import { encodeOp } from '../ops/op.js';
-import { NO_PENALTIES, type PenaltyParams, type PreparedSampleRows, Sample, type SampleRowConfig, type SamplingParams } from '../ops/sample.js';
+import { maskWords, NO_PENALTIES, type PenaltyParams, type PreparedSampleRows, Sample, type SampleRowConfig, type SamplingParams } from '../ops/sample.js';
 
 /** Most logitBias entries a request may give (OpenAI documents 300; vLLM takes any). */
 export const LOGIT_BIAS_MAX = 1024;
@@ -38,6 +44,8 @@ export interface RowRequest {
   step: number;
   /** Ids of the slot's history the penalties see (its cache length, the new ids included). */
   historyLength: number;
+  /** Allowed ids of this step (bit i & 31 of word i >> 5 = id i), ≥ ceil(vocab / 32) words; absent → all. */
+  mask?: Uint32Array;
 }
 
 export interface RowSamplerOptions {
@@ -90,8 +98,13 @@ export class RowSampler {
   private readonly records: Uint32Array;
   private readonly one = new Uint32Array(1);
   private readonly idsBytes: number; // where the records start in readback (8-aligned)
+  /** (rows, maskWords) staging of the masks of a step, sent with one writeBuffer. */
+  private readonly masks: Uint32Array<ArrayBuffer>;
+  private readonly maskWords: number;
   private count = 0; // rows encoded by the last sampleRows
   private mapBytes = 0; // bytes of readback that step filled
+  /** Host ms the last sampleRows spent copying and uploading masks (0 when no row was masked). */
+  lastMaskMs = 0;
 
   private constructor(
     private readonly device: GPUDevice,
@@ -101,8 +114,10 @@ export class RowSampler {
     readonly contextLength: number,
     private readonly sample: PreparedSampleRows,
     private readonly logprobsOp: PreparedLogprobs,
-    private readonly buffers: { history: GPUBuffer; bias: GPUBuffer; out: GPUBuffer; records: GPUBuffer; readback: GPUBuffer },
+    private readonly buffers: { history: GPUBuffer; bias: GPUBuffer; out: GPUBuffer; records: GPUBuffer; readback: GPUBuffer; mask: GPUBuffer },
   ) {
+    this.maskWords = maskWords(vocab);
+    this.masks = new Uint32Array(rows * this.maskWords);
     this.configs = new Array<SampleRowConfig | undefined>(slots).fill(undefined);
     this.slotTop = new Int32Array(slots).fill(-1);
     this.rowTop = new Int32Array(rows).fill(-1);
@@ -132,12 +147,13 @@ export class RowSampler {
       const bias = buffer('bias', slots * LOGIT_BIAS_MAX * 8, S | GPUBufferUsage.COPY_DST); // (slots, LOGIT_BIAS_MAX) (id, f32)
       const out = buffer('out', rows * 4, S | GPUBufferUsage.COPY_SRC); // (rows,) u32 sampled ids
       const records = buffer('records', rows * LOGPROBS_RECORD_WORDS * 4, S | GPUBufferUsage.COPY_SRC); // (rows, record) u32
+      const mask = buffer('mask', rows * maskWords(vocab) * 4, S | GPUBufferUsage.COPY_DST); // (rows, ceil(vocab / 32)) u32
       const readback = buffer('readback', Math.ceil((rows * 4) / 8) * 8 + rows * LOGPROBS_RECORD_WORDS * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-      const sampleOp = sample.prepareRows(label, vocab, rows, { logits, history, bias, out });
+      const sampleOp = sample.prepareRows(label, vocab, rows, { logits, history, bias, out, mask });
       made.push(sampleOp);
       const logprobsOp = logprobs.prepare(`${label}.logprobs`, vocab, rows, { logits, ids: out, out: records });
       made.push(logprobsOp);
-      return new RowSampler(device, vocab, rows, slots, contextLength, sampleOp, logprobsOp, { history, bias, out, records, readback });
+      return new RowSampler(device, vocab, rows, slots, contextLength, sampleOp, logprobsOp, { history, bias, out, records, readback, mask });
     } catch (e) {
       for (const m of made) m.destroy();
       throw e;
@@ -206,18 +222,37 @@ export class RowSampler {
     const count = rows.length;
     if (count < 1 || count > this.rows) throw new Error(`sampler: ${count} rows, this sampler takes 1 to ${this.rows}`);
     let logprobRows = 0;
+    let firstMasked = -1;
+    let lastMasked = -1;
+    let maskMs = 0;
     for (let i = 0; i < count; i++) {
-      const { slot, step, historyLength } = rows[i];
+      const { slot, step, historyLength, mask } = rows[i];
       this.checkSlot(slot);
       const config = this.configs[slot];
       if (!config) throw new Error(`sampler: slot ${slot} has no request (configure it first)`);
       if (!(historyLength <= this.contextLength)) throw new Error(`sampler: history length ${historyLength} of slot ${slot} is past its ${this.contextLength} ids`);
-      this.sample.setRow(i, config, step, historyLength);
+      if (mask) {
+        if (mask.length < this.maskWords) throw new Error(`sampler: the mask of row ${i} has ${mask.length} words; ${this.vocab} ids need ${this.maskWords}`);
+        const started = performance.now();
+        this.masks.set(mask.length === this.maskWords ? mask : mask.subarray(0, this.maskWords), i * this.maskWords);
+        maskMs += performance.now() - started;
+        if (firstMasked < 0) firstMasked = i;
+        lastMasked = i;
+      }
+      this.sample.setRow(i, config, step, historyLength, mask !== undefined);
       const top = this.slotTop[slot];
       this.rowTop[i] = top;
       this.logprobsOp.setRow(i, top < 0 ? null : top);
       if (top >= 0) logprobRows++;
     }
+    if (firstMasked >= 0) {
+      // Rows in between that are not masked send stale words they never read: still one write.
+      const started = performance.now();
+      const w = this.maskWords;
+      this.device.queue.writeBuffer(this.buffers.mask, firstMasked * w * 4, this.masks, firstMasked * w, (lastMasked - firstMasked + 1) * w);
+      maskMs += performance.now() - started;
+    }
+    this.lastMaskMs = maskMs;
     this.sample.upload(count);
     if (logprobRows) this.logprobsOp.upload(count);
     const pass = encoder.beginComputePass(PASS);

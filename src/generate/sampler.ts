@@ -3,6 +3,7 @@
 // GPU, and the host reads back 4 bytes a token (+ 8 · (top + 1) when logprobs are asked).
 // Everything is made once per model; a token costs two small writes (its id into the
 // history, the row's step) and one small read, and allocates nothing without logprobs.
+// A constrained step also sends its allowed-token mask (ceil(vocab / 32) u32).
 
 import type { LlamaModel } from '../model/llama.js';
 import type { TokenLogprobs } from '../ops/logprobs.js';
@@ -46,9 +47,9 @@ export class GpuSampler {
    * Runs the model on `ids` at `start` with sampling in the same command buffer, and
    * returns the sampled id. The penalties see every id up to and including these; the
    * first call of a request takes `ids` as its prompt (frequency and presence count what
-   * comes after).
+   * comes after). `mask`: draw only the ids it allows (bit i & 31 of word i >> 5).
    */
-  async next(ids: readonly number[], start: number): Promise<number> {
+  async next(ids: readonly number[], start: number, mask?: Uint32Array): Promise<number> {
     const end = start + ids.length;
     if (!this.started) {
       this.rows.configure(0, this.config, end); // uploads the logit bias once per request
@@ -56,9 +57,15 @@ export class GpuSampler {
     }
     this.remember(ids, start);
     this.request.historyLength = end;
+    this.request.mask = mask;
     await this.model.forward(ids, start, this.encodeSampling);
     this.request.step++;
     return (await this.rows.readRows())[0];
+  }
+
+  /** Host ms the last next() spent copying and uploading its mask. */
+  get lastMaskMs(): number {
+    return this.rows.lastMaskMs;
   }
 
   /** After next(): the sampled token's logprobs when the request asked for them, else null. */
