@@ -24,40 +24,50 @@ export function splitRows(device: GPUDevice, tensor: GpuTensor, parts: readonly 
   const encoder = device.createCommandEncoder({ label: `split.${tensor.name}` });
   let first = 0;
   const out = parts.map((part) => {
-    const rowsPerChunk = Math.max(1, Math.min(part.rows, Math.floor(maxChunkBytes / rowBytes)));
-    const chunks: GpuTensorChunk[] = [];
-    for (let at = 0; at < part.rows || chunks.length === 0; at += rowsPerChunk) {
-      const chunkRows = Math.min(rowsPerChunk, part.rows - at);
-      const byteLength = chunkRows * rowBytes;
-      const buffer = device.createBuffer({
-        label: `${part.name}.chunk${chunks.length}`,
-        size: Math.max(BUFFER_ALIGNMENT, alignUp(byteLength, BUFFER_ALIGNMENT)),
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
-      });
-      copyRows(encoder, tensor, first + at, chunkRows, rowBytes, buffer);
-      chunks.push({ buffer, firstRow: at, rows: chunkRows, byteLength });
-    }
+    const from = first;
     first += part.rows;
-    return {
-      name: part.name,
-      shape: [part.rows, ...tensor.shape.slice(1)],
-      storageDtype: tensor.storageDtype,
-      dtype: tensor.dtype,
-      chunks,
-      rowsPerChunk,
-      byteLength: part.rows * rowBytes,
-    } satisfies GpuTensor;
+    const like = { name: part.name, shape: [part.rows, ...tensor.shape.slice(1)], storageDtype: tensor.storageDtype, dtype: tensor.dtype };
+    return chunkedTensor(device, like, rowBytes, maxChunkBytes, (buffer, at, count) => copyRows(encoder, tensor, from + at, count, rowBytes, buffer));
   });
   device.queue.submit([encoder.finish()]);
   return out;
 }
 
-/** Rows [from, from + count) of `src`, wherever its chunks hold them, to the start of `dst`. */
-function copyRows(encoder: GPUCommandEncoder, src: GpuTensor, from: number, count: number, rowBytes: number, dst: GPUBuffer): void {
+/**
+ * A tensor of `like`'s name, shape and dtypes in new buffers chunked as the loader chunks
+ * (whole rows, at most `maxChunkBytes` a buffer); `fill(buffer, firstRow, rows)` encodes
+ * the copies that fill each chunk.
+ */
+export function chunkedTensor(
+  device: GPUDevice,
+  like: Pick<GpuTensor, 'name' | 'shape' | 'storageDtype' | 'dtype'>,
+  rowBytes: number,
+  maxChunkBytes: number,
+  fill: (buffer: GPUBuffer, firstRow: number, rows: number) => void,
+): GpuTensor {
+  const rows = like.shape[0];
+  const rowsPerChunk = Math.max(1, Math.min(rows, Math.floor(maxChunkBytes / rowBytes)));
+  const chunks: GpuTensorChunk[] = [];
+  for (let at = 0; at < rows || chunks.length === 0; at += rowsPerChunk) {
+    const chunkRows = Math.min(rowsPerChunk, rows - at);
+    const byteLength = chunkRows * rowBytes;
+    const buffer = device.createBuffer({
+      label: `${like.name}.chunk${chunks.length}`,
+      size: Math.max(BUFFER_ALIGNMENT, alignUp(byteLength, BUFFER_ALIGNMENT)),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+    });
+    fill(buffer, at, chunkRows);
+    chunks.push({ buffer, firstRow: at, rows: chunkRows, byteLength });
+  }
+  return { ...like, chunks, rowsPerChunk, byteLength: rows * rowBytes };
+}
+
+/** Rows [from, from + count) of `src`, wherever its chunks hold them, to `dst` from byte `at` (default its start). */
+export function copyRows(encoder: GPUCommandEncoder, src: GpuTensor, from: number, count: number, rowBytes: number, dst: GPUBuffer, at = 0): void {
   for (const chunk of src.chunks) {
     const a = Math.max(from, chunk.firstRow);
     const b = Math.min(from + count, chunk.firstRow + chunk.rows);
     if (a >= b) continue;
-    encoder.copyBufferToBuffer(chunk.buffer, (a - chunk.firstRow) * rowBytes, dst, (a - from) * rowBytes, (b - a) * rowBytes);
+    encoder.copyBufferToBuffer(chunk.buffer, (a - chunk.firstRow) * rowBytes, dst, at + (a - from) * rowBytes, (b - a) * rowBytes);
   }
 }

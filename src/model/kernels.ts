@@ -87,6 +87,8 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     attention: Attention.create(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),
     // fused gate_up_proj (Phi-3): one input, each row [gate | up]
     mlpAct: Swiglu.create(device, dtype, { act: f.act, fused: f.fused }),
+    // separate dense gate_proj/up_proj joined at load into one [gate; up] (LlamaModel.joinGateUp): quantized ones stay apart
+    mlpActJoined: !f.fused && needs.quantized === null ? Swiglu.create(device, dtype, { act: f.act, fused: true }) : null,
     add: Add.create(device, dtype, { inPlace: true }),
     softcap: f.finalSoftcap !== null ? Softcap.create(device) : null,
   };

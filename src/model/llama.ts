@@ -16,6 +16,7 @@ import { readPackedIndices } from '../gpu/load-prequantized.js';
 import { type DtypeChoice, type GpuTensors, loadTensors, resolveComputeDtype } from '../gpu/load-tensors.js';
 import { readBuffer } from '../gpu/read-back.js';
 import type { QuantKind } from '../gpu/quantized-tensor.js';
+import { concatRows } from '../gpu/concat-rows.js';
 import { splitRows } from '../gpu/split-rows.js';
 import { Step } from '../gpu/step.js';
 import { Gemv } from '../ops/gemv.js';
@@ -94,6 +95,7 @@ export class LlamaModel {
   private readonly rowSlots: Uint32Array[];
   private ropeTables: RopeTable[] = []; // one per distinct rope, switched by sequence length
   private history!: Uint32Array; // (contextLength,) the id at each cached position, for a re-run
+  private readonly joinedGateUp = new Map<number, string>(); // layer → its [gate; up] tensor (joinGateUp)
   /** (slots, V) f32: row r the logits of the r-th row of the last decodeRows (row 0 after forward). */
   logits!: GPUBuffer;
 
@@ -162,7 +164,9 @@ export class LlamaModel {
     }
     const model = new LlamaModel(device, config, weights.computeDtype, contextLength, weights, names, slots);
     try {
-      model.build(model.own(await kernels));
+      const ops = model.own(await kernels);
+      await model.joinGateUp(ops);
+      model.build(ops);
     } catch (e) {
       model.dispose();
       throw e;
@@ -197,6 +201,29 @@ export class LlamaModel {
     return x;
   }
 
+  /**
+   * Dense gate_proj and up_proj of a layer → one (2I, h) tensor of rows [gate; up] by GPU
+   * copies, so the MLP runs one linear into [gate | up] per token row and the fused
+   * activation (Phi-3's layout): one dispatch fewer per layer. Quantized weights and
+   * biased gate/up stay separate. One layer at a time, its two sources freed before the
+   * next, so device memory peaks at one layer's gate and up more than the loaded weights.
+   */
+  private async joinGateUp(ops: Kernels): Promise<void> {
+    if (!ops.mlpActJoined) return;
+    for (const [i, l] of this.names.layers.entries()) {
+      if ('fused' in l.gateUp || l.gateBias !== null || l.upBias !== null) continue;
+      const [gate, up] = [this.weights.get(l.gateUp.gate), this.weights.get(l.gateUp.up)];
+      if (!gate || !up) continue; // quantized (in weights.quantized): their own kernels
+      const name = `${l.gateUp.gate}+${l.gateUp.up}`;
+      this.weights.set(name, concatRows(this.device, name, [gate, up]));
+      this.weights.delete(l.gateUp.gate);
+      this.weights.delete(l.gateUp.up);
+      this.joinedGateUp.set(i, name);
+      await this.device.queue.onSubmittedWorkDone();
+      for (const t of [gate, up]) t.chunks.forEach((c) => c.buffer.destroy());
+    }
+  }
+
   private build(ops: Kernels): void {
     const { device, config, dtype } = this;
     const { hiddenSize: h, intermediateSize: inter, numHeads, numKvHeads, headDim, vocabSize, features: f } = config;
@@ -224,6 +251,7 @@ export class LlamaModel {
     const S = this.slots;
     this.lastRow = this.buffer('model.last_row', S * h * w); // (S, h): decode rows (prefill's last row lands in row 0)
     this.logits = this.buffer('model.logits', S * vocabSize * 4); // (S, V) f32
+    const [joined, L] = [this.joinedGateUp.size, this.names.layers.length];
     const act = (name: string, rows: number) => ({
       normed: this.buffer(`model.${name}.normed`, rows * h * w), // (T, h)
       // q/k straight out of their projections when a per-head norm follows (Qwen3, Gemma 3)
@@ -235,8 +263,8 @@ export class LlamaModel {
       attn: this.buffer(`model.${name}.attn`, rows * qDim * w), // (T, nHeads, headDim)
       proj: this.buffer(`model.${name}.proj`, rows * h * w), // (T, h) o_proj / down_proj output
       projNormed: f.sandwichNorms ? this.buffer(`model.${name}.proj_normed`, rows * h * w) : null, // (T, h) Gemma's post norms
-      gateUp: this.buffer(`model.${name}.gate_up`, rows * (f.fused ? 2 : 1) * inter * w), // (T, 2I) [gate | up] per row (fused), else (T, I) gate
-      up: f.fused ? null : this.buffer(`model.${name}.up`, rows * inter * w), // (T, I)
+      gateUp: this.buffer(`model.${name}.gate_up`, rows * (f.fused || joined > 0 ? 2 : 1) * inter * w), // (T, 2I) [gate | up] per row (fused or joined), else (T, I) gate
+      up: f.fused || joined === L ? null : this.buffer(`model.${name}.up`, rows * inter * w), // (T, I)
       mlp: this.buffer(`model.${name}.mlp`, rows * inter * w), // (T, I) act(gate)·up
       // an act-order linear's input, its columns in the order its weight was repacked to
       permuted: perms.size ? this.buffer(`model.${name}.permuted`, rows * permutedWidth * w) : null, // (T, K)
@@ -338,10 +366,15 @@ export class LlamaModel {
         project(`${p}.o_proj`, l.o, l.oBias, b.attn, `${p}.attn_residual`, l.postAttnNorm);
         // ── MLP: x = x + post?(down_proj(act(gate_proj(rms(x))) · up_proj(rms(x))))
         norm(`${p}.pre_mlp_norm`, l.preMlpNorm, x, b.normed);
+        const joinedGateUp = this.joinedGateUp.get(i);
         if ('fused' in l.gateUp) {
           // gate_up_proj's rows are [gate; up]: each output row is [gate | up] (modeling_phi3.py chunk(2))
           linear(`${p}.gate_up_proj`, l.gateUp.fused, null, b.normed, b.gateUp);
           add(ops.mlpAct.prepare(`${p}.mlp_act`, rows, inter, [b.gateUp], b.mlp));
+        } else if (joinedGateUp !== undefined) {
+          // gate_proj and up_proj joined at load (joinGateUp): the same [gate | up] rows
+          linear(`${p}.gate_up_proj`, joinedGateUp, null, b.normed, b.gateUp);
+          add(ops.mlpActJoined!.prepare(`${p}.mlp_act`, rows, inter, [b.gateUp], b.mlp));
         } else {
           linear(`${p}.gate_proj`, l.gateUp.gate, l.gateBias, b.normed, b.gateUp);
           linear(`${p}.up_proj`, l.gateUp.up, l.upBias, b.normed, b.up!);
