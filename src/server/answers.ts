@@ -3,11 +3,16 @@
 // dressed up as a finished one: before anything is sent it is an error status (503 on
 // shutdown), mid-stream an error event `data: {"error": {...}}` and the end of the stream,
 // with no finish chunk and no [DONE].
+//
+// Tool calls (chat): the whole answer's message has `tool_calls` (content null when the
+// reply was only calls) and finish_reason "tool_calls"; a stream sends each call as OpenAI
+// does — a chunk with its index, id, type and function.name (arguments ""), then its
+// arguments — once the call is complete, after the content before it.
 
 import type { ServerResponse } from 'node:http';
-import type { CompletionStats } from '../generate/engine.js';
-import type { GenerationDelta } from '../generate/generate.js';
+import type { ChatDelta, CompletionStats } from '../generate/engine.js';
 import type { Tokenizer } from '../text/tokenizer.js';
+import type { ToolCall } from '../text/tool-calls.js';
 import { ChoiceLogprobs } from './logprobs.js';
 import { ApiError, type CompletionRequest, finishReason } from './openai.js';
 
@@ -21,7 +26,7 @@ export interface AnswerMeta {
 }
 
 /** Starts the generation of choice `index` (the engine call). */
-export type StartChoice = (index: number) => AsyncGenerator<GenerationDelta, CompletionStats>;
+export type StartChoice = (index: number) => AsyncGenerator<ChatDelta, CompletionStats>;
 
 interface Usage {
   prompt_tokens: number;
@@ -32,7 +37,7 @@ interface Usage {
 interface AnswerWriter {
   /** Choice `index` took its first step (its prompt is valid and it has the model). */
   begin(index: number): void;
-  delta(index: number, delta: GenerationDelta): void;
+  delta(index: number, delta: ChatDelta): void;
   /** Choice `index` ended normally; `usage` is given with the last choice. */
   finish(index: number, reason: string, usage?: Usage): void;
   end(usage: Usage): void;
@@ -54,8 +59,10 @@ export async function answer(res: ServerResponse, start: StartChoice, request: C
       // output are the request's own status.
       let r = await run.next();
       writer.begin(index);
+      let calledTools = false;
       while (!r.done) {
         writer.delta(index, r.value);
+        calledTools ||= (r.value.toolCalls?.length ?? 0) > 0;
         r = await run.next();
       }
       const stats = r.value;
@@ -63,7 +70,7 @@ export async function answer(res: ServerResponse, start: StartChoice, request: C
       usage.prompt_tokens = stats.promptTokens;
       usage.completion_tokens += stats.completionTokens;
       usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
-      writer.finish(index, finishReason(stats.stopReason), index === request.n - 1 ? usage : undefined);
+      writer.finish(index, finishReason(stats.stopReason, calledTools), index === request.n - 1 ? usage : undefined);
     } finally {
       await run.return(undefined as never); // a write that threw leaves it at a yield: end it (frees the model)
     }
@@ -73,6 +80,7 @@ export async function answer(res: ServerResponse, start: StartChoice, request: C
 
 class WholeWriter implements AnswerWriter {
   private readonly texts: string[] = [];
+  private readonly calls: ToolCall[][] = [];
   private readonly reasons: string[] = [];
   private readonly logprobs: ChoiceLogprobs[] = [];
 
@@ -84,11 +92,13 @@ class WholeWriter implements AnswerWriter {
 
   begin(index: number): void {
     this.texts[index] = '';
+    this.calls[index] = [];
     this.logprobs[index] = new ChoiceLogprobs(this.meta.tokenizer);
   }
 
-  delta(index: number, delta: GenerationDelta): void {
+  delta(index: number, delta: ChatDelta): void {
     this.texts[index] += delta.text;
+    if (delta.toolCalls) this.calls[index].push(...delta.toolCalls);
     this.logprobs[index].add(delta);
   }
 
@@ -101,7 +111,9 @@ class WholeWriter implements AnswerWriter {
     const choices = this.texts.map((text, index) => {
       const finish_reason = this.reasons[index];
       const lp = this.logprobs[index];
-      if (chat) return { index, message: { role: 'assistant', content: text }, logprobs: this.withLogprobs ? { content: lp.chatEntries, refusal: null } : null, finish_reason };
+      const calls = this.calls[index];
+      const message = calls.length > 0 ? { role: 'assistant', content: text === '' ? null : text, tool_calls: calls } : { role: 'assistant', content: text };
+      if (chat) return { index, message, logprobs: this.withLogprobs ? { content: lp.chatEntries, refusal: null } : null, finish_reason };
       return { index, text, logprobs: this.withLogprobs ? lp.completion : null, finish_reason };
     });
     sendJson(this.res, 200, { id, object: chat ? 'chat.completion' : 'text_completion', created, model, choices, usage });
@@ -110,6 +122,8 @@ class WholeWriter implements AnswerWriter {
 
 class StreamWriter implements AnswerWriter {
   private readonly logprobs: ChoiceLogprobs[] = [];
+  /** Calls sent so far, per choice (the next call's index). */
+  private readonly calls: number[] = [];
 
   constructor(
     private readonly res: ServerResponse,
@@ -121,15 +135,23 @@ class StreamWriter implements AnswerWriter {
   begin(index: number): void {
     if (!this.res.headersSent) this.res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
     this.logprobs[index] = new ChoiceLogprobs(this.meta.tokenizer);
+    this.calls[index] = 0;
     if (this.meta.chat) this.chunk(index, { role: 'assistant', content: '' }, null);
   }
 
-  delta(index: number, delta: GenerationDelta): void {
+  delta(index: number, delta: ChatDelta): void {
     // A token whose text is not complete yet (half a character) still has its logprobs.
-    if (!delta.text && !(this.withLogprobs && delta.logprobs?.length)) return;
-    const lp = this.logprobs[index].add(delta);
-    const logprobs = this.withLogprobs ? (this.meta.chat ? { content: lp.chat, refusal: null } : lp.completion) : null;
-    this.chunk(index, this.meta.chat ? { content: delta.text } : delta.text, null, logprobs);
+    if (delta.text || (this.withLogprobs && delta.logprobs?.length)) {
+      const lp = this.logprobs[index].add(delta);
+      const logprobs = this.withLogprobs ? (this.meta.chat ? { content: lp.chat, refusal: null } : lp.completion) : null;
+      this.chunk(index, this.meta.chat ? { content: delta.text } : delta.text, null, logprobs);
+    }
+    for (const call of delta.toolCalls ?? []) {
+      const k = this.calls[index]++;
+      const { id, type, function: fn } = call;
+      this.chunk(index, { tool_calls: [{ index: k, id, type, function: { name: fn.name, arguments: '' } }] }, null);
+      this.chunk(index, { tool_calls: [{ index: k, function: { arguments: fn.arguments } }] }, null);
+    }
   }
 
   finish(index: number, reason: string, usage?: Usage): void {

@@ -3,8 +3,10 @@
 // Ranges are OpenAI's documented ones (API reference, "Create chat completion"): a value
 // outside them is a 400 naming the field, never silently clamped or ignored.
 
+import type { ChatPlanLabels, ChatPlanRequest, ResponseFormat } from '../generate/chat-plan.js';
 import { type GenerateOptions, LOGIT_BIAS_MAX, LOGPROBS_MAX } from '../generate/generate.js';
 import { type ChatMessage, RESERVED_TEMPLATE_VARIABLES } from '../text/chat-template.js';
+import type { ToolCall, ToolChoice, ToolDefinition } from '../text/tool-calls.js';
 
 export class ApiError extends Error {
   constructor(
@@ -125,11 +127,79 @@ export function chatMessages(body: Record<string, unknown>): ChatMessage[] {
   return messages.map((m, i) => {
     const param = `messages[${i}]`;
     if (typeof m !== 'object' || m === null) throw bad(param, `${param} must be an object`);
-    const { role, content } = m as { role?: unknown; content?: unknown };
+    const { role, content, tool_calls: calls, tool_call_id: callId, name } = m as Record<string, unknown>;
     // developer is OpenAI's newer name for system (o1 and later); templates know only system.
-    if (role !== 'system' && role !== 'user' && role !== 'assistant' && role !== 'developer') throw bad(`${param}.role`, `${param}.role must be system, developer, user or assistant`);
-    return { role: role === 'developer' ? 'system' : role, content: messageText(content, `${param}.content`) };
+    if (role !== 'system' && role !== 'user' && role !== 'assistant' && role !== 'developer' && role !== 'tool') throw bad(`${param}.role`, `${param}.role must be system, developer, user, assistant or tool`);
+    const withCalls = role === 'assistant' && calls !== undefined && calls !== null;
+    // An assistant turn that only called tools has content null (OpenAI's shape).
+    const message: ChatMessage = { role: role === 'developer' ? 'system' : role, content: withCalls && content === null ? '' : messageText(content, `${param}.content`) };
+    if (withCalls) message.tool_calls = toolCalls(calls, `${param}.tool_calls`);
+    if (role === 'tool') {
+      if (typeof callId !== 'string') throw bad(`${param}.tool_call_id`, `${param}.tool_call_id must be the id of the call this answers`);
+      message.tool_call_id = callId;
+    }
+    if (typeof name === 'string' && role === 'tool') message.name = name;
+    return message;
   });
+}
+
+/** An assistant turn's tool_calls: [{id, type: "function", function: {name, arguments: JSON text}}]. */
+function toolCalls(value: unknown, param: string): ToolCall[] {
+  if (!Array.isArray(value)) throw bad(param, `${param} must be a list of calls`);
+  return value.map((c, j) => {
+    const at = `${param}[${j}]`;
+    const call = c as { id?: unknown; type?: unknown; function?: { name?: unknown; arguments?: unknown } };
+    if (typeof call?.id !== 'string' || call.type !== 'function' || typeof call.function?.name !== 'string' || typeof call.function.arguments !== 'string') {
+      throw bad(at, `${at} must be {"id", "type": "function", "function": {"name", "arguments"}}`);
+    }
+    try {
+      JSON.parse(call.function.arguments);
+    } catch {
+      throw bad(`${at}.function.arguments`, `${at}.function.arguments must be JSON text`);
+    }
+    return { id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } };
+  });
+}
+
+/** How the chat plan's errors name the request's fields: OpenAI's names. */
+export const OPENAI_LABELS: ChatPlanLabels = { responseFormat: 'response_format', schema: 'response_format.json_schema.schema', tools: 'tools', toolChoice: 'tool_choice' };
+
+/**
+ * response_format, tools and tool_choice as the engine's chat plan takes them (checked
+ * there: errors name OPENAI_LABELS); here only OpenAI's wrapping is unpacked:
+ * {type: "json_schema", json_schema: {name, schema, strict}} (strict defaults to false).
+ */
+export function chatPlanRequest(body: Record<string, unknown>): ChatPlanRequest {
+  const out: ChatPlanRequest = {};
+  const format = body.response_format;
+  if (format !== undefined && format !== null) {
+    if (typeof format !== 'object' || Array.isArray(format)) throw bad('response_format', 'response_format must be an object, e.g. {"type": "json_object"}');
+    const { type, json_schema: spec } = format as { type?: unknown; json_schema?: unknown };
+    if (type === 'json_schema') {
+      if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw bad('response_format', 'response_format.json_schema must be an object: {"name", "schema", "strict"}');
+      const { name, schema, strict } = spec as { name?: unknown; schema?: unknown; strict?: unknown };
+      if (name !== undefined && typeof name !== 'string') throw bad('response_format', 'response_format.json_schema.name must be a string');
+      if (strict !== undefined && strict !== null && typeof strict !== 'boolean') throw bad('response_format', 'response_format.json_schema.strict must be true or false');
+      out.responseFormat = { type, schema, strict: strict === true, ...(typeof name === 'string' && { name }) };
+    } else out.responseFormat = { type } as ResponseFormat; // text, json_object, or refused by the plan
+  }
+  if (body.tools !== undefined && body.tools !== null) out.tools = body.tools as ToolDefinition[];
+  if (body.tool_choice !== undefined && body.tool_choice !== null) out.toolChoice = body.tool_choice as ToolChoice;
+  const parallel = body.parallel_tool_calls;
+  if (parallel !== undefined && parallel !== null && typeof parallel !== 'boolean') throw bad('parallel_tool_calls', 'parallel_tool_calls must be true or false');
+  return out;
+}
+
+/** Chat-only fields on /v1/completions are refused, not ignored. */
+export function refuseChatFields(body: Record<string, unknown>): void {
+  for (const key of ['response_format', 'tools', 'tool_choice']) {
+    if (body[key] !== undefined && body[key] !== null) throw bad(key, `${key} is only supported on /v1/chat/completions`);
+  }
+}
+
+/** The param of a chat plan error: the OpenAI field its message starts with. */
+export function chatPlanParam(message: string): string | null {
+  return /^(response_format|tools|tool_choice)\b/.exec(message)?.[1] ?? null;
 }
 
 /** A message's content: a string, or an array of text parts (other parts refused). */
@@ -176,7 +246,9 @@ export function completionPrompt(body: Record<string, unknown>, vocab: number): 
   throw bad('prompt', 'prompt must be a non-empty string or a non-empty array of token ids (one prompt per request)');
 }
 
-/** OpenAI's finish_reason for sluice's stop reasons ('abort' never gets here: it is an error). */
-export function finishReason(reason: string): 'stop' | 'length' {
-  return reason === 'length' || reason === 'context' ? 'length' : 'stop';
+/** OpenAI's finish_reason for sluice's stop reasons ('abort' never gets here: it is an
+ *  error); a reply that called tools and was not cut short: tool_calls. */
+export function finishReason(reason: string, calledTools = false): 'stop' | 'length' | 'tool_calls' {
+  if (reason === 'length' || reason === 'context') return 'length';
+  return calledTools ? 'tool_calls' : 'stop';
 }

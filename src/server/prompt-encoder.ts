@@ -18,6 +18,7 @@ import { isUrl } from '../checkpoint/open.js';
 import { type ErrorCode, SluiceError } from '../errors.js';
 import type { SluiceModel } from '../generate/sluice-model.js';
 import type { ChatMessage } from '../text/chat-template.js';
+import type { ToolDefinition } from '../text/tool-calls.js';
 import type { PromptJob, PromptResult } from './prompt-worker.js';
 
 /** The compiled worker beside this module (dist/server/prompt-worker.js). */
@@ -28,7 +29,7 @@ const MAX_WAITING = 16;
 
 const PROBE: ChatMessage[] = [{ role: 'user', content: 'Hello, world! 123 — ünïcödé\n\t  spaces' }];
 
-type JobBody = { kind: 'chat'; messages: ChatMessage[]; variables: Record<string, unknown> } | { kind: 'text'; prompt: string };
+type JobBody = { kind: 'chat'; messages: ChatMessage[]; variables: Record<string, unknown>; tools: ToolDefinition[] | null } | { kind: 'text'; prompt: string };
 
 interface Waiting {
   body: JobBody;
@@ -56,11 +57,11 @@ export class PromptEncoder {
     });
   }
 
-  /** Chat messages → ids with the model's template and the engine's variables under `templateVariables`. */
-  async chatIds(messages: ChatMessage[], templateVariables: Record<string, unknown> | undefined, signal?: AbortSignal): Promise<number[]> {
+  /** Chat messages → ids with the model's template, the engine's variables under `templateVariables`, and `tools` (a chat plan's). */
+  async chatIds(messages: ChatMessage[], templateVariables: Record<string, unknown> | undefined, signal?: AbortSignal, tools: ToolDefinition[] | null = null): Promise<number[]> {
     const variables = this.model.engine.chatVariables(templateVariables); // throws here: no template, a reserved name
-    if (!(await this.useWorker())) return this.model.engine.chatPromptIds(messages, templateVariables);
-    return this.enqueue({ kind: 'chat', messages, variables }, signal);
+    if (!(await this.useWorker())) return this.model.engine.chatPromptIds(messages, templateVariables, tools);
+    return this.enqueue({ kind: 'chat', messages, variables, tools }, signal);
   }
 
   /** Raw text → ids with the tokenizer's bos. */
@@ -96,7 +97,7 @@ export class PromptEncoder {
     worker.on('exit', () => this.fail(new Error('the tokenizer thread stopped')));
     // The same files through the same loaders should agree; a probe makes sure.
     const probes: [JobBody, () => number[]][] = [[{ kind: 'text', prompt: PROBE[0].content }, () => engine.textPromptIds(PROBE[0].content)]];
-    if (engine.parts.template) probes.push([{ kind: 'chat', messages: PROBE, variables: engine.chatVariables() }, () => engine.chatPromptIds(PROBE)]);
+    if (engine.parts.template) probes.push([{ kind: 'chat', messages: PROBE, variables: engine.chatVariables(), tools: null }, () => engine.chatPromptIds(PROBE)]);
     for (const [body, here] of probes) {
       const [there, local] = await Promise.all([outcome(() => this.enqueue(body)), outcome(async () => here())]);
       if (there !== local) throw new Error('the tokenizer thread disagrees with the engine');

@@ -14,10 +14,12 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { isSluiceError, SluiceError } from '../errors.js';
+import type { ChatPlan } from '../generate/chat-plan.js';
+import type { GenerateOptions } from '../generate/generate.js';
 import type { SluiceModel } from '../generate/load-model.js';
 import { answer, sendError, sendJson } from './answers.js';
 import { RequestGuard, requireJson } from './http-guard.js';
-import { ApiError, chatMessages, chatTemplateKwargs, completionPrompt, completionRequest } from './openai.js';
+import { ApiError, OPENAI_LABELS, chatMessages, chatPlanParam, chatPlanRequest, chatTemplateKwargs, completionPrompt, completionRequest, refuseChatFields } from './openai.js';
 import { PromptEncoder } from './prompt-encoder.js';
 
 export interface ServerOptions {
@@ -124,17 +126,34 @@ export async function startServer(models: readonly SluiceModel[], options: Serve
     const request = completionRequest(body, chat, vocab);
     const encoder = encoders.get(model)!;
     let ids: number[];
-    if (chat) ids = await encoder.chatIds(chatMessages(body), chatTemplateKwargs(body), signal);
-    else {
+    let plan: ChatPlan | null = null;
+    if (chat) {
+      const messages = chatMessages(body);
+      plan = chatPlan(model, body); // its grammar compiled now: a bad schema is a 400, not a broken stream
+      ids = await encoder.chatIds(messages, chatTemplateKwargs(body), signal, plan.tools);
+    } else {
+      refuseChatFields(body);
       const prompt = completionPrompt(body, vocab);
       ids = typeof prompt === 'string' ? await encoder.textIds(prompt, signal) : prompt;
     }
     const options = { ...request.options, signal };
     const { seed } = options;
+    const run = (o: GenerateOptions) => (plan ? model.engine.completeChat(ids, plan, o) : model.engine.complete(ids, o));
     // Choice i > 0 of a seeded request draws with seed + i: reproducible, and not a copy of choice 0.
-    const start = (i: number) => model.engine.complete(ids, seed === undefined || i === 0 ? options : { ...options, seed: (seed + i) >>> 0 });
+    const start = (i: number) => run(seed === undefined || i === 0 ? options : { ...options, seed: (seed + i) >>> 0 });
     const meta = { id: `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`, chat, model: model.name, created: Math.floor(Date.now() / 1000), tokenizer: model.engine.parts.tokenizer };
     await answer(res, start, request, meta, signal);
+  }
+
+  /** response_format, tools, tool_choice → the engine's plan; its errors are 400s naming the field. */
+  function chatPlan(model: SluiceModel, body: Record<string, unknown>): ChatPlan {
+    const request = chatPlanRequest(body);
+    try {
+      return model.engine.chatPlan(request, OPENAI_LABELS);
+    } catch (e) {
+      if (isSluiceError(e, 'USAGE')) throw new ApiError(400, e.message, 'invalid_request_error', chatPlanParam(e.message));
+      throw e;
+    }
   }
 
   function pickModel(body: Record<string, unknown>): SluiceModel {

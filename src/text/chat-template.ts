@@ -232,9 +232,9 @@ function templateMessage(m: ChatMessage, i: number): Record<string, unknown> {
   return out;
 }
 
-/** Tools as the template gets them: copies (a template cannot change the caller's), or null. */
-function templateTools(tools: readonly ToolDefinition[] | null | undefined): unknown[] | null {
-  return tools?.length ? (JSON.parse(JSON.stringify(tools)) as unknown[]) : null;
+/** Tools as the template gets them: an empty list is None (Llama's template tests `tools is not none`). */
+function templateTools(tools: readonly ToolDefinition[] | null | undefined): ToolDefinition[] | null {
+  return tools?.length ? [...tools] : null;
 }
 
 /** Python's range(), as the library's own global. */

@@ -98,8 +98,8 @@ describe('sampling semantics', () => {
     const [developer, system] = [await as('developer'), await as('system')];
     expect(developer.usage).toEqual(system.usage);
     expect(developer.choices[0].message.content).toBe(system.choices[0].message.content);
-    const wrong = await chat({ messages: [{ role: 'tool', content: 'x' }] });
-    expect(wrong.json.error).toMatchObject({ param: 'messages[0].role', message: 'messages[0].role must be system, developer, user or assistant' });
+    const wrong = await chat({ messages: [{ role: 'function', content: 'x' }] });
+    expect(wrong.json.error).toMatchObject({ param: 'messages[0].role', message: 'messages[0].role must be system, developer, user, assistant or tool' });
   });
 });
 
