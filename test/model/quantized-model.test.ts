@@ -2,9 +2,10 @@
 // the GPU as it streams in. These are random-weight models of width 48–64, the hardest case
 // for group quantization (no outlier structure, few groups per row), so the bounds are
 // measured ones, not a quality claim (quality is measured on the trained tiny-chat model):
-// q8 (symmetric, group 32) moves the logits by NMSE < 1e-3 and keeps the first 6 greedy ids
-// (later ones may flip where the reference's margin is small); q4 (asymmetric, group 32)
-// moves them by NMSE ≈ 0.02–0.11.
+// q8 (symmetric, group 32; the embedding table quantized too) moves the logits by NMSE
+// < 2e-3 (measured 6e-5 to 1.05e-3 over these five) and keeps the first 6 greedy ids (later
+// ones may flip where the reference's margin is small); q4 (asymmetric, group 32) moves
+// them by NMSE ≈ 0.007–0.15.
 
 import { describe, expect, it } from 'vitest';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
@@ -39,7 +40,8 @@ describe.each(['llama-gqa', 'qwen2-bias', 'qwen3', 'gemma3', 'phi4-mini'])('%s q
       expect(q8.weights.quantized.size).toBeGreaterThan(0);
       expect(q8.weights.deviceBytes).toBeLessThan(denseBytes);
       await q8.forward(reference.prompt_ids, 0);
-      expect(nmse(await q8.readLogits(), reference.logits_last), 'q8 logits NMSE').toBeLessThan(1e-3);
+      const q8Nmse = nmse(await q8.readLogits(), reference.logits_last);
+      expect(q8Nmse, 'q8 logits NMSE').toBeLessThan(2e-3);
       expect(await greedy(q8, reference.prompt_ids, 0, 6)).toEqual(reference.greedy_ids.slice(0, 6));
     } finally {
       q8.dispose();
@@ -49,7 +51,8 @@ describe.each(['llama-gqa', 'qwen2-bias', 'qwen3', 'gemma3', 'phi4-mini'])('%s q
       expect(q4.weights.deviceBytes).toBeLessThan(denseBytes);
       await q4.forward(reference.prompt_ids, 0);
       // q4's weight error is ~16× q8's: the logits move visibly but stay the same function.
-      expect(nmse(await q4.readLogits(), reference.logits_last), 'q4 logits NMSE').toBeLessThan(0.2);
+      const q4Nmse = nmse(await q4.readLogits(), reference.logits_last);
+      expect(q4Nmse, 'q4 logits NMSE').toBeLessThan(0.2);
     } finally {
       q4.dispose();
     }
