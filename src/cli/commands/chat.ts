@@ -11,6 +11,7 @@ import type { ChatOptions } from '../../generate/engine.js';
 import { parseCommandArgs, TEMPLATE_VAR_HELP, templateVarOption, templateVarsFlag } from '../args.js';
 import type { CliIo, Command } from '../io.js';
 import { modelSource } from '../model-source.js';
+import { compileGrammarFlag, GRAMMAR_OPTIONS_HELP, grammarFlag, grammarOptions } from '../grammar-args.js';
 import { engineOf, MODEL_OPTIONS_HELP, modelOptions, modelSettings, timingsJson, withModel } from '../model-args.js';
 
 /** The embedded default model (models/tiny-chat, trained by scripts/train-tiny-chat.py), shipped with the package. */
@@ -26,6 +27,9 @@ one message and exits.
   --system TEXT            a system message first
 ${TEMPLATE_VAR_HELP}
 
+${GRAMMAR_OPTIONS_HELP}
+  In the REPL every reply is constrained (compiled once; each reply starts the grammar anew).
+
 ${MODEL_OPTIONS_HELP}
 
 --json (with --prompt) prints {"text", "ids", "prompt_tokens", "reused_tokens",
@@ -38,13 +42,14 @@ export const chatCommand: Command = {
   usage,
   usesGpu: true,
   async run(args, io) {
-    const { values, positionals } = parseCommandArgs('chat', args, { ...modelOptions, ...templateVarOption, prompt: { type: 'string' }, system: { type: 'string' } });
+    const { values, positionals } = parseCommandArgs('chat', args, { ...modelOptions, ...grammarOptions, ...templateVarOption, prompt: { type: 'string' }, system: { type: 'string' } });
     if (positionals.length > 1) throw new SluiceError('USAGE', `chat: unexpected argument ${JSON.stringify(positionals[1])}`);
     if (positionals[0] === undefined && !existsSync(DEFAULT_MODEL_DIR)) {
       throw new SluiceError('NOT_FOUND', `no MODEL given, and the embedded default model is not in this build (${DEFAULT_MODEL_DIR}); pass a model directory`);
     }
     const settings = modelSettings('chat', values);
     const templateVariables = templateVarsFlag('chat', values);
+    const grammar = await grammarFlag('chat', values); // checked before the model loads
     const json = Boolean(values.json);
     if (json && values.prompt === undefined) throw new SluiceError('USAGE', 'chat: --json needs --prompt (one turn)');
     const dir = positionals[0] === undefined ? DEFAULT_MODEL_DIR : (await modelSource(positionals[0], io, { download: true, offline: Boolean(values.offline), quiet: json })).path;
@@ -53,7 +58,8 @@ export const chatCommand: Command = {
       if (!opened.tokenizer || !opened.chatTemplate) throw opened.chatTemplateError ?? new SluiceError('NOT_FOUND', `${dir}: no chat template`);
       const engine = engineOf(opened, sampler);
       const session = new ChatSession(engine, values.system as string | undefined, (notice) => io.stderr(`[${notice}]\n`));
-      const options: ChatOptions = { ...settings.generate, templateVariables };
+      const compiled = grammar && compileGrammarFlag('chat', grammar, opened.tokenizer, opened.model.config.vocabSize, opened.eosIds);
+      const options: ChatOptions = { ...settings.generate, templateVariables, ...(compiled && { grammar: compiled }) };
       if (values.prompt === undefined) return repl(session, options, io);
       const { text, ids, stats } = await turn(session, values.prompt as string, options, json ? null : io);
       io.stdout(json ? `${JSON.stringify(turnJson(text, ids, stats), null, 2)}\n` : '\n');
