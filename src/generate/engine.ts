@@ -47,8 +47,8 @@ export interface ChatOptions extends GenerateOptions {
 
 /** A chat delta: text (content only: tool-call syntax is taken out), and the calls it completes. */
 export interface ChatDelta extends GenerationDelta {
-  /** Tool calls completed by this delta (OpenAI's shape; put them back into the assistant
-   *  message's `tool_calls` for the next turn). A reply that called tools ends with stopReason 'eos'. */
+  /** Tool calls completed by this delta, each once (OpenAI's shape; give them back as the
+   *  assistant message's `tool_calls` in the next turn, with a `tool` message per result). */
   toolCalls?: ToolCall[];
 }
 

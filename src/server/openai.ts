@@ -130,10 +130,11 @@ export function chatMessages(body: Record<string, unknown>): ChatMessage[] {
     const { role, content, tool_calls: calls, tool_call_id: callId, name } = m as Record<string, unknown>;
     // developer is OpenAI's newer name for system (o1 and later); templates know only system.
     if (role !== 'system' && role !== 'user' && role !== 'assistant' && role !== 'developer' && role !== 'tool') throw bad(`${param}.role`, `${param}.role must be system, developer, user, assistant or tool`);
-    const withCalls = role === 'assistant' && calls !== undefined && calls !== null;
+    // An empty list is no calls (Llama's template would refuse a turn with zero calls).
+    const called = role === 'assistant' && calls !== undefined && calls !== null ? toolCalls(calls, `${param}.tool_calls`) : [];
     // An assistant turn that only called tools has content null (OpenAI's shape).
-    const message: ChatMessage = { role: role === 'developer' ? 'system' : role, content: withCalls && content === null ? '' : messageText(content, `${param}.content`) };
-    if (withCalls) message.tool_calls = toolCalls(calls, `${param}.tool_calls`);
+    const message: ChatMessage = { role: role === 'developer' ? 'system' : role, content: called.length > 0 && content === null ? '' : messageText(content, `${param}.content`) };
+    if (called.length > 0) message.tool_calls = called;
     if (role === 'tool') {
       if (typeof callId !== 'string') throw bad(`${param}.tool_call_id`, `${param}.tool_call_id must be the id of the call this answers`);
       message.tool_call_id = callId;

@@ -166,6 +166,9 @@ describe.each(['hermes', 'llama'])('tools (%s template)', (model) => {
     expect(r.status, r.text).toBe(200);
     const ids = models.find((m) => m.name === model)!.engine.chatPromptIds(messages.map((m) => ({ ...m, content: m.content ?? '' })) as never, undefined, TOOLS as never);
     expect(r.json.usage.prompt_tokens).toBe(ids.length);
+    // An empty tool_calls list is a turn without calls (Llama's template refuses a turn with zero).
+    const empty = await chat({ model, messages: [...MESSAGES, { role: 'assistant', content: 'Hm.', tool_calls: [] }, ...MESSAGES], max_tokens: 2 });
+    expect(empty.status, empty.text).toBe(200);
   });
 });
 
