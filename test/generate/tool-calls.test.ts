@@ -23,7 +23,7 @@ const gpu = useGpuTestDevice('test.tool-calls');
 // character of a tool is a prompt token here.
 const TOOLS = (TEST_TOOLS as unknown as ToolDefinition[]).filter((t) => t.function.name !== 'route');
 const ASK: ChatMessage[] = [{ role: 'user', content: 'Weather?' }];
-const SEEDS = [1, 2, 3];
+const SEEDS = [1, 2]; // the server test runs three more
 const ajv = makeAjv();
 const dirs: string[] = [];
 const models: Record<'hermes' | 'llama3-json', SluiceModel> = {} as never;
