@@ -67,8 +67,9 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     gemv: Gemv.create(device, dtype),
     gemvBias: bias ? Gemv.create(device, dtype, { bias: true }) : null,
     // o_proj and down_proj add into the residual stream in their epilogue (no Add dispatch):
-    // the families without post-norms (Gemma normalises the projection first).
-    ...residualLinears(device, dtype, !f.sandwichNorms, bias),
+    // dense weights of the families without post-norms (Gemma normalises the projection
+    // first). Quantized ones keep their own kernels and the add (llama.ts project()).
+    ...residualLinears(device, dtype, !f.sandwichNorms && needs.quantized === null, bias),
     lmHead: Gemv.create(device, dtype, { outF32: true }),
     qGemv: q((kind) => QGemv.create(device, kind, dtype)) as Promise<QGemv> | null,
     qGemvBias: bias ? (q((kind) => QGemv.create(device, kind, dtype, { bias: true })) as Promise<QGemv> | null) : null,
