@@ -62,6 +62,8 @@ export { RowSampler, type RowRequest, type SamplerConfig } from './generate/row-
 export type { TokenLogprob, TokenLogprobs } from './ops/logprobs.js';
 export { generate, type GenerateOptions, type GenerationDelta, type GenerationStats } from './generate/generate.js';
 export { ChatSession, type ChatTurnStats } from './generate/chat-session.js';
-export { Engine, type ChatOptions, type CompletionStats } from './generate/engine.js';
+export { Engine, type ChatOptions, type ChatDelta, type CompletionStats } from './generate/engine.js';
+export { type ToolDefinition, type ToolChoice, type ToolCall, type ToolCallSyntax, ToolCallParser, toolCallSyntax } from './text/tool-calls.js';
+export { type ResponseFormat, type ChatPlan } from './generate/chat-plan.js';
 export { createSluiceModel, type SluiceModel, type SluiceModelOptions } from './generate/sluice-model.js';
 export { DEFAULT_SAMPLING, type PenaltyParams, type SamplingParams } from './ops/sample.js';
