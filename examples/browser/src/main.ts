@@ -201,7 +201,7 @@ function submit(): void {
   li.classList.add('streaming');
   current = { id: nextId++, li, text: '' };
   setState('generating');
-  send({ type: 'chat', id: current.id, messages: history, sampling: sampling() });
+  send({ type: 'chat', id: current.id, messages: history, sampling: sampling(), jsonMode: input('json-mode').checked });
 }
 
 function onDelta(id: number, text: string): void {
@@ -217,9 +217,11 @@ function onDone(id: number, s: CompletionStats): void {
   history.push({ role: 'assistant', content: current.text });
   current = null;
   const stopped = { eos: 'end of reply', stop: 'stop string', length: 'max tokens', abort: 'stopped', context: 'context full' }[s.stopReason];
+  const g = s.grammar; // JSON mode: what the grammar cost on the host
+  const json = g ? ` · JSON: compiled in ${g.compileMs.toFixed(0)} ms, masks ${(g.maskMs / Math.max(g.masks, 1)).toFixed(2)} ms/token` : '';
   $('stats').textContent =
     `TTFT ${s.ttftMs.toFixed(0)} ms · prefill ${s.promptTokens - s.reusedTokens} tokens at ${s.prefillTokensPerSecond.toFixed(0)} tok/s` +
-    ` (${s.reusedTokens} reused) · ${s.generatedTokens} tokens at ${s.decodeTokensPerSecond.toFixed(1)} tok/s · ${stopped}`;
+    ` (${s.reusedTokens} reused) · ${s.generatedTokens} tokens at ${s.decodeTokensPerSecond.toFixed(1)} tok/s · ${stopped}${json}`;
   setState('ready');
 }
 

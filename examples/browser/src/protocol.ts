@@ -16,7 +16,8 @@ export type Sampling = Pick<GenerateOptions, 'temperature' | 'topK' | 'topP' | '
 /** Page → worker. */
 export type ToWorker =
   | { type: 'load'; source: ModelChoice; dtype: 'auto' | 'f16' | 'f32'; quantize: Quantize; cache: boolean; contextLength?: number }
-  | { type: 'chat'; id: number; messages: ChatMessage[]; sampling: Sampling }
+  /** jsonMode: every reply is one JSON object (the grammar { jsonObject: true }, enforced in the sampler). */
+  | { type: 'chat'; id: number; messages: ChatMessage[]; sampling: Sampling; jsonMode: boolean }
   | { type: 'stop' }
   | { type: 'unload' }
   | { type: 'clear-cache' };

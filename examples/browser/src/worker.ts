@@ -103,7 +103,10 @@ async function chat(request: Extract<ToWorker, { type: 'chat' }>): Promise<void>
   if (!model) throw new Error('no model is loaded');
   generation = new AbortController();
   try {
-    const stream = model.chat(request.messages, { ...request.sampling, signal: generation.signal });
+    // JSON mode: the grammar of any JSON object (OpenAI's json_object), compiled once per
+    // reply against the model's vocabulary; the sampler draws nothing else.
+    const grammar = request.jsonMode ? { jsonObject: true as const } : undefined;
+    const stream = model.chat(request.messages, { ...request.sampling, grammar, signal: generation.signal });
     for (let r = await stream.next(); ; r = await stream.next()) {
       if (r.done) {
         post({ type: 'done', id: request.id, stats: r.value });
