@@ -17,11 +17,11 @@
 //
 // A request with a grammar (options.grammar) is compiled once, in submit(), against the
 // model's vocabulary (backend.vocabSize rows, the tokenizer's tokens, the request's eos ids).
-// Each decode step fills its row's allowed-token mask (one Uint32Array per slot, reused)
-// before the pass, the backend's sampler applies it on the GPU, and the drawn id advances
-// the matcher; the reply ends with stopReason 'eos' once the grammar is complete and
-// nothing else may follow. Filling costs host time while no pass runs (the next step's mask
-// depends on this step's id).
+// Each decode step's row carries a callback that fills the row's allowed-token mask (one
+// Uint32Array per slot, reused); the backend calls it once the pass is submitted, so the
+// host fills masks while the GPU runs the forward pass, and its sampler applies them. The
+// drawn id advances the matcher; the reply ends with stopReason 'eos' once the grammar is
+// complete and nothing else may follow.
 //
 // Every reply is a stream of deltas (an async generator, as generate() yields); its
 // consumer may stop early (the sequence is cancelled and its slot freed) or abort it with
@@ -44,8 +44,12 @@ export interface BatchRow {
   position: number;
   /** Tokens this sequence sampled before this row (its RNG counter). */
   step: number;
-  /** Grammar-constrained rows: the ids allowed (bit i & 31 of word i >> 5 = id i); decode() must draw only these. */
-  mask?: Uint32Array;
+  /**
+   * Grammar-constrained rows: the ids allowed (bit i & 31 of word i >> 5 = id i), filled
+   * when called; decode() must draw only these. Call it after submitting the model's pass,
+   * so the host fills it while the GPU runs the pass (it never throws).
+   */
+  mask?: () => Uint32Array;
 }
 
 /** What the scheduler runs on: a model with `slots` KV cache slots and its sampler. */
@@ -125,6 +129,8 @@ class Sequence {
   cachedAtEnd = 0;
   stopReason: StopReason = 'length';
   error: unknown = null;
+  /** Why the grammar's mask could not be filled this step (reported after the step). */
+  maskError: unknown = null;
   // the consumer's side: deltas not yet taken, and the wake-up of a waiting consumer
   readonly out: GenerationDelta[] = [];
   private wake: (() => void) | null = null;
@@ -330,28 +336,18 @@ export class BatchScheduler {
       return seq.phase === 'decode';
     });
     if (!live.length) return;
-    const batch: BatchRow[] = [];
     let masked = 0;
-    for (const seq of live) {
+    const batch = live.map((seq): BatchRow => {
       const row: BatchRow = { slot: seq.slot, id: seq.next, position: seq.position, step: seq.reply.generated };
       if (seq.constraint) {
-        try {
-          row.mask = this.maskOf(seq);
-          masked++;
-        } catch (e) {
-          // No token can continue this sequence's output: it alone ends, with the error.
-          seq.error = e;
-          this.finish(seq, 'abort');
-          continue;
-        }
+        row.mask = () => this.maskOf(seq);
+        masked++;
       }
-      batch.push(row);
-    }
-    if (!batch.length) return;
-    const decoded = live.filter((seq) => seq.phase === 'decode');
+      return row;
+    });
     const sampled = await this.backend.decode(batch);
     const uploadShare = masked ? (this.backend.lastMaskMs ?? 0) / masked : 0;
-    decoded.forEach((seq, r) => {
+    live.forEach((seq, r) => {
       const id = sampled[r];
       // The fed id is now in the cache at `position`.
       this.slotState[seq.slot].cached.push(seq.next);
@@ -360,9 +356,10 @@ export class BatchScheduler {
       if (seq.constraint) {
         seq.constraint.addMaskTime(uploadShare);
         try {
+          if (seq.maskError) throw seq.maskError; // no token could continue its output
           seq.constraint.accept(id); // the mask made any other id impossible
         } catch (e) {
-          seq.error = e;
+          seq.error = e; // this sequence alone ends, with the error
           this.finish(seq, 'abort');
           return;
         }
@@ -380,12 +377,21 @@ export class BatchScheduler {
     });
   }
 
-  /** Fills the slot's reused mask with the ids the sequence's grammar allows next. */
+  /**
+   * Fills the slot's reused mask with the ids the sequence's grammar allows next. Never
+   * throws (the backend calls it mid-step): a failure is kept for after the step, and the
+   * mask allows nothing meanwhile.
+   */
   private maskOf(seq: Sequence): Uint32Array {
     const slot = this.slotState[seq.slot];
     const words = Math.ceil(this.backend.vocabSize! / 32);
     if (!slot.mask || slot.mask.length !== words) slot.mask = new Uint32Array(words);
-    seq.constraint!.fill(slot.mask);
+    try {
+      seq.constraint!.fill(slot.mask);
+    } catch (e) {
+      seq.maskError = e;
+      slot.mask.fill(0);
+    }
     return slot.mask;
   }
 

@@ -106,7 +106,8 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
   const eos = new Set(options.eosIds ?? []);
   const vocab = model.config.vocabSize;
   const constraint = options.grammar ? GrammarConstraint.create(options.grammar, tokenizer, vocab, options.eosIds ?? []) : null;
-  const mask = constraint ? new Uint32Array(Math.ceil(vocab / 32)) : undefined;
+  const mask = new Uint32Array(constraint ? Math.ceil(vocab / 32) : 0);
+  const fillMask = constraint ? () => (constraint.fill(mask), mask) : undefined; // called while the GPU runs the pass
   const detokenizer = tokenizer ? new Detokenizer(tokenizer, { skipSpecialTokens: true, context: promptIds.slice(-8) }) : null;
   const stops = options.stop?.length ? new StopMatcher(options.stop) : null;
 
@@ -125,8 +126,7 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
       stopReason = 'context';
       break;
     }
-    constraint?.fill(mask!);
-    const id = await sampler.next(pending, position, mask);
+    const id = await sampler.next(pending, position, fillMask);
     if (constraint) {
       constraint.addMaskTime(sampler.lastMaskMs);
       constraint.accept(id); // the mask made any other id impossible

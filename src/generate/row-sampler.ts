@@ -84,6 +84,7 @@ export function checkSamplerOptions(o: Partial<SamplerConfig>, vocab: number): v
 }
 
 const PASS: GPUComputePassDescriptor = { label: 'sampler' }; // made once: nothing per token
+const SUBMIT: GPUCommandEncoderDescriptor = { label: 'sampler' };
 
 export class RowSampler {
   /** Per slot: its request's row configuration (undefined until configured). */
@@ -270,6 +271,13 @@ export class RowSampler {
       this.mapBytes = this.idsBytes + at + bytes;
     }
     this.count = count;
+  }
+
+  /** sampleRows in a command buffer of its own, submitted (after a pass submitted without it). */
+  submitRows(rows: readonly RowRequest[]): void {
+    const encoder = this.device.createCommandEncoder(SUBMIT);
+    this.sampleRows(encoder, rows);
+    this.device.queue.submit([encoder.finish()]);
   }
 
   /**

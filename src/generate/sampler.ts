@@ -3,7 +3,9 @@
 // GPU, and the host reads back 4 bytes a token (+ 8 · (top + 1) when logprobs are asked).
 // Everything is made once per model; a token costs two small writes (its id into the
 // history, the row's step) and one small read, and allocates nothing without logprobs.
-// A constrained step also sends its allowed-token mask (ceil(vocab / 32) u32).
+// A constrained step submits the model's pass alone, fills its allowed-token mask on the
+// host while the GPU runs it, then submits the sampling with the mask (ceil(vocab / 32)
+// u32): the mask's host time hides behind the pass.
 
 import type { LlamaModel } from '../model/llama.js';
 import type { TokenLogprobs } from '../ops/logprobs.js';
@@ -47,9 +49,10 @@ export class GpuSampler {
    * Runs the model on `ids` at `start` with sampling in the same command buffer, and
    * returns the sampled id. The penalties see every id up to and including these; the
    * first call of a request takes `ids` as its prompt (frequency and presence count what
-   * comes after). `mask`: draw only the ids it allows (bit i & 31 of word i >> 5).
+   * comes after). `mask`: draw only the ids the mask it returns allows (bit i & 31 of
+   * word i >> 5); called once the pass is submitted.
    */
-  async next(ids: readonly number[], start: number, mask?: Uint32Array): Promise<number> {
+  async next(ids: readonly number[], start: number, mask?: () => Uint32Array): Promise<number> {
     const end = start + ids.length;
     if (!this.started) {
       this.rows.configure(0, this.config, end); // uploads the logit bias once per request
@@ -57,8 +60,12 @@ export class GpuSampler {
     }
     this.remember(ids, start);
     this.request.historyLength = end;
-    this.request.mask = mask;
-    await this.model.forward(ids, start, this.encodeSampling);
+    this.request.mask = undefined;
+    if (mask) {
+      await this.model.forward(ids, start); // submitted: the GPU runs it while the host fills the mask
+      this.request.mask = mask();
+      this.rows.submitRows(this.requests);
+    } else await this.model.forward(ids, start, this.encodeSampling);
     this.request.step++;
     return (await this.rows.readRows())[0];
   }

@@ -27,6 +27,7 @@ it('--json-schema --tokenizer: vocabulary, compile and mask figures against the 
   expect(g.upload_ms_per_token).toBeGreaterThanOrEqual(0);
   expect(g.mask_ms_per_token).toBeCloseTo(g.fill_ms_per_token + g.upload_ms_per_token, 2);
   expect(g.mask_over_step).toBeCloseTo(g.mask_ms_per_token / g.step_ms, 2);
+  expect(g.step_overhead).toBeCloseTo(g.constrained_step_ms / g.step_ms - 1, 2);
   expect(g.mask_ms_median).toBeLessThanOrEqual(g.mask_ms_max);
   expect(g.automaton_states).toBeGreaterThan(1);
 });

@@ -54,12 +54,14 @@ class MaskBackend implements BatchBackend {
   async prefill(): Promise<void> {}
 
   async decode(rows: readonly BatchRow[]): Promise<number[]> {
-    this.masksSeen.push(rows.map((r) => r.mask));
-    await new Promise((r) => setTimeout(r, 0));
-    return rows.map((r) => {
+    await new Promise((r) => setTimeout(r, 0)); // the pass, during which the masks are filled
+    const masks = rows.map((r) => r.mask?.());
+    this.masksSeen.push(masks);
+    return rows.map((r, row) => {
+      const mask = masks[row];
       const rng = mulberry32(r.slot * 7919 + r.step * 104729 + 1);
       const allowed: number[] = [];
-      for (let i = 0; i < VOCAB; i++) if (!r.mask || this.ignoreMasks || (r.mask[i >>> 5] >>> (i & 31)) & 1) allowed.push(i);
+      for (let i = 0; i < VOCAB; i++) if (!mask || this.ignoreMasks || (mask[i >>> 5] >>> (i & 31)) & 1) allowed.push(i);
       return allowed[Math.floor(rng() * allowed.length)];
     });
   }
@@ -138,6 +140,17 @@ it('a backend that ignores the mask is an internal error of that sequence alone'
   expect(constrained.status).toBe('rejected');
   expect(String((constrained as PromiseRejectedResult).reason)).toMatch(/internal error: constrained decoding drew token \d+, which the grammar does not allow/);
   expect(free.status === 'fulfilled' && free.value.ids.length).toBe(12);
+});
+
+it('a grammar no token can continue ends its sequence alone with USAGE, after the step', async () => {
+  const backend = new MaskBackend(2);
+  const s = new BatchScheduler(backend, { tokenizer });
+  // Byte 0x01 is no token of the byte tokenizer (id 1 is the special <|im_start|>).
+  const [stuck, free] = await Promise.allSettled([run(s, { grammar: { regex: 'a\\x01' } }), run(s, { maxTokens: 6 })]);
+  const e = (stuck as PromiseRejectedResult).reason;
+  expect(isSluiceError(e, 'USAGE'), String(e)).toBe(true);
+  expect(String(e)).toMatch(/no token of the vocabulary can continue the output here/);
+  expect(free.status === 'fulfilled' && free.value.ids.length).toBe(6);
 });
 
 it('refuses with USAGE: no tokenizer, a backend without masks, a bad schema, a foreign CompiledGrammar, no eos', async () => {

@@ -103,6 +103,35 @@ it('the logit bias is the request’s: a slot reconfigured without bias loses it
   buf.destroy();
 });
 
+it('masked rows draw only allowed ids; unmasked ones beside them as before; submitRows runs a step alone', async () => {
+  const rows = 3;
+  const logits = spread(rows * VOCAB);
+  const { s, logits: buf } = await sampler(rows, rows, logits);
+  const hot = { ...DEFAULT_SAMPLING, temperature: 1.5, seed: 21 };
+  for (let slot = 0; slot < rows; slot++) s.configure(slot, slot === 1 ? { ...DEFAULT_SAMPLING, temperature: 0, logprobs: 2 } : hot, 0);
+  const words = Math.ceil(VOCAB / 32);
+  const allowed = [5, 31, 32, VOCAB - 1]; // word edges and the last id (VOCAB is not a multiple of 32)
+  const mask = new Uint32Array(words + 3); // longer than needed: the first `words` count
+  for (const id of allowed) mask[id >>> 5] |= 1 << (id & 31);
+  const free = await step(s, [0, 1, 2].map((slot) => ({ slot, step: 0, historyLength: 0 })));
+  expect(s.lastMaskMs).toBe(0);
+  for (let t = 0; t < 12; t++) {
+    const request = (slot: number) => ({ slot, step: t, historyLength: 0, ...(slot !== 1 && { mask }) });
+    s.submitRows([0, 1, 2].map(request));
+    const ids = await s.readRows();
+    expect(allowed, `step ${t}`).toContain(ids[0]);
+    expect(allowed, `step ${t}`).toContain(ids[2]);
+    expect(ids[1]).toBe(free[1].id); // the greedy unmasked row between two masked ones
+    expect(s.logprobsOf(1)!.id).toBe(ids[1]);
+  }
+  expect(s.lastMaskMs).toBeGreaterThan(0);
+  const encoder = gpu.device.createCommandEncoder();
+  expect(() => s.sampleRows(encoder, [{ slot: 0, step: 0, historyLength: 0, mask: new Uint32Array(words - 1) }])).toThrow(`the mask of row 0 has ${words - 1} words; 3001 ids need ${words}`);
+  encoder.finish();
+  s.destroy();
+  buf.destroy();
+});
+
 it('refuses misuse: unconfigured slot, too many rows, history past the context, options out of range (USAGE, named)', async () => {
   const { s, logits } = await sampler(2, 2, spread(2 * VOCAB));
   const encoder = gpu.device.createCommandEncoder();
