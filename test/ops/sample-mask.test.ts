@@ -10,8 +10,8 @@ import { DEFAULT_SAMPLING, maskWords, NO_PENALTIES, Sample, type SampleRowConfig
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 import { outputBuffer } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
-import { allowedBy, drawCandidates, greedyReference, keptSet, type ReferenceParams } from './sample-reference.js';
-import { randomLogits, type RowCase, sampleRows } from './sample-rows-support.js';
+import { allowedBy, drawCandidates, greedyReference, keptSet } from './sample-reference.js';
+import { randomLogits, randomRow, type RowCase, sampleRows } from './sample-rows-support.js';
 
 const gpu = useGpuTestDevice('test.sample-mask');
 const rng = mulberry32(0x3a5c);
@@ -34,22 +34,13 @@ function randomMask(vocab: number, density: number): Uint32Array {
 
 const allowedIds = (vocab: number, mask: Uint32Array) => Array.from({ length: vocab }, (_, i) => i).filter((i) => allowedBy({ mask }, i));
 
-/** Random filters, penalties, a history and a bias that favours some disallowed ids. */
+/** A random row (filters, penalties, history, bias), hotter, with +100 biases on a few ids (most of them disallowed) and `mask`. */
 function randomMaskedRow(vocab: number, greedy: boolean, mask: Uint32Array): RowCase {
-  const history = Array.from({ length: int(0, 100) }, () => int(0, vocab - 1));
-  const bias = new Map<number, number>();
-  for (let i = int(0, 6); i > 0; i--) bias.set(int(0, vocab - 1), rng() < 0.5 ? 100 : -100 + 200 * rng());
-  const params: ReferenceParams = {
-    temperature: greedy ? 0 : 0.5 + 2 * rng(),
-    topK: rng() < 0.4 ? int(1, 60) : 0,
-    topP: rng() < 0.4 ? 0.5 + 0.5 * rng() : 1,
-    minP: rng() < 0.3 ? 0.05 * rng() : 0,
-    repetitionPenalty: rng() < 0.5 ? 0.8 + 0.6 * rng() : 1,
-    frequencyPenalty: rng() < 0.5 ? -2 + 4 * rng() : 0,
-    presencePenalty: rng() < 0.5 ? -2 + 4 * rng() : 0,
-    seed: int(0, 2 ** 32 - 1),
-  };
-  return { logits: randomLogits(rng, vocab), params, ctx: { history, generatedFrom: int(0, history.length), bias, mask }, step: int(0, 1000) };
+  const c = randomRow(rng, vocab, greedy);
+  if (!greedy) c.params.temperature += rng();
+  const bias = new Map(c.ctx.bias);
+  for (let i = int(1, 4); i > 0; i--) bias.set(int(0, vocab - 1), 100);
+  return { ...c, ctx: { ...c.ctx, bias, mask } };
 }
 
 it('seeded greedy masked rows = the reference argmax over the allowed ids', async () => {

@@ -7,6 +7,8 @@ import { maskWords, NO_PENALTIES, Sample, type SampleRowConfig } from '../../src
 import { readU32, uploadArray } from '../support/op-helpers.js';
 import type { ReferenceParams, RowContext } from './sample-reference.js';
 
+const between = (rng: () => number, lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
+
 /** What out holds where no row wrote. */
 export const SENTINEL = 0xdeadbeef;
 
@@ -20,6 +22,25 @@ export interface RowCase {
 /** Seeded logits with a realistic spread: a few clear favourites, a long tail. */
 export function randomLogits(rng: () => number, n: number, scale = 4): Float32Array {
   return Float32Array.from({ length: n }, () => scale * (rng() + rng() + rng() - 1.5) * 2);
+}
+
+/** A seeded row: random filters, penalties, history (prompt + generated, with repeats) and bias. */
+export function randomRow(rng: () => number, vocab: number, greedy: boolean): RowCase {
+  const int = (lo: number, hi: number) => between(rng, lo, hi);
+  const history = Array.from({ length: int(0, 300) }, () => (rng() < 0.5 ? int(0, 20) : int(0, vocab - 1))); // repeats among 0..20
+  const bias = new Map<number, number>();
+  for (let i = int(0, 6); i > 0; i--) bias.set(int(0, vocab - 1), -100 + 200 * rng());
+  const params: ReferenceParams = {
+    temperature: greedy ? 0 : 0.5 + rng(),
+    topK: rng() < 0.5 ? int(1, 60) : 0,
+    topP: rng() < 0.5 ? 0.5 + 0.5 * rng() : 1,
+    minP: rng() < 0.3 ? 0.05 * rng() : 0,
+    repetitionPenalty: rng() < 0.5 ? 0.8 + 0.6 * rng() : 1,
+    frequencyPenalty: rng() < 0.6 ? -2 + 4 * rng() : 0,
+    presencePenalty: rng() < 0.6 ? -2 + 4 * rng() : 0,
+    seed: int(0, 2 ** 32 - 1),
+  };
+  return { logits: randomLogits(rng, vocab), params, ctx: { history, generatedFrom: int(0, history.length), bias }, step: int(0, 1000) };
 }
 
 /**

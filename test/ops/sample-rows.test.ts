@@ -10,7 +10,7 @@ import { useGpuTestDevice } from '../support/gpu-helpers.js';
 import { outputBuffer } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 import { drawCandidates, greedyReference, keptSet, type ReferenceParams, type RowContext } from './sample-reference.js';
-import { randomLogits as randomLogitsOf, type RowCase, sampleRows as sampleRowsOn, SENTINEL } from './sample-rows-support.js';
+import { randomLogits as randomLogitsOf, randomRow as randomRowOf, type RowCase, sampleRows as sampleRowsOn, SENTINEL } from './sample-rows-support.js';
 
 const gpu = useGpuTestDevice('test.sample-rows');
 const rng = mulberry32(0x7013);
@@ -18,23 +18,7 @@ const int = (lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
 const randomLogits = (n: number) => randomLogitsOf(rng, n);
 const sampleRows = (vocab: number, cases: readonly RowCase[], count?: number) => sampleRowsOn(gpu.device, vocab, cases, count);
 
-/** A seeded row: random filters, penalties, history (prompt + generated, with repeats) and bias. */
-function randomRow(vocab: number, greedy: boolean): RowCase {
-  const history = Array.from({ length: int(0, 300) }, () => (rng() < 0.5 ? int(0, 20) : int(0, vocab - 1))); // repeats among 0..20
-  const bias = new Map<number, number>();
-  for (let i = int(0, 6); i > 0; i--) bias.set(int(0, vocab - 1), -100 + 200 * rng());
-  const params: ReferenceParams = {
-    temperature: greedy ? 0 : 0.5 + rng(),
-    topK: rng() < 0.5 ? int(1, 60) : 0,
-    topP: rng() < 0.5 ? 0.5 + 0.5 * rng() : 1,
-    minP: rng() < 0.3 ? 0.05 * rng() : 0,
-    repetitionPenalty: rng() < 0.5 ? 0.8 + 0.6 * rng() : 1,
-    frequencyPenalty: rng() < 0.6 ? -2 + 4 * rng() : 0,
-    presencePenalty: rng() < 0.6 ? -2 + 4 * rng() : 0,
-    seed: int(0, 2 ** 32 - 1),
-  };
-  return { logits: randomLogits(vocab), params, ctx: { history, generatedFrom: int(0, history.length), bias }, step: int(0, 1000) };
-}
+const randomRow = (vocab: number, greedy: boolean) => randomRowOf(rng, vocab, greedy);
 
 it('every row gives the id it gives alone; rows past the uploaded count are left alone', async () => {
   for (const vocab of [257, 1000 + int(0, 3000), 32000 + int(1, 255)]) {
