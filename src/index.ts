@@ -60,7 +60,7 @@ export { ModelBatchBackend } from './generate/model-backend.js';
 export { CompiledGrammar, compileGrammar, type GrammarOptions, type GrammarSource, GrammarMatcher, TokenVocabulary } from './grammar/index.js';
 export { RowSampler, type RowRequest, type SamplerConfig } from './generate/row-sampler.js';
 export type { TokenLogprob, TokenLogprobs } from './ops/logprobs.js';
-export { generate, type GenerateOptions, type GenerationDelta, type GenerationStats } from './generate/generate.js';
+export { generate, type GenerateOptions, type GenerationDelta, type GenerationStats, type GrammarStats } from './generate/generate.js';
 export { ChatSession, type ChatTurnStats } from './generate/chat-session.js';
 export { Engine, type ChatOptions, type ChatDelta, type CompletionStats } from './generate/engine.js';
 export { type ToolDefinition, type ToolChoice, type ToolCall, type ToolCallSyntax, ToolCallParser, toolCallSyntax } from './text/tool-calls.js';
