@@ -26,7 +26,7 @@ it('every shader variant compiles cleanly and builds a pipeline', async () => {
       'attention_split_f32_softcap_window_wg64',
       'attention_combine_f32_window_wg64',
       'quantize_q4_from_f32_wg64',
-      'qgemv_q4_f32_wgred_t4r4_wg64',
+      'qgemv_q4_f32_block_r4_wg32',
       'qmatmul_q8_f32_wgmem_m16k16_wg64',
     ]),
   );
