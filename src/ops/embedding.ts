@@ -73,6 +73,22 @@ function variant(dtype: ComputeDtype, scaled: boolean): { key: string; spec: Pip
   };
 }
 
+/** The embedding scale as a value of the compute dtype (torch: a tensor of hidden_states' dtype); 1 without one. */
+export function embeddingScale(label: string, dtype: ComputeDtype, options: EmbeddingOptions): number {
+  if (options.scale !== undefined && !Number.isFinite(options.scale)) throw new Error(`${label}: embedding scale must be a finite number, got ${options.scale}`);
+  const scale = options.scale === undefined ? 1 : dtype === 'F16' ? roundToF16(options.scale) : Math.fround(options.scale);
+  if (!Number.isFinite(scale)) throw new Error(`${label}: embedding scale ${options.scale} overflows ${dtype}`);
+  return scale;
+}
+
+/** Throws unless `ids` holds `tokens` u32 and `out` (tokens, hidden) in `dtype`, with u32 indexes. */
+export function checkGatherBuffers(label: string, dtype: ComputeDtype, tokens: number, hidden: number, ids: GPUBuffer, out: GPUBuffer): void {
+  if (ids.size < tokens * 4) throw new Error(`${label}: embedding ids holds ${ids.size} bytes, ${tokens} u32 need ${tokens * 4}`);
+  const outBytes = tokens * hidden * computeBytes(dtype);
+  if (out.size < outBytes) throw new Error(`${label}: embedding out holds ${out.size} bytes, (${tokens}, ${hidden}) ${dtype} needs ${outBytes}`);
+  if (tokens * hidden > 2 ** 32 - 1) throw new Error(`${label}: embedding (${tokens}, ${hidden}) has more elements than u32 indexes`);
+}
+
 export class Embedding {
   private constructor(
     private readonly device: GPUDevice,
@@ -96,19 +112,13 @@ export class Embedding {
    * One dispatch per chunk, in chunk order. options.scale: rows × scale (see EmbeddingOptions).
    */
   prepare(label: string, tokens: number, ids: GPUBuffer, table: GpuTensor, out: GPUBuffer, options: EmbeddingOptions = {}): PreparedOp {
-    if (options.scale !== undefined && !Number.isFinite(options.scale)) throw new Error(`${label}: embedding scale must be a finite number, got ${options.scale}`);
-    // The scale as a value of the compute dtype (torch: a tensor of hidden_states' dtype).
-    const scale = options.scale === undefined ? 1 : this.dtype === 'F16' ? roundToF16(options.scale) : Math.fround(options.scale);
-    if (!Number.isFinite(scale)) throw new Error(`${label}: embedding scale ${options.scale} overflows ${this.dtype}`);
+    const scale = embeddingScale(label, this.dtype, options);
     const pipeline = scale === 1 ? this.pipeline : this.scaledPipeline;
     if (!Number.isInteger(tokens) || tokens < 1) throw new Error(`${label}: embedding tokens must be an integer ≥ 1, got ${tokens}`);
     if (table.shape.length !== 2) throw new Error(`${label}: embedding table ${table.name} must be 2-D (vocab, hidden), got [${table.shape.join(', ')}]`);
     const [vocab, hidden] = table.shape as [number, number];
     checkWeight(label, table, this.dtype, [vocab, hidden]);
-    if (ids.size < tokens * 4) throw new Error(`${label}: embedding ids holds ${ids.size} bytes, ${tokens} u32 need ${tokens * 4}`);
-    const outBytes = tokens * hidden * computeBytes(this.dtype);
-    if (out.size < outBytes) throw new Error(`${label}: embedding out holds ${out.size} bytes, (${tokens}, ${hidden}) ${this.dtype} needs ${outBytes}`);
-    if (tokens * hidden > 2 ** 32 - 1) throw new Error(`${label}: embedding (${tokens}, ${hidden}) has more elements than u32 indexes`);
+    checkGatherBuffers(label, this.dtype, tokens, hidden, ids, out);
 
     const workgroups = workgroups1d(tokens, 1, this.device.limits.maxComputeWorkgroupsPerDimension);
     const paramsBuffers: GPUBuffer[] = [];

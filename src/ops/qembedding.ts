@@ -16,8 +16,8 @@ import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { QuantKind, QuantizedTensor } from '../gpu/quantized-tensor.js';
-import { type EmbeddingOptions, roundToF16 } from './embedding.js';
-import { bindBuffers, type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
+import { checkGatherBuffers, embeddingScale, type EmbeddingOptions } from './embedding.js';
+import { bindBuffers, type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
 import { checkQuantizedWeight, kindFlags, placeholderZeros } from './qgemv.js';
 
 /**
@@ -51,17 +51,6 @@ export function qembeddingVariants(dtypes: readonly ComputeDtype[], _features: R
   return (['q8', 'q4'] as const).flatMap((kind) => dtypes.map((dtype) => variant(kind, dtype)));
 }
 
-/**
- * The embedding scale as a value of the compute dtype (torch: a tensor of hidden_states'
- * dtype), 1 for none; the same rule and messages as Embedding.prepare.
- */
-function computeScale(label: string, dtype: ComputeDtype, options: EmbeddingOptions): number {
-  if (options.scale !== undefined && !Number.isFinite(options.scale)) throw new Error(`${label}: embedding scale must be a finite number, got ${options.scale}`);
-  const scale = options.scale === undefined ? 1 : dtype === 'F16' ? roundToF16(options.scale) : Math.fround(options.scale);
-  if (!Number.isFinite(scale)) throw new Error(`${label}: embedding scale ${options.scale} overflows ${dtype}`);
-  return scale;
-}
-
 export class QEmbedding {
   private constructor(
     private readonly device: GPUDevice,
@@ -82,13 +71,10 @@ export class QEmbedding {
    * any chunks and scale storage, with or without zeros. One dispatch per chunk, in order.
    */
   prepare(label: string, tokens: number, ids: GPUBuffer, table: QuantizedTensor, out: GPUBuffer, options: EmbeddingOptions = {}): PreparedOp {
-    const scale = computeScale(label, this.dtype, options);
+    const scale = embeddingScale(label, this.dtype, options);
     if (!Number.isInteger(tokens) || tokens < 1) throw new Error(`${label}: embedding tokens must be an integer ≥ 1, got ${tokens}`);
     const [, hidden] = checkQuantizedWeight(label, 'qembedding', table, this.kind);
-    if (ids.size < tokens * 4) throw new Error(`${label}: embedding ids holds ${ids.size} bytes, ${tokens} u32 need ${tokens * 4}`);
-    const outBytes = tokens * hidden * computeBytes(this.dtype);
-    if (out.size < outBytes) throw new Error(`${label}: embedding out holds ${out.size} bytes, (${tokens}, ${hidden}) ${this.dtype} needs ${outBytes}`);
-    if (tokens * hidden > 2 ** 32 - 1) throw new Error(`${label}: embedding (${tokens}, ${hidden}) has more elements than u32 indexes`);
+    checkGatherBuffers(label, this.dtype, tokens, hidden, ids, out);
 
     const workgroups = workgroups1d(tokens, 1, this.device.limits.maxComputeWorkgroupsPerDimension);
     const noZeros = placeholderZeros(this.device, label);
