@@ -7,7 +7,7 @@
 // Napkin math (Llama-3.2-1B, 1.24 G weights, G = 32, f16 scales): q4 with zeros reads
 // 0.5 + 3/32 ≈ 0.59 bytes/weight → 0.74 GB per token, q8 1 + 2/32 ≈ 1.06 → 1.3 GB, against
 // 2.5 GB in f16: ~3.4× and ~1.9× less to stream. On lavapipe the gemvs are instruction-bound
-// (see the shader), so the gain is smaller: q4 ~1.6-2×, q8 ~1.1-1.3× the f16 gemv's speed.
+// (see the shader), so the gain is smaller: q4 ~1.9×, q8 ~1.1-1.6× the f16 gemv's speed.
 //
 // Two pipelines per op: the block path (G a power of two ≥ 32 and K a multiple of 128: every
 // Llama-family projection at G = 32/64/128) and the per-word path (any valid layout), picked
