@@ -448,7 +448,8 @@ function samplingOf(defaults: Partial<SamplingParams> | undefined, options: Gene
   return { ...out, frequencyPenalty, presencePenalty, logitBias, logprobs };
 }
 
-function randomSeed(): number {
+/** A u32 from the platform's CSPRNG (Node and browsers both have crypto.getRandomValues). */
+export function randomSeed(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0];
 }
 

@@ -11,7 +11,7 @@ import type { LlamaModel } from '../model/llama.js';
 import { type ChatMessage, type ChatTemplate, checkTemplateVariables } from '../text/chat-template.js';
 import type { Tokenizer } from '../text/tokenizer.js';
 import { type ToolCall, ToolCallParser, type ToolCallSyntax, type ToolChoice, type ToolDefinition, toolCallSyntax } from '../text/tool-calls.js';
-import { type BatchBackend, BatchScheduler } from './batch-scheduler.js';
+import { type BatchBackend, BatchScheduler, randomSeed } from './batch-scheduler.js';
 import { type ChatPlan, type ChatPlanLabels, type ResponseFormat, LIBRARY_LABELS, planChat } from './chat-plan.js';
 import type { GenerateOptions, GenerationDelta, GenerationStats } from './generate.js';
 import { chatTemplateIds, rawTextIds } from './prompt-ids.js';
@@ -221,9 +221,4 @@ async function* withToolCalls(run: AsyncGenerator<GenerationDelta, CompletionSta
   } finally {
     await run.return(undefined as never); // a consumer that stopped early frees the slot
   }
-}
-
-/** A u32 from the platform's CSPRNG (Node and browsers both have crypto.getRandomValues). */
-function randomSeed(): number {
-  return crypto.getRandomValues(new Uint32Array(1))[0];
 }

@@ -16,6 +16,7 @@ import type { DtypeChoice } from '../../gpu/load-tensors.js';
 import type { QuantKind } from '../../gpu/quantized-tensor.js';
 import { PREFILL_CHUNK } from '../../model/llama.js';
 import { openModel } from '../../model/open-model.js';
+import { median } from './update-bench.js';
 
 export interface ParallelBenchOptions {
   dir: string;
@@ -131,12 +132,6 @@ async function drain(run: AsyncGenerator<GenerationDelta, BatchStats>): Promise<
   let r = await run.next();
   while (!r.done) r = await run.next();
   return r.value;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000;

@@ -151,7 +151,8 @@ async function timed(run: () => Promise<unknown>): Promise<number> {
   return performance.now() - t0;
 }
 
-function median(xs: number[]): number {
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
