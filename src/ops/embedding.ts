@@ -3,8 +3,9 @@
 // 1 GiB in f16, 8 chunks at lavapipe's 128 MiB binding limit).
 //
 // Per token: the ids live in a small u32 buffer the caller owns and rewrites (or the
-// sampler writes on the GPU, so the sampled id never has to come back to the host); the
-// prepared op itself never changes. An id ≥ vocab gives a row of zeros (not clamped: a
+// sampler writes on the GPU, so the sampled id never has to come back to the host), or in
+// a range of one (the model's: its pass's step, src/gpu/step.ts, so the ids and the rows
+// are one write); the prepared op itself never changes. An id ≥ vocab gives a row of zeros (not clamped: a
 // bad id then shows as a zero row rather than as a plausible token, and nothing is read
 // outside the table). With options.scale (Gemma: x = embed(ids) · √hidden) each row is
 // multiplied by the scale rounded to the compute dtype, as transformers' Gemma builds
@@ -14,7 +15,7 @@ import type { GpuTensor } from '../gpu/gpu-tensor.js';
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedOp } from './op.js';
+import { bindBuffers, type BufferResource, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, isBinding, type PreparedOp } from './op.js';
 
 /**
  * Invocations per workgroup; one workgroup copies one token's row (hidden / WORKGROUP
@@ -81,9 +82,18 @@ export function embeddingScale(label: string, dtype: ComputeDtype, options: Embe
   return scale;
 }
 
-/** Throws unless `ids` holds `tokens` u32 and `out` (tokens, hidden) in `dtype`, with u32 indexes. */
-export function checkGatherBuffers(label: string, dtype: ComputeDtype, tokens: number, hidden: number, ids: GPUBuffer, out: GPUBuffer): void {
-  if (ids.size < tokens * 4) throw new Error(`${label}: embedding ids holds ${ids.size} bytes, ${tokens} u32 need ${tokens * 4}`);
+/**
+ * Throws unless `ids` (a buffer, or a range of one such as a step's ids) holds `tokens` u32
+ * at an offset the device can bind, and `out` (tokens, hidden) in `dtype`, with u32 indexes.
+ */
+export function checkGatherBuffers(device: GPUDevice, label: string, dtype: ComputeDtype, tokens: number, hidden: number, ids: BufferResource, out: GPUBuffer): void {
+  const { buffer, offset = 0, size } = isBinding(ids) ? ids : { buffer: ids, size: undefined };
+  const align = device.limits.minStorageBufferOffsetAlignment;
+  // Checked here: a bad range is otherwise a validation error far from its cause.
+  if (!Number.isInteger(offset) || offset < 0 || offset % align !== 0) throw new Error(`${label}: embedding ids offset ${offset} is not a multiple of ${align} (minStorageBufferOffsetAlignment)`);
+  const bytes = size ?? buffer.size - offset;
+  if (bytes < 0 || offset + bytes > buffer.size) throw new Error(`${label}: embedding ids range [${offset}, ${offset + bytes}) is past the end of ${buffer.label || 'its buffer'} (${buffer.size} bytes)`);
+  if (bytes < tokens * 4) throw new Error(`${label}: embedding ids holds ${bytes} bytes, ${tokens} u32 need ${tokens * 4}`);
   const outBytes = tokens * hidden * computeBytes(dtype);
   if (out.size < outBytes) throw new Error(`${label}: embedding out holds ${out.size} bytes, (${tokens}, ${hidden}) ${dtype} needs ${outBytes}`);
   if (tokens * hidden > 2 ** 32 - 1) throw new Error(`${label}: embedding (${tokens}, ${hidden}) has more elements than u32 indexes`);
@@ -108,17 +118,17 @@ export class Embedding {
 
   /**
    * out: (tokens, hidden) in the compute dtype = table[ids[t]]; ids: (tokens,) u32, the
-   * caller's buffer; table: (vocab, hidden) in the compute dtype, any number of chunks.
+   * caller's buffer or a range of one (a step's `ids`); table: (vocab, hidden) in the compute dtype, any number of chunks.
    * One dispatch per chunk, in chunk order. options.scale: rows × scale (see EmbeddingOptions).
    */
-  prepare(label: string, tokens: number, ids: GPUBuffer, table: GpuTensor, out: GPUBuffer, options: EmbeddingOptions = {}): PreparedOp {
+  prepare(label: string, tokens: number, ids: BufferResource, table: GpuTensor, out: GPUBuffer, options: EmbeddingOptions = {}): PreparedOp {
     const scale = embeddingScale(label, this.dtype, options);
     const pipeline = scale === 1 ? this.pipeline : this.scaledPipeline;
     if (!Number.isInteger(tokens) || tokens < 1) throw new Error(`${label}: embedding tokens must be an integer ≥ 1, got ${tokens}`);
     if (table.shape.length !== 2) throw new Error(`${label}: embedding table ${table.name} must be 2-D (vocab, hidden), got [${table.shape.join(', ')}]`);
     const [vocab, hidden] = table.shape as [number, number];
     checkWeight(label, table, this.dtype, [vocab, hidden]);
-    checkGatherBuffers(label, this.dtype, tokens, hidden, ids, out);
+    checkGatherBuffers(this.device, label, this.dtype, tokens, hidden, ids, out);
 
     const workgroups = workgroups1d(tokens, 1, this.device.limits.maxComputeWorkgroupsPerDimension);
     const paramsBuffers: GPUBuffer[] = [];

@@ -24,13 +24,21 @@ export interface PreparedOp {
   destroy(): void;
 }
 
-/** A bind group of `buffers` bound whole at bindings 0, 1, 2, … of group 0, in order. */
-export function bindBuffers(device: GPUDevice, pipeline: GPUComputePipeline, label: string, buffers: readonly GPUBuffer[]): GPUBindGroup {
+/** A bind group of `buffers` at bindings 0, 1, 2, … of group 0, in order: each bound whole, or the range given. */
+export function bindBuffers(device: GPUDevice, pipeline: GPUComputePipeline, label: string, buffers: readonly BufferResource[]): GPUBindGroup {
   return device.createBindGroup({
     label,
     layout: pipeline.getBindGroupLayout(0),
-    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    entries: buffers.map((b, binding) => ({ binding, resource: isBinding(b) ? { ...b } : { buffer: b } })),
   });
+}
+
+/** A whole buffer, or a range of one (e.g. a step's token ids: src/gpu/step.ts). */
+export type BufferResource = GPUBuffer | Readonly<GPUBufferBinding>;
+
+/** Whether `b` is a range ({ buffer, offset?, size? }) rather than a buffer. */
+export function isBinding(b: BufferResource): b is Readonly<GPUBufferBinding> {
+  return 'buffer' in b;
 }
 
 /** Encodes a prepared op's dispatches into a compute pass, in order. */

@@ -17,7 +17,7 @@ import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { QuantKind, QuantizedTensor } from '../gpu/quantized-tensor.js';
 import { checkGatherBuffers, embeddingScale, type EmbeddingOptions } from './embedding.js';
-import { bindBuffers, type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
+import { bindBuffers, type BufferResource, type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
 import { checkQuantizedWeight, kindFlags, placeholderZeros } from './qgemv.js';
 
 /**
@@ -67,14 +67,15 @@ export class QEmbedding {
 
   /**
    * out: (tokens, hidden) in the compute dtype = dequantized table[ids[t]] (· scale); ids:
-   * (tokens,) u32, the caller's buffer; table: quantized (vocab, hidden) of this op's kind,
-   * any chunks and scale storage, with or without zeros. One dispatch per chunk, in order.
+   * (tokens,) u32, the caller's buffer or a range of one (a step's `ids`); table: quantized
+   * (vocab, hidden) of this op's kind, any chunks and scale storage, with or without zeros.
+   * One dispatch per chunk, in order.
    */
-  prepare(label: string, tokens: number, ids: GPUBuffer, table: QuantizedTensor, out: GPUBuffer, options: EmbeddingOptions = {}): PreparedOp {
+  prepare(label: string, tokens: number, ids: BufferResource, table: QuantizedTensor, out: GPUBuffer, options: EmbeddingOptions = {}): PreparedOp {
     const scale = embeddingScale(label, this.dtype, options);
     if (!Number.isInteger(tokens) || tokens < 1) throw new Error(`${label}: embedding tokens must be an integer ≥ 1, got ${tokens}`);
     const [, hidden] = checkQuantizedWeight(label, 'qembedding', table, this.kind);
-    checkGatherBuffers(label, this.dtype, tokens, hidden, ids, out);
+    checkGatherBuffers(this.device, label, this.dtype, tokens, hidden, ids, out);
 
     const workgroups = workgroups1d(tokens, 1, this.device.limits.maxComputeWorkgroupsPerDimension);
     const noZeros = placeholderZeros(this.device, label);

@@ -1,11 +1,13 @@
 // embedding: rows of a (vocab, hidden) table for token ids, the table loaded through the
 // real loader and split into row-chunks (small maxChunkBytes), F32 and F16, with ids on
-// every chunk's first and last row and past the vocab, against a plain gather; and the
-// scaled gather (Gemma's embed · √hidden, the scale rounded to the compute dtype).
+// every chunk's first and last row and past the vocab, against a plain gather; the
+// scaled gather (Gemma's embed · √hidden, the scale rounded to the compute dtype); and ids
+// bound as a range of a step buffer (src/gpu/step.ts, the model's way) against a plain buffer.
 
 import { describe, expect, it } from 'vitest';
 import { alignUp } from '../../src/gpu/gpu-tensor.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
+import { Step } from '../../src/gpu/step.js';
 import { EMBEDDING_WORKGROUP, Embedding, embeddingVariants, roundToF16 } from '../../src/ops/embedding.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
 import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
@@ -157,6 +159,41 @@ describe.each(['F32', 'F16'] as const)('embedding %s', (dtype) => {
     idsBuf.destroy();
     out.destroy();
   });
+
+  it("gathers a step's ids (a range of the step buffer) exactly as a plain ids buffer", async () => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true);
+    const [vocab, hidden] = [37, 19];
+    const values = randomValues(rng, vocab * hidden, -3, 3);
+    const weights = await uploadWeights(gpu.device, { table: { shape: [vocab, hidden], values } }, dtype, alignUp(10 * hidden * bytesOf(dtype), 16));
+    const table = weights.tensors.get('table')!;
+    const ids = new Uint32Array(idsFor(table.chunks, vocab)); // on an ArrayBuffer, for writeBuffer
+    const T = ids.length;
+    const step = new Step(gpu.device, 'test.embedding', { rows: T, positions: T, ids: true });
+    const idsBuf = uploadArray(gpu.device, new Uint32Array(T), 'U32');
+    const [viaStep, viaBuffer] = [outputBuffer(gpu.device, T * hidden, bytesOf(dtype)), outputBuffer(gpu.device, T * hidden, bytesOf(dtype))];
+    const embedding = await Embedding.create(gpu.device, dtype);
+    const ops = [embedding.prepare('test.embedding.step', T, step.ids!, table, viaStep), embedding.prepare('test.embedding.buffer', T, idsBuf, table, viaBuffer)];
+    const gathered = async (): Promise<Float32Array[]> => {
+      await runOps(gpu.device, ops);
+      return Promise.all([viaStep, viaBuffer].map((b) => readArray(gpu.device, b, T * hidden, dtype)));
+    };
+    step.write(Array.from(ids, (_, r) => r), undefined, ids);
+    gpu.device.queue.writeBuffer(idsBuf, 0, ids);
+    let [got, want] = await gathered();
+    expect(closeness(got, want, 0, 0)).toBeNull();
+    expect(closeness(got, reference(asDtype(values, dtype), vocab, hidden, ids), 0, 0)).toBeNull();
+    // A shorter call: the first 2 ids change, the rest stay as the last write left them.
+    step.writeRange(0, 2, 0, [vocab - 1, 3]);
+    ids.set([vocab - 1, 3]);
+    gpu.device.queue.writeBuffer(idsBuf, 0, ids);
+    [got, want] = await gathered();
+    expect(closeness(got, want, 0, 0)).toBeNull();
+    expect(closeness(got, reference(asDtype(values, dtype), vocab, hidden, ids), 0, 0)).toBeNull();
+    ops.forEach((op) => op.destroy());
+    for (const b of [idsBuf, viaStep, viaBuffer]) b.destroy();
+    step.destroy();
+    weights.destroy();
+  });
 });
 
 it('roundToF16 rounds doubles to the nearest f16, ties to even, as the f32 path does for f32 values', () => {
@@ -187,6 +224,16 @@ it('prepare refuses a table of the wrong dtype or rank and short buffers', async
   const big = buf(40);
   expect(() => embedding.prepare('x', 5, ids, table, big)).toThrow(/ids holds 16 bytes/);
   expect(() => embedding.prepare('x', 0, ids, table, out)).toThrow(/tokens/);
+  // ids as a range of a buffer (a step's): bindable offset, inside the buffer, long enough
+  const align = gpu.device.limits.minStorageBufferOffsetAlignment;
+  const ranged = buf(align / 4 + 4);
+  expect(() => embedding.prepare('x', 1, { buffer: ranged, offset: 4 }, table, out)).toThrow(new RegExp(`ids offset 4 is not a multiple of ${align}`));
+  expect(() => embedding.prepare('x', 1, { buffer: ranged, offset: align, size: 32 }, table, out)).toThrow(new RegExp(`ids range \\[${align}, ${align + 32}\\) is past the end`));
+  expect(() => embedding.prepare('x', 1, { buffer: ids, offset: 2 * align }, table, out)).toThrow(/is past the end/);
+  expect(() => embedding.prepare('x', 3, { buffer: ranged, offset: align, size: 8 }, table, out)).toThrow(/ids holds 8 bytes, 3 u32 need 12/);
+  expect(() => embedding.prepare('x', 5, { buffer: ranged, offset: align }, table, big)).toThrow(/ids holds 16 bytes/);
+  embedding.prepare('x', 2, { buffer: ranged, offset: align }, table, out).destroy(); // 16 bytes at the offset: 4 ids
+  ranged.destroy();
   if (gpu.device.features.has('shader-f16')) {
     const f16 = await Embedding.create(gpu.device, 'F16');
     expect(() => f16.prepare('x', 1, ids, table, out)).toThrow(/is F32 \[4, 8\], expected F16/);

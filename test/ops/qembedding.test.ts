@@ -10,6 +10,7 @@ import {
 } from '../../src/gpu/quantized-tensor.js';
 import { alignUp } from '../../src/gpu/gpu-tensor.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
+import { Step } from '../../src/gpu/step.js';
 import { Embedding, roundToF16 } from '../../src/ops/embedding.js';
 import { runOps, type ComputeDtype } from '../../src/ops/op.js';
 import { QEMBEDDING_WORKGROUP, QEmbedding, qembeddingVariants } from '../../src/ops/qembedding.js';
@@ -161,24 +162,29 @@ for (const kind of ['q8', 'q4'] as const) {
   });
 }
 
-it('one prepared op, ids rewritten between submits (the per-token path)', async () => {
+it("one prepared op, ids rewritten between submits (the per-token path), from a plain buffer and from a step's ids", async () => {
   const c: Case = { vocab: 30, hidden: 64, groupSize: 32, zeros: true, scaleDtype: 'F32', chunks: 'rows' };
   const host = randomQuantized(rng, 'q4', c.vocab, c.hidden, c.groupSize, true);
   const table = upload(host, 'q4', c);
   const deq = dequantizeHost('q4', [c.vocab, c.hidden], c.groupSize, host);
   const idsBuf = uploadArray(gpu.device, new Uint32Array(1), 'U32');
-  const out = outputBuffer(gpu.device, c.hidden, 4);
-  const op = (await QEmbedding.create(gpu.device, 'q4', 'F32')).prepare('test.qembedding.decode', 1, idsBuf, table, out);
-  for (const id of [0, 6, 29, 13, 30, 3]) {
+  // The model's way: the ids a range of its pass's step buffer (src/gpu/step.ts), written with the row.
+  const step = new Step(gpu.device, 'test.qembedding', { rows: 1, positions: 8, ids: true });
+  const [out, viaStep] = [outputBuffer(gpu.device, c.hidden, 4), outputBuffer(gpu.device, c.hidden, 4)];
+  const qembedding = await QEmbedding.create(gpu.device, 'q4', 'F32');
+  const ops = [qembedding.prepare('test.qembedding.decode', 1, idsBuf, table, out), qembedding.prepare('test.qembedding.step', 1, step.ids!, table, viaStep)];
+  for (const [position, id] of [0, 6, 29, 13, 30, 3].entries()) {
     gpu.device.queue.writeBuffer(idsBuf, 0, Uint32Array.of(id));
-    await runOps(gpu.device, [op]);
+    step.writeRange(position, 1, 0, [id]);
+    await runOps(gpu.device, ops);
     const want = reference(deq, [c.vocab, c.hidden], Uint32Array.of(id), 'F32');
     expect(closeness(await readArray(gpu.device, out, c.hidden, 'F32'), want, 0, 0), `id=${id}`).toBeNull();
+    expect(closeness(await readArray(gpu.device, viaStep, c.hidden, 'F32'), want, 0, 0), `id=${id} via the step`).toBeNull();
   }
-  op.destroy();
+  ops.forEach((op) => op.destroy());
   destroyQuantized(table);
-  idsBuf.destroy();
-  out.destroy();
+  step.destroy();
+  for (const b of [idsBuf, out, viaStep]) b.destroy();
 });
 
 it('tokens past the per-dimension workgroup limit spill into y', async () => {
