@@ -14,7 +14,8 @@
 //     vLLM's apply_penalties counts output_tokens only)
 //   → temperature (z / T; T = 0 → argmax of the adjusted logits, exactly, ties → lowest id)
 //   → top-k → top-p (of the top-k renormalised) → min-p (p ≥ min_p · p_max)
-//   → one draw from the renormalised kept distribution, u = hash(seed, step).
+//   → one draw from the renormalised kept distribution, u = hash(seed, step)
+//   → the id to out[out_base + r] and, for a row that appends, to its history at history_len.
 // (vLLM applies min-p before top-k/top-p; we keep HF's order, which sluice always had.)
 // NaN logits count as -inf; ±inf are clamped to ±f32 max. Ties at a threshold are all kept
 // (top_k = 1 with two equal maxima keeps both): thresholds are values, not ranks.
@@ -73,7 +74,7 @@ struct Row {
   bias_base: u32,          // first entry of this row's logit bias in `bias`
   bias_len: u32,           // bias entries (0 → none)
   masked: u32,             // 1 → only ids whose bit is set in mask row r may be drawn
-  pad1: u32,
+  append: u32,             // 1 → the drawn id also lands at history[history_base + history_len]
 }
 
 struct Rows {
@@ -86,7 +87,7 @@ override WORKGROUP_SIZE: u32; // a power of two (the tree reduction halves it)
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> rows: Rows;
 @group(0) @binding(2) var<storage, read> logits: array<f32>;           // (rows, n) f32, never written
-@group(0) @binding(3) var<storage, read> history: array<u32>;          // u32 token ids; row r's at history_base
+@group(0) @binding(3) var<storage, read_write> history: array<u32>;    // u32 token ids; row r's at history_base (appended to, never read past history_len)
 @group(0) @binding(4) var<storage, read> bias: array<vec2u>;           // (id, f32 bits of its bias); row r's at bias_base
 @group(0) @binding(5) var<storage, read_write> scratch: array<f32>;    // (rows, n) f32 z, then e
 @group(0) @binding(6) var<storage, read_write> marks: array<atomic<u32>>; // (rows, n) u32, meaningful only at touched ids
@@ -126,6 +127,17 @@ fn adjusted(x: f32, m: u32, p: Row, temperature: f32) -> f32 {
 /** True when the row is masked and id j's bit is clear (the mask is never read otherwise). */
 fn disallowed(masked: bool, mask_base: u32, j: u32) -> bool {
   return masked && (mask[mask_base + (j >> 5u)] & (1u << (j & 31u))) == 0u;
+}
+
+/**
+ * The row's result: its id in out and, when the row appends, in its history right after
+ * the ids it penalised (the position the id is fed at next), so the host writes no id per
+ * token. This row never reads that element; the caller keeps other rows of the dispatch
+ * from reading it (a decode step's rows are distinct sequences, each its own history).
+ */
+fn emit(r: u32, p: Row, id: u32) {
+  out[params.out_base + r] = id;
+  if (p.append != 0u) { history[p.history_base + p.history_len] = id; }
 }
 
 /** PCG hash (Jarzynski & Olano 2020): a full-avalanche u32 → u32 bijection. */
@@ -259,7 +271,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   let m = red_value[0];
   let argmax = red_index[0];
   if (greedy) {
-    if (tid == 0u) { out[params.out_base + r] = argmax; }
+    if (tid == 0u) { emit(r, p, argmax); }
     return;
   }
 
@@ -353,6 +365,6 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   workgroupBarrier();
   if (tid == 0u) {
     let id = atomicLoad(&pick);
-    out[params.out_base + r] = select(id, argmax, id == NONE);
+    emit(r, p, select(id, argmax, id == NONE));
   }
 }

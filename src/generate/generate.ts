@@ -117,6 +117,7 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
   let firstAt = began;
   let stopReason: StopReason = 'length';
   let pending = promptIds;
+  const fed = [0]; // the one id of each decode step, reused (nothing allocated to feed it)
   while (generated < maxTokens) {
     if (options.signal?.aborted) {
       stopReason = 'abort';
@@ -139,7 +140,8 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
       stopReason = 'eos';
       break;
     }
-    pending = [id];
+    fed[0] = id;
+    pending = fed;
     let text = detokenizer ? detokenizer.push(id) : '';
     if (stops) {
       const r = stops.push(text);

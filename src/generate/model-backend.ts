@@ -5,6 +5,11 @@
 // rows submits the pass first, fills their masks on the host while the GPU runs it, then
 // submits the sampling (with the masks) on its own: two submits, the mask time hidden
 // behind the pass instead of added to it.
+//
+// Per decode step the sampler's host side is one writeBuffer (its rows) when no row is
+// masked or wants logprobs: each row's fed id is remembered for the penalties, but the
+// sampler's kernel already put every id it drew where it is fed, so only a sequence's
+// first row (its prompt's last id) writes one. Nothing here allocates per step.
 
 import type { TokenLogprobs } from '../ops/logprobs.js';
 import type { LlamaModel } from '../model/llama.js';
@@ -18,6 +23,10 @@ export class ModelBatchBackend implements BatchBackend {
   private readonly requests: RowRequest[];
   private readonly views: RowRequest[][];
   private readonly one = [0];
+  /** The step's requests, for encodeSampling (set before each unmasked decode). */
+  private stepRequests: readonly RowRequest[] = [];
+  /** What decodeRows encodes after the pass, made once (no closure per token). */
+  private readonly encodeSampling = (encoder: GPUCommandEncoder) => this.sampler.sampleRows(encoder, this.stepRequests);
 
   private constructor(
     readonly model: LlamaModel,
@@ -69,7 +78,7 @@ export class ModelBatchBackend implements BatchBackend {
     for (let i = 0; i < rows.length; i++) {
       const { slot, id, position, step, mask } = rows[i];
       this.one[0] = id;
-      this.sampler.remember(slot, this.one, position);
+      this.sampler.remember(slot, this.one, position); // writes nothing when the sampler drew `id` (all but a first row)
       const request = this.requests[i];
       request.slot = slot;
       request.step = step;
@@ -79,7 +88,8 @@ export class ModelBatchBackend implements BatchBackend {
     }
     const requests = this.views[rows.length];
     if (!masked) {
-      this.model.decodeRows(rows, (encoder) => this.sampler.sampleRows(encoder, requests));
+      this.stepRequests = requests;
+      await this.model.decodeRows(rows, this.encodeSampling);
       return this.sampler.readRows();
     }
     await this.model.decodeRows(rows); // submitted: the GPU runs the pass while the host fills the masks

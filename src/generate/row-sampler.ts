@@ -14,9 +14,16 @@
 // the first masked to the last ((rows, ceil(vocab / 32)) u32; 19 KB a row for 150k ids);
 // a step with no masked row sends nothing more.
 //
+// The id a row draws is the id its sequence feeds next, at the history position right
+// after the ids the row penalised: the kernel writes it there itself (each row "appends"),
+// and remember() of that id at that position writes nothing. So a decode loop that
+// remembers every id it feeds uploads only the ids it did not sample on the GPU (a prompt's,
+// one the caller forces). The rows of one step must be distinct slots (a slot's history
+// takes one drawn id a step).
+//
 // Per step on the host: one writeBuffer for the rows (a second when a row wants logprobs,
-// another when a row is masked), one mapAsync; no allocation but the mapped range's views
-// when no row wants logprobs.
+// another when a row is masked), one mapAsync; no allocation but what mapping returns
+// (its promise, the mapped range and one view of it) when no row wants logprobs.
 
 import { SluiceError } from '../errors.js';
 import { decodeLogprobs, Logprobs, LOGPROBS_RECORD_WORDS, LOGPROBS_TOP_MAX, logprobsRecordBytes, type PreparedLogprobs, type TokenLogprobs } from '../ops/logprobs.js';
@@ -85,6 +92,10 @@ export function checkSamplerOptions(o: Partial<SamplerConfig>, vocab: number): v
 
 const PASS: GPUComputePassDescriptor = { label: 'sampler' }; // made once: nothing per token
 const SUBMIT: GPUCommandEncoderDescriptor = { label: 'sampler' };
+/** heldAt: the slot's history holds no drawn id the host knows of. */
+const NOT_HELD = -1;
+/** heldAt: a step that appends to the slot is encoded; its id is known once read back. */
+const IN_FLIGHT = -2;
 
 export class RowSampler {
   /** Per slot: its request's row configuration (undefined until configured). */
@@ -98,6 +109,15 @@ export class RowSampler {
   /** (rows, LOGPROBS_RECORD_WORDS) the last step's logprob records (rows that asked). */
   private readonly records: Uint32Array;
   private readonly one = new Uint32Array(1);
+  /** Per row of the last step: its slot, and the history position its id lands at (NOT_HELD: none). */
+  private readonly rowSlot: Int32Array;
+  private readonly rowAppendAt: Int32Array;
+  /**
+   * Per slot: the history position whose id the kernel wrote and the host read back
+   * (heldId), so remembering that id there again writes nothing; NOT_HELD or IN_FLIGHT else.
+   */
+  private readonly heldAt: Int32Array;
+  private readonly heldId: Uint32Array;
   private readonly idsBytes: number; // where the records start in readback (8-aligned)
   /** (rows, maskWords) staging of the masks of a step, sent with one writeBuffer. */
   private readonly masks: Uint32Array<ArrayBuffer>;
@@ -122,6 +142,10 @@ export class RowSampler {
     this.configs = new Array<SampleRowConfig | undefined>(slots).fill(undefined);
     this.slotTop = new Int32Array(slots).fill(-1);
     this.rowTop = new Int32Array(rows).fill(-1);
+    this.rowSlot = new Int32Array(rows);
+    this.rowAppendAt = new Int32Array(rows).fill(NOT_HELD);
+    this.heldAt = new Int32Array(slots).fill(NOT_HELD);
+    this.heldId = new Uint32Array(slots);
     this.ids = new Uint32Array(rows);
     this.records = new Uint32Array(rows * LOGPROBS_RECORD_WORDS);
     this.idsBytes = Math.ceil((rows * 4) / 8) * 8;
@@ -201,23 +225,32 @@ export class RowSampler {
     this.slotTop[slot] = config.logprobs ?? -1;
   }
 
-  /** Records ids now in `slot`'s cache at positions [start, start + ids.length), for the penalties. */
+  /**
+   * Records ids now in `slot`'s cache at positions [start, start + ids.length), for the
+   * penalties. One id that the slot's last step drew, at the position the kernel put it
+   * (its row's historyLength), is there already: nothing is written.
+   */
   remember(slot: number, ids: readonly number[], start: number): void {
     this.checkSlot(slot);
     if (!(Number.isInteger(start) && start >= 0 && start + ids.length <= this.contextLength)) {
       throw new Error(`sampler: ids at [${start}, ${start + ids.length}) do not fit the history of ${this.contextLength}`);
     }
+    if (ids.length === 0) return;
+    if (ids.length === 1 && this.heldAt[slot] === start && this.heldId[slot] === ids[0]) return; // the decode case
+    this.heldAt[slot] = NOT_HELD; // a write may cover it (or land after an append in flight)
     const at = (slot * this.contextLength + start) * 4;
     if (ids.length === 1) {
       this.one[0] = ids[0]; // the per-token case: no allocation
       this.device.queue.writeBuffer(this.buffers.history, at, this.one);
-    } else if (ids.length) this.device.queue.writeBuffer(this.buffers.history, at, new Uint32Array(ids));
+    } else this.device.queue.writeBuffer(this.buffers.history, at, new Uint32Array(ids));
   }
 
   /**
-   * Stages and sends the rows (row i samples logits row i for rows[i].slot), then encodes
-   * the sampling dispatch, the logprobs dispatch when a row's request wants logprobs, and
-   * the copies readRows() maps. Submit the encoder, then call readRows().
+   * Stages and sends the rows (row i samples logits row i for rows[i].slot, distinct slots),
+   * then encodes the sampling dispatch, the logprobs dispatch when a row's request wants
+   * logprobs, and the copies readRows() maps. Submit the encoder, then call readRows().
+   * Each row's id also lands in its slot's history at its historyLength (when that is
+   * within the context), where the sequence feeds it next.
    */
   sampleRows(encoder: GPUCommandEncoder, rows: readonly RowRequest[]): void {
     const count = rows.length;
@@ -232,6 +265,7 @@ export class RowSampler {
       const config = this.configs[slot];
       if (!config) throw new Error(`sampler: slot ${slot} has no request (configure it first)`);
       if (!(historyLength <= this.contextLength)) throw new Error(`sampler: history length ${historyLength} of slot ${slot} is past its ${this.contextLength} ids`);
+      for (let j = 0; j < i; j++) if (this.rowSlot[j] === slot) throw new Error(`sampler: rows ${j} and ${i} both sample for slot ${slot} (a step takes one row a slot)`);
       if (mask) {
         if (mask.length < this.maskWords) throw new Error(`sampler: the mask of row ${i} has ${mask.length} words; ${this.vocab} ids need ${this.maskWords}`);
         const started = performance.now();
@@ -240,7 +274,10 @@ export class RowSampler {
         if (firstMasked < 0) firstMasked = i;
         lastMasked = i;
       }
-      this.sample.setRow(i, config, step, historyLength, mask !== undefined);
+      const appends = historyLength < this.contextLength; // the last position's id is never fed
+      this.sample.setRow(i, config, step, historyLength, mask !== undefined, appends);
+      this.rowSlot[i] = slot;
+      this.rowAppendAt[i] = appends ? historyLength : NOT_HELD;
       const top = this.slotTop[slot];
       this.rowTop[i] = top;
       this.logprobsOp.setRow(i, top < 0 ? null : top);
@@ -256,6 +293,7 @@ export class RowSampler {
     this.lastMaskMs = maskMs;
     this.sample.upload(count);
     if (logprobRows) this.logprobsOp.upload(count);
+    for (let i = 0; i < count; i++) this.heldAt[this.rowSlot[i]] = this.rowAppendAt[i] === NOT_HELD ? NOT_HELD : IN_FLIGHT;
     const pass = encoder.beginComputePass(PASS);
     encodeOp(pass, this.sample);
     if (logprobRows) encodeOp(pass, this.logprobsOp);
@@ -294,6 +332,12 @@ export class RowSampler {
       this.records.set(new Uint32Array(mapped, this.idsBytes, words));
     }
     readback.unmap();
+    for (let i = 0; i < this.count; i++) {
+      const slot = this.rowSlot[i];
+      if (this.heldAt[slot] !== IN_FLIGHT) continue; // remembered over since: its write is the truth
+      this.heldAt[slot] = this.rowAppendAt[i];
+      this.heldId[slot] = this.ids[i];
+    }
     return this.ids;
   }
 

@@ -1,8 +1,10 @@
 // Sampling on the GPU at the end of each forward pass of one sequence: a RowSampler with
 // one row and one slot over the model's logits. The history (for the penalties) lives on the
 // GPU, and the host reads back 4 bytes a token (+ 8 · (top + 1) when logprobs are asked).
-// Everything is made once per model; a token costs two small writes (its id into the
-// history, the row's step) and one small read, and allocates nothing without logprobs.
+// Everything is made once per model; a token costs one small write (the row's step and
+// history length: the kernel itself puts the id it drew into the history, where the next
+// call feeds it) and one small read, and allocates nothing but what mapping the read
+// returns, without logprobs.
 // A constrained step submits the model's pass alone, fills its allowed-token mask on the
 // host while the GPU runs it, then submits the sampling with the mask (ceil(vocab / 32)
 // u32): the mask's host time hides behind the pass.
@@ -58,7 +60,7 @@ export class GpuSampler {
       this.rows.configure(0, this.config, end); // uploads the logit bias once per request
       this.started = true;
     }
-    this.remember(ids, start);
+    this.remember(ids, start); // a decode step's id was drawn here: already in the history, nothing written
     this.request.historyLength = end;
     this.request.mask = undefined;
     if (mask) {

@@ -66,11 +66,16 @@ export const SAMPLE_HISTORY_MAX = 2 ** 30 - 1;
 
 /**
  * Packs row `row` at its place in a staging buffer, field by field in struct Row's order.
+ * `masked`: the row draws only ids its row of the mask buffer allows. `appends`: the drawn
+ * id also lands at history[historyBase + historyLength], where it is fed next.
  * Throws (before writing) on a value the shader would misread.
  */
-export function writeRow(view: DataView, row: number, p: SampleRowConfig, step: number, historyLength: number, limits: RowLimits, label: string, masked = false): void {
+export function writeRow(view: DataView, row: number, p: SampleRowConfig, step: number, historyLength: number, limits: RowLimits, label: string, masked = false, appends = false): void {
   checkRow(label, p, step, historyLength, limits);
   if (masked && !limits.mask) throw new Error(`${label}: sample row ${row} is masked but the op has no mask buffer`);
+  if (appends && !(p.historyBase + historyLength < limits.historyCapacity)) {
+    throw new Error(`${label}: sample row ${row} appends at history id ${p.historyBase + historyLength}, past the history buffer's ${limits.historyCapacity} ids`);
+  }
   const o = SAMPLE_ROWS_HEADER + row * SAMPLE_ROW_BYTES;
   view.setFloat32(o, p.temperature, true);
   view.setUint32(o + 4, p.topK, true);
@@ -87,7 +92,7 @@ export function writeRow(view: DataView, row: number, p: SampleRowConfig, step: 
   view.setUint32(o + 48, p.biasBase, true);
   view.setUint32(o + 52, p.biasCount, true);
   view.setUint32(o + 56, masked ? 1 : 0, true);
-  view.setUint32(o + 60, 0, true);
+  view.setUint32(o + 60, appends ? 1 : 0, true);
 }
 
 /** The sizes of the buffers a row's placement must stay within. */
@@ -104,20 +109,25 @@ const isU32 = (v: number) => Number.isInteger(v) && v >= 0 && v < 2 ** 32;
 
 /** Throws on a parameter the shader would misread (a negative k, a fractional seed, …). */
 export function checkRow(label: string, p: SampleRowConfig, step: number, historyLength: number, limits: RowLimits): void {
-  const bad = (what: string) => new Error(`${label}: sample ${what}`);
-  if (!(p.temperature >= 0 && Number.isFinite(p.temperature))) throw bad(`temperature must be finite and ≥ 0, got ${p.temperature}`);
-  if (!isU32(p.topK)) throw bad(`topK must be an integer ≥ 0, got ${p.topK}`);
-  if (!(p.topP >= 0)) throw bad(`topP must be ≥ 0, got ${p.topP}`);
-  if (!(p.minP >= 0 && p.minP <= 1)) throw bad(`minP must be in [0, 1], got ${p.minP}`);
-  if (!(p.repetitionPenalty > 0 && Number.isFinite(p.repetitionPenalty))) throw bad(`repetitionPenalty must be finite and > 0, got ${p.repetitionPenalty}`);
-  if (!(p.frequencyPenalty >= -2 && p.frequencyPenalty <= 2)) throw bad(`frequencyPenalty must be in [-2, 2], got ${p.frequencyPenalty}`);
-  if (!(p.presencePenalty >= -2 && p.presencePenalty <= 2)) throw bad(`presencePenalty must be in [-2, 2], got ${p.presencePenalty}`);
-  if (!isU32(p.seed) || !isU32(step)) throw bad(`seed and step must be u32, got ${p.seed} and ${step}`);
+  if (!(p.temperature >= 0 && Number.isFinite(p.temperature))) throw rowError(label, `temperature must be finite and ≥ 0, got ${p.temperature}`);
+  if (!isU32(p.topK)) throw rowError(label, `topK must be an integer ≥ 0, got ${p.topK}`);
+  if (!(p.topP >= 0)) throw rowError(label, `topP must be ≥ 0, got ${p.topP}`);
+  if (!(p.minP >= 0 && p.minP <= 1)) throw rowError(label, `minP must be in [0, 1], got ${p.minP}`);
+  if (!(p.repetitionPenalty > 0 && Number.isFinite(p.repetitionPenalty))) throw rowError(label, `repetitionPenalty must be finite and > 0, got ${p.repetitionPenalty}`);
+  if (!(p.frequencyPenalty >= -2 && p.frequencyPenalty <= 2)) throw rowError(label, `frequencyPenalty must be in [-2, 2], got ${p.frequencyPenalty}`);
+  if (!(p.presencePenalty >= -2 && p.presencePenalty <= 2)) throw rowError(label, `presencePenalty must be in [-2, 2], got ${p.presencePenalty}`);
+  if (!isU32(p.seed) || !isU32(step)) throw rowError(label, `seed and step must be u32, got ${p.seed} and ${step}`);
   if (!(isU32(p.historyBase) && Number.isInteger(historyLength) && historyLength >= 0 && historyLength <= SAMPLE_HISTORY_MAX && p.historyBase + historyLength <= limits.historyCapacity)) {
-    throw bad(`historyLength ${historyLength} at ${p.historyBase} is not within the history buffer's ${limits.historyCapacity} ids`);
+    throw rowError(label, `historyLength ${historyLength} at ${p.historyBase} is not within the history buffer's ${limits.historyCapacity} ids`);
   }
-  if (!isU32(p.generatedFrom)) throw bad(`generatedFrom must be a u32, got ${p.generatedFrom}`);
+  if (!isU32(p.generatedFrom)) throw rowError(label, `generatedFrom must be a u32, got ${p.generatedFrom}`);
   if (!(isU32(p.biasBase) && isU32(p.biasCount) && p.biasBase + p.biasCount <= limits.biasCapacity)) {
-    throw bad(`bias entries [${p.biasBase}, +${p.biasCount}) are not within the bias buffer's ${limits.biasCapacity}`);
+    throw rowError(label, `bias entries [${p.biasBase}, +${p.biasCount}) are not within the bias buffer's ${limits.biasCapacity}`);
   }
+}
+
+// A function of the module, not a closure made in checkRow: checkRow runs for every row of
+// every decode step, and must allocate nothing unless it throws.
+function rowError(label: string, what: string): Error {
+  return new Error(`${label}: sample ${what}`);
 }

@@ -8,9 +8,11 @@
 // the caller stages each active row (setRow: its request's config, RNG step and history
 // length; nothing allocated) and upload(count) writes them all with one writeBuffer; rows
 // past count exit at once. Each row reads its own ids from a shared history buffer and its
-// own (id, bias) entries from a shared bias buffer (RowPlacement says where). A row staged
-// as masked (constrained decoding) draws only ids whose bit is set in its row of the mask
-// buffer, which the caller writes; an unmasked row never reads it (bits as before). prepare():
+// own (id, bias) entries from a shared bias buffer (RowPlacement says where); a row staged
+// as appending also writes its drawn id into its history, after the ids it read, so a
+// decode loop never uploads the id it feeds next. A row staged as masked (constrained
+// decoding) draws only ids whose bit is set in its row of the mask buffer, which the
+// caller writes; an unmasked row never reads it (bits as before). prepare():
 // today's one-row form over the same kernel, bit for bit the draws it always gave.
 // The logits buffer is never written; the op owns (or is given) a (rows, vocab) f32 scratch
 // and a (rows, vocab) u32 marks buffer.
@@ -59,7 +61,7 @@ export function sampleVariants(_dtypes: readonly ComputeDtype[], _features: Read
 export interface SampleBuffers {
   /** (rows, vocab) f32, read only: row r at r · vocab. */
   logits: GPUBuffer;
-  /** u32 token ids the penalties see; each row reads [historyBase, historyBase + historyLength). Omitted → no history. */
+  /** u32 token ids the penalties see; each row reads [historyBase, historyBase + historyLength), and a row that appends writes the element after. Omitted → no history. */
   history?: GPUBuffer;
   /** (entries,) (id u32, bias f32) pairs; each row reads [biasBase, biasBase + biasCount). Omitted → no bias. */
   bias?: GPUBuffer;
@@ -86,8 +88,11 @@ export interface PreparedSampleRows extends PreparedOp {
   /**
    * Stages row `row` (checked first; nothing allocated, nothing sent to the GPU yet).
    * `masked`: the row draws only ids allowed by its row of buffers.mask (the caller's to write).
+   * `appends`: the drawn id is also written to the history at historyBase + historyLength
+   * (the caller's decode feeds it there next, and needs no write of its own); no other row
+   * of the dispatch may read that element.
    */
-  setRow(row: number, config: SampleRowConfig, step: number, historyLength: number, masked?: boolean): void;
+  setRow(row: number, config: SampleRowConfig, step: number, historyLength: number, masked?: boolean, appends?: boolean): void;
   /** Sends rows [0, count) with one writeBuffer, in order with later submits; rows ≥ count exit at once. */
   upload(count: number): void;
 }
@@ -156,9 +161,9 @@ export class Sample {
         label,
         rows,
         dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups: [rows] }],
-        setRow: (row, config, step, historyLength, masked = false) => {
+        setRow: (row, config, step, historyLength, masked = false, appends = false) => {
           if (!(Number.isInteger(row) && row >= 0 && row < rows)) throw new Error(`${label}: row ${row} is not in [0, ${rows})`);
-          writeRow(view, row, config, step, historyLength, limits, label, masked);
+          writeRow(view, row, config, step, historyLength, limits, label, masked, appends);
         },
         upload: (count) => {
           if (!(Number.isInteger(count) && count >= 0 && count <= rows)) throw new Error(`${label}: ${count} rows is not in [0, ${rows}]`);
