@@ -83,8 +83,8 @@ export class LlamaModel {
   private prefill!: Map<number, Pass>; // by prepared rows (PREFILL_ROWS)
   private decode!: Pass; // one row: gemv
   private decodeBatch: Pass | null = null; // up to `slots` rows, one per sequence: small matmuls
-  private ids!: GPUBuffer; // (PREFILL_CHUNK,) u32 token ids of the pass
-  private readonly idScratch = new Uint32Array(PREFILL_CHUNK); // host copy, reused every pass
+  // [n]: a view of n rows' token ids for decodeRows, reused every step (f64: a bad id reaches the step's check unwrapped)
+  private readonly rowIds = ((ids) => Array.from({ length: MAX_PARALLEL + 1 }, (_, n) => ids.subarray(0, n)))(new Float64Array(MAX_PARALLEL));
   private decodeStep!: PreparedOp[]; // decode pass + head, in order: encoded every token
   private decodeBatchStep: PreparedOp[] = []; // the batched decode pass + its head
   private hidden!: GPUBuffer; // (PREFILL_CHUNK, h) the residual stream of prefill
@@ -245,7 +245,6 @@ export class LlamaModel {
     }
 
     // ─── buffers ───
-    this.ids = this.buffer('model.ids', P * 4); // (P,) u32
     this.history = new Uint32Array(maxSeq);
     this.hidden = this.buffer('model.hidden', P * h * w); // (P, h)
     const S = this.slots;
@@ -282,7 +281,8 @@ export class LlamaModel {
     const pass = (kind: 'prefill' | 'decode', rows: number, x: GPUBuffer): Pass => {
       const b = bufs[kind];
       const tag = kind === 'prefill' ? `prefill${rows}` : rows > 1 ? `decode${rows}` : kind; // labels: prefill8.layers.0.q_proj
-      const step = this.own(new Step(device, `model.${tag}`, { rows, positions: maxSeq, slots: S }));
+      // the token ids ride in the step buffer too: one writeBuffer per call (issue 21)
+      const step = this.own(new Step(device, `model.${tag}`, { rows, positions: maxSeq, slots: S, ids: true }));
       // One row: gemv. More (a prefill chunk, a batched decode): a matmul, its tile by the rows.
       const gemv = rows === 1;
       const small = rows <= SMALL_PREFILL_ROWS;
@@ -338,8 +338,8 @@ export class LlamaModel {
       const qEmbed = this.weights.quantized.get(this.names.embed);
       const embedOptions = { scale: f.embedScale ?? undefined };
       add(qEmbed
-        ? ops.qEmbedding!.prepare(`${tag}.embed`, rows, this.ids, qEmbed, x, embedOptions)
-        : ops.embedding.prepare(`${tag}.embed`, rows, this.ids, this.weight(this.names.embed), x, embedOptions));
+        ? ops.qEmbedding!.prepare(`${tag}.embed`, rows, step.ids!, qEmbed, x, embedOptions)
+        : ops.embedding.prepare(`${tag}.embed`, rows, step.ids!, this.weight(this.names.embed), x, embedOptions));
       this.names.layers.forEach((l, i) => {
         const p = `${tag}.layers.${i}`;
         const kindOf = f.layers[i];
@@ -443,17 +443,15 @@ export class LlamaModel {
       start = 0;
     }
     if (ids.length === 1 && head) {
-      this.decode.step.writeRange(start, 1, slot);
-      this.writeIds(ids);
+      this.decode.step.writeRange(start, 1, slot, ids); // the one upload of a decode token
       this.submitDecode(this.decodeStep, 'model.decode', after);
       return;
     }
-    // Prefill in chunks; the queue orders each chunk's step write with its submit.
+    // Prefill in chunks; the queue orders each chunk's step write (rows and ids) with its submit.
     for (let at = 0; at < ids.length; at += PREFILL_CHUNK) {
       const chunk = ids.slice(at, at + PREFILL_CHUNK);
       const prefill = this.prefill.get(PREFILL_ROWS.find((rows) => rows >= chunk.length)!)!;
-      prefill.step.writeRange(start + at, chunk.length, slot);
-      this.writeIds(chunk);
+      prefill.step.writeRange(start + at, chunk.length, slot, chunk);
       const encoder = device.createCommandEncoder({ label: 'model.prefill' });
       const passEncoder = encoder.beginComputePass({ label: 'model.prefill' });
       for (const op of prefill.ops) encodeOp(passEncoder, op);
@@ -487,13 +485,13 @@ export class LlamaModel {
     if (!(n >= 1 && n <= this.slots) || !this.decodeBatch) throw new SluiceError('USAGE', `decodeRows: ${n} rows, this model decodes 1 to ${this.slots}`);
     const positions = this.rowPositions[n];
     const slots = this.rowSlots[n];
+    const ids = this.rowIds[n];
     for (let r = 0; r < n; r++) {
       positions[r] = rows[r].position;
       slots[r] = rows[r].slot;
-      this.idScratch[r] = rows[r].id;
+      ids[r] = rows[r].id;
     }
-    this.decodeBatch.step.write(positions, slots); // checks positions and slots
-    this.device.queue.writeBuffer(this.ids, 0, this.idScratch, 0, n);
+    this.decodeBatch.step.write(positions, slots, ids); // checks positions, slots and ids; the one upload
     this.submitDecode(this.decodeBatchStep, 'model.decode_rows', after);
   }
 
@@ -526,12 +524,6 @@ export class LlamaModel {
     for (const [name, t] of this.weights) if (name !== this.names.embed || this.names.lmHead === name) bytes += t.byteLength;
     for (const [name, t] of this.weights.quantized) if (name !== this.names.embed || this.names.lmHead === name) bytes += t.byteLength; // packed data + scales + zeros
     return bytes + this.config.hiddenSize * computeBytes(this.dtype);
-  }
-
-  /** At most PREFILL_CHUNK ids into the ids buffer, through the reused host copy. */
-  private writeIds(ids: readonly number[]): void {
-    this.idScratch.set(ids);
-    this.device.queue.writeBuffer(this.ids, 0, this.idScratch, 0, ids.length);
   }
 
   /** The last forward's logits, read back (tests, `--json` debugging; not per token). */
