@@ -1,15 +1,32 @@
 // `sluice bench generate` on a tiny reference model: the JSON has every figure, and they
-// agree with each other and with the model (dispatch count, weight bytes). No speed asserted.
+// agree with each other and with the model (dispatch count, weight bytes), the median and
+// spread with the decode runs, the limit with its two probes. No speed asserted.
 
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
+import { DEFAULT_DECODE_REPEATS, decodeStats } from '../../src/cli/bench/generate-bench.js';
+
+describe('decodeStats', () => {
+  it('the median and (max − min) / median of the runs', () => {
+    const odd = decodeStats([10, 12, 11, 9, 30]);
+    expect(odd.median).toBe(11); // one slow outlier does not move it
+    expect(odd.spread).toBeCloseTo(21 / 11, 12);
+    expect(decodeStats([4, 2])).toEqual({ median: 3, spread: 2 / 3 }); // even count: the middle two's mean
+    expect(decodeStats([7])).toEqual({ median: 7, spread: 0 });
+    expect(decodeStats([5, 5, 5])).toEqual({ median: 5, spread: 0 });
+  });
+
+  it('refuses no runs', () => {
+    expect(() => decodeStats([])).toThrow(/no runs/);
+  });
+});
 
 describe('sluice bench generate', () => {
   it('--json: speeds, per-token costs, weight bandwidth vs the read limit', async () => {
-    const { code, stdout, stderr } = await runCli(['bench', 'generate', 'test/fixtures/models/llama-gqa', '--prompt-tokens', '20', '--tokens', '8', '--json', '--dtype', 'f32']);
+    const { code, stdout, stderr } = await runCli(['bench', 'generate', 'test/fixtures/models/llama-gqa', '--prompt-tokens', '20', '--tokens', '8', '--repeats', '2', '--json', '--dtype', 'f32']);
     expect([code, stderr]).toEqual([0, '']);
     const r = JSON.parse(stdout);
     expect(r).toMatchObject({ compute_dtype: 'F32', prompt_tokens: 20, generated_tokens: 8, submits_per_token: 1, readback_bytes_per_token: 4 });
@@ -21,6 +38,17 @@ describe('sluice bench generate', () => {
     const params = 256 * 64 + 64 + 2 * (2 * 64 + 64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 160 * 64);
     expect(r.weight_bytes_per_token).toBe(params * 4 + 64 * 4);
     for (const key of ['ttft_ms', 'prefill_tokens_per_second', 'decode_tokens_per_second', 'weight_gbps', 'read_limit_gbps']) expect(r[key], key).toBeGreaterThan(0);
+    // Two timed decode runs: the top-level rate is their median, the spread theirs.
+    expect(r.decode_repeats).toBe(2);
+    expect(r.decode_runs_tokens_per_second).toHaveLength(2);
+    for (const x of r.decode_runs_tokens_per_second) expect(x).toBeGreaterThan(0);
+    const runs = decodeStats(r.decode_runs_tokens_per_second);
+    expect(r.decode_tokens_per_second).toBeCloseTo(runs.median, 2); // runs rounded to 0.001 each
+    expect(r.decode_spread).toBeCloseTo(runs.spread, 2);
+    expect(r.weight_gbps).toBeCloseTo((r.weight_bytes_per_token * r.decode_tokens_per_second) / 1e9, 2);
+    // The limit is the larger of the probes before and after the runs.
+    for (const key of ['read_limit_before_gbps', 'read_limit_after_gbps']) expect(r[key], key).toBeGreaterThan(0);
+    expect(r.read_limit_gbps).toBe(Math.max(r.read_limit_before_gbps, r.read_limit_after_gbps));
     expect(r.weight_over_read).toBeCloseTo(r.weight_gbps / r.read_limit_gbps, 1);
   });
 
@@ -41,6 +69,7 @@ describe('sluice bench generate', () => {
         layers: 1,
         prompt_tokens: 64, // decode follows the last prompt
         generated_tokens: 2,
+        decode_repeats: DEFAULT_DECODE_REPEATS,
         synthetic: { name: 'smollm2-135m', config_from: 'HuggingFaceTB/SmolLM2-135M-Instruct', dir, storage: 'BF16', layers: 1, config_layers: 30, truncated: true, written: true, tensors: 11 },
       });
       // The default prompts, 8 and 64 tokens, each timed.
@@ -55,14 +84,16 @@ describe('sluice bench generate', () => {
       const width = r.compute_dtype === 'F32' ? 4 : 2;
       expect(r.weight_bytes_per_token).toBe((49152 * h + h + layer) * width + h * width);
       for (const key of ['decode_tokens_per_second', 'weight_gbps', 'read_limit_gbps']) expect(r[key], key).toBeGreaterThan(0);
+      expect(r.decode_runs_tokens_per_second).toHaveLength(DEFAULT_DECODE_REPEATS);
 
       // The second run reuses the checkpoint: not rewritten.
       const mtime = (await stat(join(dir, 'model.safetensors'))).mtimeMs;
-      const second = await runCli([...args, '--prompt-tokens', '4']);
+      const second = await runCli([...args, '--prompt-tokens', '4', '--repeats', '1']);
       expect([second.code, second.stderr]).toEqual([0, '']);
       const r2 = JSON.parse(second.stdout);
       expect(r2.synthetic).toMatchObject({ written: false, write_seconds: 0, file_bytes: r.synthetic.file_bytes });
       expect(r2.prefill.map((p: { prompt_tokens: number }) => p.prompt_tokens)).toEqual([4]);
+      expect(r2).toMatchObject({ decode_repeats: 1, decode_spread: 0, decode_runs_tokens_per_second: [r2.decode_tokens_per_second] });
       expect((await stat(join(dir, 'model.safetensors'))).mtimeMs).toBe(mtime);
     });
   });
@@ -74,6 +105,12 @@ describe('sluice bench generate', () => {
     expect((await runCli(['bench', 'generate', 'x', '--layers', '2'])).code).toBe(2);
     expect((await runCli(['bench', 'generate', '--synthetic', 'smollm2-135m', '--prompt-tokens', '8,x'])).code).toBe(2);
     expect((await runCli(['bench', 'generate', '--synthetic', 'smollm2-135m', '--storage', 'q4'])).code).toBe(2);
+    for (const bad of ['0', '-1', '1.5', 'x', '']) {
+      const repeats = await runCli(['bench', 'generate', '--synthetic', 'smollm2-135m', `--repeats=${bad}`]);
+      expect([repeats.code, repeats.stderr], bad).toEqual([2, `sluice: bench generate: --repeats must be a whole number ≥ 1, not ${JSON.stringify(bad)}\n`]);
+    }
+    const withParallel = await runCli(['bench', 'generate', '--synthetic', 'smollm2-135m', '--parallel', '1', '--repeats', '2']);
+    expect([withParallel.code, withParallel.stderr]).toEqual([2, 'sluice: bench generate: --repeats goes without --parallel (it repeats the one-stream decode)\n']);
     const unknown = await runCli(['bench', 'generate', '--synthetic', 'gpt-5']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/unknown model "gpt-5"; one of smollm2-135m, qwen2.5-0.5b/);

@@ -4,6 +4,10 @@
 // achieves (weight bytes per token × tokens/s) against the read limit measured in the
 // same run (the bandwidth probe of `bench kernels`). Decode is memory-bound: every weight
 // is read once per token, so that ratio says how close to the hardware the loop runs.
+// So that the ratio holds still from run to run (one decode and one probe after it swung
+// 0.47–0.74 on this project's shared 2-core machine): one untimed decode first, then the
+// same decode `repeats` times (median tokens/s, and the spread), bracketed by two read
+// probes of several passes each.
 // With a grammar (--json-schema FILE ...): the vocabulary and compile times, then the same
 // number of tokens decoded under it at temperature 1 (a new document whenever one
 // completes), with the host time of each mask (fillMask + upload) against the
@@ -16,6 +20,13 @@ import { openModel } from '../../model/open-model.js';
 import type { QuantKind } from '../../gpu/quantized-tensor.js';
 import type { DtypeChoice } from '../../gpu/load-tensors.js';
 import { measureReadLimit } from './read-limit.js';
+import { median } from './update-bench.js';
+import { SluiceError } from '../../errors.js';
+
+/** Decode runs timed by default: enough for a median that one slow run cannot move. */
+export const DEFAULT_DECODE_REPEATS = 5;
+/** Timed passes of each read probe, the fastest kept (see read-limit.ts). */
+const PROBE_PASSES = 3;
 
 export interface GenerateBenchOptions {
   dir: string;
@@ -27,6 +38,8 @@ export interface GenerateBenchOptions {
   /** Prompt lengths, each prefilled and timed in turn; decode follows the last (default 128). */
   promptTokens?: number | number[];
   tokens?: number;
+  /** Timed decode runs of `tokens` each, after one untimed (default DEFAULT_DECODE_REPEATS). */
+  repeats?: number;
   /** Also decode under this grammar and time its masks. */
   grammar?: GrammarBenchOptions;
   onStep?: (what: string) => void;
@@ -54,12 +67,23 @@ export interface GenerateBenchResult {
   generated_tokens: number;
   ttft_ms: number;
   prefill_tokens_per_second: number;
+  /** The median of decode_runs_tokens_per_second. */
   decode_tokens_per_second: number;
+  /** Each timed decode run of generated_tokens tokens, in order (the untimed warm-up run excluded). */
+  decode_runs_tokens_per_second: number[];
+  decode_repeats: number;
+  /** (max − min) / median of the runs: 0.1 = the runs span 10% of the median. */
+  decode_spread: number;
   dispatches_per_token: number;
   submits_per_token: number;
   readback_bytes_per_token: number;
   weight_bytes_per_token: number;
+  /** From the median decode rate. */
   weight_gbps: number;
+  /** The read probe just before the timed decode runs and just after them. */
+  read_limit_before_gbps: number;
+  read_limit_after_gbps: number;
+  /** The larger of the two (why: benchGenerate). */
   read_limit_gbps: number;
   weight_over_read: number;
   /** With options.grammar. */
@@ -69,6 +93,8 @@ export interface GenerateBenchResult {
 export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptions): Promise<GenerateBenchResult> {
   const step = options.onStep ?? (() => {});
   const tokens = options.tokens ?? 64;
+  const repeats = options.repeats ?? DEFAULT_DECODE_REPEATS;
+  if (!Number.isSafeInteger(repeats) || repeats < 1) throw new SluiceError('USAGE', `bench generate: repeats must be a whole number ≥ 1, not ${repeats}`);
   const lengths = [options.promptTokens ?? 128].flat();
   const longest = Math.max(...lengths);
   step(`loading ${options.label ?? options.dir}`);
@@ -98,17 +124,40 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
         prefill.push({ prompt_tokens: length, ttft_ms: round(ttft), prefill_tokens_per_second: round(length / (ttft / 1000)) });
       }
       const promptLength = lengths[lengths.length - 1];
-      step(`decode ${tokens} tokens`);
-      const decodeStart = performance.now();
-      for (let i = 0; i < tokens; i++) id = await sampler.next([id], promptLength + i);
-      const decodeSeconds = (performance.now() - decodeStart) / 1000;
-      const grammar = options.grammar && (await benchGrammar(opened, sampler, options.grammar, { firstId: id, position: promptLength, tokens, stepMs: (decodeSeconds * 1000) / tokens, onStep: step }));
+      // Every run decodes the same greedy tokens at the same positions after the prompt
+      // (each overwrites the cache rows of the one before), so the runs differ only by
+      // the machine. The untimed first one pays what happens once: the first touch of
+      // those cache rows (page faults on a software GPU), attention at lengths the
+      // warm-up above did not reach, the driver's lazy work.
+      const decodeSeconds = async () => {
+        const began = performance.now();
+        for (let i = 0, next = id; i < tokens; i++) next = await sampler.next([next], promptLength + i);
+        return (performance.now() - began) / 1000;
+      };
+      step(`decode ${tokens} tokens (untimed)`);
+      await decodeSeconds();
+      // The probe runs just before and just after the timed decode runs, so the limit
+      // is measured in the same stretch of time as the decode it is compared with.
+      const probe = async (when: string) => {
+        step(`read limit (${when})`);
+        return (await measureReadLimit(gpu.device, 128 * 2 ** 20, { passes: PROBE_PASSES })).readGbps;
+      };
+      const readBefore = await probe('before');
+      const rates: number[] = [];
+      for (let r = 0; r < repeats; r++) {
+        step(`decode ${tokens} tokens (${r + 1} of ${repeats})`);
+        rates.push(tokens / (await decodeSeconds()));
+      }
+      const readAfter = await probe('after');
+      const decode = decodeStats(rates);
+      const grammar = options.grammar && (await benchGrammar(opened, sampler, options.grammar, { firstId: id, position: promptLength, tokens, stepMs: 1000 / decode.median, onStep: step }));
 
-      step('read limit');
-      const readGbps = (await measureReadLimit(gpu.device, 128 * 2 ** 20)).readGbps;
-
-      const decodeRate = tokens / decodeSeconds;
-      const weightGbps = (model.weightBytesPerToken * decodeRate) / 1e9;
+      // The limit is the larger probe, not the mean: it is a property of the hardware,
+      // the same before and after, and other work on the machine can only slow a probe
+      // down, so the faster one is the nearer (a mean would carry half of a disturbed
+      // probe into the ratio). Both are reported: far apart, they say the run was disturbed.
+      const readGbps = Math.max(readBefore, readAfter);
+      const weightGbps = (model.weightBytesPerToken * decode.median) / 1e9;
       const last = prefill[prefill.length - 1];
       return {
         model: options.label ?? options.dir,
@@ -123,12 +172,17 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
         generated_tokens: tokens,
         ttft_ms: last.ttft_ms,
         prefill_tokens_per_second: last.prefill_tokens_per_second,
-        decode_tokens_per_second: round(decodeRate),
+        decode_tokens_per_second: round(decode.median),
+        decode_runs_tokens_per_second: rates.map(round),
+        decode_repeats: repeats,
+        decode_spread: round(decode.spread),
         dispatches_per_token: model.decodeDispatches + 1, // + the sampler's one
         submits_per_token: 1,
         readback_bytes_per_token: 4,
         weight_bytes_per_token: model.weightBytesPerToken,
         weight_gbps: round(weightGbps),
+        read_limit_before_gbps: round(readBefore),
+        read_limit_after_gbps: round(readAfter),
         read_limit_gbps: round(readGbps),
         weight_over_read: round(weightGbps / readGbps),
         ...(grammar && { grammar }),
@@ -139,6 +193,13 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
   } finally {
     opened.dispose();
   }
+}
+
+/** The median of repeated measurements and their spread, (max − min) / median (0 for one run). */
+export function decodeStats(runs: readonly number[]): { median: number; spread: number } {
+  if (runs.length === 0) throw new RangeError('decodeStats: no runs');
+  const mid = median([...runs]);
+  return { median: mid, spread: (Math.max(...runs) - Math.min(...runs)) / mid };
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000;

@@ -1,7 +1,7 @@
 // `sluice bench <benchmark>`: benchmarks, each measured against a goal in the same run.
 // One module per benchmark under src/cli/bench/; this file only dispatches and prints.
 
-import { benchGenerate } from '../bench/generate-bench.js';
+import { benchGenerate, DEFAULT_DECODE_REPEATS } from '../bench/generate-bench.js';
 import type { GrammarBenchResult } from '../bench/grammar-bench.js';
 import { grammarFlag, grammarOptions } from '../grammar-args.js';
 import { benchParallel, type ParallelBenchResult } from '../bench/parallel-bench.js';
@@ -122,6 +122,7 @@ const generateBench: Benchmark = {
       quantize: { type: 'string' },
       'prompt-tokens': { type: 'string' },
       tokens: { type: 'string' },
+      repeats: { type: 'string' },
       synthetic: { type: 'string' },
       storage: { type: 'string' },
       'cache-dir': { type: 'string' },
@@ -147,6 +148,8 @@ const generateBench: Benchmark = {
     const promptTokens = listFlag('--prompt-tokens', values['prompt-tokens'] as string | undefined) ?? (synthetic === undefined || streams ? undefined : [8, 64]);
     if (streams && promptTokens && promptTokens.length > 1) throw new SluiceError('USAGE', 'bench generate: --parallel takes one --prompt-tokens length');
     const tokens = count('tokens');
+    const repeats = count('repeats');
+    if (repeats !== undefined && streams) throw new SluiceError('USAGE', 'bench generate: --repeats goes without --parallel (it repeats the one-stream decode)');
     const grammar = await grammarFlag('bench generate', values);
     if (grammar && streams) throw new SluiceError('USAGE', 'bench generate: a grammar goes without --parallel (it is timed on one stream)');
     if (values.tokenizer !== undefined && !grammar) throw new SluiceError('USAGE', 'bench generate: --tokenizer DIR goes with a grammar (--json-schema FILE, --grammar FILE, --regex, --json-object)');
@@ -187,6 +190,7 @@ const generateBench: Benchmark = {
         quantize,
         promptTokens,
         tokens,
+        repeats,
         grammar: grammar && { flag: grammar, tokenizerDir: values.tokenizer as string | undefined },
         onStep: terminal ? (what) => io.stderr(`${what}\n`) : undefined,
       });
@@ -195,8 +199,8 @@ const generateBench: Benchmark = {
         `${r.model} (${r.compute_dtype}${r.quantize ? `, ${r.quantize} weights` : ''}, ${r.layers} layers, ${formatBytes(r.device_bytes)} on the GPU, loaded in ${r.load_seconds.toFixed(2)} s) on ${r.adapter}\n`,
         ...(written ? [`${written.written ? 'wrote' : 'reused'} ${formatBytes(written.bytes)} of random ${written.storage} weights with ${written.repo}'s config.json in ${written.dir}\n`] : []),
         ...r.prefill.map((p) => `prefill ${p.prompt_tokens} tokens: ${p.prefill_tokens_per_second.toFixed(1)} tok/s (TTFT ${p.ttft_ms.toFixed(1)} ms)\n`),
-        `decode ${r.generated_tokens} tokens: ${r.decode_tokens_per_second.toFixed(1)} tok/s; ${r.dispatches_per_token} dispatches, ${r.submits_per_token} submit, ${r.readback_bytes_per_token} bytes read back per token\n`,
-        `weights read per token: ${formatBytes(r.weight_bytes_per_token)} → ${r.weight_gbps.toFixed(2)} GB/s = ${r.weight_over_read.toFixed(2)}× the read limit (${r.read_limit_gbps.toFixed(2)} GB/s)\n`,
+        `decode ${r.generated_tokens} tokens: ${r.decode_tokens_per_second.toFixed(1)} tok/s (median of ${r.decode_repeats} runs: ${r.decode_runs_tokens_per_second.map((x) => x.toFixed(1)).join(', ')}; spread ${(100 * r.decode_spread).toFixed(1)}%); ${r.dispatches_per_token} dispatches, ${r.submits_per_token} submit, ${r.readback_bytes_per_token} bytes read back per token\n`,
+        `weights read per token: ${formatBytes(r.weight_bytes_per_token)} → ${r.weight_gbps.toFixed(2)} GB/s = ${r.weight_over_read.toFixed(2)}× the read limit (${r.read_limit_gbps.toFixed(2)} GB/s; ${r.read_limit_before_gbps.toFixed(2)} before the runs, ${r.read_limit_after_gbps.toFixed(2)} after)\n`,
         ...(r.grammar ? [grammarText(r.grammar)] : []),
       ].join(''));
     } finally {
@@ -289,13 +293,16 @@ sluice bench kernels [--quick] [--json]
   the adapter has them. --quick: small shapes.
 
 sluice bench generate (MODEL | --synthetic NAME [--layers N] [--storage bf16|f16|f32] [--cache-dir DIR])
-                      [--prompt-tokens N[,N...]] [--tokens N] [--dtype auto|f16|f32] [--quantize q8|q4]
-                      [--parallel N[,N...]] [--json-schema FILE | --grammar FILE | --regex P
+                      [--prompt-tokens N[,N...]] [--tokens N] [--repeats R] [--dtype auto|f16|f32]
+                      [--quantize q8|q4] [--parallel N[,N...]] [--json-schema FILE | --grammar FILE | --regex P
                       | --json-object [--tokenizer DIR]] [--offline] [--json]
   Prefills N random prompt tokens (default 128; a list times each length in turn) and
   decodes --tokens greedily (default 64) after the last: TTFT, prefill and decode
   tokens/s, dispatches and submits per token, and the weight bandwidth of decoding
   (weight bytes per token × tokens/s) against the read limit measured in the same run.
+  The decode runs once untimed, then R times (--repeats, default ${DEFAULT_DECODE_REPEATS}): the median
+  tokens/s and the spread (max − min) / median; the read limit is probed just before
+  and just after those runs, and the larger of the two is the limit.
   MODEL: a directory, or org/name[@REVISION] from the HF cache (downloaded there if
   missing, unless --offline).
   --synthetic NAME: random weights (BF16 unless --storage) with the real config.json of
