@@ -1,0 +1,196 @@
+// Decode matrix-vector product for hardware GPUs (the "gpu" kernel family): y = W·x (+ b),
+// W in HF Linear layout (N, K). Launcher: src/ops/gemv-coalesced.ts. Same bindings, Params,
+// variants and results as gemv.wgsl (the software-GPU design); only the mapping of
+// threads to memory differs. One dispatch per row-chunk of W; a chunk writes rows
+// [rowOffset, rowOffset + rows) of y. Variants: F16 (f16 storage, f32 accumulation),
+// SUBGROUPS (row sums by subgroupAdd, else a workgroup-memory tree), BIAS, OUT_F32, RESIDUAL.
+//
+// Why this shape suits a hardware GPU (and not lavapipe):
+// - Coalescing. A row group of THREADS_PER_ROW (32 or more) neighbouring invocations reads
+//   one row: lane l loads 16-byte vector l, l + THREADS_PER_ROW, ... so one load
+//   instruction of a 32-wide warp fetches 512 contiguous bytes, whole 32-byte sectors and
+//   128-byte lines, the pattern DRAM streams at full speed. gemv.wgsl's 4 threads per row
+//   make a warp touch 8 rows 64 bytes apart each step: 8 partial lines per load.
+// - x in workgroup memory. The workgroup copies x once (coalesced) and its row groups read
+//   it from there, so W alone streams from DRAM/L2; x only takes the space when it fits
+//   (X_CACHE vectors, 8 KiB: K ≤ 4096 in f16, 2048 in f32), else it is read through L1,
+//   which the row groups share as well. 8 KiB of workgroup memory per 256 invocations
+//   keeps occupancy at the thread limit on NVIDIA (228 KiB/SM) and AMD (64 KiB/CU).
+// - Occupancy and loads in flight. 256 invocations, each accumulating ROWS_PER_THREAD (2)
+//   rows: two independent 16-byte loads per iteration, and 16 rows per workgroup, so a
+//   2048-row projection is 128 workgroups and the LM head ~8000.
+// - Row sums: subgroupAdd (one instruction on most GPUs) then, when a subgroup is
+//   narrower than the row group (Intel's 8/16, lavapipe's 8), one workgroup-memory step
+//   over the subgroups of the group; without subgroups a tree over workgroup memory.
+// Peers: llama.cpp's ggml-webgpu mul_mat_vec.wgsl (a workgroup strides K for a few output
+// rows, subgroupAdd then workgroup memory), llama.cpp's CUDA mul_mat_vec (a warp or block
+// per row, coalesced half2 loads), TVM/WebLLM's decode GEMV schedule (a row per thread
+// group, x staged in shared memory). The code here is written from that description.
+//
+// On lavapipe this is slower than gemv.wgsl (its loads are per-lane scalar loops, so
+// coalescing buys nothing, and barriers are coroutine switches): it is compiled and
+// tested there, and chosen only on hardware adapters.
+#ifdef SUBGROUPS
+enable subgroups;
+#endif
+#ifdef F16
+enable f16;
+// W and x as vec4<u32> (8 halves, 16 bytes per load) + unpack2x16float: one 128-bit load
+// per lane, as vec4<f16> would be, and it needs no f16 arithmetic.
+alias T = f16;
+alias V = vec4<u32>;
+#else
+alias T = f32;
+alias V = vec4f;
+#endif
+#ifdef OUT_F32
+alias Y = f32;
+#else
+alias Y = T;
+#endif
+
+struct Params {
+  rows: u32,       // rows of this chunk of W (≤ N)
+  cols: u32,       // K: elements of x and of each row of W
+  rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias
+}
+
+override WORKGROUP_SIZE: u32;   // a multiple of THREADS_PER_ROW
+override THREADS_PER_ROW: u32;  // a power of two ≥ the widest subgroup (SUBGROUPS), ≤ WORKGROUP_SIZE
+override ROWS_PER_THREAD: u32;  // ≤ MAX_ROWS_PER_THREAD
+override X_CACHE: u32;          // 16-byte vectors of x the workgroup memory holds
+const MAX_ROWS_PER_THREAD = 4u; // capacity of the accumulator arrays (function arrays need a const size)
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> w: array<V>;       // (rows, K): 8 halves or 4 floats per element
+@group(0) @binding(2) var<storage, read> x: array<V>;       // (K,)
+@group(0) @binding(3) var<storage, read_write> y: array<Y>; // (N,) whole output; this chunk writes its rows (RESIDUAL: reads them first)
+#ifdef BIAS
+@group(0) @binding(4) var<storage, read> bias: array<T>;    // (N,)
+#endif
+
+#ifdef F16
+const VEC = 8u; // elements per 16-byte vector
+#else
+const VEC = 4u;
+#endif
+
+var<workgroup> xs: array<V, X_CACHE>;
+// Partial row sums, (invocation or subgroup, rows per thread).
+var<workgroup> partial: array<f32, WORKGROUP_SIZE * ROWS_PER_THREAD>;
+
+#ifdef F16
+// dot of two 16-byte vectors of 8 halves, in f32.
+fn dot8(a: V, b: V) -> f32 {
+  return dot(vec4f(unpack2x16float(a.x), unpack2x16float(a.y)), vec4f(unpack2x16float(b.x), unpack2x16float(b.y))) +
+    dot(vec4f(unpack2x16float(a.z), unpack2x16float(a.w)), vec4f(unpack2x16float(b.z), unpack2x16float(b.w)));
+}
+// Element e of a packed f16 array (the scalar path).
+fn wAt(e: u32) -> f32 { return unpack2x16float(w[e / 8u][(e / 2u) % 4u])[e % 2u]; }
+fn xAt(e: u32) -> f32 { return unpack2x16float(x[e / 8u][(e / 2u) % 4u])[e % 2u]; }
+#else
+fn dot8(a: V, b: V) -> f32 { return dot(a, b); }
+fn wAt(e: u32) -> f32 { return w[e / 4u][e % 4u]; }
+fn xAt(e: u32) -> f32 { return x[e / 4u][e % 4u]; }
+#endif
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+#ifdef SUBGROUPS
+  @builtin(subgroup_invocation_id) sgLane: u32,
+  @builtin(subgroup_size) sgSize: u32,
+#endif
+) {
+  let lane = lid % THREADS_PER_ROW;          // which vectors of the row
+  let rowGroup = lid / THREADS_PER_ROW;      // which ROWS_PER_THREAD rows of the workgroup's
+  let workgroup = wid.x + wid.y * groups.x;  // 2-D past 65535 workgroups
+  let firstRow = (workgroup * (WORKGROUP_SIZE / THREADS_PER_ROW) + rowGroup) * ROWS_PER_THREAD;
+  let K = params.cols;
+
+  // Rows past the chunk's end recompute its last row (in bounds, and every invocation
+  // reaches the barriers) and are not written.
+  var base: array<u32, MAX_ROWS_PER_THREAD>; // first element of each row
+  var acc: array<f32, MAX_ROWS_PER_THREAD>;
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+    base[j] = min(firstRow + j, params.rows - 1u) * K;
+    acc[j] = 0.0;
+  }
+
+  // Vector path: rows start on 16-byte boundaries only when K is a multiple of VEC; then it
+  // covers every element. Otherwise (never in real models) the scalar loop does the row.
+  let vectors = select(0u, K / VEC, K % VEC == 0u);
+  let cached = vectors <= X_CACHE; // uniform: from params
+  if (cached) {
+    for (var i = lid; i < vectors; i += WORKGROUP_SIZE) { xs[i] = x[i]; }
+  }
+  workgroupBarrier();
+  if (cached) {
+    for (var k = lane; k < vectors; k += THREADS_PER_ROW) {
+      let xv = xs[k];
+      for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += dot8(w[base[j] / VEC + k], xv); }
+    }
+  } else {
+    for (var k = lane; k < vectors; k += THREADS_PER_ROW) {
+      let xv = x[k];
+      for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += dot8(w[base[j] / VEC + k], xv); }
+    }
+  }
+  // Scalar path, coalesced too: neighbouring lanes read neighbouring elements.
+  for (var e = vectors * VEC + lane; e < K; e += THREADS_PER_ROW) {
+    let xe = xAt(e);
+    for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += wAt(base[j] + e) * xe; }
+  }
+
+  // Sum each row over its THREADS_PER_ROW lanes.
+#ifdef SUBGROUPS
+  // Subgroups are runs of consecutive invocation indices starting at multiples of their
+  // width (so on every implementation for a 1-D workgroup, as gemv.wgsl assumes too), and
+  // the launcher makes THREADS_PER_ROW a multiple of the widest: each subgroup lies inside
+  // one row group, which holds THREADS_PER_ROW / sgSize of them.
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+    let s = subgroupAdd(acc[j]);
+    if (sgLane == 0u) { partial[(lid / sgSize) * ROWS_PER_THREAD + j] = s; }
+  }
+  workgroupBarrier();
+  if (lane != 0u) { return; }
+  let first = lid / sgSize; // lane 0 starts the row group's first subgroup
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+    var sum = 0.0;
+    for (var p = 0u; p < THREADS_PER_ROW / sgSize; p++) { sum += partial[(first + p) * ROWS_PER_THREAD + j]; }
+    acc[j] = sum;
+  }
+#else
+  // Tree over workgroup memory, halving the active lanes each step. Lane 0 ends with the
+  // sum in its own slot, written by itself, so no barrier follows the last step.
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) { partial[lid * ROWS_PER_THREAD + j] = acc[j]; }
+  for (var o = THREADS_PER_ROW / 2u; o > 0u; o /= 2u) {
+    workgroupBarrier();
+    if (lane < o) {
+      for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+        partial[lid * ROWS_PER_THREAD + j] += partial[(lid + o) * ROWS_PER_THREAD + j];
+      }
+    }
+  }
+  if (lane != 0u) { return; }
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] = partial[lid * ROWS_PER_THREAD + j]; }
+#endif
+
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+    let row = firstRow + j;
+    if (row >= params.rows) { break; }
+#ifdef BIAS
+    let r = acc[j] + f32(bias[params.rowOffset + row]);
+#else
+    let r = acc[j];
+#endif
+#ifdef RESIDUAL
+    // Rounded to T first, then added in T: bit for bit the unfused projection + add.wgsl.
+    y[params.rowOffset + row] = y[params.rowOffset + row] + Y(r);
+#else
+    y[params.rowOffset + row] = Y(r);
+#endif
+  }
+}

@@ -1,0 +1,173 @@
+// Launcher of shaders/gemv_coalesced.wgsl: the hardware-GPU ("gpu" family) decode gemv,
+// y = W·x (+ b) or y += W·x (+ b). The same API as Gemv (src/ops/gemv.ts), so the model takes
+// either: the software family (Gemv, tuned for lavapipe) or this one, picked by adapter.
+//
+// Design, for a GPU with DRAM behind 32-128-byte lines (the shader's header has the detail):
+// a row group of GEMV_COALESCED_THREADS_PER_ROW lanes reads one row in consecutive 16-byte
+// vectors (coalesced), x is staged once per workgroup in workgroup memory when it fits,
+// and the row sums go through subgroupAdd (or a workgroup-memory tree). Gemv's 4 lanes per
+// row are best on lavapipe and poor here; this one is the reverse (figures in the report
+// of the commit that added it: ~1.5-3× slower on lavapipe).
+//
+// Row groups are at least as wide as the device's widest subgroup (32 by default, 64 on a
+// wave64 AMD part), so a subgroupAdd never mixes two rows; the rows per workgroup follow.
+
+import { workgroups1d } from '../gpu/dispatch.js';
+import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
+import { ParamsLayout } from '../gpu/params.js';
+import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import type { GemvOptions } from './gemv.js';
+import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
+
+/** Invocations per workgroup: 8 warps of 32, enough to keep loads in flight, few enough to keep several workgroups per SM. */
+export const GEMV_COALESCED_WORKGROUP = 256;
+/** Lanes per row where subgroups are at most this wide (NVIDIA, Apple, RDNA wave32, Intel): one warp per row. */
+export const GEMV_COALESCED_THREADS_PER_ROW = 32;
+/** Rows each lane accumulates: two independent 16-byte loads in flight per iteration, one x vector for both. */
+export const GEMV_COALESCED_ROWS_PER_THREAD = 2;
+/** Bytes of x staged in workgroup memory (K ≤ 4096 in f16, ≤ 2048 in f32); a longer x is read through L1. */
+export const GEMV_COALESCED_X_CACHE_BYTES = 8192;
+/** The shader's X_CACHE: 16-byte vectors of x in workgroup memory. */
+const X_CACHE = GEMV_COALESCED_X_CACHE_BYTES / 16;
+
+const PARAMS = new ParamsLayout([
+  ['rows', 'u32'], // rows of this chunk
+  ['cols', 'u32'], // K
+  ['rowOffset', 'u32'], // the chunk's first row in y and bias
+] as const);
+
+interface VariantChoice {
+  dtype: ComputeDtype;
+  subgroups: boolean;
+  bias: boolean;
+  outF32: boolean;
+  residual: boolean;
+  /** Lanes per row (a power of two ≥ the widest subgroup). */
+  threadsPerRow: number;
+}
+
+/**
+ * Every variant at the default row group (32 lanes): both dtypes given, subgroup ones only
+ * where the device has 'subgroups'. A device with wider subgroups builds a 64- or
+ * 128-lane one from the same source, by its override.
+ */
+export function gemvCoalescedVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
+  const subgroups = features.has('subgroups') ? [false, true] : [false];
+  const threadsPerRow = GEMV_COALESCED_THREADS_PER_ROW;
+  return dtypes.flatMap((dtype) =>
+    subgroups.flatMap((sg) =>
+      [false, true].flatMap((bias) =>
+        // OUT_F32 is an F16 variant only (f32 compute writes f32); RESIDUAL never with OUT_F32.
+        [
+          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false, threadsPerRow })),
+          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true, threadsPerRow }),
+        ],
+      ),
+    ),
+  );
+}
+
+function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
+  const flags = [
+    ...dtypeFlags(v.dtype),
+    ...(v.subgroups ? ['SUBGROUPS'] : []),
+    ...(v.bias ? ['BIAS'] : []),
+    ...(v.outF32 ? ['OUT_F32'] : []),
+    ...(v.residual ? ['RESIDUAL'] : []),
+  ];
+  const options = [...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : [])];
+  const shape = `t${v.threadsPerRow}r${GEMV_COALESCED_ROWS_PER_THREAD}x${X_CACHE}_wg${GEMV_COALESCED_WORKGROUP}`;
+  return {
+    key: ['gemv_coalesced', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...options, shape].join('_'),
+    spec: {
+      shader: 'gemv_coalesced',
+      flags,
+      constants: {
+        WORKGROUP_SIZE: GEMV_COALESCED_WORKGROUP,
+        THREADS_PER_ROW: v.threadsPerRow,
+        ROWS_PER_THREAD: GEMV_COALESCED_ROWS_PER_THREAD,
+        X_CACHE,
+      },
+    },
+  };
+}
+
+/**
+ * Lanes per row for the subgroup reduction: 32, or the widest subgroup when wider (a power
+ * of two in WebGPU), so subgroups never straddle two rows. undefined: subgroups unusable
+ * (no feature, width unknown, or wider than a workgroup).
+ */
+function subgroupThreadsPerRow(device: GPUDevice): number | undefined {
+  const widest = device.adapterInfo?.subgroupMaxSize;
+  if (!device.features.has('subgroups') || widest === undefined || widest > GEMV_COALESCED_WORKGROUP) return undefined;
+  return Math.max(GEMV_COALESCED_THREADS_PER_ROW, widest);
+}
+
+export class GemvCoalesced {
+  private constructor(
+    private readonly device: GPUDevice,
+    private readonly pipeline: GPUComputePipeline,
+    readonly dtype: ComputeDtype,
+    readonly bias: boolean,
+    readonly outF32: boolean,
+    /** Which reduction the pipeline uses. */
+    readonly subgroups: boolean,
+    /** y += W·x (+ b) (GemvOptions.residual). */
+    readonly residual: boolean,
+    /** Rows of y per workgroup (256 / lanes per row × 2). */
+    private readonly rowsPerWorkgroup: number,
+  ) {}
+
+  static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<GemvCoalesced> {
+    if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`gemv_coalesced: F16 compute needs the device feature 'shader-f16'`);
+    // A GemvOptions field this kernel has no variant for must not be dropped silently.
+    const tokens = (options as { tokens?: number }).tokens ?? 1;
+    if (tokens !== 1) throw new Error(`gemv_coalesced: one row of x only (tokens ${tokens}): use Gemv for a batched decode`);
+    const sgThreads = subgroupThreadsPerRow(device);
+    const subgroups = options.subgroups ?? sgThreads !== undefined;
+    if (subgroups && sgThreads === undefined) {
+      throw new Error(`gemv_coalesced: subgroups need the device feature 'subgroups' and a known subgroup width of at most ${GEMV_COALESCED_WORKGROUP}`);
+    }
+    const residual = options.residual ?? false;
+    if (residual && options.outF32) throw new Error('gemv_coalesced: residual writes the compute dtype (the residual stream), not outF32');
+    const threadsPerRow = subgroups ? sgThreads! : GEMV_COALESCED_THREADS_PER_ROW;
+    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual, threadsPerRow };
+    const { key, spec } = variant(choice);
+    const pipeline = await pipelineCache(device).get(key, spec);
+    const rowsPerWorkgroup = (GEMV_COALESCED_WORKGROUP / threadsPerRow) * GEMV_COALESCED_ROWS_PER_THREAD;
+    return new GemvCoalesced(device, pipeline, dtype, choice.bias, options.outF32 ?? false, subgroups, residual, rowsPerWorkgroup);
+  }
+
+  /**
+   * y = W·x (+ bias), as Gemv.prepare. weight: (N, K) in the compute dtype, any number of
+   * row-chunks. x: (K,) in the compute dtype. y: (N,) in the compute dtype, or f32 with
+   * outF32; distinct from x. bias: (N,) in the compute dtype, one chunk, given exactly when
+   * created with bias. Created with residual: y is read too, y += W·x (+ bias).
+   */
+  prepare(label: string, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
+    if (weight.shape.length !== 2) throw new Error(`${label}: gemv needs a 2-D weight, ${weight.name} is [${weight.shape.join(', ')}]`);
+    const [n, k] = weight.shape;
+    if (n < 1 || k < 1) throw new Error(`${label}: gemv needs N ≥ 1 and K ≥ 1, ${weight.name} is [${n}, ${k}]`);
+    checkWeight(label, weight, this.dtype, [n, k]);
+    if (this.bias !== (bias !== undefined)) throw new Error(`${label}: gemv was created ${this.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
+    if (bias) checkWeight(label, bias, this.dtype, [n]);
+    const xBytes = k * computeBytes(this.dtype);
+    const yBytes = n * (this.outF32 ? 4 : computeBytes(this.dtype));
+    if (x.size < xBytes) throw new Error(`${label}: gemv x holds ${x.size} bytes, (${k},) ${this.dtype} needs ${xBytes}`);
+    if (y.size < yBytes) throw new Error(`${label}: gemv y holds ${y.size} bytes, (${n},) needs ${yBytes}`);
+    if (x === y) throw new Error(`${label}: gemv cannot run in place (x and y are one buffer)`);
+
+    const biasBuffer = bias ? [singleBuffer(bias)] : [];
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const paramBuffers: GPUBuffer[] = [];
+    const dispatches: PreparedDispatch[] = weight.chunks.map((chunk, i) => {
+      const name = weight.chunks.length > 1 ? `${label}.chunk${i}` : label;
+      const params = PARAMS.createBuffer(this.device, name, { rows: chunk.rows, cols: k, rowOffset: chunk.firstRow });
+      paramBuffers.push(params);
+      const bindGroup = bindBuffers(this.device, this.pipeline, name, [params, chunk.buffer, x, y, ...biasBuffer]);
+      const workgroups = workgroups1d(chunk.rows, this.rowsPerWorkgroup, maxGroups);
+      return { label: name, pipeline: this.pipeline, bindGroup, workgroups };
+    });
+    return { label, dispatches, destroy: () => paramBuffers.forEach((b) => b.destroy()) };
+  }
+}

@@ -1,0 +1,226 @@
+// gemv_coalesced (the hardware-GPU gemv): y = W·x (+ b), F32 and F16, subgroup and
+// workgroup-memory reductions, on seeded random (N, K) (K around the vector widths and
+// past the x cache, N not a multiple of the rows per workgroup), with and without bias,
+// row-chunked weights, f32 output; against the float64 linearReference. The residual
+// variant against the same reference and, bit for bit, against itself then Add. A device
+// reporting 64-wide subgroups runs 64-lane row groups (8 of lavapipe's 8-wide subgroups
+// per row), the AMD wave64 path.
+
+import { describe, expect, it } from 'vitest';
+import { alignUp } from '../../src/gpu/gpu-tensor.js';
+import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
+import { Add } from '../../src/ops/add.js';
+import {
+  GEMV_COALESCED_ROWS_PER_THREAD,
+  GEMV_COALESCED_THREADS_PER_ROW,
+  GEMV_COALESCED_WORKGROUP,
+  GEMV_COALESCED_X_CACHE_BYTES,
+  GemvCoalesced,
+  gemvCoalescedVariants,
+} from '../../src/ops/gemv-coalesced.js';
+import type { GemvOptions } from '../../src/ops/gemv.js';
+import { runOps, type ComputeDtype } from '../../src/ops/op.js';
+import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
+import { asDtype, closeness, linearReference, nmse, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { mulberry32 } from '../support/safetensors-bytes.js';
+
+const gpu = useGpuTestDevice('test.gemv_coalesced');
+
+/** Rows per workgroup with 32-lane row groups (16). */
+const ROWS = (GEMV_COALESCED_WORKGROUP / GEMV_COALESCED_THREADS_PER_ROW) * GEMV_COALESCED_ROWS_PER_THREAD;
+/** K just past the x cache in each dtype (a multiple of 8): x streamed from the storage buffer. */
+const pastCache = (dtype: ComputeDtype): number => GEMV_COALESCED_X_CACHE_BYTES / (dtype === 'F16' ? 2 : 4) + 8;
+
+// Named cases first: K of 1 and around the vector widths (the scalar path), multiples of 8
+// (the vector path in both dtypes), N of 1 and around the rows per workgroup, K = 1000 (an
+// uneven last pass of the 32 lanes). Then seeded random shapes. The case past the x cache
+// is added per dtype.
+const rng = mulberry32(0xc0a1);
+const SHAPES: [n: number, k: number][] = [
+  [1, 1],
+  [5, 3],
+  [ROWS + 1, 5],
+  [3, 7],
+  [2 * ROWS - 1, 8],
+  [GEMV_COALESCED_ROWS_PER_THREAD + 1, 9],
+  [70, 264],
+  [37, 1000],
+  ...Array.from({ length: 6 }, (_, i): [number, number] => [
+    1 + Math.floor(rng() * 300),
+    i % 2 ? alignUp(300 + Math.floor(rng() * 700), 8) : 1 + Math.floor(rng() * 300),
+  ]),
+];
+const shapesFor = (dtype: ComputeDtype): [number, number][] => [...SHAPES, [23, pastCache(dtype)]];
+
+/** NMSE tolerance, as gemv.test.ts: f32 sums in another order, plus an f16 output's rounding. */
+const tolerance = (f16Out: boolean): number => (f16Out ? 2 ** -22 + 1e-10 : 1e-10);
+const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
+const noSubgroups = (subgroups: boolean): boolean => subgroups && !gpu.device.features.has('subgroups');
+/** Half an ulp at 1 in the compute dtype. */
+const unitRoundoff = (dtype: ComputeDtype): number => (dtype === 'F16' ? 2 ** -11 : 2 ** -24);
+
+/** The device with its adapter reporting subgroups up to `width` wide (what the launcher sizes row groups by). */
+function withSubgroupWidth(device: GPUDevice, width: number): GPUDevice {
+  const adapterInfo = { subgroupMinSize: device.adapterInfo.subgroupMinSize, subgroupMaxSize: width };
+  return new Proxy(device, {
+    get(target, prop) {
+      if (prop === 'adapterInfo') return adapterInfo;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/** One case: W (in ~3 uneven row-chunks when `chunked`), x and a bias; y with sentinels past N. */
+async function runCase(device: GPUDevice, gemv: GemvCoalesced, [n, k]: [number, number], chunked: boolean) {
+  const dtype = gemv.dtype;
+  const w = randomValues(rng, n * k);
+  const x = asDtype(randomValues(rng, k, -2, 2), dtype);
+  const b = gemv.bias ? randomValues(rng, n) : undefined;
+  const maxChunkBytes = chunked ? alignUp(Math.ceil(n / 3) * k * (dtype === 'F16' ? 2 : 4), 16) : undefined;
+  const weights = await uploadWeights(device, { w: { shape: [n, k], values: w }, ...(b ? { b: { shape: [n], values: b } } : {}) }, dtype, maxChunkBytes);
+  const outDtype: ComputeDtype = gemv.outF32 ? 'F32' : dtype;
+  const spare = 8;
+  const y = uploadArray(device, new Float32Array(n + spare).fill(7), outDtype, 'test.gemv_coalesced.y');
+  const xBuf = uploadArray(device, x, dtype, 'test.gemv_coalesced.x');
+  const weight = weights.tensors.get('w')!;
+  const op = gemv.prepare(`test.gemv_coalesced.${n}x${k}`, weight, xBuf, y, weights.tensors.get('b'));
+  await runOps(device, [op]);
+  const all = await readArray(device, y, n + spare, outDtype);
+  const want = linearReference(x, asDtype(w, dtype), [1, n, k], b && asDtype(b, dtype));
+  op.destroy();
+  weights.destroy();
+  y.destroy();
+  xBuf.destroy();
+  return { got: all.subarray(0, n), want, spare: all.subarray(n), chunks: weight.chunks.length };
+}
+
+/** Runs every shape, case i taking bit 0 = bias, bit 1 = chunked, bit 2 = outF32 (F16). */
+async function checkShapes(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions, shapes: [number, number][]): Promise<void> {
+  const ops = new Map<string, Promise<GemvCoalesced>>();
+  for (const [i, shape] of shapes.entries()) {
+    const [bias, chunked, outF32] = [i & 1, i & 2, i & 4].map(Boolean);
+    const key = `${bias}.${outF32}`;
+    if (!ops.has(key)) ops.set(key, GemvCoalesced.create(device, dtype, { ...options, bias, outF32 }));
+    const gemv = await ops.get(key)!;
+    expect(gemv.subgroups).toBe(options.subgroups);
+    const { got, want, spare, chunks } = await runCase(device, gemv, shape, chunked);
+    const what = `N=${shape[0]} K=${shape[1]} bias=${bias} chunked=${chunked} outF32=${outF32}`;
+    if (chunked && shape[0] > 2) expect(chunks, what).toBeGreaterThan(1);
+    const err = nmse(got, want);
+    expect(err, `${what} nmse=${err}`).toBeLessThan(tolerance(dtype === 'F16' && !outF32));
+    expect([...spare], `${what}: y past N untouched`).toEqual(new Array(spare.length).fill(7));
+  }
+}
+
+it('every variant compiles with no message', async () => {
+  const features = gpu.device.features as ReadonlySet<string>;
+  const variants = gemvCoalescedVariants(features.has('shader-f16') ? ['F32', 'F16'] : ['F32'], features);
+  expect(new Set(variants.map((v) => v.key)).size).toBe(variants.length);
+  expect(variants.length).toBe(features.has('subgroups') ? 20 : 10);
+  for (const { key, spec } of variants) {
+    const info = await pipelineCache(gpu.device).module(spec.shader, spec.flags).getCompilationInfo();
+    expect(info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`), key).toEqual([]);
+    expect((await pipelineCache(gpu.device).get(key, spec)).label).toBe(key);
+  }
+});
+
+describe.each(['F32', 'F16'] as const)('gemv_coalesced %s', (dtype) => {
+  it.each([true, false])(`subgroups %s: ${SHAPES.length + 1} seeded shapes, bias/chunked/outF32 in every combination`, async (subgroups) => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said, not silent: no F16 on this adapter
+    if (noSubgroups(subgroups)) return expect(subgroups).toBe(true); // said: no subgroups here
+    await checkShapes(gpu.device, dtype, { subgroups }, shapesFor(dtype));
+  });
+});
+
+it('64-lane row groups where the adapter reports 64-wide subgroups (several subgroups per row)', async () => {
+  if (noSubgroups(true)) return expect(noSubgroups(true)).toBe(true); // said: no subgroups here
+  const dtype: ComputeDtype = gpu.device.features.has('shader-f16') ? 'F16' : 'F32';
+  const shapes: [number, number][] = [[9, 1000], [17, 64], [33, 5], [8, pastCache(dtype)]];
+  await checkShapes(withSubgroupWidth(gpu.device, 64), dtype, { subgroups: true }, shapes);
+});
+
+describe.each(['F32', 'F16'] as const)('gemv_coalesced %s residual', (dtype) => {
+  const shapes = SHAPES.slice(0, 8);
+  it.each([true, false])(`subgroups %s: y += W·x (+ b) on ${shapes.length} shapes, the bits of gemv then Add`, async (subgroups) => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said: no F16 on this adapter
+    if (noSubgroups(subgroups)) return expect(subgroups).toBe(true); // said: no subgroups here
+    const { device } = gpu;
+    const make = (bias: boolean) => Promise.all([GemvCoalesced.create(device, dtype, { subgroups, bias, residual: true }), GemvCoalesced.create(device, dtype, { subgroups, bias })]);
+    const ops = [await make(false), await make(true)];
+    expect(ops[0][0].residual).toBe(true);
+    const add = await Add.create(device, dtype, { inPlace: true });
+    for (const [i, [n, k]] of shapes.entries()) {
+      const bias = i % 2 === 1;
+      const [fused, plain] = ops[Number(bias)];
+      const w = randomValues(rng, n * k);
+      const x = asDtype(randomValues(rng, k, -2, 2), dtype);
+      const b = bias ? randomValues(rng, n) : undefined;
+      const residual = asDtype(randomValues(rng, n, -4, 4), dtype);
+      const weights = await uploadWeights(device, { w: { shape: [n, k], values: w }, ...(b ? { b: { shape: [n], values: b } } : {}) }, dtype);
+      const [wt, bt] = [weights.tensors.get('w')!, weights.tensors.get('b')];
+      const withSpare = new Float32Array(n + 8).fill(7);
+      withSpare.set(residual);
+      const yFused = uploadArray(device, withSpare, dtype, 'test.gemv_coalesced.y_fused');
+      const yUnfused = uploadArray(device, residual, dtype, 'test.gemv_coalesced.y_unfused');
+      const projected = outputBuffer(device, n, dtype === 'F16' ? 2 : 4);
+      const xBuf = uploadArray(device, x, dtype, 'test.gemv_coalesced.x');
+      const prepared = [
+        fused.prepare('test.gemv_coalesced.residual', wt, xBuf, yFused, bt),
+        plain.prepare('test.gemv_coalesced.projection', wt, xBuf, projected, bt),
+        add.prepare('test.gemv_coalesced.add', n, yUnfused, projected),
+      ];
+      await runOps(device, prepared);
+      const got = await readArray(device, yFused, n + 8, dtype);
+      const what = `N=${n} K=${k} bias=${bias}`;
+      expect([...got.subarray(0, n)], `${what}: the bits of gemv then add`).toEqual([...(await readArray(device, yUnfused, n, dtype))]);
+      // Two roundings (the projection, then the sum): bounded by the largest projection.
+      const projection = linearReference(x, asDtype(w, dtype), [1, n, k], b && asDtype(b, dtype));
+      const abs = (1.01 * unitRoundoff(dtype) + 1e-5) * projection.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      expect(closeness(got.subarray(0, n), projection.map((v, j) => v + residual[j]), abs, unitRoundoff(dtype)), what).toBeNull();
+      expect([...got.subarray(n)], `${what}: y past N untouched`).toEqual(new Array(8).fill(7));
+      for (const op of prepared) op.destroy();
+      for (const buffer of [yFused, yUnfused, projected, xBuf]) buffer.destroy();
+      weights.destroy();
+    }
+  });
+});
+
+it('spills past the per-dimension workgroup limit into a 2-D dispatch', async () => {
+  // 3 workgroups per dimension: 8 workgroups' rows need 3 × 3.
+  const spy = spyDevice(gpu.device, { limits: { maxComputeWorkgroupsPerDimension: 3 } });
+  const gemv = await GemvCoalesced.create(spy.device, 'F32', { subgroups: false });
+  const { got, want, spare } = await runCase(spy.device, gemv, [7 * ROWS + 5, 12], false);
+  expect(nmse(got, want)).toBeLessThan(tolerance(false));
+  expect([...spare]).toEqual(new Array(spare.length).fill(7));
+});
+
+it('create and prepare check features, options, shapes, dtypes, bias and aliasing', async () => {
+  const noFeatures = spyDevice(gpu.device, { features: new Set() }).device;
+  await expect(GemvCoalesced.create(noFeatures, 'F32', { subgroups: true })).rejects.toThrow(/'subgroups'/);
+  await expect(GemvCoalesced.create(noFeatures, 'F16')).rejects.toThrow(/shader-f16/);
+  expect((await GemvCoalesced.create(noFeatures, 'F32')).subgroups).toBe(false);
+  await expect(GemvCoalesced.create(gpu.device, 'F32', { residual: true, outF32: true })).rejects.toThrow(/residual writes the compute dtype/);
+  await expect(GemvCoalesced.create(gpu.device, 'F32', { tokens: 4 } as GemvOptions)).rejects.toThrow(/one row of x only/);
+  const [n, k] = [8, 8];
+  const weights = await uploadWeights(gpu.device, { w: { shape: [n, k], values: randomValues(rng, n * k) }, b: { shape: [n], values: randomValues(rng, n) } }, 'F32');
+  const [w, b] = [weights.tensors.get('w')!, weights.tensors.get('b')!];
+  const x = outputBuffer(gpu.device, k, 4);
+  const y = outputBuffer(gpu.device, n, 4);
+  const small = outputBuffer(gpu.device, 1, 4);
+  const plain = await GemvCoalesced.create(gpu.device, 'F32');
+  const withBias = await GemvCoalesced.create(gpu.device, 'F32', { bias: true });
+  expect(() => plain.prepare('t', w, x, y, b)).toThrow(/created without bias/);
+  expect(() => withBias.prepare('t', w, x, y)).toThrow(/created with bias/);
+  expect(() => withBias.prepare('t', w, x, y, w)).toThrow(/expected F32 \[8\]/);
+  expect(() => plain.prepare('t', b, x, y)).toThrow(/2-D weight/);
+  expect(() => plain.prepare('t', w, small, y)).toThrow(/x holds 16 bytes/);
+  expect(() => plain.prepare('t', w, x, small)).toThrow(/y holds 16 bytes/);
+  expect(() => plain.prepare('t', w, y, y)).toThrow(/in place/);
+  if (gpu.device.features.has('shader-f16')) {
+    const f16 = await GemvCoalesced.create(gpu.device, 'F16');
+    expect(() => f16.prepare('t', w, x, y)).toThrow(/expected F16/);
+  }
+  for (const buffer of [x, y, small]) buffer.destroy();
+  weights.destroy();
+});
