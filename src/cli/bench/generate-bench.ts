@@ -19,7 +19,7 @@ import type { GpuContext } from '../../gpu/device.js';
 import { openModel } from '../../model/open-model.js';
 import type { QuantKind } from '../../gpu/quantized-tensor.js';
 import type { DtypeChoice } from '../../gpu/load-tensors.js';
-import { measureReadLimit } from './read-limit.js';
+import { measureReadOnlyLimit } from './read-limit.js';
 import { median } from './update-bench.js';
 import { SluiceError } from '../../errors.js';
 
@@ -140,7 +140,7 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
       // is measured in the same stretch of time as the decode it is compared with.
       const probe = async (when: string) => {
         step(`read limit (${when})`);
-        return (await measureReadLimit(gpu.device, 128 * 2 ** 20, { passes: PROBE_PASSES })).readGbps;
+        return (await measureReadOnlyLimit(gpu.device, 128 * 2 ** 20, { passes: PROBE_PASSES })).readGbps;
       };
       const readBefore = await probe('before');
       const rates: number[] = [];
