@@ -5,9 +5,9 @@
 // Per token: the ids live in a small u32 buffer the caller owns and rewrites (or the
 // sampler writes on the GPU, so the sampled id never has to come back to the host), or in
 // a range of one (the model's: its pass's step, src/gpu/step.ts, so the ids and the rows
-// are one write); the prepared op itself never changes. An id ≥ vocab gives a row of zeros (not clamped: a
-// bad id then shows as a zero row rather than as a plausible token, and nothing is read
-// outside the table). With options.scale (Gemma: x = embed(ids) · √hidden) each row is
+// are one write); the prepared op itself never changes. An id ≥ vocab gives a row of zeros
+// (not clamped: a bad id then shows as a zero row rather than as a plausible token, and
+// nothing is read outside the table). With options.scale (Gemma: x = embed(ids) · √hidden) each row is
 // multiplied by the scale rounded to the compute dtype, as transformers' Gemma builds
 // `normalizer = torch.tensor(hidden_size**0.5, dtype=hidden_states.dtype)`.
 
