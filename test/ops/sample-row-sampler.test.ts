@@ -1,8 +1,9 @@
 // RowSampler, the multi-sequence API the batched decode step uses: a logits buffer filled
 // here stands for the model's (rows, vocab) output. Each row samples for its own slot
 // (request parameters, logit bias, history, RNG step) and gives the id and logprobs its
-// request gets alone; only rows that ask read logprobs back; misuse is refused; a failed
-// create frees every buffer it made.
+// request gets alone; only rows that ask read logprobs back; the id a row draws lands in its
+// slot's history where it is fed next (penalties step after step = the reference, and no
+// write for it); misuse is refused; a failed create frees every buffer it made.
 
 import { expect, it } from 'vitest';
 import { SluiceError } from '../../src/errors.js';
@@ -11,7 +12,7 @@ import { DEFAULT_SAMPLING } from '../../src/ops/sample.js';
 import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
 import { uploadArray } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
-import { logSoftmax } from './sample-reference.js';
+import { drawCandidates, greedyReference, keptSet, logSoftmax } from './sample-reference.js';
 
 const gpu = useGpuTestDevice('test.row-sampler');
 const rng = mulberry32(0x50a7);
@@ -101,6 +102,61 @@ it('the logit bias is the request’s: a slot reconfigured without bias loses it
   expect((await step(s, [{ slot: 1, step: 0, historyLength: 0 }]))[0].id).toBe(argmax);
   s.destroy();
   buf.destroy();
+});
+
+it('each drawn id lands in its slot’s history where it is fed next: penalties step by step = the reference, no write for it', async () => {
+  // A few hot ids close together: repetition and frequency penalties over the generated
+  // ids move the greedy pick every step, so one id missing or misplaced in the history
+  // changes the next pick.
+  const hot = [11, 222, 1500, 2999, 7, 640];
+  const logits = Float32Array.from(spread(2 * VOCAB), (v) => 0.3 * v);
+  for (const row of [0, 1]) hot.forEach((id, k) => (logits[row * VOCAB + id] = 6 + 0.1 * k));
+  const { s, logits: buf } = await sampler(2, 3, logits);
+  const greedy: SamplerConfig = { ...DEFAULT_SAMPLING, temperature: 0, repetitionPenalty: 1.5, frequencyPenalty: 0.5 };
+  const sampled: SamplerConfig = { ...DEFAULT_SAMPLING, temperature: 1, seed: 99, frequencyPenalty: 1.5, presencePenalty: 0.5 };
+  const prompt = [3, 11, 5, 222]; // hot ids in the prompt: the repetition penalty counts them, frequency does not
+  const slots = [2, 0]; // row r samples for slots[r], with rows[r]'s logits
+  const configs = [greedy, sampled];
+  const histories = slots.map(() => [...prompt]);
+  const fed = slots.map(() => prompt[prompt.length - 1]);
+  slots.forEach((slot, r) => {
+    s.configure(slot, configs[r], prompt.length);
+    s.remember(slot, prompt.slice(0, -1), 0); // the prompt's last id is fed by the first step
+  });
+  const historyWrites: number[] = [];
+  const queue = gpu.device.queue;
+  const write = queue.writeBuffer;
+  queue.writeBuffer = function (this: GPUQueue, buffer: GPUBuffer, ...rest: [number, GPUAllowSharedBufferSource, number?, number?]) {
+    if (buffer.label === 'test.rows.history') historyWrites[historyWrites.length - 1]++;
+    return write.call(this, buffer, ...rest);
+  };
+  try {
+    const FORCED = 6; // the step that feeds an id of the caller's, not the one drawn
+    for (let t = 0; t < 12; t++) {
+      historyWrites.push(0);
+      const position = prompt.length - 1 + t;
+      slots.forEach((slot, r) => s.remember(slot, [fed[r]], position)); // as the batch backend does, every step
+      const ids = await step(
+        s,
+        slots.map((slot) => ({ slot, step: t, historyLength: position + 1 })),
+      );
+      const row = (r: number) => logits.subarray(r * VOCAB, (r + 1) * VOCAB);
+      const want = greedyReference(row(0), greedy as never, { history: histories[0], generatedFrom: prompt.length });
+      expect(want.margin, `step ${t}: not a near-tie`).toBeGreaterThan(1e-3);
+      expect(ids[0].id, `step ${t}, greedy row`).toBe(want.id);
+      const kept = keptSet(row(1), sampled as never, { history: histories[1], generatedFrom: prompt.length });
+      expect(drawCandidates(kept, sampled.seed, t), `step ${t}, sampled row`).toContain(ids[1].id);
+      slots.forEach((_, r) => (fed[r] = t === FORCED ? hot[(hot.indexOf(ids[r].id) + 1) % hot.length] : ids[r].id));
+      slots.forEach((_, r) => histories[r].push(fed[r]));
+    }
+    // A write per slot for its prompt's last id and for its forced id; none for the ids drawn.
+    expect(historyWrites).toEqual([2, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]);
+    expect(new Set(histories[0].slice(prompt.length)).size, 'the greedy row moved between hot ids').toBeGreaterThanOrEqual(4);
+  } finally {
+    delete (queue as Partial<GPUQueue>).writeBuffer;
+    s.destroy();
+    buf.destroy();
+  }
 });
 
 it('masked rows draw only allowed ids; unmasked ones beside them as before; submitRows runs a step alone', async () => {

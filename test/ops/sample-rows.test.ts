@@ -7,7 +7,8 @@
 import { expect, it } from 'vitest';
 import { DEFAULT_SAMPLING, NO_PENALTIES, Sample, type SampleRowConfig } from '../../src/ops/sample.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
-import { outputBuffer } from '../support/op-helpers.js';
+import { runOps } from '../../src/ops/op.js';
+import { outputBuffer, readU32, uploadArray } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 import { drawCandidates, greedyReference, keptSet, type ReferenceParams, type RowContext } from './sample-reference.js';
 import { randomLogits as randomLogitsOf, randomRow as randomRowOf, type RowCase, sampleRows as sampleRowsOn, SENTINEL } from './sample-rows-support.js';
@@ -107,6 +108,45 @@ it('seeded draws with penalties and bias land where the reference u falls', asyn
   expect(checked).toBeGreaterThanOrEqual(8);
 });
 
+it('a row staged as appending writes its id after the ids it read; nothing else of the history changes', async () => {
+  for (let i = 0; i < 4; i++) {
+    const vocab = int(2, 3000);
+    const cases = Array.from({ length: 3 }, (_, r) => randomRow(vocab, r === 1));
+    // Each row's history at a base of its own, with a gap after it for the appended id.
+    const bases: number[] = [];
+    let size = 0;
+    for (const c of cases) {
+      bases.push(size);
+      size += (c.ctx.history?.length ?? 0) + 1 + int(0, 3);
+    }
+    const history = Uint32Array.from({ length: size }, () => 0xfeed0000 + int(0, 999)); // not ids: an unread place shows
+    cases.forEach((c, r) => history.set(c.ctx.history ?? [], bases[r]));
+    const logits = new Float32Array(cases.length * vocab);
+    cases.forEach((c, r) => logits.set(c.logits, r * vocab));
+    const buffers = {
+      logits: uploadArray(gpu.device, logits, 'F32'),
+      history: uploadArray(gpu.device, history, 'U32'),
+      out: outputBuffer(gpu.device, cases.length, 4),
+    };
+    const op = (await Sample.create(gpu.device)).prepareRows('test.rows.append', vocab, cases.length, buffers);
+    const appends = [true, i % 2 === 0, true];
+    cases.forEach((c, r) => {
+      const config = { ...NO_PENALTIES, ...c.params, historyBase: bases[r], generatedFrom: c.ctx.generatedFrom ?? 0, biasBase: 0, biasCount: 0 };
+      op.setRow(r, config, c.step, c.ctx.history?.length ?? 0, false, appends[r]);
+    });
+    op.upload(cases.length);
+    await runOps(gpu.device, [op]);
+    const ids = await readU32(gpu.device, buffers.out, cases.length);
+    const want = history.slice();
+    cases.forEach((c, r) => appends[r] && (want[bases[r] + (c.ctx.history?.length ?? 0)] = ids[r]));
+    expect(await readU32(gpu.device, buffers.history, size), `case ${i}, vocab ${vocab}`).toEqual(want);
+    // The ids are those the rows draw without appending (bias aside: none bound here).
+    const alone = await sampleRows(vocab, cases.map((c) => ({ ...c, ctx: { ...c.ctx, bias: undefined } })));
+    expect([...ids], `case ${i}`).toEqual(alone);
+    for (const b of [op, ...Object.values(buffers)]) b.destroy();
+  }
+});
+
 it('setRow, upload and prepareRows refuse what the shader would misread', async () => {
   const sample = await Sample.create(gpu.device);
   const buf = outputBuffer(gpu.device, 64, 4);
@@ -119,6 +159,8 @@ it('setRow, upload and prepareRows refuse what the shader would misread', async 
   expect(() => op.setRow(0, { ...ok, presencePenalty: Number.NaN }, 0, 0)).toThrow(/presencePenalty/);
   expect(() => op.setRow(0, { ...ok, historyBase: 60 }, 0, 5)).toThrow(/historyLength 5 at 60 .* 64 ids/);
   expect(() => op.setRow(0, { ...ok, biasBase: 30, biasCount: 3 }, 0, 0)).toThrow(/bias entries \[30, \+3\) .* 32/);
+  expect(() => op.setRow(1, { ...ok, historyBase: 60 }, 0, 4, false, true)).toThrow(/row 1 appends at history id 64, past the history buffer's 64 ids/);
+  op.setRow(1, { ...ok, historyBase: 60 }, 0, 3, false, true); // the last id of the buffer: room for one
   expect(() => op.upload(3)).toThrow(/3 rows/);
   op.destroy();
   buf.destroy();
