@@ -1,0 +1,149 @@
+// Launcher of shaders/matmul_tiled.wgsl: the hardware-GPU ("gpu" family) prefill matmul,
+// y = x·Wᵀ (+ b) or y += x·Wᵀ (+ b), W a Linear weight in HF layout (N, K), possibly
+// row-chunked. The same create/prepare as Matmul (src/ops/matmul.ts), so the model takes
+// either: the software family (Matmul, tuned for lavapipe) or this one, picked by adapter.
+//
+// Design (the shader's header has the detail): x and W tiles both staged in workgroup
+// memory, 64 columns × TILE_M rows of y per workgroup, 16 k per stage, 4×4 outputs per
+// invocation in registers, f32 accumulation, every edge bounds-checked. Matmul stages only
+// x (lavapipe pays per workgroup-memory load); a GPU pays DRAM/L2 traffic, which staging W
+// divides by TILE_M.
+//
+// tileM: rows of y per workgroup, rounded up to a multiple of 4 (each invocation holds 4
+// rows), 4 to 64, default 64; the workgroup is 16 × tileM/4 invocations, so a short prefill
+// on tileM 8 computes no padding rows it does not need, but runs 32-invocation workgroups.
+
+import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
+import { ParamsLayout } from '../gpu/params.js';
+import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import type { MatmulOptions } from './matmul.js';
+import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
+
+/** Columns of y per workgroup (the shader's TILE_N). */
+export const MATMUL_TILED_TILE_N = 64;
+/** k per workgroup-memory stage (the shader's TILE_K): 2 × 64 × 16 f32 (+ padding) = 10 KiB at tileM 64. */
+export const MATMUL_TILED_TILE_K = 16;
+/** Rows and columns of y per invocation (the shader's 4×4 register tile). */
+export const MATMUL_TILED_BLOCK = 4;
+/** Default rows of y per workgroup: 64 × 64 tiles, 256 invocations. */
+export const MATMUL_TILED_TILE_M = 64;
+/** Largest tileM: 256 invocations, the most every WebGPU device allows. */
+export const MATMUL_TILED_MAX_TILE_M = 64;
+
+const PARAMS = new ParamsLayout([
+  ['M', 'u32'], // rows of x and y
+  ['K', 'u32'], // columns of x and W
+  ['N', 'u32'], // columns of y (all chunks): its row stride
+  ['rows', 'u32'], // rows of this chunk of W: the columns of y it computes
+  ['colOffset', 'u32'], // the chunk's first row: its first column of y and of bias
+] as const);
+
+interface VariantChoice {
+  dtype: ComputeDtype;
+  tileM: number;
+  bias: boolean;
+  outF32: boolean;
+  residual: boolean;
+}
+
+/** Every variant at the default tile: both dtypes given (the kernel uses no optional feature but shader-f16). */
+export function matmulTiledVariants(dtypes: readonly ComputeDtype[], _features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
+  const tileM = MATMUL_TILED_TILE_M;
+  return dtypes.flatMap((dtype) =>
+    [false, true].flatMap((bias) =>
+      // OUT_F32 is an F16 variant only (f32 compute writes f32); RESIDUAL never with OUT_F32.
+      [
+        ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, tileM, bias, outF32, residual: false })),
+        variant({ dtype, tileM, bias, outF32: false, residual: true }),
+      ],
+    ),
+  );
+}
+
+function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
+  const flags = [...dtypeFlags(v.dtype), ...(v.bias ? ['BIAS'] : []), ...(v.outF32 ? ['OUT_F32'] : []), ...(v.residual ? ['RESIDUAL'] : [])];
+  const options = [...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : [])];
+  const workgroup = workgroupSize(v.tileM);
+  return {
+    key: ['matmul_tiled', v.dtype.toLowerCase(), `m${v.tileM}n${MATMUL_TILED_TILE_N}k${MATMUL_TILED_TILE_K}`, ...options, `wg${workgroup}`].join('_'),
+    spec: { shader: 'matmul_tiled', flags, constants: { WORKGROUP_SIZE: workgroup, TILE_M: v.tileM } },
+  };
+}
+
+/** Invocations of a workgroup: one per 4×4 block of its tile. */
+function workgroupSize(tileM: number): number {
+  return (MATMUL_TILED_TILE_N / MATMUL_TILED_BLOCK) * (tileM / MATMUL_TILED_BLOCK);
+}
+
+export class MatmulTiled {
+  /** Which kernel (Matmul's field; always the tiled one here). */
+  readonly kernel = 'tiled' as const;
+
+  private constructor(
+    private readonly device: GPUDevice,
+    private readonly pipeline: GPUComputePipeline,
+    readonly dtype: ComputeDtype,
+    readonly bias: boolean,
+    /** y is f32 (always so for F32 compute). */
+    readonly outF32: boolean,
+    /** Rows of y per workgroup: MatmulOptions.tileM rounded up to a multiple of 4. */
+    readonly tileM: number,
+    /** y += x·Wᵀ (+ b) (MatmulOptions.residual). */
+    readonly residual: boolean,
+  ) {}
+
+  /** options.subgroups is accepted and has no effect: the tiles are shared through workgroup memory. */
+  static async create(device: GPUDevice, dtype: ComputeDtype, options: MatmulOptions = {}): Promise<MatmulTiled> {
+    if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`matmul_tiled: F16 compute needs the device feature 'shader-f16'`);
+    if (options.naive) throw new Error('matmul_tiled: the naive kernel is Matmul.create(…, { naive: true })');
+    const residual = options.residual ?? false;
+    if (residual && options.outF32) throw new Error('matmul_tiled: residual writes the compute dtype (the residual stream), not outF32');
+    const asked = options.tileM ?? MATMUL_TILED_TILE_M;
+    if (!Number.isInteger(asked) || asked < 1 || asked > MATMUL_TILED_MAX_TILE_M) {
+      throw new Error(`matmul_tiled: tileM must be an integer in 1..${MATMUL_TILED_MAX_TILE_M}, got ${asked}`);
+    }
+    const tileM = Math.ceil(asked / MATMUL_TILED_BLOCK) * MATMUL_TILED_BLOCK;
+    const choice: VariantChoice = { dtype, tileM, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual };
+    const { key, spec } = variant(choice);
+    const pipeline = await pipelineCache(device).get(key, spec);
+    return new MatmulTiled(device, pipeline, dtype, choice.bias, dtype === 'F32' || choice.outF32, tileM, residual);
+  }
+
+  /**
+   * y = x·Wᵀ (+ bias) for `m` rows, as Matmul.prepare. weight: (N, K) in the compute dtype,
+   * any number of row-chunks. x: (m, K) in the compute dtype. y: (m, N) in the compute
+   * dtype, or f32 with outF32; distinct from x. bias: (N,) in the compute dtype, one chunk,
+   * given exactly when created with bias. Created with residual: y += x·Wᵀ (+ bias).
+   */
+  prepare(label: string, m: number, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
+    if (weight.shape.length !== 2) throw new Error(`${label}: matmul needs a 2-D weight, ${weight.name} is [${weight.shape.join(', ')}]`);
+    const [n, k] = weight.shape;
+    if (n < 1 || k < 1) throw new Error(`${label}: matmul needs N ≥ 1 and K ≥ 1, ${weight.name} is [${n}, ${k}]`);
+    if (!Number.isInteger(m) || m < 1) throw new Error(`${label}: matmul needs M ≥ 1 rows, got ${m}`);
+    checkWeight(label, weight, this.dtype, [n, k]);
+    if (this.bias !== (bias !== undefined)) throw new Error(`${label}: matmul was created ${this.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
+    if (bias) checkWeight(label, bias, this.dtype, [n]);
+    if (m * Math.max(n, k) > 2 ** 32 - 1) throw new Error(`${label}: matmul (${m}, ${k}) × (${n}, ${k}) has more elements than u32 indexes`);
+    const xBytes = m * k * computeBytes(this.dtype);
+    const yBytes = m * n * (this.outF32 ? 4 : computeBytes(this.dtype));
+    if (x.size < xBytes) throw new Error(`${label}: matmul x holds ${x.size} bytes, (${m}, ${k}) ${this.dtype} needs ${xBytes}`);
+    if (y.size < yBytes) throw new Error(`${label}: matmul y holds ${y.size} bytes, (${m}, ${n}) needs ${yBytes}`);
+    if (x === y) throw new Error(`${label}: matmul cannot run in place (x and y are one buffer)`);
+
+    const biasBuffer = bias ? [singleBuffer(bias)] : [];
+    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const paramBuffers: GPUBuffer[] = [];
+    const dispatches: PreparedDispatch[] = weight.chunks.map((chunk, i) => {
+      const name = weight.chunks.length > 1 ? `${label}.chunk${i}` : label;
+      const workgroups: [number, number] = [Math.ceil(m / this.tileM), Math.ceil(chunk.rows / MATMUL_TILED_TILE_N)];
+      if (workgroups[0] > max || workgroups[1] > max) {
+        throw new Error(`${name}: matmul of ${m} rows × ${chunk.rows} columns needs ${workgroups.join(' × ')} workgroups, more than ${max} per dimension`);
+      }
+      const params = PARAMS.createBuffer(this.device, name, { M: m, K: k, N: n, rows: chunk.rows, colOffset: chunk.firstRow });
+      paramBuffers.push(params);
+      const bindGroup = bindBuffers(this.device, this.pipeline, name, [params, x, chunk.buffer, y, ...biasBuffer]);
+      return { label: name, pipeline: this.pipeline, bindGroup, workgroups };
+    });
+    return { label, dispatches, destroy: () => paramBuffers.forEach((b) => b.destroy()) };
+  }
+}
