@@ -26,7 +26,7 @@ import { SluiceError } from '../../errors.js';
 /** Decode runs timed by default: enough for a median that one slow run cannot move. */
 export const DEFAULT_DECODE_REPEATS = 5;
 /** Timed passes of each read probe, the fastest kept (see read-limit.ts). */
-const PROBE_PASSES = 3;
+const PROBE_PASSES = 2;
 
 export interface GenerateBenchOptions {
   dir: string;
