@@ -3,7 +3,9 @@
 // [rowOffset, rowOffset + rows) of y. Variants: F16 (f16 storage, f32 accumulation),
 // SUBGROUPS (row reduction by subgroupShuffleXor, else workgroup memory), BIAS, OUT_F32
 // (f32 logits from f16 compute: the LM head), RESIDUAL (y += W·x (+ b): y is the residual
-// stream, so o_proj and down_proj need no separate add dispatch).
+// stream, so o_proj and down_proj need no separate add dispatch), BATCH (TOKENS rows of x at
+// once, x (TOKENS, K) and y (TOKENS, N): a batched decode pass, one row per sequence, reads
+// each weight once for all of them).
 //
 // Memory-bound: 2 (f16) or 4 (f32) bytes per weight, each read once, 2 flops per weight.
 // THREADS_PER_ROW threads split each row's K into 16-byte vectors (4 f32 or 8 f16), and each
@@ -14,6 +16,10 @@
 // read limit, so cost = 32-bit loads per weight byte: W needs one per 4 bytes whatever the
 // layout, x adds 1/ROWS_PER_THREAD of that. More rows per thread spill registers (8 rows:
 // ~400 stack accesses per loop iteration), so 4.
+// BATCH: per 16-byte step a thread loads ROWS_PER_THREAD vectors of W (kept in registers)
+// and TOKENS vectors of x, so W's loads serve TOKENS rows of y: at TOKENS = 4 the loads per
+// weight are (4 + 4)/4 = 2 against (4 + 1)/4 = 1.25 for one token, 1.6x the time for 4x
+// the work, where a matmul tile costs far more on lavapipe (src/ops/gemv.ts has figures).
 #ifdef SUBGROUPS
 enable subgroups;
 #endif
@@ -37,12 +43,21 @@ struct Params {
   rows: u32,       // rows of this chunk of W (≤ N)
   cols: u32,       // K: elements of x and of each row of W
   rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias
+  yStride: u32,    // N: elements between rows of y (BATCH)
 }
 
 override THREADS_PER_ROW: u32; // a power of two ≤ 4 (WebGPU's smallest subgroup)
 override ROWS_PER_THREAD: u32; // ≤ MAX_ROWS_PER_THREAD
 override WORKGROUP_SIZE: u32;  // row groups per workgroup × THREADS_PER_ROW
 const MAX_ROWS_PER_THREAD = 4u; // capacity of the accumulator array (function arrays need a const size)
+#ifdef BATCH
+override TOKENS: u32;          // rows of x and y, ≤ MAX_TOKENS
+const MAX_TOKENS = 8u;
+#else
+const TOKENS = 1u;
+const MAX_TOKENS = 1u;
+#endif
+const ACC = MAX_ROWS_PER_THREAD * MAX_TOKENS; // accumulators: [row of W][token]
 
 @group(0) @binding(0) var<uniform> params: Params;
 #ifdef F16
@@ -64,7 +79,7 @@ const VEC = 4u;
 #endif
 
 #ifndef SUBGROUPS
-var<workgroup> partial: array<f32, WORKGROUP_SIZE * MAX_ROWS_PER_THREAD>; // (threads, rows per thread)
+var<workgroup> partial: array<f32, WORKGROUP_SIZE * ACC>; // (threads, accumulators)
 #endif
 
 #ifdef F16
@@ -92,15 +107,67 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   // Rows past the chunk's end recompute its last row (no out-of-bounds read, no early
   // return: every invocation must reach the reduction) and are not written.
   var base: array<u32, MAX_ROWS_PER_THREAD>; // first element of each row
-  var acc: array<f32, MAX_ROWS_PER_THREAD>; // this thread's partial dot product of each row
+  var acc: array<f32, ACC>; // this thread's partial dot products: acc[j * MAX_TOKENS + t], row j, token t
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     base[j] = min(firstRow + j, params.rows - 1u) * K;
-    acc[j] = 0.0;
+    for (var t = 0u; t < TOKENS; t++) { acc[j * MAX_TOKENS + t] = 0.0; }
   }
 
   // Vector path: rows start on 16-byte boundaries only when K is a multiple of VEC; then
   // every element of the row is covered here. Otherwise the scalar loop below does the row.
   let vectors = select(0u, K / VEC, K % VEC == 0u);
+#ifdef BATCH
+  // W's vectors of this step once (in registers), then each token's x against all of them.
+  // SHARE_X: lane l and lane l ^ 4 (same slice of K, the neighbouring row group; subgroups
+  // of ≥ 8 consecutive invocations) each load half the tokens' x and swap them with one
+  // shuffle (a vpermd on lavapipe, where a load is a per-lane loop): 4 + TOKENS/2 loads per
+  // step, not 4 + TOKENS. Shuffles need uniform control flow, so the loop runs the
+  // workgroup-uniform step count and a lane past its row's end repeats its last vector
+  // without adding it.
+  let steps = (vectors + THREADS_PER_ROW - 1u) / THREADS_PER_ROW;
+#ifdef SHARE_X
+  let odd = (lid / THREADS_PER_ROW) % 2u; // which half of each token pair this lane loads
+#endif
+  for (var i = 0u; i < steps; i++) {
+    let kk = i * THREADS_PER_ROW + lane;
+    let k = min(kk, vectors - 1u);
+    let live = kk < vectors;
+#ifdef F16
+    var wv: array<array<vec4f, 2>, MAX_ROWS_PER_THREAD>;
+    for (var j = 0u; j < ROWS_PER_THREAD; j++) { wv[j] = widen(w[base[j] / VEC + k]); }
+#else
+    var wv: array<vec4f, MAX_ROWS_PER_THREAD>;
+    for (var j = 0u; j < ROWS_PER_THREAD; j++) { wv[j] = w[base[j] / VEC + k]; }
+#endif
+#ifdef SHARE_X
+    for (var t = 0u; t < TOKENS; t += 2u) {
+      let own = x[min(t + odd, TOKENS - 1u) * vectors + k];
+      let other = subgroupShuffleXor(own, 4u);
+      let pair = array(select(own, other, odd == 1u), select(other, own, odd == 1u)); // tokens t, t + 1
+      for (var u = 0u; u < 2u; u++) {
+        if (t + u >= TOKENS) { break; }
+#ifdef F16
+        let xv = widen(pair[u]);
+        for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j * MAX_TOKENS + t + u] += select(0.0, dot(wv[j][0], xv[0]) + dot(wv[j][1], xv[1]), live); }
+#else
+        let xv = pair[u];
+        for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j * MAX_TOKENS + t + u] += select(0.0, dot(wv[j], xv), live); }
+#endif
+      }
+    }
+#else
+    for (var t = 0u; t < TOKENS; t++) {
+#ifdef F16
+      let xv = widen(x[t * vectors + k]);
+      for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j * MAX_TOKENS + t] += select(0.0, dot(wv[j][0], xv[0]) + dot(wv[j][1], xv[1]), live); }
+#else
+      let xv = x[t * vectors + k];
+      for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j * MAX_TOKENS + t] += select(0.0, dot(wv[j], xv), live); }
+#endif
+    }
+#endif
+  }
+#else
   for (var k = lane; k < vectors; k += THREADS_PER_ROW) {
 #ifdef F16
     let xv = widen(x[k]);
@@ -113,9 +180,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += dot(w[base[j] / VEC + k], xv); }
 #endif
   }
+#endif
   for (var e = vectors * VEC + lane; e < K; e += THREADS_PER_ROW) {
-    let xe = xAt(e);
-    for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += wAt(base[j] + e) * xe; }
+    for (var t = 0u; t < TOKENS; t++) {
+      let xe = xAt(t * K + e);
+      for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j * MAX_TOKENS + t] += wAt(base[j] + e) * xe; }
+    }
   }
 
   // Sum each row over its THREADS_PER_ROW threads.
@@ -123,39 +193,42 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   // A row's threads are neighbouring invocations of one subgroup: subgroups are at least 4
   // wide in WebGPU and made of consecutive invocation indices on every implementation.
   for (var o = 1u; o < THREADS_PER_ROW; o *= 2u) {
-    for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += subgroupShuffleXor(acc[j], o); }
+    for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+      for (var t = 0u; t < TOKENS; t++) { acc[j * MAX_TOKENS + t] += subgroupShuffleXor(acc[j * MAX_TOKENS + t], o); }
+    }
   }
 #else
   // Tree over workgroup memory, halving the active lanes each step. Lane 0 ends with the
   // sum in its own slot, written by itself, so no barrier follows the last step (on
   // lavapipe every barrier is a coroutine switch per subgroup).
-  for (var j = 0u; j < ROWS_PER_THREAD; j++) { partial[lid * MAX_ROWS_PER_THREAD + j] = acc[j]; }
+  for (var a = 0u; a < ACC; a++) { partial[lid * ACC + a] = acc[a]; }
   for (var o = THREADS_PER_ROW / 2u; o > 0u; o /= 2u) {
     workgroupBarrier();
     if (lane < o) {
-      for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-        partial[lid * MAX_ROWS_PER_THREAD + j] += partial[(lid + o) * MAX_ROWS_PER_THREAD + j];
-      }
+      for (var a = 0u; a < ACC; a++) { partial[lid * ACC + a] += partial[(lid + o) * ACC + a]; }
     }
   }
-  for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] = partial[lid * MAX_ROWS_PER_THREAD + j]; }
+  for (var a = 0u; a < ACC; a++) { acc[a] = partial[lid * ACC + a]; }
 #endif
 
   if (lane != 0u) { return; }
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     let row = firstRow + j;
     if (row >= params.rows) { break; }
+    for (var t = 0u; t < TOKENS; t++) {
+      let at = t * params.yStride + params.rowOffset + row;
 #ifdef BIAS
-    let r = acc[j] + f32(bias[params.rowOffset + row]);
+      let r = acc[j * MAX_TOKENS + t] + f32(bias[params.rowOffset + row]);
 #else
-    let r = acc[j];
+      let r = acc[j * MAX_TOKENS + t];
 #endif
 #ifdef RESIDUAL
-    // Rounded to T first, then added in T: bit for bit the unfused projection + add.wgsl
-    // (an f16 sum through f32 rounds once to f16 exactly as f16 + f16 does, f32 being wide enough).
-    y[params.rowOffset + row] = y[params.rowOffset + row] + Y(r);
+      // Rounded to T first, then added in T: bit for bit the unfused projection + add.wgsl
+      // (an f16 sum through f32 rounds once to f16 exactly as f16 + f16 does, f32 being wide enough).
+      y[at] = y[at] + Y(r);
 #else
-    y[params.rowOffset + row] = Y(r);
+      y[at] = Y(r);
 #endif
+    }
   }
 }

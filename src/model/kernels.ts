@@ -7,7 +7,7 @@ import { Add } from '../ops/add.js';
 import { Attention } from '../ops/attention.js';
 import { Embedding } from '../ops/embedding.js';
 import { QEmbedding } from '../ops/qembedding.js';
-import { Gemv } from '../ops/gemv.js';
+import { Gemv, gemvBatchable } from '../ops/gemv.js';
 import { KvStore } from '../ops/kv-store.js';
 import { Matmul } from '../ops/matmul.js';
 import { Permute } from '../ops/permute.js';
@@ -78,8 +78,15 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     qMatmulSmall: q((kind) => QMatmul.create(device, kind, dtype, { tileM: SMALL_PREFILL_ROWS })) as Promise<QMatmul> | null,
     qMatmulSmallBias: bias ? (q((kind) => QMatmul.create(device, kind, dtype, { bias: true, tileM: SMALL_PREFILL_ROWS })) as Promise<QMatmul> | null) : null,
     qLmHead: q((kind) => QGemv.create(device, kind, dtype, { outF32: true })) as Promise<QGemv> | null,
-    // The batched decode's LM head: one matmul over the rows reads the head once for all.
-    lmHeadRows: needs.decodeRows > 1 ? Matmul.create(device, dtype, { outF32: true, tileM: rowsTile(needs.decodeRows) }) : null,
+    // The batched decode (one row per sequence): gemvs over all its rows read each weight
+    // once for all (1.3-2× one row's time on lavapipe for 4 rows, where the small-tile matmul
+    // took 3-15×); the matmul where the gemv cannot batch (no subgroups, > 8 rows).
+    ...batchedDecodeLinears(device, dtype, needs.decodeRows, bias, !f.sandwichNorms && needs.quantized === null),
+    lmHeadRows: needs.decodeRows > 1
+      ? gemvBatchable(device, needs.decodeRows)
+        ? Gemv.create(device, dtype, { outF32: true, tokens: needs.decodeRows })
+        : Matmul.create(device, dtype, { outF32: true, tileM: rowsTile(needs.decodeRows) })
+      : null,
     qLmHeadRows: needs.decodeRows > 1 ? (q((kind) => QMatmul.create(device, kind, dtype, { outF32: true, tileM: rowsTile(needs.decodeRows) })) as Promise<QMatmul> | null) : null,
     // x[:, perm]: an act-order linear's input, in the column order its weight was repacked to
     permute: needs.permute ? Permute.create(device, dtype) : null,
@@ -109,6 +116,23 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
   const ops = Object.fromEntries(entries.map(([name], i) => [name, values[i]])) as { [K in keyof typeof pending]: Awaited<(typeof pending)[K]> };
   const ropeOf = new Map(ropes.map((rope, i) => [rope, ops.ropes[i]]));
   return { ...ops, ropeOf, destroy: () => ops.ropes.forEach((t) => t.destroy()) };
+}
+
+/**
+ * The dense linears of a batched decode pass of `rows` rows as gemvs over all of them
+ * (GemvOptions.tokens), null where the gemv cannot batch them (the pass then takes the
+ * small matmuls); the residual ones only where `residual` (as residualLinears).
+ */
+function batchedDecodeLinears(device: GPUDevice, dtype: ComputeDtype, rows: number, bias: boolean, residual: boolean) {
+  const ok = rows > 1 && gemvBatchable(device, rows);
+  const make = (options: { bias?: boolean; residual?: boolean }) =>
+    ok && (bias || !options.bias) && (residual || !options.residual) ? Gemv.create(device, dtype, { ...options, tokens: rows }) : null;
+  return {
+    gemvRows: make({}),
+    gemvRowsBias: make({ bias: true }),
+    gemvRowsResidual: make({ residual: true }),
+    gemvRowsResidualBias: make({ residual: true, bias: true }),
+  };
 }
 
 /** The residual variants of the dense linears (y += W·x (+ b)), null where not `wanted`. */

@@ -75,7 +75,7 @@ export interface LoadModelOptions {
  */
 interface Pass {
   ops: PreparedOp[];
-  step: Step; // (1 + 2·rows) u32: rows, per row (slot, position)
+  step: Step; // (1 + 2·rows) u32: rows, per row (slot, position); then the rows' token ids at an aligned offset
 }
 
 export class LlamaModel {
@@ -283,8 +283,10 @@ export class LlamaModel {
       const tag = kind === 'prefill' ? `prefill${rows}` : rows > 1 ? `decode${rows}` : kind; // labels: prefill8.layers.0.q_proj
       // the token ids ride in the step buffer too: one writeBuffer per call (issue 21)
       const step = this.own(new Step(device, `model.${tag}`, { rows, positions: maxSeq, slots: S, ids: true }));
-      // One row: gemv. More (a prefill chunk, a batched decode): a matmul, its tile by the rows.
+      // One row: gemv. A batched decode: gemvs over its rows where they can (ops.gemvRows),
+      // else, and for a prefill chunk, a matmul, its tile by the rows.
       const gemv = rows === 1;
+      const gemvRows = kind === 'decode' && rows > 1 && ops.gemvRows !== null;
       const small = rows <= SMALL_PREFILL_ROWS;
       const out: Pass = { ops: [], step };
       // What b.permuted holds: `input` gathered by `perm`, valid until any other op runs.
@@ -309,6 +311,7 @@ export class LlamaModel {
         }
         const wt = this.weight(weight);
         if (gemv) add((bt ? ops.gemvBias! : ops.gemv).prepare(label, wt, input, output, bt));
+        else if (gemvRows) add((bt ? ops.gemvRowsBias! : ops.gemvRows!).prepare(label, wt, input, output, bt));
         else if (small) add((bt ? ops.matmulSmallBias! : ops.matmulSmall).prepare(label, rows, wt, input, output, bt));
         else add((bt ? ops.matmulBias! : ops.matmul).prepare(label, rows, wt, input, output, bt));
       };
@@ -326,6 +329,7 @@ export class LlamaModel {
         const bt = bias === null ? undefined : this.weight(bias);
         const into = postNorm !== null || this.weights.quantized.has(weight) ? null
           : gemv ? (bt ? ops.gemvResidualBias : ops.gemvResidual)
+          : gemvRows ? (bt ? ops.gemvRowsResidualBias : ops.gemvRowsResidual)
           : small ? (bt ? ops.matmulSmallResidualBias : ops.matmulSmallResidual)
           : bt ? ops.matmulResidualBias : ops.matmulResidual;
         if (!into) {
@@ -399,9 +403,12 @@ export class LlamaModel {
             ? ops.qLmHead!.prepare(`${tag}.lm_head`, qHead, headInput, this.logits)
             : ops.lmHead.prepare(`${tag}.lm_head`, this.weight(this.names.lmHead), bufs.decode.normed, this.logits);
         }
-        return qHead
-          ? ops.qLmHeadRows!.prepare(`${tag}.lm_head`, rows, qHead, headInput, this.logits)
-          : ops.lmHeadRows!.prepare(`${tag}.lm_head`, rows, this.weight(this.names.lmHead), bufs.decode.normed, this.logits);
+        if (qHead) return ops.qLmHeadRows!.prepare(`${tag}.lm_head`, rows, qHead, headInput, this.logits);
+        const headRows = ops.lmHeadRows!;
+        const weight = this.weight(this.names.lmHead);
+        return headRows instanceof Gemv
+          ? headRows.prepare(`${tag}.lm_head`, weight, bufs.decode.normed, this.logits)
+          : headRows.prepare(`${tag}.lm_head`, rows, weight, bufs.decode.normed, this.logits);
       };
       return [
         this.own(ops.norm.prepare(`${tag}.norm`, rows, h, this.lastRow, this.weight(this.names.norm), bufs.decode.normed)),

@@ -15,6 +15,7 @@ import { workgroups1d } from '../gpu/dispatch.js';
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import { canShareX } from './qgemv.js';
 import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
 
 /**
@@ -41,7 +42,11 @@ const PARAMS = new ParamsLayout([
   ['rows', 'u32'], // rows of this chunk
   ['cols', 'u32'], // K
   ['rowOffset', 'u32'], // the chunk's first row in y and bias
+  ['yStride', 'u32'], // N: elements between the rows of y (tokens > 1)
 ] as const);
+
+/** Most rows of x one gemv takes (GemvOptions.tokens): the shader's MAX_TOKENS. */
+export const GEMV_MAX_TOKENS = 8;
 
 export interface GemvOptions {
   /** y = W·x + b: prepare then takes the bias, (N,) in the compute dtype. */
@@ -61,6 +66,13 @@ export interface GemvOptions {
    * false forces the workgroup-memory reduction (tests run both on one adapter).
    */
   subgroups?: boolean;
+  /**
+   * Rows of x, 1 to GEMV_MAX_TOKENS (default 1): y (tokens, N) = x (tokens, K) · Wᵀ, each
+   * weight read once for all of them (the BATCH variant). A batched decode pass, one row
+   * per sequence: on lavapipe 4 rows take ~1.3-1.6× one row's time, where the small-tile
+   * matmul took 7-15× (step 14's profile). Needs the subgroup reduction (gemvBatchable).
+   */
+  tokens?: number;
 }
 
 interface VariantChoice {
@@ -69,6 +81,9 @@ interface VariantChoice {
   bias: boolean;
   outF32: boolean;
   residual: boolean;
+  tokens: number;
+  /** BATCH: x shared by pairs of lanes (subgroups of ≥ 8 invocations). */
+  shareX: boolean;
 }
 
 /** Every variant: both dtypes given, subgroup ones only where the device has 'subgroups'. */
@@ -80,10 +95,34 @@ export function gemvVariants(dtypes: readonly ComputeDtype[], features: Readonly
         // f32 compute already writes f32: OUT_F32 is an F16 variant only.
         // RESIDUAL writes the compute dtype (the residual stream): never with OUT_F32.
         [
-          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false })),
-          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true }),
+          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false, tokens: 1, shareX: false })),
+          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true, tokens: 1, shareX: false }),
         ],
       ),
+    ),
+  );
+}
+
+/** Whether a batched pass of `tokens` rows can use the gemv (else the small matmul). */
+export function gemvBatchable(device: GPUDevice, tokens: number): boolean {
+  return device.features.has('subgroups') && tokens >= 2 && tokens <= GEMV_MAX_TOKENS;
+}
+
+/**
+ * The BATCH variants a batched decode pass of `tokens` rows uses (the projections, the
+ * residual ones, the f32 LM head), for the test that compiles variants: one per row count
+ * in use, so not every count up to GEMV_MAX_TOKENS.
+ */
+export function gemvBatchVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>, tokens = 4): { key: string; spec: PipelineSpec }[] {
+  if (!features.has('subgroups')) return [];
+  // subgroupMinSize is not in `features`: both x-sharing choices.
+  return dtypes.flatMap((dtype) =>
+    [false, true].flatMap((shareX) =>
+      [false, true].flatMap((bias) => [
+        variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX }),
+        variant({ dtype, subgroups: true, bias, outF32: false, residual: true, tokens, shareX }),
+        ...(dtype === 'F16' ? [variant({ dtype, subgroups: true, bias, outF32: true, residual: false, tokens, shareX })] : []),
+      ]),
     ),
   );
 }
@@ -95,14 +134,16 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.bias ? ['BIAS'] : []),
     ...(v.outF32 ? ['OUT_F32'] : []),
     ...(v.residual ? ['RESIDUAL'] : []),
+    ...(v.tokens > 1 ? ['BATCH'] : []),
+    ...(v.shareX ? ['SHARE_X'] : []),
   ];
-  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : [])];
+  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []), ...(v.tokens > 1 ? [`b${v.tokens}`] : []), ...(v.shareX ? ['sx'] : [])];
   return {
     key: `${name.join('_')}_t${GEMV_THREADS_PER_ROW}r${GEMV_ROWS_PER_THREAD}_wg${GEMV_WORKGROUP}`,
     spec: {
       shader: 'gemv',
       flags,
-      constants: { THREADS_PER_ROW: GEMV_THREADS_PER_ROW, ROWS_PER_THREAD: GEMV_ROWS_PER_THREAD, WORKGROUP_SIZE: GEMV_WORKGROUP },
+      constants: { THREADS_PER_ROW: GEMV_THREADS_PER_ROW, ROWS_PER_THREAD: GEMV_ROWS_PER_THREAD, WORKGROUP_SIZE: GEMV_WORKGROUP, ...(v.tokens > 1 ? { TOKENS: v.tokens } : {}) },
     },
   };
 }
@@ -118,6 +159,8 @@ export class Gemv {
     readonly subgroups: boolean,
     /** y += W·x (+ b) (GemvOptions.residual). */
     readonly residual: boolean,
+    /** Rows of x and y (GemvOptions.tokens). */
+    readonly tokens: number,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<Gemv> {
@@ -126,15 +169,23 @@ export class Gemv {
     if (subgroups && !device.features.has('subgroups')) throw new Error(`gemv: the device has no 'subgroups' feature`);
     const residual = options.residual ?? false;
     if (residual && options.outF32) throw new Error('gemv: residual writes the compute dtype (the residual stream), not outF32');
-    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual };
+    const tokens = options.tokens ?? 1;
+    if (!(Number.isInteger(tokens) && tokens >= 1 && tokens <= GEMV_MAX_TOKENS)) throw new Error(`gemv: tokens must be a whole number in [1, ${GEMV_MAX_TOKENS}], not ${tokens}`);
+    // Without subgroups the reduction of T·4 accumulators goes through workgroup memory: on
+    // lavapipe some of those variants took 20-30 s to compile, so a device without
+    // subgroups batches its decode with the matmul instead (gemvBatchable).
+    if (tokens > 1 && !subgroups) throw new Error(`gemv: tokens > 1 needs the subgroup reduction (the device's 'subgroups' feature)`);
+    // Sharing x needs subgroups of at least 8 (lane ^ 4); the reduction alone needs 4.
+    const shareX = tokens > 1 && subgroups && canShareX(device);
+    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual, tokens, shareX };
     const { key, spec } = variant(choice);
-    return new Gemv(device, await pipelineCache(device).get(key, spec), dtype, choice.bias, options.outF32 ?? false, subgroups, residual);
+    return new Gemv(device, await pipelineCache(device).get(key, spec), dtype, choice.bias, options.outF32 ?? false, subgroups, residual, tokens);
   }
 
   /**
    * y = W·x (+ bias). weight: (N, K) in the compute dtype, any number of row-chunks.
    * x: (K,) in the compute dtype. y: (N,) in the compute dtype, or f32 with outF32; distinct
-   * from x. bias: (N,) in the compute dtype, one chunk, given exactly when created with bias.
+   * from x. Created with tokens T > 1: x (T, K) and y (T, N), row t of y from row t of x. bias: (N,) in the compute dtype, one chunk, given exactly when created with bias.
    * Created with residual: y is read too, y += W·x (+ bias).
    */
   prepare(label: string, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
@@ -144,10 +195,12 @@ export class Gemv {
     checkWeight(label, weight, this.dtype, [n, k]);
     if (this.bias !== (bias !== undefined)) throw new Error(`${label}: gemv was created ${this.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
     if (bias) checkWeight(label, bias, this.dtype, [n]);
-    const xBytes = k * computeBytes(this.dtype);
-    const yBytes = n * (this.outF32 ? 4 : computeBytes(this.dtype));
-    if (x.size < xBytes) throw new Error(`${label}: gemv x holds ${x.size} bytes, (${k},) ${this.dtype} needs ${xBytes}`);
-    if (y.size < yBytes) throw new Error(`${label}: gemv y holds ${y.size} bytes, (${n},) needs ${yBytes}`);
+    const t = this.tokens;
+    const xBytes = t * k * computeBytes(this.dtype);
+    const yBytes = t * n * (this.outF32 ? 4 : computeBytes(this.dtype));
+    const rows = (d: number) => (t > 1 ? `(${t}, ${d})` : `(${d},)`);
+    if (x.size < xBytes) throw new Error(`${label}: gemv x holds ${x.size} bytes, ${rows(k)} ${this.dtype} needs ${xBytes}`);
+    if (y.size < yBytes) throw new Error(`${label}: gemv y holds ${y.size} bytes, ${rows(n)} needs ${yBytes}`);
     if (x === y) throw new Error(`${label}: gemv cannot run in place (x and y are one buffer)`);
 
     const biasBuffer = bias ? [singleBuffer(bias)] : [];
@@ -155,7 +208,7 @@ export class Gemv {
     const paramBuffers: GPUBuffer[] = [];
     const dispatches: PreparedDispatch[] = weight.chunks.map((chunk, i) => {
       const name = weight.chunks.length > 1 ? `${label}.chunk${i}` : label;
-      const params = PARAMS.createBuffer(this.device, name, { rows: chunk.rows, cols: k, rowOffset: chunk.firstRow });
+      const params = PARAMS.createBuffer(this.device, name, { rows: chunk.rows, cols: k, rowOffset: chunk.firstRow, yStride: n });
       paramBuffers.push(params);
       const bindGroup = bindBuffers(this.device, this.pipeline, name, [params, chunk.buffer, x, y, ...biasBuffer]);
       const workgroups = workgroups1d(chunk.rows, GEMV_ROWS_PER_WORKGROUP, maxGroups);

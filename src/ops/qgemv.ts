@@ -105,7 +105,7 @@ export function qgemvPath(weight: Pick<QuantizedTensor, 'shape' | 'groupSize'>):
 }
 
 /** Whether x can be shared by subgroupBroadcast: subgroups known to hold at least 8 invocations. */
-function canShareX(device: GPUDevice): boolean {
+export function canShareX(device: GPUDevice): boolean {
   const info = (device as { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo;
   return device.features.has('subgroups') && (info?.subgroupMinSize ?? 0) >= 8;
 }
