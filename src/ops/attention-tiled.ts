@@ -1,0 +1,280 @@
+// Launcher of shaders/attention_tiled.wgsl: the real-GPU ("gpu" family) causal GQA attention,
+// a drop-in for Attention (attention.ts, the software-GPU family tuned for lavapipe): the
+// same create / prepare / prepareDecode / decodeScratch, the same shapes, buffers, step
+// semantics, options and errors, chosen at load by adapter. The shader header explains the
+// design (K/V tiles staged in workgroup memory and shared by a block of query rows, a team
+// of 4 lanes per dot reduced by subgroup shuffles, online softmax in registers).
+//
+//   prepare()        prefill: blocks of up to 32 (token, head) rows of one kv head (16 at
+//                    headDim 128), sized for the step's maxRows; rows of several slots work
+//                    (a block takes its tokens in runs of one slot; no separate variant).
+//   prepareDecode()  a block per row (its group of heads, padded), flash-decoding over splits
+//                    of TILED_DECODE_SPLIT_KEYS keys merged by `combine`; one plain dispatch
+//                    when the cache is no longer than one split.
+//
+// Tile sizes are Params (runtime), so one pipeline per variant serves every head size; the
+// shader's workgroup arrays are sized for the largest: ATTENTION_TILED_WORKGROUP_BYTES,
+// which create() checks against the device's maxComputeWorkgroupStorageSize.
+//
+// Supported: headDim a multiple of 4 up to 256; nHeads a multiple of nKvHeads. Anything
+// else is refused with SHAPE_MISMATCH (the same messages as Attention).
+
+import { workgroups1d } from '../gpu/dispatch.js';
+import { ParamsLayout } from '../gpu/params.js';
+import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import type { AttentionBuffers, AttentionFeatures, AttentionOp, AttentionOptions, AttentionShape, DecodeScratch } from './attention.js';
+import { attentionFail, attentionScoreOptions, checkAttentionBuffer, checkAttentionBuffers, checkAttentionShape } from './attention-checks.js';
+import { type ComputeDtype, dtypeFlags, type PreparedDispatch } from './op.js';
+
+/** Invocations per workgroup: 32 teams of 4 lanes; P·V puts one on each (4 rows, vec4 of headDim). */
+export const ATTENTION_TILED_WORKGROUP = 128;
+/** Query rows per block at most (a softmax team each); fewer where (rows / 4) · headDim / 4 > the workgroup. */
+export const ATTENTION_TILED_MAX_ROWS = 32;
+/** Keys per K/V tile at most (fewer for large heads, see tiledTileKeys). */
+export const ATTENTION_TILED_MAX_TILE_KEYS = 32;
+/** vec4s of one staged K or V tile, one padding vec4 per key: 32 keys at headDim 64, 16 at 128, 8 at 256; ≥ 4 · workgroup (the key lanes fold their partial O through it). */
+const TILE_VECS = 544;
+/** vec4s of the query tile: rows · headDim / 4 ≤ 4 · workgroup. */
+const Q_VECS = 4 * ATTENTION_TILED_WORKGROUP;
+const MAX_HEAD_DIM = 256;
+
+/**
+ * Keys per split of flash-decoding. Decode at context 2048 with 8 kv heads → 16 splits × 8
+ * = 128 workgroups, about one per SM/CU of a large GPU; partials stay small (16 · nHeads ·
+ * headDim f32 per row).
+ */
+export const TILED_DECODE_SPLIT_KEYS = 128;
+
+/** Workgroup memory the kernel needs (its largest variant: no subgroups). */
+export function attentionTiledWorkgroupBytes(subgroups: boolean): number {
+  const vec4s = Q_VECS + 2 * TILE_VECS + (subgroups ? 0 : ATTENTION_TILED_WORKGROUP);
+  // probs (rows × tile keys) + 5 per-row arrays, 4 bytes each.
+  return 16 * vec4s + 4 * (ATTENTION_TILED_MAX_ROWS * ATTENTION_TILED_MAX_TILE_KEYS + 5 * ATTENTION_TILED_MAX_ROWS);
+}
+/** What create() asks of the device: 32 KiB, desktop GPUs' limit (and lavapipe's); WebGPU's default is 16 KiB. */
+export const ATTENTION_TILED_WORKGROUP_BYTES = 32768;
+
+/** Query rows per block for `rowCount` rows (tokens · group) of a head size: a multiple of 4, P·V lanes for all. */
+export function tiledRows(headDim: number, rowCount: number): number {
+  const fit = Math.min(ATTENTION_TILED_MAX_ROWS, 4 * Math.floor(ATTENTION_TILED_WORKGROUP / (headDim / 4)));
+  return Math.min(fit, Math.ceil(rowCount / 4) * 4);
+}
+
+/** Keys per staged tile for a head size: as many padded key rows as TILE_VECS holds, ≤ the maximum. */
+export function tiledTileKeys(headDim: number): number {
+  return Math.min(ATTENTION_TILED_MAX_TILE_KEYS, Math.floor(TILE_VECS / (headDim / 4 + 1)));
+}
+
+const PARAMS = new ParamsLayout([
+  ['n_heads', 'u32'],
+  ['group', 'u32'],
+  ['head_vecs', 'u32'],
+  ['max_seq', 'u32'],
+  ['n_kv_heads', 'u32'],
+  ['block_rows', 'u32'],
+  ['token_rows', 'u32'],
+  ['split_keys', 'u32'],
+  ['tile_keys', 'u32'],
+  ['scale', 'f32'],
+  ['softcap', 'f32'],
+  ['window', 'u32'],
+] as const);
+
+/** plain: prefill or unsplit decode; split, combine: flash-decoding's passes. */
+type Kind = 'plain' | 'split' | 'combine';
+
+const FEATURE_SETS: readonly Required<AttentionFeatures>[] = [
+  { softcap: false, window: false },
+  { softcap: true, window: false },
+  { softcap: false, window: true },
+  { softcap: true, window: true },
+];
+
+/** Every variant of the shader (subgroup ones where the features have 'subgroups'), for the test that compiles them all. */
+export function attentionTiledVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
+  const usable = dtypes.filter((d) => d === 'F32' || features.has('shader-f16'));
+  const subgroups = features.has('subgroups') ? [false, true] : [false];
+  return usable.flatMap((dtype) => [
+    ...subgroups.flatMap((sg) => FEATURE_SETS.flatMap((f) => (['plain', 'split'] as const).map((kind) => variant(dtype, kind, sg, f)))),
+    ...[false, true].map((window) => variant(dtype, 'combine', false, { window })),
+  ]);
+}
+
+function variant(dtype: ComputeDtype, kind: Kind, subgroups: boolean, features: AttentionFeatures): { key: string; spec: PipelineSpec } {
+  // combine neither scores nor reduces across lanes: softcap and subgroups do not change it.
+  const softcap = (features.softcap ?? false) && kind !== 'combine';
+  const sg = subgroups && kind !== 'combine';
+  const window = features.window ?? false;
+  const name = kind === 'plain' ? 'attention_tiled' : `attention_tiled_${kind}`;
+  return {
+    key: `${name}_${dtype.toLowerCase()}${sg ? '_sg' : ''}${softcap ? '_softcap' : ''}${window ? '_window' : ''}_wg${ATTENTION_TILED_WORKGROUP}`,
+    spec: {
+      shader: 'attention_tiled',
+      flags: [
+        ...dtypeFlags(dtype),
+        ...(kind === 'plain' ? [] : ['SPLIT']),
+        ...(sg ? ['SUBGROUPS'] : []),
+        ...(softcap ? ['SOFTCAP'] : []),
+        ...(window ? ['WINDOW'] : []),
+      ],
+      constants: {
+        WORKGROUP_SIZE: ATTENTION_TILED_WORKGROUP,
+        MAX_ROWS: ATTENTION_TILED_MAX_ROWS,
+        MAX_TILE_KEYS: ATTENTION_TILED_MAX_TILE_KEYS,
+        TILE_VECS,
+        Q_VECS,
+      },
+      entryPoint: kind === 'combine' ? 'combine' : 'main',
+    },
+  };
+}
+
+export class AttentionTiled {
+  private constructor(
+    private readonly device: GPUDevice,
+    readonly dtype: ComputeDtype,
+    /** Team reductions by subgroup shuffles (the device has 'subgroups'), else workgroup memory. */
+    readonly subgroups: boolean,
+    /** Pipelines by variant key. */
+    private readonly pipelines: Map<string, GPUComputePipeline>,
+  ) {}
+
+  /**
+   * Compiles the plain, split and combine pipelines of `dtype` (F16 needs shader-f16) and,
+   * ahead of use, those of the score options the model will ask for (`softcap`, `window`);
+   * any other is built by the first prepare() that needs it. `slots` is accepted as for
+   * Attention and needs nothing here: every block takes its tokens in runs of one slot.
+   * Throws when the device allows less workgroup memory than ATTENTION_TILED_WORKGROUP_BYTES.
+   */
+  static async create(device: GPUDevice, dtype: ComputeDtype, options: AttentionOptions = {}): Promise<AttentionTiled> {
+    if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error('attention_tiled: F16 needs the shader-f16 feature');
+    const allowed = device.limits.maxComputeWorkgroupStorageSize;
+    if (allowed < ATTENTION_TILED_WORKGROUP_BYTES) {
+      throw new Error(`attention_tiled: needs ${ATTENTION_TILED_WORKGROUP_BYTES} bytes of workgroup memory, the device allows ${allowed}; use Attention`);
+    }
+    const subgroups = device.features.has('subgroups');
+    const cache = pipelineCache(device);
+    const sets = FEATURE_SETS.filter((f) => (!f.softcap || options.softcap) && (!f.window || options.window));
+    const built = await Promise.all(
+      sets.flatMap((f) =>
+        (['plain', 'split', 'combine'] as const).map(async (kind): Promise<[string, GPUComputePipeline]> => {
+          const { key, spec } = variant(dtype, kind, subgroups, f);
+          return [key, await cache.get(key, spec)];
+        }),
+      ),
+    );
+    return new AttentionTiled(device, dtype, subgroups, new Map(built));
+  }
+
+  /** The pipeline of a variant; built synchronously (once) if create did not compile it. */
+  private pipeline(kind: Kind, features: Required<AttentionFeatures>): GPUComputePipeline {
+    const { key, spec } = variant(this.dtype, kind, this.subgroups, features);
+    let pipeline = this.pipelines.get(key);
+    if (!pipeline) {
+      pipeline = this.device.createComputePipeline({
+        label: key,
+        layout: 'auto',
+        compute: { module: pipelineCache(this.device).module(spec.shader, spec.flags), entryPoint: spec.entryPoint ?? 'main', constants: { ...spec.constants } },
+      });
+      this.pipelines.set(key, pipeline);
+    }
+    return pipeline;
+  }
+
+  /** Prefill: up to the step's maxRows queries per call, at the step's slots and positions (rows of one slot best adjacent). */
+  prepare(label: string, shape: AttentionShape, buffers: AttentionBuffers): AttentionOp {
+    return this.build(label, shape, buffers, false, 1);
+  }
+
+  /**
+   * Decode: the step's rows, each a sequence of its own, each over keys 0 ..= its position
+   * of its slot; a block per row. `scratch` (decodeScratch, for at least the step's
+   * maxRows) may be shared by all layers; without it the op makes its own.
+   */
+  prepareDecode(label: string, shape: AttentionShape, buffers: AttentionBuffers, scratch?: DecodeScratch): AttentionOp {
+    const rows = buffers.step.maxRows;
+    checkAttentionShape(label, shape, rows, MAX_HEAD_DIM);
+    const splits = Math.ceil(shape.maxSeq / TILED_DECODE_SPLIT_KEYS);
+    if (splits === 1) return this.build(label, shape, buffers, true, 1);
+    const own = scratch ? undefined : this.decodeScratch(label, shape, rows);
+    const use = scratch ?? own!;
+    checkAttentionBuffer(label, 'scratch.o', use.o, splits * rows * shape.nHeads * shape.headDim * 4);
+    checkAttentionBuffer(label, 'scratch.ml', use.ml, splits * rows * shape.nHeads * 8);
+    return this.build(label, shape, buffers, true, splits, use, own);
+  }
+
+  /** Partials of prepareDecode for `shape` and `rows` query rows: splits · rows · nHeads · (headDim + 2) f32. */
+  decodeScratch(label: string, shape: AttentionShape, rows = 1): DecodeScratch {
+    const splits = Math.ceil(shape.maxSeq / TILED_DECODE_SPLIT_KEYS);
+    const make = (name: string, size: number): GPUBuffer =>
+      this.device.createBuffer({ label: `${label}.${name}`, size: Math.ceil(size / 16) * 16, usage: GPUBufferUsage.STORAGE });
+    const o = make('partial_o', splits * rows * shape.nHeads * shape.headDim * 4);
+    const ml = make('partial_ml', splits * rows * shape.nHeads * 8);
+    return { o, ml, destroy: () => (o.destroy(), ml.destroy()) };
+  }
+
+  private build(
+    label: string,
+    shape: AttentionShape,
+    buffers: AttentionBuffers,
+    blockPerToken: boolean,
+    splits: number,
+    scratch?: DecodeScratch,
+    ownScratch?: DecodeScratch,
+  ): AttentionOp {
+    const maxTokens = buffers.step.maxRows;
+    checkAttentionShape(label, shape, maxTokens, MAX_HEAD_DIM);
+    checkAttentionBuffers(label, shape, buffers, this.dtype);
+    const options = attentionScoreOptions(label, shape);
+    const { nHeads, nKvHeads, headDim, maxSeq } = shape;
+    const group = nHeads / nKvHeads;
+    // Packed rows run across tokens (prefill); a block per token pads each group to whole blocks.
+    const rows = tiledRows(headDim, blockPerToken ? group : maxTokens * group);
+    const tokenRows = blockPerToken ? Math.ceil(group / rows) * rows : group;
+    const blocks = Math.ceil((maxTokens * tokenRows) / rows);
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (blocks > maxGroups || nKvHeads > maxGroups) attentionFail(label, `of ${maxTokens} tokens × ${nHeads} heads needs more than ${maxGroups} workgroups`);
+    const params = PARAMS.createBuffer(this.device, label, {
+      n_heads: nHeads,
+      group,
+      head_vecs: headDim / 4,
+      max_seq: maxSeq,
+      n_kv_heads: nKvHeads,
+      block_rows: rows,
+      token_rows: tokenRows,
+      split_keys: splits > 1 ? TILED_DECODE_SPLIT_KEYS : maxSeq,
+      tile_keys: tiledTileKeys(headDim),
+      scale: options.scale,
+      softcap: options.softcap,
+      window: options.window,
+    });
+    const bind = (pipeline: GPUComputePipeline, entries: [number, GPUBuffer][]): GPUBindGroup =>
+      this.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries: entries.map(([binding, buffer]) => ({ binding, resource: { buffer } })) });
+    const step = buffers.step.buffer;
+    const inputs: [number, GPUBuffer][] = [[0, params], [1, step], [2, buffers.q], [3, buffers.kCache], [4, buffers.vCache]];
+    const dispatches: PreparedDispatch[] = [];
+    if (splits === 1) {
+      const pipeline = this.pipeline('plain', options.features);
+      dispatches.push({ label, pipeline, bindGroup: bind(pipeline, [...inputs, [5, buffers.out]]), workgroups: [blocks, nKvHeads, 1] });
+    } else {
+      const split = this.pipeline('split', options.features);
+      const combine = this.pipeline('combine', options.features);
+      const { o, ml } = scratch!;
+      dispatches.push({ label: `${label}.split`, pipeline: split, bindGroup: bind(split, [...inputs, [5, o], [6, ml]]), workgroups: [blocks, nKvHeads, splits] });
+      dispatches.push({
+        label: `${label}.combine`,
+        pipeline: combine,
+        bindGroup: bind(combine, [[0, params], [1, step], [5, o], [6, ml], [7, buffers.out]]),
+        workgroups: workgroups1d(maxTokens * nHeads * (headDim / 4), ATTENTION_TILED_WORKGROUP, maxGroups),
+      });
+    }
+    return {
+      label,
+      dispatches,
+      destroy(): void {
+        params.destroy();
+        ownScratch?.destroy();
+      },
+    };
+  }
+}
