@@ -14,6 +14,18 @@ export interface Frame {
   url: string;
 }
 
+// The parts of the protocol's SamplingHeapProfile read here (@types/node's copy predates
+// node ids and samples, which the DevTools protocol has had since Chrome 66).
+interface ProfileNode {
+  id: number;
+  callFrame: Frame;
+  children: ProfileNode[];
+}
+interface Profile {
+  head: ProfileNode;
+  samples: { nodeId: number }[];
+}
+
 /**
  * Runs `run` under the profiler; returns, per key, the allocations charged to frames
  * `charge` names (a frame it gives null is not counted).
@@ -21,23 +33,22 @@ export interface Frame {
 export async function countAllocations(run: () => Promise<void>, charge: (frame: Frame) => string | null): Promise<Map<string, number>> {
   const session = new Session();
   session.connect();
-  let profile;
+  let profile: Profile;
   try {
     await session.post('HeapProfiler.enable');
     await session.post('HeapProfiler.startSampling', { samplingInterval: 1, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
     try {
       await run();
     } finally {
-      profile = (await session.post('HeapProfiler.stopSampling')).profile;
+      profile = (await session.post('HeapProfiler.stopSampling')).profile as unknown as Profile;
     }
     await session.post('HeapProfiler.disable');
   } finally {
     session.disconnect();
   }
-  type Node = typeof profile.head;
-  const byId = new Map<number, Node>();
-  const parent = new Map<number, Node>();
-  const index = (node: Node) => {
+  const byId = new Map<number, ProfileNode>();
+  const parent = new Map<number, ProfileNode>();
+  const index = (node: ProfileNode) => {
     byId.set(node.id, node);
     for (const child of node.children) {
       parent.set(child.id, node);
