@@ -188,7 +188,7 @@ it('masked rows draw only allowed ids; unmasked ones beside them as before; subm
   buf.destroy();
 });
 
-it('refuses misuse: unconfigured slot, too many rows, history past the context, options out of range (USAGE, named)', async () => {
+it('refuses misuse: unconfigured slot, too many rows, one slot twice, history past the context, options out of range (USAGE, named)', async () => {
   const { s, logits } = await sampler(2, 2, spread(2 * VOCAB));
   const encoder = gpu.device.createCommandEncoder();
   expect(() => s.sampleRows(encoder, [{ slot: 1, step: 0, historyLength: 0 }])).toThrow(/slot 1 has no request/);
@@ -197,6 +197,7 @@ it('refuses misuse: unconfigured slot, too many rows, history past the context, 
   expect(() => s.sampleRows(encoder, Array(3).fill({ slot: 0, step: 0, historyLength: 0 }))).toThrow(/3 rows, this sampler takes 1 to 2/);
   expect(() => s.sampleRows(encoder, [{ slot: 2, step: 0, historyLength: 0 }])).toThrow(/slot 2 is not in \[0, 2\)/);
   expect(() => s.sampleRows(encoder, [{ slot: 0, step: 0, historyLength: CONTEXT + 1 }])).toThrow(/history length 65/);
+  expect(() => s.sampleRows(encoder, [0, 1].map(() => ({ slot: 0, step: 0, historyLength: 3 })))).toThrow(/rows 0 and 1 both sample for slot 0/);
   expect(() => s.remember(0, [1, 2, 3], CONTEXT - 2)).toThrow(/do not fit the history of 64/);
   const usage = (config: Partial<SamplerConfig>, pattern: RegExp) => {
     const call = () => s.configure(1, { ...DEFAULT_SAMPLING, ...config }, 0);
