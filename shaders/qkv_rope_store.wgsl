@@ -3,21 +3,27 @@
 // them. Replaces rms_norm (q) + rms_norm (k) + rope + kv_store. Launcher:
 // src/ops/qkv-rope-store.ts.
 //
-// One workgroup per (row, head): heads [0, n_heads) are Q heads, written to q_out row t
-// (T, n_heads, head_dim); the next n_kv_heads are K heads, written to the cache at the
+// One invocation per unit (row, head, u < head_dim / 2), which writes two elements: a
+// rotation pair, or two that pass through. Heads [0, n_heads) are Q heads, written to q_out
+// row t (T, n_heads, head_dim); the next n_kv_heads are K heads, written to the cache at the
 // row's step slot and position, (slots, n_kv_heads, max_seq, head_dim), with that head's V
-// copied beside them into the V cache. Rows past step.rows exit.
+// copied beside them into the V cache. Rows past step.rows exit. Without NORM the units are
+// numbered flat, as rope.wgsl numbers pairs (no barrier, no idle lane); with NORM a
+// workgroup holds whole heads, each in a segment of norm_width / 2 invocations, which
+// reduce the head's squares together.
 //
 // Bit-exact with the unfused ops, by doing their arithmetic in their order:
-//  - NORM: the sum of squares is rms_norm.wgsl's: partial[j] = Σ x[j + m·REDUCE_WIDTH]² (in
-//    order, from 0) for j < REDUCE_WIDTH (its workgroup), then the same halving tree. Its
-//    partials past the head are 0, and adding 0 changes nothing, so the tree runs over the
-//    first norm_width = min(REDUCE_WIDTH, next power of two ≥ head_dim) only. Then the
-//    same scale and, per element, the same roundings to T (HF's `.to(x.dtype)`; ONE_PLUS_WEIGHT:
-//    Gemma's (1 + w) in f32, one rounding), and the value read back as rope.wgsl reads it.
+//  - NORM: the sum of squares is rms_norm.wgsl's: with head_dim ≤ its workgroup size, leaf
+//    j is x_j² (0 past the head), and the same halving tree adds them. Its leaves past the
+//    next power of two ≥ head_dim are 0, and adding 0 changes nothing, so the tree runs over
+//    those norm_width leaves only: the same additions, though fewer barriers separate them
+//    (below). Then the same scale and, per element, the same roundings to T (HF's
+//    `.to(x.dtype)`; ONE_PLUS_WEIGHT: Gemma's (1 + w) in f32, one rounding), stored in T and
+//    read back as rope.wgsl reads it.
 //  - rope: rope.wgsl's angle (its range reduction, copied below), cos/sin (× attention_factor
-//    in SCALED), rotation and rounding; pairs (i, i + rot_half) for i < rot_half, elements
-//    past 2·rot_half pass through (partial rotary); rot_half = 0 is a NoPE layer.
+//    in SCALED), and for the pair (i, i + rot_half), i < rot_half, the same expression per
+//    element: x[i]·c − x[i + half]·s and x[i + half]·c + x[i]·s. Elements past 2·rot_half
+//    pass through (partial rotary); rot_half = 0 is a NoPE layer.
 //  - kv_store: a copy (of T values; finite values round-trip exactly).
 // Variants: F16 (f16 storage), NORM (+ ONE_PLUS_WEIGHT), SCALED.
 #ifdef F16
@@ -34,7 +40,7 @@ struct Params {
   rot_half: u32,   // rotary_dim / 2: pairs rotated per head (inv_freq's length); 0: NoPE
   attention_factor: f32, // SCALED: cos and sin are multiplied by it
   eps: f32,        // NORM: rms_norm_eps
-  norm_width: u32, // NORM: partial sums the tree adds, min(REDUCE_WIDTH, next power of two ≥ head_dim)
+  norm_width: u32, // NORM: leaves the tree adds, the next power of two ≥ head_dim
   max_seq: u32,    // positions per head in the cache
   slots: u32,      // sequences the cache holds
   q_offset: u32,   // q row t, head h starts at q_offset + t·q_stride + h·head_dim (elements)
@@ -50,8 +56,6 @@ struct StepRow { slot: u32, position: u32 }
 struct Step { rows: u32, row: array<StepRow> }
 
 override WORKGROUP_SIZE: u32;
-// rms_norm.wgsl's workgroup size (RMS_NORM_WORKGROUP): the number of partial sums it adds.
-override REDUCE_WIDTH: u32;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> step: Step;
@@ -62,6 +66,82 @@ override REDUCE_WIDTH: u32;
 @group(0) @binding(6) var<storage, read_write> k_cache: array<T>;  // (slots, n_kv_heads, max_seq, head_dim)
 @group(0) @binding(7) var<storage, read_write> v_cache: array<T>;  // (slots, n_kv_heads, max_seq, head_dim)
 @group(0) @binding(8) var<storage, read> inv_freq: array<f32>;     // (rot_half,) f32; unread when rot_half = 0
+
+// rope.wgsl's range reduction of the angle, the same constants and operations (see there).
+const C1: f32 = 6.28125;
+const C2: f32 = 0.00193023681640625;
+const C3: f32 = 0.000005070363386039389;
+const INV_2PI: f32 = 0.15915494;
+
+fn reduce_angle(a: f32) -> f32 {
+  let n = round(a * INV_2PI);
+  return ((a - n * C1) - n * C2) - n * C3;
+}
+
+// Where one head of one row reads and writes.
+struct Head {
+  is_q: bool,
+  src: u32,    // its first element in q or k
+  dst: u32,    // its first element in q_out or the caches
+  v_src: u32,  // K heads: its V's first element in v
+  store: bool, // Q heads, and K heads whose slot and position are in the cache
+  position: u32,
+}
+
+fn head_of(t: u32, head: u32) -> Head {
+  let d = params.head_dim;
+  let at = step.row[t];
+  if (head < params.n_heads) {
+    return Head(true, params.q_offset + t * params.q_stride + head * d, (t * params.n_heads + head) * d, 0u, true, at.position);
+  }
+  let kv = head - params.n_heads;
+  // Step.write refuses both, as kv_store: never write past a head or a slot.
+  let store = at.position < params.max_seq && at.slot < params.slots;
+  let dst = ((at.slot * params.n_kv_heads + kv) * params.max_seq + at.position) * d;
+  return Head(false, params.k_offset + t * params.k_stride + kv * d, dst, params.v_offset + t * params.v_stride + kv * d, store, at.position);
+}
+
+fn load_x(h: Head, e: u32) -> f32 {
+  if (h.is_q) { return f32(q[h.src + e]); }
+  return f32(k[h.src + e]);
+}
+
+// The two elements unit u (< head_dim / 2) of a head writes: the rotation pair (u, u + half)
+// for u < half, else two of the elements past 2·half, which pass through.
+fn elements_of(u: u32) -> vec2u {
+  let half = params.rot_half;
+  if (u < half) { return vec2u(u, u + half); }
+  let e = 2u * half + 2u * (u - half);
+  return vec2u(e, e + 1u);
+}
+
+// Unit u's outputs from its two elements' values, as rope.wgsl rotates a pair; and V's
+// elements 2u, 2u + 1 for a K head.
+fn write_unit(h: Head, u: u32, x: vec2f) {
+  let at = elements_of(u);
+  var y = x;
+  if (u < params.rot_half) {
+    let r = reduce_angle(f32(h.position) * inv_freq[u]);
+#ifdef SCALED
+    let c = cos(r) * params.attention_factor;
+    let s = sin(r) * params.attention_factor;
+#else
+    let c = cos(r);
+    let s = sin(r);
+#endif
+    y = vec2f(x[0] * c - x[1] * s, x[1] * c + x[0] * s);
+  }
+  if (h.is_q) {
+    q_out[h.dst + at[0]] = T(y[0]);
+    q_out[h.dst + at[1]] = T(y[1]);
+  } else {
+    k_cache[h.dst + at[0]] = T(y[0]);
+    k_cache[h.dst + at[1]] = T(y[1]);
+    // v = v_proj(x): stored as it is
+    v_cache[h.dst + 2u * u] = v[h.v_src + 2u * u];
+    v_cache[h.dst + 2u * u + 1u] = v[h.v_src + 2u * u + 1u];
+  }
+}
 
 #ifdef NORM
 // The q_norm and k_norm weights, in a uniform: eight storage buffers per stage is WebGPU's
@@ -82,134 +162,108 @@ fn weight_at(i: u32) -> f32 {
 }
 #endif
 
-var<workgroup> partial: array<f32, REDUCE_WIDTH>; // rms_norm.wgsl's partial sums of squares
-// The normed head, in T: through memory, as between rms_norm and rope. Kept in a register,
-// lavapipe's compiler drops the rounding of f32(T(y)) (measured: rope's results then
-// differ by an ulp in F16), so the value crosses invocations here and must be stored.
-var<workgroup> normed: array<T, NORM_MAX_HEAD_DIM>;
-#endif
+// Per head, a segment of `segment` = norm_width / 2 invocations (and entries): the partial
+// sums of squares of rms_norm.wgsl's tree below its first level.
+var<workgroup> partial: array<f32, WORKGROUP_SIZE>;
+// The normed heads, 2·segment ≥ head_dim entries each, in T: through memory, as between
+// rms_norm and rope. Kept in a register, lavapipe's compiler drops the rounding of
+// f32(T(y)) (measured: rope's results then differ by an ulp in F16); a store to memory and
+// a barrier before the load keep it.
+var<workgroup> normed: array<T, 2u * WORKGROUP_SIZE>;
 
-// rope.wgsl's range reduction of the angle, the same constants and operations (see there).
-const C1: f32 = 6.28125;
-const C2: f32 = 0.00193023681640625;
-const C3: f32 = 0.000005070363386039389;
-const INV_2PI: f32 = 0.15915494;
-
-fn reduce_angle(a: f32) -> f32 {
-  let n = round(a * INV_2PI);
-  return ((a - n * C1) - n * C2) - n * C3;
+// rms_norm.wgsl's leaf j: x_j² (its workgroup ≥ head_dim, so one square per leaf), 0 past the head.
+fn leaf(h: Head, j: u32) -> f32 {
+  if (j >= params.head_dim) { return 0.0; }
+  let x = load_x(h, j);
+  return x * x;
 }
 
-// Element i of this workgroup's source head, from q or from k (is_q is uniform).
-fn load_x(is_q: bool, i: u32) -> f32 {
-  if (is_q) { return f32(q[i]); }
-  return f32(k[i]);
-}
-
-fn store_x(is_q: bool, i: u32, x: T) {
-  if (is_q) { q_out[i] = x; } else { k_cache[i] = x; }
-}
-
-#ifdef NORM
-// 1 / sqrt(mean(x²) + eps) of the head at `src`, summed as rms_norm.wgsl sums a row.
-// Called in uniform control flow (barriers).
-fn rms_scale(is_q: bool, src: u32, lid: u32) -> f32 {
-  let d = params.head_dim;
-  for (var j = lid; j < params.norm_width; j += WORKGROUP_SIZE) {
-    var sum = 0.0;
-    for (var m = j; m < d; m += REDUCE_WIDTH) {
-      let x = load_x(is_q, src + m);
-      sum += x * x;
+// The halving tree (a[m] += a[m + n/2], then n/4, … as rms_norm.wgsl adds) over the n
+// (a power of two ≤ 16) values partial[at + m·spacing]: its order is the pairwise sum of the
+// values in bit-reversed order of m, which a stack of partial sums computes in one pass.
+fn halving_sum(at: u32, n: u32, spacing: u32) -> f32 {
+  if (n == 1u) { return partial[at]; }
+  let bits = countTrailingZeros(n);
+  var stack: array<f32, 5>;
+  for (var m = 0u; m < n; m++) {
+    var sum = partial[at + (reverseBits(m) >> (32u - bits)) * spacing];
+    var level = 0u;
+    for (var carry = m; (carry & 1u) == 1u; carry >>= 1u) {
+      sum = stack[level] + sum;
+      level++;
     }
-    partial[j] = sum;
+    stack[level] = sum;
   }
-  workgroupBarrier();
-  for (var stride = params.norm_width / 2u; stride > 0u; stride /= 2u) {
-    for (var j = lid; j < stride; j += WORKGROUP_SIZE) { partial[j] += partial[j + stride]; }
-    workgroupBarrier();
-  }
-  let total = workgroupUniformLoad(&partial[0]);
-  return 1.0 / sqrt(total / f32(d) + params.eps);
+  return stack[bits];
 }
-#endif
 
-#ifdef NORM
-// Element j of the head normed, rounded to T as rms_norm stores it.
-fn norm_element(is_q: bool, src: u32, j: u32, scale: f32, w_base: u32) -> T {
-  let x = load_x(is_q, src + j);
+// Element e of the head normed, rounded to T as rms_norm stores it.
+fn norm_element(h: Head, e: u32, scale: f32) -> T {
+  let x = load_x(h, e);
+  let w = weight_at(select(NORM_MAX_HEAD_DIM, 0u, h.is_q) + e); // k_norm's weights follow q_norm's
 #ifdef ONE_PLUS_WEIGHT
-  return T((x * scale) * (1.0 + weight_at(w_base + j)));
+  return T((x * scale) * (1.0 + w));
 #else
-  let h = T(x * scale);
-  return T(weight_at(w_base + j) * f32(h));
-#endif
-}
-#endif
-
-// Element j of the head as the unfused rope reads it: normed (from workgroup memory), or
-// as the projection wrote it.
-fn value(is_q: bool, src: u32, j: u32) -> f32 {
-#ifdef NORM
-  return f32(normed[j]);
-#else
-  return load_x(is_q, src + j);
+  let hx = T(x * scale);
+  return T(w * f32(hx));
 #endif
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u,
         @builtin(local_invocation_index) lid: u32) {
-  // Items past 65535 spill into y (workgroups1d); every test below is uniform per
-  // workgroup, so the norm's barriers stay in uniform control flow.
   let heads = params.n_heads + params.n_kv_heads;
-  let item = wid.x + wid.y * groups.x;
-  let t = item / heads;
-  if (t >= step.rows) { return; }
-  let head = item % heads;
-  let at = step.row[t];
-  let d = params.head_dim;
-  let is_q = head < params.n_heads;
-  var src: u32;
-  var dst: u32;
-  if (is_q) {
-    src = params.q_offset + t * params.q_stride + head * d;
-    dst = (t * params.n_heads + head) * d;
-  } else {
-    // Step.write refuses both, as kv_store: never write past a head or a slot.
-    if (at.position >= params.max_seq || at.slot >= params.slots) { return; }
-    let kv = head - params.n_heads;
-    src = params.k_offset + t * params.k_stride + kv * d;
-    dst = ((at.slot * params.n_kv_heads + kv) * params.max_seq + at.position) * d;
-    // v = v_proj(x): stored as it is
-    let v_src = params.v_offset + t * params.v_stride + kv * d;
-    for (var j = lid; j < d; j += WORKGROUP_SIZE) { v_cache[dst + j] = v[v_src + j]; }
-  }
-#ifdef NORM
-  // x = q_norm(x) / k_norm(x), per head
-  let scale = rms_scale(is_q, src, lid);
-  let w_base = select(NORM_MAX_HEAD_DIM, 0u, is_q); // k_norm's weights follow q_norm's
-  for (var j = lid; j < d; j += WORKGROUP_SIZE) { normed[j] = norm_element(is_q, src, j, scale, w_base); }
-  workgroupBarrier();
-#endif
+  let segment = params.norm_width / 2u;
+  let per_group = WORKGROUP_SIZE / segment;
+  let first = (wid.x + wid.y * groups.x) * per_group; // this workgroup's first (row, head)
+  // Uniform per workgroup, so the barriers below stay in uniform control flow; heads past
+  // the rows in a workgroup that has some go through the barriers and write nothing.
+  if (first / heads >= step.rows) { return; }
+  let base = (lid / segment) * segment; // this head's segment
+  let u = lid - base;
+  let item = first + lid / segment;
+  let live = item / heads < step.rows;
+  let h = head_of(select(0u, item / heads, live), item % heads);
+  let unit = live && u < params.head_dim / 2u; // a unit of the head: it writes two elements
 
-  // x = rope(x): pairs (i, i + half) at the row's position, as rope.wgsl
-  let half = params.rot_half;
-  for (var i = lid; i < half; i += WORKGROUP_SIZE) {
-    let r = reduce_angle(f32(at.position) * inv_freq[i]);
-#ifdef SCALED
-    let c = cos(r) * params.attention_factor;
-    let s = sin(r) * params.attention_factor;
-#else
-    let c = cos(r);
-    let s = sin(r);
-#endif
-    let x1 = value(is_q, src, i);
-    let x2 = value(is_q, src, i + half);
-    store_x(is_q, dst + i, T(x1 * c - x2 * s));
-    store_x(is_q, dst + i + half, T(x2 * c + x1 * s));
+  // x = q_norm(x) / k_norm(x). The tree's first level in registers (leaves u and u + half
+  // the width; leaves past the head are 0), the rest in rounds of 3 levels, each thread
+  // j < width / 8 adding its 8 entries j + m·width/8; the last ≤ 16 by every thread.
+  partial[lid] = select(0.0, leaf(h, u) + leaf(h, u + segment), live);
+  workgroupBarrier();
+  var width = segment;
+  for (; width > 16u; width /= 8u) {
+    let spread = width / 8u;
+    if (u < spread) {
+      let sum = halving_sum(base + u, 8u, spread);
+      partial[base + u] = sum;
+    }
+    workgroupBarrier();
   }
-  // past the rotary dim (partial rotary, or all of a NoPE head): as normed
-  for (var j = 2u * half + lid; j < d; j += WORKGROUP_SIZE) {
-    store_x(is_q, dst + j, T(value(is_q, src, j)));
+  let total = halving_sum(base, width, 1u);
+  let scale = 1.0 / sqrt(total / f32(params.head_dim) + params.eps);
+  let at = elements_of(u);
+  if (unit) {
+    normed[2u * base + at[0]] = norm_element(h, at[0], scale);
+    normed[2u * base + at[1]] = norm_element(h, at[1], scale);
   }
+  workgroupBarrier();
+
+  // x = rope(x), stored
+  if (unit && h.store) { write_unit(h, u, vec2f(f32(normed[2u * base + at[0]]), f32(normed[2u * base + at[1]]))); }
 }
+#else
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  // One invocation per unit (row, head, u < head_dim / 2), numbered flat.
+  let idx = gid.x + gid.y * groups.x * WORKGROUP_SIZE;
+  let units = params.head_dim / 2u;
+  let heads = params.n_heads + params.n_kv_heads;
+  let t = idx / (heads * units);
+  if (t >= step.rows) { return; }
+  let u = idx % units;
+  let h = head_of(t, (idx / units) % heads);
+  let at = elements_of(u);
+  if (h.store) { write_unit(h, u, vec2f(load_x(h, at[0]), load_x(h, at[1]))); }
+}
+#endif

@@ -23,13 +23,18 @@ import { RMS_NORM_WORKGROUP } from './rms-norm.js';
 import type { Rope } from './rope.js';
 
 /**
- * Invocations per workgroup; one workgroup per (row, head). Napkin math for headDim 128:
- * 64 rotated pairs, one per invocation, and 2 elements each for the norm's squares; the
- * norm's tree is 7 barrier steps.
+ * Invocations per workgroup, one per output element. With qk-norm a workgroup holds whole
+ * heads, 256 / nextPow2(headDim) of them (2 at headDim 128), each reducing its squares in
+ * log2(nextPow2(headDim)) barrier steps.
  */
-export const QKV_ROPE_STORE_WORKGROUP = 64;
-/** The largest head the qk-norm variants take (the shader's NORM_MAX_HEAD_DIM; attention's limit too). */
-export const QK_NORM_MAX_HEAD_DIM = 256;
+export const QKV_ROPE_STORE_WORKGROUP = 256;
+/**
+ * The largest head the qk-norm variants take (the shader's NORM_MAX_HEAD_DIM; attention's
+ * limit too). A head's rms_norm then runs in one workgroup of RMS_NORM_WORKGROUP ≥ headDim
+ * invocations, one square each, the order the shader reproduces; and half of it fits this
+ * op's workgroup.
+ */
+export const QK_NORM_MAX_HEAD_DIM = Math.min(256, RMS_NORM_WORKGROUP, 2 * QKV_ROPE_STORE_WORKGROUP);
 
 const PARAMS = new ParamsLayout([
   ['n_heads', 'u32'],
@@ -38,7 +43,7 @@ const PARAMS = new ParamsLayout([
   ['rot_half', 'u32'], // 0: NoPE
   ['attention_factor', 'f32'],
   ['eps', 'f32'],
-  ['norm_width', 'u32'],
+  ['norm_width', 'u32'], // the next power of two ≥ headDim
   ['max_seq', 'u32'],
   ['slots', 'u32'],
   ['q_offset', 'u32'],
@@ -105,7 +110,7 @@ function variant(dtype: ComputeDtype, norm: NormKind, scaled: boolean): { key: s
   const flags = [...dtypeFlags(dtype), ...(norm === 'none' ? [] : ['NORM']), ...(norm === 'one_plus_w' ? ['ONE_PLUS_WEIGHT'] : []), ...(scaled ? ['SCALED'] : [])];
   return {
     key: `qkv_rope_store_${dtype.toLowerCase()}${norm === 'none' ? '' : `_${norm}`}${scaled ? '_scaled' : ''}_wg${QKV_ROPE_STORE_WORKGROUP}`,
-    spec: { shader: 'qkv_rope_store', flags, constants: { WORKGROUP_SIZE: QKV_ROPE_STORE_WORKGROUP, REDUCE_WIDTH: RMS_NORM_WORKGROUP } },
+    spec: { shader: 'qkv_rope_store', flags, constants: { WORKGROUP_SIZE: QKV_ROPE_STORE_WORKGROUP } },
   };
 }
 
@@ -144,6 +149,8 @@ export class QkvRopeStore {
     for (const [name, v] of Object.entries({ nHeads, nKvHeads, headDim, maxSeq, slots, rows })) {
       if (!Number.isInteger(v) || v < 1) fail(label, `${name} = ${v} is not a positive integer`);
     }
+    // An invocation writes two elements of a head (a rotation pair, or two past the rotary dim).
+    if (headDim % 2 !== 0) fail(label, `needs an even headDim, got ${headDim}`);
     if (this.qkNorm && headDim > QK_NORM_MAX_HEAD_DIM) fail(label, `with qkNorm takes heads up to ${QK_NORM_MAX_HEAD_DIM}, got headDim ${headDim}`);
     const problem = stepProblem(step, rows, maxSeq, slots);
     if (problem) fail(label, problem);
@@ -165,6 +172,10 @@ export class QkvRopeStore {
     }
     if (new Set([buffers.qOut, buffers.kCache, buffers.vCache]).size !== 3) fail(label, 'qOut, kCache and vCache must be distinct buffers');
     const rotHalf = rope ? this.checkRope(label, rope, headDim, step) : 0;
+    const heads = nHeads + nKvHeads;
+    if (rows * heads * headDim > 2 ** 32 - 1) fail(label, `(${rows}, ${heads}, ${headDim}) has more elements than u32 indexes`);
+    // qk-norm: rms_norm's leaves that are not all 0, the next power of two ≥ headDim
+    const normWidth = 2 ** Math.ceil(Math.log2(headDim));
     const normWeights = this.normWeights(label, headDim, buffers);
     const values = {
       n_heads: nHeads,
@@ -173,7 +184,7 @@ export class QkvRopeStore {
       rot_half: rotHalf,
       attention_factor: rope?.attentionFactor ?? 1,
       eps: this.qkNorm?.eps ?? 0,
-      norm_width: Math.min(RMS_NORM_WORKGROUP, 2 ** Math.ceil(Math.log2(headDim))),
+      norm_width: normWidth,
       max_seq: maxSeq,
       slots,
       q_offset: buffers.q.offset,
@@ -188,8 +199,12 @@ export class QkvRopeStore {
     const invFreq = rope ? rope['invFreqBuffer'] : step.buffer;
     const entries = [params, step.buffer, buffers.q.buffer, buffers.k.buffer, buffers.v.buffer, buffers.qOut, buffers.kCache, buffers.vCache, invFreq];
     const bindGroup = bindBuffers(this.device, this.pipeline, label, normWeights ? [...entries, normWeights] : entries);
-    const items = step.maxRows * (nHeads + nKvHeads);
-    const workgroups = workgroups1d(items, 1, this.device.limits.maxComputeWorkgroupsPerDimension);
+    // One invocation per unit (two elements); with qk-norm, whole heads per workgroup, each
+    // in a segment of normWidth / 2 invocations.
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const workgroups = this.qkNorm
+      ? workgroups1d(step.maxRows * heads, QKV_ROPE_STORE_WORKGROUP / (normWidth / 2), maxGroups)
+      : workgroups1d((step.maxRows * heads * headDim) / 2, QKV_ROPE_STORE_WORKGROUP, maxGroups);
     return {
       label,
       dispatches: [{ label, pipeline: this.pipeline, bindGroup, workgroups }],

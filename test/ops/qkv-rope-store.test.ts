@@ -290,7 +290,7 @@ const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.f
 it('every variant compiles with no message, and reads the step as step.ts declares it', async () => {
   const features = gpu.device.features as ReadonlySet<string>;
   const variants = qkvRopeStoreVariants(features.has('shader-f16') ? ['F32', 'F16'] : ['F32'], features);
-  expect(variants.map((v) => v.key)).toEqual(expect.arrayContaining(['qkv_rope_store_f32_wg64', 'qkv_rope_store_f32_one_plus_w_scaled_wg64']));
+  expect(variants.map((v) => v.key)).toEqual(expect.arrayContaining(['qkv_rope_store_f32_wg256', 'qkv_rope_store_f32_one_plus_w_scaled_wg256']));
   for (const { key, spec } of variants) {
     const info = await pipelineCache(gpu.device).module(spec.shader, spec.flags).getCompilationInfo();
     expect(info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`), key).toEqual([]);
@@ -342,6 +342,7 @@ it('refuses shapes and buffers it cannot serve, naming the op and the problem', 
   normed.prepare('ok', shape, { ...good, qNorm: w, kNorm: w, rope }).destroy();
   const refused: [QkvRopeStore, Partial<typeof shape>, Record<string, unknown>, RegExp][] = [
     [plain, { nHeads: 0 }, {}, /nHeads = 0 is not a positive integer/],
+    [plain, { headDim: 63 }, {}, /needs an even headDim, got 63/],
     [plain, { rows: 2 }, {}, /step test.step has 3 rows, the buffers hold 2/],
     [plain, { maxSeq: 8 }, {}, /allows positions up to 16, the cache holds 8/],
     [plain, {}, { k: { buffer: joined, offset: nHeads * d, stride: nKvHeads * d - 1 } }, /k stride 127 is not an integer ≥ its row width 128/],
