@@ -16,8 +16,9 @@
 // keys from the window start of its smallest position to its largest. Per tile of
 // `tile_keys` keys:
 //   stage    K and V tiles (keys × headDim, contiguous in the cache) → workgroup memory, f32:
-//            coalesced vec4 loads, both issued before one barrier; one vec4 of padding per
-//            key so the lanes of a score read different banks;
+//            coalesced vec4 loads, both issued before one barrier; key rows padded to
+//            4 (mod 8) vec4s, so the two teams of a quarter-warp (8 lanes, one 128-bit
+//            access phase), each reading 4 neighbouring vec4s of its key, hit all 32 banks;
 //   scores   a team of 4 lanes per (key, 4 rows) splits headDim; each step 1 K + 4 query
 //            vec4 reads from workgroup memory feed 4 dot4s; the team's partial vec4 are
 //            summed by 2 subgroup shuffles; lane i writes row i's score;
@@ -79,7 +80,8 @@ struct Params {
   block_rows: u32, // query rows per workgroup: a multiple of 4, ≤ MAX_ROWS, (rows / 4) · head_vecs ≤ WORKGROUP_SIZE
   token_rows: u32, // block rows per token: group (packed), or group padded to whole blocks (a block per token)
   split_keys: u32, // keys per split (workgroup z); ≥ max_seq when unsplit
-  tile_keys: u32,  // keys per K/V tile: ≤ MAX_TILE_KEYS, tile_keys · (head_vecs + 1) ≤ TILE_VECS
+  tile_keys: u32,  // keys per K/V tile: ≤ MAX_TILE_KEYS, tile_keys · tile_stride ≤ TILE_VECS
+  tile_stride: u32, // vec4s per key row of a staged tile: head_vecs + padding, ≡ 4 (mod 8)
   scale: f32,      // 1 / sqrt(headDim), or the model's
   softcap: f32,    // SOFTCAP: attn_logit_softcapping (> 0)
   window: u32,     // WINDOW: sliding window (≥ 1, < max_seq)
@@ -119,8 +121,8 @@ const NO_TOKEN = 0xffffffffu;
 #endif
 
 var<workgroup> q_tile: array<vec4f, Q_VECS>;                 // (rows, head_vecs) queries · scale
-var<workgroup> k_tile: array<vec4f, TILE_VECS>;              // (tile_keys, head_vecs + 1) f32
-var<workgroup> v_tile: array<vec4f, TILE_VECS>;              // (tile_keys, head_vecs + 1) f32
+var<workgroup> k_tile: array<vec4f, TILE_VECS>;              // (tile_keys, tile_stride) f32
+var<workgroup> v_tile: array<vec4f, TILE_VECS>;              // (tile_keys, tile_stride) f32
 var<workgroup> probs: array<f32, MAX_ROWS * MAX_TILE_KEYS>;  // (rows, MAX_TILE_KEYS): scores, then probabilities
 var<workgroup> row_alpha: array<f32, MAX_ROWS>;              // (rows,) this tile's exp(old max − new max)
 var<workgroup> row_max: array<f32, MAX_ROWS>;                // (rows,) final max, for the partials
@@ -252,7 +254,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   var o3 = vec4f(0.0);
 
   let tk = params.tile_keys;
-  let stride = hv + 1u; // a tile row: one key's head_vecs, and a vec4 of padding
+  let stride = params.tile_stride;
   let items = (rows / 4u) * tk; // (row group, key) dot products per tile
 
   // Runs of consecutive tokens in one slot; rows of other runs see none of its keys.

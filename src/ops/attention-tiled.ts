@@ -32,7 +32,7 @@ export const ATTENTION_TILED_WORKGROUP = 128;
 export const ATTENTION_TILED_MAX_ROWS = 32;
 /** Keys per K/V tile at most (fewer for large heads, see tiledTileKeys). */
 export const ATTENTION_TILED_MAX_TILE_KEYS = 32;
-/** vec4s of one staged K or V tile, one padding vec4 per key: 32 keys at headDim 64, 16 at 128, 8 at 256; ≥ 4 · workgroup (the key lanes fold their partial O through it). */
+/** vec4s of one staged K or V tile, padding included: 27 keys at headDim 64, 15 at 128, 8 at 256; ≥ 4 · workgroup (the key lanes fold their partial O through it). */
 const TILE_VECS = 544;
 /** vec4s of the query tile: rows · headDim / 4 ≤ 4 · workgroup. */
 const Q_VECS = 4 * ATTENTION_TILED_WORKGROUP;
@@ -60,9 +60,19 @@ export function tiledRows(headDim: number, rowCount: number): number {
   return Math.min(fit, Math.ceil(rowCount / 4) * 4);
 }
 
+/**
+ * vec4s per key row of a staged tile: headDim / 4 padded to 4 (mod 8). A score's team reads
+ * 4 neighbouring vec4s of its key (16 banks of 4 bytes); the next team's key then starts 16
+ * banks on, so the 8 lanes of one 128-bit access phase cover the 32 banks once.
+ */
+export function tiledTileStride(headDim: number): number {
+  const hv = headDim / 4;
+  return hv + ((((4 - hv) % 8) + 8) % 8 || 8);
+}
+
 /** Keys per staged tile for a head size: as many padded key rows as TILE_VECS holds, ≤ the maximum. */
 export function tiledTileKeys(headDim: number): number {
-  return Math.min(ATTENTION_TILED_MAX_TILE_KEYS, Math.floor(TILE_VECS / (headDim / 4 + 1)));
+  return Math.min(ATTENTION_TILED_MAX_TILE_KEYS, Math.floor(TILE_VECS / tiledTileStride(headDim)));
 }
 
 const PARAMS = new ParamsLayout([
@@ -75,6 +85,7 @@ const PARAMS = new ParamsLayout([
   ['token_rows', 'u32'],
   ['split_keys', 'u32'],
   ['tile_keys', 'u32'],
+  ['tile_stride', 'u32'],
   ['scale', 'f32'],
   ['softcap', 'f32'],
   ['window', 'u32'],
@@ -244,6 +255,7 @@ export class AttentionTiled {
       token_rows: tokenRows,
       split_keys: splits > 1 ? TILED_DECODE_SPLIT_KEYS : maxSeq,
       tile_keys: tiledTileKeys(headDim),
+      tile_stride: tiledTileStride(headDim),
       scale: options.scale,
       softcap: options.softcap,
       window: options.window,

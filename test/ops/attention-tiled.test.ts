@@ -21,6 +21,7 @@ import {
   TILED_DECODE_SPLIT_KEYS,
   tiledRows,
   tiledTileKeys,
+  tiledTileStride,
 } from '../../src/ops/attention-tiled.js';
 import { KvStore } from '../../src/ops/kv-store.js';
 import type { ComputeDtype } from '../../src/ops/op.js';
@@ -42,12 +43,12 @@ interface TiledCase extends PassCase {
 const at = (slots: readonly number[], positions: readonly number[]): SlotRow[] => slots.map((slot, r) => ({ slot, position: positions[r] }));
 const chunk = (slot: number, start: number, count: number): SlotRow[] => Array.from({ length: count }, (_, i) => ({ slot, position: start + i }));
 
-// Blocks: 32 rows at headDim ≤ 64, 24 at 80, 16 at 128, 8 at 256; tiles of 32 keys at ≤ 64,
-// 25 at 80, 16 at 128, 8 at 256. Named corners first, then seeded random passes.
+// Blocks: 32 rows at headDim ≤ 64, 24 at 80, 16 at 128, 8 at 256; tiles of 32 keys at ≤ 32,
+// 27 at 64, 19 at 80, 15 at 128, 8 at 256. Named corners first, then seeded random passes.
 const CASES: TiledCase[] = [
   // Prefill chunks of one slot.
   { rows: chunk(0, 0, 45), nHeads: 8, nKvHeads: 2, headDim: 64, maxSeq: 50, maxRows: 45, decode: false }, // first turn, 6 blocks, 2 tiles
-  { rows: chunk(0, 70, 33), nHeads: 9, nKvHeads: 1, headDim: 80, maxSeq: 120, maxRows: 40, decode: false }, // MQA, 25-key tiles, blocks past T
+  { rows: chunk(0, 70, 33), nHeads: 9, nKvHeads: 1, headDim: 80, maxSeq: 120, maxRows: 40, decode: false }, // MQA, 19-key tiles, blocks past T
   { rows: chunk(1, 5, 7), slots: 2, nHeads: 6, nKvHeads: 3, headDim: 256, maxSeq: 16, maxRows: 7, decode: false, scale: 256 ** -0.5 / 2, softcap: 50 },
   { rows: chunk(0, 3, 5), nHeads: 2, nKvHeads: 1, headDim: 12, maxSeq: 9, maxRows: 8, decode: false, window: 9 }, // tiny head; window ≥ maxSeq: plain
   { rows: chunk(0, 0, 100), nHeads: 6, nKvHeads: 3, headDim: 32, maxSeq: 101, maxRows: 100, decode: false, window: 40, softcap: 5 },
@@ -106,17 +107,26 @@ async function runCases(device: GPUDevice, dtype: ComputeDtype, cases: readonly 
 }
 
 // On a cold shader cache lavapipe compiles each variant at its first dispatch (seconds each
-// on a busy machine), so F32 runs every pass, split in prefill and decode to stay well inside
-// the timeout, and F16 and the workgroup-memory reductions run the passes that need the
-// fewest variants yet cover prefill, slots, GQA/MQA/MHA, head sizes 12 to 256, splits, and
-// (F16) a window and softcap; what those variants change (unpack, team reductions) does not
-// depend on the score options, which F32 covers.
+// on a busy machine), so F32 runs every pass in four tests (prefill or decode, with or
+// without score options) that each stay well inside the timeout, and F16 and the
+// workgroup-memory reductions run the passes that need the fewest variants yet cover
+// prefill, slots, GQA/MQA/MHA, head sizes 12 to 256, splits, and (F16) a window and softcap:
+// what those variants change (unpack, team reductions) does not depend on the score
+// options, which F32 covers.
 const F16_CASES = [0, 4, 6, 8, 10, 12].map((i) => CASES[i]); // plain (+softcap +window), split and combine (+window)
 const WGRED_CASES = [0, 3, 6, 8].map((i) => CASES[i]); // plain, split, combine
 
-it.each([false, true])('F32, decode %s: every pass against the reference', async (decode) => {
+const withOptions = (c: TiledCase): boolean => c.softcap != null || (c.window != null && c.window < c.maxSeq);
+it.each([
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+])('F32, decode %s, softcap or window %s: every such pass against the reference', async (decode, options) => {
   expect(gpu.device.features.has('subgroups'), 'lavapipe has subgroups: this runs the SUBGROUPS variants').toBe(true);
-  await runCases(gpu.device, 'F32', CASES.filter((c) => c.decode === decode));
+  const cases = CASES.filter((c) => c.decode === decode && withOptions(c) === options);
+  expect(cases.length).toBeGreaterThan(1);
+  await runCases(gpu.device, 'F32', cases);
 });
 
 it(`F16: ${F16_CASES.length} passes against the reference`, async () => {
@@ -150,8 +160,9 @@ it('blocks and tiles fit the workgroup and its memory for every supported head s
   expect(attentionTiledWorkgroupBytes(false)).toBeLessThanOrEqual(ATTENTION_TILED_WORKGROUP_BYTES);
   expect(attentionTiledWorkgroupBytes(true)).toBeLessThan(attentionTiledWorkgroupBytes(false));
   for (let d = 4; d <= 256; d += 4) {
-    const keys = tiledTileKeys(d);
-    expect(keys >= 8 && keys <= 32 && keys * (d / 4 + 1) <= 544, `d=${d}: ${keys} keys`).toBe(true);
+    const [keys, stride] = [tiledTileKeys(d), tiledTileStride(d)];
+    expect(stride > d / 4 && stride % 8 === 4, `d=${d}: key rows of ${stride} vec4s`).toBe(true);
+    expect(keys >= 8 && keys <= 32 && keys * stride <= 544, `d=${d}: ${keys} keys`).toBe(true);
     for (const rowCount of [1, 4, 9, 1000]) {
       const rows = tiledRows(d, rowCount);
       expect(rows % 4 === 0 && rows >= 4 && rows <= 32, `d=${d}`).toBe(true);
