@@ -14,8 +14,9 @@
 // - x in workgroup memory. The workgroup copies x once (coalesced) and its row groups read
 //   it from there, so W alone streams from DRAM/L2; x only takes the space when it fits
 //   (X_CACHE vectors, 8 KiB: K ≤ 4096 in f16, 2048 in f32), else it is read through L1,
-//   which the row groups share as well. 8 KiB of workgroup memory per 256 invocations
-//   keeps occupancy at the thread limit on NVIDIA (228 KiB/SM) and AMD (64 KiB/CU).
+//   which the row groups share as well. 10 KiB of workgroup memory in all (x and the
+//   partial sums) per 256 invocations: 8 workgroups, an SM's thread limit, fit in an
+//   NVIDIA SM's 228 KiB; an AMD CU's 64 KiB holds 6.
 // - Occupancy and loads in flight. 256 invocations, each accumulating ROWS_PER_THREAD (2)
 //   rows: two independent 16-byte loads per iteration, and 16 rows per workgroup, so a
 //   2048-row projection is 128 workgroups and the LM head ~8000.

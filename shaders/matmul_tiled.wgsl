@@ -84,7 +84,8 @@ fn xAt(e: u32) -> f32 { return x[e / 4u][e % 4u]; }
 fn wAt(e: u32) -> f32 { return w[e / 4u][e % 4u]; }
 #endif
 
-// Elements k..k+3 of row `row` of x, zeros past M and K.
+// Elements k..k+3 of row `row` of x, zeros past M and K. (Zeros past K in x or in W alone
+// would cancel the products of finite values; both keep an Inf in a neighbouring row out.)
 fn loadX(row: u32, k: u32) -> vec4f {
   let K = params.K;
   if (row >= params.M || k >= K) { return vec4f(0.0); }

@@ -6,8 +6,9 @@
 // a row group of GEMV_COALESCED_THREADS_PER_ROW lanes reads one row in consecutive 16-byte
 // vectors (coalesced), x is staged once per workgroup in workgroup memory when it fits,
 // and the row sums go through subgroupAdd (or a workgroup-memory tree). Gemv's 4 lanes per
-// row are best on lavapipe and poor here; this one is the reverse (figures in the report
-// of the commit that added it: ~1.5-3× slower on lavapipe).
+// row are best on lavapipe and poor on a GPU; this one is the reverse. Measured on lavapipe
+// (2 loaded cores, f16, interleaved with Gemv, medians of 5): 2048×2048 3.0-3.2× Gemv's
+// time, 8192×2048 2.2-4.3× (subgroupAdd; the tree 0.1-0.5× more). Untimed on a GPU so far.
 //
 // Row groups are at least as wide as the device's widest subgroup (32 by default, 64 on a
 // wave64 AMD part), so a subgroupAdd never mixes two rows; the rows per workgroup follow.
@@ -17,7 +18,8 @@ import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { GemvOptions } from './gemv.js';
-import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
+import { checkLinearOperands, prepareChunks } from './linear-prepare.js';
+import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
 
 /** Invocations per workgroup: 8 warps of 32, enough to keep loads in flight, few enough to keep several workgroups per SM. */
 export const GEMV_COALESCED_WORKGROUP = 256;
@@ -145,29 +147,13 @@ export class GemvCoalesced {
    * created with bias. Created with residual: y is read too, y += W·x (+ bias).
    */
   prepare(label: string, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
-    if (weight.shape.length !== 2) throw new Error(`${label}: gemv needs a 2-D weight, ${weight.name} is [${weight.shape.join(', ')}]`);
-    const [n, k] = weight.shape;
-    if (n < 1 || k < 1) throw new Error(`${label}: gemv needs N ≥ 1 and K ≥ 1, ${weight.name} is [${n}, ${k}]`);
-    checkWeight(label, weight, this.dtype, [n, k]);
-    if (this.bias !== (bias !== undefined)) throw new Error(`${label}: gemv was created ${this.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
-    if (bias) checkWeight(label, bias, this.dtype, [n]);
-    const xBytes = k * computeBytes(this.dtype);
-    const yBytes = n * (this.outF32 ? 4 : computeBytes(this.dtype));
-    if (x.size < xBytes) throw new Error(`${label}: gemv x holds ${x.size} bytes, (${k},) ${this.dtype} needs ${xBytes}`);
-    if (y.size < yBytes) throw new Error(`${label}: gemv y holds ${y.size} bytes, (${n},) needs ${yBytes}`);
-    if (x === y) throw new Error(`${label}: gemv cannot run in place (x and y are one buffer)`);
-
+    const [, k] = checkLinearOperands(label, this, undefined, weight, x, y, bias);
     const biasBuffer = bias ? [singleBuffer(bias)] : [];
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
-    const paramBuffers: GPUBuffer[] = [];
-    const dispatches: PreparedDispatch[] = weight.chunks.map((chunk, i) => {
-      const name = weight.chunks.length > 1 ? `${label}.chunk${i}` : label;
-      const params = PARAMS.createBuffer(this.device, name, { rows: chunk.rows, cols: k, rowOffset: chunk.firstRow });
-      paramBuffers.push(params);
-      const bindGroup = bindBuffers(this.device, this.pipeline, name, [params, chunk.buffer, x, y, ...biasBuffer]);
-      const workgroups = workgroups1d(chunk.rows, this.rowsPerWorkgroup, maxGroups);
-      return { label: name, pipeline: this.pipeline, bindGroup, workgroups };
-    });
-    return { label, dispatches, destroy: () => paramBuffers.forEach((b) => b.destroy()) };
+    return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
+      params: PARAMS.createBuffer(this.device, name, { rows: chunk.rows, cols: k, rowOffset: chunk.firstRow }),
+      buffers: [chunk.buffer, x, y, ...biasBuffer],
+      workgroups: workgroups1d(chunk.rows, this.rowsPerWorkgroup, maxGroups),
+    }));
   }
 }

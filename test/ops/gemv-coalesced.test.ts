@@ -9,7 +9,6 @@
 import { describe, expect, it } from 'vitest';
 import { alignUp } from '../../src/gpu/gpu-tensor.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
-import { Add } from '../../src/ops/add.js';
 import {
   GEMV_COALESCED_ROWS_PER_THREAD,
   GEMV_COALESCED_THREADS_PER_ROW,
@@ -19,9 +18,10 @@ import {
   gemvCoalescedVariants,
 } from '../../src/ops/gemv-coalesced.js';
 import type { GemvOptions } from '../../src/ops/gemv.js';
-import { runOps, type ComputeDtype } from '../../src/ops/op.js';
+import type { ComputeDtype } from '../../src/ops/op.js';
 import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
-import { asDtype, closeness, linearReference, nmse, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { gemvAsLinear, linearCase, residualCase, untouched } from '../support/linear-cases.js';
+import { nmse, outputBuffer, randomValues, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.gemv_coalesced');
@@ -56,8 +56,6 @@ const shapesFor = (dtype: ComputeDtype): [number, number][] => [...SHAPES, [23, 
 const tolerance = (f16Out: boolean): number => (f16Out ? 2 ** -22 + 1e-10 : 1e-10);
 const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
 const noSubgroups = (subgroups: boolean): boolean => subgroups && !gpu.device.features.has('subgroups');
-/** Half an ulp at 1 in the compute dtype. */
-const unitRoundoff = (dtype: ComputeDtype): number => (dtype === 'F16' ? 2 ** -11 : 2 ** -24);
 
 /** The device with its adapter reporting subgroups up to `width` wide (what the launcher sizes row groups by). */
 function withSubgroupWidth(device: GPUDevice, width: number): GPUDevice {
@@ -71,30 +69,6 @@ function withSubgroupWidth(device: GPUDevice, width: number): GPUDevice {
   });
 }
 
-/** One case: W (in ~3 uneven row-chunks when `chunked`), x and a bias; y with sentinels past N. */
-async function runCase(device: GPUDevice, gemv: GemvCoalesced, [n, k]: [number, number], chunked: boolean) {
-  const dtype = gemv.dtype;
-  const w = randomValues(rng, n * k);
-  const x = asDtype(randomValues(rng, k, -2, 2), dtype);
-  const b = gemv.bias ? randomValues(rng, n) : undefined;
-  const maxChunkBytes = chunked ? alignUp(Math.ceil(n / 3) * k * (dtype === 'F16' ? 2 : 4), 16) : undefined;
-  const weights = await uploadWeights(device, { w: { shape: [n, k], values: w }, ...(b ? { b: { shape: [n], values: b } } : {}) }, dtype, maxChunkBytes);
-  const outDtype: ComputeDtype = gemv.outF32 ? 'F32' : dtype;
-  const spare = 8;
-  const y = uploadArray(device, new Float32Array(n + spare).fill(7), outDtype, 'test.gemv_coalesced.y');
-  const xBuf = uploadArray(device, x, dtype, 'test.gemv_coalesced.x');
-  const weight = weights.tensors.get('w')!;
-  const op = gemv.prepare(`test.gemv_coalesced.${n}x${k}`, weight, xBuf, y, weights.tensors.get('b'));
-  await runOps(device, [op]);
-  const all = await readArray(device, y, n + spare, outDtype);
-  const want = linearReference(x, asDtype(w, dtype), [1, n, k], b && asDtype(b, dtype));
-  op.destroy();
-  weights.destroy();
-  y.destroy();
-  xBuf.destroy();
-  return { got: all.subarray(0, n), want, spare: all.subarray(n), chunks: weight.chunks.length };
-}
-
 /** Runs every shape, case i taking bit 0 = bias, bit 1 = chunked, bit 2 = outF32 (F16). */
 async function checkShapes(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions, shapes: [number, number][]): Promise<void> {
   const ops = new Map<string, Promise<GemvCoalesced>>();
@@ -104,12 +78,12 @@ async function checkShapes(device: GPUDevice, dtype: ComputeDtype, options: Gemv
     if (!ops.has(key)) ops.set(key, GemvCoalesced.create(device, dtype, { ...options, bias, outF32 }));
     const gemv = await ops.get(key)!;
     expect(gemv.subgroups).toBe(options.subgroups);
-    const { got, want, spare, chunks } = await runCase(device, gemv, shape, chunked);
+    const { got, want, spare, chunks } = await linearCase(device, rng, gemvAsLinear(gemv), [1, ...shape], chunked);
     const what = `N=${shape[0]} K=${shape[1]} bias=${bias} chunked=${chunked} outF32=${outF32}`;
     if (chunked && shape[0] > 2) expect(chunks, what).toBeGreaterThan(1);
     const err = nmse(got, want);
     expect(err, `${what} nmse=${err}`).toBeLessThan(tolerance(dtype === 'F16' && !outF32));
-    expect([...spare], `${what}: y past N untouched`).toEqual(new Array(spare.length).fill(7));
+    expect(spare, `${what}: y past N untouched`).toEqual(untouched());
   }
 }
 
@@ -145,43 +119,17 @@ describe.each(['F32', 'F16'] as const)('gemv_coalesced %s residual', (dtype) => 
   it.each([true, false])(`subgroups %s: y += W·x (+ b) on ${shapes.length} shapes, the bits of gemv then Add`, async (subgroups) => {
     if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said: no F16 on this adapter
     if (noSubgroups(subgroups)) return expect(subgroups).toBe(true); // said: no subgroups here
-    const { device } = gpu;
-    const make = (bias: boolean) => Promise.all([GemvCoalesced.create(device, dtype, { subgroups, bias, residual: true }), GemvCoalesced.create(device, dtype, { subgroups, bias })]);
+    const make = (bias: boolean) => Promise.all([GemvCoalesced.create(gpu.device, dtype, { subgroups, bias, residual: true }), GemvCoalesced.create(gpu.device, dtype, { subgroups, bias })]);
     const ops = [await make(false), await make(true)];
     expect(ops[0][0].residual).toBe(true);
-    const add = await Add.create(device, dtype, { inPlace: true });
     for (const [i, [n, k]] of shapes.entries()) {
       const bias = i % 2 === 1;
-      const [fused, plain] = ops[Number(bias)];
-      const w = randomValues(rng, n * k);
-      const x = asDtype(randomValues(rng, k, -2, 2), dtype);
-      const b = bias ? randomValues(rng, n) : undefined;
-      const residual = asDtype(randomValues(rng, n, -4, 4), dtype);
-      const weights = await uploadWeights(device, { w: { shape: [n, k], values: w }, ...(b ? { b: { shape: [n], values: b } } : {}) }, dtype);
-      const [wt, bt] = [weights.tensors.get('w')!, weights.tensors.get('b')];
-      const withSpare = new Float32Array(n + 8).fill(7);
-      withSpare.set(residual);
-      const yFused = uploadArray(device, withSpare, dtype, 'test.gemv_coalesced.y_fused');
-      const yUnfused = uploadArray(device, residual, dtype, 'test.gemv_coalesced.y_unfused');
-      const projected = outputBuffer(device, n, dtype === 'F16' ? 2 : 4);
-      const xBuf = uploadArray(device, x, dtype, 'test.gemv_coalesced.x');
-      const prepared = [
-        fused.prepare('test.gemv_coalesced.residual', wt, xBuf, yFused, bt),
-        plain.prepare('test.gemv_coalesced.projection', wt, xBuf, projected, bt),
-        add.prepare('test.gemv_coalesced.add', n, yUnfused, projected),
-      ];
-      await runOps(device, prepared);
-      const got = await readArray(device, yFused, n + 8, dtype);
+      const [fused, plain] = ops[Number(bias)].map(gemvAsLinear);
+      const { fused: got, unfused, off, spare } = await residualCase(gpu.device, rng, fused, plain, [1, n, k]);
       const what = `N=${n} K=${k} bias=${bias}`;
-      expect([...got.subarray(0, n)], `${what}: the bits of gemv then add`).toEqual([...(await readArray(device, yUnfused, n, dtype))]);
-      // Two roundings (the projection, then the sum): bounded by the largest projection.
-      const projection = linearReference(x, asDtype(w, dtype), [1, n, k], b && asDtype(b, dtype));
-      const abs = (1.01 * unitRoundoff(dtype) + 1e-5) * projection.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-      expect(closeness(got.subarray(0, n), projection.map((v, j) => v + residual[j]), abs, unitRoundoff(dtype)), what).toBeNull();
-      expect([...got.subarray(n)], `${what}: y past N untouched`).toEqual(new Array(8).fill(7));
-      for (const op of prepared) op.destroy();
-      for (const buffer of [yFused, yUnfused, projected, xBuf]) buffer.destroy();
-      weights.destroy();
+      expect(got, `${what}: the bits of gemv then add`).toEqual(unfused);
+      expect(off, what).toBeNull();
+      expect(spare, `${what}: y past N untouched`).toEqual(untouched());
     }
   });
 });
@@ -190,9 +138,9 @@ it('spills past the per-dimension workgroup limit into a 2-D dispatch', async ()
   // 3 workgroups per dimension: 8 workgroups' rows need 3 × 3.
   const spy = spyDevice(gpu.device, { limits: { maxComputeWorkgroupsPerDimension: 3 } });
   const gemv = await GemvCoalesced.create(spy.device, 'F32', { subgroups: false });
-  const { got, want, spare } = await runCase(spy.device, gemv, [7 * ROWS + 5, 12], false);
+  const { got, want, spare } = await linearCase(spy.device, rng, gemvAsLinear(gemv), [1, 7 * ROWS + 5, 12], false);
   expect(nmse(got, want)).toBeLessThan(tolerance(false));
-  expect([...spare]).toEqual(new Array(spare.length).fill(7));
+  expect(spare).toEqual(untouched());
 });
 
 it('create and prepare check features, options, shapes, dtypes, bias and aliasing', async () => {

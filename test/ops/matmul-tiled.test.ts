@@ -7,12 +7,12 @@
 import { describe, expect, it } from 'vitest';
 import { alignUp } from '../../src/gpu/gpu-tensor.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
-import { Add } from '../../src/ops/add.js';
 import type { MatmulOptions } from '../../src/ops/matmul.js';
 import { MATMUL_TILED_TILE_K, MATMUL_TILED_TILE_M, MATMUL_TILED_TILE_N, MatmulTiled, matmulTiledVariants } from '../../src/ops/matmul-tiled.js';
-import { runOps, type ComputeDtype } from '../../src/ops/op.js';
+import type { ComputeDtype } from '../../src/ops/op.js';
 import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
-import { asDtype, closeness, linearReference, nmse, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { linearCase, residualCase, untouched } from '../support/linear-cases.js';
+import { nmse, outputBuffer, randomValues, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.matmul_tiled');
@@ -38,33 +38,6 @@ const SHAPES: [m: number, n: number, k: number][] = [
 /** NMSE tolerance, as matmul.test.ts: f32 sums in another order, plus an f16 output's rounding. */
 const tolerance = (f16Out: boolean): number => (f16Out ? 1.01 * 2 ** -22 : 1e-10);
 const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
-/** Half an ulp at 1 in the compute dtype. */
-const unitRoundoff = (dtype: ComputeDtype): number => (dtype === 'F16' ? 2 ** -11 : 2 ** -24);
-
-/** One case: W (in ~3 uneven row-chunks when `chunked`), x and a bias; y with sentinels past M·N. */
-async function runCase(matmul: MatmulTiled, [m, n, k]: [number, number, number], chunked: boolean) {
-  const { device } = gpu;
-  const dtype = matmul.dtype;
-  const w = randomValues(rng, n * k);
-  const x = asDtype(randomValues(rng, m * k, -2, 2), dtype);
-  const b = matmul.bias ? randomValues(rng, n) : undefined;
-  const maxChunkBytes = chunked ? alignUp(Math.ceil(n / 3) * k * (dtype === 'F16' ? 2 : 4), 16) : undefined;
-  const weights = await uploadWeights(device, { w: { shape: [n, k], values: w }, ...(b ? { b: { shape: [n], values: b } } : {}) }, dtype, maxChunkBytes);
-  const outDtype: ComputeDtype = matmul.outF32 ? 'F32' : dtype;
-  const spare = 8;
-  const y = uploadArray(device, new Float32Array(m * n + spare).fill(7), outDtype, 'test.matmul_tiled.y');
-  const xBuf = uploadArray(device, x, dtype, 'test.matmul_tiled.x');
-  const weight = weights.tensors.get('w')!;
-  const op = matmul.prepare(`test.matmul_tiled.${m}x${n}x${k}`, m, weight, xBuf, y, weights.tensors.get('b'));
-  await runOps(device, [op]);
-  const all = await readArray(device, y, m * n + spare, outDtype);
-  const want = linearReference(x, asDtype(w, dtype), [m, n, k], b && asDtype(b, dtype));
-  op.destroy();
-  weights.destroy();
-  y.destroy();
-  xBuf.destroy();
-  return { got: all.subarray(0, m * n), want, spare: all.subarray(m * n), chunks: weight.chunks.length };
-}
 
 it('every variant compiles with no message', async () => {
   const features = gpu.device.features as ReadonlySet<string>;
@@ -89,12 +62,12 @@ describe.each(['F32', 'F16'] as const)('matmul_tiled %s', (dtype) => {
       if (!ops.has(key)) ops.set(key, MatmulTiled.create(gpu.device, dtype, { bias, outF32 }));
       const matmul = await ops.get(key)!;
       expect(matmul.tileM).toBe(TM);
-      const { got, want, spare, chunks } = await runCase(matmul, shape, chunked);
+      const { got, want, spare, chunks } = await linearCase(gpu.device, rng, matmul, shape, chunked);
       const what = `M=${shape[0]} N=${shape[1]} K=${shape[2]} bias=${bias} chunked=${chunked} outF32=${outF32}`;
       if (chunked && shape[1] > 2) expect(chunks, what).toBeGreaterThan(1);
       const err = nmse(got, want);
       expect(err, `${what} nmse=${err}`).toBeLessThan(tolerance(dtype === 'F16' && !outF32));
-      expect([...spare], `${what}: y past M·N untouched`).toEqual(new Array(spare.length).fill(7));
+      expect(spare, `${what}: y past M·N untouched`).toEqual(untouched());
     }
   });
 
@@ -104,9 +77,9 @@ describe.each(['F32', 'F16'] as const)('matmul_tiled %s', (dtype) => {
     const matmul = await MatmulTiled.create(gpu.device, dtype, { tileM, bias: true });
     expect(matmul.tileM).toBe(Math.ceil(tileM / 4) * 4);
     for (const shape of [[1, 65, 33], [7, 130, 64], [9, 17, 257], [23, 70, 60]] as [number, number, number][]) {
-      const { got, want, spare } = await runCase(matmul, shape, shape[0] % 2 === 1);
+      const { got, want, spare } = await linearCase(gpu.device, rng, matmul, shape, shape[0] % 2 === 1);
       expect(nmse(got, want), `M=${shape[0]} N=${shape[1]} K=${shape[2]}`).toBeLessThan(tolerance(dtype === 'F16'));
-      expect([...spare]).toEqual(new Array(spare.length).fill(7));
+      expect(spare).toEqual(untouched());
     }
   });
 });
@@ -115,45 +88,19 @@ describe.each(['F32', 'F16'] as const)('matmul_tiled %s residual', (dtype) => {
   const shapes = SHAPES.slice(0, 6);
   it(`y += x·Wᵀ (+ b) on ${shapes.length} shapes, the default and the small tile: the bits of matmul then Add`, async () => {
     if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said: no F16 on this adapter
-    const { device } = gpu;
-    const add = await Add.create(device, dtype, { inPlace: true });
     const made = new Map<string, Promise<[MatmulTiled, MatmulTiled]>>();
-    for (const [i, [m, n, k]] of shapes.entries()) {
+    for (const [i, shape] of shapes.entries()) {
       const bias = i % 2 === 1;
       const tileM = i % 4 >= 2 ? 8 : undefined;
       const key = `${bias}.${tileM}`;
-      if (!made.has(key)) made.set(key, Promise.all([MatmulTiled.create(device, dtype, { bias, tileM, residual: true }), MatmulTiled.create(device, dtype, { bias, tileM })]));
+      if (!made.has(key)) made.set(key, Promise.all([MatmulTiled.create(gpu.device, dtype, { bias, tileM, residual: true }), MatmulTiled.create(gpu.device, dtype, { bias, tileM })]));
       const [fused, plain] = await made.get(key)!;
       expect(fused.residual).toBe(true);
-      const w = randomValues(rng, n * k);
-      const x = asDtype(randomValues(rng, m * k, -2, 2), dtype);
-      const b = bias ? randomValues(rng, n) : undefined;
-      const residual = asDtype(randomValues(rng, m * n, -4, 4), dtype);
-      const weights = await uploadWeights(device, { w: { shape: [n, k], values: w }, ...(b ? { b: { shape: [n], values: b } } : {}) }, dtype);
-      const [wt, bt] = [weights.tensors.get('w')!, weights.tensors.get('b')];
-      const withSpare = new Float32Array(m * n + 8).fill(7);
-      withSpare.set(residual);
-      const yFused = uploadArray(device, withSpare, dtype, 'test.matmul_tiled.y_fused');
-      const yUnfused = uploadArray(device, residual, dtype, 'test.matmul_tiled.y_unfused');
-      const projected = outputBuffer(device, m * n, dtype === 'F16' ? 2 : 4);
-      const xBuf = uploadArray(device, x, dtype, 'test.matmul_tiled.x');
-      const ops = [
-        fused.prepare('test.matmul_tiled.residual', m, wt, xBuf, yFused, bt),
-        plain.prepare('test.matmul_tiled.projection', m, wt, xBuf, projected, bt),
-        add.prepare('test.matmul_tiled.add', m * n, yUnfused, projected),
-      ];
-      await runOps(device, ops);
-      const got = await readArray(device, yFused, m * n + 8, dtype);
-      const what = `M=${m} N=${n} K=${k} bias=${bias} tileM=${fused.tileM}`;
-      expect([...got.subarray(0, m * n)], `${what}: the bits of matmul then add`).toEqual([...(await readArray(device, yUnfused, m * n, dtype))]);
-      // Two roundings (the projection, then the sum): bounded by the largest projection.
-      const projection = linearReference(x, asDtype(w, dtype), [m, n, k], b && asDtype(b, dtype));
-      const abs = (1.01 * unitRoundoff(dtype) + 1e-5) * projection.reduce((mx, v) => Math.max(mx, Math.abs(v)), 0);
-      expect(closeness(got.subarray(0, m * n), projection.map((v, j) => v + residual[j]), abs, unitRoundoff(dtype)), what).toBeNull();
-      expect([...got.subarray(m * n)], `${what}: y past M·N untouched`).toEqual(new Array(8).fill(7));
-      for (const op of ops) op.destroy();
-      for (const buffer of [yFused, yUnfused, projected, xBuf]) buffer.destroy();
-      weights.destroy();
+      const { fused: got, unfused, off, spare } = await residualCase(gpu.device, rng, fused, plain, shape);
+      const what = `M=${shape[0]} N=${shape[1]} K=${shape[2]} bias=${bias} tileM=${fused.tileM}`;
+      expect(got, `${what}: the bits of matmul then add`).toEqual(unfused);
+      expect(off, what).toBeNull();
+      expect(spare, `${what}: y past M·N untouched`).toEqual(untouched());
     }
   });
 });

@@ -1,0 +1,83 @@
+// What the dense Linear launchers' prepare() share: the checks on their operands (one-line
+// errors naming the op's label and the tensor) and one dispatch per row-chunk of the weight.
+// Used by the gpu family (GemvCoalesced, MatmulTiled); the messages are Gemv's and Matmul's
+// word for word, so either family fails the same way.
+
+import type { GpuTensor, GpuTensorChunk } from '../gpu/gpu-tensor.js';
+import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, type PreparedDispatch, type PreparedOp } from './op.js';
+
+/** How a launcher was created: what its operands must be. */
+export interface LinearCreated {
+  readonly dtype: ComputeDtype;
+  readonly bias: boolean;
+  /** y is f32 whatever the compute dtype. */
+  readonly outF32: boolean;
+}
+
+/**
+ * Throws unless y = x·Wᵀ (+ bias) can run: W (N, K) and bias (N,) in the compute dtype,
+ * bias given exactly when created with one, x (m, K) and y (m, N) large enough and distinct.
+ * `m` undefined: a gemv (one row, shapes written (K,)); else a matmul of m rows. Returns [N, K].
+ */
+export function checkLinearOperands(
+  label: string,
+  created: LinearCreated,
+  m: number | undefined,
+  weight: GpuTensor,
+  x: GPUBuffer,
+  y: GPUBuffer,
+  bias: GpuTensor | undefined,
+): [n: number, k: number] {
+  const op = m === undefined ? 'gemv' : 'matmul';
+  if (weight.shape.length !== 2) throw new Error(`${label}: ${op} needs a 2-D weight, ${weight.name} is [${weight.shape.join(', ')}]`);
+  const [n, k] = weight.shape;
+  if (n < 1 || k < 1) throw new Error(`${label}: ${op} needs N ≥ 1 and K ≥ 1, ${weight.name} is [${n}, ${k}]`);
+  if (m !== undefined && (!Number.isInteger(m) || m < 1)) throw new Error(`${label}: matmul needs M ≥ 1 rows, got ${m}`);
+  checkWeight(label, weight, created.dtype, [n, k]);
+  if (created.bias !== (bias !== undefined)) throw new Error(`${label}: ${op} was created ${created.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
+  if (bias) checkWeight(label, bias, created.dtype, [n]);
+  const rows = m ?? 1;
+  if (rows * Math.max(n, k) > 2 ** 32 - 1) throw new Error(`${label}: ${op} (${rows}, ${k}) × (${n}, ${k}) has more elements than u32 indexes`);
+  const shape = (d: number) => (m === undefined ? `(${d},)` : `(${m}, ${d})`);
+  const xBytes = rows * k * computeBytes(created.dtype);
+  const yBytes = rows * n * (created.outF32 ? 4 : computeBytes(created.dtype));
+  if (x.size < xBytes) throw new Error(`${label}: ${op} x holds ${x.size} bytes, ${shape(k)} ${created.dtype} needs ${xBytes}`);
+  if (y.size < yBytes) throw new Error(`${label}: ${op} y holds ${y.size} bytes, ${shape(n)} needs ${yBytes}`);
+  if (x === y) throw new Error(`${label}: ${op} cannot run in place (x and y are one buffer)`);
+  return [n, k];
+}
+
+/** One chunk's dispatch, as a launcher describes it: its Params buffer, its bindings in order, its workgroups. */
+export interface ChunkDispatch {
+  params: GPUBuffer;
+  buffers: readonly GPUBuffer[];
+  workgroups: readonly [number, number?, number?];
+}
+
+/**
+ * One dispatch per row-chunk of `weight` (labelled `label.chunkI` when there are several),
+ * each described by `each`; destroy() frees the Params buffers. Should `each` throw, the
+ * Params buffers made so far are freed before the error goes on.
+ */
+export function prepareChunks(
+  device: GPUDevice,
+  pipeline: GPUComputePipeline,
+  label: string,
+  weight: GpuTensor,
+  each: (chunk: GpuTensorChunk, name: string) => ChunkDispatch,
+): PreparedOp {
+  const paramBuffers: GPUBuffer[] = [];
+  const destroy = () => paramBuffers.forEach((b) => b.destroy());
+  try {
+    const dispatches: PreparedDispatch[] = weight.chunks.map((chunk, i) => {
+      const name = weight.chunks.length > 1 ? `${label}.chunk${i}` : label;
+      const { params, buffers, workgroups } = each(chunk, name);
+      paramBuffers.push(params);
+      return { label: name, pipeline, bindGroup: bindBuffers(device, pipeline, name, [params, ...buffers]), workgroups };
+    });
+    return { label, dispatches, destroy };
+  } catch (e) {
+    destroy(); // a chunk `each` refused: the earlier chunks' Params go too
+    throw e;
+  }
+}
