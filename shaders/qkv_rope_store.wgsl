@@ -147,8 +147,8 @@ fn write_unit(h: Head, u: u32, x: vec2f) {
 // The q_norm and k_norm weights, in a uniform: eight storage buffers per stage is WebGPU's
 // default limit, and the bindings above take them all. q_norm's at elements [0, head_dim),
 // k_norm's at [NORM_MAX_HEAD_DIM, NORM_MAX_HEAD_DIM + head_dim), in the compute dtype
-// (f16 packed two to a u32). The launcher's QK_NORM_MAX_HEAD_DIM: a smaller buffer fails
-// binding, a larger head fails the bit-exact test at head_dim 256.
+// (f16 packed two to a u32). The launcher's NORM_WEIGHT_SLOT: a smaller buffer there fails
+// binding, a larger one puts k_norm elsewhere and fails the bit-exact tests.
 const NORM_MAX_HEAD_DIM = 256u;
 #ifdef F16
 @group(0) @binding(9) var<uniform> norm_weight: array<vec4u, NORM_MAX_HEAD_DIM / 4u>;  // 2·NORM_MAX_HEAD_DIM f16

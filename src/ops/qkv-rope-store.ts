@@ -13,7 +13,7 @@
 // (src/gpu/step.ts); the Params never change after prepare().
 
 import { SluiceError } from '../errors.js';
-import { alignUp, type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
+import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
@@ -23,18 +23,20 @@ import { RMS_NORM_WORKGROUP } from './rms-norm.js';
 import type { Rope } from './rope.js';
 
 /**
- * Invocations per workgroup, one per output element. With qk-norm a workgroup holds whole
- * heads, 256 / nextPow2(headDim) of them (2 at headDim 128), each reducing its squares in
- * log2(nextPow2(headDim)) barrier steps.
+ * Invocations per workgroup, each writing two elements of a head (a rotation pair, as
+ * rope.wgsl). With qk-norm a workgroup holds whole heads, 512 / nextPow2(headDim) of them
+ * (4 at headDim 128), and a head's tree of squares takes 3 barriers (rms_norm.wgsl: 9).
  */
 export const QKV_ROPE_STORE_WORKGROUP = 256;
+/** Elements of the norm-weight uniform per weight (the shader's NORM_MAX_HEAD_DIM): k_norm's start there. */
+const NORM_WEIGHT_SLOT = 256;
 /**
- * The largest head the qk-norm variants take (the shader's NORM_MAX_HEAD_DIM; attention's
- * limit too). A head's rms_norm then runs in one workgroup of RMS_NORM_WORKGROUP ≥ headDim
- * invocations, one square each, the order the shader reproduces; and half of it fits this
- * op's workgroup.
+ * The largest head the qk-norm variants take (attention's limit too): one slot of the
+ * weight uniform; a head's rms_norm then runs in one workgroup of RMS_NORM_WORKGROUP ≥
+ * headDim invocations, one square each, the order the shader reproduces; and half of it
+ * fits this op's workgroup.
  */
-export const QK_NORM_MAX_HEAD_DIM = Math.min(256, RMS_NORM_WORKGROUP, 2 * QKV_ROPE_STORE_WORKGROUP);
+export const QK_NORM_MAX_HEAD_DIM = Math.min(NORM_WEIGHT_SLOT, RMS_NORM_WORKGROUP, 2 * QKV_ROPE_STORE_WORKGROUP);
 
 const PARAMS = new ParamsLayout([
   ['n_heads', 'u32'],
@@ -195,7 +197,9 @@ export class QkvRopeStore {
       v_stride: buffers.v.stride,
     };
     const params = PARAMS.createBuffer(this.device, label, values);
-    // A NoPE layer reads no inv_freq (rot_half = 0), but the binding needs a buffer: the step's.
+    // The rope's own table buffer, so its setInvFreq reaches this op (Rope keeps the field
+    // private; TypeScript lets an index reach it). A NoPE layer reads no inv_freq
+    // (rot_half = 0), but the binding needs a buffer: the step's.
     const invFreq = rope ? rope['invFreqBuffer'] : step.buffer;
     const entries = [params, step.buffer, buffers.q.buffer, buffers.k.buffer, buffers.v.buffer, buffers.qOut, buffers.kCache, buffers.vCache, invFreq];
     const bindGroup = bindBuffers(this.device, this.pipeline, label, normWeights ? [...entries, normWeights] : entries);
@@ -229,8 +233,8 @@ export class QkvRopeStore {
 
   /**
    * The uniform of q_norm's and k_norm's weights (the shader's layout: q's at element 0,
-   * k's at QK_NORM_MAX_HEAD_DIM), copied on the queue, so after every earlier upload; or
-   * null without qkNorm.
+   * k's at NORM_WEIGHT_SLOT), copied on the queue, so after every earlier upload; or null
+   * without qkNorm.
    */
   private normWeights(label: string, headDim: number, buffers: QkvRopeStoreBuffers): GPUBuffer | null {
     const { qNorm, kNorm } = buffers;
@@ -242,12 +246,11 @@ export class QkvRopeStore {
     checkWeight(label, qNorm, this.dtype, [headDim]);
     checkWeight(label, kNorm, this.dtype, [headDim]);
     const bytes = computeBytes(this.dtype);
-    const weights = this.device.createBuffer({ label: `${label}.norm_weight`, size: 2 * QK_NORM_MAX_HEAD_DIM * bytes, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    // Whole 4-byte words: tensor buffers are padded to 16 bytes (gpu-tensor.ts).
-    const size = alignUp(headDim * bytes, 4);
+    const weights = this.device.createBuffer({ label: `${label}.norm_weight`, size: 2 * NORM_WEIGHT_SLOT * bytes, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    // headDim is even: whole 4-byte words, as copies move
     const encoder = this.device.createCommandEncoder({ label: `${label}.norm_weight` });
-    encoder.copyBufferToBuffer(singleBuffer(qNorm), 0, weights, 0, size);
-    encoder.copyBufferToBuffer(singleBuffer(kNorm), 0, weights, QK_NORM_MAX_HEAD_DIM * bytes, size);
+    encoder.copyBufferToBuffer(singleBuffer(qNorm), 0, weights, 0, headDim * bytes);
+    encoder.copyBufferToBuffer(singleBuffer(kNorm), 0, weights, NORM_WEIGHT_SLOT * bytes, headDim * bytes);
     this.device.queue.submit([encoder.finish()]);
     return weights;
   }
