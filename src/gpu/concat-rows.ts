@@ -40,3 +40,33 @@ export function concatRows(device: GPUDevice, name: string, parts: readonly GpuT
   device.queue.submit([encoder.finish()]);
   return out;
 }
+
+/**
+ * One 1-D tensor `name` holding `parts` end to end (q, k and v biases → the joined
+ * projection's bias). concatRows cannot: an f16 element is a 2-byte row, and buffer copies
+ * move 4-byte words; each part here is copied whole, so only its length must be a
+ * multiple of 4 bytes (an even count of f16, any count of f32).
+ */
+export function concatVectors(device: GPUDevice, name: string, parts: readonly GpuTensor[]): GpuTensor {
+  if (parts.length === 0) throw new Error(`${name}: nothing to concatenate`);
+  const [first] = parts;
+  for (const p of parts) {
+    if (p.shape.length !== 1 || p.chunks.length !== 1) throw new Error(`${name}: ${p.name} is not a 1-D tensor in one buffer`);
+    if (p.dtype !== first.dtype || p.storageDtype !== first.storageDtype) throw new Error(`${name}: ${p.name} is ${p.dtype}, ${first.name} is ${first.dtype}`);
+    if (p.byteLength % 4 !== 0) throw new Error(`${name}: ${p.name} is ${p.byteLength} bytes (4-byte copies)`);
+  }
+  const total = parts.reduce((n, p) => n + p.shape[0], 0);
+  const byteLength = parts.reduce((n, p) => n + p.byteLength, 0);
+  const encoder = device.createCommandEncoder({ label: `concat.${name}` });
+  const like = { name, shape: [total], storageDtype: first.storageDtype, dtype: first.dtype };
+  // One chunk whatever maxChunkBytes says: a bias is a few kB.
+  const out = chunkedTensor(device, like, byteLength / total, Infinity, (buffer) => {
+    let at = 0;
+    for (const p of parts) {
+      encoder.copyBufferToBuffer(p.chunks[0].buffer, 0, buffer, at, p.byteLength);
+      at += p.byteLength;
+    }
+  });
+  device.queue.submit([encoder.finish()]);
+  return out;
+}

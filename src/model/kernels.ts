@@ -8,9 +8,9 @@ import { Attention } from '../ops/attention.js';
 import { Embedding } from '../ops/embedding.js';
 import { QEmbedding } from '../ops/qembedding.js';
 import { Gemv, gemvBatchable } from '../ops/gemv.js';
-import { KvStore } from '../ops/kv-store.js';
 import { Matmul } from '../ops/matmul.js';
 import { Permute } from '../ops/permute.js';
+import { QkvRopeStore } from '../ops/qkv-rope-store.js';
 import { QGemv } from '../ops/qgemv.js';
 import { QMatmul } from '../ops/qmatmul.js';
 import type { QuantKind } from '../gpu/quantized-tensor.js';
@@ -55,6 +55,7 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
   // Quantized weights: the same ops by [weight kind][compute dtype] (qgemv/qmatmul dequantize in registers).
   const q = (make: (kind: QuantKind) => Promise<unknown>) => (needs.quantized ? make(needs.quantized) : null);
   const ropes = [...new Set(f.layers.map((l) => l.rope).filter((r): r is RopeScaling => r !== null))];
+  const qkNorm = f.qkNorm ? { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' } : null;
   const pending = {
     embedding: Embedding.create(device, dtype),
     qEmbedding: q((kind) => QEmbedding.create(device, kind, dtype)) as Promise<QEmbedding> | null,
@@ -91,7 +92,9 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     // x[:, perm]: an act-order linear's input, in the column order its weight was repacked to
     permute: needs.permute ? Permute.create(device, dtype) : null,
     ropes: Promise.all(ropes.map((rope) => RopeTable.create(device, dtype, rope))),
-    store: KvStore.create(device, dtype),
+    // q_norm/k_norm + rope + the K/V store in one dispatch, per distinct attention factor
+    qkvRopeStore: QkvRopeStore.create(device, dtype, { qkNorm }),
+    qkvRopeStoreScaled: ropes.some(scaledRope) ? QkvRopeStore.create(device, dtype, { qkNorm, scaled: true }) : null,
     attention: Attention.create(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),
     // fused gate_up_proj (Phi-3): one input, each row [gate | up]
     mlpAct: Swiglu.create(device, dtype, { act: f.act, fused: f.fused }),
@@ -133,6 +136,11 @@ function batchedDecodeLinears(device: GPUDevice, dtype: ComputeDtype, rows: numb
     gemvRowsResidual: make({ residual: true }),
     gemvRowsResidualBias: make({ residual: true, bias: true }),
   };
+}
+
+/** Whether a rope's cos and sin carry an attention factor (Rope's and QkvRopeStore's SCALED variants). */
+function scaledRope(rope: RopeScaling): boolean {
+  return Math.fround(ropeTables(rope).attentionFactor) !== 1;
 }
 
 /** The residual variants of the dense linears (y += W·x (+ b)), null where not `wanted`. */

@@ -16,10 +16,11 @@ import { readPackedIndices } from '../gpu/load-prequantized.js';
 import { type DtypeChoice, type GpuTensors, loadTensors, resolveComputeDtype } from '../gpu/load-tensors.js';
 import { readBuffer } from '../gpu/read-back.js';
 import type { QuantKind } from '../gpu/quantized-tensor.js';
-import { concatRows } from '../gpu/concat-rows.js';
+import { concatRows, concatVectors } from '../gpu/concat-rows.js';
 import { splitRows } from '../gpu/split-rows.js';
 import { Step } from '../gpu/step.js';
 import { Gemv } from '../ops/gemv.js';
+import type { RowView } from '../ops/qkv-rope-store.js';
 import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp } from '../ops/op.js';
 import type { ModelConfig } from './config.js';
 import { compileKernels, type Kernels, type RopeTable, SMALL_PREFILL_ROWS } from './kernels.js';
@@ -96,6 +97,7 @@ export class LlamaModel {
   private ropeTables: RopeTable[] = []; // one per distinct rope, switched by sequence length
   private history!: Uint32Array; // (contextLength,) the id at each cached position, for a re-run
   private readonly joinedGateUp = new Map<number, string>(); // layer → its [gate; up] tensor (joinGateUp)
+  private readonly joinedQkv = new Map<number, { weight: string; bias: string | null }>(); // layer → its [q; k; v] tensors (joinQkv)
   /** (slots, V) f32: row r the logits of the r-th row of the last decodeRows (row 0 after forward). */
   logits!: GPUBuffer;
 
@@ -165,7 +167,9 @@ export class LlamaModel {
     const model = new LlamaModel(device, config, weights.computeDtype, contextLength, weights, names, slots);
     try {
       const ops = model.own(await kernels);
+      model.splitFused();
       await model.joinGateUp(ops);
+      await model.joinQkv();
       model.build(ops);
     } catch (e) {
       model.dispose();
@@ -224,6 +228,41 @@ export class LlamaModel {
     }
   }
 
+  /** Phi-3's fused qkv_proj → q, k, v by GPU copies (the fused tensor is freed after); joinQkv then joins dense ones again. */
+  private splitFused(): void {
+    for (const split of this.names.splits) {
+      const fused = this.weight(split.from);
+      splitRows(this.device, fused, split.parts).forEach((t) => this.weights.set(t.name, t));
+      this.weights.delete(split.from);
+      void this.device.queue.onSubmittedWorkDone().then(() => fused.chunks.forEach((c) => c.buffer.destroy()));
+    }
+  }
+
+  /**
+   * Dense q_proj, k_proj and v_proj of a layer (and their biases, when all three have one)
+   * → one ((nHeads + 2·nKvHeads)·headDim, h) tensor of rows [q; k; v], so each token row
+   * takes one linear into [q | k | v], which qkv_rope_store reads as three views: two
+   * dispatches fewer per layer. Quantized ones stay apart. One layer at a time, as joinGateUp.
+   */
+  private async joinQkv(): Promise<void> {
+    for (const [i, l] of this.names.layers.entries()) {
+      const parts = [l.q, l.k, l.v].map((name) => this.weights.get(name));
+      if (parts.some((t) => !t)) continue; // quantized (in weights.quantized): their own kernels
+      const biasNames = [l.qBias, l.kBias, l.vBias];
+      if (biasNames.some((b) => b !== null) && biasNames.some((b) => b === null)) continue; // some biased, some not: apart
+      const biases = biasNames.every((b) => b !== null) ? biasNames.map((b) => this.weight(b)) : null;
+      const weight = `${l.q}+${l.k}+${l.v}`;
+      this.weights.set(weight, concatRows(this.device, weight, parts as GpuTensor[]));
+      const bias = biases ? `${l.qBias}+${l.kBias}+${l.vBias}` : null;
+      if (biases && bias) this.weights.set(bias, concatVectors(this.device, bias, biases));
+      const sources = [...(parts as GpuTensor[]), ...(biases ?? [])];
+      for (const t of sources) this.weights.delete(t.name);
+      this.joinedQkv.set(i, { weight, bias });
+      await this.device.queue.onSubmittedWorkDone();
+      for (const t of sources) t.chunks.forEach((c) => c.buffer.destroy());
+    }
+  }
+
   private build(ops: Kernels): void {
     const { device, config, dtype } = this;
     const { hiddenSize: h, intermediateSize: inter, numHeads, numKvHeads, headDim, vocabSize, features: f } = config;
@@ -236,14 +275,6 @@ export class LlamaModel {
     // The widest input an act-order linear has (its permuted copy's row width).
     const permutedWidth = Math.max(0, ...[...perms.keys()].map((name) => this.weights.quantized.get(name)!.shape[1]));
 
-    // Phi-3's fused qkv_proj → q, k, v by GPU copies (the fused tensor is freed after).
-    for (const split of this.names.splits) {
-      const fused = this.weight(split.from);
-      splitRows(device, fused, split.parts).forEach((t) => this.weights.set(t.name, t));
-      this.weights.delete(split.from);
-      void device.queue.onSubmittedWorkDone().then(() => fused.chunks.forEach((c) => c.buffer.destroy()));
-    }
-
     // ─── buffers ───
     this.history = new Uint32Array(maxSeq);
     this.hidden = this.buffer('model.hidden', P * h * w); // (P, h)
@@ -251,14 +282,15 @@ export class LlamaModel {
     this.lastRow = this.buffer('model.last_row', S * h * w); // (S, h): decode rows (prefill's last row lands in row 0)
     this.logits = this.buffer('model.logits', S * vocabSize * 4); // (S, V) f32
     const [joined, L] = [this.joinedGateUp.size, this.names.layers.length];
+    const qkvWidth = qDim + 2 * kvDim;
     const act = (name: string, rows: number) => ({
       normed: this.buffer(`model.${name}.normed`, rows * h * w), // (T, h)
-      // q/k straight out of their projections when a per-head norm follows (Qwen3, Gemma 3)
-      qRaw: f.qkNorm ? this.buffer(`model.${name}.q_raw`, rows * qDim * w) : null, // (T, nHeads, headDim)
-      kRaw: f.qkNorm ? this.buffer(`model.${name}.k_raw`, rows * kvDim * w) : null, // (T, nKvHeads, headDim)
-      q: this.buffer(`model.${name}.q`, rows * qDim * w), // (T, nHeads, headDim)
-      k: this.buffer(`model.${name}.k`, rows * kvDim * w), // (T, nKvHeads, headDim)
-      v: this.buffer(`model.${name}.v`, rows * kvDim * w), // (T, nKvHeads, headDim)
+      // q, k, v straight out of their projections: one joined [q | k | v] per row (joinQkv), or three
+      qkv: this.joinedQkv.size ? this.buffer(`model.${name}.qkv`, rows * qkvWidth * w) : null, // (T, q + 2·kv)
+      qIn: this.joinedQkv.size < L ? this.buffer(`model.${name}.q_in`, rows * qDim * w) : null, // (T, nHeads, headDim)
+      kIn: this.joinedQkv.size < L ? this.buffer(`model.${name}.k_in`, rows * kvDim * w) : null, // (T, nKvHeads, headDim)
+      vIn: this.joinedQkv.size < L ? this.buffer(`model.${name}.v_in`, rows * kvDim * w) : null, // (T, nKvHeads, headDim)
+      q: this.buffer(`model.${name}.q`, rows * qDim * w), // (T, nHeads, headDim) normed and rotated: attention's queries
       attn: this.buffer(`model.${name}.attn`, rows * qDim * w), // (T, nHeads, headDim)
       proj: this.buffer(`model.${name}.proj`, rows * h * w), // (T, h) o_proj / down_proj output
       projNormed: f.sandwichNorms ? this.buffer(`model.${name}.proj_normed`, rows * h * w) : null, // (T, h) Gemma's post norms
@@ -349,19 +381,25 @@ export class LlamaModel {
         const kindOf = f.layers[i];
         // ── attention: x = x + post?(o_proj(attn(rope(q_norm?(q_proj(rms(x)))), rope(k_norm?(k_proj(rms(x)))), v_proj(rms(x)))))
         norm(`${p}.input_norm`, l.inputNorm, x, b.normed);
-        linear(`${p}.q_proj`, l.q, l.qBias, b.normed, b.qRaw ?? b.q);
-        linear(`${p}.k_proj`, l.k, l.kBias, b.normed, b.kRaw ?? b.k);
-        linear(`${p}.v_proj`, l.v, l.vBias, b.normed, b.v);
-        if (l.qNorm !== null && l.kNorm !== null) {
-          // per head: rows × heads rows of head_dim (modeling_qwen3.py q_norm / k_norm)
-          norm(`${p}.q_norm`, l.qNorm, b.qRaw!, b.q, rows * numHeads, headDim);
-          norm(`${p}.k_norm`, l.kNorm, b.kRaw!, b.k, rows * numKvHeads, headDim);
+        const joinedQkv = this.joinedQkv.get(i);
+        let views: { q: RowView; k: RowView; v: RowView };
+        if (joinedQkv) {
+          linear(`${p}.qkv_proj`, joinedQkv.weight, joinedQkv.bias, b.normed, b.qkv!);
+          const view = (offset: number): RowView => ({ buffer: b.qkv!, offset, stride: qkvWidth });
+          views = { q: view(0), k: view(qDim), v: view(qDim + kvDim) };
+        } else {
+          linear(`${p}.q_proj`, l.q, l.qBias, b.normed, b.qIn!);
+          linear(`${p}.k_proj`, l.k, l.kBias, b.normed, b.kIn!);
+          linear(`${p}.v_proj`, l.v, l.vBias, b.normed, b.vIn!);
+          views = { q: { buffer: b.qIn!, offset: 0, stride: qDim }, k: { buffer: b.kIn!, offset: 0, stride: kvDim }, v: { buffer: b.vIn!, offset: 0, stride: kvDim } };
         }
-        if (kindOf.rope !== null) {
-          const rope = ops.ropeOf.get(kindOf.rope)!;
-          add(rope.op.prepare(`${p}.rope`, { nHeads: numHeads, nKvHeads: numKvHeads, headDim }, { step, q: b.q, k: b.k }));
-        }
-        add(ops.store.prepare(`${p}.kv_store`, { nKvHeads: numKvHeads, headDim, maxSeq, slots: S }, { step, k: b.k, v: b.v, kCache: cache[i].k, vCache: cache[i].v }));
+        // q_norm/k_norm per head (modeling_qwen3.py), rope, and k, v into the cache: one dispatch
+        const rope = kindOf.rope === null ? null : ops.ropeOf.get(kindOf.rope)!.op;
+        const glue = rope && Math.fround(rope.attentionFactor) !== 1 ? ops.qkvRopeStoreScaled! : ops.qkvRopeStore;
+        add(glue.prepare(`${p}.qkv_rope_store`, { nHeads: numHeads, nKvHeads: numKvHeads, headDim, maxSeq, slots: S, rows }, {
+          step, ...views, qOut: b.q, kCache: cache[i].k, vCache: cache[i].v, rope,
+          ...(l.qNorm !== null && l.kNorm !== null ? { qNorm: this.weight(l.qNorm), kNorm: this.weight(l.kNorm) } : {}),
+        }));
         const shape = { ...attnShape, scale: f.attnScale, softcap: f.attnSoftcap, window: kindOf.window };
         const attnBuffers = { step, q: b.q, kCache: cache[i].k, vCache: cache[i].v, out: b.attn };
         add(kind === 'decode'
