@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
-import { DEFAULT_DECODE_REPEATS, decodeStats } from '../../src/cli/bench/generate-bench.js';
+import { benchGenerate, DEFAULT_DECODE_REPEATS, decodeStats } from '../../src/cli/bench/generate-bench.js';
+import type { GpuContext } from '../../src/gpu/device.js';
 
 describe('decodeStats', () => {
   it('the median and (max − min) / median of the runs', () => {
@@ -30,10 +31,10 @@ describe('sluice bench generate', () => {
     expect([code, stderr]).toEqual([0, '']);
     const r = JSON.parse(stdout);
     expect(r).toMatchObject({ compute_dtype: 'F32', prompt_tokens: 20, generated_tokens: 8, submits_per_token: 1, readback_bytes_per_token: 4 });
-    // 2 layers × (norm, q, k, v, rope, kv_store, attention, o + residual add, norm, gate|up,
-    // swiglu, down + residual add) + embedding + final norm + LM head + sampler; the tiny
-    // cache fits one decode split.
-    expect(r.dispatches_per_token).toBe(2 * 12 + 1 + 2 + 1);
+    // 2 layers × (norm, q|k|v, qkv_rope_store, attention, o + residual add, norm, gate|up,
+    // swiglu, down + residual add; as test/model/dispatches.test.ts counts them) + embedding
+    // + final norm + LM head + sampler; the tiny cache fits one decode split.
+    expect(r.dispatches_per_token).toBe(2 * 9 + 1 + 2 + 1);
     // Every weight once in f32, the tied table as the LM head, plus one embedding row.
     const params = 256 * 64 + 64 + 2 * (2 * 64 + 64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 160 * 64);
     expect(r.weight_bytes_per_token).toBe(params * 4 + 64 * 4);
@@ -76,8 +77,8 @@ describe('sluice bench generate', () => {
       expect(r.prefill.map((p: { prompt_tokens: number }) => p.prompt_tokens)).toEqual([8, 64]);
       for (const p of r.prefill) expect(p.ttft_ms).toBeGreaterThan(0);
       expect(r.ttft_ms).toBe(r.prefill[1].ttft_ms);
-      // 1 layer × 12 + embedding + final norm + LM head + sampler.
-      expect(r.dispatches_per_token).toBe(12 + 1 + 2 + 1);
+      // 1 layer × 9 + embedding + final norm + LM head + sampler.
+      expect(r.dispatches_per_token).toBe(9 + 1 + 2 + 1);
       // At the real width (576, vocab 49152): the tied table as LM head, one embedding row, one layer.
       const h = 576;
       const layer = 2 * h + h * h * 2 + 2 * 192 * h + 3 * 1536 * h;
@@ -109,6 +110,8 @@ describe('sluice bench generate', () => {
       const repeats = await runCli(['bench', 'generate', '--synthetic', 'smollm2-135m', `--repeats=${bad}`]);
       expect([repeats.code, repeats.stderr], bad).toEqual([2, `sluice: bench generate: --repeats must be a whole number ≥ 1, not ${JSON.stringify(bad)}\n`]);
     }
+    // The library checks too, before it loads anything (no GPU needed to refuse).
+    await expect(benchGenerate({} as GpuContext, { dir: 'x', repeats: 0 })).rejects.toThrow(/repeats must be a whole number ≥ 1, not 0/);
     const withParallel = await runCli(['bench', 'generate', '--synthetic', 'smollm2-135m', '--parallel', '1', '--repeats', '2']);
     expect([withParallel.code, withParallel.stderr]).toEqual([2, 'sluice: bench generate: --repeats goes without --parallel (it repeats the one-stream decode)\n']);
     const unknown = await runCli(['bench', 'generate', '--synthetic', 'gpt-5']);
