@@ -19,12 +19,21 @@
 // Supported: headDim a multiple of 4 up to 256; nHeads a multiple of nKvHeads. Anything
 // else is refused with SHAPE_MISMATCH (the same messages as Attention).
 
-import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { AttentionBuffers, AttentionFeatures, AttentionOp, AttentionOptions, AttentionShape, DecodeScratch } from './attention.js';
-import { attentionFail, attentionScoreOptions, checkAttentionBuffer, checkAttentionBuffers, checkAttentionShape } from './attention-checks.js';
-import { type ComputeDtype, dtypeFlags, type PreparedDispatch } from './op.js';
+import {
+  attentionDispatches,
+  attentionFail,
+  attentionScoreOptions,
+  checkAttentionBuffers,
+  checkAttentionShape,
+  checkDecodeScratch,
+  createDecodeScratch,
+  createPipelineNow,
+  decodeSplits,
+} from './attention-common.js';
+import { type ComputeDtype, dtypeFlags } from './op.js';
 
 /** Invocations per workgroup: 32 teams of 4 lanes; P·V puts one on each (4 rows, vec4 of headDim). */
 export const ATTENTION_TILED_WORKGROUP = 128;
@@ -182,11 +191,7 @@ export class AttentionTiled {
     const { key, spec } = variant(this.dtype, kind, this.subgroups, features);
     let pipeline = this.pipelines.get(key);
     if (!pipeline) {
-      pipeline = this.device.createComputePipeline({
-        label: key,
-        layout: 'auto',
-        compute: { module: pipelineCache(this.device).module(spec.shader, spec.flags), entryPoint: spec.entryPoint ?? 'main', constants: { ...spec.constants } },
-      });
+      pipeline = createPipelineNow(this.device, key, spec);
       this.pipelines.set(key, pipeline);
     }
     return pipeline;
@@ -194,7 +199,7 @@ export class AttentionTiled {
 
   /** Prefill: up to the step's maxRows queries per call, at the step's slots and positions (rows of one slot best adjacent). */
   prepare(label: string, shape: AttentionShape, buffers: AttentionBuffers): AttentionOp {
-    return this.build(label, shape, buffers, false, 1);
+    return this.build(label, shape, buffers, false);
   }
 
   /**
@@ -203,45 +208,28 @@ export class AttentionTiled {
    * maxRows) may be shared by all layers; without it the op makes its own.
    */
   prepareDecode(label: string, shape: AttentionShape, buffers: AttentionBuffers, scratch?: DecodeScratch): AttentionOp {
-    const rows = buffers.step.maxRows;
-    checkAttentionShape(label, shape, rows, MAX_HEAD_DIM);
-    const splits = Math.ceil(shape.maxSeq / TILED_DECODE_SPLIT_KEYS);
-    if (splits === 1) return this.build(label, shape, buffers, true, 1);
-    const own = scratch ? undefined : this.decodeScratch(label, shape, rows);
-    const use = scratch ?? own!;
-    checkAttentionBuffer(label, 'scratch.o', use.o, splits * rows * shape.nHeads * shape.headDim * 4);
-    checkAttentionBuffer(label, 'scratch.ml', use.ml, splits * rows * shape.nHeads * 8);
-    return this.build(label, shape, buffers, true, splits, use, own);
+    return this.build(label, shape, buffers, true, scratch);
   }
 
   /** Partials of prepareDecode for `shape` and `rows` query rows: splits · rows · nHeads · (headDim + 2) f32. */
   decodeScratch(label: string, shape: AttentionShape, rows = 1): DecodeScratch {
-    const splits = Math.ceil(shape.maxSeq / TILED_DECODE_SPLIT_KEYS);
-    const make = (name: string, size: number): GPUBuffer =>
-      this.device.createBuffer({ label: `${label}.${name}`, size: Math.ceil(size / 16) * 16, usage: GPUBufferUsage.STORAGE });
-    const o = make('partial_o', splits * rows * shape.nHeads * shape.headDim * 4);
-    const ml = make('partial_ml', splits * rows * shape.nHeads * 8);
-    return { o, ml, destroy: () => (o.destroy(), ml.destroy()) };
+    return createDecodeScratch(this.device, label, shape, rows, decodeSplits(shape, TILED_DECODE_SPLIT_KEYS));
   }
 
-  private build(
-    label: string,
-    shape: AttentionShape,
-    buffers: AttentionBuffers,
-    blockPerToken: boolean,
-    splits: number,
-    scratch?: DecodeScratch,
-    ownScratch?: DecodeScratch,
-  ): AttentionOp {
+  private build(label: string, shape: AttentionShape, buffers: AttentionBuffers, decode: boolean, scratch?: DecodeScratch): AttentionOp {
     const maxTokens = buffers.step.maxRows;
     checkAttentionShape(label, shape, maxTokens, MAX_HEAD_DIM);
     checkAttentionBuffers(label, shape, buffers, this.dtype);
     const options = attentionScoreOptions(label, shape);
+    const splits = decode ? decodeSplits(shape, TILED_DECODE_SPLIT_KEYS) : 1;
+    const ownScratch = splits > 1 && !scratch ? this.decodeScratch(label, shape, maxTokens) : undefined;
+    const useScratch = scratch ?? ownScratch;
+    if (splits > 1) checkDecodeScratch(label, shape, maxTokens, splits, useScratch!);
     const { nHeads, nKvHeads, headDim, maxSeq } = shape;
     const group = nHeads / nKvHeads;
     // Packed rows run across tokens (prefill); a block per token pads each group to whole blocks.
-    const rows = tiledRows(headDim, blockPerToken ? group : maxTokens * group);
-    const tokenRows = blockPerToken ? Math.ceil(group / rows) * rows : group;
+    const rows = tiledRows(headDim, decode ? group : maxTokens * group);
+    const tokenRows = decode ? Math.ceil(group / rows) * rows : group;
     const blocks = Math.ceil((maxTokens * tokenRows) / rows);
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (blocks > maxGroups || nKvHeads > maxGroups) attentionFail(label, `of ${maxTokens} tokens × ${nHeads} heads needs more than ${maxGroups} workgroups`);
@@ -260,29 +248,14 @@ export class AttentionTiled {
       softcap: options.softcap,
       window: options.window,
     });
-    const bind = (pipeline: GPUComputePipeline, entries: [number, GPUBuffer][]): GPUBindGroup =>
-      this.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries: entries.map(([binding, buffer]) => ({ binding, resource: { buffer } })) });
-    const step = buffers.step.buffer;
-    const inputs: [number, GPUBuffer][] = [[0, params], [1, step], [2, buffers.q], [3, buffers.kCache], [4, buffers.vCache]];
-    const dispatches: PreparedDispatch[] = [];
-    if (splits === 1) {
-      const pipeline = this.pipeline('plain', options.features);
-      dispatches.push({ label, pipeline, bindGroup: bind(pipeline, [...inputs, [5, buffers.out]]), workgroups: [blocks, nKvHeads, 1] });
-    } else {
-      const split = this.pipeline('split', options.features);
-      const combine = this.pipeline('combine', options.features);
-      const { o, ml } = scratch!;
-      dispatches.push({ label: `${label}.split`, pipeline: split, bindGroup: bind(split, [...inputs, [5, o], [6, ml]]), workgroups: [blocks, nKvHeads, splits] });
-      dispatches.push({
-        label: `${label}.combine`,
-        pipeline: combine,
-        bindGroup: bind(combine, [[0, params], [1, step], [5, o], [6, ml], [7, buffers.out]]),
-        workgroups: workgroups1d(maxTokens * nHeads * (headDim / 4), ATTENTION_TILED_WORKGROUP, maxGroups),
-      });
-    }
+    const pipelines =
+      splits > 1
+        ? { split: this.pipeline('split', options.features), combine: this.pipeline('combine', options.features), scratch: useScratch! }
+        : { plain: this.pipeline('plain', options.features) };
+    const grid = { blocks, splits, workgroupSize: ATTENTION_TILED_WORKGROUP };
     return {
       label,
-      dispatches,
+      dispatches: attentionDispatches(this.device, label, params, shape, buffers, pipelines, grid),
       destroy(): void {
         params.destroy();
         ownScratch?.destroy();
