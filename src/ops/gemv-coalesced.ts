@@ -18,7 +18,7 @@ import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { GemvOptions } from './gemv.js';
-import { checkLinearOperands, prepareChunks } from './linear-prepare.js';
+import { checkLinearOperands, checkLinearOptions, prepareChunks } from './linear-prepare.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
 
 /** Invocations per workgroup: 8 warps of 32, enough to keep loads in flight, few enough to keep several workgroups per SM. */
@@ -121,7 +121,7 @@ export class GemvCoalesced {
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<GemvCoalesced> {
-    if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`gemv_coalesced: F16 compute needs the device feature 'shader-f16'`);
+    checkLinearOptions('gemv_coalesced', device, dtype, options);
     // A GemvOptions field this kernel has no variant for must not be dropped silently.
     const tokens = (options as { tokens?: number }).tokens ?? 1;
     if (tokens !== 1) throw new Error(`gemv_coalesced: one row of x only (tokens ${tokens}): use Gemv for a batched decode`);
@@ -131,7 +131,6 @@ export class GemvCoalesced {
       throw new Error(`gemv_coalesced: subgroups need the device feature 'subgroups' and a known subgroup width of at most ${GEMV_COALESCED_WORKGROUP}`);
     }
     const residual = options.residual ?? false;
-    if (residual && options.outF32) throw new Error('gemv_coalesced: residual writes the compute dtype (the residual stream), not outF32');
     const threadsPerRow = subgroups ? sgThreads! : GEMV_COALESCED_THREADS_PER_ROW;
     const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual, threadsPerRow };
     const { key, spec } = variant(choice);

@@ -15,6 +15,15 @@ export interface LinearCreated {
 }
 
 /**
+ * Throws unless `device` computes in `dtype` and the options go together: residual writes
+ * the compute dtype (the residual stream), so never with outF32. `op` names the kernel.
+ */
+export function checkLinearOptions(op: string, device: GPUDevice, dtype: ComputeDtype, options: { outF32?: boolean; residual?: boolean }): void {
+  if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`${op}: F16 compute needs the device feature 'shader-f16'`);
+  if (options.residual && options.outF32) throw new Error(`${op}: residual writes the compute dtype (the residual stream), not outF32`);
+}
+
+/**
  * Throws unless y = x·Wᵀ (+ bias) can run: W (N, K) and bias (N,) in the compute dtype,
  * bias given exactly when created with one, x (m, K) and y (m, N) large enough and distinct.
  * `m` undefined: a gemv (one row, shapes written (K,)); else a matmul of m rows. Returns [N, K].

@@ -20,7 +20,7 @@ import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { MatmulOptions } from './matmul.js';
-import { checkLinearOperands, prepareChunks } from './linear-prepare.js';
+import { checkLinearOperands, checkLinearOptions, prepareChunks } from './linear-prepare.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
 
 /** Columns of y per workgroup (the shader's TILE_N). */
@@ -98,10 +98,9 @@ export class MatmulTiled {
 
   /** options.subgroups is accepted and has no effect: the tiles are shared through workgroup memory. */
   static async create(device: GPUDevice, dtype: ComputeDtype, options: MatmulOptions = {}): Promise<MatmulTiled> {
-    if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`matmul_tiled: F16 compute needs the device feature 'shader-f16'`);
+    checkLinearOptions('matmul_tiled', device, dtype, options);
     if (options.naive) throw new Error('matmul_tiled: the naive kernel is Matmul.create(…, { naive: true })');
     const residual = options.residual ?? false;
-    if (residual && options.outF32) throw new Error('matmul_tiled: residual writes the compute dtype (the residual stream), not outF32');
     const asked = options.tileM ?? MATMUL_TILED_TILE_M;
     if (!Number.isInteger(asked) || asked < 1 || asked > MATMUL_TILED_MAX_TILE_M) {
       throw new Error(`matmul_tiled: tileM must be an integer in 1..${MATMUL_TILED_MAX_TILE_M}, got ${asked}`);
