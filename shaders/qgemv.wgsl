@@ -1,8 +1,9 @@
 // Decode matrix-vector product with a quantized weight: y = W·x (+ b), W (N, K) in sluice's
 // quantized layout (src/gpu/quantized-tensor.ts), dequantized in registers, f32 accumulation.
 // Launcher: src/ops/qgemv.ts. Variants: Q4 (8 nibbles per word; else q8, 4 signed bytes),
-// F16 (x, y, bias f16), SUBGROUPS (x shared by subgroupBroadcast), BIAS, OUT_F32, GENERIC
-// (the per-word path). Scale storage (f16 pairs or f32) and zero points are Params flags.
+// F16 (x, y, bias f16), SUBGROUPS (x shared by subgroupBroadcast), BIAS, OUT_F32, RESIDUAL
+// (y += W·x (+ b): y is the residual stream, so o_proj and down_proj need no add dispatch),
+// GENERIC (the per-word path). Scale storage (f16 pairs or f32) and zero points are Params flags.
 //
 // Per group, Σ_i s·(q_i − z)·x_i = s·(Σ q_i·x_i − z·Σ x_i): the inner loop is unpack + FMA,
 // and Σ x_i is shared by every row.
@@ -80,7 +81,7 @@ const MAX_ROWS = 4u;           // capacity of the per-row arrays (function array
 @group(0) @binding(2) var<storage, read> scales: array<u32>;     // (rows, K / G) f16 pairs or f32
 @group(0) @binding(3) var<storage, read> zeros: array<u32>;      // (rows, K / G) a byte each
 @group(0) @binding(4) var<storage, read> x: array<u32>;          // (K,) f16 pairs or f32 bits
-@group(0) @binding(5) var<storage, read_write> y: array<Y>;      // (N,) whole output
+@group(0) @binding(5) var<storage, read_write> y: array<Y>;      // (N,) whole output (RESIDUAL: read first)
 #ifdef BIAS
 @group(0) @binding(6) var<storage, read> bias: array<T>;         // (N,)
 #endif
@@ -324,10 +325,17 @@ fn main(
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     let r = firstRow + j;
     if (r >= params.rows) { break; }
+    let at = params.rowOffset + r;
 #ifdef BIAS
-    y[params.rowOffset + r] = Y(acc[j] + f32(bias[params.rowOffset + r]));
+    let v = Y(acc[j] + f32(bias[at]));
 #else
-    y[params.rowOffset + r] = Y(acc[j]);
+    let v = Y(acc[j]);
+#endif
+#ifdef RESIDUAL
+    // Rounded to T first, then added in T: bit for bit the unfused qgemv + add.wgsl.
+    y[at] = y[at] + v;
+#else
+    y[at] = v;
 #endif
   }
 }

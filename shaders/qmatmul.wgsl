@@ -5,7 +5,9 @@
 // f32 accumulation are matmul's, and the FMAs per loaded W word are TILE_M·16 as there, so the
 // extra scale/zero loads cost little (prefill is compute-bound). K is a multiple of the group
 // size (≥ 8), so matmul's K % 4 ≠ 0 scalar path is gone.
-// Variants: Q4 (else q8), F16, SUBGROUPS, BIAS, OUT_F32; scale storage and zero points are Params.
+// Variants: Q4 (else q8), F16, SUBGROUPS, BIAS, OUT_F32, RESIDUAL (y += x·Wᵀ (+ b): y is the
+// residual stream, so o_proj and down_proj need no add dispatch); scale storage and zero
+// points are Params.
 #ifdef SUBGROUPS
 enable subgroups;
 #endif
@@ -52,7 +54,7 @@ const MAX_TILE_M = 32u;       // capacity of the register tile (function arrays 
 @group(0) @binding(2) var<storage, read> data: array<u32>;    // (rows, K / EPW) packed
 @group(0) @binding(3) var<storage, read> scales: array<u32>;  // (rows, K / G) f16 pairs or f32
 @group(0) @binding(4) var<storage, read> zeros: array<u32>;   // (rows, K / G) a byte each
-@group(0) @binding(5) var<storage, read_write> y: array<Y>;   // (M, N); this chunk writes its columns
+@group(0) @binding(5) var<storage, read_write> y: array<Y>;   // (M, N); this chunk writes its columns (RESIDUAL: reads them first)
 #ifdef BIAS
 @group(0) @binding(6) var<storage, read> bias: array<T>;      // (N,)
 #endif
@@ -165,6 +167,11 @@ fn main(
 #else
     let b = 0.0;
 #endif
+#ifdef RESIDUAL
+    // Rounded to T first, then added in T: bit for bit the unfused qmatmul + add.wgsl.
+    for (var m = m0; m < mEnd; m++) { y[m * params.N + n] = y[m * params.N + n] + Y(acc[m - m0][j] + b); }
+#else
     for (var m = m0; m < mEnd; m++) { y[m * params.N + n] = Y(acc[m - m0][j] + b); }
+#endif
   }
 }

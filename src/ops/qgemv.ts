@@ -1,4 +1,4 @@
-// Launcher of shaders/qgemv.wgsl: y = W·x (+ b) for one token, W a quantized Linear weight
+// Launcher of shaders/qgemv.wgsl: y = W·x (+ b), or y += W·x (+ b), for one token, W a quantized Linear weight
 // (src/gpu/quantized-tensor.ts), possibly row-chunked (a quantized LM head). One dispatch per
 // chunk. Same prepare() as Gemv, with a QuantizedTensor for the weight; the dense Gemv is
 // untouched. The pipeline comes from a table keyed [weight kind][compute dtype], as ggml's
@@ -51,6 +51,8 @@ interface VariantChoice {
   subgroups: boolean;
   bias: boolean;
   outF32: boolean;
+  /** y += W·x (+ b) (GemvOptions.residual): never with outF32. */
+  residual: boolean;
   path: Path;
 }
 
@@ -68,14 +70,20 @@ const QGEMV_PIPELINES: Record<QuantKind, Record<ComputeDtype, (v: Omit<VariantCh
   q4: { F32: (v) => variant({ ...v, kind: 'q4', dtype: 'F32' }), F16: (v) => variant({ ...v, kind: 'q4', dtype: 'F16' }) },
 };
 
-/** Every variant: both kinds and paths, the dtypes given, subgroup ones only where the device has them. */
+/**
+ * Every variant: both kinds and paths, the dtypes given, subgroup ones only where the device
+ * has them; RESIDUAL writes the compute dtype (the residual stream), so never with OUT_F32.
+ */
 export function qgemvVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const subgroups = features.has('subgroups') ? [false, true] : [false];
   return (['q8', 'q4'] as const).flatMap((kind) =>
     dtypes.flatMap((dtype) =>
       subgroups.flatMap((sg) =>
         (['block', 'word'] as const).flatMap((path) =>
-          [false, true].flatMap((bias) => (dtype === 'F16' ? [false, true] : [false]).map((outF32) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32, path }))),
+          [false, true].flatMap((bias) => [
+            ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32, residual: false, path })),
+            QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32: false, residual: true, path }),
+          ]),
         ),
       ),
     ),
@@ -89,9 +97,11 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.subgroups ? ['SUBGROUPS'] : []),
     ...(v.bias ? ['BIAS'] : []),
     ...(v.outF32 ? ['OUT_F32'] : []),
+    ...(v.residual ? ['RESIDUAL'] : []),
     ...(v.path === 'word' ? ['GENERIC'] : []),
   ];
-  const name = ['qgemv', v.kind, v.dtype.toLowerCase(), v.path, ...(v.subgroups ? ['sg'] : []), ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : [])];
+  const options = [...(v.subgroups ? ['sg'] : []), ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : [])];
+  const name = ['qgemv', v.kind, v.dtype.toLowerCase(), v.path, ...options];
   return {
     key: `${name.join('_')}_r${QGEMV_ROWS_PER_THREAD}_wg${QGEMV_WORKGROUP}`,
     spec: { shader: 'qgemv', flags, constants: { ROWS_PER_THREAD: QGEMV_ROWS_PER_THREAD, WORKGROUP_SIZE: QGEMV_WORKGROUP } },
@@ -133,31 +143,38 @@ export class QGemv {
     readonly outF32: boolean,
     /** Whether x is shared by subgroup operations. */
     readonly subgroups: boolean,
+    /** y += W·x (+ b) (GemvOptions.residual). */
+    readonly residual: boolean,
   ) {}
 
   /**
    * options.subgroups: share x by subgroupBroadcast; default where the device has 'subgroups'
    * with subgroups of at least 8 invocations (adapterInfo.subgroupMinSize); true requires it.
+   * options.residual: y += W·x (+ b), as Gemv's (not with outF32). options.tokens: 1 only.
    */
   static async create(device: GPUDevice, kind: QuantKind, dtype: ComputeDtype, options: GemvOptions = {}): Promise<QGemv> {
     if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`qgemv: F16 compute needs the device feature 'shader-f16'`);
     const subgroups = options.subgroups ?? canShareX(device);
     if (subgroups && !canShareX(device)) throw new Error(`qgemv: sharing x needs the 'subgroups' feature with subgroups of at least 8 invocations`);
+    const residual = options.residual ?? false;
+    if (residual && options.outF32) throw new Error('qgemv: residual writes the compute dtype (the residual stream), not outF32');
+    if ((options.tokens ?? 1) !== 1) throw new Error(`qgemv: one row of x only, not tokens = ${options.tokens}`);
     const bias = options.bias ?? false;
     const outF32 = dtype === 'F16' && (options.outF32 ?? false);
     const cache = pipelineCache(device);
     const get = (path: Path) => {
-      const { key, spec } = QGEMV_PIPELINES[kind][dtype]({ subgroups, bias, outF32, path });
+      const { key, spec } = QGEMV_PIPELINES[kind][dtype]({ subgroups, bias, outF32, residual, path });
       return cache.get(key, spec);
     };
     const [block, word] = await Promise.all([get('block'), get('word')]);
-    return new QGemv(device, { block, word }, kind, dtype, bias, options.outF32 ?? false, subgroups);
+    return new QGemv(device, { block, word }, kind, dtype, bias, options.outF32 ?? false, subgroups, residual);
   }
 
   /**
    * y = W·x (+ bias). weight: quantized (N, K), any chunks. x: (K,) in the compute dtype.
    * y: (N,) in the compute dtype, or f32 with outF32; distinct from x. bias: (N,) in the
-   * compute dtype, one chunk, given exactly when created with bias.
+   * compute dtype, one chunk, given exactly when created with bias. Created with residual:
+   * y is read too, y += W·x (+ bias).
    */
   prepare(label: string, weight: QuantizedTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
     const [n, k] = checkQuantizedWeight(label, 'qgemv', weight, this.kind);

@@ -1,4 +1,4 @@
-// Launcher of shaders/qmatmul.wgsl: y = x·Wᵀ (+ b) for a prompt of M tokens, W a quantized
+// Launcher of shaders/qmatmul.wgsl: y = x·Wᵀ (+ b), or y += x·Wᵀ (+ b), for a prompt of M tokens, W a quantized
 // Linear weight (src/gpu/quantized-tensor.ts), possibly row-chunked. Same prepare() as Matmul
 // with a QuantizedTensor; the dense Matmul is untouched. Pipelines from a table keyed
 // [weight kind][compute dtype] (ggml's mul_mat_pipeline[src0][src1]); tiles are Matmul's.
@@ -35,6 +35,8 @@ interface VariantChoice {
   tileM: number;
   bias: boolean;
   outF32: boolean;
+  /** y += x·Wᵀ (+ b) (MatmulOptions.residual): never with outF32. */
+  residual: boolean;
 }
 
 const QMATMUL_PIPELINES: Record<QuantKind, Record<ComputeDtype, (v: Omit<VariantChoice, 'kind' | 'dtype'>) => { key: string; spec: PipelineSpec }>> = {
@@ -44,25 +46,36 @@ const QMATMUL_PIPELINES: Record<QuantKind, Record<ComputeDtype, (v: Omit<Variant
 
 const tileRows = (kernel: Kernel) => (kernel === 'subgroups' ? MATMUL_TILE_M_SUBGROUPS : MATMUL_TILE_M_WORKGROUP);
 
-/** Every variant at the default tiles: both kinds, the dtypes given, subgroups where the device has them. */
+/**
+ * Every variant at the default tiles: both kinds, the dtypes given, subgroups where the
+ * device has them; RESIDUAL writes the compute dtype (the residual stream), never with OUT_F32.
+ */
 export function qmatmulVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const kernels: Kernel[] = [...(features.has('subgroups') ? ['subgroups' as const] : []), 'workgroup'];
   return (['q8', 'q4'] as const).flatMap((kind) =>
     dtypes.flatMap((dtype) =>
       kernels.flatMap((kernel) =>
-        [false, true].flatMap((bias) =>
-          (dtype === 'F16' ? [false, true] : [false]).map((outF32) => QMATMUL_PIPELINES[kind][dtype]({ kernel, tileM: tileRows(kernel), bias, outF32 })),
-        ),
+        [false, true].flatMap((bias) => [
+          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => QMATMUL_PIPELINES[kind][dtype]({ kernel, tileM: tileRows(kernel), bias, outF32, residual: false })),
+          QMATMUL_PIPELINES[kind][dtype]({ kernel, tileM: tileRows(kernel), bias, outF32: false, residual: true }),
+        ]),
       ),
     ),
   );
 }
 
 function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
-  const flags = [...kindFlags(v.kind), ...dtypeFlags(v.dtype), ...(v.kernel === 'subgroups' ? ['SUBGROUPS'] : []), ...(v.bias ? ['BIAS'] : []), ...(v.outF32 ? ['OUT_F32'] : [])];
+  const flags = [
+    ...kindFlags(v.kind),
+    ...dtypeFlags(v.dtype),
+    ...(v.kernel === 'subgroups' ? ['SUBGROUPS'] : []),
+    ...(v.bias ? ['BIAS'] : []),
+    ...(v.outF32 ? ['OUT_F32'] : []),
+    ...(v.residual ? ['RESIDUAL'] : []),
+  ];
   const tile = v.kernel === 'subgroups' ? `sg_m${v.tileM}` : `wgmem_m${v.tileM}k${MATMUL_TILE_K}`;
   return {
-    key: ['qmatmul', v.kind, v.dtype.toLowerCase(), tile, ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), `wg${MATMUL_WORKGROUP}`].join('_'),
+    key: ['qmatmul', v.kind, v.dtype.toLowerCase(), tile, ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []), `wg${MATMUL_WORKGROUP}`].join('_'),
     spec: { shader: 'qmatmul', flags, constants: { WORKGROUP_SIZE: MATMUL_WORKGROUP, TILE_M: v.tileM, TILE_K: MATMUL_TILE_K } },
   };
 }
@@ -83,6 +96,8 @@ export class QMatmul {
     /** y is f32 (always so for F32 compute). */
     readonly outF32: boolean,
     readonly tileM: number,
+    /** y += x·Wᵀ (+ b) (MatmulOptions.residual). */
+    readonly residual: boolean,
   ) {}
 
   static async create(device: GPUDevice, kind: QuantKind, dtype: ComputeDtype, options: Omit<MatmulOptions, 'naive'> = {}): Promise<QMatmul> {
@@ -91,13 +106,15 @@ export class QMatmul {
     const kernel: Kernel = (options.subgroups ?? subgroupsFit(device)) ? 'subgroups' : 'workgroup';
     const tileM = options.tileM ?? tileRows(kernel);
     if (!Number.isInteger(tileM) || tileM < 1 || tileM > MATMUL_MAX_TILE_M) throw new Error(`qmatmul: tileM must be an integer in 1..${MATMUL_MAX_TILE_M}, got ${tileM}`);
+    const residual = options.residual ?? false;
+    if (residual && options.outF32) throw new Error('qmatmul: residual writes the compute dtype (the residual stream), not outF32');
     const bias = options.bias ?? false;
     const outF32 = dtype === 'F16' && (options.outF32 ?? false);
-    const { key, spec } = QMATMUL_PIPELINES[kind][dtype]({ kernel, tileM, bias, outF32 });
-    return new QMatmul(device, await pipelineCache(device).get(key, spec), kind, dtype, kernel, bias, dtype === 'F32' || outF32, tileM);
+    const { key, spec } = QMATMUL_PIPELINES[kind][dtype]({ kernel, tileM, bias, outF32, residual });
+    return new QMatmul(device, await pipelineCache(device).get(key, spec), kind, dtype, kernel, bias, dtype === 'F32' || outF32, tileM, residual);
   }
 
-  /** As Matmul.prepare, with a quantized (N, K) weight (any chunks). */
+  /** As Matmul.prepare, with a quantized (N, K) weight (any chunks); created with residual, y += x·Wᵀ (+ bias). */
   prepare(label: string, m: number, weight: QuantizedTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
     const [n, k] = checkQuantizedWeight(label, 'qmatmul', weight, this.kind);
     if (!Number.isInteger(m) || m < 1) throw new Error(`${label}: qmatmul needs M ≥ 1 rows, got ${m}`);
