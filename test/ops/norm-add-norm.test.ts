@@ -6,7 +6,6 @@
 // add.test.ts), so their composition is this kernel's reference.
 
 import { describe, expect, it } from 'vitest';
-import { readBuffer } from '../../src/gpu/read-back.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
 import { Add } from '../../src/ops/add.js';
 import { NORM_ADD_NORM_WORKGROUP, NormAddNorm, normAddNormVariants } from '../../src/ops/norm-add-norm.js';
@@ -27,50 +26,79 @@ const SHAPES = ROWS.flatMap((rows) => HIDDEN.map((hidden): [number, number] => [
 
 const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
 
-/** Bytes of the first `count` elements of `buffer` (rounded up to 4: padding is zero in every buffer here). */
-async function bytesOf(device: GPUDevice, buffer: GPUBuffer, count: number, dtype: ComputeDtype): Promise<Uint8Array> {
-  return readBuffer(device, buffer, 0, Math.ceil((count * computeBytes(dtype)) / 4) * 4);
+/**
+ * The first `bytes` of each buffer (each a multiple of 4), copied into one staging buffer
+ * and mapped once: a test of many shapes then waits for the GPU twice, not per buffer.
+ */
+async function readAll(device: GPUDevice, parts: readonly { buffer: GPUBuffer; bytes: number }[]): Promise<Uint8Array[]> {
+  const total = parts.reduce((sum, p) => sum + p.bytes, 0);
+  const staging = device.createBuffer({ label: 'test.norm_add_norm.readback', size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const encoder = device.createCommandEncoder({ label: 'test.norm_add_norm.readback' });
+  let at = 0;
+  for (const { buffer, bytes } of parts) {
+    encoder.copyBufferToBuffer(buffer, 0, staging, at, bytes);
+    at += bytes;
+  }
+  device.queue.submit([encoder.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const all = new Uint8Array(staging.getMappedRange().slice(0));
+  staging.destroy();
+  at = 0;
+  return parts.map(({ bytes }) => all.subarray(at, (at += bytes)));
 }
 
 /**
- * Runs, in one pass, the three unfused ops on x and the fused op with and without the next
- * norm on two copies of x; throws with the first differing element unless all agree byte for byte.
+ * For every shape: the three unfused ops on x, and the fused op with and without the next
+ * norm on two copies of x, all in one pass; fails with the shape and the first differing
+ * element unless all agree byte for byte.
  */
-async function compare(device: GPUDevice, dtype: ComputeDtype, onePlusWeight: boolean, rows: number, hidden: number, seed: number): Promise<void> {
+async function compare(device: GPUDevice, dtype: ComputeDtype, onePlusWeight: boolean, shapes: readonly [number, number][], seed: number): Promise<void> {
   const rng = mulberry32(seed);
-  const n = rows * hidden;
-  // y: a block's output; an offset keeps its mean square off eps. x: the residual stream.
-  const y = asDtype(randomValues(rng, n, -2, 3), dtype);
-  const x = asDtype(randomValues(rng, n, -4, 4), dtype);
+  const width = computeBytes(dtype);
   // Gemma's weights sit around 0 (the norm is 1 + w): −1.5 … 1.5 makes 1 + w change sign.
   const [lo, hi] = onePlusWeight ? [-1.5, 1.5] : [-2, 2];
-  const weights = await uploadWeights(device, { w1: { shape: [hidden], values: randomValues(rng, hidden, lo, hi) }, w2: { shape: [hidden], values: randomValues(rng, hidden, lo, hi) } }, dtype);
-  const [w1, w2] = [weights.tensors.get('w1')!, weights.tensors.get('w2')!];
+  const weights = await uploadWeights(
+    device,
+    Object.fromEntries(shapes.flatMap(([, hidden], i) => ['w1', 'w2'].map((w) => [`${w}.${i}`, { shape: [hidden], values: randomValues(rng, hidden, lo, hi) }]))),
+    dtype,
+  );
   const options = { eps: EPS, onePlusWeight };
   const [norm, add, fused] = await Promise.all([RmsNorm.create(device, dtype, options), Add.create(device, dtype, { inPlace: true }), NormAddNorm.create(device, dtype, options)]);
-  const width = computeBytes(dtype);
-  const yBuf = uploadArray(device, y, dtype);
-  const [xRef, xNext, xOnly] = [0, 1, 2].map(() => uploadArray(device, x, dtype));
-  const [tmp, outRef, outFused] = [0, 1, 2].map(() => outputBuffer(device, n, width));
-  const tag = `test.norm_add_norm.${dtype}.${onePlusWeight ? 'one_plus.' : ''}${rows}x${hidden}`;
-  const ops: PreparedOp[] = [
-    norm.prepare(`${tag}.post_norm`, rows, hidden, yBuf, w1, tmp),
-    add.prepare(`${tag}.add`, n, xRef, tmp),
-    norm.prepare(`${tag}.next_norm`, rows, hidden, xRef, w2, outRef),
-    fused.prepare(`${tag}.fused`, rows, hidden, yBuf, w1, xNext, { weight: w2, out: outFused }),
-    fused.prepare(`${tag}.fused_no_next`, rows, hidden, yBuf, w1, xOnly, null),
-  ];
-  expect(ops.map((op) => op.dispatches.length)).toEqual([1, 1, 1, 1, 1]);
-  await runOps(device, ops, tag);
-  const [want, wantOut] = [await bytesOf(device, xRef, n, dtype), await bytesOf(device, outRef, n, dtype)];
-  const where = `${dtype} onePlus=${onePlusWeight} rows=${rows} hidden=${hidden}:`;
-  expect(firstMismatch(await bytesOf(device, xNext, n, dtype), want, width), `${where} x (with next)`).toBeNull();
-  expect(firstMismatch(await bytesOf(device, xOnly, n, dtype), want, width), `${where} x (no next)`).toBeNull();
-  expect(firstMismatch(await bytesOf(device, outFused, n, dtype), wantOut, width), `${where} out`).toBeNull();
-  // Not a vacuous match: the residual moved.
-  expect(Buffer.from(want.subarray(0, n * width)).equals(encode(x, dtype)), `${where} x unchanged`).toBe(false);
+  const cases = shapes.map(([rows, hidden], i) => {
+    const n = rows * hidden;
+    // y: a block's output; an offset keeps its mean square off eps. x: the residual stream.
+    const y = asDtype(randomValues(rng, n, -2, 3), dtype);
+    const x = asDtype(randomValues(rng, n, -4, 4), dtype);
+    const [w1, w2] = [weights.tensors.get(`w1.${i}`)!, weights.tensors.get(`w2.${i}`)!];
+    const yBuf = uploadArray(device, y, dtype);
+    const [xRef, xNext, xOnly] = [0, 1, 2].map(() => uploadArray(device, x, dtype));
+    const [tmp, outRef, outFused] = [0, 1, 2].map(() => outputBuffer(device, n, width));
+    const tag = `test.norm_add_norm.${dtype}.${onePlusWeight ? 'one_plus.' : ''}${rows}x${hidden}`;
+    const ops: PreparedOp[] = [
+      norm.prepare(`${tag}.post_norm`, rows, hidden, yBuf, w1, tmp),
+      add.prepare(`${tag}.add`, n, xRef, tmp),
+      norm.prepare(`${tag}.next_norm`, rows, hidden, xRef, w2, outRef),
+      fused.prepare(`${tag}.fused`, rows, hidden, yBuf, w1, xNext, { weight: w2, out: outFused }),
+      fused.prepare(`${tag}.fused_no_next`, rows, hidden, yBuf, w1, xOnly, null),
+    ];
+    const bytes = Math.ceil((n * width) / 4) * 4; // padding is zero in every buffer here
+    return { rows, hidden, n, x, ops, buffers: [yBuf, xRef, xNext, xOnly, tmp, outRef, outFused], read: [xRef, outRef, xNext, xOnly, outFused].map((buffer) => ({ buffer, bytes })) };
+  });
+  const ops = cases.flatMap((c) => c.ops);
+  expect(ops.every((op) => op.dispatches.length === 1)).toBe(true);
+  await runOps(device, ops, 'test.norm_add_norm');
+  const got = await readAll(device, cases.flatMap((c) => c.read));
+  cases.forEach(({ rows, hidden, n, x }, i) => {
+    const [want, wantOut, xNext, xOnly, out] = got.slice(5 * i, 5 * i + 5);
+    const where = `${dtype} onePlus=${onePlusWeight} rows=${rows} hidden=${hidden}:`;
+    expect(firstMismatch(xNext, want, width), `${where} x (with next)`).toBeNull();
+    expect(firstMismatch(xOnly, want, width), `${where} x (no next)`).toBeNull();
+    expect(firstMismatch(out, wantOut, width), `${where} out`).toBeNull();
+    // Not a vacuous match: the residual moved.
+    expect(Buffer.from(want.subarray(0, n * width)).equals(encode(x, dtype)), `${where} x unchanged`).toBe(false);
+  });
   for (const op of ops) op.destroy();
-  for (const buffer of [yBuf, xRef, xNext, xOnly, tmp, outRef, outFused]) buffer.destroy();
+  for (const buffer of cases.flatMap((c) => c.buffers)) buffer.destroy();
   weights.destroy();
 }
 
@@ -90,7 +118,7 @@ it('every variant compiles with no message', async () => {
 describe.each(['F32', 'F16'] as const)('norm_add_norm %s', (dtype) => {
   it.each([true, false])(`onePlusWeight %s: byte for byte the three ops, ${SHAPES.length} shapes`, async (onePlusWeight) => {
     if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said, not silent: no F16 on this adapter
-    for (const [i, [rows, hidden]] of SHAPES.entries()) await compare(gpu.device, dtype, onePlusWeight, rows, hidden, 0x5a4d + 97 * i);
+    await compare(gpu.device, dtype, onePlusWeight, SHAPES, 0x5a4d);
   });
 });
 
@@ -105,7 +133,7 @@ it('rows past the per-dimension workgroup limit spill into y', async () => {
   op.destroy();
   weights.destroy();
   // …and the kernel indexes rows that way: compared with the three ops on the spy device.
-  await compare(spy.device, 'F32', true, 11, 9, 0x591);
+  await compare(spy.device, 'F32', true, [[11, 9]], 0x591);
 });
 
 it('prepare refuses bad shapes, weights, short buffers and aliased buffers', async () => {
