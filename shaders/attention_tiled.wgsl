@@ -80,7 +80,7 @@ struct Params {
   block_rows: u32, // query rows per workgroup: a multiple of 4, ≤ MAX_ROWS, (rows / 4) · head_vecs ≤ WORKGROUP_SIZE
   token_rows: u32, // block rows per token: group (packed), or group padded to whole blocks (a block per token)
   split_keys: u32, // keys per split (workgroup z); ≥ max_seq when unsplit
-  tile_keys: u32,  // keys per K/V tile: ≤ MAX_TILE_KEYS, tile_keys · tile_stride ≤ TILE_VECS
+  tile_keys: u32,  // keys per K/V tile: ≤ PROBS_STRIDE − 4, tile_keys · tile_stride ≤ TILE_VECS
   tile_stride: u32, // vec4s per key row of a staged tile: head_vecs + padding, ≡ 4 (mod 8)
   scale: f32,      // 1 / sqrt(headDim), or the model's
   softcap: f32,    // SOFTCAP: attn_logit_softcapping (> 0)
@@ -93,7 +93,9 @@ struct Step { rows: u32, row: array<StepRow> }
 
 override WORKGROUP_SIZE: u32; // invocations: 32 teams of LANES
 override MAX_ROWS: u32;       // query rows per block, at most (one team per row)
-override MAX_TILE_KEYS: u32;  // keys per tile, at most: the row stride of `probs`
+// Row stride of `probs`: the most keys per tile + 4, ≡ 4 (mod 32), so the 8 teams of a warp
+// reading their rows' keys lane, lane + 4, … hit 32 different banks.
+override PROBS_STRIDE: u32;
 override TILE_VECS: u32;      // vec4s of one staged K or V tile, padding included
 override Q_VECS: u32;         // vec4s of the query tile: rows · head_vecs at most
 // Lanes of a team: a score's slice of headDim, a row's slice of the tile. 4 = WebGPU's
@@ -123,9 +125,8 @@ const NO_TOKEN = 0xffffffffu;
 var<workgroup> q_tile: array<vec4f, Q_VECS>;                 // (rows, head_vecs) queries · scale
 var<workgroup> k_tile: array<vec4f, TILE_VECS>;              // (tile_keys, tile_stride) f32
 var<workgroup> v_tile: array<vec4f, TILE_VECS>;              // (tile_keys, tile_stride) f32
-var<workgroup> probs: array<f32, MAX_ROWS * MAX_TILE_KEYS>;  // (rows, MAX_TILE_KEYS): scores, then probabilities
-var<workgroup> row_alpha: array<f32, MAX_ROWS>;              // (rows,) this tile's exp(old max − new max)
-var<workgroup> row_max: array<f32, MAX_ROWS>;                // (rows,) final max, for the partials
+var<workgroup> probs: array<f32, MAX_ROWS * PROBS_STRIDE>;   // (rows, PROBS_STRIDE): scores, then probabilities
+var<workgroup> row_alpha: array<f32, MAX_ROWS>;              // (rows,) this tile's exp(old max − new max); at the end, the final max
 var<workgroup> row_sum: array<f32, MAX_ROWS>;                // (rows,) final Σ exp(s − max)
 var<workgroup> row_pos: array<u32, MAX_ROWS>;                // (rows,) each row's position: its last key
 var<workgroup> row_token: array<u32, MAX_ROWS>;              // (rows,) each row's step row, NO_TOKEN if none
@@ -306,7 +307,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
         let d = team_sum(acc, tid);
         if (n < items && j < keys) {
           let r = 4u * g + lane;
-          probs[r * MAX_TILE_KEYS + j] = masked_score(d[lane], r, k0 + j, run_first, run_last);
+          probs[r * PROBS_STRIDE + j] = masked_score(d[lane], r, k0 + j, run_first, run_last);
         }
       }
       workgroupBarrier();
@@ -314,7 +315,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
       // Online softmax: team = row; each lane over keys lane, lane + 4, …; teams without a
       // row reduce nothing but still take part in the reductions.
       let own_keys = select(0u, keys, own_row);
-      let pr = team * MAX_TILE_KEYS;
+      let pr = team * PROBS_STRIDE;
       var tile_m = MASKED;
       for (var j = lane; j < own_keys; j += LANES) { tile_m = max(tile_m, probs[pr + j]); }
       let m_new = max(m, team_max(tile_m, tid));
@@ -337,14 +338,14 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
         o1 *= row_alpha[r0 + 1u];
         o2 *= row_alpha[r0 + 2u];
         o3 *= row_alpha[r0 + 3u];
-        let p0 = r0 * MAX_TILE_KEYS;
+        let p0 = r0 * PROBS_STRIDE;
         for (var j = kl; j < keys; j += key_lanes) {
           let v = v_tile[j * stride + c];
           let pj = p0 + j;
           o0 += probs[pj] * v;
-          o1 += probs[pj + MAX_TILE_KEYS] * v;
-          o2 += probs[pj + 2u * MAX_TILE_KEYS] * v;
-          o3 += probs[pj + 3u * MAX_TILE_KEYS] * v;
+          o1 += probs[pj + PROBS_STRIDE] * v;
+          o2 += probs[pj + 2u * PROBS_STRIDE] * v;
+          o3 += probs[pj + 3u * PROBS_STRIDE] * v;
         }
       }
       workgroupBarrier(); // the next tile overwrites the tiles, probs and row_alpha
@@ -352,7 +353,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   }
 
   if (own_row && lane == 0u) {
-    row_max[team] = m;
+    row_alpha[team] = m; // no tile reads it any more
     row_sum[team] = l;
   }
   // Key lanes past the first hand their partial O over through k_tile (free now: 4 vec4 per
@@ -382,7 +383,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
     // Rows whose position precedes this split hold (MASKED, 0, 0): combine never reads them.
     let part = (wg.z * step.rows + t) * params.n_heads + head;
     part_o[part * hv + c] = acc[i];
-    if (c == 0u) { part_ml[part] = vec2f(row_max[r], row_sum[r]); }
+    if (c == 0u) { part_ml[part] = vec2f(row_alpha[r], row_sum[r]); }
 #else
     out[(t * params.n_heads + head) * hv + c] = pack(acc[i] / row_sum[r]);
 #endif

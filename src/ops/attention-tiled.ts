@@ -54,11 +54,14 @@ const MAX_HEAD_DIM = 256;
  */
 export const TILED_DECODE_SPLIT_KEYS = 128;
 
-/** Workgroup memory the kernel needs (its largest variant: no subgroups). */
+/** Row stride of the probabilities: ≡ 4 (mod 32), so the teams of a warp read different banks. */
+const PROBS_STRIDE = ATTENTION_TILED_MAX_TILE_KEYS + 4;
+
+/** Workgroup memory of the kernel (with or without the SUBGROUPS variant's savings). */
 export function attentionTiledWorkgroupBytes(subgroups: boolean): number {
   const vec4s = Q_VECS + 2 * TILE_VECS + (subgroups ? 0 : ATTENTION_TILED_WORKGROUP);
-  // probs (rows × tile keys) + 5 per-row arrays, 4 bytes each.
-  return 16 * vec4s + 4 * (ATTENTION_TILED_MAX_ROWS * ATTENTION_TILED_MAX_TILE_KEYS + 5 * ATTENTION_TILED_MAX_ROWS);
+  // probs (rows × stride) + 4 per-row arrays, 4 bytes each.
+  return 16 * vec4s + 4 * (ATTENTION_TILED_MAX_ROWS * PROBS_STRIDE + 4 * ATTENTION_TILED_MAX_ROWS);
 }
 /** What create() asks of the device: 32 KiB, desktop GPUs' limit (and lavapipe's); WebGPU's default is 16 KiB. */
 export const ATTENTION_TILED_WORKGROUP_BYTES = 32768;
@@ -140,7 +143,7 @@ function variant(dtype: ComputeDtype, kind: Kind, subgroups: boolean, features: 
       constants: {
         WORKGROUP_SIZE: ATTENTION_TILED_WORKGROUP,
         MAX_ROWS: ATTENTION_TILED_MAX_ROWS,
-        MAX_TILE_KEYS: ATTENTION_TILED_MAX_TILE_KEYS,
+        PROBS_STRIDE,
         TILE_VECS,
         Q_VECS,
       },
