@@ -12,8 +12,8 @@
 //   128-byte lines, the pattern DRAM streams at full speed. gemv.wgsl's 4 threads per row
 //   make a warp touch 8 rows 64 bytes apart each step: 8 partial lines per load.
 // - x in workgroup memory. The workgroup copies x once (coalesced) and its row groups read
-//   it from there, so W alone streams from DRAM/L2; x only takes the space when it fits
-//   (X_CACHE vectors, 8 KiB: K ≤ 4096 in f16, 2048 in f32), else it is read through L1,
+//   it from there, so W alone streams from DRAM/L2. x is staged when it fits the
+//   X_CACHE vectors (8 KiB: K ≤ 4096 in f16, 2048 in f32), else it is read through L1,
 //   which the row groups share as well. 10 KiB of workgroup memory in all (x and the
 //   partial sums) per 256 invocations: 8 workgroups, an SM's thread limit, fit in an
 //   NVIDIA SM's 228 KiB; an AMD CU's 64 KiB holds 6.

@@ -8,7 +8,8 @@
 // and the row sums go through subgroupAdd (or a workgroup-memory tree). Gemv's 4 lanes per
 // row are best on lavapipe and poor on a GPU; this one is the reverse. Measured on lavapipe
 // (2 loaded cores, f16, interleaved with Gemv, medians of 5): 2048×2048 3.0-3.2× Gemv's
-// time, 8192×2048 2.2-4.3× (subgroupAdd; the tree 0.1-0.5× more). Untimed on a GPU so far.
+// time, 8192×2048 2.2-4.3× (subgroupAdd; the workgroup-memory tree within ±15% of it).
+// Untimed on a GPU so far.
 //
 // Row groups are at least as wide as the device's widest subgroup (32 by default, 64 on a
 // wave64 AMD part), so a subgroupAdd never mixes two rows; the rows per workgroup follow.
