@@ -25,6 +25,7 @@ struct Params {
   rows: u32,   // T: rows of the residual stream
   hidden: u32, // elements per row
   eps: f32,    // rms_norm_eps (both norms)
+  zero: u32,   // always 0: see pinned()
 }
 
 // A power of two (the tree halves it), the launcher's NORM_ADD_NORM_WORKGROUP, which is
@@ -67,6 +68,18 @@ fn normed(v: T, scale: f32, w: T) -> T {
 #endif
 }
 
+// The post-norm's value as RmsNorm stores it. In F32 its last step is a multiply that a
+// GPU compiler may fuse with the residual add into one FMA (one rounding, where RmsNorm's
+// store then add.wgsl round twice); OR-ing in the bits of params.zero, 0 but unknown to
+// the compiler, pins the product's rounding (lavapipe does not fuse; WGSL lets a
+// compiler contract, and native GPU compilers commonly do). In F16 the conversion to T
+// already rounds it.
+#ifdef F16
+fn pinned(v: T) -> T { return v; }
+#else
+fn pinned(v: T) -> T { return bitcast<f32>(bitcast<u32>(v) | params.zero); }
+#endif
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u,
         @builtin(local_invocation_index) lid: u32) {
@@ -89,10 +102,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
   var sumX = 0.0;
 #endif
   for (var i = lid; i < params.hidden; i += WORKGROUP_SIZE) {
-    let sum = x[base + i] + normed(y[base + i], scaleY, w1[i]);
-    x[base + i] = sum;
+    let xNew = x[base + i] + pinned(normed(y[base + i], scaleY, w1[i]));
+    x[base + i] = xNew;
 #ifdef NEXT
-    let v = f32(sum);
+    let v = f32(xNew);
     sumX += v * v;
 #endif
   }

@@ -23,6 +23,7 @@ const PARAMS = new ParamsLayout([
   ['rows', 'u32'], // T
   ['hidden', 'u32'], // elements per row
   ['eps', 'f32'], // rms_norm_eps, both norms
+  ['zero', 'u32'], // always 0, opaque to the compiler: keeps F32's post-norm product out of an FMA (the shader's pinned())
 ] as const);
 
 export interface NormAddNormOptions {
@@ -100,7 +101,7 @@ export class NormAddNorm {
     if (x === y) fail(label, 'cannot add in place of its input (x and y are one buffer)');
     if (next && next.out === x) fail(label, 'cannot write the next norm over the residual stream (out and x are one buffer)');
     if (next && next.out === y) fail(label, 'cannot write the next norm over its input (out and y are one buffer)');
-    const params = PARAMS.createBuffer(this.device, label, { rows, hidden, eps: this.eps });
+    const params = PARAMS.createBuffer(this.device, label, { rows, hidden, eps: this.eps, zero: 0 });
     const pipeline = next ? this.pipelines.next : this.pipelines.add;
     const bound = [params, y, singleBuffer(w1), x, ...(next ? [singleBuffer(next.weight), next.out] : [])];
     const bindGroup = bindBuffers(this.device, pipeline, label, bound);
