@@ -37,7 +37,10 @@
 // invocations busy when a block has few rows (decode: group 4 → 1 row group), and subgroup
 // shuffles make the split nearly free. Tile sizes are runtime (Params), one pipeline per
 // variant for every head size; workgroup memory ≤ ATTENTION_TILED_WORKGROUP_BYTES (32 KiB:
-// desktop GPUs' limit and lavapipe's; the launcher refuses a device with less).
+// desktop GPUs' limit and lavapipe's; the launcher refuses a device with less). Measured on
+// lavapipe (F16, 32 heads, 8 kv heads, headDim 64; 2 busy cores, medians of 3): prefill of
+// 512 tokens 1.23 s against attention.wgsl's 0.70 s; decode at 512 10.0 ms against 1.9 ms,
+// at 2048 28 ms against 7.8 ms. Not yet timed on a real GPU.
 //
 // Peers read (design only): llama.cpp ggml/src/ggml-webgpu/wgsl-shaders/flash_attn.wgsl
 // (Q tile and K/V tile in workgroup memory shared by a tile of query rows, online softmax
