@@ -7,6 +7,7 @@ import { ModelBatchBackend } from '../generate/model-backend.js';
 import { acquireNodeDevice } from '../gpu/node-gpu.js';
 import type { DtypeChoice } from '../gpu/load-tensors.js';
 import type { QuantKind } from '../gpu/quantized-tensor.js';
+import { type KernelChoice, KERNEL_CHOICES } from '../model/kernel-family.js';
 import { SluiceError } from '../errors.js';
 import type { GenerateOptions, GenerationStats } from '../generate/generate.js';
 import { openModel, type OpenedModel } from '../model/open-model.js';
@@ -18,6 +19,7 @@ export const modelOptions = {
   dtype: { type: 'string' },
   quantize: { type: 'string' },
   context: { type: 'string' },
+  kernels: { type: 'string' },
   temperature: { type: 'string' },
   'top-k': { type: 'string' },
   'top-p': { type: 'string' },
@@ -45,10 +47,13 @@ Model:
                            they load (group 32: q8 symmetric, q4 asymmetric); norms and
                            biases stay dense
   --context N              KV cache positions (default min(max_position_embeddings, 4096))
+  --kernels auto|software|gpu
+                           kernel designs: software (tuned for CPU renderers such as
+                           lavapipe) or gpu (for real GPUs); auto picks by the adapter
   --json                   one JSON document on stdout
   --debug                  Dawn's own messages, and stack traces on errors`;
 
-export function modelSettings(command: string, values: ParsedArgs['values']): { dtype: DtypeChoice; quantize?: QuantKind; contextLength?: number; generate: GenerateOptions } {
+export function modelSettings(command: string, values: ParsedArgs['values']): { dtype: DtypeChoice; quantize?: QuantKind; contextLength?: number; kernels?: KernelChoice; generate: GenerateOptions } {
   const number = (flag: string, check: (x: number) => boolean, what: string) => numberFlag(command, values, flag, check, what);
   const whole = (flag: string, min: number, max?: number) => wholeNumberFlag(command, values, flag, min, max);
   const generate: GenerateOptions = {};
@@ -63,7 +68,15 @@ export function modelSettings(command: string, values: ParsedArgs['values']): { 
   set('seed', whole('seed', 0, 2 ** 32 - 1));
   set('maxTokens', whole('max-tokens', 0));
   if (values.stop) generate.stop = values.stop as string[];
-  return { dtype: dtypeFlag(command, values), quantize: quantizeFlag(command, values), contextLength: whole('context', 1), generate };
+  return { dtype: dtypeFlag(command, values), quantize: quantizeFlag(command, values), contextLength: whole('context', 1), kernels: kernelsFlag(command, values), generate };
+}
+
+/** --kernels auto|software|gpu, or undefined: auto. */
+export function kernelsFlag(command: string, values: ParsedArgs['values']): KernelChoice | undefined {
+  const k = values.kernels as string | undefined;
+  if (k === undefined) return undefined;
+  if (!(KERNEL_CHOICES as readonly string[]).includes(k)) throw new SluiceError('USAGE', `${command}: --kernels must be ${KERNEL_CHOICES.join(', ')}, not ${JSON.stringify(k)}`);
+  return k as KernelChoice;
 }
 
 /** --quantize q8|q4, or undefined: dense weights. */
@@ -81,7 +94,7 @@ export function quantizeFlag(command: string, values: ParsedArgs['values']): Qua
 export async function withModel<T>(
   dir: string,
   io: CliIo,
-  settings: { dtype: DtypeChoice; quantize?: QuantKind; contextLength?: number },
+  settings: { dtype: DtypeChoice; quantize?: QuantKind; contextLength?: number; kernels?: KernelChoice },
   quiet: boolean,
   body: (opened: OpenedModel, backend: ModelBatchBackend) => Promise<T>,
 ): Promise<T> {

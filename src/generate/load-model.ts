@@ -13,6 +13,7 @@ import type { DtypeChoice } from '../gpu/load-tensors.js';
 import { acquireNodeDevice } from '../gpu/node-gpu.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { QuantKind } from '../gpu/quantized-tensor.js';
+import type { KernelChoice } from '../model/kernel-family.js';
 import type { PullProgress } from '../hub/pull.js';
 import { openModel, type ModelProgress } from '../model/open-model.js';
 import { checkTemplateVariables } from '../text/chat-template.js';
@@ -34,6 +35,11 @@ export interface LoadModelApiOptions {
    * (continuous batching; default 1). Requests beyond wait for a slot.
    */
   parallel?: number;
+  /**
+   * The designs of the gemv, matmul and attention kernels: 'auto' (default: 'software' on a
+   * CPU renderer, 'gpu' otherwise), 'software' or 'gpu'. Both give the same results.
+   */
+  kernels?: KernelChoice;
   /** Requests that may wait for a free slot (default 16; beyond: BUSY). */
   maxQueue?: number;
   onProgress?: (progress: ModelProgress) => void;

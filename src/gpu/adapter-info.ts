@@ -22,6 +22,11 @@ export interface AdapterReport {
 // vendor 'google', architecture 'swiftshader'.
 const SOFTWARE_RENDERER = /llvmpipe|lavapipe|swiftshader|software|microsoft basic render|\bwarp\b/i;
 
+/** Whether an adapter's identity names a CPU renderer (any of its fields may be missing). */
+export function isSoftwareRenderer(info: Partial<Pick<GPUAdapterInfo, 'vendor' | 'architecture' | 'device' | 'description'>>): boolean {
+  return SOFTWARE_RENDERER.test([info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' '));
+}
+
 /** Reads every numeric field of a GPUSupportedLimits (or any object with getter fields). */
 export function readLimits(limits: GPUSupportedLimits | object): Record<string, number> {
   const out: Record<string, number> = {};
@@ -44,13 +49,12 @@ export function describeAdapter(adapter: GPUAdapter): AdapterReport {
   const device = info.device ?? '';
   const description = info.description ?? '';
   const isFallback = info.isFallbackAdapter ?? legacy.isFallbackAdapter ?? false;
-  const identity = [vendor, architecture, device, description].join(' ');
   return {
     vendor,
     architecture,
     device,
     description,
-    isSoftware: isFallback || SOFTWARE_RENDERER.test(identity),
+    isSoftware: isFallback || isSoftwareRenderer(info),
     features: [...adapter.features].map(String).sort(),
     limits: readLimits(adapter.limits),
   };

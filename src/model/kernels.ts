@@ -4,11 +4,16 @@
 // built here too, and follow the sequence length where transformers' tables do.
 
 import { Add } from '../ops/add.js';
-import { Attention } from '../ops/attention.js';
+import { Attention, type AttentionOptions } from '../ops/attention.js';
 import { Embedding } from '../ops/embedding.js';
 import { QEmbedding } from '../ops/qembedding.js';
-import { Gemv, gemvBatchable } from '../ops/gemv.js';
-import { Matmul } from '../ops/matmul.js';
+import { Gemv, gemvBatchable, type GemvOptions } from '../ops/gemv.js';
+import { GemvCoalesced } from '../ops/gemv-coalesced.js';
+import { MatmulTiled } from '../ops/matmul-tiled.js';
+import { ATTENTION_TILED_WORKGROUP_BYTES, AttentionTiled } from '../ops/attention-tiled.js';
+import type { KernelFamily } from './kernel-family.js';
+import { Matmul, type MatmulOptions } from '../ops/matmul.js';
+import { NormAddNorm } from '../ops/norm-add-norm.js';
 import { Permute } from '../ops/permute.js';
 import { QkvRopeStore } from '../ops/qkv-rope-store.js';
 import { QGemv } from '../ops/qgemv.js';
@@ -43,6 +48,33 @@ export interface KernelNeeds {
   permute: boolean;
   /** Rows of the batched decode pass (the KV slots), 1 when there is none: its LM head is a matmul. */
   decodeRows: number;
+  /** The designs of the dense linears and attention (kernel-family.ts). */
+  family: KernelFamily;
+}
+
+/**
+ * The classes of a kernel family's dense linears and attention: the same APIs, so the
+ * passes never ask which design they run.
+ */
+function familyOps(family: KernelFamily) {
+  return family === 'gpu'
+    ? {
+        gemv: (device: GPUDevice, dtype: ComputeDtype, options?: GemvOptions) => GemvCoalesced.create(device, dtype, options),
+        matmul: (device: GPUDevice, dtype: ComputeDtype, options?: MatmulOptions) => MatmulTiled.create(device, dtype, options),
+        // K/V tiles need 32 KiB of workgroup memory (desktop GPUs have it; WebGPU's default is 16)
+        attention: (device: GPUDevice, dtype: ComputeDtype, options?: AttentionOptions): Promise<Attention | AttentionTiled> =>
+          device.limits.maxComputeWorkgroupStorageSize >= ATTENTION_TILED_WORKGROUP_BYTES ? AttentionTiled.create(device, dtype, options) : Attention.create(device, dtype, options),
+      }
+    : {
+        gemv: (device: GPUDevice, dtype: ComputeDtype, options?: GemvOptions): Promise<Gemv | GemvCoalesced> => Gemv.create(device, dtype, options),
+        matmul: (device: GPUDevice, dtype: ComputeDtype, options?: MatmulOptions): Promise<Matmul | MatmulTiled> => Matmul.create(device, dtype, options),
+        attention: (device: GPUDevice, dtype: ComputeDtype, options?: AttentionOptions): Promise<Attention | AttentionTiled> => Attention.create(device, dtype, options),
+      };
+}
+
+/** Whether a linear op is a gemv (prepare without a row count) rather than a matmul. */
+export function isGemv(op: object): op is Gemv | GemvCoalesced {
+  return op instanceof Gemv || op instanceof GemvCoalesced;
 }
 
 /**
@@ -56,22 +88,25 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
   const q = (make: (kind: QuantKind) => Promise<unknown>) => (needs.quantized ? make(needs.quantized) : null);
   const ropes = [...new Set(f.layers.map((l) => l.rope).filter((r): r is RopeScaling => r !== null))];
   const qkNorm = f.qkNorm ? { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' } : null;
+  const { gemv, matmul, attention } = familyOps(needs.family);
+  // Rows of the batched decode's gemvs (GemvOptions.tokens), 1 when it takes the small matmuls.
+  const batchGemvRows = needs.family === 'software' && gemvBatchable(device, needs.decodeRows) ? needs.decodeRows : 1;
   const pending = {
     embedding: Embedding.create(device, dtype),
     qEmbedding: q((kind) => QEmbedding.create(device, kind, dtype)) as Promise<QEmbedding> | null,
     norm: RmsNorm.create(device, dtype, { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' }),
-    matmul: Matmul.create(device, dtype),
-    matmulBias: bias ? Matmul.create(device, dtype, { bias: true }) : null,
+    matmul: matmul(device, dtype),
+    matmulBias: bias ? matmul(device, dtype, { bias: true }) : null,
     // Prefills of ≤ SMALL_PREFILL_ROWS rows: a tile of that many rows, not 32 (4× the FMAs).
-    matmulSmall: Matmul.create(device, dtype, { tileM: SMALL_PREFILL_ROWS }),
-    matmulSmallBias: bias ? Matmul.create(device, dtype, { bias: true, tileM: SMALL_PREFILL_ROWS }) : null,
-    gemv: Gemv.create(device, dtype),
-    gemvBias: bias ? Gemv.create(device, dtype, { bias: true }) : null,
+    matmulSmall: matmul(device, dtype, { tileM: SMALL_PREFILL_ROWS }),
+    matmulSmallBias: bias ? matmul(device, dtype, { bias: true, tileM: SMALL_PREFILL_ROWS }) : null,
+    gemv: gemv(device, dtype),
+    gemvBias: bias ? gemv(device, dtype, { bias: true }) : null,
     // o_proj and down_proj add into the residual stream in their epilogue (no Add dispatch):
     // dense weights of the families without post-norms (Gemma normalises the projection
     // first). Quantized ones keep their own kernels and the add (llama.ts project()).
-    ...residualLinears(device, dtype, !f.sandwichNorms && needs.quantized === null, bias),
-    lmHead: Gemv.create(device, dtype, { outF32: true }),
+    ...residualLinears(gemv, matmul, device, dtype, !f.sandwichNorms && needs.quantized === null, bias),
+    lmHead: gemv(device, dtype, { outF32: true }),
     qGemv: q((kind) => QGemv.create(device, kind, dtype)) as Promise<QGemv> | null,
     qGemvBias: bias ? (q((kind) => QGemv.create(device, kind, dtype, { bias: true })) as Promise<QGemv> | null) : null,
     qMatmul: q((kind) => QMatmul.create(device, kind, dtype)) as Promise<QMatmul> | null,
@@ -82,11 +117,12 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     // The batched decode (one row per sequence): gemvs over all its rows read each weight
     // once for all (1.3-2× one row's time on lavapipe for 4 rows, where the small-tile matmul
     // took 3-15×); the matmul where the gemv cannot batch (no subgroups, > 8 rows).
-    ...batchedDecodeLinears(device, dtype, needs.decodeRows, bias, !f.sandwichNorms && needs.quantized === null),
+    // The software family's only (Gemv's BATCH variant is shaped for lavapipe); the gpu family's tiled matmul batches well.
+    ...batchedDecodeLinears(device, dtype, batchGemvRows, bias, !f.sandwichNorms && needs.quantized === null),
     lmHeadRows: needs.decodeRows > 1
-      ? gemvBatchable(device, needs.decodeRows)
-        ? Gemv.create(device, dtype, { outF32: true, tokens: needs.decodeRows })
-        : Matmul.create(device, dtype, { outF32: true, tileM: rowsTile(needs.decodeRows) })
+      ? batchGemvRows > 1
+        ? Gemv.create(device, dtype, { outF32: true, tokens: batchGemvRows })
+        : matmul(device, dtype, { outF32: true, tileM: rowsTile(needs.decodeRows) })
       : null,
     qLmHeadRows: needs.decodeRows > 1 ? (q((kind) => QMatmul.create(device, kind, dtype, { outF32: true, tileM: rowsTile(needs.decodeRows) })) as Promise<QMatmul> | null) : null,
     // x[:, perm]: an act-order linear's input, in the column order its weight was repacked to
@@ -95,12 +131,14 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     // q_norm/k_norm + rope + the K/V store in one dispatch, per distinct attention factor
     qkvRopeStore: QkvRopeStore.create(device, dtype, { qkNorm }),
     qkvRopeStoreScaled: ropes.some(scaledRope) ? QkvRopeStore.create(device, dtype, { qkNorm, scaled: true }) : null,
-    attention: Attention.create(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),
+    attention: attention(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),
     // fused gate_up_proj (Phi-3): one input, each row [gate | up]
     mlpAct: Swiglu.create(device, dtype, { act: f.act, fused: f.fused }),
     // separate dense gate_proj/up_proj joined at load into one [gate; up] (LlamaModel.joinGateUp): quantized ones stay apart
     mlpActJoined: !f.fused && needs.quantized === null ? Swiglu.create(device, dtype, { act: f.act, fused: true }) : null,
     add: Add.create(device, dtype, { inPlace: true }),
+    // Gemma's sandwich norms: x += post_norm(proj), then the next pre-norm of x, in one dispatch
+    normAddNorm: f.sandwichNorms ? NormAddNorm.create(device, dtype, { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' }) : null,
     softcap: f.finalSoftcap !== null ? Softcap.create(device) : null,
   };
   const entries = Object.entries(pending);
@@ -123,11 +161,11 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
 
 /**
  * The dense linears of a batched decode pass of `rows` rows as gemvs over all of them
- * (GemvOptions.tokens), null where the gemv cannot batch them (the pass then takes the
- * small matmuls); the residual ones only where `residual` (as residualLinears).
+ * (GemvOptions.tokens), null when `rows` is 1 (the pass then takes the small matmuls);
+ * the residual ones only where `residual` (as residualLinears).
  */
 function batchedDecodeLinears(device: GPUDevice, dtype: ComputeDtype, rows: number, bias: boolean, residual: boolean) {
-  const ok = rows > 1 && gemvBatchable(device, rows);
+  const ok = rows > 1;
   const make = (options: { bias?: boolean; residual?: boolean }) =>
     ok && (bias || !options.bias) && (residual || !options.residual) ? Gemv.create(device, dtype, { ...options, tokens: rows }) : null;
   return {
@@ -144,16 +182,16 @@ function scaledRope(rope: RopeScaling): boolean {
 }
 
 /** The residual variants of the dense linears (y += W·x (+ b)), null where not `wanted`. */
-function residualLinears(device: GPUDevice, dtype: ComputeDtype, wanted: boolean, bias: boolean) {
+function residualLinears(gemv: ReturnType<typeof familyOps>['gemv'], matmul: ReturnType<typeof familyOps>['matmul'], device: GPUDevice, dtype: ComputeDtype, wanted: boolean, bias: boolean) {
   const make = <T>(withBias: boolean, create: () => Promise<T>) => (wanted && (bias || !withBias) ? create() : null);
   const small = { residual: true, tileM: SMALL_PREFILL_ROWS };
   return {
-    gemvResidual: make(false, () => Gemv.create(device, dtype, { residual: true })),
-    gemvResidualBias: make(true, () => Gemv.create(device, dtype, { residual: true, bias: true })),
-    matmulResidual: make(false, () => Matmul.create(device, dtype, { residual: true })),
-    matmulResidualBias: make(true, () => Matmul.create(device, dtype, { residual: true, bias: true })),
-    matmulSmallResidual: make(false, () => Matmul.create(device, dtype, small)),
-    matmulSmallResidualBias: make(true, () => Matmul.create(device, dtype, { ...small, bias: true })),
+    gemvResidual: make(false, () => gemv(device, dtype, { residual: true })),
+    gemvResidualBias: make(true, () => gemv(device, dtype, { residual: true, bias: true })),
+    matmulResidual: make(false, () => matmul(device, dtype, { residual: true })),
+    matmulResidualBias: make(true, () => matmul(device, dtype, { residual: true, bias: true })),
+    matmulSmallResidual: make(false, () => matmul(device, dtype, small)),
+    matmulSmallResidualBias: make(true, () => matmul(device, dtype, { ...small, bias: true })),
   };
 }
 

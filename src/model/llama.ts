@@ -19,11 +19,11 @@ import type { QuantKind } from '../gpu/quantized-tensor.js';
 import { concatRows, concatVectors } from '../gpu/concat-rows.js';
 import { splitRows } from '../gpu/split-rows.js';
 import { Step } from '../gpu/step.js';
-import { Gemv } from '../ops/gemv.js';
 import type { RowView } from '../ops/qkv-rope-store.js';
 import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp } from '../ops/op.js';
 import type { ModelConfig } from './config.js';
-import { compileKernels, type Kernels, type RopeTable, SMALL_PREFILL_ROWS } from './kernels.js';
+import { compileKernels, isGemv, type Kernels, type RopeTable, SMALL_PREFILL_ROWS } from './kernels.js';
+import { type KernelChoice, type KernelFamily, kernelFamily } from './kernel-family.js';
 import type { ModelProgress } from './progress.js';
 import type { RopeScaling } from './rope-scaling.js';
 import { type WeightNames, weightNames } from './weights.js';
@@ -65,6 +65,11 @@ export interface LoadModelOptions {
    * positions, and a decode pass over up to that many rows (default 1).
    */
   parallel?: number;
+  /**
+   * The designs of the gemv, matmul and attention kernels (kernel-family.ts): 'software'
+   * (tuned for CPU renderers), 'gpu' (for real GPUs), or 'auto' (default: by the adapter).
+   */
+  kernels?: KernelChoice;
   signal?: AbortSignal;
   onProgress?: (p: ModelProgress) => void;
 }
@@ -110,6 +115,8 @@ export class LlamaModel {
     private readonly names: WeightNames,
     /** KV cache slots: sequences that decode together (LoadModelOptions.parallel). */
     readonly slots: number,
+    /** The kernel designs this model runs (LoadModelOptions.kernels). */
+    readonly kernelFamily: KernelFamily,
   ) {
     const positions = new Uint32Array(slots);
     const slotIds = new Uint32Array(slots);
@@ -140,6 +147,7 @@ export class LlamaModel {
     // The kernels compile while the weights stream in: both take seconds on some GPUs
     // (shader compilation is CPU work in the browser's GPU process, the upload is copies).
     const dtype = resolveComputeDtype(device, options.dtype);
+    const family = kernelFamily(device, options.kernels);
     // A pre-quantized checkpoint's g_idx (act-order) and weight_shape values, checked before anything is built.
     const packed = names.packed;
     const perms = packed.length ? await readPackedIndices(checkpoint, packed, where) : new Map<string, Uint32Array>();
@@ -148,6 +156,7 @@ export class LlamaModel {
       bias: names.layers.some((l) => [l.qBias, l.kBias, l.vBias, l.oBias, l.gateBias, l.upBias, l.downBias].some((b) => b !== null)),
       permute: perms.size > 0,
       decodeRows: slots,
+      family,
     }, options.onProgress);
     // A kernel that cannot be built (an unsupported rope, a shader error) stops the upload
     // rather than letting it run to the end for nothing.
@@ -164,7 +173,7 @@ export class LlamaModel {
       const kernelError = await kernels.then((k) => (k.destroy(), null), (err: unknown) => err);
       throw kernelError ?? e;
     }
-    const model = new LlamaModel(device, config, weights.computeDtype, contextLength, weights, names, slots);
+    const model = new LlamaModel(device, config, weights.computeDtype, contextLength, weights, names, slots, family);
     try {
       const ops = model.own(await kernels);
       model.splitFused();
@@ -293,7 +302,6 @@ export class LlamaModel {
       q: this.buffer(`model.${name}.q`, rows * qDim * w), // (T, nHeads, headDim) normed and rotated: attention's queries
       attn: this.buffer(`model.${name}.attn`, rows * qDim * w), // (T, nHeads, headDim)
       proj: this.buffer(`model.${name}.proj`, rows * h * w), // (T, h) o_proj / down_proj output
-      projNormed: f.sandwichNorms ? this.buffer(`model.${name}.proj_normed`, rows * h * w) : null, // (T, h) Gemma's post norms
       gateUp: this.buffer(`model.${name}.gate_up`, rows * (f.fused || joined > 0 ? 2 : 1) * inter * w), // (T, 2I) [gate | up] per row (fused or joined), else (T, I) gate
       up: f.fused || joined === L ? null : this.buffer(`model.${name}.up`, rows * inter * w), // (T, I)
       mlp: this.buffer(`model.${name}.mlp`, rows * inter * w), // (T, I) act(gate)·up
@@ -349,15 +357,18 @@ export class LlamaModel {
       };
       const norm = (label: string, weight: string, input: GPUBuffer, output: GPUBuffer, normRows = rows, width = h) =>
         add(ops.norm.prepare(label, normRows, width, input, this.weight(weight), output));
-      // x = x + post_norm?(y): Gemma normalises a block's output before the residual add.
-      const residual = (label: string, postNorm: string | null, y: GPUBuffer) => {
-        if (postNorm !== null) norm(`${label}_norm`, postNorm, y, b.projNormed!);
-        add(ops.add.prepare(label, rows * h, x, postNorm !== null ? b.projNormed! : y));
-      };
       // x = x + post_norm?(W·input (+ b)) for o_proj and down_proj. A dense linear with no
-      // post-norm adds into x in its epilogue (one dispatch, not two); quantized ones and
-      // Gemma's post-normed blocks project into b.proj, then add.
-      const project = (label: string, weight: string, bias: string | null, input: GPUBuffer, residualLabel: string, postNorm: string | null) => {
+      // post-norm adds into x in its epilogue (one dispatch, not two); quantized ones project
+      // into b.proj, then add. Gemma's post-normed blocks project into b.proj, then one
+      // norm_add_norm adds post_norm(b.proj) into x and writes `next`'s norm of the new x
+      // (the following pre-norm) into b.normed: returns whether it did.
+      const project = (label: string, weight: string, bias: string | null, input: GPUBuffer, residualLabel: string, postNorm: string | null, next: string | null): boolean => {
+        if (postNorm !== null) {
+          linear(label, weight, bias, input, b.proj);
+          const nextNorm = next === null ? null : { weight: this.weight(next), out: b.normed };
+          add(ops.normAddNorm!.prepare(residualLabel, rows, h, b.proj, this.weight(postNorm), x, nextNorm));
+          return next !== null;
+        }
         const bt = bias === null ? undefined : this.weight(bias);
         const into = postNorm !== null || this.weights.quantized.has(weight) ? null
           : gemv ? (bt ? ops.gemvResidualBias : ops.gemvResidual)
@@ -366,9 +377,10 @@ export class LlamaModel {
           : bt ? ops.matmulResidualBias : ops.matmulResidual;
         if (!into) {
           linear(label, weight, bias, input, b.proj);
-          residual(residualLabel, postNorm, b.proj);
-        } else if (into instanceof Gemv) add(into.prepare(label, this.weight(weight), input, x, bt));
+          add(ops.add.prepare(residualLabel, rows * h, x, b.proj));
+        } else if (isGemv(into)) add(into.prepare(label, this.weight(weight), input, x, bt));
         else add(into.prepare(label, rows, this.weight(weight), input, x, bt));
+        return false;
       };
       // x = embed_tokens(ids) · embed_scale (Gemma: √hidden)
       const qEmbed = this.weights.quantized.get(this.names.embed);
@@ -376,11 +388,12 @@ export class LlamaModel {
       add(qEmbed
         ? ops.qEmbedding!.prepare(`${tag}.embed`, rows, step.ids!, qEmbed, x, embedOptions)
         : ops.embedding.prepare(`${tag}.embed`, rows, step.ids!, this.weight(this.names.embed), x, embedOptions));
+      let inputNormed = false; // b.normed holds this layer's input_norm(x): the last layer's norm_add_norm wrote it
       this.names.layers.forEach((l, i) => {
         const p = `${tag}.layers.${i}`;
         const kindOf = f.layers[i];
         // ── attention: x = x + post?(o_proj(attn(rope(q_norm?(q_proj(rms(x)))), rope(k_norm?(k_proj(rms(x)))), v_proj(rms(x)))))
-        norm(`${p}.input_norm`, l.inputNorm, x, b.normed);
+        if (!inputNormed) norm(`${p}.input_norm`, l.inputNorm, x, b.normed);
         const joinedQkv = this.joinedQkv.get(i);
         let views: { q: RowView; k: RowView; v: RowView };
         if (joinedQkv) {
@@ -405,9 +418,9 @@ export class LlamaModel {
         add(kind === 'decode'
           ? ops.attention.prepareDecode(`${p}.attention`, shape, attnBuffers, decodeScratch)
           : ops.attention.prepare(`${p}.attention`, shape, attnBuffers));
-        project(`${p}.o_proj`, l.o, l.oBias, b.attn, `${p}.attn_residual`, l.postAttnNorm);
+        const mlpNormed = project(`${p}.o_proj`, l.o, l.oBias, b.attn, `${p}.attn_residual`, l.postAttnNorm, l.preMlpNorm);
         // ── MLP: x = x + post?(down_proj(act(gate_proj(rms(x))) · up_proj(rms(x))))
-        norm(`${p}.pre_mlp_norm`, l.preMlpNorm, x, b.normed);
+        if (!mlpNormed) norm(`${p}.pre_mlp_norm`, l.preMlpNorm, x, b.normed);
         const joinedGateUp = this.joinedGateUp.get(i);
         if ('fused' in l.gateUp) {
           // gate_up_proj's rows are [gate; up]: each output row is [gate | up] (modeling_phi3.py chunk(2))
@@ -422,7 +435,8 @@ export class LlamaModel {
           linear(`${p}.up_proj`, l.gateUp.up, l.upBias, b.normed, b.up!);
           add(ops.mlpAct.prepare(`${p}.mlp_act`, rows, inter, [b.gateUp, b.up!], b.mlp));
         }
-        project(`${p}.down_proj`, l.down, l.downBias, b.mlp, `${p}.mlp_residual`, l.postMlpNorm);
+        const nextLayer = this.names.layers[i + 1];
+        inputNormed = project(`${p}.down_proj`, l.down, l.downBias, b.mlp, `${p}.mlp_residual`, l.postMlpNorm, nextLayer?.inputNorm ?? null);
       });
       return out;
     };
@@ -444,7 +458,7 @@ export class LlamaModel {
         if (qHead) return ops.qLmHeadRows!.prepare(`${tag}.lm_head`, rows, qHead, headInput, this.logits);
         const headRows = ops.lmHeadRows!;
         const weight = this.weight(this.names.lmHead);
-        return headRows instanceof Gemv
+        return isGemv(headRows)
           ? headRows.prepare(`${tag}.lm_head`, weight, bufs.decode.normed, this.logits)
           : headRows.prepare(`${tag}.lm_head`, rows, weight, bufs.decode.normed, this.logits);
       };

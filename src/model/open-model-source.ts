@@ -19,6 +19,7 @@ import { type GenerationDefaults, parseGenerationConfig } from './generation-con
 import { LlamaModel } from './llama.js';
 import type { ModelProgress } from './progress.js';
 import type { QuantKind } from '../gpu/quantized-tensor.js';
+import type { KernelChoice } from './kernel-family.js';
 
 export type { DownloadProgress, KernelsProgress, ModelProgress } from './progress.js';
 
@@ -29,6 +30,8 @@ export interface OpenModelOptions {
   contextLength?: number;
   /** Sequences decoded at once: KV cache slots (LoadModelOptions.parallel, default 1). */
   parallel?: number;
+  /** The kernel designs: 'auto' (by the adapter, default), 'software' or 'gpu' (LoadModelOptions.kernels). */
+  kernels?: KernelChoice;
   signal?: AbortSignal;
   onProgress?: (p: ModelProgress) => void;
 }

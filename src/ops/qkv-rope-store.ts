@@ -200,7 +200,7 @@ export class QkvRopeStore {
     // The rope's own table buffer, so its setInvFreq reaches this op (Rope keeps the field
     // private; TypeScript lets an index reach it). A NoPE layer reads no inv_freq
     // (rot_half = 0), but the binding needs a buffer: the step's.
-    const invFreq = rope ? rope['invFreqBuffer'] : step.buffer;
+    const invFreq = rope ? rope.invFreqBuffer : step.buffer;
     const entries = [params, step.buffer, buffers.q.buffer, buffers.k.buffer, buffers.v.buffer, buffers.qOut, buffers.kCache, buffers.vCache, invFreq];
     const bindGroup = bindBuffers(this.device, this.pipeline, label, normWeights ? [...entries, normWeights] : entries);
     // One invocation per unit (two elements); with qk-norm, whole heads per workgroup, each

@@ -81,7 +81,8 @@ export class Rope {
     readonly headDim: number,
     /** The table the shader reads, as uploaded. */
     readonly invFreq: Float32Array,
-    private readonly invFreqBuffer: GPUBuffer,
+    /** The inv_freq table on the GPU: fused ops (qkv_rope_store) bind it too, so setInvFreq reaches them. */
+    readonly invFreqBuffer: GPUBuffer,
     /** cos and sin are multiplied by this (1: the variant without the multiply). */
     readonly attentionFactor: number,
   ) {}

@@ -9,7 +9,12 @@ import { attentionVariants } from './attention.js';
 import { bandwidthVariants } from './bandwidth.js';
 import { CONVERT_WORKGROUP, convertPipelineKey } from './convert.js';
 import { embeddingVariants } from './embedding.js';
-import { gemvVariants } from './gemv.js';
+import { gemvBatchVariants, gemvVariants } from './gemv.js';
+import { qkvRopeStoreVariants } from './qkv-rope-store.js';
+import { normAddNormVariants } from './norm-add-norm.js';
+import { attentionTiledVariants } from './attention-tiled.js';
+import { gemvCoalescedVariants } from './gemv-coalesced.js';
+import { matmulTiledVariants } from './matmul-tiled.js';
 import { kvStoreVariants } from './kv-store.js';
 import { logprobsVariants } from './logprobs.js';
 import { matmulVariants } from './matmul.js';
@@ -49,10 +54,15 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...addVariants(dtypes),
     ...embeddingVariants(dtypes, features),
     ...rmsNormVariants(dtypes, features),
+    ...normAddNormVariants(dtypes, features),
     ...ropeVariants(dtypes, features),
     ...swigluVariants(dtypes, features),
     ...matmulVariants(dtypes, features),
     ...gemvVariants(dtypes, features),
+    ...gemvBatchVariants(dtypes, features),
+    ...gemvCoalescedVariants(dtypes, features),
+    ...matmulTiledVariants(dtypes, features),
+    ...qkvRopeStoreVariants(dtypes, features),
     ...quantizeVariants(),
     ...repackVariants(),
     ...permuteVariants(dtypes),
@@ -61,6 +71,7 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...qmatmulVariants(dtypes, features),
     ...kvStoreVariants(dtypes, features),
     ...attentionVariants(dtypes, features),
+    ...attentionTiledVariants(dtypes, features),
     ...softmaxVariants(dtypes, features),
     ...softcapVariants(),
     ...argmaxVariants(dtypes, features),

@@ -133,7 +133,7 @@ it('refuses token ids that are not one u32 per row, or a step without ids, befor
 });
 
 it('every kernel reading the step declares the struct exactly as step.ts does', () => {
-  for (const shader of ['rope', 'kv_store', 'attention']) {
+  for (const shader of ['rope', 'kv_store', 'attention', 'attention_tiled', 'qkv_rope_store']) {
     const source = readFileSync(`shaders/${shader}.wgsl`, 'utf8');
     expect(source, shader).toContain(STEP_WGSL);
     expect(source, shader).toMatch(/@binding\(1\) var<storage, read> step: Step;/);

@@ -8,7 +8,7 @@ import { SluiceError } from '../../errors.js';
 import { loadModel } from '../../generate/load-model.js';
 import { MAX_PARALLEL } from '../../model/llama.js';
 import { startServer } from '../../server/server.js';
-import { quantizeFlag } from '../model-args.js';
+import { kernelsFlag, quantizeFlag } from '../model-args.js';
 import { dtypeFlag, parseCommandArgs, templateVarOption, templateVarsFlag, wholeNumberFlag } from '../args.js';
 import type { Command } from '../io.js';
 import { modelSource } from '../model-source.js';
@@ -36,7 +36,8 @@ and repetition_penalty are accepted, as llama-server does, and chat_template_kwa
                     positions (continuous batching; default 4); more wait for a slot
   --max-queue N     requests that may wait for a slot (default 16; beyond: HTTP 429)
   --offline         never download: org/name from the HF cache only (also HF_HUB_OFFLINE=1)
-  --dtype auto|f16|f32, --context N, --quantize q8|q4   as for sluice chat
+  --dtype auto|f16|f32, --context N, --quantize q8|q4, --kernels auto|software|gpu
+                           as for sluice chat
   --template-var KEY=VALUE
                     a chat template variable of every chat request (repeatable; VALUE
                     as JSON when it parses, else text, as for sluice chat); a request's
@@ -62,6 +63,7 @@ export const serveCommand: Command = {
       dtype: { type: 'string' },
       quantize: { type: 'string' },
       context: { type: 'string' },
+      kernels: { type: 'string' },
       offline: { type: 'boolean' },
       ...templateVarOption,
     });
@@ -82,6 +84,7 @@ export const serveCommand: Command = {
       dtype: dtypeFlag('serve', values),
       quantize,
       contextLength: integer('context', 1, 2 ** 24),
+      kernels: kernelsFlag('serve', values),
       maxQueue: integer('max-queue', 0, 10_000),
       parallel: integer('parallel', 1, MAX_PARALLEL) ?? DEFAULT_SERVE_PARALLEL,
       templateVariables,
