@@ -1,5 +1,5 @@
-// Launcher of shaders/qmatmul.wgsl: y = x·Wᵀ (+ b), or y += x·Wᵀ (+ b), for a prompt of M tokens, W a quantized
-// Linear weight (src/gpu/quantized-tensor.ts), possibly row-chunked. Same prepare() as Matmul
+// Launcher of shaders/qmatmul.wgsl: y = x·Wᵀ (+ b), or y += x·Wᵀ (+ b), for a prompt of M
+// tokens, W a quantized Linear weight (src/gpu/quantized-tensor.ts), possibly row-chunked. Same prepare() as Matmul
 // with a QuantizedTensor; the dense Matmul is untouched. Pipelines from a table keyed
 // [weight kind][compute dtype] (ggml's mul_mat_pipeline[src0][src1]); tiles are Matmul's.
 //
