@@ -1,8 +1,9 @@
 // Launcher of shaders/qgemv.wgsl: y = W·x (+ b), or y += W·x (+ b), for one token, W a
 // quantized Linear weight (src/gpu/quantized-tensor.ts), possibly row-chunked (a quantized LM
-// head). One dispatch per chunk. Same prepare() as Gemv, with a QuantizedTensor for the
-// weight; the dense Gemv is untouched. The pipeline comes from a table keyed [weight kind][compute dtype], as ggml's
-// mul_mat_pipeline[src0][src1]; the model's LinearWeight seam picks Gemv or QGemv the same way.
+// head). One dispatch per chunk. Same prepare() as Gemv, with a QuantizedTensor for the weight;
+// the dense Gemv is untouched. The pipeline comes from a table keyed [weight kind][compute
+// dtype], as ggml's mul_mat_pipeline[src0][src1]; the model's LinearWeight seam picks Gemv or
+// QGemv the same way.
 //
 // Napkin math (Llama-3.2-1B, 1.24 G weights, G = 32, f16 scales): q4 with zeros reads
 // 0.5 + 3/32 ≈ 0.59 bytes/weight → 0.74 GB per token, q8 1 + 2/32 ≈ 1.06 → 1.3 GB, against

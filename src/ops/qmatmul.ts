@@ -1,7 +1,8 @@
 // Launcher of shaders/qmatmul.wgsl: y = x·Wᵀ (+ b), or y += x·Wᵀ (+ b), for a prompt of M
-// tokens, W a quantized Linear weight (src/gpu/quantized-tensor.ts), possibly row-chunked. Same prepare() as Matmul
-// with a QuantizedTensor; the dense Matmul is untouched. Pipelines from a table keyed
-// [weight kind][compute dtype] (ggml's mul_mat_pipeline[src0][src1]); tiles are Matmul's.
+// tokens, W a quantized Linear weight (src/gpu/quantized-tensor.ts), possibly row-chunked. Same
+// prepare() as Matmul with a QuantizedTensor; the dense Matmul is untouched. Pipelines from a
+// table keyed [weight kind][compute dtype] (ggml's mul_mat_pipeline[src0][src1]); tiles are
+// Matmul's.
 //
 // Napkin math: prefill is compute-bound (matmul.ts: ~1 TFLOP for 512 tokens of a 1B model);
 // dequantizing costs a shift, a convert and a multiply-add per weight per TILE_M rows of x,
