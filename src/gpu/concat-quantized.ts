@@ -27,6 +27,15 @@ interface Copy {
   row: number;
 }
 
+/**
+ * Whether every buffer's rows of this layout are whole 4-byte words, so that any parts of it
+ * join (concatQuantizedRows may still join others, e.g. even row counts, or refuse them).
+ */
+export function rowsWordAligned(t: Pick<QuantizedTensor, 'kind' | 'shape' | 'groupSize' | 'scaleDtype' | 'hasZeros'>): boolean {
+  const per = rowBytes(t.kind, t.shape[1], t.groupSize, t.scaleDtype, t.hasZeros);
+  return per.data % 4 === 0 && per.scales % 4 === 0 && per.zeros % 4 === 0;
+}
+
 /** A part's layout in words, for errors. */
 function describe(t: QuantizedTensor): string {
   return `${t.kind} [${t.shape.join(', ')}] group size ${t.groupSize}, ${t.scaleDtype} scales, ${t.hasZeros ? 'with' : 'without'} zero points`;

@@ -4,7 +4,7 @@
 // parts); mismatched parts and rows that would start mid-word are refused.
 
 import { describe, expect, it } from 'vitest';
-import { concatQuantizedRows } from '../../src/gpu/concat-quantized.js';
+import { concatQuantizedRows, rowsWordAligned } from '../../src/gpu/concat-quantized.js';
 import { readBuffer } from '../../src/gpu/read-back.js';
 import { createQuantizedTensor, destroyQuantized, ELEMENTS_PER_WORD, type QuantizedTensor, type QuantKind, type ScaleDtype } from '../../src/gpu/quantized-tensor.js';
 import { computeBytes, type ComputeDtype, runOps } from '../../src/ops/op.js';
@@ -110,6 +110,15 @@ describe('concatQuantizedRows', () => {
     const make = (name: string, n: number) => createQuantizedTensor(device, name, { kind: 'q4', shape: [n, 144], groupSize: 8, scaleDtype: 'F32', hasZeros: true });
     const [a, b] = [make('gate', 3), make('up', 4)];
     expect(() => concatQuantizedRows(device, 'gate_up', [a, b])).toThrow('gate_up: cannot join up: its zeros rows are 18 bytes, so row 3 of the join starts mid-word in a buffer (copies move 4-byte words)');
+    expect([a, b].map(rowsWordAligned)).toEqual([false, false]);
     [a, b].forEach(destroyQuantized);
+  });
+
+  it('says which layouts join whatever the row counts', () => {
+    const layout = (k: number, groupSize: number, scaleDtype: ScaleDtype, hasZeros: boolean) => ({ kind: 'q4' as const, shape: [5, k] as const, groupSize, scaleDtype, hasZeros });
+    // Llama shapes at G = 32/128 (64 and 16 groups), f32 scales of any group count, 6 groups without zeros in f16.
+    expect([layout(2048, 32, 'F16', true), layout(2048, 128, 'F16', true), layout(72, 8, 'F32', false), layout(48, 8, 'F16', false)].map(rowsWordAligned)).toEqual([true, true, true, true]);
+    // 9 f16 scales are 18 bytes; 18 zero points 18 bytes; 6 zero points 6 bytes.
+    expect([layout(72, 8, 'F16', false), layout(576, 32, 'F16', true), layout(48, 8, 'F32', true)].map(rowsWordAligned)).toEqual([false, false, false]);
   });
 });
