@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# sluice on a real GPU, in one JSON document on stdout: the adapter, `bench kernels`, and
-# `bench generate --synthetic` for llama-3.2-1b (f16 and q4) and qwen3-0.6b.
+# sluice on a real GPU, in one JSON document on stdout: the adapter, `bench kernels` for
+# both kernel families (gpu, what a real adapter loads, and software, for the comparison),
+# and `bench generate --synthetic` for llama-3.2-1b (f16 on both families, and q4) and
+# qwen3-0.6b.
 #
 # For a bare Linux x86-64 machine with an NVIDIA GPU and its driver. It sets up what the
 # CLI needs, from the network when there is one, else from a bundle made on a machine
@@ -62,14 +64,16 @@ run() { # name, args…: one command's JSON into $out/name.json; a failure is re
   fi
 }
 run adapter gpu
-run kernels bench kernels
+run kernels bench kernels --kernels gpu
+run kernels_software bench kernels --kernels software
 run llama_f16 bench generate --synthetic llama-3.2-1b --dtype f16 --tokens "$tokens"
+run llama_f16_software bench generate --synthetic llama-3.2-1b --dtype f16 --kernels software --tokens "$tokens"
 run llama_q4 bench generate --synthetic llama-3.2-1b --dtype f16 --quantize q4 --tokens "$tokens"
 run qwen3_f16 bench generate --synthetic qwen3-0.6b --dtype f16 --tokens "$tokens"
 node -e '
   const fs = require("fs"), dir = process.argv[1];
   const doc = { date: new Date().toISOString(), host: require("os").hostname() };
-  for (const name of ["adapter", "kernels", "llama_f16", "llama_q4", "qwen3_f16"]) {
+  for (const name of ["adapter", "kernels", "kernels_software", "llama_f16", "llama_f16_software", "llama_q4", "qwen3_f16"]) {
     try { doc[name] = JSON.parse(fs.readFileSync(`${dir}/${name}.json`, "utf8")); } catch (e) { doc[name] = { error: String(e.message) }; }
   }
   process.stdout.write(JSON.stringify(doc, null, 2) + "\n");

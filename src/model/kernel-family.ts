@@ -13,6 +13,13 @@
 // with less than 32 KiB of workgroup memory keeps the software attention in the gpu family.
 
 import { isSoftwareRenderer } from '../gpu/adapter-info.js';
+import { Attention, type AttentionOptions } from '../ops/attention.js';
+import { ATTENTION_TILED_WORKGROUP_BYTES, AttentionTiled } from '../ops/attention-tiled.js';
+import { Gemv, type GemvOptions } from '../ops/gemv.js';
+import { GemvCoalesced } from '../ops/gemv-coalesced.js';
+import { Matmul, type MatmulOptions } from '../ops/matmul.js';
+import { MatmulTiled } from '../ops/matmul-tiled.js';
+import type { ComputeDtype } from '../ops/op.js';
 
 export type KernelFamily = 'software' | 'gpu';
 /** What a caller asks for: a family, or 'auto' (by the adapter). */
@@ -29,4 +36,24 @@ export function kernelFamily(device: GPUDevice, choice: KernelChoice = 'auto'): 
   if (choice !== 'auto') return choice;
   const info = (device as { adapterInfo?: Partial<GPUAdapterInfo> }).adapterInfo;
   return info && (info.isFallbackAdapter || isSoftwareRenderer(info)) ? 'software' : 'gpu';
+}
+
+/**
+ * The classes of a kernel family's dense linears and attention: the same APIs, so the
+ * passes never ask which design they run.
+ */
+export function familyKernels(family: KernelFamily) {
+  return family === 'gpu'
+    ? {
+        gemv: (device: GPUDevice, dtype: ComputeDtype, options?: GemvOptions) => GemvCoalesced.create(device, dtype, options),
+        matmul: (device: GPUDevice, dtype: ComputeDtype, options?: MatmulOptions) => MatmulTiled.create(device, dtype, options),
+        // K/V tiles need 32 KiB of workgroup memory (desktop GPUs have it; WebGPU's default is 16)
+        attention: (device: GPUDevice, dtype: ComputeDtype, options?: AttentionOptions): Promise<Attention | AttentionTiled> =>
+          device.limits.maxComputeWorkgroupStorageSize >= ATTENTION_TILED_WORKGROUP_BYTES ? AttentionTiled.create(device, dtype, options) : Attention.create(device, dtype, options),
+      }
+    : {
+        gemv: (device: GPUDevice, dtype: ComputeDtype, options?: GemvOptions): Promise<Gemv | GemvCoalesced> => Gemv.create(device, dtype, options),
+        matmul: (device: GPUDevice, dtype: ComputeDtype, options?: MatmulOptions): Promise<Matmul | MatmulTiled> => Matmul.create(device, dtype, options),
+        attention: (device: GPUDevice, dtype: ComputeDtype, options?: AttentionOptions): Promise<Attention | AttentionTiled> => Attention.create(device, dtype, options),
+      };
 }

@@ -4,15 +4,11 @@
 // built here too, and follow the sequence length where transformers' tables do.
 
 import { Add } from '../ops/add.js';
-import { Attention, type AttentionOptions } from '../ops/attention.js';
 import { Embedding } from '../ops/embedding.js';
 import { QEmbedding } from '../ops/qembedding.js';
-import { Gemv, gemvBatchable, type GemvOptions } from '../ops/gemv.js';
+import { Gemv, gemvBatchable } from '../ops/gemv.js';
 import { GemvCoalesced } from '../ops/gemv-coalesced.js';
-import { MatmulTiled } from '../ops/matmul-tiled.js';
-import { ATTENTION_TILED_WORKGROUP_BYTES, AttentionTiled } from '../ops/attention-tiled.js';
-import type { KernelFamily } from './kernel-family.js';
-import { Matmul, type MatmulOptions } from '../ops/matmul.js';
+import { familyKernels, type KernelFamily } from './kernel-family.js';
 import { NormAddNorm } from '../ops/norm-add-norm.js';
 import { Permute } from '../ops/permute.js';
 import { QkvRopeStore } from '../ops/qkv-rope-store.js';
@@ -52,26 +48,6 @@ export interface KernelNeeds {
   family: KernelFamily;
 }
 
-/**
- * The classes of a kernel family's dense linears and attention: the same APIs, so the
- * passes never ask which design they run.
- */
-function familyOps(family: KernelFamily) {
-  return family === 'gpu'
-    ? {
-        gemv: (device: GPUDevice, dtype: ComputeDtype, options?: GemvOptions) => GemvCoalesced.create(device, dtype, options),
-        matmul: (device: GPUDevice, dtype: ComputeDtype, options?: MatmulOptions) => MatmulTiled.create(device, dtype, options),
-        // K/V tiles need 32 KiB of workgroup memory (desktop GPUs have it; WebGPU's default is 16)
-        attention: (device: GPUDevice, dtype: ComputeDtype, options?: AttentionOptions): Promise<Attention | AttentionTiled> =>
-          device.limits.maxComputeWorkgroupStorageSize >= ATTENTION_TILED_WORKGROUP_BYTES ? AttentionTiled.create(device, dtype, options) : Attention.create(device, dtype, options),
-      }
-    : {
-        gemv: (device: GPUDevice, dtype: ComputeDtype, options?: GemvOptions): Promise<Gemv | GemvCoalesced> => Gemv.create(device, dtype, options),
-        matmul: (device: GPUDevice, dtype: ComputeDtype, options?: MatmulOptions): Promise<Matmul | MatmulTiled> => Matmul.create(device, dtype, options),
-        attention: (device: GPUDevice, dtype: ComputeDtype, options?: AttentionOptions): Promise<Attention | AttentionTiled> => Attention.create(device, dtype, options),
-      };
-}
-
 /** Whether a linear op is a gemv (prepare without a row count) rather than a matmul. */
 export function isGemv(op: object): op is Gemv | GemvCoalesced {
   return op instanceof Gemv || op instanceof GemvCoalesced;
@@ -88,7 +64,7 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
   const q = (make: (kind: QuantKind) => Promise<unknown>) => (needs.quantized ? make(needs.quantized) : null);
   const ropes = [...new Set(f.layers.map((l) => l.rope).filter((r): r is RopeScaling => r !== null))];
   const qkNorm = f.qkNorm ? { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' } : null;
-  const { gemv, matmul, attention } = familyOps(needs.family);
+  const { gemv, matmul, attention } = familyKernels(needs.family);
   // Rows of the batched decode's gemvs (GemvOptions.tokens), 1 when it takes the small matmuls.
   const batchGemvRows = needs.family === 'software' && gemvBatchable(device, needs.decodeRows) ? needs.decodeRows : 1;
   const pending = {
@@ -182,7 +158,7 @@ function scaledRope(rope: RopeScaling): boolean {
 }
 
 /** The residual variants of the dense linears (y += W·x (+ b)), null where not `wanted`. */
-function residualLinears(gemv: ReturnType<typeof familyOps>['gemv'], matmul: ReturnType<typeof familyOps>['matmul'], device: GPUDevice, dtype: ComputeDtype, wanted: boolean, bias: boolean) {
+function residualLinears(gemv: ReturnType<typeof familyKernels>['gemv'], matmul: ReturnType<typeof familyKernels>['matmul'], device: GPUDevice, dtype: ComputeDtype, wanted: boolean, bias: boolean) {
   const make = <T>(withBias: boolean, create: () => Promise<T>) => (wanted && (bias || !withBias) ? create() : null);
   const small = { residual: true, tileM: SMALL_PREFILL_ROWS };
   return {

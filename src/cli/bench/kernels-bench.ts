@@ -19,9 +19,8 @@ import { type GpuContext } from '../../gpu/device.js';
 import type { GpuTensor } from '../../gpu/gpu-tensor.js';
 import { repeatsFor, timeOps } from '../../gpu/profiler.js';
 import { Step } from '../../gpu/step.js';
-import { Attention } from '../../ops/attention.js';
-import { Gemv } from '../../ops/gemv.js';
-import { Matmul, NaiveMatmul } from '../../ops/matmul.js';
+import { NaiveMatmul } from '../../ops/matmul.js';
+import { familyKernels, type KernelFamily } from '../../model/kernel-family.js';
 import { QGemv } from '../../ops/qgemv.js';
 import { createQuantizedTensor, deviceScaleDtype, destroyQuantized, type QuantKind, type QuantizedTensor } from '../../gpu/quantized-tensor.js';
 import { type ComputeDtype, computeBytes, type PreparedOp } from '../../ops/op.js';
@@ -33,12 +32,16 @@ export const KERNEL_GOALS = { gemvOverRead: 0.8, matmulOverNaiveSoftware: 3, mat
 export interface KernelsBenchOptions {
   /** Smaller shapes (a quick check, and the test). */
   quick?: boolean;
+  /** Whose gemv, matmul and attention to time (kernel-family.ts; default 'software'). */
+  family?: KernelFamily;
   onStep?: (what: string) => void;
 }
 
 export interface KernelsBenchResult {
   adapter: string;
   software_adapter: boolean;
+  /** The kernel family timed. */
+  kernels: KernelFamily;
   timing: 'timestamp' | 'wall';
   read_limit: { bytes: number; read_gbps: number; strided_gbps: number; segmented_gbps: number; copy_gbps: number };
   gemv: { dtype: ComputeDtype; n: number; k: number; chunks: number; ms: number; gbps: number; over_read: number; pass: boolean }[];
@@ -54,6 +57,8 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
   const { device } = gpu;
   const step = options.onStep ?? (() => {});
   const quick = options.quick ?? false;
+  const family = options.family ?? 'software';
+  const designs = familyKernels(family);
   const dtypes: ComputeDtype[] = device.features.has('shader-f16') ? ['F32', 'F16'] : ['F32'];
   let method: 'timestamp' | 'wall' = 'wall';
   const time = async (ops: PreparedOp[], bytesOrWork: number, perSecond: number) => {
@@ -73,7 +78,7 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
     : [[2048, 2048], [8192, 2048], [2048, 8192], [128256, 2048]];
   const gemv: KernelsBenchResult['gemv'] = [];
   for (const dtype of dtypes) {
-    const op = await Gemv.create(device, dtype);
+    const op = await designs.gemv(device, dtype);
     for (const [n, k] of gemvShapes) {
       step(`gemv ${dtype} ${n}×${k}`);
       const weight = syntheticWeight(device, `bench.gemv.${n}x${k}`, [n, k], dtype);
@@ -130,7 +135,7 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
   const goal = gpu.adapterInfo.isSoftware ? KERNEL_GOALS.matmulOverNaiveSoftware : KERNEL_GOALS.matmulOverNaiveHardware;
   const matmul: KernelsBenchResult['matmul'] = [];
   for (const dtype of dtypes) {
-    const tiled = await Matmul.create(device, dtype);
+    const tiled = await designs.matmul(device, dtype);
     const naive = await NaiveMatmul.create(device, dtype);
     for (const m of quick ? [16, 64] : [128, 512]) {
       step(`matmul ${dtype} ${m}×${size}×${size}`);
@@ -154,7 +159,7 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
   const shape = quick ? { nHeads: 8, nKvHeads: 2, headDim: 64 } : { nHeads: 32, nKvHeads: 8, headDim: 64 };
   const attention: KernelsBenchResult['attention'] = [];
   for (const dtype of dtypes) {
-    const op = await Attention.create(device, dtype);
+    const op = await designs.attention(device, dtype);
     const prefillTokens = quick ? 64 : 512;
     for (const [kind, tokens, context] of [
       ['prefill', prefillTokens, prefillTokens],
@@ -190,6 +195,7 @@ export async function benchKernels(gpu: GpuContext, options: KernelsBenchOptions
   return {
     adapter: gpu.adapterInfo.description || gpu.adapterInfo.device,
     software_adapter: gpu.adapterInfo.isSoftware,
+    kernels: family,
     timing: method,
     read_limit: { bytes: limit.bytes, read_gbps: round(readGbps), strided_gbps: round(limit.stridedGbps), segmented_gbps: round(limit.segmentedGbps), copy_gbps: round(limit.copyGbps) },
     gemv,

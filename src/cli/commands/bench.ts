@@ -13,7 +13,8 @@ import { benchUpdate, type UpdateBenchResult } from '../bench/update-bench.js';
 import { parseSize } from '../../formats/safetensors/sharded-writer.js';
 import { SluiceError } from '../../errors.js';
 import { dtypeFlag, parseCommandArgs, wholeNumberFlag } from '../args.js';
-import { quantizeFlag } from '../model-args.js';
+import { kernelsFlag, quantizeFlag } from '../model-args.js';
+import { kernelFamily } from '../../model/kernel-family.js';
 import { formatBytes, table } from '../format.js';
 import type { CliIo, Command } from '../io.js';
 import { modelSource } from '../model-source.js';
@@ -97,12 +98,14 @@ const kernels: Benchmark = {
   name: 'kernels',
   summary: 'gemv vs the read limit, matmul vs a naive kernel, attention times',
   async run(args, io) {
-    const { values, positionals } = parseCommandArgs('bench kernels', args, { quick: { type: 'boolean' }, json: { type: 'boolean' } });
+    const { values, positionals } = parseCommandArgs('bench kernels', args, { quick: { type: 'boolean' }, kernels: { type: 'string' }, json: { type: 'boolean' } });
     if (positionals.length) throw new SluiceError('USAGE', `bench kernels: unexpected argument ${JSON.stringify(positionals[0])}`);
+    const choice = kernelsFlag('bench kernels', values);
     const gpu = await acquireNodeDevice({ label: 'bench' });
     try {
       const result = await benchKernels(gpu, {
         quick: Boolean(values.quick),
+        family: kernelFamily(gpu.device, choice),
         onStep: io.isTty && !values.json ? (what) => io.stderr(`${what}\n`) : undefined,
       });
       io.stdout(values.json ? `${JSON.stringify(result, null, 2)}\n` : kernelsTable(result));
@@ -283,14 +286,15 @@ sluice bench load (CHECKPOINT [--pth OTHER] | --synthetic SIZE [--storage bf16|f
   (q) within 1.15× of (c); host memory during (c) and (q) ≤ 256 MiB (peak RSS growth
   minus GPU bytes on a software GPU).
 
-sluice bench kernels [--quick] [--json]
+sluice bench kernels [--quick] [--kernels auto|software|gpu] [--json]
   On the current adapter: the read limit (a read-only streaming reduction over 256 MiB,
   and a copy); gemv GB/s for Llama shapes (2048×2048, 8192×2048, 2048×8192, 128256×2048
   row-chunked) in F32 and F16 (goal ≥ 0.8× the read limit); matmul GFLOP/s at M = 128
   and 512, N = K = 2048, against a naive one-thread-per-output kernel (goal ≥ 3× on a
   software GPU, ≥ 5× on a real one); attention ms for a 512-token prefill and decode at
   512 and 2048 positions (32 heads, 8 KV heads, head dim 64). Timestamp queries where
-  the adapter has them. --quick: small shapes.
+  the adapter has them. --quick: small shapes. --kernels: which family's gemv, matmul and
+  attention (default: the adapter's, as a model would load them).
 
 sluice bench generate (MODEL | --synthetic NAME [--layers N] [--storage bf16|f16|f32] [--cache-dir DIR])
                       [--prompt-tokens N[,N...]] [--tokens N] [--repeats R] [--dtype auto|f16|f32]
@@ -413,7 +417,7 @@ function kernelsTable(r: KernelsBenchResult): string {
   const matmulRows = r.matmul.map((m) => [m.dtype, `${m.m}×${m.n}×${m.k}`, m.gflops.toFixed(2), m.naive_gflops.toFixed(2), m.over_naive.toFixed(2), verdict(m.pass)]);
   const attentionRows = r.attention.map((a) => [a.dtype, a.kind, String(a.tokens), String(a.context), `${a.heads}/${a.kv_heads}×${a.head_dim}`, a.ms.toFixed(2)]);
   return [
-    `${r.adapter}${r.software_adapter ? ' (software)' : ''}; timing by ${r.timing === 'timestamp' ? 'timestamp queries' : 'wall clock'}\n`,
+    `${r.adapter}${r.software_adapter ? ' (software)' : ''}; ${r.kernels} kernels; timing by ${r.timing === 'timestamp' ? 'timestamp queries' : 'wall clock'}\n`,
     `read limit: ${r.read_limit.read_gbps.toFixed(2)} GB/s (strided ${r.read_limit.strided_gbps.toFixed(2)}, segmented ${r.read_limit.segmented_gbps.toFixed(2)}; copy ${r.read_limit.copy_gbps.toFixed(2)} GB/s) over ${formatBytes(r.read_limit.bytes)}\n\n`,
     table(['gemv', 'N×K', 'chunks', 'ms', 'GB/s', '×read', `≥ ${r.goals.gemvOverRead}`], gemvRows, [2, 3, 4, 5]),
     '\n',
