@@ -18,6 +18,7 @@ import { type GrammarBenchResult, benchGrammar, type GrammarBenchOptions } from 
 import type { GpuContext } from '../../gpu/device.js';
 import { openModel } from '../../model/open-model.js';
 import type { QuantKind } from '../../gpu/quantized-tensor.js';
+import type { KernelChoice, KernelFamily } from '../../model/kernel-family.js';
 import type { DtypeChoice } from '../../gpu/load-tensors.js';
 import { measureReadOnlyLimit } from './read-limit.js';
 import { median } from './update-bench.js';
@@ -35,6 +36,8 @@ export interface GenerateBenchOptions {
   dtype?: DtypeChoice;
   /** Quantize the projections on load (q8/q4). */
   quantize?: QuantKind;
+  /** The kernel family (default: the adapter's). */
+  kernels?: KernelChoice;
   /** Prompt lengths, each prefilled and timed in turn; decode follows the last (default 128). */
   promptTokens?: number | number[];
   tokens?: number;
@@ -55,6 +58,8 @@ export interface GenerateBenchResult {
   model: string;
   adapter: string;
   compute_dtype: string;
+  /** The kernel family the model ran (kernel-family.ts). */
+  kernels: KernelFamily;
   /** 'q8' / 'q4' when quantized on load, else null. */
   quantize: QuantKind | null;
   /** Weights on the device, and the seconds the load took (read, upload, quantize, compile). */
@@ -99,7 +104,7 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
   const longest = Math.max(...lengths);
   step(`loading ${options.label ?? options.dir}`);
   const loadStart = performance.now();
-  const opened = await openModel(options.dir, gpu.device, { dtype: options.dtype, quantize: options.quantize, contextLength: longest + tokens + 1 });
+  const opened = await openModel(options.dir, gpu.device, { dtype: options.dtype, quantize: options.quantize, kernels: options.kernels, contextLength: longest + tokens + 1 });
   const loadSeconds = (performance.now() - loadStart) / 1000;
   const { model } = opened;
   try {
@@ -163,6 +168,7 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
         model: options.label ?? options.dir,
         adapter: gpu.adapterInfo.description || gpu.adapterInfo.device,
         compute_dtype: model.dtype,
+        kernels: model.kernelFamily,
         quantize: options.quantize ?? null,
         device_bytes: model.weights.deviceBytes,
         load_seconds: round(loadSeconds),

@@ -14,6 +14,7 @@ import { ModelBatchBackend } from '../../generate/model-backend.js';
 import type { GpuContext } from '../../gpu/device.js';
 import type { DtypeChoice } from '../../gpu/load-tensors.js';
 import type { QuantKind } from '../../gpu/quantized-tensor.js';
+import type { KernelChoice, KernelFamily } from '../../model/kernel-family.js';
 import { PREFILL_CHUNK } from '../../model/llama.js';
 import { openModel } from '../../model/open-model.js';
 import { median } from './update-bench.js';
@@ -23,6 +24,8 @@ export interface ParallelBenchOptions {
   label?: string;
   dtype?: DtypeChoice;
   quantize?: QuantKind;
+  /** The kernel family (default: the adapter's). */
+  kernels?: KernelChoice;
   /** Stream counts, each run in turn (the model gets max(streams) slots). */
   streams: number[];
   /** Prompt tokens of each stream (default 32: one prefill chunk). */
@@ -48,6 +51,8 @@ export interface ParallelBenchResult {
   model: string;
   adapter: string;
   compute_dtype: string;
+  /** The kernel family the model ran (kernel-family.ts). */
+  kernels: KernelFamily;
   quantize: QuantKind | null;
   slots: number;
   /** Bytes of the KV cache for all slots (each of the context the bench needs). */
@@ -67,7 +72,7 @@ export async function benchParallel(gpu: GpuContext, options: ParallelBenchOptio
   step(`loading ${options.label ?? options.dir} with ${slots} slots`);
   // The arrival's others decode long enough to still run when it lands.
   const contextLength = promptTokens + 4 * tokens + 8;
-  const opened = await openModel(options.dir, gpu.device, { dtype: options.dtype, quantize: options.quantize, contextLength, parallel: slots });
+  const opened = await openModel(options.dir, gpu.device, { dtype: options.dtype, quantize: options.quantize, kernels: options.kernels, contextLength, parallel: slots });
   const { model } = opened;
   const backend = await ModelBatchBackend.create(model);
   try {
@@ -113,6 +118,7 @@ export async function benchParallel(gpu: GpuContext, options: ParallelBenchOptio
       model: options.label ?? options.dir,
       adapter: gpu.adapterInfo.description || gpu.adapterInfo.device,
       compute_dtype: model.dtype,
+      kernels: model.kernelFamily,
       quantize: options.quantize ?? null,
       slots,
       kv_cache_bytes: model.kvCacheBytes,

@@ -131,6 +131,7 @@ const generateBench: Benchmark = {
       'cache-dir': { type: 'string' },
       layers: { type: 'string' },
       parallel: { type: 'string' },
+      kernels: { type: 'string' },
       ...grammarOptions,
       tokenizer: { type: 'string' },
       json: { type: 'boolean' },
@@ -147,6 +148,7 @@ const generateBench: Benchmark = {
     const count = (flag: string) => wholeNumberFlag('bench generate', values, flag, 1);
     const quantize = quantizeFlag('bench generate', values);
     const dtype = dtypeFlag('bench generate', values);
+    const kernels = kernelsFlag('bench generate', values);
     const streams = listFlag('--parallel', values.parallel as string | undefined, MAX_PARALLEL);
     const promptTokens = listFlag('--prompt-tokens', values['prompt-tokens'] as string | undefined) ?? (synthetic === undefined || streams ? undefined : [8, 64]);
     if (streams && promptTokens && promptTokens.length > 1) throw new SluiceError('USAGE', 'bench generate: --parallel takes one --prompt-tokens length');
@@ -181,7 +183,7 @@ const generateBench: Benchmark = {
     try {
       if (streams) {
         const onStep = terminal ? (what: string) => io.stderr(`${what}\n`) : undefined;
-        const r = await benchParallel(gpu, { dir, label, dtype, quantize, streams, promptTokens: promptTokens?.[0], tokens, onStep });
+        const r = await benchParallel(gpu, { dir, label, dtype, quantize, kernels, streams, promptTokens: promptTokens?.[0], tokens, onStep });
         const json = written ? { ...r, synthetic: syntheticJson(written) } : r;
         io.stdout(values.json ? `${JSON.stringify(json, null, 2)}\n` : parallelText(r));
         return 0;
@@ -191,6 +193,7 @@ const generateBench: Benchmark = {
         label,
         dtype,
         quantize,
+        kernels,
         promptTokens,
         tokens,
         repeats,
@@ -298,7 +301,7 @@ sluice bench kernels [--quick] [--kernels auto|software|gpu] [--json]
 
 sluice bench generate (MODEL | --synthetic NAME [--layers N] [--storage bf16|f16|f32] [--cache-dir DIR])
                       [--prompt-tokens N[,N...]] [--tokens N] [--repeats R] [--dtype auto|f16|f32]
-                      [--quantize q8|q4] [--parallel N[,N...]] [--json-schema FILE | --grammar FILE | --regex P
+                      [--quantize q8|q4] [--kernels auto|software|gpu] [--parallel N[,N...]] [--json-schema FILE | --grammar FILE | --regex P
                       | --json-object [--tokenizer DIR]] [--offline] [--json]
   Prefills N random prompt tokens (default 128; a list times each length in turn) and
   decodes --tokens greedily (default 64) after the last: TTFT, prefill and decode
