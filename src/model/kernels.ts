@@ -90,6 +90,7 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     qMatmulSmall: q((kind) => QMatmul.create(device, kind, dtype, { tileM: SMALL_PREFILL_ROWS })) as Promise<QMatmul> | null,
     qMatmulSmallBias: bias ? (q((kind) => QMatmul.create(device, kind, dtype, { bias: true, tileM: SMALL_PREFILL_ROWS })) as Promise<QMatmul> | null) : null,
     qLmHead: q((kind) => QGemv.create(device, kind, dtype, { outF32: true })) as Promise<QGemv> | null,
+    ...quantizedResidualLinears(device, dtype, !f.sandwichNorms ? needs.quantized : null, bias),
     // The batched decode (one row per sequence): gemvs over all its rows read each weight
     // once for all (1.3-2× one row's time on lavapipe for 4 rows, where the small-tile matmul
     // took 3-15×); the matmul where the gemv cannot batch (no subgroups, > 8 rows).
@@ -111,7 +112,7 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     // fused gate_up_proj (Phi-3): one input, each row [gate | up]
     mlpAct: Swiglu.create(device, dtype, { act: f.act, fused: f.fused }),
     // separate dense gate_proj/up_proj joined at load into one [gate; up] (LlamaModel.joinGateUp): quantized ones stay apart
-    mlpActJoined: !f.fused && needs.quantized === null ? Swiglu.create(device, dtype, { act: f.act, fused: true }) : null,
+    mlpActJoined: !f.fused ? Swiglu.create(device, dtype, { act: f.act, fused: true }) : null,
     add: Add.create(device, dtype, { inPlace: true }),
     // Gemma's sandwich norms: x += post_norm(proj), then the next pre-norm of x, in one dispatch
     normAddNorm: f.sandwichNorms ? NormAddNorm.create(device, dtype, { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' }) : null,
@@ -149,6 +150,20 @@ function batchedDecodeLinears(device: GPUDevice, dtype: ComputeDtype, rows: numb
     gemvRowsBias: make({ bias: true }),
     gemvRowsResidual: make({ residual: true }),
     gemvRowsResidualBias: make({ residual: true, bias: true }),
+  };
+}
+
+/** The residual variants of the quantized linears of `kind` (y += W·x (+ b)), null where there is no kind. */
+function quantizedResidualLinears(device: GPUDevice, dtype: ComputeDtype, kind: QuantKind | null, bias: boolean) {
+  const make = <T>(withBias: boolean, create: (kind: QuantKind) => Promise<T>) => (kind !== null && (bias || !withBias) ? create(kind) : null);
+  const small = { residual: true, tileM: SMALL_PREFILL_ROWS };
+  return {
+    qGemvResidual: make(false, (k) => QGemv.create(device, k, dtype, { residual: true })),
+    qGemvResidualBias: make(true, (k) => QGemv.create(device, k, dtype, { residual: true, bias: true })),
+    qMatmulResidual: make(false, (k) => QMatmul.create(device, k, dtype, { residual: true })),
+    qMatmulResidualBias: make(true, (k) => QMatmul.create(device, k, dtype, { residual: true, bias: true })),
+    qMatmulSmallResidual: make(false, (k) => QMatmul.create(device, k, dtype, small)),
+    qMatmulSmallResidualBias: make(true, (k) => QMatmul.create(device, k, dtype, { ...small, bias: true })),
   };
 }
 

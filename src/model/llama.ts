@@ -11,15 +11,17 @@
 
 import type { Checkpoint } from '../checkpoint/types.js';
 import { SluiceError } from '../errors.js';
-import type { GpuTensor } from '../gpu/gpu-tensor.js';
+import { destroyTensor, type GpuTensor } from '../gpu/gpu-tensor.js';
 import { readPackedIndices } from '../gpu/load-prequantized.js';
 import { type DtypeChoice, type GpuTensors, loadTensors, resolveComputeDtype } from '../gpu/load-tensors.js';
 import { readBuffer } from '../gpu/read-back.js';
-import type { QuantKind } from '../gpu/quantized-tensor.js';
+import { destroyQuantized, type QuantKind } from '../gpu/quantized-tensor.js';
+import { concatQuantizedRows, rowsWordAligned } from '../gpu/concat-quantized.js';
 import { concatRows, concatVectors } from '../gpu/concat-rows.js';
 import { splitRows } from '../gpu/split-rows.js';
 import { Step } from '../gpu/step.js';
 import type { RowView } from '../ops/qkv-rope-store.js';
+import { QGemv } from '../ops/qgemv.js';
 import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp } from '../ops/op.js';
 import type { ModelConfig } from './config.js';
 import { compileKernels, isGemv, type Kernels, type RopeTable, SMALL_PREFILL_ROWS } from './kernels.js';
@@ -215,26 +217,52 @@ export class LlamaModel {
   }
 
   /**
-   * Dense gate_proj and up_proj of a layer → one (2I, h) tensor of rows [gate; up] by GPU
+   * gate_proj and up_proj of a layer → one (2I, h) tensor of rows [gate; up] by GPU
    * copies, so the MLP runs one linear into [gate | up] per token row and the fused
-   * activation (Phi-3's layout): one dispatch fewer per layer. Quantized weights and
-   * biased gate/up stay separate. One layer at a time, its two sources freed before the
-   * next, so device memory peaks at one layer's gate and up more than the loaded weights.
+   * activation (Phi-3's layout): one dispatch fewer per layer. Biased gate/up stay apart.
    */
   private async joinGateUp(ops: Kernels): Promise<void> {
     if (!ops.mlpActJoined) return;
     for (const [i, l] of this.names.layers.entries()) {
       if ('fused' in l.gateUp || l.gateBias !== null || l.upBias !== null) continue;
-      const [gate, up] = [this.weights.get(l.gateUp.gate), this.weights.get(l.gateUp.up)];
-      if (!gate || !up) continue; // quantized (in weights.quantized): their own kernels
       const name = `${l.gateUp.gate}+${l.gateUp.up}`;
-      this.weights.set(name, concatRows(this.device, name, [gate, up]));
-      this.weights.delete(l.gateUp.gate);
-      this.weights.delete(l.gateUp.up);
-      this.joinedGateUp.set(i, name);
-      await this.device.queue.onSubmittedWorkDone();
-      for (const t of [gate, up]) t.chunks.forEach((c) => c.buffer.destroy());
+      if (await this.joinRows([l.gateUp.gate, l.gateUp.up], name)) this.joinedGateUp.set(i, name);
     }
+  }
+
+  /**
+   * Linears `names` (all dense, or all quantized with one input permutation and rows of
+   * whole words) → one tensor `joined` of their rows in order, and `biases` (all three or
+   * none) likewise, by GPU copies; the parts are freed once copied. One layer at a time,
+   * so device memory peaks at one layer's parts more than the loaded weights. False, and
+   * nothing done, where the parts cannot join.
+   */
+  private async joinRows(names: readonly string[], joined: string, biases?: { names: readonly string[]; joined: string }): Promise<boolean> {
+    const dense = names.map((n) => this.weights.get(n));
+    const packed = names.map((n) => this.weights.quantized.get(n));
+    const perm = this.weights.inputPerms.get(names[0]);
+    let free: () => void;
+    if (dense.every((t) => t !== undefined)) {
+      this.weights.set(joined, concatRows(this.device, joined, dense));
+      free = () => dense.forEach(destroyTensor);
+    } else if (packed.every((t) => t !== undefined) && packed.every(rowsWordAligned) && names.every((n) => this.weights.inputPerms.get(n) === perm)) {
+      this.weights.quantized.set(joined, concatQuantizedRows(this.device, joined, packed));
+      if (perm) this.weights.inputPerms.set(joined, perm);
+      names.forEach((n) => this.weights.inputPerms.delete(n));
+      free = () => packed.forEach(destroyQuantized);
+    } else {
+      return false;
+    }
+    const biasParts = biases ? biases.names.map((n) => this.weight(n)) : [];
+    if (biases) this.weights.set(biases.joined, concatVectors(this.device, biases.joined, biasParts));
+    for (const n of [...names, ...(biases?.names ?? [])]) {
+      this.weights.delete(n);
+      this.weights.quantized.delete(n);
+    }
+    await this.device.queue.onSubmittedWorkDone();
+    free();
+    biasParts.forEach(destroyTensor);
+    return true;
   }
 
   /** Phi-3's fused qkv_proj → q, k, v by GPU copies (the fused tensor is freed after); joinQkv then joins dense ones again. */
@@ -248,27 +276,18 @@ export class LlamaModel {
   }
 
   /**
-   * Dense q_proj, k_proj and v_proj of a layer (and their biases, when all three have one)
-   * → one ((nHeads + 2·nKvHeads)·headDim, h) tensor of rows [q; k; v], so each token row
-   * takes one linear into [q | k | v], which qkv_rope_store reads as three views: two
-   * dispatches fewer per layer. Quantized ones stay apart. One layer at a time, as joinGateUp.
+   * q_proj, k_proj and v_proj of a layer (and their biases, when all three have one) → one
+   * ((nHeads + 2·nKvHeads)·headDim, h) tensor of rows [q; k; v] (joinRows), so each token
+   * row takes one linear into [q | k | v], which qkv_rope_store reads as three views: two
+   * dispatches fewer per layer.
    */
   private async joinQkv(): Promise<void> {
     for (const [i, l] of this.names.layers.entries()) {
-      const parts = [l.q, l.k, l.v].map((name) => this.weights.get(name));
-      if (parts.some((t) => !t)) continue; // quantized (in weights.quantized): their own kernels
       const biasNames = [l.qBias, l.kBias, l.vBias];
       if (biasNames.some((b) => b !== null) && biasNames.some((b) => b === null)) continue; // some biased, some not: apart
-      const biases = biasNames.every((b) => b !== null) ? biasNames.map((b) => this.weight(b)) : null;
       const weight = `${l.q}+${l.k}+${l.v}`;
-      this.weights.set(weight, concatRows(this.device, weight, parts as GpuTensor[]));
-      const bias = biases ? `${l.qBias}+${l.kBias}+${l.vBias}` : null;
-      if (biases && bias) this.weights.set(bias, concatVectors(this.device, bias, biases));
-      const sources = [...(parts as GpuTensor[]), ...(biases ?? [])];
-      for (const t of sources) this.weights.delete(t.name);
-      this.joinedQkv.set(i, { weight, bias });
-      await this.device.queue.onSubmittedWorkDone();
-      for (const t of sources) t.chunks.forEach((c) => c.buffer.destroy());
+      const bias = biasNames.every((b) => b !== null) ? { names: biasNames as string[], joined: `${l.qBias}+${l.kBias}+${l.vBias}` } : undefined;
+      if (await this.joinRows([l.q, l.k, l.v], weight, bias)) this.joinedQkv.set(i, { weight, bias: bias?.joined ?? null });
     }
   }
 
@@ -332,34 +351,46 @@ export class LlamaModel {
       // What b.permuted holds: `input` gathered by `perm`, valid until any other op runs.
       let permuted: { input: GPUBuffer; perm: GPUBuffer } | null = null;
       const add = <T extends PreparedOp>(op: T): T => ((permuted = null), out.ops.push(this.own(op)), op);
-      const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer) => {
+      // A residual kernel may be absent (the caller adds on its own); a plain one may not.
+      const missing = (label: string, residual: boolean): false => {
+        if (residual) return false;
+        throw new Error(`${label}: no kernel was compiled for this linear`);
+      };
+      // output = W·input (+ b); with `residual`, output += W·input (+ b) (output is the residual
+      // stream) where the weight's kind has a residual kernel here, else nothing is added and
+      // the answer is false (project() then adds on its own).
+      const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer, residual = false): boolean => {
         const bt = bias === null ? undefined : this.weight(bias);
         const qt = this.weights.quantized.get(weight);
         if (qt) {
+          // [weight kind][compute dtype]: the quantized ops, chosen once the weight says so
+          const op = gemv ? (residual ? (bt ? ops.qGemvResidualBias : ops.qGemvResidual) : bt ? ops.qGemvBias : ops.qGemv)
+            : small ? (residual ? (bt ? ops.qMatmulSmallResidualBias : ops.qMatmulSmallResidual) : bt ? ops.qMatmulSmallBias : ops.qMatmulSmall)
+            : residual ? (bt ? ops.qMatmulResidualBias : ops.qMatmulResidual) : bt ? ops.qMatmulBias : ops.qMatmul;
+          if (!op) return missing(label, residual);
           // act-order: x' = x[:, perm], once for the linears that share an input and a perm (q/k/v, gate/up)
           const perm = perms.get(weight);
           const before = permuted;
           if (perm && !(before?.input === input && before.perm === perm)) add(ops.permute!.prepare(`${label}.permute`, rows, qt.shape[1], perm, input, b.permuted!));
           const x = perm ? b.permuted! : input;
-          // [weight kind][compute dtype]: the quantized ops, chosen once the weight says so
-          if (gemv) add((bt ? ops.qGemvBias! : ops.qGemv!).prepare(label, qt, x, output, bt));
-          else if (small) add((bt ? ops.qMatmulSmallBias! : ops.qMatmulSmall!).prepare(label, rows, qt, x, output, bt));
-          else add((bt ? ops.qMatmulBias! : ops.qMatmul!).prepare(label, rows, qt, x, output, bt));
+          add(op instanceof QGemv ? op.prepare(label, qt, x, output, bt) : op.prepare(label, rows, qt, x, output, bt));
           // A linear writes only `output`: the gathered copy stays valid unless that was its input.
           permuted = perm ? { input, perm } : before?.input !== output ? before : null;
-          return;
+          return true;
         }
         const wt = this.weight(weight);
-        if (gemv) add((bt ? ops.gemvBias! : ops.gemv).prepare(label, wt, input, output, bt));
-        else if (gemvRows) add((bt ? ops.gemvRowsBias! : ops.gemvRows!).prepare(label, wt, input, output, bt));
-        else if (small) add((bt ? ops.matmulSmallBias! : ops.matmulSmall).prepare(label, rows, wt, input, output, bt));
-        else add((bt ? ops.matmulBias! : ops.matmul).prepare(label, rows, wt, input, output, bt));
+        const op = gemv ? (residual ? (bt ? ops.gemvResidualBias : ops.gemvResidual) : bt ? ops.gemvBias : ops.gemv)
+          : gemvRows ? (residual ? (bt ? ops.gemvRowsResidualBias : ops.gemvRowsResidual) : bt ? ops.gemvRowsBias : ops.gemvRows)
+          : small ? (residual ? (bt ? ops.matmulSmallResidualBias : ops.matmulSmallResidual) : bt ? ops.matmulSmallBias : ops.matmulSmall)
+          : residual ? (bt ? ops.matmulResidualBias : ops.matmulResidual) : bt ? ops.matmulBias : ops.matmul;
+        if (!op) return missing(label, residual);
+        add(isGemv(op) ? op.prepare(label, wt, input, output, bt) : op.prepare(label, rows, wt, input, output, bt));
+        return true;
       };
       const norm = (label: string, weight: string, input: GPUBuffer, output: GPUBuffer, normRows = rows, width = h) =>
         add(ops.norm.prepare(label, normRows, width, input, this.weight(weight), output));
-      // x = x + post_norm?(W·input (+ b)) for o_proj and down_proj. A dense linear with no
-      // post-norm adds into x in its epilogue (one dispatch, not two); quantized ones project
-      // into b.proj, then add. Gemma's post-normed blocks project into b.proj, then one
+      // x = x + post_norm?(W·input (+ b)) for o_proj and down_proj. A linear with no
+      // post-norm adds into x in its epilogue (one dispatch, not two). Gemma's post-normed blocks project into b.proj, then one
       // norm_add_norm adds post_norm(b.proj) into x and writes `next`'s norm of the new x
       // (the following pre-norm) into b.normed: returns whether it did.
       const project = (label: string, weight: string, bias: string | null, input: GPUBuffer, residualLabel: string, postNorm: string | null, next: string | null): boolean => {
@@ -369,17 +400,10 @@ export class LlamaModel {
           add(ops.normAddNorm!.prepare(residualLabel, rows, h, b.proj, this.weight(postNorm), x, nextNorm));
           return next !== null;
         }
-        const bt = bias === null ? undefined : this.weight(bias);
-        const into = postNorm !== null || this.weights.quantized.has(weight) ? null
-          : gemv ? (bt ? ops.gemvResidualBias : ops.gemvResidual)
-          : gemvRows ? (bt ? ops.gemvRowsResidualBias : ops.gemvRowsResidual)
-          : small ? (bt ? ops.matmulSmallResidualBias : ops.matmulSmallResidual)
-          : bt ? ops.matmulResidualBias : ops.matmulResidual;
-        if (!into) {
+        if (!linear(label, weight, bias, input, x, true)) {
           linear(label, weight, bias, input, b.proj);
           add(ops.add.prepare(residualLabel, rows * h, x, b.proj));
-        } else if (isGemv(into)) add(into.prepare(label, this.weight(weight), input, x, bt));
-        else add(into.prepare(label, rows, this.weight(weight), input, x, bt));
+        }
         return false;
       };
       // x = embed_tokens(ids) · embed_scale (Gemma: √hidden)

@@ -5,7 +5,8 @@
 // sandwich norms normalise o_proj's and down_proj's outputs before the add, so those two
 // project into a buffer and one norm_add_norm each adds post_norm(projection) into x and
 // writes the next pre-norm (pre_mlp_norm; the next layer's input_norm): 9 too, and the
-// first layer's own input_norm once.
+// first layer's own input_norm once. Quantized q/k/v and gate/up join as the dense ones do,
+// and qgemv adds into the residual stream too.
 
 import { describe, expect, it } from 'vitest';
 import { loadReferenceModel } from '../support/model-reference.js';
@@ -23,9 +24,21 @@ const PER_LAYER: Record<string, [number, number]> = {
   gemma3: [9, 1],
 };
 
-describe.each(Object.entries(PER_LAYER))('%s', (name, [perLayer, once]) => {
+// Quantized on load the same, where the parts join: q4 of a 64-wide model has 2 groups a
+// row, so zero-point rows of 2 bytes, which word copies cannot join at every part's start
+// (concat-quantized.ts): q/k/v and gate/up stay apart there, 3 dispatches more. Real widths
+// (≥ 576) join; q8 (no zero points) joins here too.
+const CASES = Object.entries(PER_LAYER).flatMap(([name, [perLayer, once]]) => [
+  [name, 'dense', perLayer, once],
+  [name, 'q8', perLayer, once],
+  [name, 'q4', ['llama-gqa', 'mistral-window', 'qwen3'].includes(name) ? perLayer + 3 : perLayer, once],
+] as const);
+
+describe.each(CASES)('%s %s', (name, weights, perLayer, once) => {
+  const quantize = weights === 'dense' ? undefined : weights;
   it(`decodes a token in ${perLayer} dispatches a layer (+ ${once} once, the embedding and the head)`, async () => {
-    const { model } = await loadReferenceModel(gpu.device, name, 'f32', 64);
+    const { model } = await loadReferenceModel(gpu.device, name, 'f32', 64, { quantize });
+    if (quantize) expect(model.weights.quantized.size, 'quantized linears').toBeGreaterThan(0);
     try {
       const layers = model.config.numLayers;
       const head = model.config.features.finalSoftcap !== null ? 3 : 2; // norm, lm_head (, soft-cap)
