@@ -11,9 +11,10 @@
 //   3. decode  one pass over every sequence past its prefill: row r feeds its last id at
 //              its position and samples its next id with its own parameters.
 // A prompt's last id is not prefilled: it is the sequence's first decode row, whose
-// logits give the first reply token. So prefill passes never run the LM head, and a
-// request arriving while others decode waits at most one chunk per 64 prompt ids plus one
-// decode step for its first token.
+// logits give the first reply token, in the same step as the prompt's last chunk. So
+// prefill passes never run the LM head, and a request arriving while others decode waits
+// for the step in flight, then one step per 64 prompt ids (each a chunk and the others'
+// decode), the last of which gives its first token.
 //
 // A request with a grammar (options.grammar) is compiled once, in submit(), against the
 // model's vocabulary (backend.vocabSize rows, the tokenizer's tokens, the request's eos ids).
@@ -261,7 +262,7 @@ export class BatchScheduler {
         this.admit();
         for (const seq of [...this.active]) if (seq.cancelled) this.finish(seq, 'abort');
         const prefilling = this.active.find((s) => s.phase === 'prefill');
-        const decoding = this.active.filter((s) => s.phase === 'decode');
+        let decoding = this.active.filter((s) => s.phase === 'decode');
         if (!prefilling && !decoding.length && this.active.length) {
           // Unreachable by construction (an active sequence prefills or decodes); if it ever
           // happens, fail them rather than spin without yielding.
@@ -269,11 +270,16 @@ export class BatchScheduler {
           continue;
         }
         try {
-          if (prefilling) await this.prefillChunk(prefilling);
+          if (prefilling) {
+            await this.prefillChunk(prefilling);
+            // A prompt whose last chunk just went in decodes in this same step: its first
+            // token comes one step sooner (TTFT of a request arriving mid-decode).
+            if (prefilling.phase === 'decode') decoding = this.active.filter((s) => s.phase === 'decode');
+          }
           if (decoding.length) await this.decodeStep(decoding);
         } catch (e) {
           // The failed pass's slots hold unknown state: their sequences end with the error.
-          for (const seq of prefilling ? [prefilling, ...decoding] : decoding) {
+          for (const seq of prefilling && !decoding.includes(prefilling) ? [prefilling, ...decoding] : decoding) {
             this.slotState[seq.slot].cached = [];
             seq.error = e;
             this.finish(seq, 'abort');

@@ -42,7 +42,7 @@ export interface KernelNeeds {
   bias: boolean;
   /** Some act-order linear needs its input permuted (GPTQ desc_act). */
   permute: boolean;
-  /** Rows of the batched decode pass (the KV slots), 1 when there is none: its LM head is a matmul. */
+  /** Rows of the widest batched decode pass (the KV slots), 1 when there is none. */
   decodeRows: number;
   /** The designs of the dense linears and attention (kernel-family.ts). */
   family: KernelFamily;
@@ -65,8 +65,6 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
   const ropes = [...new Set(f.layers.map((l) => l.rope).filter((r): r is RopeScaling => r !== null))];
   const qkNorm = f.qkNorm ? { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' } : null;
   const { gemv, matmul, attention } = familyKernels(needs.family);
-  // Rows of the batched decode's gemvs (GemvOptions.tokens), 1 when it takes the small matmuls.
-  const batchGemvRows = needs.family === 'software' && gemvBatchable(device, needs.decodeRows) ? needs.decodeRows : 1;
   const pending = {
     embedding: Embedding.create(device, dtype),
     qEmbedding: q((kind) => QEmbedding.create(device, kind, dtype)) as Promise<QEmbedding> | null,
@@ -91,17 +89,10 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     qMatmulSmallBias: bias ? (q((kind) => QMatmul.create(device, kind, dtype, { bias: true, tileM: SMALL_PREFILL_ROWS })) as Promise<QMatmul> | null) : null,
     qLmHead: q((kind) => QGemv.create(device, kind, dtype, { outF32: true })) as Promise<QGemv> | null,
     ...quantizedResidualLinears(device, dtype, !f.sandwichNorms ? needs.quantized : null, bias),
-    // The batched decode (one row per sequence): gemvs over all its rows read each weight
-    // once for all (1.3-2× one row's time on lavapipe for 4 rows, where the small-tile matmul
-    // took 3-15×); the matmul where the gemv cannot batch (no subgroups, > 8 rows).
-    // The software family's only (Gemv's BATCH variant is shaped for lavapipe); the gpu family's tiled matmul batches well.
-    ...batchedDecodeLinears(device, dtype, batchGemvRows, bias, !f.sandwichNorms && needs.quantized === null),
-    lmHeadRows: needs.decodeRows > 1
-      ? batchGemvRows > 1
-        ? Gemv.create(device, dtype, { outF32: true, tokens: batchGemvRows })
-        : matmul(device, dtype, { outF32: true, tileM: rowsTile(needs.decodeRows) })
-      : null,
-    qLmHeadRows: needs.decodeRows > 1 ? (q((kind) => QMatmul.create(device, kind, dtype, { outF32: true, tileM: rowsTile(needs.decodeRows) })) as Promise<QMatmul> | null) : null,
+    // The batched decode passes (one row per sequence), by row count (decodeRowCounts).
+    decodeBatch: Promise.all(
+      decodeRowCounts(needs.decodeRows).map(async (rows) => [rows, await batchedDecodeKernels(device, dtype, rows, needs, bias, !f.sandwichNorms && needs.quantized === null, matmul)] as const),
+    ).then((entries) => new Map(entries)),
     // x[:, perm]: an act-order linear's input, in the column order its weight was repacked to
     permute: needs.permute ? Permute.create(device, dtype) : null,
     ropes: Promise.all(ropes.map((rope) => RopeTable.create(device, dtype, rope))),
@@ -137,20 +128,53 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
 }
 
 /**
- * The dense linears of a batched decode pass of `rows` rows as gemvs over all of them
- * (GemvOptions.tokens), null when `rows` is 1 (the pass then takes the small matmuls);
- * the residual ones only where `residual` (as residualLinears).
+ * Row counts of the batched decode passes of a model with `slots` KV slots: the powers of
+ * two below it, and itself (4 slots: 2 and 4). A step runs the smallest that holds its
+ * sequences, so 2 of 8 slots busy cost a 2-row pass, not an 8-row one (on lavapipe the
+ * batched gemv's time grows with its rows: ~1.2× one row's at 2, ~1.8× at 4, ~3× at 8).
  */
-function batchedDecodeLinears(device: GPUDevice, dtype: ComputeDtype, rows: number, bias: boolean, residual: boolean) {
-  const ok = rows > 1;
-  const make = (options: { bias?: boolean; residual?: boolean }) =>
-    ok && (bias || !options.bias) && (residual || !options.residual) ? Gemv.create(device, dtype, { ...options, tokens: rows }) : null;
-  return {
-    gemvRows: make({}),
-    gemvRowsBias: make({ bias: true }),
-    gemvRowsResidual: make({ residual: true }),
-    gemvRowsResidualBias: make({ residual: true, bias: true }),
-  };
+export function decodeRowCounts(slots: number): number[] {
+  const counts: number[] = [];
+  for (let n = 2; n < slots; n *= 2) counts.push(n);
+  if (slots > 1) counts.push(slots);
+  return counts;
+}
+
+/** The linear kernels of a batched decode pass: the gemvs over its rows, or null (the pass takes the matmuls). */
+export interface BatchedDecodeKernels {
+  /** Dense linears as gemvs over the pass's rows (GemvOptions.tokens); the residual ones only where residual linears exist. */
+  gemv: { plain: Gemv; bias: Gemv | null; residual: Gemv | null; residualBias: Gemv | null } | null;
+  /** The LM head over the rows, f32 logits: a gemv over them, or a matmul. */
+  lmHead: Gemv | GemvCoalesced | Awaited<ReturnType<ReturnType<typeof familyKernels>['matmul']>>;
+  qLmHead: QMatmul | null;
+}
+
+/**
+ * A batched decode pass's kernels for `rows` rows. The software family's gemv reads each
+ * weight once for all rows (1.2-2× one row's time on lavapipe up to 4 rows, where the
+ * small-tile matmul took 3-15×); past GEMV_MAX_TOKENS rows, without subgroups, and in the
+ * gpu family (whose tiled matmul suits real GPUs), the matmuls.
+ */
+async function batchedDecodeKernels(
+  device: GPUDevice,
+  dtype: ComputeDtype,
+  rows: number,
+  needs: KernelNeeds,
+  bias: boolean,
+  residual: boolean,
+  matmul: ReturnType<typeof familyKernels>['matmul'],
+): Promise<BatchedDecodeKernels> {
+  const useGemv = needs.family === 'software' && gemvBatchable(device, rows);
+  const make = (options: { bias?: boolean; residual?: boolean; outF32?: boolean }) => Gemv.create(device, dtype, { ...options, tokens: rows });
+  const [plain, withBias, res, resBias, lmHead, qLmHead] = await Promise.all([
+    useGemv ? make({}) : null,
+    useGemv && bias ? make({ bias: true }) : null,
+    useGemv && residual ? make({ residual: true }) : null,
+    useGemv && residual && bias ? make({ residual: true, bias: true }) : null,
+    useGemv ? make({ outF32: true }) : matmul(device, dtype, { outF32: true, tileM: rowsTile(rows) }),
+    needs.quantized ? QMatmul.create(device, needs.quantized, dtype, { outF32: true, tileM: rowsTile(rows) }) : null,
+  ]);
+  return { gemv: plain && { plain, bias: withBias, residual: res, residualBias: resBias }, lmHead: lmHead!, qLmHead };
 }
 
 /** The residual variants of the quantized linears of `kind` (y += W·x (+ b)), null where there is no kind. */

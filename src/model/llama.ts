@@ -90,15 +90,15 @@ export class LlamaModel {
   private readonly owned: { destroy(): void }[] = [];
   private prefill!: Map<number, Pass>; // by prepared rows (PREFILL_ROWS)
   private decode!: Pass; // one row: gemv
-  private decodeBatch: Pass | null = null; // up to `slots` rows, one per sequence: small matmuls
+  private decodeBatch = new Map<number, Pass>(); // by rows (decodeRowCounts), one row per sequence
+  private batchRowCounts: number[] = []; // decodeBatch's keys, ascending
   // [n]: a view of n rows' token ids for decodeRows, reused every step (f64: a bad id reaches the step's check unwrapped)
   private readonly rowIds = ((ids) => Array.from({ length: MAX_PARALLEL + 1 }, (_, n) => ids.subarray(0, n)))(new Float64Array(MAX_PARALLEL));
   private decodeStep!: PreparedOp[]; // decode pass + head, in order: encoded every token
-  private decodeBatchStep: PreparedOp[] = []; // the batched decode pass + its head
+  private decodeBatchStep = new Map<number, PreparedOp[]>(); // each batched decode pass + its head, by rows
   private hidden!: GPUBuffer; // (PREFILL_CHUNK, h) the residual stream of prefill
   private lastRow!: GPUBuffer; // (1, h) the residual stream of decode (prefill's last row lands here)
   private head!: PreparedOp[]; // final norm + LM head (+ soft-cap) on lastRow → logits
-  private headRows: PreparedOp[] = []; // the same over `slots` rows (the batched decode)
   private readonly rowPositions: Uint32Array[]; // [n]: a view of n rows' positions, reused every step
   private readonly rowSlots: Uint32Array[];
   private ropeTables: RopeTable[] = []; // one per distinct rope, switched by sequence length
@@ -342,10 +342,11 @@ export class LlamaModel {
       const tag = kind === 'prefill' ? `prefill${rows}` : rows > 1 ? `decode${rows}` : kind; // labels: prefill8.layers.0.q_proj
       // the token ids ride in the step buffer too: one writeBuffer per call (issue 21)
       const step = this.own(new Step(device, `model.${tag}`, { rows, positions: maxSeq, slots: S, ids: true }));
-      // One row: gemv. A batched decode: gemvs over its rows where they can (ops.gemvRows),
+      // One row: gemv. A batched decode: gemvs over its rows where they can (batch.gemv),
       // else, and for a prefill chunk, a matmul, its tile by the rows.
       const gemv = rows === 1;
-      const gemvRows = kind === 'decode' && rows > 1 && ops.gemvRows !== null;
+      const batch = kind === 'decode' && rows > 1 ? ops.decodeBatch.get(rows)! : null;
+      const gemvRows = batch?.gemv ?? null;
       const small = rows <= SMALL_PREFILL_ROWS;
       const out: Pass = { ops: [], step };
       // What b.permuted holds: `input` gathered by `perm`, valid until any other op runs.
@@ -380,7 +381,7 @@ export class LlamaModel {
         }
         const wt = this.weight(weight);
         const op = gemv ? (residual ? (bt ? ops.gemvResidualBias : ops.gemvResidual) : bt ? ops.gemvBias : ops.gemv)
-          : gemvRows ? (residual ? (bt ? ops.gemvRowsResidualBias : ops.gemvRowsResidual) : bt ? ops.gemvRowsBias : ops.gemvRows)
+          : gemvRows ? (residual ? (bt ? gemvRows.residualBias : gemvRows.residual) : bt ? gemvRows.bias : gemvRows.plain)
           : small ? (residual ? (bt ? ops.matmulSmallResidualBias : ops.matmulSmallResidual) : bt ? ops.matmulSmallBias : ops.matmulSmall)
           : residual ? (bt ? ops.matmulResidualBias : ops.matmulResidual) : bt ? ops.matmulBias : ops.matmul;
         if (!op) return missing(label, residual);
@@ -466,7 +467,8 @@ export class LlamaModel {
     };
     this.prefill = new Map(PREFILL_ROWS.map((rows) => [rows, pass('prefill', rows, this.hidden)]));
     this.decode = pass('decode', 1, this.lastRow);
-    if (S > 1) this.decodeBatch = pass('decode', S, this.lastRow);
+    this.batchRowCounts = [...ops.decodeBatch.keys()].sort((a, b) => a - b);
+    for (const rows of this.batchRowCounts) this.decodeBatch.set(rows, pass('decode', rows, this.lastRow));
     // logits = softcap?(lm_head(rms(x_last))), f32, for the first `rows` rows of lastRow
     const qHead = this.weights.quantized.get(this.names.lmHead);
     const headPerm = perms.get(this.names.lmHead); // GPTQModel's lm_head: true with desc_act
@@ -479,8 +481,9 @@ export class LlamaModel {
             ? ops.qLmHead!.prepare(`${tag}.lm_head`, qHead, headInput, this.logits)
             : ops.lmHead.prepare(`${tag}.lm_head`, this.weight(this.names.lmHead), bufs.decode.normed, this.logits);
         }
-        if (qHead) return ops.qLmHeadRows!.prepare(`${tag}.lm_head`, rows, qHead, headInput, this.logits);
-        const headRows = ops.lmHeadRows!;
+        const batch = ops.decodeBatch.get(rows)!;
+        if (qHead) return batch.qLmHead!.prepare(`${tag}.lm_head`, rows, qHead, headInput, this.logits);
+        const headRows = batch.lmHead;
         const weight = this.weight(this.names.lmHead);
         return isGemv(headRows)
           ? headRows.prepare(`${tag}.lm_head`, weight, bufs.decode.normed, this.logits)
@@ -494,9 +497,8 @@ export class LlamaModel {
       ];
     };
     this.head = head(1);
-    if (S > 1) this.headRows = head(S);
     this.decodeStep = [...this.decode.ops, ...this.head];
-    this.decodeBatchStep = this.decodeBatch ? [...this.decodeBatch.ops, ...this.headRows] : [];
+    for (const [rows, batchPass] of this.decodeBatch) this.decodeBatchStep.set(rows, [...batchPass.ops, ...head(rows)]);
     this.ropeTables = [...ops.ropeOf.values()];
   }
 
@@ -565,7 +567,11 @@ export class LlamaModel {
   async decodeRows(rows: readonly { slot: number; id: number; position: number }[], after?: (encoder: GPUCommandEncoder) => void): Promise<void> {
     const n = rows.length;
     if (n === 1) return this.forward([rows[0].id], rows[0].position, after, rows[0].slot);
-    if (!(n >= 1 && n <= this.slots) || !this.decodeBatch) throw new SluiceError('USAGE', `decodeRows: ${n} rows, this model decodes 1 to ${this.slots}`);
+    // The smallest batched pass that holds the rows: its step says how many run.
+    let rowsOf: number | undefined;
+    for (let i = 0; i < this.batchRowCounts.length && rowsOf === undefined; i++) if (this.batchRowCounts[i] >= n) rowsOf = this.batchRowCounts[i];
+    if (!(n >= 1) || rowsOf === undefined) throw new SluiceError('USAGE', `decodeRows: ${n} rows, this model decodes 1 to ${this.slots}`);
+    const batchPass = this.decodeBatch.get(rowsOf)!;
     const positions = this.rowPositions[n];
     const slots = this.rowSlots[n];
     const ids = this.rowIds[n];
@@ -574,8 +580,8 @@ export class LlamaModel {
       slots[r] = rows[r].slot;
       ids[r] = rows[r].id;
     }
-    this.decodeBatch.step.write(positions, slots, ids); // checks positions, slots and ids; the one upload
-    this.submitDecode(this.decodeBatchStep, 'model.decode_rows', after);
+    batchPass.step.write(positions, slots, ids); // checks positions, slots and ids; the one upload
+    this.submitDecode(this.decodeBatchStep.get(rowsOf)!, 'model.decode_rows', after);
   }
 
   private submitDecode(ops: readonly PreparedOp[], label: string, after?: (encoder: GPUCommandEncoder) => void): void {

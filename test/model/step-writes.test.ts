@@ -99,8 +99,9 @@ it('a decode token, a prompt chunk and a batched decode pass each write the step
   // One write per pass: the step, its token ids in the same buffer; not ids + step, not 1 + 3 per layer.
   expect(counts(two)).toEqual({ decode: [1, 1, 1], prefill: 1, twoChunks: 2, rows: [1, 1] });
   expect(counts(four)).toEqual(counts(two));
-  // Only step buffers: prefill8 (5 tokens), prefill64 (two chunks of 70: 64, then 6 in prefill8), decode, decode3.
-  expect([...two.labels].sort()).toEqual(['model.decode.step', 'model.decode3.step', 'model.prefill64.step', 'model.prefill8.step']);
+  // Only step buffers: prefill8 (5 tokens), prefill64 (two chunks of 70: 64, then 6 in prefill8), decode,
+  // decode3 (3 rows) and decode2 (2 rows: the smallest batched pass that holds them).
+  expect([...two.labels].sort()).toEqual(['model.decode.step', 'model.decode2.step', 'model.decode3.step', 'model.prefill64.step', 'model.prefill8.step']);
 });
 
 it('a bad token id is refused by name before anything is written', async () => {
