@@ -7,6 +7,9 @@
 // promises: a chunk is interleaved with the others' decode steps, not queued behind them).
 // Issue 19's goals: aggregate(4) ≥ 2.5 × aggregate(1); latency(4) ≤ 1.6 × latency(1);
 // arrival TTFT ≤ 1 × (solo TTFT of its prompt + one n-row decode step).
+// The stream counts run in turn `repeats` times (rounds), and each figure is the median
+// over its rounds, so one disturbed run (on a shared 2-core machine a single stream's
+// rate moved 75 ↔ 114 ms/token between runs) does not set a ratio.
 
 import { BatchScheduler, type BatchStats } from '../../generate/batch-scheduler.js';
 import type { GenerationDelta } from '../../generate/generate.js';
@@ -32,6 +35,8 @@ export interface ParallelBenchOptions {
   promptTokens?: number;
   /** Tokens each stream decodes (default 32). */
   tokens?: number;
+  /** Rounds over the stream counts; figures are medians over them (default 3). */
+  repeats?: number;
   onStep?: (what: string) => void;
 }
 
@@ -45,6 +50,8 @@ export interface StreamsResult {
   latency_over_solo: number;
   /** Median time to first token (its prefill interleaved with the others'). */
   ttft_ms: number;
+  /** Each round's aggregate decode tokens/s (the median of which is the aggregate). */
+  rounds_aggregate: number[];
 }
 
 export interface ParallelBenchResult {
@@ -86,13 +93,21 @@ export async function benchParallel(gpu: GpuContext, options: ParallelBenchOptio
     await run(slots, 3); // every pass shape once (driver compiles on first use)
     await run(1, 3);
 
+    const repeats = options.repeats ?? 3;
+    const rounds = new Map<number, { aggregate: number; msPerToken: number; ttft: number }[]>(options.streams.map((n) => [n, []]));
+    for (let pass = 0; pass < repeats; pass++) {
+      for (const n of options.streams) {
+        step(`round ${pass + 1}/${repeats}: ${n} stream${n > 1 ? 's' : ''} × ${tokens} tokens`);
+        const stats = await run(n, tokens);
+        const rates = stats.map((s) => s.decodeTokensPerSecond);
+        rounds.get(n)!.push({ aggregate: rates.reduce((a, b) => a + b, 0), msPerToken: median(rates.map((r) => 1000 / r)), ttft: median(stats.map((s) => s.ttftMs)) });
+      }
+    }
     const runs: StreamsResult[] = [];
     for (const n of options.streams) {
-      step(`${n} stream${n > 1 ? 's' : ''} × ${tokens} tokens`);
-      const stats = await run(n, tokens);
-      const rates = stats.map((s) => s.decodeTokensPerSecond);
-      const aggregate = rates.reduce((a, b) => a + b, 0);
-      const msPerToken = median(rates.map((r) => 1000 / r));
+      const of = rounds.get(n)!;
+      const aggregate = median(of.map((r) => r.aggregate));
+      const msPerToken = median(of.map((r) => r.msPerToken));
       const solo = runs[0] ?? { aggregate_decode_tokens_per_second: aggregate, ms_per_token: msPerToken };
       runs.push({
         streams: n,
@@ -100,7 +115,8 @@ export async function benchParallel(gpu: GpuContext, options: ParallelBenchOptio
         aggregate_over_solo: round(aggregate / solo.aggregate_decode_tokens_per_second),
         ms_per_token: round(msPerToken),
         latency_over_solo: round(msPerToken / solo.ms_per_token),
-        ttft_ms: round(median(stats.map((s) => s.ttftMs))),
+        ttft_ms: round(median(of.map((r) => r.ttft))),
+        rounds_aggregate: of.map((r) => round(r.aggregate)),
       });
     }
 

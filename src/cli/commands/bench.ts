@@ -154,7 +154,6 @@ const generateBench: Benchmark = {
     if (streams && promptTokens && promptTokens.length > 1) throw new SluiceError('USAGE', 'bench generate: --parallel takes one --prompt-tokens length');
     const tokens = count('tokens');
     const repeats = count('repeats');
-    if (repeats !== undefined && streams) throw new SluiceError('USAGE', 'bench generate: --repeats goes without --parallel (it repeats the one-stream decode)');
     const grammar = await grammarFlag('bench generate', values);
     if (grammar && streams) throw new SluiceError('USAGE', 'bench generate: a grammar goes without --parallel (it is timed on one stream)');
     if (values.tokenizer !== undefined && !grammar) throw new SluiceError('USAGE', 'bench generate: --tokenizer DIR goes with a grammar (--json-schema FILE, --grammar FILE, --regex, --json-object)');
@@ -183,7 +182,7 @@ const generateBench: Benchmark = {
     try {
       if (streams) {
         const onStep = terminal ? (what: string) => io.stderr(`${what}\n`) : undefined;
-        const r = await benchParallel(gpu, { dir, label, dtype, quantize, kernels, streams, promptTokens: promptTokens?.[0], tokens, onStep });
+        const r = await benchParallel(gpu, { dir, label, dtype, quantize, kernels, streams, repeats, promptTokens: promptTokens?.[0], tokens, onStep });
         const json = written ? { ...r, synthetic: syntheticJson(written) } : r;
         io.stdout(values.json ? `${JSON.stringify(json, null, 2)}\n` : parallelText(r));
         return 0;
@@ -321,7 +320,8 @@ sluice bench generate (MODEL | --synthetic NAME [--layers N] [--storage bf16|f16
   --prompt-tokens (default 32) random ids start together and decode --tokens (default
   32) greedily in shared passes: aggregate decode tok/s and per-stream ms/token against
   one stream (goals at 4: ≥ 2.5× and ≤ 1.6×); then a request arriving while the others
-  decode: its TTFT against its solo TTFT + one decode step (goal ≤ 1×).
+  decode: its TTFT against its solo TTFT + one decode step (goal ≤ 1×). The counts run
+  in --repeats rounds (default 3 with --parallel); each figure is the median round's.
   --json-schema FILE (or --grammar FILE, --regex P, --json-object): constrained decoding
   cost. Times building the vocabulary (once per tokenizer) and compiling, then decodes
   --tokens more under the grammar at temperature 1 (a new document after each one
