@@ -35,4 +35,6 @@ it('refuses a bad --parallel list and --repeats', async () => {
     expect(out.code, bad).toBe(2);
   }
   expect((await runCli(['bench', 'generate', '--synthetic', 'smollm2-135m', '--parallel', '2', '--repeats', '0'])).code).toBe(2);
+  // The library checks too, before it loads anything.
+  await expect(benchParallel(gpu.context, { dir: 'x', streams: [2], repeats: 0 })).rejects.toThrow(/repeats must be a whole number ≥ 1, not 0/);
 });

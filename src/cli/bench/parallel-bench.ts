@@ -11,6 +11,7 @@
 // over its rounds, so one disturbed run (on a shared 2-core machine a single stream's
 // rate moved 75 ↔ 114 ms/token between runs) does not set a ratio.
 
+import { SluiceError } from '../../errors.js';
 import { BatchScheduler, type BatchStats } from '../../generate/batch-scheduler.js';
 import type { GenerationDelta } from '../../generate/generate.js';
 import { ModelBatchBackend } from '../../generate/model-backend.js';
@@ -75,6 +76,8 @@ export async function benchParallel(gpu: GpuContext, options: ParallelBenchOptio
   const step = options.onStep ?? (() => {});
   const tokens = options.tokens ?? 32;
   const promptTokens = Math.min(options.promptTokens ?? 32, PREFILL_CHUNK);
+  const repeats = options.repeats ?? 3;
+  if (!(Number.isInteger(repeats) && repeats >= 1)) throw new SluiceError('USAGE', `bench generate --parallel: repeats must be a whole number ≥ 1, not ${repeats}`);
   const slots = Math.max(...options.streams);
   step(`loading ${options.label ?? options.dir} with ${slots} slots`);
   // The arrival's others decode long enough to still run when it lands.
@@ -93,7 +96,6 @@ export async function benchParallel(gpu: GpuContext, options: ParallelBenchOptio
     await run(slots, 3); // every pass shape once (driver compiles on first use)
     await run(1, 3);
 
-    const repeats = options.repeats ?? 3;
     const rounds = new Map<number, { aggregate: number; msPerToken: number; ttft: number }[]>(options.streams.map((n) => [n, []]));
     for (let pass = 0; pass < repeats; pass++) {
       for (const n of options.streams) {
