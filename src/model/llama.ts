@@ -2,10 +2,16 @@
 // pipeline and bind groups made once at load; a token then costs one command buffer,
 // one submit and (with sampling on the GPU) a 4-byte read back.
 //
-// Two prepared passes share the weights and the cache:
+// Prepared passes share the weights and the cache:
 //   prefill  up to PREFILL_CHUNK tokens at a time: matmul + flash attention, prepared for
 //            each of PREFILL_ROWS row counts so a short turn costs its rows, not 64
 //   decode   one token: gemv + flash-decoding over the cache
+//   batched  with `parallel` slots, one row per sequence (continuous batching): gemvs over
+//            the rows (or small matmuls) and per-row flash-decoding, prepared for each
+//            decodeRowCounts count so a step costs the smallest that holds its sequences
+// A decode layer is 9 dispatches for every family: q/k/v and gate/up joined at load into
+// one projection each, qkv_rope_store (q/k norms, rope, K/V store), o_proj and down_proj
+// adding into the residual stream (Gemma: norm_add_norm for its sandwich norms).
 // Shapes: T = tokens in the pass, h = hidden, q = nHeads·headDim, kv = nKvHeads·headDim,
 // I = intermediate, V = vocab.
 
@@ -391,9 +397,10 @@ export class LlamaModel {
       const norm = (label: string, weight: string, input: GPUBuffer, output: GPUBuffer, normRows = rows, width = h) =>
         add(ops.norm.prepare(label, normRows, width, input, this.weight(weight), output));
       // x = x + post_norm?(W·input (+ b)) for o_proj and down_proj. A linear with no
-      // post-norm adds into x in its epilogue (one dispatch, not two). Gemma's post-normed blocks project into b.proj, then one
-      // norm_add_norm adds post_norm(b.proj) into x and writes `next`'s norm of the new x
-      // (the following pre-norm) into b.normed: returns whether it did.
+      // post-norm adds into x in its epilogue (one dispatch, not two). Gemma's post-normed
+      // blocks project into b.proj, then one norm_add_norm adds post_norm(b.proj) into x and
+      // writes `next`'s norm of the new x (the following pre-norm) into b.normed: returns
+      // whether it did.
       const project = (label: string, weight: string, bias: string | null, input: GPUBuffer, residualLabel: string, postNorm: string | null, next: string | null): boolean => {
         if (postNorm !== null) {
           linear(label, weight, bias, input, b.proj);
@@ -413,7 +420,7 @@ export class LlamaModel {
       add(qEmbed
         ? ops.qEmbedding!.prepare(`${tag}.embed`, rows, step.ids!, qEmbed, x, embedOptions)
         : ops.embedding.prepare(`${tag}.embed`, rows, step.ids!, this.weight(this.names.embed), x, embedOptions));
-      let inputNormed = false; // b.normed holds this layer's input_norm(x): the last layer's norm_add_norm wrote it
+      let inputNormed = false; // b.normed holds this layer's input_norm(x): the previous layer's norm_add_norm wrote it
       this.names.layers.forEach((l, i) => {
         const p = `${tag}.layers.${i}`;
         const kindOf = f.layers[i];
