@@ -24,7 +24,7 @@ import { measureReadOnlyLimit } from './read-limit.js';
 import { median } from './update-bench.js';
 import { SluiceError } from '../../errors.js';
 
-/** Decode runs timed by default: enough for a median that one slow run cannot move. */
+/** Decode runs timed by default: their median is not moved by up to two disturbed runs. */
 export const DEFAULT_DECODE_REPEATS = 5;
 /** Timed passes of each read probe, the fastest kept (see read-limit.ts). */
 const PROBE_PASSES = 2;
