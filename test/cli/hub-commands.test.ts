@@ -42,7 +42,7 @@ describe('help', () => {
     expect((await runCli(['serve', '--help'])).stdout).toContain('--offline');
     const bench = (await runCli(['bench', '--help'])).stdout;
     expect(bench).toContain('sluice bench generate (MODEL | --synthetic NAME');
-    expect(bench).toMatch(/\[--prompt-tokens N\[,N\.\.\.\]\] \[--tokens N\] \[--dtype auto\|f16\|f32\] \[--quantize q8\|q4\][^]*\[--offline\] \[--json\]/);
+    expect(bench).toMatch(/\[--prompt-tokens N\[,N\.\.\.\]\] \[--tokens N\] \[--repeats R\] \[--dtype auto\|f16\|f32\]\s+\[--quantize q8\|q4\] \[--kernels auto\|software\|gpu\][^]*\[--offline\] \[--json\]/);
   });
 });
 
