@@ -16,7 +16,8 @@ import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import { canShareX } from './qgemv.js';
-import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
+import { checkLinearOperands, prepareChunks } from './linear-prepare.js';
+import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
 
 /**
  * Threads splitting one row's K (a power of two ≤ 4, WebGPU's smallest subgroup, so a
@@ -189,31 +190,13 @@ export class Gemv {
    * Created with residual: y is read too, y += W·x (+ bias).
    */
   prepare(label: string, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
-    if (weight.shape.length !== 2) throw new Error(`${label}: gemv needs a 2-D weight, ${weight.name} is [${weight.shape.join(', ')}]`);
-    const [n, k] = weight.shape;
-    if (n < 1 || k < 1) throw new Error(`${label}: gemv needs N ≥ 1 and K ≥ 1, ${weight.name} is [${n}, ${k}]`);
-    checkWeight(label, weight, this.dtype, [n, k]);
-    if (this.bias !== (bias !== undefined)) throw new Error(`${label}: gemv was created ${this.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
-    if (bias) checkWeight(label, bias, this.dtype, [n]);
-    const t = this.tokens;
-    const xBytes = t * k * computeBytes(this.dtype);
-    const yBytes = t * n * (this.outF32 ? 4 : computeBytes(this.dtype));
-    const rows = (d: number) => (t > 1 ? `(${t}, ${d})` : `(${d},)`);
-    if (x.size < xBytes) throw new Error(`${label}: gemv x holds ${x.size} bytes, ${rows(k)} ${this.dtype} needs ${xBytes}`);
-    if (y.size < yBytes) throw new Error(`${label}: gemv y holds ${y.size} bytes, ${rows(n)} needs ${yBytes}`);
-    if (x === y) throw new Error(`${label}: gemv cannot run in place (x and y are one buffer)`);
-
+    const [n, k] = checkLinearOperands(label, this, undefined, weight, x, y, bias, this.tokens);
     const biasBuffer = bias ? [singleBuffer(bias)] : [];
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
-    const paramBuffers: GPUBuffer[] = [];
-    const dispatches: PreparedDispatch[] = weight.chunks.map((chunk, i) => {
-      const name = weight.chunks.length > 1 ? `${label}.chunk${i}` : label;
-      const params = PARAMS.createBuffer(this.device, name, { rows: chunk.rows, cols: k, rowOffset: chunk.firstRow, yStride: n });
-      paramBuffers.push(params);
-      const bindGroup = bindBuffers(this.device, this.pipeline, name, [params, chunk.buffer, x, y, ...biasBuffer]);
-      const workgroups = workgroups1d(chunk.rows, GEMV_ROWS_PER_WORKGROUP, maxGroups);
-      return { label: name, pipeline: this.pipeline, bindGroup, workgroups };
-    });
-    return { label, dispatches, destroy: () => paramBuffers.forEach((b) => b.destroy()) };
+    return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
+      params: PARAMS.createBuffer(this.device, name, { rows: chunk.rows, cols: k, rowOffset: chunk.firstRow, yStride: n }),
+      buffers: [chunk.buffer, x, y, ...biasBuffer],
+      workgroups: workgroups1d(chunk.rows, GEMV_ROWS_PER_WORKGROUP, maxGroups),
+    }));
   }
 }

@@ -1,7 +1,7 @@
 // What the dense Linear launchers' prepare() share: the checks on their operands (one-line
 // errors naming the op's label and the tensor) and one dispatch per row-chunk of the weight.
-// Used by the gpu family (GemvCoalesced, MatmulTiled); the messages are Gemv's and Matmul's
-// word for word, so either family fails the same way.
+// Used by both families (Gemv and GemvCoalesced, Matmul and MatmulTiled), so either family
+// fails the same way, word for word.
 
 import type { GpuTensor, GpuTensorChunk } from '../gpu/gpu-tensor.js';
 import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, type PreparedDispatch, type PreparedOp } from './op.js';
@@ -26,7 +26,8 @@ export function checkLinearOptions(op: string, device: GPUDevice, dtype: Compute
 /**
  * Throws unless y = x·Wᵀ (+ bias) can run: W (N, K) and bias (N,) in the compute dtype,
  * bias given exactly when created with one, x (m, K) and y (m, N) large enough and distinct.
- * `m` undefined: a gemv (one row, shapes written (K,)); else a matmul of m rows. Returns [N, K].
+ * `m` undefined: a gemv of `gemvTokens` rows (Gemv's tokens option; shapes written (K,) for
+ * one row, (tokens, K) for more); else a matmul of m rows. Returns [N, K].
  */
 export function checkLinearOperands(
   label: string,
@@ -36,6 +37,7 @@ export function checkLinearOperands(
   x: GPUBuffer,
   y: GPUBuffer,
   bias: GpuTensor | undefined,
+  gemvTokens = 1,
 ): [n: number, k: number] {
   const op = m === undefined ? 'gemv' : 'matmul';
   if (weight.shape.length !== 2) throw new Error(`${label}: ${op} needs a 2-D weight, ${weight.name} is [${weight.shape.join(', ')}]`);
@@ -45,9 +47,9 @@ export function checkLinearOperands(
   checkWeight(label, weight, created.dtype, [n, k]);
   if (created.bias !== (bias !== undefined)) throw new Error(`${label}: ${op} was created ${created.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
   if (bias) checkWeight(label, bias, created.dtype, [n]);
-  const rows = m ?? 1;
+  const rows = m ?? gemvTokens;
   if (rows * Math.max(n, k) > 2 ** 32 - 1) throw new Error(`${label}: ${op} (${rows}, ${k}) × (${n}, ${k}) has more elements than u32 indexes`);
-  const shape = (d: number) => (m === undefined ? `(${d},)` : `(${m}, ${d})`);
+  const shape = (d: number) => (rows === 1 && m === undefined ? `(${d},)` : `(${rows}, ${d})`);
   const xBytes = rows * k * computeBytes(created.dtype);
   const yBytes = rows * n * (created.outF32 ? 4 : computeBytes(created.dtype));
   if (x.size < xBytes) throw new Error(`${label}: ${op} x holds ${x.size} bytes, ${shape(k)} ${created.dtype} needs ${xBytes}`);

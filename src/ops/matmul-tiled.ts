@@ -17,9 +17,8 @@
 // (M = 8, N = 2048 is 32 workgroups), where a batched gemv would serve better.
 
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
-import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import type { MatmulOptions } from './matmul.js';
+import { MATMUL_PARAMS, type MatmulOptions } from './matmul.js';
 import { checkLinearOperands, checkLinearOptions, prepareChunks } from './linear-prepare.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
 
@@ -33,14 +32,6 @@ export const MATMUL_TILED_BLOCK = 4;
 export const MATMUL_TILED_TILE_M = 64;
 /** Largest tileM: 256 invocations, the most every WebGPU device allows. */
 export const MATMUL_TILED_MAX_TILE_M = 64;
-
-const PARAMS = new ParamsLayout([
-  ['M', 'u32'], // rows of x and y
-  ['K', 'u32'], // columns of x and W
-  ['N', 'u32'], // columns of y (all chunks): its row stride
-  ['rows', 'u32'], // rows of this chunk of W: the columns of y it computes
-  ['colOffset', 'u32'], // the chunk's first row: its first column of y and of bias
-] as const);
 
 interface VariantChoice {
   dtype: ComputeDtype;
@@ -128,7 +119,8 @@ export class MatmulTiled {
       if (workgroups[0] > max || workgroups[1] > max) {
         throw new Error(`${name}: matmul of ${m} rows × ${chunk.rows} columns needs ${workgroups.join(' × ')} workgroups, more than ${max} per dimension`);
       }
-      const params = PARAMS.createBuffer(this.device, name, { M: m, K: k, N: n, rows: chunk.rows, colOffset: chunk.firstRow });
+      // Matmul's Params layout: matmul_tiled.wgsl declares the same struct.
+      const params = MATMUL_PARAMS.createBuffer(this.device, name, { M: m, K: k, N: n, rows: chunk.rows, colOffset: chunk.firstRow });
       return { params, buffers: [x, chunk.buffer, y, ...biasBuffer], workgroups };
     });
   }

@@ -13,7 +13,8 @@
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
+import { checkLinearOperands, prepareChunks } from './linear-prepare.js';
+import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
 
 /** Threads per workgroup of the tiled kernel. Measured on lavapipe: 32, 64 and 128 tie. */
 export const MATMUL_WORKGROUP = 64;
@@ -37,7 +38,8 @@ export const MATMUL_MAX_TILE_M = 32;
 /** Workgroup of the naive kernel: (columns, rows), one output each. */
 export const MATMUL_NAIVE_WORKGROUP = [8, 8] as const;
 
-const PARAMS = new ParamsLayout([
+/** Params of one chunk's dispatch; matmul_tiled.wgsl reads the same layout (MatmulTiled). */
+export const MATMUL_PARAMS = new ParamsLayout([
   ['M', 'u32'], // rows of x and y
   ['K', 'u32'], // columns of x and W
   ['N', 'u32'], // columns of y (all chunks): its row stride
@@ -184,31 +186,13 @@ export class Matmul {
    * created with bias. Created with residual: y is read too, y += x·Wᵀ (+ bias).
    */
   prepare(label: string, m: number, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
-    if (weight.shape.length !== 2) throw new Error(`${label}: matmul needs a 2-D weight, ${weight.name} is [${weight.shape.join(', ')}]`);
-    const [n, k] = weight.shape;
-    if (n < 1 || k < 1) throw new Error(`${label}: matmul needs N ≥ 1 and K ≥ 1, ${weight.name} is [${n}, ${k}]`);
-    if (!Number.isInteger(m) || m < 1) throw new Error(`${label}: matmul needs M ≥ 1 rows, got ${m}`);
-    checkWeight(label, weight, this.dtype, [n, k]);
-    if (this.bias !== (bias !== undefined)) throw new Error(`${label}: matmul was created ${this.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
-    if (bias) checkWeight(label, bias, this.dtype, [n]);
-    if (m * Math.max(n, k) > 2 ** 32 - 1) throw new Error(`${label}: matmul (${m}, ${k}) × (${n}, ${k}) has more elements than u32 indexes`);
-    const xBytes = m * k * computeBytes(this.dtype);
-    const yBytes = m * n * (this.outF32 ? 4 : computeBytes(this.dtype));
-    if (x.size < xBytes) throw new Error(`${label}: matmul x holds ${x.size} bytes, (${m}, ${k}) ${this.dtype} needs ${xBytes}`);
-    if (y.size < yBytes) throw new Error(`${label}: matmul y holds ${y.size} bytes, (${m}, ${n}) needs ${yBytes}`);
-    if (x === y) throw new Error(`${label}: matmul cannot run in place (x and y are one buffer)`);
-
+    const [n, k] = checkLinearOperands(label, this, m, weight, x, y, bias);
     const biasBuffer = bias ? [singleBuffer(bias)] : [];
-    const paramBuffers: GPUBuffer[] = [];
-    const dispatches: PreparedDispatch[] = weight.chunks.map((chunk, i) => {
-      const name = weight.chunks.length > 1 ? `${label}.chunk${i}` : label;
-      const workgroups = this.workgroups(name, m, chunk.rows);
-      const params = PARAMS.createBuffer(this.device, name, { M: m, K: k, N: n, rows: chunk.rows, colOffset: chunk.firstRow });
-      paramBuffers.push(params);
-      const bindGroup = bindBuffers(this.device, this.pipeline, name, [params, x, chunk.buffer, y, ...biasBuffer]);
-      return { label: name, pipeline: this.pipeline, bindGroup, workgroups };
-    });
-    return { label, dispatches, destroy: () => paramBuffers.forEach((b) => b.destroy()) };
+    return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
+      workgroups: this.workgroups(name, m, chunk.rows), // before the Params buffer: a refusal leaves none behind
+      params: MATMUL_PARAMS.createBuffer(this.device, name, { M: m, K: k, N: n, rows: chunk.rows, colOffset: chunk.firstRow }),
+      buffers: [x, chunk.buffer, y, ...biasBuffer],
+    }));
   }
 
   /**
