@@ -29,12 +29,21 @@
 // Supported: headDim a multiple of 4 up to 4 · ATTENTION_WORKGROUP (256); nHeads a multiple
 // of nKvHeads. Anything else is refused with SHAPE_MISMATCH.
 
-import { SluiceError } from '../errors.js';
-import { workgroups1d } from '../gpu/dispatch.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { type Step, stepProblem } from '../gpu/step.js';
-import { type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
+import type { Step } from '../gpu/step.js';
+import {
+  attentionDispatches,
+  attentionFail,
+  attentionScoreOptions,
+  checkAttentionBuffers,
+  checkAttentionShape,
+  checkDecodeScratch,
+  createDecodeScratch,
+  createPipelineNow,
+  decodeSplits,
+} from './attention-common.js';
+import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
 
 /**
  * Threads per workgroup; a tile is 4 keys per thread. P·V puts one thread on each vec4 of
@@ -180,37 +189,6 @@ function variant(dtype: ComputeDtype, kind: Kind, features: AttentionFeatures = 
   };
 }
 
-function fail(label: string, why: string): never {
-  throw new SluiceError('SHAPE_MISMATCH', `${label}: attention ${why}`);
-}
-
-/** The shape's options, checked: the Params values and the variant they need. */
-function scoreOptions(label: string, s: AttentionShape): { scale: number; softcap: number; window: number; features: Required<AttentionFeatures> } {
-  const scale = s.scale ?? 1 / Math.sqrt(s.headDim);
-  if (!Number.isFinite(scale) || scale <= 0) fail(label, `scale must be a positive number, got ${scale}`);
-  const softcap = s.softcap ?? 0;
-  if (s.softcap != null && !(Number.isFinite(softcap) && softcap > 0)) fail(label, `softcap must be a positive number or null, got ${s.softcap}`);
-  if (s.window != null && !(Number.isInteger(s.window) && s.window >= 1)) fail(label, `window must be an integer ≥ 1 or null, got ${s.window}`);
-  // A window reaching every position of the cache masks nothing: the plain variant.
-  const window = s.window != null && s.window < s.maxSeq ? s.window : 0;
-  return { scale, softcap, window, features: { softcap: softcap > 0, window: window > 0 } };
-}
-
-function checkShape(label: string, s: AttentionShape, maxTokens: number): void {
-  const { nHeads, nKvHeads, headDim, maxSeq, slots = 1 } = s;
-  for (const [name, v] of Object.entries({ nHeads, nKvHeads, headDim, maxSeq, slots, maxTokens })) {
-    if (!Number.isInteger(v) || v < 1) fail(label, `${name} = ${v} is not a positive integer`);
-  }
-  if (nHeads % nKvHeads !== 0) fail(label, `needs nHeads (${nHeads}) a multiple of nKvHeads (${nKvHeads})`);
-  if (headDim % 4 !== 0 || headDim > 4 * ATTENTION_WORKGROUP) {
-    fail(label, `supports headDim a multiple of 4 up to ${4 * ATTENTION_WORKGROUP}, got ${headDim}`);
-  }
-}
-
-function checkBuffer(label: string, name: string, buffer: GPUBuffer, bytes: number): void {
-  if (buffer.size < bytes) fail(label, `${name} holds ${buffer.size} bytes, needs ${bytes}`);
-}
-
 export class Attention {
   private constructor(
     private readonly device: GPUDevice,
@@ -247,11 +225,7 @@ export class Attention {
     const { key, spec } = variant(this.dtype, kind, features);
     let pipeline = this.pipelines.get(key);
     if (!pipeline) {
-      pipeline = this.device.createComputePipeline({
-        label: key,
-        layout: 'auto',
-        compute: { module: pipelineCache(this.device).module(spec.shader, spec.flags), entryPoint: spec.entryPoint ?? 'main', constants: { ...spec.constants } },
-      });
+      pipeline = createPipelineNow(this.device, key, spec);
       this.pipelines.set(key, pipeline);
     }
     return pipeline;
@@ -264,7 +238,7 @@ export class Attention {
    * each slot's keys in turn), best kept adjacent per slot.
    */
   prepare(label: string, shape: AttentionShape, buffers: AttentionBuffers): AttentionOp {
-    return this.build(label, shape, buffers, false, 1);
+    return this.build(label, shape, buffers, false);
   }
 
   /**
@@ -275,50 +249,23 @@ export class Attention {
    * step's maxRows) may be shared by all layers; without it the op makes its own.
    */
   prepareDecode(label: string, shape: AttentionShape, buffers: AttentionBuffers, scratch?: DecodeScratch): AttentionOp {
-    const rows = buffers.step.maxRows;
-    checkShape(label, shape, rows);
-    const splits = Math.ceil(shape.maxSeq / DECODE_SPLIT_KEYS);
-    if (splits === 1) return this.build(label, shape, buffers, true, 1);
-    const own = scratch ? undefined : this.decodeScratch(label, shape, rows);
-    const use = scratch ?? own!;
-    checkBuffer(label, 'scratch.o', use.o, splits * rows * shape.nHeads * shape.headDim * 4);
-    checkBuffer(label, 'scratch.ml', use.ml, splits * rows * shape.nHeads * 8);
-    return this.build(label, shape, buffers, true, splits, use, own);
+    return this.build(label, shape, buffers, true, scratch);
   }
 
   /** Partials of prepareDecode for `shape` and `rows` query rows: splits · rows · nHeads · (headDim + 2) f32. */
   decodeScratch(label: string, shape: AttentionShape, rows = 1): DecodeScratch {
-    const splits = Math.ceil(shape.maxSeq / DECODE_SPLIT_KEYS);
-    const make = (name: string, size: number): GPUBuffer =>
-      this.device.createBuffer({ label: `${label}.${name}`, size: Math.ceil(size / 16) * 16, usage: GPUBufferUsage.STORAGE });
-    const o = make('partial_o', splits * rows * shape.nHeads * shape.headDim * 4);
-    const ml = make('partial_ml', splits * rows * shape.nHeads * 8);
-    return { o, ml, destroy: () => (o.destroy(), ml.destroy()) };
+    return createDecodeScratch(this.device, label, shape, rows, decodeSplits(shape, DECODE_SPLIT_KEYS));
   }
 
-  private build(
-    label: string,
-    shape: AttentionShape,
-    buffers: AttentionBuffers,
-    blockPerToken: boolean,
-    splits: number,
-    scratch?: DecodeScratch,
-    ownScratch?: DecodeScratch,
-  ): AttentionOp {
+  /** `blockPerToken`: decode (a block per row, flash-decoding past one split); else prefill (packed rows). */
+  private build(label: string, shape: AttentionShape, buffers: AttentionBuffers, blockPerToken: boolean, scratch?: DecodeScratch): AttentionOp {
     const maxTokens = buffers.step.maxRows;
-    checkShape(label, shape, maxTokens);
+    checkAttentionShape(label, shape, maxTokens, 4 * ATTENTION_WORKGROUP);
+    checkAttentionBuffers(label, shape, buffers, this.dtype);
+    const options = attentionScoreOptions(label, shape);
+    const splits = blockPerToken ? decodeSplits(shape, DECODE_SPLIT_KEYS) : 1;
     const { nHeads, nKvHeads, headDim, maxSeq, slots = 1 } = shape;
-    const problem = stepProblem(buffers.step, maxTokens, maxSeq, slots);
-    if (problem) fail(label, problem);
-    const options = scoreOptions(label, shape);
-    const bytes = computeBytes(this.dtype);
-    checkBuffer(label, 'q', buffers.q, maxTokens * nHeads * headDim * bytes);
-    checkBuffer(label, 'out', buffers.out, maxTokens * nHeads * headDim * bytes);
-    checkBuffer(label, 'kCache', buffers.kCache, slots * nKvHeads * maxSeq * headDim * bytes);
-    checkBuffer(label, 'vCache', buffers.vCache, slots * nKvHeads * maxSeq * headDim * bytes);
-
     const group = nHeads / nKvHeads;
-    const headVecs = headDim / 4;
     // Packed: blocks of `rows` (token, head) rows running across tokens. A block per token:
     // each token's group padded to whole blocks (one block when group ≤ rows; with a single
     // row both layouts are the same).
@@ -326,11 +273,15 @@ export class Attention {
     const tokenRows = blockPerToken ? Math.ceil(group / rows) * rows : group;
     const blocks = Math.ceil((maxTokens * tokenRows) / rows);
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
-    if (blocks > maxGroups || nKvHeads > maxGroups) fail(label, `of ${maxTokens} tokens × ${nHeads} heads needs more than ${maxGroups} workgroups`);
-    const fixed = {
+    if (blocks > maxGroups || nKvHeads > maxGroups) attentionFail(label, `of ${maxTokens} tokens × ${nHeads} heads needs more than ${maxGroups} workgroups`);
+    // Made once every check has passed: a refused shape leaves no scratch behind.
+    const ownScratch = splits > 1 && !scratch ? this.decodeScratch(label, shape, maxTokens) : undefined;
+    const useScratch = scratch ?? ownScratch;
+    if (splits > 1) checkDecodeScratch(label, shape, maxTokens, splits, useScratch!);
+    const params = PARAMS.createBuffer(this.device, label, {
       n_heads: nHeads,
       group,
-      head_vecs: headVecs,
+      head_vecs: headDim / 4,
       max_seq: maxSeq,
       n_kv_heads: nKvHeads,
       block_rows: rows,
@@ -339,41 +290,16 @@ export class Attention {
       scale: options.scale,
       softcap: options.softcap,
       window: options.window,
-    };
-    const params = PARAMS.createBuffer(this.device, label, fixed);
-    const bind = (pipeline: GPUComputePipeline, entries: [number, GPUBuffer][]): GPUBindGroup =>
-      this.device.createBindGroup({
-        label,
-        layout: pipeline.getBindGroupLayout(0),
-        entries: entries.map(([binding, buffer]) => ({ binding, resource: { buffer } })),
-      });
-    const step = buffers.step.buffer;
-    const inputs: [number, GPUBuffer][] = [[0, params], [1, step], [2, buffers.q], [3, buffers.kCache], [4, buffers.vCache]];
-    const dispatches: PreparedDispatch[] = [];
-    if (splits === 1) {
-      // A packed block may straddle slots (RUNS); a block per token, or one slot, never does.
-      const pipeline = this.pipeline(!blockPerToken && slots > 1 ? 'runs' : 'plain', options.features);
-      dispatches.push({ label, pipeline, bindGroup: bind(pipeline, [...inputs, [5, buffers.out]]), workgroups: [blocks, nKvHeads, 1] });
-    } else {
-      const split = this.pipeline('split', options.features);
-      const combine = this.pipeline('combine', options.features);
-      const { o, ml } = scratch!;
-      dispatches.push({
-        label: `${label}.split`,
-        pipeline: split,
-        bindGroup: bind(split, [...inputs, [5, o], [6, ml]]),
-        workgroups: [blocks, nKvHeads, splits],
-      });
-      dispatches.push({
-        label: `${label}.combine`,
-        pipeline: combine,
-        bindGroup: bind(combine, [[0, params], [1, step], [5, o], [6, ml], [7, buffers.out]]),
-        workgroups: workgroups1d(maxTokens * nHeads * headVecs, ATTENTION_WORKGROUP, maxGroups),
-      });
-    }
+    });
+    // Unsplit, a packed block may straddle slots (RUNS); a block per token, or one slot, never does.
+    const pipelines =
+      splits > 1
+        ? { split: this.pipeline('split', options.features), combine: this.pipeline('combine', options.features), scratch: useScratch! }
+        : { plain: this.pipeline(!blockPerToken && slots > 1 ? 'runs' : 'plain', options.features) };
+    const grid = { blocks, splits, workgroupSize: ATTENTION_WORKGROUP };
     return {
       label,
-      dispatches,
+      dispatches: attentionDispatches(this.device, label, params, shape, buffers, pipelines, grid),
       destroy(): void {
         params.destroy();
         ownScratch?.destroy();

@@ -11,7 +11,6 @@
 import { expect, it } from 'vitest';
 import { Step, STEP_WGSL } from '../../src/gpu/step.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
-import type { Attention } from '../../src/ops/attention.js';
 import {
   ATTENTION_TILED_WORKGROUP,
   ATTENTION_TILED_WORKGROUP_BYTES,
@@ -96,8 +95,7 @@ function expectedPipelines(c: TiledCase, dtype: ComputeDtype, subgroups: boolean
 
 async function runCases(device: GPUDevice, dtype: ComputeDtype, cases: readonly TiledCase[]): Promise<void> {
   const [tiled, store] = await Promise.all([AttentionTiled.create(device, dtype, { softcap: true, window: true, slots: true }), KvStore.create(device, dtype)]);
-  // storeAndAttend is typed for Attention; it calls only prepare and prepareDecode, whose signatures AttentionTiled shares.
-  const ops = { attention: tiled as unknown as Attention, store };
+  const ops = { attention: tiled, store };
   for (const c of cases) {
     const { got, want, pipelines } = await storeAndAttend(device, ops, c, dtype, rng, c.decode ? 'test.tiled.decode' : 'test.tiled.prefill');
     expect(pipelines, label(c)).toEqual(expectedPipelines(c, dtype, tiled.subgroups));

@@ -33,7 +33,8 @@ export interface PassResult {
  */
 export async function storeAndAttend(
   device: GPUDevice,
-  ops: { attention: Attention; store: KvStore },
+  // Only these two are called, so any launcher with Attention's prepare signatures will do (AttentionTiled).
+  ops: { attention: Pick<Attention, 'prepare' | 'prepareDecode'>; store: KvStore },
   c: PassCase,
   dtype: ComputeDtype,
   rng: () => number,
