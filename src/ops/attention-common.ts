@@ -2,8 +2,10 @@
 // software GPUs, attention-tiled.ts for real ones): the checks made before preparing (shape,
 // score options, the caller's buffers and step), with one set of messages, so every family
 // refuses the same inputs the same way, by name (SHAPE_MISMATCH); flash-decoding's scratch;
-// and the dispatches over the bindings both shaders declare alike (0 params, 1 step, 2 q,
-// 3 kCache, 4 vCache, then 5 out, or 5 partial O, 6 partial (max, sum), 7 out).
+// the dispatches over the bindings both shaders declare alike (0 params, 1 step, 2 q,
+// 3 kCache, 4 vCache, then 5 out, or 5 partial O, 6 partial (max, sum), 7 out); the
+// pipelines by variant key (compiled ahead or built on first use); and prepareAttention,
+// which puts those together for a family's AttentionKernel.
 
 import { SluiceError } from '../errors.js';
 import { workgroups1d } from '../gpu/dispatch.js';
@@ -11,7 +13,7 @@ import type { PipelineSpec } from '../gpu/pipeline-cache.js';
 import { pipelineCache } from '../gpu/pipeline-cache.js';
 import { stepProblem } from '../gpu/step.js';
 import type { AttentionBuffers, AttentionFeatures, AttentionShape, DecodeScratch } from './attention.js';
-import { type ComputeDtype, computeBytes, type PreparedDispatch } from './op.js';
+import { type ComputeDtype, computeBytes, type PreparedDispatch, type PreparedOp } from './op.js';
 
 export function attentionFail(label: string, why: string): never {
   throw new SluiceError('SHAPE_MISMATCH', `${label}: attention ${why}`);
@@ -123,4 +125,133 @@ export function attentionDispatches(
       workgroups: workgroups1d(outputVecs, grid.workgroupSize, device.limits.maxComputeWorkgroupsPerDimension),
     },
   ];
+}
+
+/** The Params fields every attention shader declares alike (a launcher may add its own). */
+export interface AttentionFixedParams {
+  n_heads: number;
+  group: number; // nHeads / nKvHeads
+  head_vecs: number; // headDim / 4
+  max_seq: number;
+  n_kv_heads: number;
+  block_rows: number; // query rows (token, head) per workgroup
+  token_rows: number; // block rows per token: group (packed) or group padded to whole blocks
+  split_keys: number; // keys per split; maxSeq when unsplit
+  scale: number;
+  softcap: number; // SOFTCAP variant: the cap (0 otherwise, unused)
+  window: number; // WINDOW variant: the window (0 otherwise, unused)
+}
+
+/** What one attention family fixes about its kernel, for prepareAttention. */
+export interface AttentionKernel {
+  /** Largest headDim it takes (a multiple of 4). */
+  readonly maxHeadDim: number;
+  /** Keys per split of flash-decoding. */
+  readonly splitKeys: number;
+  /** Invocations per workgroup of combine. */
+  readonly workgroupSize: number;
+  /** Query rows per block for `rowCount` rows (tokens · group) of a head size. */
+  blockRows(headDim: number, rowCount: number): number;
+  /** The Params buffer, labelled `label`, from the shared fields. */
+  params(label: string, fixed: AttentionFixedParams): GPUBuffer;
+  /** The pipeline of a pass over `shape` (`decode`: a block per token) for its score options. */
+  pipeline(kind: 'plain' | 'split' | 'combine', features: Required<AttentionFeatures>, decode: boolean, shape: AttentionShape): GPUComputePipeline;
+}
+
+/**
+ * One prepared attention: every check, then the Params, the pipelines and the dispatches.
+ * Prefill (`decode` false) packs blocks of rows across tokens; decode gives each token its
+ * blocks (its group padded to whole blocks) and splits the keys past one split
+ * (flash-decoding), into `scratch` or scratch of its own, made once every check passed.
+ */
+export function prepareAttention(
+  device: GPUDevice,
+  kernel: AttentionKernel,
+  dtype: ComputeDtype,
+  label: string,
+  shape: AttentionShape,
+  buffers: AttentionBuffers,
+  decode: boolean,
+  scratch?: DecodeScratch,
+): PreparedOp {
+  const maxTokens = buffers.step.maxRows;
+  checkAttentionShape(label, shape, maxTokens, kernel.maxHeadDim);
+  checkAttentionBuffers(label, shape, buffers, dtype);
+  const options = attentionScoreOptions(label, shape);
+  const splits = decode ? decodeSplits(shape, kernel.splitKeys) : 1;
+  const { nHeads, nKvHeads, headDim, maxSeq } = shape;
+  const group = nHeads / nKvHeads;
+  // With a single row both layouts are the same.
+  const rows = kernel.blockRows(headDim, decode ? group : maxTokens * group);
+  const tokenRows = decode ? Math.ceil(group / rows) * rows : group;
+  const blocks = Math.ceil((maxTokens * tokenRows) / rows);
+  const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
+  if (blocks > maxGroups || nKvHeads > maxGroups) attentionFail(label, `of ${maxTokens} tokens × ${nHeads} heads needs more than ${maxGroups} workgroups`);
+  const ownScratch = splits > 1 && !scratch ? createDecodeScratch(device, label, shape, maxTokens, splits) : undefined;
+  const useScratch = scratch ?? ownScratch;
+  if (splits > 1) checkDecodeScratch(label, shape, maxTokens, splits, useScratch!);
+  const params = kernel.params(label, {
+    n_heads: nHeads,
+    group,
+    head_vecs: headDim / 4,
+    max_seq: maxSeq,
+    n_kv_heads: nKvHeads,
+    block_rows: rows,
+    token_rows: tokenRows,
+    split_keys: splits > 1 ? kernel.splitKeys : maxSeq,
+    scale: options.scale,
+    softcap: options.softcap,
+    window: options.window,
+  });
+  const pipelines: AttentionPipelines =
+    splits > 1
+      ? { split: kernel.pipeline('split', options.features, decode, shape), combine: kernel.pipeline('combine', options.features, decode, shape), scratch: useScratch! }
+      : { plain: kernel.pipeline('plain', options.features, decode, shape) };
+  const grid = { blocks, splits, workgroupSize: kernel.workgroupSize };
+  return {
+    label,
+    dispatches: attentionDispatches(device, label, params, shape, buffers, pipelines, grid),
+    destroy(): void {
+      params.destroy();
+      ownScratch?.destroy();
+    },
+  };
+}
+
+/** Every combination of the score options that pick a variant. */
+export const ATTENTION_FEATURE_SETS: readonly Required<AttentionFeatures>[] = [
+  { softcap: false, window: false },
+  { softcap: true, window: false },
+  { softcap: false, window: true },
+  { softcap: true, window: true },
+];
+
+/** Compiles, by key, the variants of `kinds` for each feature set `options` asks for ahead (all without softcap and window, and those with what it names). */
+export async function compileAttentionVariants<K extends string>(
+  device: GPUDevice,
+  options: AttentionFeatures,
+  kinds: readonly K[],
+  variantOf: (kind: K, features: Required<AttentionFeatures>) => { key: string; spec: PipelineSpec },
+): Promise<Map<string, GPUComputePipeline>> {
+  const cache = pipelineCache(device);
+  const sets = ATTENTION_FEATURE_SETS.filter((f) => (!f.softcap || options.softcap) && (!f.window || options.window));
+  const built = await Promise.all(
+    sets.flatMap((f) =>
+      kinds.map(async (kind): Promise<[string, GPUComputePipeline]> => {
+        const { key, spec } = variantOf(kind, f);
+        return [key, await cache.get(key, spec)];
+      }),
+    ),
+  );
+  return new Map(built);
+}
+
+/** The pipeline of a variant from `built`; one create did not compile is built now (synchronously) and kept there. */
+export function pipelineOnce(device: GPUDevice, built: Map<string, GPUComputePipeline>, v: { key: string; spec: PipelineSpec }): GPUComputePipeline {
+  let pipeline = built.get(v.key);
+  if (!pipeline) {
+    pipeline = createPipelineNow(device, v.key, v.spec);
+    built.set(v.key, pipeline);
+  }
+  return pipeline;
 }

@@ -30,18 +30,16 @@
 // of nKvHeads. Anything else is refused with SHAPE_MISMATCH.
 
 import { ParamsLayout } from '../gpu/params.js';
-import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import type { PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { Step } from '../gpu/step.js';
 import {
-  attentionDispatches,
-  attentionFail,
-  attentionScoreOptions,
-  checkAttentionBuffers,
-  checkAttentionShape,
-  checkDecodeScratch,
+  ATTENTION_FEATURE_SETS,
+  type AttentionKernel,
+  compileAttentionVariants,
   createDecodeScratch,
-  createPipelineNow,
   decodeSplits,
+  pipelineOnce,
+  prepareAttention,
 } from './attention-common.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
 
@@ -148,18 +146,11 @@ export interface AttentionOptions extends AttentionFeatures {
   slots?: boolean;
 }
 
-const FEATURE_SETS: readonly Required<AttentionFeatures>[] = [
-  { softcap: false, window: false },
-  { softcap: true, window: false },
-  { softcap: false, window: true },
-  { softcap: true, window: true },
-];
-
 /** Every variant of the shader, for the test that compiles them all. */
 export function attentionVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const usable = dtypes.filter((d) => d === 'F32' || features.has('shader-f16'));
   return usable.flatMap((dtype) => [
-    ...FEATURE_SETS.flatMap((f) => (['plain', 'runs', 'split'] as const).map((kind) => variant(dtype, kind, f))),
+    ...ATTENTION_FEATURE_SETS.flatMap((f) => (['plain', 'runs', 'split'] as const).map((kind) => variant(dtype, kind, f))),
     ...[false, true].map((window) => variant(dtype, 'combine', { window })),
   ]);
 }
@@ -206,29 +197,13 @@ export class Attention {
    */
   static async create(device: GPUDevice, dtype: ComputeDtype, options: AttentionOptions = {}): Promise<Attention> {
     if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error('attention: F16 needs the shader-f16 feature');
-    const cache = pipelineCache(device);
-    const sets = FEATURE_SETS.filter((f) => (!f.softcap || options.softcap) && (!f.window || options.window));
     const kinds: Kind[] = ['plain', 'split', 'combine', ...(options.slots ? (['runs'] as const) : [])];
-    const built = await Promise.all(
-      sets.flatMap((f) =>
-        kinds.map(async (kind): Promise<[string, GPUComputePipeline]> => {
-          const { key, spec } = variant(dtype, kind, f);
-          return [key, await cache.get(key, spec)];
-        }),
-      ),
-    );
-    return new Attention(device, dtype, new Map(built));
+    return new Attention(device, dtype, await compileAttentionVariants(device, options, kinds, (kind, f) => variant(dtype, kind, f)));
   }
 
   /** The pipeline of a variant; built synchronously (once) if create did not compile it. */
   private pipeline(kind: Kind, features: Required<AttentionFeatures>): GPUComputePipeline {
-    const { key, spec } = variant(this.dtype, kind, features);
-    let pipeline = this.pipelines.get(key);
-    if (!pipeline) {
-      pipeline = createPipelineNow(this.device, key, spec);
-      this.pipelines.set(key, pipeline);
-    }
-    return pipeline;
+    return pipelineOnce(this.device, this.pipelines, variant(this.dtype, kind, features));
   }
 
   /**
@@ -257,53 +232,19 @@ export class Attention {
     return createDecodeScratch(this.device, label, shape, rows, decodeSplits(shape, DECODE_SPLIT_KEYS));
   }
 
-  /** `blockPerToken`: decode (a block per row, flash-decoding past one split); else prefill (packed rows). */
-  private build(label: string, shape: AttentionShape, buffers: AttentionBuffers, blockPerToken: boolean, scratch?: DecodeScratch): AttentionOp {
-    const maxTokens = buffers.step.maxRows;
-    checkAttentionShape(label, shape, maxTokens, 4 * ATTENTION_WORKGROUP);
-    checkAttentionBuffers(label, shape, buffers, this.dtype);
-    const options = attentionScoreOptions(label, shape);
-    const splits = blockPerToken ? decodeSplits(shape, DECODE_SPLIT_KEYS) : 1;
-    const { nHeads, nKvHeads, headDim, maxSeq, slots = 1 } = shape;
-    const group = nHeads / nKvHeads;
-    // Packed: blocks of `rows` (token, head) rows running across tokens. A block per token:
-    // each token's group padded to whole blocks (one block when group ≤ rows; with a single
-    // row both layouts are the same).
-    const rows = attentionRows(headDim, blockPerToken ? group : maxTokens * group);
-    const tokenRows = blockPerToken ? Math.ceil(group / rows) * rows : group;
-    const blocks = Math.ceil((maxTokens * tokenRows) / rows);
-    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
-    if (blocks > maxGroups || nKvHeads > maxGroups) attentionFail(label, `of ${maxTokens} tokens × ${nHeads} heads needs more than ${maxGroups} workgroups`);
-    // Made once every check has passed: a refused shape leaves no scratch behind.
-    const ownScratch = splits > 1 && !scratch ? this.decodeScratch(label, shape, maxTokens) : undefined;
-    const useScratch = scratch ?? ownScratch;
-    if (splits > 1) checkDecodeScratch(label, shape, maxTokens, splits, useScratch!);
-    const params = PARAMS.createBuffer(this.device, label, {
-      n_heads: nHeads,
-      group,
-      head_vecs: headDim / 4,
-      max_seq: maxSeq,
-      n_kv_heads: nKvHeads,
-      block_rows: rows,
-      token_rows: tokenRows,
-      split_keys: splits > 1 ? DECODE_SPLIT_KEYS : maxSeq,
-      scale: options.scale,
-      softcap: options.softcap,
-      window: options.window,
-    });
-    // Unsplit, a packed block may straddle slots (RUNS); a block per token, or one slot, never does.
-    const pipelines =
-      splits > 1
-        ? { split: this.pipeline('split', options.features), combine: this.pipeline('combine', options.features), scratch: useScratch! }
-        : { plain: this.pipeline(!blockPerToken && slots > 1 ? 'runs' : 'plain', options.features) };
-    const grid = { blocks, splits, workgroupSize: ATTENTION_WORKGROUP };
-    return {
-      label,
-      dispatches: attentionDispatches(this.device, label, params, shape, buffers, pipelines, grid),
-      destroy(): void {
-        params.destroy();
-        ownScratch?.destroy();
-      },
-    };
+  private build(label: string, shape: AttentionShape, buffers: AttentionBuffers, decode: boolean, scratch?: DecodeScratch): AttentionOp {
+    return prepareAttention(this.device, this.kernel, this.dtype, label, shape, buffers, decode, scratch);
   }
+
+  /** This family's kernel for prepareAttention. */
+  private readonly kernel: AttentionKernel = {
+    maxHeadDim: 4 * ATTENTION_WORKGROUP,
+    splitKeys: DECODE_SPLIT_KEYS,
+    workgroupSize: ATTENTION_WORKGROUP,
+    blockRows: attentionRows,
+    params: (label, fixed) => PARAMS.createBuffer(this.device, label, fixed),
+    // Unsplit prefill over several slots: a packed block may straddle slots (RUNS); a block
+    // per token, or one slot, never does.
+    pipeline: (kind, features, decode, shape) => this.pipeline(kind === 'plain' && !decode && (shape.slots ?? 1) > 1 ? 'runs' : kind, features),
+  };
 }
