@@ -20,18 +20,16 @@
 // else is refused with SHAPE_MISMATCH (the same messages as Attention).
 
 import { ParamsLayout } from '../gpu/params.js';
-import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import type { PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { AttentionBuffers, AttentionFeatures, AttentionOp, AttentionOptions, AttentionShape, DecodeScratch } from './attention.js';
 import {
-  attentionDispatches,
-  attentionFail,
-  attentionScoreOptions,
-  checkAttentionBuffers,
-  checkAttentionShape,
-  checkDecodeScratch,
+  ATTENTION_FEATURE_SETS,
+  type AttentionKernel,
+  compileAttentionVariants,
   createDecodeScratch,
-  createPipelineNow,
   decodeSplits,
+  pipelineOnce,
+  prepareAttention,
 } from './attention-common.js';
 import { type ComputeDtype, dtypeFlags } from './op.js';
 
@@ -106,19 +104,12 @@ const PARAMS = new ParamsLayout([
 /** plain: prefill or unsplit decode; split, combine: flash-decoding's passes. */
 type Kind = 'plain' | 'split' | 'combine';
 
-const FEATURE_SETS: readonly Required<AttentionFeatures>[] = [
-  { softcap: false, window: false },
-  { softcap: true, window: false },
-  { softcap: false, window: true },
-  { softcap: true, window: true },
-];
-
 /** Every variant of the shader (subgroup ones where the features have 'subgroups'), for the test that compiles them all. */
 export function attentionTiledVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const usable = dtypes.filter((d) => d === 'F32' || features.has('shader-f16'));
   const subgroups = features.has('subgroups') ? [false, true] : [false];
   return usable.flatMap((dtype) => [
-    ...subgroups.flatMap((sg) => FEATURE_SETS.flatMap((f) => (['plain', 'split'] as const).map((kind) => variant(dtype, kind, sg, f)))),
+    ...subgroups.flatMap((sg) => ATTENTION_FEATURE_SETS.flatMap((f) => (['plain', 'split'] as const).map((kind) => variant(dtype, kind, sg, f)))),
     ...[false, true].map((window) => variant(dtype, 'combine', false, { window })),
   ]);
 }
@@ -176,28 +167,13 @@ export class AttentionTiled {
       throw new Error(`attention_tiled: needs ${ATTENTION_TILED_WORKGROUP_BYTES} bytes of workgroup memory, the device allows ${allowed}; use Attention`);
     }
     const subgroups = device.features.has('subgroups');
-    const cache = pipelineCache(device);
-    const sets = FEATURE_SETS.filter((f) => (!f.softcap || options.softcap) && (!f.window || options.window));
-    const built = await Promise.all(
-      sets.flatMap((f) =>
-        (['plain', 'split', 'combine'] as const).map(async (kind): Promise<[string, GPUComputePipeline]> => {
-          const { key, spec } = variant(dtype, kind, subgroups, f);
-          return [key, await cache.get(key, spec)];
-        }),
-      ),
-    );
-    return new AttentionTiled(device, dtype, subgroups, new Map(built));
+    const built = await compileAttentionVariants(device, options, ['plain', 'split', 'combine'] as const, (kind, f) => variant(dtype, kind, subgroups, f));
+    return new AttentionTiled(device, dtype, subgroups, built);
   }
 
   /** The pipeline of a variant; built synchronously (once) if create did not compile it. */
   private pipeline(kind: Kind, features: Required<AttentionFeatures>): GPUComputePipeline {
-    const { key, spec } = variant(this.dtype, kind, this.subgroups, features);
-    let pipeline = this.pipelines.get(key);
-    if (!pipeline) {
-      pipeline = createPipelineNow(this.device, key, spec);
-      this.pipelines.set(key, pipeline);
-    }
-    return pipeline;
+    return pipelineOnce(this.device, this.pipelines, variant(this.dtype, kind, this.subgroups, features));
   }
 
   /** Prefill: up to the step's maxRows queries per call, at the step's slots and positions (rows of one slot best adjacent). */
@@ -220,49 +196,17 @@ export class AttentionTiled {
   }
 
   private build(label: string, shape: AttentionShape, buffers: AttentionBuffers, decode: boolean, scratch?: DecodeScratch): AttentionOp {
-    const maxTokens = buffers.step.maxRows;
-    checkAttentionShape(label, shape, maxTokens, MAX_HEAD_DIM);
-    checkAttentionBuffers(label, shape, buffers, this.dtype);
-    const options = attentionScoreOptions(label, shape);
-    const splits = decode ? decodeSplits(shape, TILED_DECODE_SPLIT_KEYS) : 1;
-    const ownScratch = splits > 1 && !scratch ? this.decodeScratch(label, shape, maxTokens) : undefined;
-    const useScratch = scratch ?? ownScratch;
-    if (splits > 1) checkDecodeScratch(label, shape, maxTokens, splits, useScratch!);
-    const { nHeads, nKvHeads, headDim, maxSeq } = shape;
-    const group = nHeads / nKvHeads;
-    // Packed rows run across tokens (prefill); a block per token pads each group to whole blocks.
-    const rows = tiledRows(headDim, decode ? group : maxTokens * group);
-    const tokenRows = decode ? Math.ceil(group / rows) * rows : group;
-    const blocks = Math.ceil((maxTokens * tokenRows) / rows);
-    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
-    if (blocks > maxGroups || nKvHeads > maxGroups) attentionFail(label, `of ${maxTokens} tokens × ${nHeads} heads needs more than ${maxGroups} workgroups`);
-    const params = PARAMS.createBuffer(this.device, label, {
-      n_heads: nHeads,
-      group,
-      head_vecs: headDim / 4,
-      max_seq: maxSeq,
-      n_kv_heads: nKvHeads,
-      block_rows: rows,
-      token_rows: tokenRows,
-      split_keys: splits > 1 ? TILED_DECODE_SPLIT_KEYS : maxSeq,
-      tile_keys: tiledTileKeys(headDim),
-      tile_stride: tiledTileStride(headDim),
-      scale: options.scale,
-      softcap: options.softcap,
-      window: options.window,
-    });
-    const pipelines =
-      splits > 1
-        ? { split: this.pipeline('split', options.features), combine: this.pipeline('combine', options.features), scratch: useScratch! }
-        : { plain: this.pipeline('plain', options.features) };
-    const grid = { blocks, splits, workgroupSize: ATTENTION_TILED_WORKGROUP };
-    return {
-      label,
-      dispatches: attentionDispatches(this.device, label, params, shape, buffers, pipelines, grid),
-      destroy(): void {
-        params.destroy();
-        ownScratch?.destroy();
-      },
-    };
+    return prepareAttention(this.device, this.kernel, this.dtype, label, shape, buffers, decode, scratch);
   }
+
+  /** This family's kernel for prepareAttention: its tile sizes ride in its own Params fields. */
+  private readonly kernel: AttentionKernel = {
+    maxHeadDim: MAX_HEAD_DIM,
+    splitKeys: TILED_DECODE_SPLIT_KEYS,
+    workgroupSize: ATTENTION_TILED_WORKGROUP,
+    blockRows: tiledRows,
+    params: (label, fixed) =>
+      PARAMS.createBuffer(this.device, label, { ...fixed, tile_keys: tiledTileKeys(fixed.head_vecs * 4), tile_stride: tiledTileStride(fixed.head_vecs * 4) }),
+    pipeline: (kind, features) => this.pipeline(kind, features),
+  };
 }
