@@ -63,12 +63,14 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
   // Quantized weights: the same ops by [weight kind][compute dtype] (qgemv/qmatmul dequantize in registers).
   const q = (make: (kind: QuantKind) => Promise<unknown>) => (needs.quantized ? make(needs.quantized) : null);
   const ropes = [...new Set(f.layers.map((l) => l.rope).filter((r): r is RopeScaling => r !== null))];
-  const qkNorm = f.qkNorm ? { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' } : null;
+  // Every RMSNorm of the model (layer norms, q/k norms, Gemma's sandwich norms) alike.
+  const normOptions = { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' };
+  const qkNorm = f.qkNorm ? normOptions : null;
   const { gemv, matmul, attention } = familyKernels(needs.family);
   const pending = {
     embedding: Embedding.create(device, dtype),
     qEmbedding: q((kind) => QEmbedding.create(device, kind, dtype)) as Promise<QEmbedding> | null,
-    norm: RmsNorm.create(device, dtype, { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' }),
+    norm: RmsNorm.create(device, dtype, normOptions),
     matmul: matmul(device, dtype),
     matmulBias: bias ? matmul(device, dtype, { bias: true }) : null,
     // Prefills of ≤ SMALL_PREFILL_ROWS rows: a tile of that many rows, not 32 (4× the FMAs).
@@ -76,9 +78,9 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     matmulSmallBias: bias ? matmul(device, dtype, { bias: true, tileM: SMALL_PREFILL_ROWS }) : null,
     gemv: gemv(device, dtype),
     gemvBias: bias ? gemv(device, dtype, { bias: true }) : null,
-    // o_proj and down_proj add into the residual stream in their epilogue (no Add dispatch):
-    // dense weights of the families without post-norms (Gemma normalises the projection
-    // first). Quantized ones keep their own kernels and the add (llama.ts project()).
+    // o_proj and down_proj add into the residual stream in their epilogue (no Add dispatch)
+    // in the families without post-norms (Gemma normalises the projection first: normAddNorm);
+    // dense ones here, quantized ones below (quantizedResidualLinears).
     ...residualLinears(gemv, matmul, device, dtype, !f.sandwichNorms && needs.quantized === null, bias),
     lmHead: gemv(device, dtype, { outF32: true }),
     qGemv: q((kind) => QGemv.create(device, kind, dtype)) as Promise<QGemv> | null,
@@ -102,11 +104,11 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     attention: attention(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),
     // fused gate_up_proj (Phi-3): one input, each row [gate | up]
     mlpAct: Swiglu.create(device, dtype, { act: f.act, fused: f.fused }),
-    // separate dense gate_proj/up_proj joined at load into one [gate; up] (LlamaModel.joinGateUp): quantized ones stay apart
+    // separate gate_proj/up_proj joined at load into one [gate; up] (LlamaModel.joinGateUp), dense or quantized
     mlpActJoined: !f.fused ? Swiglu.create(device, dtype, { act: f.act, fused: true }) : null,
     add: Add.create(device, dtype, { inPlace: true }),
     // Gemma's sandwich norms: x += post_norm(proj), then the next pre-norm of x, in one dispatch
-    normAddNorm: f.sandwichNorms ? NormAddNorm.create(device, dtype, { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' }) : null,
+    normAddNorm: f.sandwichNorms ? NormAddNorm.create(device, dtype, normOptions) : null,
     softcap: f.finalSoftcap !== null ? Softcap.create(device) : null,
   };
   const entries = Object.entries(pending);
