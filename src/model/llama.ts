@@ -98,6 +98,7 @@ export class LlamaModel {
   private decode!: Pass; // one row: gemv
   private decodeBatch = new Map<number, Pass>(); // by rows (decodeRowCounts), one row per sequence
   private batchRowCounts: number[] = []; // decodeBatch's keys, ascending
+  private readonly oneId = [0]; // decodeRows' one-row id
   // [n]: a view of n rows' token ids for decodeRows, reused every step (f64: a bad id reaches the step's check unwrapped)
   private readonly rowIds = ((ids) => Array.from({ length: MAX_PARALLEL + 1 }, (_, n) => ids.subarray(0, n)))(new Float64Array(MAX_PARALLEL));
   private decodeStep!: PreparedOp[]; // decode pass + head, in order: encoded every token
@@ -573,7 +574,10 @@ export class LlamaModel {
    */
   async decodeRows(rows: readonly { slot: number; id: number; position: number }[], after?: (encoder: GPUCommandEncoder) => void): Promise<void> {
     const n = rows.length;
-    if (n === 1) return this.forward([rows[0].id], rows[0].position, after, rows[0].slot);
+    if (n === 1) {
+      this.oneId[0] = rows[0].id; // forward reads it before it returns: reused, nothing allocated per token
+      return this.forward(this.oneId, rows[0].position, after, rows[0].slot);
+    }
     // The smallest batched pass that holds the rows: its step says how many run.
     let rowsOf: number | undefined;
     for (let i = 0; i < this.batchRowCounts.length && rowsOf === undefined; i++) if (this.batchRowCounts[i] >= n) rowsOf = this.batchRowCounts[i];
