@@ -28,6 +28,7 @@
 import { SluiceError } from '../errors.js';
 import { decodeLogprobs, Logprobs, LOGPROBS_RECORD_WORDS, LOGPROBS_TOP_MAX, logprobsRecordBytes, type PreparedLogprobs, type TokenLogprobs } from '../ops/logprobs.js';
 import { encodeOp } from '../ops/op.js';
+import { enterQuiet, isQuietDevice, leaveQuiet } from '../gpu/quiet-wait.js';
 import { maskWords, NO_PENALTIES, type PenaltyParams, type PreparedSampleRows, Sample, type SampleRowConfig, type SamplingParams } from '../ops/sample.js';
 
 /** Most logitBias entries a request may give (OpenAI documents 300; vLLM takes any). */
@@ -126,6 +127,8 @@ export class RowSampler {
   private mapBytes = 0; // bytes of readback that step filled
   /** Host ms the last sampleRows spent copying and uploading masks (0 when no row was masked). */
   lastMaskMs = 0;
+  /** Waits poll once a millisecond, not spinning a software GPU's core (quiet-wait.ts). */
+  private readonly quiet: boolean;
 
   private constructor(
     private readonly device: GPUDevice,
@@ -149,6 +152,7 @@ export class RowSampler {
     this.ids = new Uint32Array(rows);
     this.records = new Uint32Array(rows * LOGPROBS_RECORD_WORDS);
     this.idsBytes = Math.ceil((rows * 4) / 8) * 8;
+    this.quiet = isQuietDevice(device);
   }
 
   /** Builds the pipelines and buffers once; frees what it made if any step fails. */
@@ -324,7 +328,14 @@ export class RowSampler {
    */
   async readRows(): Promise<Uint32Array> {
     const { readback } = this.buffers;
-    await readback.mapAsync(GPUMapMode.READ, 0, this.mapBytes);
+    if (this.quiet) {
+      enterQuiet(); // no closure for quietWait: this runs every token
+      try {
+        await readback.mapAsync(GPUMapMode.READ, 0, this.mapBytes);
+      } finally {
+        leaveQuiet();
+      }
+    } else await readback.mapAsync(GPUMapMode.READ, 0, this.mapBytes);
     const mapped = readback.getMappedRange(0, this.mapBytes);
     this.ids.set(new Uint32Array(mapped, 0, this.count));
     if (this.mapBytes > this.count * 4) {

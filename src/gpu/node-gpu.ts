@@ -15,6 +15,8 @@ import { SluiceError } from '../errors.js';
 import { type AcquireOptions, acquireDevice, type GpuContext } from './device.js';
 import { nodeShaderLoader } from './node-shaders.js';
 import { setShaderLoader } from './shader-library.js';
+import { isSoftwareRenderer } from './adapter-info.js';
+import { markQuietDevice } from './quiet-wait.js';
 
 // Any Node program that gets a device from here gets its shaders from the package on disk.
 setShaderLoader(nodeShaderLoader);
@@ -47,7 +49,13 @@ export function nodeGpu(): Promise<GPU> {
   return gpu;
 }
 
-/** acquireDevice on Dawn's GPU (see device.ts for the options and what comes back). */
+/**
+ * acquireDevice on Dawn's GPU (see device.ts for the options and what comes back). On a
+ * software adapter its waits poll once a millisecond instead of spinning a core the
+ * adapter's threads need (quiet-wait.ts).
+ */
 export async function acquireNodeDevice(options: AcquireOptions = {}): Promise<GpuContext> {
-  return acquireDevice(await nodeGpu(), options);
+  const context = await acquireDevice(await nodeGpu(), options);
+  if (context.adapterInfo.isSoftware) markQuietDevice(context.device);
+  return context;
 }

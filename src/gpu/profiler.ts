@@ -6,6 +6,7 @@
 // run is well over that keeps the error small.
 
 import { encodeOp, type PreparedOp } from '../ops/op.js';
+import { quietWait } from './quiet-wait.js';
 
 export interface Timing {
   /** Seconds per repetition of the ops. */
@@ -45,7 +46,7 @@ async function submitPass(device: GPUDevice, ops: readonly PreparedOp[], repeat:
   pass.end();
   after?.(encoder);
   device.queue.submit([encoder.finish()]);
-  await device.queue.onSubmittedWorkDone();
+  await quietWait(device, () => device.queue.onSubmittedWorkDone());
 }
 
 /** Seconds between the pass's beginning and end timestamps. */
@@ -58,7 +59,7 @@ async function timestampPass(device: GPUDevice, ops: readonly PreparedOp[], repe
       encoder.resolveQuerySet(querySet, 0, 2, resolved, 0);
       encoder.copyBufferToBuffer(resolved, 0, readback, 0, 16);
     });
-    await readback.mapAsync(GPUMapMode.READ);
+    await quietWait(device, () => readback.mapAsync(GPUMapMode.READ));
     const [begin, end] = new BigUint64Array(readback.getMappedRange());
     return Number(end - begin) / 1e9;
   } finally {

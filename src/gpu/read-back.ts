@@ -3,6 +3,7 @@
 
 import type { GpuTensor } from './gpu-tensor.js';
 import { alignUp } from './gpu-tensor.js';
+import { quietWait } from './quiet-wait.js';
 
 /** `size` bytes of `buffer` from `offset` (both multiples of 4), copied out through a mappable buffer. */
 export async function readBuffer(device: GPUDevice, buffer: GPUBuffer, offset = 0, size = buffer.size - offset): Promise<Uint8Array> {
@@ -12,7 +13,7 @@ export async function readBuffer(device: GPUDevice, buffer: GPUBuffer, offset = 
     const encoder = device.createCommandEncoder({ label: `${buffer.label}.readback` });
     if (padded > 0) encoder.copyBufferToBuffer(buffer, offset, staging, 0, padded);
     device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
+    await quietWait(device, () => staging.mapAsync(GPUMapMode.READ));
     return new Uint8Array(staging.getMappedRange(0, Math.max(padded, 4)).slice(0, size));
   } finally {
     staging.destroy();

@@ -4,6 +4,7 @@
 
 import type { Dtype } from '../formats/dtypes.js';
 import type { GpuTensor } from '../gpu/gpu-tensor.js';
+import { quietWait } from '../gpu/quiet-wait.js';
 
 /** What kernels compute in: F16 storage with F32 accumulation, or F32 throughout. */
 export type ComputeDtype = 'F32' | 'F16';
@@ -57,7 +58,7 @@ export async function runOps(device: GPUDevice, ops: readonly PreparedOp[], labe
   for (const op of ops) encodeOp(pass, op);
   pass.end();
   device.queue.submit([encoder.finish()]);
-  await device.queue.onSubmittedWorkDone();
+  await quietWait(device, () => device.queue.onSubmittedWorkDone());
 }
 
 /** Preprocessor flags of a compute dtype: kernels test `#ifdef F16`. */

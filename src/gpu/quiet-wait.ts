@@ -1,0 +1,69 @@
+// Waiting for a software GPU without taking a CPU core from it.
+//
+// Dawn's Node binding resolves mapAsync and onSubmittedWorkDone by polling: while any such
+// promise is pending, it re-queues a poll with the global setImmediate (its AsyncRunner;
+// crbug.com/dawn/1127 is its own TODO to poll less often), so the main thread runs a whole
+// core for as long as the GPU works. On a software GPU (lavapipe) that core is one of the
+// cores the GPU's worker threads run on, and each dispatch waits for its slowest worker: on
+// the 2-core machine a SmolLM2-135M decode spent 1.75 s of main-thread CPU per 2 s, decoded
+// at 8–15 tok/s from one run to the next, and the read-limit probe read 8 GB/s, not 16.
+//
+// So on a software adapter (node-gpu.ts marks its devices), a wait runs inside quietWaits:
+// for its duration, Dawn's polls (native callbacks given to the global setImmediate) go
+// through setTimeout instead, one poll a millisecond, and the main thread sleeps between
+// them. Every other setImmediate call passes through unchanged (a resolver, being native
+// too, may be a millisecond late). The swap is undone when the last open wait ends. A real
+// GPU keeps Dawn's polling: a millisecond per poll would be a large share of its steps.
+
+/** Ms between Dawn's polls inside a quiet wait (Node's shortest timer). */
+const POLL_MS = 1;
+
+const quiet = new WeakSet<GPUDevice>();
+let open = 0;
+let passThrough: typeof setImmediate | undefined;
+
+/** Says that waits on `device` should not spin: a software adapter's device (node-gpu.ts). */
+export function markQuietDevice(device: GPUDevice): void {
+  quiet.add(device);
+}
+
+/** Whether waits on `device` poll once a millisecond instead of spinning. */
+export function isQuietDevice(device: GPUDevice): boolean {
+  return quiet.has(device);
+}
+
+function nativeFunction(f: unknown): boolean {
+  return typeof f === 'function' && Function.prototype.toString.call(f).endsWith('{ [native code] }');
+}
+
+function throttledSetImmediate(callback: (...args: unknown[]) => void, ...args: unknown[]): unknown {
+  if (nativeFunction(callback)) return setTimeout(callback, POLL_MS, ...args);
+  return passThrough!(callback, ...args);
+}
+
+/**
+ * Runs `wait` (which starts the GPU wait: a mapAsync, an onSubmittedWorkDone) and awaits it,
+ * polling once a millisecond where `device` is quiet; on other devices, just awaits it.
+ */
+export async function quietWait<T>(device: GPUDevice, wait: () => Promise<T>): Promise<T> {
+  if (!quiet.has(device)) return wait();
+  enterQuiet();
+  try {
+    return await wait();
+  } finally {
+    leaveQuiet();
+  }
+}
+
+/** quietWait without a closure, for a wait made every token: enterQuiet(); try { await … } finally { leaveQuiet(); } */
+export function enterQuiet(): void {
+  if (open++ > 0) return;
+  passThrough = globalThis.setImmediate;
+  globalThis.setImmediate = throttledSetImmediate as unknown as typeof setImmediate;
+}
+
+export function leaveQuiet(): void {
+  if (open === 0 || --open > 0) return;
+  globalThis.setImmediate = passThrough!;
+  passThrough = undefined;
+}
