@@ -8,18 +8,22 @@
 // the 2-core machine a SmolLM2-135M decode spent 1.75 s of main-thread CPU per 2 s, decoded
 // at 8–15 tok/s from one run to the next, and the read-limit probe read 8 GB/s, not 16.
 //
-// So on a software adapter (node-gpu.ts marks its devices), a wait runs inside quietWaits:
+// So on a software adapter (node-gpu.ts marks its devices), a wait runs inside quietWait:
 // for its duration, Dawn's polls (native callbacks given to the global setImmediate) go
-// through setTimeout instead, one poll a millisecond, and the main thread sleeps between
-// them. Every other setImmediate call passes through unchanged (a resolver, being native
-// too, may be a millisecond late). The swap is undone when the last open wait ends. A real
-// GPU keeps Dawn's polling: a millisecond per poll would be a large share of its steps.
+// through setTimeout instead once the wait has lasted SPIN_MS, one poll a millisecond, and
+// the main thread sleeps between them. A short wait (a test's small op) still spins and
+// ends at once. Every other setImmediate call passes through unchanged (a resolver, being
+// native too, may be a millisecond late). The swap is undone when the last open wait ends.
+// A real GPU keeps Dawn's polling: a millisecond per poll would be a large share of its steps.
 
-/** Ms between Dawn's polls inside a quiet wait (Node's shortest timer). */
+/** Ms between Dawn's polls inside a quiet wait, once it lasts (Node's shortest timer). */
 const POLL_MS = 1;
+/** Ms a quiet wait polls as Dawn does before it starts to sleep between polls. */
+const SPIN_MS = 2;
 
 const quiet = new WeakSet<GPUDevice>();
 let open = 0;
+let openedAt = 0; // when the outermost open wait began
 let passThrough: typeof setImmediate | undefined;
 
 /** Says that waits on `device` should not spin: a software adapter's device (node-gpu.ts). */
@@ -37,7 +41,7 @@ function nativeFunction(f: unknown): boolean {
 }
 
 function throttledSetImmediate(callback: (...args: unknown[]) => void, ...args: unknown[]): unknown {
-  if (nativeFunction(callback)) return setTimeout(callback, POLL_MS, ...args);
+  if (performance.now() - openedAt >= SPIN_MS && nativeFunction(callback)) return setTimeout(callback, POLL_MS, ...args);
   return passThrough!(callback, ...args);
 }
 
@@ -58,6 +62,7 @@ export async function quietWait<T>(device: GPUDevice, wait: () => Promise<T>): P
 /** quietWait without a closure, for a wait made every token: enterQuiet(); try { await … } finally { leaveQuiet(); } */
 export function enterQuiet(): void {
   if (open++ > 0) return;
+  openedAt = performance.now();
   passThrough = globalThis.setImmediate;
   globalThis.setImmediate = throttledSetImmediate as unknown as typeof setImmediate;
 }

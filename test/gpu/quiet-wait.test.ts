@@ -1,0 +1,95 @@
+// quietWait: on a quiet (software) device, Dawn's polls during a long wait go through a
+// timer, everything else passes through, the global is restored however the wait ends;
+// and on lavapipe a long GPU wait no longer keeps the main thread busy.
+
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { enterQuiet, isQuietDevice, leaveQuiet, markQuietDevice, quietWait } from '../../src/gpu/quiet-wait.js';
+import { BANDWIDTH_GROUPS, BANDWIDTH_WORKGROUP, Bandwidth } from '../../src/ops/bandwidth.js';
+import { runOps } from '../../src/ops/op.js';
+import { useGpuTestDevice } from '../support/gpu-helpers.js';
+import { outputBuffer } from '../support/op-helpers.js';
+
+const nativeCallback = Math.max.bind(null); // a bound function prints as native code, as Dawn's poll does
+const scheduledBy = (callback: () => void) => {
+  const handle = setImmediate(callback) as unknown as { constructor: { name: string } };
+  const kind = handle.constructor.name;
+  if (kind === 'Immediate') clearImmediate(handle as unknown as NodeJS.Immediate);
+  else clearTimeout(handle as unknown as NodeJS.Timeout);
+  return kind;
+};
+
+describe('quietWait', () => {
+  it('leaves setImmediate alone on a device that is not quiet', async () => {
+    const device = {} as GPUDevice;
+    const original = globalThis.setImmediate;
+    expect(isQuietDevice(device)).toBe(false);
+    const seen = await quietWait(device, async () => globalThis.setImmediate);
+    expect(seen).toBe(original);
+  });
+
+  it('on a quiet device: native polls go through a timer once the wait lasts, other callbacks never', async () => {
+    const device = {} as GPUDevice;
+    markQuietDevice(device);
+    const original = globalThis.setImmediate;
+    const kinds = await quietWait(device, async () => {
+      const early = scheduledBy(nativeCallback); // within the first ms: polls as Dawn does
+      await sleep(5);
+      return { early, native: scheduledBy(nativeCallback), js: scheduledBy(() => {}) };
+    });
+    expect(kinds).toEqual({ early: 'Immediate', native: 'Timeout', js: 'Immediate' });
+    expect(globalThis.setImmediate).toBe(original);
+  });
+
+  it('restores setImmediate when the wait rejects, and only when the outermost wait ends', async () => {
+    const device = {} as GPUDevice;
+    markQuietDevice(device);
+    const original = globalThis.setImmediate;
+    await expect(quietWait(device, async () => Promise.reject(new Error('lost')))).rejects.toThrow('lost');
+    expect(globalThis.setImmediate).toBe(original);
+    enterQuiet();
+    await quietWait(device, async () => {});
+    expect(globalThis.setImmediate).not.toBe(original); // the outer wait is still open
+    leaveQuiet();
+    expect(globalThis.setImmediate).toBe(original);
+    leaveQuiet(); // unbalanced: ignored
+    expect(globalThis.setImmediate).toBe(original);
+  });
+});
+
+describe('on lavapipe', () => {
+  const gpu = useGpuTestDevice('test.quiet-wait');
+
+  // Main-thread CPU time (utime + stime, clock ticks) from /proc: Linux only.
+  const mainThreadTicks = () => {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  };
+
+  it.runIf(process.platform === 'linux')('a long GPU wait leaves the main thread mostly idle', async () => {
+    if (!gpu.context.adapterInfo.isSoftware) return; // a real GPU keeps Dawn's polling
+    expect(isQuietDevice(gpu.device)).toBe(true);
+    const bytes = 32 * 2 ** 20;
+    const src = gpu.device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE });
+    const sums = outputBuffer(gpu.device, BANDWIDTH_GROUPS * BANDWIDTH_WORKGROUP, 4);
+    const read = (await Bandwidth.create(gpu.device, 'segmented')).prepare('test.quiet', bytes, src, sums);
+    try {
+      await runOps(gpu.device, [read]); // warm: pipeline and first touch
+      const ticksPerMs = 100 / 1000; // Linux USER_HZ
+      const before = mainThreadTicks();
+      const began = performance.now();
+      await runOps(gpu.device, Array(48).fill(read)); // 1.5 GiB read: ~100–400 ms of GPU work here
+      const wallMs = performance.now() - began;
+      const cpuMs = (mainThreadTicks() - before) / ticksPerMs;
+      expect(wallMs).toBeGreaterThan(50); // long enough to tell polling from sleeping
+      // Spinning would make this ~1; sleeping between 1 ms polls leaves it near 0.
+      expect(cpuMs / wallMs).toBeLessThan(0.5);
+    } finally {
+      read.destroy();
+      src.destroy();
+      sums.destroy();
+    }
+  });
+});
