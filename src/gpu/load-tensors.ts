@@ -27,6 +27,7 @@ import {
 } from './quantize-on-load.js';
 import { type PackedIo, type PackedLinear, PackedLoader, type PrequantizedLoad } from './load-prequantized.js';
 import { createQuantizedTensor, DEFAULT_GROUP_SIZE, deviceScaleDtype, destroyQuantized, type QuantizedTensor } from './quantized-tensor.js';
+import { quietWait } from './quiet-wait.js';
 import { StagingRing } from './staging-ring.js';
 import { type PiecePlan, planTensor, type TensorPlan } from './upload-plan.js';
 
@@ -291,7 +292,7 @@ export async function loadTensors(checkpoint: Checkpoint, device: GPUDevice, opt
       progress.tensorsDone++;
     }
     await ring.drain();
-    await device.queue.onSubmittedWorkDone();
+    await quietWait(device, () => device.queue.onSubmittedWorkDone());
     await packed?.check();
     progress.phase = 'done';
     progress.tensor = null;

@@ -7,6 +7,8 @@
 // Dawn's internal staging grew peak RSS by 1 GiB, since nothing bounds it until the
 // queue drains.
 
+import { quietWait } from './quiet-wait.js';
+
 export interface StagingSlot {
   readonly index: number;
   readonly buffer: GPUBuffer; // (slotBytes,) bytes, MAP_WRITE | COPY_SRC
@@ -51,7 +53,7 @@ export class StagingRing {
   use(slot: StagingSlot, fill: (mapped: ArrayBuffer) => Promise<void>): void {
     const done = (async () => {
       await fill(slot.buffer.getMappedRange());
-      await slot.buffer.mapAsync(GPUMapMode.WRITE);
+      await quietWait(this.device, () => slot.buffer.mapAsync(GPUMapMode.WRITE));
     })();
     // Marked handled now: a failure is rethrown by the next acquire() or drain(), and
     // must not count as an unhandled rejection (fatal in Node) while nobody awaits it yet.

@@ -13,6 +13,7 @@ import { loadTensors, resolveComputeDtype, type DtypeChoice } from '../../gpu/lo
 import { acquireNodeDevice } from '../../gpu/node-gpu.js';
 import type { QuantKind } from '../../gpu/quantized-tensor.js';
 import { StagingRing } from '../../gpu/staging-ring.js';
+import { quietWait } from '../../gpu/quiet-wait.js';
 import { processIo } from '../io.js';
 import { loadProgressBar } from '../progress.js';
 
@@ -122,7 +123,7 @@ async function timeUpload(checkpoint: Checkpoint, device: GPUDevice, m: Measurem
     }
   }
   await ring.drain();
-  await device.queue.onSubmittedWorkDone();
+  await quietWait(device, () => device.queue.onSubmittedWorkDone()); // as the loader waits
   const seconds = (performance.now() - start) / 1000;
   const rssGrowthBytes = maxRss() - before;
   await ring.destroy();
