@@ -5,7 +5,7 @@
 //   node scripts/build-browser.mjs [--outfile PATH] [--minify]
 
 import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -14,14 +14,21 @@ const args = process.argv.slice(2);
 const outIndex = args.indexOf('--outfile');
 const outfile = outIndex >= 0 ? args[outIndex + 1] : join(root, 'dist/browser/sluice.js');
 
-/** Resolves `sluice:shaders` to `export default { <name>: <wgsl text>, ... }`. */
+/**
+ * Resolves `sluice:shaders` to `export default { <name>: <wgsl text>, ... }`: every .wgsl under
+ * shaders/, folders included, so `#include "common/dtype.wgsl"` finds `common/dtype` as Node's
+ * loader finds shaders/common/dtype.wgsl.
+ */
 const shadersPlugin = {
   name: 'sluice-shaders',
   setup(b) {
     const dir = join(root, 'shaders');
     b.onResolve({ filter: /^sluice:shaders$/ }, () => ({ path: 'sluice:shaders', namespace: 'sluice-shaders' }));
     b.onLoad({ filter: /.*/, namespace: 'sluice-shaders' }, () => {
-      const files = readdirSync(dir).filter((f) => f.endsWith('.wgsl')).sort();
+      const files = readdirSync(dir, { recursive: true })
+        .map((f) => f.split(sep).join('/'))
+        .filter((f) => f.endsWith('.wgsl'))
+        .sort();
       const table = Object.fromEntries(files.map((f) => [f.slice(0, -'.wgsl'.length), readFileSync(join(dir, f), 'utf8')]));
       return { contents: `export default ${JSON.stringify(table)};`, loader: 'js', watchFiles: files.map((f) => join(dir, f)) };
     });

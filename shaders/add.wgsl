@@ -1,12 +1,7 @@
 // Elementwise sum of two activations: the residual connection `x = x + f(x)`.
 // Launcher: src/ops/add.ts. Variants: F16 (f16 storage; the sum is rounded once, as
 // torch's f16 add is), IN_PLACE (a += b, for the residual stream).
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
+#include "common/dtype.wgsl"
 
 struct Params {
   count: u32, // elements

@@ -64,9 +64,7 @@ struct Params {
   window: u32,     // WINDOW: sliding window (≥ 1, < max_seq); unused otherwise
 }
 
-// The pass's step (src/gpu/step.ts): this call's row count T and each row's (slot, position).
-struct StepRow { slot: u32, position: u32 }
-struct Step { rows: u32, row: array<StepRow> }
+#include "common/step.wgsl" // the pass's rows and their (slot, position)
 
 override WORKGROUP_SIZE: u32; // threads per workgroup
 override MAX_ROWS: u32;       // query rows per workgroup, at most

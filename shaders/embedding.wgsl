@@ -6,12 +6,7 @@
 // Launcher: src/ops/embedding.ts. Variants: F16 (f16 storage; a copy either way), SCALE
 // (out = table row · scale, Gemma's `inputs_embeds * normalizer`: the product in f32, rounded
 // once to the compute dtype; the launcher passes scale already rounded to that dtype).
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
+#include "common/dtype.wgsl"
 
 struct Params {
   tokens: u32,    // T

@@ -23,21 +23,11 @@
 #ifdef SUBGROUPS
 enable subgroups;
 #endif
-#ifdef F16
-enable f16;
-// W and x as vec4<u32> (8 halves, 16 bytes per load) + unpack2x16float, not vec4<f16>: on
-// llvmpipe a vec4<f16> load moves 8 bytes in 4 lane-by-lane 16-bit loads, twice the load
+// F16: W and x as vec4<u32> (8 halves, 16 bytes per load) + unpack2x16float, not vec4<f16>:
+// on llvmpipe a vec4<f16> load moves 8 bytes in 4 lane-by-lane 16-bit loads, twice the load
 // instructions per byte (measured 0.55-0.6x of the read limit against 0.7-0.9x), while
 // unpack2x16float compiles to vcvtph2ps; bitcast<vec4<f16>> of a u32 pair is a few % more code.
-alias T = f16;
-#else
-alias T = f32;
-#endif
-#ifdef OUT_F32
-alias Y = f32;
-#else
-alias Y = T;
-#endif
+#include "common/linear_dtypes.wgsl"
 
 struct Params {
   rows: u32,       // rows of this chunk of W (≤ N)

@@ -28,17 +28,7 @@
 #ifdef SUBGROUPS
 enable subgroups;
 #endif
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
-#ifdef OUT_F32
-alias Y = f32;
-#else
-alias Y = T;
-#endif
+#include "common/linear_dtypes.wgsl"
 
 struct Params {
   M: u32,         // rows of x and y (tokens)

@@ -3,17 +3,7 @@
 // bindings, Params and variants as matmul.wgsl (F16, BIAS, OUT_F32), so `sluice bench
 // kernels` can swap it in and measure what the tiling buys. Launcher: NaiveMatmul in
 // src/ops/matmul.ts.
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
-#ifdef OUT_F32
-alias Y = f32;
-#else
-alias Y = T;
-#endif
+#include "common/linear_dtypes.wgsl"
 
 struct Params {
   M: u32,         // rows of x and y (tokens)

@@ -29,17 +29,7 @@
 // On lavapipe this is slower than matmul.wgsl (every workgroup-memory load is a per-lane
 // loop there, and barriers are coroutine switches); it is compiled and tested there, and
 // chosen only on hardware adapters.
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
-#ifdef OUT_F32
-alias Y = f32;
-#else
-alias Y = T;
-#endif
+#include "common/linear_dtypes.wgsl"
 
 struct Params {
   M: u32,         // rows of x and y (tokens)

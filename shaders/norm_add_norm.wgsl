@@ -14,12 +14,7 @@
 // order, the same f32 tree, and the same rounding points (the post-norm's output rounded
 // to T, then added in T; the new x stored as T and squared from that stored value).
 // Variants: F16, ONE_PLUS_WEIGHT (Gemma's (1 + w), both norms), NEXT (also write out).
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
+#include "common/dtype.wgsl"
 
 struct Params {
   rows: u32,   // T: rows of the residual stream

@@ -2,12 +2,7 @@
 // weight came from a GPTQ act-order checkpoint: the repack (src/ops/repack.ts) made each
 // group's columns contiguous by permuting W's columns, W' = W[:, perm], and W'·x' = W·x with
 // x' = x[perm]. Launcher: src/ops/permute.ts. Variant: F16 (f16 rows), else f32.
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
+#include "common/dtype.wgsl"
 
 struct Params {
   rows: u32,  // rows of x and y

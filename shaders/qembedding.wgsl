@@ -11,12 +11,7 @@
 // the compute dtype by the launcher; 1 when none, an exact multiply), one conversion to T.
 // Variants: Q4 (8 nibbles per word; else q8, 4 signed bytes), F16 (out f16). Scale storage and
 // zero points are Params flags, uniform per dispatch, so they add no variants.
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
+#include "common/dtype.wgsl"
 #ifdef Q4
 const EPW = 8u; // elements per packed word
 const DEFAULT_ZERO = 8.0;

@@ -31,17 +31,7 @@
 #ifdef SUBGROUPS
 enable subgroups;
 #endif
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
-#ifdef OUT_F32
-alias Y = f32;
-#else
-alias Y = T;
-#endif
+#include "common/linear_dtypes.wgsl"
 #ifdef Q4
 const EPW = 8u;           // elements per packed word
 const DEFAULT_ZERO = 8.0; // zero point without zeros

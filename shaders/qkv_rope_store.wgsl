@@ -26,12 +26,7 @@
 //    pass through (partial rotary); rot_half = 0 is a NoPE layer.
 //  - kv_store: a copy (of T values; finite values round-trip exactly).
 // Variants: F16 (f16 storage), NORM (+ ONE_PLUS_WEIGHT), SCALED.
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
+#include "common/dtype.wgsl"
 
 struct Params {
   n_heads: u32,    // Q heads per row
@@ -51,9 +46,7 @@ struct Params {
   v_stride: u32,
 }
 
-// The pass's step (src/gpu/step.ts): this call's row count and each row's (slot, position).
-struct StepRow { slot: u32, position: u32 }
-struct Step { rows: u32, row: array<StepRow> }
+#include "common/step.wgsl" // the pass's rows and their (slot, position)
 
 override WORKGROUP_SIZE: u32;
 

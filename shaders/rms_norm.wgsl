@@ -7,12 +7,7 @@
 // ONE_PLUS_WEIGHT (Gemma's RMSNorm: y = (h · (1 + weight)) in f32, then rounded once —
 //   transformers' GemmaRMSNorm: `output = self._norm(x.float())`,
 //   `output = output * (1.0 + self.weight.float())`, `return output.type_as(x)`).
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
+#include "common/dtype.wgsl"
 
 struct Params {
   rows: u32,   // T: rows to normalise

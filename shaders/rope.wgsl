@@ -12,12 +12,7 @@
 // the rest as they are (in place: nothing to write), as transformers' `q[..., :rotary_dim]`.
 // Variants: F16 (f16 storage), SCALED (cos and sin times attention_factor, as
 // transformers' `cos = emb.cos() * self.attention_scaling` for yarn / longrope).
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
+#include "common/dtype.wgsl"
 
 struct Params {
   n_heads: u32,    // Q heads per row
@@ -27,9 +22,7 @@ struct Params {
   attention_factor: f32, // SCALED: cos and sin are multiplied by it
 }
 
-// The pass's step (src/gpu/step.ts): this call's row count and each row's (slot, position).
-struct StepRow { slot: u32, position: u32 }
-struct Step { rows: u32, row: array<StepRow> }
+#include "common/step.wgsl" // the pass's rows and their (slot, position)
 
 override WORKGROUP_SIZE: u32;
 

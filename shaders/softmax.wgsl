@@ -10,12 +10,7 @@
 // -inf entries get probability 0, and so do NaN entries (a NaN is not ≥ -f32max). A row
 // with nothing else (fully masked) has no mass: its output is all 0 (torch gives NaN; 0
 // does not poison what reads it).
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
+#include "common/dtype.wgsl"
 
 struct Params {
   rows: u32, // rows of x and out

@@ -4,12 +4,7 @@
 // Launcher: src/ops/swiglu.ts. Variants: F16 (f16 storage), FUSED (one (rows, 2·cols)
 // input holding [gate | up] per row, the output of a fused gate_up projection), GELU_TANH
 // (GeGLU, Gemma's gelu_pytorch_tanh instead of silu: out = gelu_tanh(gate) * up).
-#ifdef F16
-enable f16;
-alias T = f16;
-#else
-alias T = f32;
-#endif
+#include "common/dtype.wgsl"
 
 struct Params {
   rows: u32, // T

@@ -1,5 +1,5 @@
 // Node's shader loader: `shaders/<name>.wgsl` next to `src/` or `dist/` in the package,
-// read once per name. Reading from disk (not a generated module) keeps a shader edit
+// read once per name; a name may have folders (`common/dtype`: an #include's file). Reading from disk (not a generated module) keeps a shader edit
 // visible to the next run without a build step.
 
 import { readFileSync } from 'node:fs';
@@ -15,7 +15,7 @@ const cache = new Map<string, string>();
 export const nodeShaderLoader: ShaderLoader = (name) => {
   let source = cache.get(name);
   if (source !== undefined) return source;
-  if (!/^[a-z0-9_]+$/.test(name)) throw new SluiceError('NOT_FOUND', `invalid shader name ${JSON.stringify(name)}`);
+  if (!/^[a-z0-9_-]+(\/[a-z0-9_-]+)*$/.test(name)) throw new SluiceError('NOT_FOUND', `invalid shader name ${JSON.stringify(name)}`);
   const path = `${SHADER_DIR}${name}.wgsl`;
   try {
     source = readFileSync(path, 'utf8');

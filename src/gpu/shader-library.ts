@@ -1,11 +1,12 @@
 // Where WGSL source comes from. Node reads `shaders/<name>.wgsl` from the package on disk
 // (node-shaders.ts, installed by node-gpu.ts); the browser bundle inlines the files at
 // build time and installs them the same way. Library code only asks for a name, so the
-// launchers are identical on both platforms.
+// launchers are identical on both platforms. A name may have folders: `common/dtype` is
+// shaders/common/dtype.wgsl, a file only for #include (wgsl-preprocess.ts).
 
 import { SluiceError } from '../errors.js';
 
-/** Returns the text of `shaders/<name>.wgsl`; throws when there is none. */
+/** Returns the text of `shaders/<name>.wgsl` (`name` may be `folder/name`); throws when there is none. */
 export type ShaderLoader = (name: string) => string;
 
 let loader: ShaderLoader | undefined;
