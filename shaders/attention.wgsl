@@ -36,19 +36,7 @@
 // rows: 2 · 2 B · 128 · ~256 keys ≈ 128 KiB, 2048 workgroups → 0.27 GB, from L2 — compute-
 // bound. Decode at context 2048: K and V are 2 · 8 · 2048 · 128 · 2 B = 8 MiB — memory-bound.
 
-#ifdef F16
-// f16 storage read and written as packed u32 pairs (4 halves), converted with
-// unpack2x16float / pack2x16float: one 32-bit access per 2 values, half the loads of f16
-// element access on lavapipe (which loads each component on its own); free on GPUs. No
-// `enable f16` is needed, and the math stays f32.
-alias Packed = vec2u;
-fn unpack(w: vec2u) -> vec4f { return vec4f(unpack2x16float(w.x), unpack2x16float(w.y)); }
-fn pack(v: vec4f) -> vec2u { return vec2u(pack2x16float(v.xy), pack2x16float(v.zw)); }
-#else
-alias Packed = vec4f;
-fn unpack(w: vec4f) -> vec4f { return w; }
-fn pack(v: vec4f) -> vec4f { return v; }
-#endif
+#include "common/attention_packed.wgsl"
 
 struct Params {
   n_heads: u32,    // query heads
@@ -74,24 +62,7 @@ override TILE_KEYS: u32 = 4u * WORKGROUP_SIZE;
 // Lanes per row in the softmax steps.
 override ROW_LANES: u32 = WORKGROUP_SIZE / MAX_ROWS;
 
-// A score that is masked out (causal, or past the range). Finite, so max() and the
-// subtraction stay NaN-free; its probability is set to 0 explicitly.
-const MASKED = -3.0e38;
-// row_token of a block row that is no query (past T, or a token's padding rows).
-const NO_TOKEN = 0xffffffffu;
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> step: Step;
-@group(0) @binding(2) var<storage, read> q: array<Packed>;       // (T, nHeads, headDim)
-@group(0) @binding(3) var<storage, read> k_cache: array<Packed>; // (slots, nKvHeads, maxSeq, headDim)
-@group(0) @binding(4) var<storage, read> v_cache: array<Packed>; // (slots, nKvHeads, maxSeq, headDim)
-#ifdef SPLIT
-@group(0) @binding(5) var<storage, read_write> part_o: array<vec4f>;  // (splits, T, nHeads, headDim) f32, unnormalised
-@group(0) @binding(6) var<storage, read_write> part_ml: array<vec2f>; // (splits, T, nHeads) f32: (row max, row sum)
-@group(0) @binding(7) var<storage, read_write> out: array<Packed>;    // (T, nHeads, headDim), written by combine
-#else
-@group(0) @binding(5) var<storage, read_write> out: array<Packed>;    // (T, nHeads, headDim)
-#endif
+#include "common/attention_bindings.wgsl"
 
 var<workgroup> q_tile: array<vec4f, 4u * WORKGROUP_SIZE>;     // (rows, headVecs) queries · scale
 var<workgroup> scores: array<f32, MAX_ROWS * TILE_KEYS>;       // (rows, TILE_KEYS): scores, then probabilities
@@ -125,36 +96,7 @@ fn tile_max(r: u32, m: f32) -> f32 {
   return out;
 }
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: vec3u) {
-  let hv = params.head_vecs;
-  let rows = params.block_rows;
-  let group = params.group;
-  let tr = params.token_rows;
-  // Workgroup-uniform ranges: blocks past this call's T (the dispatch covers the prepared
-  // maximum) and splits past the keys the block sees leave before any barrier.
-  let row_count = step.rows * tr;
-  let first_row = wg.x * rows;
-  if (first_row >= row_count) { return; }
-  let last_row = min(first_row + rows, row_count) - 1u;
-  let first_token = first_row / tr;
-  let last_token = last_row / tr;
-  // The block's tokens (≤ MAX_ROWS) bound its keys: the largest position sees the most
-  // (causal), the smallest the earliest (window). Consecutive rows: first and last.
-  var pos_min = step.row[first_token].position;
-  var pos_max = pos_min;
-  for (var t = first_token + 1u; t <= last_token; t++) {
-    let p = step.row[t].position;
-    pos_min = min(pos_min, p);
-    pos_max = max(pos_max, p);
-  }
-  let split_begin = wg.z * params.split_keys;
-  if (split_begin > pos_max) { return; }
-#ifdef WINDOW
-  // A split that ends before the window of the block's smallest position exits (combine
-  // does not read its partials).
-  if (split_begin + params.split_keys <= window_first(pos_min)) { return; }
-#endif
+#include "common/attention_main.wgsl"
 
   // Queries · scale; rows past T (and a token's padding rows) are zero.
   for (var i = tid; i < rows * hv; i += WORKGROUP_SIZE) {
@@ -191,22 +133,9 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   var o3 = vec4f(0.0);
 
 #ifdef RUNS
-  // Runs of consecutive tokens in one cache slot (a block straddling sequences): each
-  // reads its own slot's keys, from the window start of its smallest position to its
-  // largest position, and only its own rows see them. A row of another run gets
-  // probability 0 there: the online softmax state carries through unchanged.
-  var run_last = first_token;
-  for (var run_first = first_token; run_first <= last_token; run_first = run_last + 1u) {
-    let slot = step.row[run_first].slot;
-    var lo = step.row[run_first].position;
-    var hi = lo;
-    run_last = run_first;
-    while (run_last < last_token && step.row[run_last + 1u].slot == slot) {
-      run_last++;
-      let p = step.row[run_last].position;
-      lo = min(lo, p);
-      hi = max(hi, p);
-    }
+  // Runs of consecutive tokens in one cache slot (a block straddling sequences), each with
+  // its own keys: the run loop.
+#include "common/attention_runs.wgsl"
 #else
   // Every token of the block is in one slot (one slot in all, or a block per token): one
   // run, no run loop around the tiles.
@@ -217,14 +146,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
     let lo = pos_min;
     let hi = pos_max;
 #endif
-    // This run's keys in this split: [key_begin, split_end), maybe none.
-    let split_end = min(split_begin + params.split_keys, hi + 1u); // ≤ split_begin: none
-#ifdef WINDOW
-    let key_begin = max(split_begin, window_first(lo));
-#else
-    let key_begin = split_begin;
-#endif
-    let cache_base = (slot * params.n_kv_heads + wg.y) * params.max_seq * hv;
+#include "common/attention_keys.wgsl"
 
     for (var k0 = key_begin; k0 < split_end; k0 += TILE_KEYS) {
       let keys = min(TILE_KEYS, split_end - k0);

@@ -62,17 +62,7 @@
 enable subgroups;
 #endif
 
-#ifdef F16
-// f16 storage as packed u32 pairs (4 halves) + unpack2x16float: no `enable f16` needed, and
-// D3D12 reads f16 arrays this way anyway; the math stays f32.
-alias Packed = vec2u;
-fn unpack(w: vec2u) -> vec4f { return vec4f(unpack2x16float(w.x), unpack2x16float(w.y)); }
-fn pack(v: vec4f) -> vec2u { return vec2u(pack2x16float(v.xy), pack2x16float(v.zw)); }
-#else
-alias Packed = vec4f;
-fn unpack(w: vec4f) -> vec4f { return w; }
-fn pack(v: vec4f) -> vec4f { return v; }
-#endif
+#include "common/attention_packed.wgsl"
 
 struct Params {
   n_heads: u32,    // query heads
@@ -104,24 +94,7 @@ override Q_VECS: u32;         // vec4s of the query tile: rows · head_vecs at m
 const LANES = 4u;
 override TEAMS: u32 = WORKGROUP_SIZE / LANES;
 
-// A masked score (causal, window, another run, past the range): finite, so max() and the
-// subtraction stay NaN-free; its probability is set to 0 explicitly.
-const MASKED = -3.0e38;
-// row_token of a block row that is no query (past T, or a token's padding rows).
-const NO_TOKEN = 0xffffffffu;
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> step: Step;
-@group(0) @binding(2) var<storage, read> q: array<Packed>;       // (T, nHeads, headDim)
-@group(0) @binding(3) var<storage, read> k_cache: array<Packed>; // (slots, nKvHeads, maxSeq, headDim)
-@group(0) @binding(4) var<storage, read> v_cache: array<Packed>; // (slots, nKvHeads, maxSeq, headDim)
-#ifdef SPLIT
-@group(0) @binding(5) var<storage, read_write> part_o: array<vec4f>;  // (splits, T, nHeads, headDim) f32, unnormalised
-@group(0) @binding(6) var<storage, read_write> part_ml: array<vec2f>; // (splits, T, nHeads) f32: (row max, row sum)
-@group(0) @binding(7) var<storage, read_write> out: array<Packed>;    // (T, nHeads, headDim), written by combine
-#else
-@group(0) @binding(5) var<storage, read_write> out: array<Packed>;    // (T, nHeads, headDim)
-#endif
+#include "common/attention_bindings.wgsl"
 
 var<workgroup> q_tile: array<vec4f, Q_VECS>;                 // (rows, head_vecs) queries · scale
 var<workgroup> k_tile: array<vec4f, TILE_VECS>;              // (tile_keys, tile_stride) f32
@@ -192,31 +165,7 @@ fn masked_score(s: f32, r: u32, key: u32, run_first: u32, run_last: u32) -> f32 
   return select(MASKED, v, visible);
 }
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: vec3u) {
-  let hv = params.head_vecs;
-  let rows = params.block_rows;
-  let group = params.group;
-  let tr = params.token_rows;
-  // Blocks past this call's T and splits past the block's keys leave before any barrier.
-  let row_count = step.rows * tr;
-  let first_row = wg.x * rows;
-  if (first_row >= row_count) { return; }
-  let last_row = min(first_row + rows, row_count) - 1u;
-  let first_token = first_row / tr;
-  let last_token = last_row / tr;
-  var pos_min = step.row[first_token].position;
-  var pos_max = pos_min;
-  for (var t = first_token + 1u; t <= last_token; t++) {
-    let p = step.row[t].position;
-    pos_min = min(pos_min, p);
-    pos_max = max(pos_max, p);
-  }
-  let split_begin = wg.z * params.split_keys;
-  if (split_begin > pos_max) { return; }
-#ifdef WINDOW
-  if (split_begin + params.split_keys <= window_first(pos_min)) { return; }
-#endif
+#include "common/attention_main.wgsl"
 
   // Queries · scale; rows past T and padding rows are zero.
   for (var i = tid; i < rows * hv; i += WORKGROUP_SIZE) {
@@ -259,26 +208,9 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   let stride = params.tile_stride;
   let items = (rows / 4u) * tk; // (row group, key) dot products per tile
 
-  // Runs of consecutive tokens in one slot; rows of other runs see none of its keys.
-  var run_last = first_token;
-  for (var run_first = first_token; run_first <= last_token; run_first = run_last + 1u) {
-    let slot = step.row[run_first].slot;
-    var lo = step.row[run_first].position;
-    var hi = lo;
-    run_last = run_first;
-    while (run_last < last_token && step.row[run_last + 1u].slot == slot) {
-      run_last++;
-      let p = step.row[run_last].position;
-      lo = min(lo, p);
-      hi = max(hi, p);
-    }
-    let split_end = min(split_begin + params.split_keys, hi + 1u); // ≤ split_begin: none
-#ifdef WINDOW
-    let key_begin = max(split_begin, window_first(lo));
-#else
-    let key_begin = split_begin;
-#endif
-    let cache_base = (slot * params.n_kv_heads + wg.y) * params.max_seq * hv;
+  // Runs of consecutive tokens in one slot (the run loop); rows of other runs see none of its keys.
+#include "common/attention_runs.wgsl"
+#include "common/attention_keys.wgsl"
 
     for (var k0 = key_begin; k0 < split_end; k0 += tk) {
       let keys = min(tk, split_end - k0);

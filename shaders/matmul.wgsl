@@ -30,65 +30,22 @@ enable subgroups;
 #endif
 #include "common/linear_dtypes.wgsl"
 
-struct Params {
-  M: u32,         // rows of x and y (tokens)
-  K: u32,         // columns of x and of W
-  N: u32,         // columns of y (rows of W, all chunks): y's row stride
-  rows: u32,      // rows of this chunk of W = the columns of y it computes
-  colOffset: u32, // the chunk's first row of W: its first column of y and of bias
-}
+#include "common/matmul_params.wgsl"
 
 override WORKGROUP_SIZE: u32; // threads, 4 columns of y each
 override TILE_M: u32;         // rows of y per workgroup, accumulated by every thread; ≤ MAX_TILE_M
 override TILE_K: u32;         // vec4s of k per workgroup-memory stage (no subgroups)
 const MAX_TILE_M = 32u;       // capacity of the register tile (function arrays need a const size)
 
-@group(0) @binding(0) var<uniform> params: Params;
-#ifdef F16
-// 4 halves per element as 2 u32 + unpack2x16float: llvmpipe loads 32-bit lanes, 16-bit
-// ones element by element; rows of K % 4 == 0 halves start on 8-byte boundaries.
-@group(0) @binding(1) var<storage, read> x: array<vec2<u32>>; // (M, K) f16, 4 per element
-@group(0) @binding(2) var<storage, read> w: array<vec2<u32>>; // (rows, K) f16, 4 per element
-#else
-@group(0) @binding(1) var<storage, read> x: array<vec4f>;     // (M, K) f32, 4 per element
-@group(0) @binding(2) var<storage, read> w: array<vec4f>;     // (rows, K) f32, 4 per element
-#endif
-@group(0) @binding(3) var<storage, read_write> y: array<Y>;   // (M, N); this chunk writes its columns (RESIDUAL: reads them first)
-#ifdef BIAS
-@group(0) @binding(4) var<storage, read> bias: array<T>;      // (N,)
-#endif
+#include "common/matmul_bindings.wgsl"
 
 #ifndef SUBGROUPS
 var<workgroup> xs: array<vec4f, TILE_M * TILE_K>; // (TILE_M, TILE_K) vec4s of x: 4 KiB at 16×16
 #endif
 
-// Elements 4e..4e+3 of x or W as f32, and single elements (the scalar path).
-#ifdef F16
-fn widen(v: vec2<u32>) -> vec4f { return vec4f(unpack2x16float(v.x), unpack2x16float(v.y)); }
-fn xAt(e: u32) -> f32 { return unpack2x16float(x[e / 4u][(e / 2u) % 2u])[e % 2u]; }
-fn wAt(e: u32) -> f32 { return unpack2x16float(w[e / 4u][(e / 2u) % 2u])[e % 2u]; }
-#else
-fn widen(v: vec4f) -> vec4f { return v; }
-fn xAt(e: u32) -> f32 { return x[e / 4u][e % 4u]; }
-fn wAt(e: u32) -> f32 { return w[e / 4u][e % 4u]; }
-#endif
+#include "common/matmul_widen.wgsl"
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-  @builtin(subgroup_invocation_id) lane: u32,
-  @builtin(subgroup_size) width: u32,
-#endif
-) {
-  let M = params.M;
-  let K = params.K;
-  let m0 = wid.x * TILE_M;                      // first row of the tile
-  let mEnd = min(m0 + TILE_M, M);               // end of the tile's rows inside y
-  let c0 = (wid.y * WORKGROUP_SIZE + lid) * 4u; // this thread's first column in the chunk
-  let last = params.rows - 1u;
-  var acc: array<vec4f, MAX_TILE_M>;            // acc[i][j] = y[m0 + i, colOffset + c0 + j]
+#include "common/matmul_main.wgsl"
 
   // Loop bounds: the FMA loops run to the constant TILE_M, so they unroll and acc stays in
   // registers (rows past M accumulate zeros or clamped duplicates). Loops off the hot path
@@ -141,20 +98,5 @@ fn main(
     }
   }
 
-  for (var j = 0u; j < 4u; j++) {
-    let c = c0 + j;
-    if (c > last) { break; }
-    let n = params.colOffset + c;
-#ifdef BIAS
-    let b = f32(bias[n]);
-#else
-    let b = 0.0;
-#endif
-#ifdef RESIDUAL
-    // Rounded to T first, then added in T: bit for bit the unfused projection + add.wgsl.
-    for (var m = m0; m < mEnd; m++) { y[m * params.N + n] = y[m * params.N + n] + Y(acc[m - m0][j] + b); }
-#else
-    for (var m = m0; m < mEnd; m++) { y[m * params.N + n] = Y(acc[m - m0][j] + b); }
-#endif
-  }
+#include "common/matmul_store.wgsl"
 }

@@ -5,13 +5,7 @@
 // src/ops/matmul.ts.
 #include "common/linear_dtypes.wgsl"
 
-struct Params {
-  M: u32,         // rows of x and y (tokens)
-  K: u32,         // columns of x and of W
-  N: u32,         // columns of y (rows of W, all chunks): y's row stride
-  rows: u32,      // rows of this chunk of W = the columns of y it computes
-  colOffset: u32, // the chunk's first row of W: its first column of y and of bias
-}
+#include "common/matmul_params.wgsl"
 
 override WORKGROUP_X: u32; // threads along the chunk's columns
 override WORKGROUP_Y: u32; // threads along rows

@@ -31,13 +31,7 @@
 // chosen only on hardware adapters.
 #include "common/linear_dtypes.wgsl"
 
-struct Params {
-  M: u32,         // rows of x and y (tokens)
-  K: u32,         // columns of x and of W
-  N: u32,         // columns of y (rows of W, all chunks): y's row stride
-  rows: u32,      // rows of this chunk of W = the columns of y it computes
-  colOffset: u32, // the chunk's first row of W: its first column of y and of bias
-}
+#include "common/matmul_params.wgsl"
 
 override WORKGROUP_SIZE: u32; // (TILE_N / 4) × (TILE_M / 4) invocations
 override TILE_M: u32;         // rows of y per workgroup, a multiple of 4
@@ -47,32 +41,12 @@ const KV = TILE_K / 4u;       // vec4s of k per tile row
 const STRIDE = KV + 1u;       // tile row stride in vec4s: one vec4 of padding against bank conflicts
 const LANES_N = TILE_N / 4u;  // invocations across the columns (16)
 
-@group(0) @binding(0) var<uniform> params: Params;
-#ifdef F16
-// 4 halves per element as 2 u32 + unpack2x16float: rows of K % 4 == 0 halves are 8-byte aligned.
-@group(0) @binding(1) var<storage, read> x: array<vec2<u32>>; // (M, K) f16, 4 per element
-@group(0) @binding(2) var<storage, read> w: array<vec2<u32>>; // (rows, K) f16, 4 per element
-#else
-@group(0) @binding(1) var<storage, read> x: array<vec4f>;     // (M, K) f32, 4 per element
-@group(0) @binding(2) var<storage, read> w: array<vec4f>;     // (rows, K) f32, 4 per element
-#endif
-@group(0) @binding(3) var<storage, read_write> y: array<Y>;   // (M, N); this chunk writes its columns (RESIDUAL: reads them first)
-#ifdef BIAS
-@group(0) @binding(4) var<storage, read> bias: array<T>;      // (N,)
-#endif
+#include "common/matmul_bindings.wgsl"
 
 var<workgroup> xs: array<vec4f, TILE_M * STRIDE>; // (TILE_M, KV) vec4s of x, padded rows
 var<workgroup> ws: array<vec4f, TILE_N * STRIDE>; // (TILE_N, KV) vec4s of W, padded rows
 
-#ifdef F16
-fn widen(v: vec2<u32>) -> vec4f { return vec4f(unpack2x16float(v.x), unpack2x16float(v.y)); }
-fn xAt(e: u32) -> f32 { return unpack2x16float(x[e / 4u][(e / 2u) % 2u])[e % 2u]; }
-fn wAt(e: u32) -> f32 { return unpack2x16float(w[e / 4u][(e / 2u) % 2u])[e % 2u]; }
-#else
-fn widen(v: vec4f) -> vec4f { return v; }
-fn xAt(e: u32) -> f32 { return x[e / 4u][e % 4u]; }
-fn wAt(e: u32) -> f32 { return w[e / 4u][e % 4u]; }
-#endif
+#include "common/matmul_widen.wgsl"
 
 // Elements k..k+3 of row `row` of x, zeros past M and K. (Zeros past K in x or in W alone
 // would cancel the products of finite values; both keep an Inf in a neighbouring row out.)

@@ -89,22 +89,7 @@ fn wVec(row: u32, v: u32) -> vec4f {
   return scaleAt(e) * (q - zeroAt(e));
 }
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-  @builtin(subgroup_invocation_id) lane: u32,
-  @builtin(subgroup_size) width: u32,
-#endif
-) {
-  let M = params.M;
-  let K = params.K;
-  let m0 = wid.x * TILE_M;                      // first row of the tile
-  let mEnd = min(m0 + TILE_M, M);               // end of the tile's rows inside y
-  let c0 = (wid.y * WORKGROUP_SIZE + lid) * 4u; // this thread's first column in the chunk
-  let last = params.rows - 1u;
-  var acc: array<vec4f, MAX_TILE_M>;            // acc[i][j] = y[m0 + i, colOffset + c0 + j]
+#include "common/matmul_main.wgsl"
 
   // Loop bounds (as matmul): the FMA loops run to the constant TILE_M, so they unroll and acc stays in
   // registers (rows past M accumulate zeros or clamped duplicates). Loops off the hot path
@@ -148,20 +133,5 @@ fn main(
 #endif
   }
 
-  for (var j = 0u; j < 4u; j++) {
-    let c = c0 + j;
-    if (c > last) { break; }
-    let n = params.colOffset + c;
-#ifdef BIAS
-    let b = f32(bias[n]);
-#else
-    let b = 0.0;
-#endif
-#ifdef RESIDUAL
-    // Rounded to T first, then added in T: bit for bit the unfused qmatmul + add.wgsl.
-    for (var m = m0; m < mEnd; m++) { y[m * params.N + n] = y[m * params.N + n] + Y(acc[m - m0][j] + b); }
-#else
-    for (var m = m0; m < mEnd; m++) { y[m * params.N + n] = Y(acc[m - m0][j] + b); }
-#endif
-  }
+#include "common/matmul_store.wgsl"
 }
