@@ -24,14 +24,7 @@ override WORKGROUP_SIZE: u32;
 @group(0) @binding(2) var<storage, read> table: array<T>;        // (rows, hidden): this chunk
 @group(0) @binding(3) var<storage, read_write> out: array<T>;    // (tokens, hidden)
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let t = wid.x + wid.y * groups.x; // tokens past 65535 spill into y (workgroups1d)
-  if (t >= params.tokens) { return; }
-  let id = ids[t];
-  if (id < params.first_row) { return; } // an earlier chunk's row
-  let row = id - params.first_row;
+#include "common/embedding_main.wgsl"
   let dst = t * params.hidden;
   if (row < params.rows) {
     let src = row * params.hidden;

@@ -57,10 +57,7 @@ const ACC = MAX_ROWS_PER_THREAD * MAX_TOKENS; // accumulators: [row of W][token]
 @group(0) @binding(1) var<storage, read> w: array<vec4f>;     // (rows, K) f32, 4 per element
 @group(0) @binding(2) var<storage, read> x: array<vec4f>;     // (K,) f32, 4 per element
 #endif
-@group(0) @binding(3) var<storage, read_write> y: array<Y>;   // (N,) whole output; this chunk writes its rows (RESIDUAL: reads them first)
-#ifdef BIAS
-@group(0) @binding(4) var<storage, read> bias: array<T>;      // (N,)
-#endif
+#include "common/linear_out.wgsl"
 
 #ifdef F16
 const VEC = 8u; // elements per 16-byte load

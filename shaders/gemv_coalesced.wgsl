@@ -65,10 +65,7 @@ const MAX_ROWS_PER_THREAD = 4u; // capacity of the accumulator arrays (function 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> w: array<V>;       // (rows, K): 8 halves or 4 floats per element
 @group(0) @binding(2) var<storage, read> x: array<V>;       // (K,)
-@group(0) @binding(3) var<storage, read_write> y: array<Y>; // (N,) whole output; this chunk writes its rows (RESIDUAL: reads them first)
-#ifdef BIAS
-@group(0) @binding(4) var<storage, read> bias: array<T>;    // (N,)
-#endif
+#include "common/linear_out.wgsl"
 
 #ifdef F16
 const VEC = 8u; // elements per 16-byte vector

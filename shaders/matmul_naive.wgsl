@@ -13,10 +13,7 @@ override WORKGROUP_Y: u32; // threads along rows
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<T>;       // (M, K)
 @group(0) @binding(2) var<storage, read> w: array<T>;       // (rows, K)
-@group(0) @binding(3) var<storage, read_write> y: array<Y>; // (M, N); this chunk writes its columns
-#ifdef BIAS
-@group(0) @binding(4) var<storage, read> bias: array<T>;    // (N,)
-#endif
+#include "common/linear_out.wgsl"
 
 @compute @workgroup_size(WORKGROUP_X, WORKGROUP_Y)
 fn main(@builtin(global_invocation_id) gid: vec3u) {

@@ -38,15 +38,10 @@ override WORKGROUP_SIZE: u32;
 
 var<workgroup> partial: array<f32, WORKGROUP_SIZE>; // (WORKGROUP_SIZE,) sums of squares
 
-// Each invocation's sum of squares in `partial`, reduced by rms_norm.wgsl's tree; returns
+// Each invocation's sum of squares in `partial`, reduced by rms_norm.wgsl's tree (shared); returns
 // 1 / sqrt(mean + eps) to every invocation.
 fn rowScale(sum: f32, lid: u32) -> f32 {
-  partial[lid] = sum;
-  workgroupBarrier();
-  for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) { partial[lid] += partial[lid + stride]; }
-    workgroupBarrier();
-  }
+#include "common/rms_sum_tree.wgsl"
   let total = workgroupUniformLoad(&partial[0]);
   // No invocation may overwrite partial (the next norm's sums) before all have read it.
   workgroupBarrier();
@@ -75,14 +70,7 @@ fn pinned(v: T) -> T { return v; }
 fn pinned(v: T) -> T { return bitcast<f32>(bitcast<u32>(v) | params.zero); }
 #endif
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  // Rows past 65535 spill into y (workgroups1d); uniform per workgroup, so the barriers
-  // stay in uniform control flow.
-  let row = wid.x + wid.y * groups.x;
-  if (row >= params.rows) { return; }
-  let base = row * params.hidden;
+#include "common/rms_norm_main.wgsl"
 
   // post_norm(y): the sum of squares of y's row.
   var sumY = 0.0;

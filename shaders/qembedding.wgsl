@@ -61,14 +61,7 @@ fn dequant(q: vec4f, s: f32, z: f32) -> vec4<T> {
   return vec4<T>((s * (q - z)) * params.scale);
 }
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let t = wid.x + wid.y * groups.x; // tokens past 65535 spill into y (workgroups1d)
-  if (t >= params.tokens) { return; }
-  let id = ids[t];
-  if (id < params.first_row) { return; } // an earlier chunk's row
-  let row = id - params.first_row;
+#include "common/embedding_main.wgsl"
   let wordsPerRow = params.hidden / EPW;
   let dst = t * (params.hidden / 4u); // K is a multiple of 8: rows start on a vec4
   if (row < params.rows) {

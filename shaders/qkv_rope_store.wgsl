@@ -60,16 +60,7 @@ override WORKGROUP_SIZE: u32;
 @group(0) @binding(7) var<storage, read_write> v_cache: array<T>;  // (slots, n_kv_heads, max_seq, head_dim)
 @group(0) @binding(8) var<storage, read> inv_freq: array<f32>;     // (rot_half,) f32; unread when rot_half = 0
 
-// rope.wgsl's range reduction of the angle, the same constants and operations (see there).
-const C1: f32 = 6.28125;
-const C2: f32 = 0.00193023681640625;
-const C3: f32 = 0.000005070363386039389;
-const INV_2PI: f32 = 0.15915494;
-
-fn reduce_angle(a: f32) -> f32 {
-  let n = round(a * INV_2PI);
-  return ((a - n * C1) - n * C2) - n * C3;
-}
+#include "common/rope_angle.wgsl"
 
 // Where one head of one row reads and writes.
 struct Head {
@@ -115,13 +106,7 @@ fn write_unit(h: Head, u: u32, x: vec2f) {
   var y = x;
   if (u < params.rot_half) {
     let r = reduce_angle(f32(h.position) * inv_freq[u]);
-#ifdef SCALED
-    let c = cos(r) * params.attention_factor;
-    let s = sin(r) * params.attention_factor;
-#else
-    let c = cos(r);
-    let s = sin(r);
-#endif
+#include "common/rope_cos_sin.wgsl"
     y = vec2f(x[0] * c - x[1] * s, x[1] * c + x[0] * s);
   }
   if (h.is_q) {

@@ -25,26 +25,14 @@ override WORKGROUP_SIZE: u32;
 
 var<workgroup> partial: array<f32, WORKGROUP_SIZE>; // (WORKGROUP_SIZE,) sums of squares
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  // Rows past 65535 spill into y (workgroups1d); the test is uniform per workgroup, so
-  // the barriers below stay in uniform control flow.
-  let row = wid.x + wid.y * groups.x;
-  if (row >= params.rows) { return; }
-  let base = row * params.hidden;
+#include "common/rms_norm_main.wgsl"
 
   var sum = 0.0;
   for (var i = lid; i < params.hidden; i += WORKGROUP_SIZE) {
     let v = f32(x[base + i]);
     sum += v * v;
   }
-  partial[lid] = sum;
-  workgroupBarrier();
-  for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) { partial[lid] += partial[lid + stride]; }
-    workgroupBarrier();
-  }
+#include "common/rms_sum_tree.wgsl"
   // workgroupUniformLoad: every invocation reads the total, and the compiler knows it is uniform.
   let total = workgroupUniformLoad(&partial[0]);
   let scale = 1.0 / sqrt(total / f32(params.hidden) + params.eps);

@@ -10,7 +10,4 @@
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;     // (M, K) f32, 4 per element
 @group(0) @binding(2) var<storage, read> w: array<vec4f>;     // (rows, K) f32, 4 per element
 #endif
-@group(0) @binding(3) var<storage, read_write> y: array<Y>;   // (M, N); this chunk writes its columns (RESIDUAL: reads them first)
-#ifdef BIAS
-@group(0) @binding(4) var<storage, read> bias: array<T>;      // (N,)
-#endif
+#include "common/linear_out.wgsl"
