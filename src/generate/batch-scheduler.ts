@@ -19,14 +19,31 @@
 // A request with a grammar (options.grammar) is compiled once, in submit(), against the
 // model's vocabulary (backend.vocabSize rows, the tokenizer's tokens, the request's eos ids).
 // Each decode step's row carries a callback that fills the row's allowed-token mask (one
-// Uint32Array per slot, reused); the backend calls it once the pass is submitted, so the
-// host fills masks while the GPU runs the forward pass, and its sampler applies them. The
-// drawn id advances the matcher; the reply ends with stopReason 'eos' once the grammar is
-// complete and nothing else may follow.
+// Uint32Array per slot, reused; the callback is the slot's, made once); the backend calls it
+// once the pass is submitted, so the host fills masks while the GPU runs the forward pass,
+// and its sampler applies them. The drawn id advances the matcher; the reply ends with
+// stopReason 'eos' once the grammar is complete and nothing else may follow.
 //
 // Every reply is a stream of deltas (an async generator, as generate() yields); its
 // consumer may stop early (the sequence is cancelled and its slot freed) or abort it with
 // its signal.
+//
+// Allocations (issue 21; test/generate/scheduler-allocations.test.ts counts them): the
+// step loop's own code allocates nothing per decode step. Its rows are objects made once
+// (one per row index; `rowViews[n]`, an array of the first n, made once per length), the
+// sequences of a step go into arrays made once, each slot's cached ids are a typed array of
+// the context's length, and each slot's mask callback is made with the slot. What still
+// allocates per token, by design and outside the loop's control:
+//   - Reply.push (reply.ts): the delta given to the consumer, its ids array, its text (the
+//     detokenizer's string), and the step object saying whether the reply stops;
+//   - the consumer's side: submit()'s async generator (each yield's result and promise),
+//     changed()'s promise when the consumer waits for a delta, and notify()'s resolve of
+//     it (which queues the consumer's wake-up);
+//   - pump()'s await of each pass (its promise reaction), and the backend's own async
+//     decode (its promise; the row sampler's view of the mapped read-back range);
+//   - with logprobs, the delta copied with its logprobs (`{ ...delta, logprobs }`).
+// Admitting a request and its prefill chunks allocate too (per request and per chunk, not
+// per token).
 
 import { SluiceError } from '../errors.js';
 import type { TokenLogprobs } from '../ops/logprobs.js';
@@ -37,7 +54,10 @@ import type { GenerateOptions, GenerationDelta, GenerationStats, StopReason } fr
 import { Reply } from './reply.js';
 import type { SamplerConfig } from './row-sampler.js';
 
-/** One row of a decode pass. */
+/**
+ * One row of a decode pass. The scheduler's, reused every step (and so is the array of
+ * them): a backend reads them during decode() and keeps neither past it.
+ */
 export interface BatchRow {
   slot: number;
   /** The id fed at `position`: the prompt's last id, then each sampled one. */
@@ -48,7 +68,8 @@ export interface BatchRow {
   /**
    * Grammar-constrained rows: the ids allowed (bit i & 31 of word i >> 5 = id i), filled
    * when called; decode() must draw only these. Call it after submitting the model's pass,
-   * so the host fills it while the GPU runs the pass (it never throws).
+   * so the host fills it while the GPU runs the pass (it never throws). Undefined for an
+   * unconstrained row.
    */
   mask?: () => Uint32Array;
 }
@@ -99,13 +120,16 @@ export interface BatchStats extends GenerationStats {
 }
 
 interface Slot {
-  /** Ids whose keys and values the slot holds, at positions 0 … length − 1. */
-  cached: number[];
+  /** (contextLength,) ids whose keys and values the slot holds, at positions 0 … cachedLength − 1. */
+  readonly cached: Uint32Array;
+  cachedLength: number;
   owner: Sequence | null;
   /** Scheduler step when the slot was last released (LRU among equal prefixes). */
   releasedAt: number;
   /** The allowed-token mask of the slot's constrained sequences, made at the first one. */
   mask: Uint32Array | null;
+  /** Fills `mask` for the slot's owner (a row's BatchRow.mask): made once, not per row and step. */
+  readonly fillMask: () => Uint32Array;
 }
 
 type Phase = 'waiting' | 'prefill' | 'decode' | 'done';
@@ -121,7 +145,6 @@ class Sequence {
   /** The next decode row's id and position. */
   next = 0;
   position = 0;
-  readonly ids: number[] = [];
   cancelled = false;
   readonly submittedAt = performance.now();
   firstAt = 0;
@@ -169,14 +192,36 @@ export class BatchScheduler {
   private running = false;
   private steps = 0;
   private readonly maxQueue: number;
+  // A step's sequences and rows, in arrays made once (nothing allocated per step):
+  /** The sequences past their prefill this step, in admission order: [0, decodingCount). */
+  private readonly decoding: (Sequence | null)[];
+  private decodingCount = 0;
+  /** rowViews[n]: the first n of one BatchRow per row index, made once per n (a step's rows). */
+  private readonly rowViews: BatchRow[][];
+  /** The sequence of each row of the pass in flight (null past its rows). */
+  private readonly rowSequences: (Sequence | null)[];
+  /** Rows of the pass in flight with a mask (they share the backend's mask upload time). */
+  private maskedRows = 0;
 
   constructor(
     readonly backend: BatchBackend,
     private readonly options: BatchOptions = {},
   ) {
     if (!Number.isInteger(backend.slots) || backend.slots < 1) throw new SluiceError('USAGE', `a batch needs at least one slot, not ${backend.slots}`);
-    this.slotState = Array.from({ length: backend.slots }, () => ({ cached: [], owner: null, releasedAt: -1, mask: null }));
+    // Ids at positions [0, contextLength) of every slot: 4 bytes a position, beside the KV cache's kilobytes.
+    this.slotState = Array.from({ length: backend.slots }, (_, i): Slot => ({
+      cached: new Uint32Array(backend.contextLength),
+      cachedLength: 0,
+      owner: null,
+      releasedAt: -1,
+      mask: null,
+      fillMask: () => this.maskOf(this.slotState[i]),
+    }));
     this.maxQueue = options.maxQueue ?? 16;
+    this.decoding = Array.from({ length: backend.slots }, () => null);
+    this.rowSequences = Array.from({ length: backend.slots }, () => null);
+    const rows = Array.from({ length: backend.slots }, (): BatchRow => ({ slot: 0, id: 0, position: 0, step: 0, mask: undefined }));
+    this.rowViews = Array.from({ length: backend.slots + 1 }, (_, n) => rows.slice(0, n));
   }
 
   /**
@@ -184,7 +229,9 @@ export class BatchScheduler {
    * slot frees only at the end of the pass in flight.
    */
   get pending(): number {
-    return this.active.filter((s) => !s.cancelled).length + this.waiting.length;
+    let n = this.waiting.length;
+    for (let i = 0; i < this.active.length; i++) if (!this.active[i].cancelled) n++;
+    return n;
   }
 
   /** Sequences holding a slot now. */
@@ -237,7 +284,7 @@ export class BatchScheduler {
 
   /** Forgets every slot's cached ids (the next requests prefill from scratch). */
   forget(): void {
-    for (const s of this.slotState) if (s.owner === null) s.cached = [];
+    for (const s of this.slotState) if (s.owner === null) s.cachedLength = 0;
   }
 
   private cancel(seq: Sequence): void {
@@ -252,7 +299,10 @@ export class BatchScheduler {
     void this.pump();
   }
 
-  /** The loop: runs while any sequence is active or waiting; one instance at a time. */
+  /**
+   * The loop: runs while any sequence is active or waiting; one instance at a time. In a
+   * step of decode alone, nothing here allocates (indexed loops, arrays made once).
+   */
   private async pump(): Promise<void> {
     if (this.running) return;
     this.running = true;
@@ -260,10 +310,10 @@ export class BatchScheduler {
       while (this.waiting.length || this.active.length) {
         this.steps++;
         this.admit();
-        for (const seq of [...this.active]) if (seq.cancelled) this.finish(seq, 'abort');
-        const prefilling = this.active.find((s) => s.phase === 'prefill');
-        let decoding = this.active.filter((s) => s.phase === 'decode');
-        if (!prefilling && !decoding.length && this.active.length) {
+        this.finishCancelled();
+        const prefilling = this.firstPrefilling();
+        this.collectDecoding();
+        if (!prefilling && !this.decodingCount && this.active.length) {
           // Unreachable by construction (an active sequence prefills or decodes); if it ever
           // happens, fail them rather than spin without yielding.
           for (const seq of [...this.active]) (seq.error = new Error('batch scheduler: a sequence made no progress')), this.finish(seq, 'abort');
@@ -274,21 +324,50 @@ export class BatchScheduler {
             await this.prefillChunk(prefilling);
             // A prompt whose last chunk just went in decodes in this same step: its first
             // token comes one step sooner (TTFT of a request arriving mid-decode).
-            if (prefilling.phase === 'decode') decoding = this.active.filter((s) => s.phase === 'decode');
+            if (prefilling.phase === 'decode') this.collectDecoding();
           }
-          if (decoding.length) await this.decodeStep(decoding);
+          const rows = this.decodingCount ? this.fillRows() : 0;
+          if (rows) this.takeSampled(await this.backend.decode(this.rowViews[rows]), rows);
         } catch (e) {
           // The failed pass's slots hold unknown state: their sequences end with the error.
-          for (const seq of prefilling && !decoding.includes(prefilling) ? [prefilling, ...decoding] : decoding) {
-            this.slotState[seq.slot].cached = [];
+          const failed = this.decoding.slice(0, this.decodingCount) as Sequence[];
+          if (prefilling && !failed.includes(prefilling)) failed.unshift(prefilling);
+          for (const seq of failed) {
+            this.slotState[seq.slot].cachedLength = 0;
             seq.error = e;
             this.finish(seq, 'abort');
           }
+        } finally {
+          this.decoding.fill(null); // no finished sequence kept alive by the step's arrays
+          this.rowSequences.fill(null);
+          this.decodingCount = 0;
         }
       }
     } finally {
       this.running = false;
     }
+  }
+
+  /** Ends the cancelled sequences holding slots, in admission order. */
+  private finishCancelled(): void {
+    for (let i = 0; i < this.active.length; ) {
+      const seq = this.active[i];
+      if (seq.cancelled) this.finish(seq, 'abort'); // takes it out of `active`
+      else i++;
+    }
+  }
+
+  /** The oldest sequence still prefilling, if any. */
+  private firstPrefilling(): Sequence | null {
+    for (let i = 0; i < this.active.length; i++) if (this.active[i].phase === 'prefill') return this.active[i];
+    return null;
+  }
+
+  /** `decoding` ← the active sequences past their prefill, in admission order. */
+  private collectDecoding(): void {
+    let n = 0;
+    for (let i = 0; i < this.active.length; i++) if (this.active[i].phase === 'decode') this.decoding[n++] = this.active[i];
+    this.decodingCount = n;
   }
 
   /** Waiting sequences (FIFO) take free slots, each the one with the longest shared prefix. */
@@ -302,14 +381,14 @@ export class BatchScheduler {
       let best = free[0];
       let bestShared = -1;
       for (const f of free) {
-        const shared = sharedPrefix(f.s.cached, seq.prompt, limit);
+        const shared = sharedPrefix(f.s.cached, seq.prompt, Math.min(limit, f.s.cachedLength));
         if (shared > bestShared || (shared === bestShared && f.s.releasedAt < best.s.releasedAt)) {
           best = f;
           bestShared = shared;
         }
       }
       best.s.owner = seq;
-      best.s.cached.length = bestShared; // what stays valid whatever happens next
+      best.s.cachedLength = bestShared; // what stays valid whatever happens next
       seq.slot = best.i;
       this.backend.begin(seq.slot, seq.sampling, seq.prompt.length);
       seq.reused = seq.fed = bestShared;
@@ -323,7 +402,9 @@ export class BatchScheduler {
     const end = Math.min(seq.fed + this.backend.prefillChunk, seq.prompt.length - 1);
     const ids = seq.prompt.slice(seq.fed, end);
     await this.backend.prefill(seq.slot, ids, seq.fed);
-    this.slotState[seq.slot].cached.push(...ids);
+    const slot = this.slotState[seq.slot];
+    slot.cached.set(ids, slot.cachedLength);
+    slot.cachedLength += ids.length;
     seq.fed = end;
     if (seq.fed === seq.prompt.length - 1) this.startDecode(seq);
   }
@@ -335,28 +416,41 @@ export class BatchScheduler {
     if (seq.reply.exhausted) this.finish(seq, 'length'); // maxTokens 0
   }
 
-  private async decodeStep(rows: Sequence[]): Promise<void> {
+  /**
+   * The step's rows ← its decoding sequences (those at the context's end finish first):
+   * row r feeds `rowSequences[r]`'s last id at its position. Returns how many rows.
+   */
+  private fillRows(): number {
     const limit = this.backend.contextLength;
-    const live = rows.filter((seq) => {
-      if (seq.position >= limit) this.finish(seq, 'context');
-      return seq.phase === 'decode';
-    });
-    if (!live.length) return;
+    const rows = this.rowViews[this.backend.slots];
+    let n = 0;
     let masked = 0;
-    const batch = live.map((seq): BatchRow => {
-      const row: BatchRow = { slot: seq.slot, id: seq.next, position: seq.position, step: seq.reply.generated };
-      if (seq.constraint) {
-        row.mask = () => this.maskOf(seq);
-        masked++;
-      }
-      return row;
-    });
-    const sampled = await this.backend.decode(batch);
-    const uploadShare = masked ? (this.backend.lastMaskMs ?? 0) / masked : 0;
-    live.forEach((seq, r) => {
+    for (let i = 0; i < this.decodingCount; i++) {
+      const seq = this.decoding[i]!;
+      if (seq.position >= limit) this.finish(seq, 'context');
+      if (seq.phase !== 'decode') continue;
+      const row = rows[n];
+      row.slot = seq.slot;
+      row.id = seq.next;
+      row.position = seq.position;
+      row.step = seq.reply.generated;
+      row.mask = seq.constraint ? this.slotState[seq.slot].fillMask : undefined;
+      if (seq.constraint) masked++;
+      this.rowSequences[n++] = seq;
+    }
+    this.maskedRows = masked;
+    return n;
+  }
+
+  /** Each row's sampled id goes to its sequence: cached, checked by its grammar, emitted. */
+  private takeSampled(sampled: ArrayLike<number>, rows: number): void {
+    const uploadShare = this.maskedRows ? (this.backend.lastMaskMs ?? 0) / this.maskedRows : 0;
+    for (let r = 0; r < rows; r++) {
+      const seq = this.rowSequences[r]!;
       const id = sampled[r];
       // The fed id is now in the cache at `position`.
-      this.slotState[seq.slot].cached.push(seq.next);
+      const slot = this.slotState[seq.slot];
+      slot.cached[slot.cachedLength++] = seq.next;
       seq.position++;
       if (seq.firstAt === 0) seq.firstAt = performance.now();
       if (seq.constraint) {
@@ -367,11 +461,10 @@ export class BatchScheduler {
         } catch (e) {
           seq.error = e; // this sequence alone ends, with the error
           this.finish(seq, 'abort');
-          return;
+          continue;
         }
       }
       const step = seq.reply.push(id);
-      if (step.stop !== 'eos') seq.ids.push(id);
       if (step.delta) {
         const logprobs = seq.sampling.logprobs !== undefined ? this.backend.logprobsOf(r) : null;
         seq.emit(logprobs ? { ...step.delta, logprobs: [logprobs] } : step.delta);
@@ -380,7 +473,7 @@ export class BatchScheduler {
       const stop = step.stop ?? (seq.constraint?.done ? 'eos' : undefined);
       if (stop) this.finish(seq, stop);
       else seq.next = id;
-    });
+    }
   }
 
   /**
@@ -388,8 +481,8 @@ export class BatchScheduler {
    * throws (the backend calls it mid-step): a failure is kept for after the step, and the
    * mask allows nothing meanwhile.
    */
-  private maskOf(seq: Sequence): Uint32Array {
-    const slot = this.slotState[seq.slot];
+  private maskOf(slot: Slot): Uint32Array {
+    const seq = slot.owner!; // the pass in flight's: a slot changes hands between steps only
     const words = Math.ceil(this.backend.vocabSize! / 32);
     if (!slot.mask || slot.mask.length !== words) slot.mask = new Uint32Array(words);
     try {
@@ -407,7 +500,7 @@ export class BatchScheduler {
     seq.endedAt = performance.now();
     if (seq.slot >= 0) {
       const slot = this.slotState[seq.slot];
-      seq.cachedAtEnd = slot.cached.length;
+      seq.cachedAtEnd = slot.cachedLength;
       slot.owner = null;
       slot.releasedAt = this.steps;
       const i = this.active.indexOf(seq);
@@ -459,7 +552,8 @@ export function randomSeed(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0];
 }
 
-function sharedPrefix(a: readonly number[], b: readonly number[], limit: number): number {
+/** Ids a and b share at their start, at most `limit` (within both). */
+function sharedPrefix(a: ArrayLike<number>, b: readonly number[], limit: number): number {
   let n = 0;
   while (n < limit && n < a.length && a[n] === b[n]) n++;
   return n;
