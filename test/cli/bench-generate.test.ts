@@ -46,6 +46,9 @@ describe('sluice bench generate', () => {
     const runs = decodeStats(r.decode_runs_tokens_per_second);
     expect(r.decode_tokens_per_second).toBeCloseTo(runs.median, 2); // runs rounded to 0.001 each
     expect(r.decode_spread).toBeCloseTo(runs.spread, 2);
+    // Linux: the main thread's share of the decode's wall time, 0 (asleep) to ~1 (spinning).
+    if (process.platform === 'linux') expect(r.host_busy_share).toBeGreaterThanOrEqual(0);
+    if (process.platform === 'linux') expect(r.host_busy_share).toBeLessThan(1.5);
     expect(r.weight_gbps).toBeCloseTo((r.weight_bytes_per_token * r.decode_tokens_per_second) / 1e9, 2);
     // The limit is the larger of the probes before and after the runs.
     for (const key of ['read_limit_before_gbps', 'read_limit_after_gbps']) expect(r[key], key).toBeGreaterThan(0);

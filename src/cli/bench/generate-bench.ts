@@ -17,6 +17,7 @@ import { GpuSampler } from '../../generate/sampler.js';
 import { type GrammarBenchResult, benchGrammar, type GrammarBenchOptions } from './grammar-bench.js';
 import type { GpuContext } from '../../gpu/device.js';
 import { openModel } from '../../model/open-model.js';
+import { mainThreadCpuSeconds } from './main-thread-cpu.js';
 import type { QuantKind } from '../../gpu/quantized-tensor.js';
 import type { KernelChoice, KernelFamily } from '../../model/kernel-family.js';
 import type { DtypeChoice } from '../../gpu/load-tensors.js';
@@ -79,6 +80,11 @@ export interface GenerateBenchResult {
   decode_repeats: number;
   /** (max − min) / median of the runs: 0.1 = the runs span 10% of the median. */
   decode_spread: number;
+  /**
+   * The main thread's CPU time over the wall time of the timed decode runs (null where the
+   * platform does not tell): ~1 means the host spun while waiting for the GPU.
+   */
+  host_busy_share: number | null;
   dispatches_per_token: number;
   submits_per_token: number;
   readback_bytes_per_token: number;
@@ -134,10 +140,17 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
       // the machine. The untimed first one pays what happens once: the first touch of
       // those cache rows (page faults on a software GPU), attention at lengths the
       // warm-up above did not reach, the driver's lazy work.
+      let timedWall = 0; // seconds of the timed runs, and the main thread's CPU seconds in them
+      let timedCpu: number | null = 0;
       const decodeSeconds = async () => {
         const began = performance.now();
+        const cpuBefore = mainThreadCpuSeconds();
         for (let i = 0, next = id; i < tokens; i++) next = await sampler.next([next], promptLength + i);
-        return (performance.now() - began) / 1000;
+        const cpuAfter = mainThreadCpuSeconds();
+        const seconds = (performance.now() - began) / 1000;
+        timedWall += seconds;
+        timedCpu = timedCpu === null || cpuBefore === null || cpuAfter === null ? null : timedCpu + cpuAfter - cpuBefore;
+        return seconds;
       };
       step(`decode ${tokens} tokens (untimed)`);
       await decodeSeconds();
@@ -148,6 +161,8 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
         return (await measureReadOnlyLimit(gpu.device, 128 * 2 ** 20, { passes: PROBE_PASSES })).readGbps;
       };
       const readBefore = await probe('before');
+      timedWall = 0; // the untimed run above does not count
+      timedCpu = 0;
       const rates: number[] = [];
       for (let r = 0; r < repeats; r++) {
         step(`decode ${tokens} tokens (${r + 1} of ${repeats})`);
@@ -182,6 +197,7 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
         decode_runs_tokens_per_second: rates.map(round),
         decode_repeats: repeats,
         decode_spread: round(decode.spread),
+        host_busy_share: timedCpu === null ? null : round(timedCpu / timedWall),
         dispatches_per_token: model.decodeDispatches + 1, // + the sampler's one
         submits_per_token: 1,
         readback_bytes_per_token: 4,
