@@ -7,8 +7,9 @@
 // Cold code boxes floats (an interpreted Float64Array read makes a HeapNumber), so only
 // optimized code is counted: V8's interrupt budget is lowered meanwhile, so the step's
 // functions reach TurboFan within WARM steps (at V8's default budget it takes ~2500, 12 s
-// of the software GPU), and the least count of RUNS counted runs is kept (a run may catch a
-// function between a deopt and its next optimization). What the WebGPU binding returns
+// of the software GPU), and the least count of up to RUNS counted runs is kept (a run may
+// catch a function before its optimized code is installed, compiled on a busy background
+// thread, or between a deopt and its next optimization). What the WebGPU binding returns
 // (an encoder, a pass, a mapped range, a promise) is charged to the API
 // (test/support/webgpu-allocations.ts), and TurboFan's inlining is off, so each allocation
 // counts for the function whose code made it.
@@ -38,8 +39,8 @@ const PROMPT = (JSON.parse(readFileSync(`${dir}/reference.json`, 'utf8')) as { p
 const SAMPLING = { temperature: 0.8, topK: 40, repetitionPenalty: 1.3, frequencyPenalty: 0.5, presencePenalty: 0.2 };
 const WARM = 600;
 const COUNTED = 40;
-const RUNS = 4;
-const CONTEXT = 1024; // ≥ prompt + WARM + RUNS · COUNTED: one request per stream does it all
+const RUNS = 8;
+const CONTEXT = 1024; // > prompt + WARM + RUNS · COUNTED: one request per stream does it all
 /** V8's interrupt budget while this file runs (bytecode bytes run before a tier-up check), and node 20's default after. */
 const BUDGET = 8192;
 const DEFAULT_BUDGET = 67584;
@@ -105,8 +106,9 @@ describe('JS allocations per decode step of the Engine (two streams, two slots)'
         const file = FILES.find((f) => frame.url.endsWith(f));
         return file ? `${file} ${frame.functionName || '(anonymous)'}` : null;
       };
-      // Per function, the least count over the runs, per step.
+      // Per function, the least count over the runs (until one shows none unexpected), per step.
       let least: Map<string, number> | null = null;
+      let unexpected: (readonly [string, number])[] = [];
       const seen: string[] = [];
       for (let run = 0; run < RUNS; run++) {
         const before = steps;
@@ -114,9 +116,10 @@ describe('JS allocations per decode step of the Engine (two streams, two slots)'
         expect(steps - before).toBe(COUNTED); // one step per delta of each stream
         seen.push([...counts].map(([key, n]) => `${key} ${n}`).join(', '));
         least = new Map([...counts].filter(([key]) => !least || least.has(key)).map(([key, n]) => [key, Math.min(n, least?.get(key) ?? n)]));
+        const perStep = [...least].filter(([key]) => !INHERENT.has(key)).map(([key, n]) => [key, n / COUNTED] as const);
+        unexpected = perStep.filter(([key, n]) => n > (PENDING.get(key) ?? 0));
+        if (!unexpected.length) break;
       }
-      const perStep = [...least!].filter(([key]) => !INHERENT.has(key)).map(([key, n]) => [key, n / COUNTED] as const);
-      const unexpected = perStep.filter(([key, n]) => n > (PENDING.get(key) ?? 0));
       expect(unexpected, `allocations per step of the functions not INHERENT (each run's counts over ${COUNTED} steps: ${seen.join(' | ')})`).toEqual([]);
     } finally {
       for (const s of streams) await s.return(undefined as never);
