@@ -52,7 +52,9 @@ struct Params {
   window: u32,     // WINDOW: sliding window (≥ 1, < max_seq); unused otherwise
 }
 
-#include "common/step.wgsl" // the pass's rows and their (slot, position)
+// The pass's step (src/gpu/step.ts): this call's row count T and each row's (slot, position).
+struct StepRow { slot: u32, position: u32 }
+struct Step { rows: u32, row: array<StepRow> }
 
 override WORKGROUP_SIZE: u32; // threads per workgroup
 override MAX_ROWS: u32;       // query rows per workgroup, at most
@@ -62,6 +64,14 @@ override TILE_KEYS: u32 = 4u * WORKGROUP_SIZE;
 // Lanes per row in the softmax steps.
 override ROW_LANES: u32 = WORKGROUP_SIZE / MAX_ROWS;
 
+// A masked score (causal, window, another run, past the range): finite, so max() and the
+// subtraction stay NaN-free; its probability is set to 0 explicitly.
+const MASKED = -3.0e38;
+// row_token of a block row that is no query (past T, or a token's padding rows).
+const NO_TOKEN = 0xffffffffu;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> step: Step;
 #include "common/attention_bindings.wgsl"
 
 var<workgroup> q_tile: array<vec4f, 4u * WORKGROUP_SIZE>;     // (rows, headVecs) queries · scale

@@ -80,7 +80,9 @@ struct Params {
   window: u32,     // WINDOW: sliding window (≥ 1, < max_seq)
 }
 
-#include "common/step.wgsl" // the pass's rows and their (slot, position)
+// The pass's step (src/gpu/step.ts): this call's row count T and each row's (slot, position).
+struct StepRow { slot: u32, position: u32 }
+struct Step { rows: u32, row: array<StepRow> }
 
 override WORKGROUP_SIZE: u32; // invocations: 32 teams of LANES
 override MAX_ROWS: u32;       // query rows per block, at most (one team per row)
@@ -94,6 +96,14 @@ override Q_VECS: u32;         // vec4s of the query tile: rows · head_vecs at m
 const LANES = 4u;
 override TEAMS: u32 = WORKGROUP_SIZE / LANES;
 
+// A masked score (causal, window, another run, past the range): finite, so max() and the
+// subtraction stay NaN-free; its probability is set to 0 explicitly.
+const MASKED = -3.0e38;
+// row_token of a block row that is no query (past T, or a token's padding rows).
+const NO_TOKEN = 0xffffffffu;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> step: Step;
 #include "common/attention_bindings.wgsl"
 
 var<workgroup> q_tile: array<vec4f, Q_VECS>;                 // (rows, head_vecs) queries · scale

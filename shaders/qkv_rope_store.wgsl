@@ -46,7 +46,9 @@ struct Params {
   v_stride: u32,
 }
 
-#include "common/step.wgsl" // the pass's rows and their (slot, position)
+// The pass's step (src/gpu/step.ts): this call's row count and each row's (slot, position).
+struct StepRow { slot: u32, position: u32 }
+struct Step { rows: u32, row: array<StepRow> }
 
 override WORKGROUP_SIZE: u32;
 

@@ -22,7 +22,9 @@ struct Params {
   attention_factor: f32, // SCALED: cos and sin are multiplied by it
 }
 
-#include "common/step.wgsl" // the pass's rows and their (slot, position)
+// The pass's step (src/gpu/step.ts): this call's row count and each row's (slot, position).
+struct StepRow { slot: u32, position: u32 }
+struct Step { rows: u32, row: array<StepRow> }
 
 override WORKGROUP_SIZE: u32;
 
