@@ -90,7 +90,10 @@ function expandIncludes(source: string, shaderName: string, resolve: IncludeReso
   const shaderFile = `${shaderName}.wgsl`;
   const out: Expanded = { lines: [], origins: [], markers: new Set() };
   const expand = (text: string, file: string, chain: string[]): void => {
-    text.split('\n').forEach((line, i) => {
+    const lines = text.split('\n');
+    // An included file's final newline ends its last line; it adds no empty line.
+    if (file !== shaderFile && lines.length > 1 && lines[lines.length - 1] === '') lines.pop();
+    lines.forEach((line, i) => {
       const origin = { file, line: i + 1 };
       if (!INCLUDE.test(line)) {
         out.lines.push(line);

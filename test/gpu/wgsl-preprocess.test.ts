@@ -1,6 +1,7 @@
 // The closed WGSL preprocessor (src/gpu/wgsl-preprocess.ts): which lines each variant keeps,
 // that line numbers survive (Dawn's messages must point into the file), and that every kind
 // of mistake throws a message naming the shader and line instead of compiling a wrong variant.
+import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { nodeShaderLoader } from '../../src/gpu/node-shaders.js';
 import { setShaderLoader } from '../../src/gpu/shader-library.js';
@@ -245,6 +246,11 @@ describe('preprocessWgsl: #include', () => {
     ]);
   });
 
+  it("an included file's final newline adds no line; the shader's own stays", () => {
+    const resolve = files({ 'x.wgsl': ['x1', 'x2', ''] });
+    expect(preprocessWgsl('#include "x.wgsl"\ns\n', 'main', [], resolve)).toBe('// #include "x.wgsl" (+2 lines)\nx1\nx2\ns\n');
+  });
+
   it('the same file may be included twice (no cycle), and an include may carry a // comment', () => {
     const resolve = files({ 'x.wgsl': ['x'] });
     expect(code(preprocessWgsl('#include "x.wgsl" // why\n  #include "x.wgsl"', 'main', [], resolve))).toEqual(['x', 'x']);
@@ -354,7 +360,7 @@ describe('the shaders in shaders/', () => {
   it('every pipeline variant preprocesses, its includes resolved, none of its flags unknown', () => {
     setShaderLoader(nodeShaderLoader);
     const seen = new Set<string>();
-    let included = 0;
+    const included = new Set<string>();
     for (const features of [new Set<string>(), new Set(['shader-f16', 'subgroups'])]) {
       for (const { key, spec } of allVariants(features)) {
         const id = [spec.shader, ...(spec.flags ?? [])].join('+');
@@ -362,10 +368,13 @@ describe('the shaders in shaders/', () => {
         seen.add(id);
         const out = preprocessWgsl(nodeShaderLoader(spec.shader), spec.shader, spec.flags ?? []);
         expect(out, key).not.toMatch(/^\s*#/m);
-        if (out.includes('// #include "')) included++;
+        for (const m of out.matchAll(/^\/\/ #include "([^"]+)"/gm)) included.add(m[1]);
       }
     }
     expect(seen.size).toBeGreaterThan(100);
-    expect(included).toBeGreaterThan(0);
+    // Every file in shaders/common/ is some variant's include (none left over unused).
+    const common = readdirSync('shaders/common').filter((f) => f.endsWith('.wgsl')).map((f) => `common/${f}`);
+    expect(common.length).toBeGreaterThan(5);
+    expect([...included].sort()).toEqual(common.sort());
   });
 });
