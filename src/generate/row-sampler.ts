@@ -97,34 +97,53 @@ const SUBMIT: GPUCommandEncoderDescriptor = { label: 'sampler' };
 const NOT_HELD = -1;
 /** heldAt: a step that appends to the slot is encoded; its id is known once read back. */
 const IN_FLIGHT = -2;
+/**
+ * Steps that may be encoded before the oldest is read back: a one-sequence decode loop
+ * submits step t + 1 (fed on the GPU the id step t draws) before it reads step t
+ * (GpuSampler's pass ahead), so each has a readback buffer of its own.
+ */
+export const MAX_IN_FLIGHT = 2;
+
+/** One encoded step not yet read back: where its results land and what its rows were. */
+interface Flight {
+  readonly readback: GPUBuffer;
+  serial: number; // the step's number, counted from 1 (remember() compares)
+  count: number; // rows
+  mapBytes: number; // bytes of readback it fills
+  readonly rowSlot: Int32Array; // per row: its slot
+  readonly rowAppendAt: Int32Array; // per row: the history position its id lands at (NOT_HELD: none)
+  readonly rowTop: Int32Array; // per row: top alternatives read back, −1: none
+}
 
 export class RowSampler {
   /** Per slot: its request's row configuration (undefined until configured). */
   private readonly configs: (SampleRowConfig | undefined)[];
   /** Per slot: top alternatives its request wants, −1: no logprobs. */
   private readonly slotTop: Int32Array;
-  /** Per row of the last step: top alternatives read back, −1: none. */
-  private readonly rowTop: Int32Array;
-  /** (rows,) the last step's ids (valid in [0, count)). */
+  /** (rows,) the last read step's ids (valid in [0, its count)). */
   private readonly ids: Uint32Array;
-  /** (rows, LOGPROBS_RECORD_WORDS) the last step's logprob records (rows that asked). */
+  /** (rows, LOGPROBS_RECORD_WORDS) the last read step's logprob records (rows that asked). */
   private readonly records: Uint32Array;
   private readonly one = new Uint32Array(1);
-  /** Per row of the last step: its slot, and the history position its id lands at (NOT_HELD: none). */
-  private readonly rowSlot: Int32Array;
-  private readonly rowAppendAt: Int32Array;
+  /** Encoded steps not yet read, oldest at firstFlight (a ring of MAX_IN_FLIGHT); each reused. */
+  private readonly flights: Flight[];
+  private firstFlight = 0;
+  private inFlight = 0;
+  private serial = 0; // of the last step encoded
+  /** The last step read back: its ids and records are the ones kept (logprobsOf). */
+  private lastRead: Flight;
   /**
    * Per slot: the history position whose id the kernel wrote and the host read back
    * (heldId), so remembering that id there again writes nothing; NOT_HELD or IN_FLIGHT else.
    */
   private readonly heldAt: Int32Array;
   private readonly heldId: Uint32Array;
+  /** Per slot: the serial of the last step encoded when remember() last wrote its history (a step before it must not claim what it appended). */
+  private readonly rememberedAfter: Float64Array;
   private readonly idsBytes: number; // where the records start in readback (8-aligned)
   /** (rows, maskWords) staging of the masks of a step, sent with one writeBuffer. */
   private readonly masks: Uint32Array<ArrayBuffer>;
   private readonly maskWords: number;
-  private count = 0; // rows encoded by the last sampleRows
-  private mapBytes = 0; // bytes of readback that step filled
   /** Host ms the last sampleRows spent copying and uploading masks (0 when no row was masked). */
   lastMaskMs = 0;
   /** Waits poll once a millisecond, not spinning a software GPU's core (quiet-wait.ts). */
@@ -138,17 +157,25 @@ export class RowSampler {
     readonly contextLength: number,
     private readonly sample: PreparedSampleRows,
     private readonly logprobsOp: PreparedLogprobs,
-    private readonly buffers: { history: GPUBuffer; bias: GPUBuffer; out: GPUBuffer; records: GPUBuffer; readback: GPUBuffer; mask: GPUBuffer },
+    private readonly buffers: { history: GPUBuffer; bias: GPUBuffer; out: GPUBuffer; records: GPUBuffer; readbacks: GPUBuffer[]; mask: GPUBuffer },
   ) {
     this.maskWords = maskWords(vocab);
     this.masks = new Uint32Array(rows * this.maskWords);
     this.configs = new Array<SampleRowConfig | undefined>(slots).fill(undefined);
     this.slotTop = new Int32Array(slots).fill(-1);
-    this.rowTop = new Int32Array(rows).fill(-1);
-    this.rowSlot = new Int32Array(rows);
-    this.rowAppendAt = new Int32Array(rows).fill(NOT_HELD);
+    this.flights = buffers.readbacks.map((readback) => ({
+      readback,
+      serial: 0,
+      count: 0,
+      mapBytes: 0,
+      rowSlot: new Int32Array(rows),
+      rowAppendAt: new Int32Array(rows).fill(NOT_HELD),
+      rowTop: new Int32Array(rows).fill(-1),
+    }));
+    this.lastRead = this.flights[0];
     this.heldAt = new Int32Array(slots).fill(NOT_HELD);
     this.heldId = new Uint32Array(slots);
+    this.rememberedAfter = new Float64Array(slots);
     this.ids = new Uint32Array(rows);
     this.records = new Uint32Array(rows * LOGPROBS_RECORD_WORDS);
     this.idsBytes = Math.ceil((rows * 4) / 8) * 8;
@@ -177,12 +204,13 @@ export class RowSampler {
       const out = buffer('out', rows * 4, S | GPUBufferUsage.COPY_SRC); // (rows,) u32 sampled ids
       const records = buffer('records', rows * LOGPROBS_RECORD_WORDS * 4, S | GPUBufferUsage.COPY_SRC); // (rows, record) u32
       const mask = buffer('mask', rows * maskWords(vocab) * 4, S | GPUBufferUsage.COPY_DST); // (rows, ceil(vocab / 32)) u32
-      const readback = buffer('readback', Math.ceil((rows * 4) / 8) * 8 + rows * LOGPROBS_RECORD_WORDS * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+      const readbackBytes = Math.ceil((rows * 4) / 8) * 8 + rows * LOGPROBS_RECORD_WORDS * 4;
+      const readbacks = Array.from({ length: MAX_IN_FLIGHT }, (_, i) => buffer(`readback${i}`, readbackBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST));
       const sampleOp = sample.prepareRows(label, vocab, rows, { logits, history, bias, out, mask });
       made.push(sampleOp);
       const logprobsOp = logprobs.prepare(`${label}.logprobs`, vocab, rows, { logits, ids: out, out: records });
       made.push(logprobsOp);
-      return new RowSampler(device, vocab, rows, slots, contextLength, sampleOp, logprobsOp, { history, bias, out, records, readback, mask });
+      return new RowSampler(device, vocab, rows, slots, contextLength, sampleOp, logprobsOp, { history, bias, out, records, readbacks, mask });
     } catch (e) {
       for (const m of made) m.destroy();
       throw e;
@@ -242,6 +270,7 @@ export class RowSampler {
     if (ids.length === 0) return;
     if (ids.length === 1 && this.heldAt[slot] === start && this.heldId[slot] === ids[0]) return; // the decode case
     this.heldAt[slot] = NOT_HELD; // a write may cover it (or land after an append in flight)
+    this.rememberedAfter[slot] = this.serial; // steps encoded so far may not claim their appends once read
     const at = (slot * this.contextLength + start) * 4;
     if (ids.length === 1) {
       this.one[0] = ids[0]; // the per-token case: no allocation
@@ -259,6 +288,8 @@ export class RowSampler {
   sampleRows(encoder: GPUCommandEncoder, rows: readonly RowRequest[]): void {
     const count = rows.length;
     if (count < 1 || count > this.rows) throw new Error(`sampler: ${count} rows, this sampler takes 1 to ${this.rows}`);
+    if (this.inFlight === MAX_IN_FLIGHT) throw new Error(`sampler: ${MAX_IN_FLIGHT} steps encoded and not read back (readRows() first)`);
+    const flight = this.flights[(this.firstFlight + this.inFlight) % MAX_IN_FLIGHT];
     let logprobRows = 0;
     let firstMasked = -1;
     let lastMasked = -1;
@@ -269,7 +300,7 @@ export class RowSampler {
       const config = this.configs[slot];
       if (!config) throw new Error(`sampler: slot ${slot} has no request (configure it first)`);
       if (!(historyLength <= this.contextLength)) throw new Error(`sampler: history length ${historyLength} of slot ${slot} is past its ${this.contextLength} ids`);
-      for (let j = 0; j < i; j++) if (this.rowSlot[j] === slot) throw new Error(`sampler: rows ${j} and ${i} both sample for slot ${slot} (a step takes one row a slot)`);
+      for (let j = 0; j < i; j++) if (flight.rowSlot[j] === slot) throw new Error(`sampler: rows ${j} and ${i} both sample for slot ${slot} (a step takes one row a slot)`);
       if (mask) {
         if (mask.length < this.maskWords) throw new Error(`sampler: the mask of row ${i} has ${mask.length} words; ${this.vocab} ids need ${this.maskWords}`);
         const started = performance.now();
@@ -280,10 +311,10 @@ export class RowSampler {
       }
       const appends = historyLength < this.contextLength; // the last position's id is never fed
       this.sample.setRow(i, config, step, historyLength, mask !== undefined, appends);
-      this.rowSlot[i] = slot;
-      this.rowAppendAt[i] = appends ? historyLength : NOT_HELD;
+      flight.rowSlot[i] = slot;
+      flight.rowAppendAt[i] = appends ? historyLength : NOT_HELD;
       const top = this.slotTop[slot];
-      this.rowTop[i] = top;
+      flight.rowTop[i] = top;
       this.logprobsOp.setRow(i, top < 0 ? null : top);
       if (top >= 0) logprobRows++;
     }
@@ -297,22 +328,25 @@ export class RowSampler {
     this.lastMaskMs = maskMs;
     this.sample.upload(count);
     if (logprobRows) this.logprobsOp.upload(count);
-    for (let i = 0; i < count; i++) this.heldAt[this.rowSlot[i]] = this.rowAppendAt[i] === NOT_HELD ? NOT_HELD : IN_FLIGHT;
+    for (let i = 0; i < count; i++) this.heldAt[flight.rowSlot[i]] = flight.rowAppendAt[i] === NOT_HELD ? NOT_HELD : IN_FLIGHT;
     const pass = encoder.beginComputePass(PASS);
     encodeOp(pass, this.sample);
     if (logprobRows) encodeOp(pass, this.logprobsOp);
     pass.end();
-    const { out, records, readback } = this.buffers;
+    const { out, records } = this.buffers;
+    const { readback } = flight;
     encoder.copyBufferToBuffer(out, 0, readback, 0, count * 4);
-    this.mapBytes = count * 4;
+    flight.mapBytes = count * 4;
     for (let i = 0; i < count && logprobRows; i++) {
-      if (this.rowTop[i] < 0) continue;
+      if (flight.rowTop[i] < 0) continue;
       const at = i * LOGPROBS_RECORD_WORDS * 4;
-      const bytes = logprobsRecordBytes(this.rowTop[i]);
+      const bytes = logprobsRecordBytes(flight.rowTop[i]);
       encoder.copyBufferToBuffer(records, at, readback, this.idsBytes + at, bytes);
-      this.mapBytes = this.idsBytes + at + bytes;
+      flight.mapBytes = this.idsBytes + at + bytes;
     }
-    this.count = count;
+    flight.count = count;
+    flight.serial = ++this.serial;
+    this.inFlight++;
   }
 
   /** sampleRows in a command buffer of its own, submitted (after a pass submitted without it). */
@@ -323,45 +357,68 @@ export class RowSampler {
   }
 
   /**
-   * After the submit of sampleRows' encoder: the sampled ids, in rows [0, count) of the
-   * returned array (the sampler's own, overwritten by the next read; nothing allocated).
+   * After the submit of sampleRows' encoder: the sampled ids of the oldest step not yet
+   * read, in rows [0, count) of the returned array (the sampler's own, overwritten by the
+   * next read; nothing allocated).
    */
   async readRows(): Promise<Uint32Array> {
-    const { readback } = this.buffers;
+    if (this.inFlight === 0) throw new Error('sampler: readRows() with no step encoded');
+    const flight = this.flights[this.firstFlight];
+    const { readback, mapBytes, count } = flight;
     if (this.quiet) {
       enterQuiet(); // no closure for quietWait: this runs every token
       try {
-        await readback.mapAsync(GPUMapMode.READ, 0, this.mapBytes);
+        await readback.mapAsync(GPUMapMode.READ, 0, mapBytes);
       } finally {
         leaveQuiet();
       }
-    } else await readback.mapAsync(GPUMapMode.READ, 0, this.mapBytes);
-    const mapped = readback.getMappedRange(0, this.mapBytes);
-    this.ids.set(new Uint32Array(mapped, 0, this.count));
-    if (this.mapBytes > this.count * 4) {
-      const words = this.mapBytes / 4 - this.idsBytes / 4;
+    } else await readback.mapAsync(GPUMapMode.READ, 0, mapBytes);
+    const mapped = readback.getMappedRange(0, mapBytes);
+    this.ids.set(new Uint32Array(mapped, 0, count));
+    if (mapBytes > count * 4) {
+      const words = mapBytes / 4 - this.idsBytes / 4;
       this.records.set(new Uint32Array(mapped, this.idsBytes, words));
     }
     readback.unmap();
-    for (let i = 0; i < this.count; i++) {
-      const slot = this.rowSlot[i];
-      if (this.heldAt[slot] !== IN_FLIGHT) continue; // remembered over since: its write is the truth
-      this.heldAt[slot] = this.rowAppendAt[i];
+    this.firstFlight = (this.firstFlight + 1) % MAX_IN_FLIGHT;
+    this.inFlight--;
+    this.lastRead = flight;
+    for (let i = 0; i < count; i++) {
+      const slot = flight.rowSlot[i];
+      const at = flight.rowAppendAt[i];
+      // Remembered over since it was encoded (that write is the truth), or appends nothing.
+      if (flight.serial <= this.rememberedAfter[slot] || at === NOT_HELD) continue;
+      this.heldAt[slot] = at;
       this.heldId[slot] = this.ids[i];
     }
     return this.ids;
   }
 
+  /** Steps encoded and not yet read back (0 to MAX_IN_FLIGHT). */
+  get stepsInFlight(): number {
+    return this.inFlight;
+  }
+
+  /**
+   * Encodes a copy of row `row`'s drawn id (u32) to `target`: after sampleRows in the same
+   * encoder, so the next pass can take its token from the GPU (GpuSampler's pass ahead).
+   */
+  copyDrawn(encoder: GPUCommandEncoder, row: number, target: Readonly<GPUBufferBinding>): void {
+    encoder.copyBufferToBuffer(this.buffers.out, row * 4, target.buffer, target.offset ?? 0, 4);
+  }
+
   /** After readRows(): row `row`'s logprobs, or null when its request did not ask. */
   logprobsOf(row: number): TokenLogprobs | null {
-    if (!(row >= 0 && row < this.count) || this.rowTop[row] < 0) return null;
-    return decodeLogprobs(this.records, row * LOGPROBS_RECORD_WORDS, this.rowTop[row]);
+    const read = this.lastRead;
+    if (!(row >= 0 && row < read.count) || read.rowTop[row] < 0) return null;
+    return decodeLogprobs(this.records, row * LOGPROBS_RECORD_WORDS, read.rowTop[row]);
   }
 
   destroy(): void {
     this.sample.destroy();
     this.logprobsOp.destroy();
-    for (const b of Object.values(this.buffers)) b.destroy();
+    const { readbacks, ...rest } = this.buffers;
+    for (const b of [...Object.values(rest), ...readbacks]) b.destroy();
   }
 
   private checkSlot(slot: number): void {
