@@ -127,7 +127,9 @@ export async function* generate(ctx: GenerateContext, promptIds: readonly number
       stopReason = 'context';
       break;
     }
-    const id = await sampler.next(pending, position, fillMask);
+    // Ahead: the next pass is submitted before this one's id is read (not under a grammar,
+    // whose mask needs the id first, nor past the last token asked for).
+    const id = await sampler.next(pending, position, fillMask, !constraint && generated + 1 < maxTokens);
     if (constraint) {
       constraint.addMaskTime(sampler.lastMaskMs);
       constraint.accept(id); // the mask made any other id impossible

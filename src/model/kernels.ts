@@ -253,6 +253,11 @@ export class RopeTable {
     return this.rope.type === 'longrope' && start > 0;
   }
 
+  /** Whether update(start, seqLen) would ask for the cached keys to be rotated again (it changes nothing). */
+  wouldRerotate(start: number, seqLen: number): boolean {
+    return this.rope.type === 'longrope' && start > 0 && this.keyFor(seqLen) !== this.key;
+  }
+
   /** What decides the table: the dynamic length, or longrope's short/long choice. */
   private keyFor(seqLen: number | undefined): string {
     if (this.rope.type === 'longrope') return seqLen !== undefined && seqLen > this.rope.originalMaxPositionEmbeddings ? 'long' : 'short';

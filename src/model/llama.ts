@@ -561,6 +561,36 @@ export class LlamaModel {
     }
   }
 
+  /**
+   * Where the one-row decode pass reads its token id, (1,) u32 in its step: a sampler may
+   * copy the id it draws there on the GPU, for forwardFed.
+   */
+  get decodeIdSlot(): Readonly<GPUBufferBinding> {
+    return this.decode.step.ids!;
+  }
+
+  /**
+   * One decode row at `position` of `slot` whose token id the GPU already put in
+   * decodeIdSlot (a sampler's copy of the id it drew: nothing is written for it), so the
+   * host can submit it before it has read that id. Returns false and submits nothing where
+   * the call would need the id on the host: past the context, or a rope table switch that
+   * rotates the cache again (forward() re-runs the sequence from its history then). Call
+   * recordFed(id, position) once the id is known.
+   */
+  forwardFed(position: number, slot: number, after?: (encoder: GPUCommandEncoder) => void): boolean {
+    if (!(Number.isInteger(position) && position >= 0 && position < this.contextLength)) return false;
+    for (const table of this.ropeTables) if (table.wouldRerotate(position, position + 1)) return false;
+    for (const table of this.ropeTables) table.update(position, position + 1);
+    this.decode.step.writeRange(position, 1, slot); // positions only: the id is the GPU's
+    this.submitDecode(this.decodeStep, 'model.decode', after);
+    return true;
+  }
+
+  /** The id a forwardFed call at `position` ran on, once read back: the host's copy of the sequence (for a re-run). */
+  recordFed(id: number, position: number): void {
+    this.history[position] = id;
+  }
+
   /** Writes the keys and values of `ids` at [start, …) of `slot`, without the LM head (a prompt's chunks before its last id). */
   async prefillSlot(slot: number, ids: readonly number[], start: number): Promise<void> {
     await this.forward(ids, start, undefined, slot, false);

@@ -176,16 +176,21 @@ describe('JS allocations per decode step: none in the synchronous code of the sa
       device.queue.submit([encoder.finish()]);
       return Promise.resolve();
     };
+    const fedId = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    const decodeIdSlot = { buffer: fedId, offset: 0, size: 4 };
     const model = {
       device,
       logits,
       slots,
       contextLength: CONTEXT,
       config: { vocabSize: VOCAB },
+      decodeIdSlot,
       decodeRows: (_rows: unknown, after?: (encoder: GPUCommandEncoder) => void) => pass(after),
       forward: (_ids: unknown, _start: number, after?: (encoder: GPUCommandEncoder) => void) => pass(after),
+      forwardFed: (_position: number, _slot: number, after?: (encoder: GPUCommandEncoder) => void) => (void pass(after), true),
+      recordFed: () => {},
       prefillSlot: () => Promise.resolve(),
-      destroy: () => logits.destroy(),
+      destroy: () => (logits.destroy(), fedId.destroy()),
     };
     const encoder = device.createCommandEncoder();
     const computePass = encoder.beginComputePass();
@@ -242,7 +247,7 @@ describe('JS allocations per decode step: none in the synchronous code of the sa
     }
   });
 
-  it('GpuSampler.next, one sequence', async () => {
+  it.each([false, true])('GpuSampler.next, one sequence (the next pass submitted ahead: %s)', async (ahead) => {
     const model = standInModel(1);
     const sampler = await GpuSampler.create(model, CONFIG);
     try {
@@ -250,7 +255,7 @@ describe('JS allocations per decode step: none in the synchronous code of the sa
       fed[0] = await sampler.next([5, 6, 7], 0);
       let position = 3;
       const allocations = await syncAllocations(async () => {
-        fed[0] = await sampler.next(fed, position);
+        fed[0] = await sampler.next(fed, position, undefined, ahead);
         position++;
       });
       expect([...allocations], 'allocations per function over the counted steps').toEqual([]);

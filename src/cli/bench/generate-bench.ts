@@ -145,7 +145,7 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
       const decodeSeconds = async () => {
         const began = performance.now();
         const cpuBefore = mainThreadCpuSeconds();
-        for (let i = 0, next = id; i < tokens; i++) next = await sampler.next([next], promptLength + i);
+        for (let i = 0, next = id; i < tokens; i++) next = await sampler.next([next], promptLength + i, undefined, i + 1 < tokens); // as generate() decodes
         const cpuAfter = mainThreadCpuSeconds();
         const seconds = (performance.now() - began) / 1000;
         timedWall += seconds;
