@@ -155,6 +155,11 @@ class Sequence {
   error: unknown = null;
   /** Why the grammar's mask could not be filled this step (reported after the step). */
   maskError: unknown = null;
+  /**
+   * Host ms of the backend's mask uploads charged to this sequence, added to its grammar's
+   * stats when it ends: a float field updated in place, where a call per step would box it.
+   */
+  maskUploadMs = 0;
   // the consumer's side: deltas not yet taken, and the wake-up of a waiting consumer
   readonly out: GenerationDelta[] = [];
   private wake: (() => void) | null = null;
@@ -454,7 +459,7 @@ export class BatchScheduler {
       seq.position++;
       if (seq.firstAt === 0) seq.firstAt = performance.now();
       if (seq.constraint) {
-        seq.constraint.addMaskTime(uploadShare);
+        seq.maskUploadMs += uploadShare;
         try {
           if (seq.maskError) throw seq.maskError; // no token could continue its output
           seq.constraint.accept(id); // the mask made any other id impossible
@@ -498,6 +503,7 @@ export class BatchScheduler {
   private finish(seq: Sequence, reason: StopReason): void {
     if (seq.phase === 'done') return;
     seq.endedAt = performance.now();
+    seq.constraint?.addMaskTime(seq.maskUploadMs);
     if (seq.slot >= 0) {
       const slot = this.slotState[seq.slot];
       seq.cachedAtEnd = slot.cachedLength;

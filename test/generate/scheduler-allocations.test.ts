@@ -1,130 +1,13 @@
-// Issue 21, "no JS allocations per token", on the path `sluice chat` and `sluice serve` run:
-// Engine → BatchScheduler's step loop → ModelBatchBackend.decode → RowSampler → the model's
-// decodeRows → its Step. Two requests decode at once on the tiny llama-gqa fixture with two
-// slots; after WARM steps, V8's sampling heap profiler (test/support/allocations.ts) counts
-// the allocations charged to the functions of those files over COUNTED steps.
-//
-// Cold code boxes floats (an interpreted Float64Array read makes a HeapNumber), so only
-// optimized code is counted: V8's interrupt budget is lowered meanwhile, so the step's
-// functions reach TurboFan within WARM steps (at V8's default budget it takes ~2500, 12 s
-// of the software GPU), and the least count of up to RUNS counted runs is kept (a run may
-// catch a function before its optimized code is installed, compiled on a busy background
-// thread, or between a deopt and its next optimization). What the WebGPU binding returns
-// (an encoder, a pass, a mapped range, a promise) is charged to the API
-// (test/support/webgpu-allocations.ts), and TurboFan's inlining is off, so each allocation
-// counts for the function whose code made it.
-//
-// INHERENT functions are not asserted, each allocating by the language's design: the async
-// functions' own promise and await state (pump's await of each pass; decode, readRows and
-// decodeRows), and the consumer's side of each delta (submit's async generator yields it,
-// changed() makes the promise a waiting consumer is woken through). The delta itself is
-// Reply.push's (reply.ts, not counted). Every other function of FILES must make none.
+// Issue 21: no JS allocation per decode step on the Engine's path (`sluice chat`, `sluice
+// serve`): two free requests decode at once in two slots. How allocations are counted, what
+// is not asserted and why: test/support/engine-allocations.ts.
 
-import { readFileSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openCheckpoint } from '../../src/checkpoint/open-path.js';
-import { Engine } from '../../src/generate/engine.js';
-import { ModelBatchBackend } from '../../src/generate/model-backend.js';
-import { parseModelConfig } from '../../src/model/config.js';
-import { LlamaModel } from '../../src/model/llama.js';
-import { countAllocations, type Frame } from '../support/allocations.js';
-import { useGpuTestDevice } from '../support/gpu-helpers.js';
-import { chargeToWebGpu, webGpuObjects } from '../support/webgpu-allocations.js';
+import { expect, it } from 'vitest';
+import { COUNTED, useEngineAllocations } from '../support/engine-allocations.js';
 
-const gpu = useGpuTestDevice('test.scheduler-allocations');
-const dir = 'test/fixtures/models/llama-gqa';
-const PROMPT = (JSON.parse(readFileSync(`${dir}/reference.json`, 'utf8')) as { prompt_ids: number[] }).prompt_ids;
-/** Sampled, with every penalty on: each step reads its RNG step and its whole history. */
-const SAMPLING = { temperature: 0.8, topK: 40, repetitionPenalty: 1.3, frequencyPenalty: 0.5, presencePenalty: 0.2 };
-const WARM = 600;
-const COUNTED = 40;
-const RUNS = 8;
-const CONTEXT = 1024; // > prompt + WARM + RUNS · COUNTED: one request per stream does it all
-/** V8's interrupt budget while this file runs (bytecode bytes run before a tier-up check), and node 20's default after. */
-const BUDGET = 8192;
-const DEFAULT_BUDGET = 67584;
+const unexpectedAllocations = useEngineAllocations('test.scheduler-allocations');
 
-const FILES = ['src/generate/batch-scheduler.ts', 'src/generate/model-backend.ts', 'src/generate/row-sampler.ts', 'src/model/llama.ts', 'src/gpu/step.ts'];
-/** Functions that allocate by design (see the header), as `file function`. */
-const INHERENT = new Set([
-  'src/generate/batch-scheduler.ts pump',
-  'src/generate/batch-scheduler.ts submit',
-  'src/generate/batch-scheduler.ts changed',
-  'src/generate/model-backend.ts decode',
-  'src/generate/row-sampler.ts readRows',
-  'src/model/llama.ts decodeRows',
-]);
-/**
- * Allocations per step known and not yet removed, in files this test does not own: each
- * decode pass's two descriptor literals (`{ label }` for the command encoder and the
- * compute pass) and the one-element array given to queue.submit. Hoisting them (made once
- * per label) takes this entry away; the test then holds them at zero.
- */
-const PENDING = new Map([['src/model/llama.ts submitDecode', 3]]);
-
-describe('JS allocations per decode step of the Engine (two streams, two slots)', () => {
-  let undo = () => {};
-  beforeAll(() => {
-    setFlagsFromString('--no-turbo-inlining'); // an inlined callee's allocations would be charged to its caller
-    setFlagsFromString(`--interrupt-budget=${BUDGET}`);
-  });
-  afterAll(() => {
-    setFlagsFromString('--turbo-inlining');
-    setFlagsFromString(`--interrupt-budget=${DEFAULT_BUDGET}`);
-    undo();
-  });
-
-  it('none in the step loop, the backend, the sampler or the model pass', async () => {
-    const config = parseModelConfig(readFileSync(`${dir}/config.json`, 'utf8'));
-    const checkpoint = await openCheckpoint(`${dir}/model.safetensors`);
-    const model = await LlamaModel.load(checkpoint, config, gpu.device, { dtype: 'f32', contextLength: CONTEXT, parallel: 2 }).finally(() => checkpoint.close());
-    const backend = await ModelBatchBackend.create(model);
-    let steps = 0;
-    let counting = false;
-    const decode = backend.decode.bind(backend);
-    backend.decode = (rows) => {
-      steps++;
-      if (counting && rows.length !== 2) throw new Error(`a step of ${rows.length} rows: both streams must decode in every counted step`);
-      return decode(rows);
-    };
-    undo = chargeToWebGpu(webGpuObjects(gpu.device, model.logits));
-    const engine = new Engine({ model, backend, tokenizer: null, template: null, eosIds: [], defaults: {} });
-    const options = { ...SAMPLING, maxTokens: CONTEXT, eosIds: [] };
-    const streams = [engine.generate(PROMPT, { ...options, seed: 11 }), engine.generate(PROMPT.slice(0, 7), { ...options, seed: 12 })];
-    /** Takes `n` deltas of each stream, in lockstep (each step yields one delta per stream). */
-    const pull = async (n: number) => {
-      for (let t = 0; t < n; t++) {
-        const [a, b] = await Promise.all([streams[0].next(), streams[1].next()]);
-        if (a.done || b.done) throw new Error('a stream ended before the counted steps');
-      }
-    };
-    try {
-      await pull(WARM);
-      counting = true;
-      const charge = (frame: Frame) => {
-        const file = FILES.find((f) => frame.url.endsWith(f));
-        return file ? `${file} ${frame.functionName || '(anonymous)'}` : null;
-      };
-      // Per function, the least count over the runs (until one shows none unexpected), per step.
-      let least: Map<string, number> | null = null;
-      let unexpected: (readonly [string, number])[] = [];
-      const seen: string[] = [];
-      for (let run = 0; run < RUNS; run++) {
-        const before = steps;
-        const counts = await countAllocations(() => pull(COUNTED), charge);
-        expect(steps - before).toBe(COUNTED); // one step per delta of each stream
-        seen.push([...counts].map(([key, n]) => `${key} ${n}`).join(', '));
-        least = new Map([...counts].filter(([key]) => !least || least.has(key)).map(([key, n]) => [key, Math.min(n, least?.get(key) ?? n)]));
-        const perStep = [...least].filter(([key]) => !INHERENT.has(key)).map(([key, n]) => [key, n / COUNTED] as const);
-        unexpected = perStep.filter(([key, n]) => n > (PENDING.get(key) ?? 0));
-        if (!unexpected.length) break;
-      }
-      expect(unexpected, `allocations per step of the functions not INHERENT (each run's counts over ${COUNTED} steps: ${seen.join(' | ')})`).toEqual([]);
-    } finally {
-      for (const s of streams) await s.return(undefined as never);
-      backend.destroy();
-      model.dispose();
-    }
-  });
+it('none per step in the step loop, the backend, the sampler or the model pass', async () => {
+  const { unexpected, seen } = await unexpectedAllocations(null, [{}, {}]);
+  expect(unexpected, `allocations per step of the functions not INHERENT (each run's counts over ${COUNTED} steps: ${seen})`).toEqual([]);
 });
