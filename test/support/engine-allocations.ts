@@ -8,7 +8,7 @@
 //
 // Cold code boxes floats (an interpreted Float64Array read makes a HeapNumber), so only
 // optimized code is counted: V8's interrupt budget is lowered meanwhile, so the step's
-// functions reach TurboFan within WARM steps (at V8's default budget it takes ~2500, 12 s
+// functions reach TurboFan within WARM steps (at V8's default budget 2500 steps did, 12 s
 // of the software GPU), and the least count of up to RUNS counted runs is kept (a run may
 // catch a function before its optimized code is installed, compiled on a busy background
 // thread, or between a deopt and its next optimization). What the WebGPU binding returns
