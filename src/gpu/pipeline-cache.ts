@@ -3,7 +3,7 @@
 // Pipelines are built once (at load time) and reused; nothing here runs per token.
 
 import { SluiceError } from '../errors.js';
-import { preprocessWgsl } from './wgsl-preprocess.js';
+import { preprocessWgsl, wgslLocation } from './wgsl-preprocess.js';
 import { shaderSource } from './shader-library.js';
 
 export interface PipelineSpec {
@@ -59,7 +59,9 @@ export class PipelineCache {
     } catch (e) {
       const info = await module.getCompilationInfo();
       const first = info.messages.find((m) => m.type === 'error');
-      const where = first ? `${spec.shader}.wgsl:${first.lineNum}:${first.linePos}: ${first.message}` : (e as Error).message;
+      // The compiler counts lines of the expanded text: wgslLocation maps one back through the includes.
+      const code = first && preprocessWgsl(shaderSource(spec.shader), spec.shader, spec.flags);
+      const where = first ? `${wgslLocation(code!, spec.shader, first.lineNum)}, column ${first.linePos}: ${first.message}` : (e as Error).message;
       throw new SluiceError('SHADER_ERROR', `pipeline ${key} does not compile: ${where.replace(/\s*\n\s*/g, ' ')}`, {
         cause: e,
       });
