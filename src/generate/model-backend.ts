@@ -23,6 +23,8 @@ export class ModelBatchBackend implements BatchBackend {
   private readonly requests: RowRequest[];
   private readonly views: RowRequest[][];
   private readonly one = [0];
+  /** Host ms the last decode spent copying and uploading masks: a field, not a getter (a returned float is boxed). */
+  lastMaskMs = 0;
   /** The step's requests, for encodeSampling (set before each unmasked decode). */
   private stepRequests: readonly RowRequest[] = [];
   /** What decodeRows encodes after the pass, made once (no closure per token). */
@@ -60,9 +62,7 @@ export class ModelBatchBackend implements BatchBackend {
     return this.model.config.vocabSize;
   }
 
-  get lastMaskMs(): number {
-    return this.sampler.lastMaskMs;
-  }
+
 
   begin(slot: number, config: SamplerConfig, promptLength: number): void {
     this.sampler.configure(slot, config, promptLength);
@@ -90,11 +90,13 @@ export class ModelBatchBackend implements BatchBackend {
     if (!masked) {
       this.stepRequests = requests;
       await this.model.decodeRows(rows, this.encodeSampling);
+      this.lastMaskMs = 0;
       return this.sampler.readRows();
     }
     await this.model.decodeRows(rows); // submitted: the GPU runs the pass while the host fills the masks
     for (let i = 0; i < rows.length; i++) this.requests[i].mask = rows[i].mask?.();
     this.sampler.submitRows(requests);
+    this.lastMaskMs = this.sampler.lastMaskMs;
     return this.sampler.readRows();
   }
 

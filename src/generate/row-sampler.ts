@@ -27,7 +27,7 @@
 
 import { SluiceError } from '../errors.js';
 import { decodeLogprobs, Logprobs, LOGPROBS_RECORD_WORDS, LOGPROBS_TOP_MAX, logprobsRecordBytes, type PreparedLogprobs, type TokenLogprobs } from '../ops/logprobs.js';
-import { encodeOp } from '../ops/op.js';
+import { encodeOp, submitOne } from '../ops/op.js';
 import { enterQuiet, isQuietDevice, leaveQuiet } from '../gpu/quiet-wait.js';
 import { maskWords, NO_PENALTIES, type PenaltyParams, type PreparedSampleRows, Sample, type SampleRowConfig, type SamplingParams } from '../ops/sample.js';
 
@@ -353,7 +353,7 @@ export class RowSampler {
   submitRows(rows: readonly RowRequest[]): void {
     const encoder = this.device.createCommandEncoder(SUBMIT);
     this.sampleRows(encoder, rows);
-    this.device.queue.submit([encoder.finish()]);
+    submitOne(this.device, encoder);
   }
 
   /**

@@ -28,7 +28,7 @@ import { splitRows } from '../gpu/split-rows.js';
 import { Step } from '../gpu/step.js';
 import type { RowView } from '../ops/qkv-rope-store.js';
 import { QGemv } from '../ops/qgemv.js';
-import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp } from '../ops/op.js';
+import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp, submitOne } from '../ops/op.js';
 import type { ModelConfig } from './config.js';
 import { compileKernels, isGemv, type Kernels, type RopeTable, SMALL_PREFILL_ROWS } from './kernels.js';
 import { type KernelChoice, type KernelFamily, kernelFamily } from './kernel-family.js';
@@ -91,6 +91,10 @@ interface Pass {
   ops: PreparedOp[];
   step: Step; // (1 + 2·rows) u32: rows, per row (slot, position); then the rows' token ids at an aligned offset
 }
+
+/** The decode passes' encoder and pass descriptors, by label. */
+const DECODE_DESCRIPTORS = { 'model.decode': { label: 'model.decode' }, 'model.decode_rows': { label: 'model.decode_rows' } } as const;
+type DecodeLabel = keyof typeof DECODE_DESCRIPTORS;
 
 export class LlamaModel {
   private readonly owned: { destroy(): void }[] = [];
@@ -625,13 +629,14 @@ export class LlamaModel {
     this.submitDecode(this.decodeBatchStep.get(rowsOf)!, 'model.decode_rows', after);
   }
 
-  private submitDecode(ops: readonly PreparedOp[], label: string, after?: (encoder: GPUCommandEncoder) => void): void {
-    const encoder = this.device.createCommandEncoder({ label });
-    const pass = encoder.beginComputePass({ label });
+  private submitDecode(ops: readonly PreparedOp[], label: DecodeLabel, after?: (encoder: GPUCommandEncoder) => void): void {
+    const descriptor = DECODE_DESCRIPTORS[label]; // made once: nothing allocated per token
+    const encoder = this.device.createCommandEncoder(descriptor);
+    const pass = encoder.beginComputePass(descriptor);
     for (const op of ops) encodeOp(pass, op);
     pass.end();
     after?.(encoder);
-    this.device.queue.submit([encoder.finish()]);
+    submitOne(this.device, encoder);
   }
 
   /** Bytes of the KV cache (all slots and layers, keys and values). */

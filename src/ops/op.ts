@@ -51,6 +51,16 @@ export function encodeOp(pass: GPUComputePassEncoder, op: PreparedOp): void {
   }
 }
 
+// Holds the last submitted command buffer until the next call (spent once submitted):
+// emptying it would free its backing store, and the next call would allocate one again.
+const oneCommandBuffer: GPUCommandBuffer[] = [];
+
+/** Finishes `encoder` and submits its command buffer, through one array reused by every call (nothing allocated per token). */
+export function submitOne(device: GPUDevice, encoder: GPUCommandEncoder): void {
+  oneCommandBuffer[0] = encoder.finish();
+  device.queue.submit(oneCommandBuffer);
+}
+
 /** Encodes ops in one compute pass of a new command encoder, submits it, and resolves when the GPU is done (tests, benchmarks). */
 export async function runOps(device: GPUDevice, ops: readonly PreparedOp[], label = 'ops'): Promise<void> {
   const encoder = device.createCommandEncoder({ label });
