@@ -50,10 +50,17 @@ describe('sluice bench generate', () => {
     if (process.platform === 'linux') expect(r.host_busy_share).toBeGreaterThanOrEqual(0);
     if (process.platform === 'linux') expect(r.host_busy_share).toBeLessThan(1.5);
     expect(r.weight_gbps).toBeCloseTo((r.weight_bytes_per_token * r.decode_tokens_per_second) / 1e9, 2);
-    // The limit is the larger of the probes before and after the runs.
-    for (const key of ['read_limit_before_gbps', 'read_limit_after_gbps']) expect(r[key], key).toBeGreaterThan(0);
-    expect(r.read_limit_gbps).toBe(Math.max(r.read_limit_before_gbps, r.read_limit_after_gbps));
-    expect(r.weight_over_read).toBeCloseTo(r.weight_gbps / r.read_limit_gbps, 1);
+    // A probe before each run and after the last; each run against the larger probe around it.
+    const probes = r.read_limit_probes_gbps as number[];
+    expect(probes).toHaveLength(3);
+    for (const p of probes) expect(p).toBeGreaterThan(0);
+    expect([r.read_limit_before_gbps, r.read_limit_after_gbps]).toEqual([probes[0], probes[2]]);
+    const limits = [0, 1].map((i) => Math.max(probes[i], probes[i + 1]));
+    const ratios = r.decode_runs_tokens_per_second.map((rate: number, i: number) => (r.weight_bytes_per_token * rate) / 1e9 / limits[i]);
+    (r.weight_over_read_runs as number[]).forEach((x, i) => expect(x).toBeCloseTo(ratios[i], 2));
+    expect(r.read_limit_gbps).toBeCloseTo((limits[0] + limits[1]) / 2, 2); // the median of two
+    expect(r.weight_over_read).toBeCloseTo(decodeStats(ratios).median, 2);
+    expect(r.weight_over_read_spread).toBeCloseTo(decodeStats(ratios).spread, 1);
   });
 
   describe('--synthetic', () => {

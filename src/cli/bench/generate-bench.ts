@@ -6,8 +6,8 @@
 // is read once per token, so that ratio says how close to the hardware the loop runs.
 // So that the ratio holds still from run to run (one decode and one probe after it swung
 // 0.47–0.74 on this project's shared 2-core machine): one untimed decode first, then the
-// same decode `repeats` times (median tokens/s, and the spread), bracketed by two read
-// probes of several passes each.
+// same decode `repeats` times (median tokens/s, and the spread), a read probe of several
+// passes before each run and after the last, each run's ratio against the probes around it.
 // With a grammar (--json-schema FILE ...): the vocabulary and compile times, then the same
 // number of tokens decoded under it at temperature 1 (a new document whenever one
 // completes), with the host time of each mask (fillMask + upload) against the
@@ -91,12 +91,19 @@ export interface GenerateBenchResult {
   weight_bytes_per_token: number;
   /** From the median decode rate. */
   weight_gbps: number;
-  /** The read probe just before the timed decode runs and just after them. */
+  /** The read probe just before the first timed decode run and just after the last. */
   read_limit_before_gbps: number;
   read_limit_after_gbps: number;
-  /** The larger of the two (why: benchGenerate). */
+  /** Every probe: before each timed run, and after the last (repeats + 1). */
+  read_limit_probes_gbps: number[];
+  /** The median of the runs' limits, each the larger of the probes around the run (why: benchGenerate). */
   read_limit_gbps: number;
+  /** The median of weight_over_read_runs. */
   weight_over_read: number;
+  /** Each timed run's weight bandwidth over its own limit. */
+  weight_over_read_runs: number[];
+  /** (max − min) / median of weight_over_read_runs. */
+  weight_over_read_spread: number;
   /** With options.grammar. */
   grammar?: GrammarBenchResult;
 }
@@ -154,29 +161,35 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
       };
       step(`decode ${tokens} tokens (untimed)`);
       await decodeSeconds();
-      // The probe runs just before and just after the timed decode runs, so the limit
-      // is measured in the same stretch of time as the decode it is compared with.
+      // The read limit is probed before each timed run and after the last, so each run is
+      // compared with the limit of its own stretch of time: this machine (a VM on a
+      // shared host) has stretches of tens of seconds in which memory reads, the probe's
+      // and the decode's alike, run at one of two speeds ~1.5× apart, and a run compared
+      // with a probe from the other stretch moved the ratio by that much.
       const probe = async (when: string) => {
         step(`read limit (${when})`);
         return (await measureReadOnlyLimit(gpu.device, 128 * 2 ** 20, { passes: PROBE_PASSES })).readGbps;
       };
-      const readBefore = await probe('before');
+      const probes = [await probe('before run 1')];
       timedWall = 0; // the untimed run above does not count
       timedCpu = 0;
       const rates: number[] = [];
       for (let r = 0; r < repeats; r++) {
         step(`decode ${tokens} tokens (${r + 1} of ${repeats})`);
         rates.push(tokens / (await decodeSeconds()));
+        probes.push(await probe(r + 1 < repeats ? `before run ${r + 2}` : 'after the runs'));
       }
-      const readAfter = await probe('after');
       const decode = decodeStats(rates);
       const grammar = options.grammar && (await benchGrammar(opened, sampler, options.grammar, { firstId: id, position: promptLength, tokens, stepMs: 1000 / decode.median, onStep: step }));
 
-      // The limit is the larger probe, not the mean: it is a property of the hardware,
-      // the same before and after, and other work on the machine can only slow a probe
-      // down, so the faster one is the nearer (a mean would carry half of a disturbed
-      // probe into the ratio). Both are reported: far apart, they say the run was disturbed.
-      const readGbps = Math.max(readBefore, readAfter);
+      // A run's limit is the larger of the probes around it, not their mean: other work on
+      // the machine can only slow a probe down, so the faster is the nearer (a mean would
+      // carry half of a disturbed probe into the ratio). The ratio is the median of the
+      // runs' ratios; the limit reported, the median of the runs' limits.
+      const limits = rates.map((_, r) => Math.max(probes[r], probes[r + 1]));
+      const ratios = rates.map((rate, r) => (model.weightBytesPerToken * rate) / 1e9 / limits[r]);
+      const ratio = decodeStats(ratios);
+      const readGbps = median([...limits]);
       const weightGbps = (model.weightBytesPerToken * decode.median) / 1e9;
       const last = prefill[prefill.length - 1];
       return {
@@ -203,10 +216,13 @@ export async function benchGenerate(gpu: GpuContext, options: GenerateBenchOptio
         readback_bytes_per_token: 4,
         weight_bytes_per_token: model.weightBytesPerToken,
         weight_gbps: round(weightGbps),
-        read_limit_before_gbps: round(readBefore),
-        read_limit_after_gbps: round(readAfter),
+        read_limit_before_gbps: round(probes[0]),
+        read_limit_after_gbps: round(probes[probes.length - 1]),
+        read_limit_probes_gbps: probes.map(round),
         read_limit_gbps: round(readGbps),
-        weight_over_read: round(weightGbps / readGbps),
+        weight_over_read: round(ratio.median),
+        weight_over_read_runs: ratios.map(round),
+        weight_over_read_spread: round(ratio.spread),
         ...(grammar && { grammar }),
       };
     } finally {

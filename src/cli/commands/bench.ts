@@ -205,7 +205,7 @@ const generateBench: Benchmark = {
         ...(written ? [`${written.written ? 'wrote' : 'reused'} ${formatBytes(written.bytes)} of random ${written.storage} weights with ${written.repo}'s config.json in ${written.dir}\n`] : []),
         ...r.prefill.map((p) => `prefill ${p.prompt_tokens} tokens: ${p.prefill_tokens_per_second.toFixed(1)} tok/s (TTFT ${p.ttft_ms.toFixed(1)} ms)\n`),
         `decode ${r.generated_tokens} tokens: ${r.decode_tokens_per_second.toFixed(1)} tok/s (median of ${r.decode_repeats} runs: ${r.decode_runs_tokens_per_second.map((x) => x.toFixed(1)).join(', ')}; spread ${(100 * r.decode_spread).toFixed(1)}%); ${r.dispatches_per_token} dispatches, ${r.submits_per_token} submit, ${r.readback_bytes_per_token} bytes read back per token${r.host_busy_share === null ? '' : `; main thread busy ${(100 * r.host_busy_share).toFixed(0)}% of it`}\n`,
-        `weights read per token: ${formatBytes(r.weight_bytes_per_token)} → ${r.weight_gbps.toFixed(2)} GB/s = ${r.weight_over_read.toFixed(2)}× the read limit (${r.read_limit_gbps.toFixed(2)} GB/s; ${r.read_limit_before_gbps.toFixed(2)} before the runs, ${r.read_limit_after_gbps.toFixed(2)} after)\n`,
+        `weights read per token: ${formatBytes(r.weight_bytes_per_token)} → ${r.weight_gbps.toFixed(2)} GB/s = ${r.weight_over_read.toFixed(2)}× the read limit (median of the runs' ratios: ${r.weight_over_read_runs.map((x) => x.toFixed(2)).join(', ')}; limit ${r.read_limit_gbps.toFixed(2)} GB/s, probes ${r.read_limit_probes_gbps.map((x) => x.toFixed(1)).join(', ')})\n`,
         ...(r.grammar ? [grammarText(r.grammar)] : []),
       ].join(''));
     } finally {
