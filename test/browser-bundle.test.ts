@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,11 @@ import { root } from './support/build.js';
 // Built into a temporary folder, so the test neither races nor replaces dist/browser.
 const outDir = mkdtempSync(join(tmpdir(), 'sluice-browser-bundle-'));
 const outfile = join(outDir, 'sluice.js');
-const shaderNames = readdirSync(join(root, 'shaders')).filter((f) => f.endsWith('.wgsl')).map((f) => f.slice(0, -'.wgsl'.length));
+// Every .wgsl under shaders/, the #include files in shaders/common/ too, as `common/name`.
+const shaderNames = readdirSync(join(root, 'shaders'), { recursive: true })
+  .map((f) => String(f).split(sep).join('/'))
+  .filter((f) => f.endsWith('.wgsl'))
+  .map((f) => f.slice(0, -'.wgsl'.length));
 let bundle = '';
 
 beforeAll(async () => {
@@ -36,6 +40,7 @@ describe('browser bundle', () => {
 
   it('embeds every shader in shaders/', () => {
     expect(shaderNames.length).toBeGreaterThan(5);
+    expect(shaderNames.some((n) => n.startsWith('common/'))).toBe(true);
     for (const name of shaderNames) expect(bundle, `${name}.wgsl`).toContain(JSON.stringify(name));
   });
 
