@@ -31,6 +31,7 @@ import { parseModelConfig } from '../../src/model/config.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { DEFAULT_SAMPLING } from '../../src/ops/sample.js';
 import { countAllocations, type Frame } from '../support/allocations.js';
+import { chargeToWebGpu, webGpuObjects } from '../support/webgpu-allocations.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 import { uploadArray } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
@@ -148,24 +149,6 @@ describe('JS allocations per decode step: none in the synchronous code of the sa
     for (const undo of restore) undo();
   });
 
-  /**
-   * Every method of the WebGPU objects a step calls goes through a JS function of this
-   * file, so what the binding allocates (a pass encoder, a mapped range) is charged to it.
-   */
-  function chargeToApi(objects: readonly object[]): void {
-    for (const proto of new Set(objects.map((o) => Object.getPrototypeOf(o) as Record<string, unknown>))) {
-      for (const name of Object.getOwnPropertyNames(proto)) {
-        const d = Object.getOwnPropertyDescriptor(proto, name)!;
-        if (name === 'constructor' || typeof d.value !== 'function') continue;
-        const real = d.value as (...a: unknown[]) => unknown;
-        proto[name] = function api(this: unknown, ...args: unknown[]) {
-          return real.apply(this, args);
-        };
-        restore.push(() => void (proto[name] = real));
-      }
-    }
-  }
-
   /** Stands in for LlamaModel on the sampler's side: fixed (slots, vocab) logits; a "pass" is what `after` encodes. */
   function standInModel(slots: number): LlamaModel & { destroy(): void } {
     const { device } = gpu;
@@ -192,11 +175,7 @@ describe('JS allocations per decode step: none in the synchronous code of the sa
       prefillSlot: () => Promise.resolve(),
       destroy: () => (logits.destroy(), fedId.destroy()),
     };
-    const encoder = device.createCommandEncoder();
-    const computePass = encoder.beginComputePass();
-    computePass.end();
-    encoder.finish();
-    chargeToApi([device.queue, encoder, computePass, logits]);
+    restore.push(chargeToWebGpu(webGpuObjects(device, logits))); // what the binding allocates is the API's
     return model as unknown as LlamaModel & { destroy(): void };
   }
 
