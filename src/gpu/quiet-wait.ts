@@ -12,8 +12,10 @@
 // for its duration, Dawn's polls (native callbacks given to the global setImmediate) go
 // through setTimeout instead once the wait has lasted SPIN_MS, one poll a millisecond, and
 // the main thread sleeps between them. A short wait (a test's small op) still spins and
-// ends at once. Every other setImmediate call passes through unchanged (a resolver, being
-// native too, may be a millisecond late). The swap is undone when the last open wait ends.
+// ends at once. Dawn's poll is told apart as a native function of no parameters (a promise's
+// resolver, native too, takes one); every other setImmediate call passes through unchanged,
+// and only Dawn, which never clears its polls, gets a timer's handle back. The swap is
+// undone when the last open wait ends.
 // A real GPU keeps Dawn's polling: a millisecond per poll would be a large share of its steps.
 
 /** Ms between Dawn's polls inside a quiet wait, once it lasts (Node's shortest timer). */
@@ -36,12 +38,13 @@ export function isQuietDevice(device: GPUDevice): boolean {
   return quiet.has(device);
 }
 
-function nativeFunction(f: unknown): boolean {
-  return typeof f === 'function' && Function.prototype.toString.call(f).endsWith('{ [native code] }');
+/** Dawn's poll: a native function (no JS source) of no parameters. */
+function dawnPoll(f: unknown): boolean {
+  return typeof f === 'function' && f.length === 0 && Function.prototype.toString.call(f).endsWith('{ [native code] }');
 }
 
 function throttledSetImmediate(callback: (...args: unknown[]) => void, ...args: unknown[]): unknown {
-  if (performance.now() - openedAt >= SPIN_MS && nativeFunction(callback)) return setTimeout(callback, POLL_MS, ...args);
+  if (performance.now() - openedAt >= SPIN_MS && dawnPoll(callback)) return setTimeout(callback, POLL_MS, ...args);
   return passThrough!(callback, ...args);
 }
 

@@ -11,7 +11,7 @@ import { runOps } from '../../src/ops/op.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
 import { outputBuffer } from '../support/op-helpers.js';
 
-const nativeCallback = Math.max.bind(null); // a bound function prints as native code, as Dawn's poll does
+const nativeCallback = Date.now; // native, no parameters: what Dawn's poll looks like from JS
 const scheduledBy = (callback: () => void) => {
   const handle = setImmediate(callback) as unknown as { constructor: { name: string } };
   const kind = handle.constructor.name;
@@ -35,9 +35,11 @@ describe('quietWait', () => {
     const original = globalThis.setImmediate;
     const kinds = await quietWait(device, async () => {
       await sleep(5); // past the first 2 ms, in which it polls as Dawn does
-      return { native: scheduledBy(nativeCallback), js: scheduledBy(() => {}) };
+      let resolver: unknown;
+      new Promise((resolve) => (resolver = resolve)); // native, one parameter: passes through
+      return { native: scheduledBy(nativeCallback), js: scheduledBy(() => {}), resolver: scheduledBy(resolver as () => void) };
     });
-    expect(kinds).toEqual({ native: 'Timeout', js: 'Immediate' });
+    expect(kinds).toEqual({ native: 'Timeout', js: 'Immediate', resolver: 'Immediate' });
     expect(globalThis.setImmediate).toBe(original);
   });
 
