@@ -28,7 +28,7 @@
 import { SluiceError } from '../errors.js';
 import { decodeLogprobs, Logprobs, LOGPROBS_RECORD_WORDS, LOGPROBS_TOP_MAX, logprobsRecordBytes, type PreparedLogprobs, type TokenLogprobs } from '../ops/logprobs.js';
 import { encodeOp, submitOne } from '../ops/op.js';
-import { enterQuiet, isQuietDevice, leaveQuiet } from '../gpu/quiet-wait.js';
+import { enterQuiet, isQuietDevice, leaveQuiet, POLL_MS } from '../gpu/quiet-wait.js';
 import { maskWords, NO_PENALTIES, type PenaltyParams, type PreparedSampleRows, Sample, type SampleRowConfig, type SamplingParams } from '../ops/sample.js';
 
 /** Most logitBias entries a request may give (OpenAI documents 300; vLLM takes any). */
@@ -148,6 +148,8 @@ export class RowSampler {
   lastMaskMs = 0;
   /** Waits poll once a millisecond, not spinning a software GPU's core (quiet-wait.ts). */
   private readonly quiet: boolean;
+  private lastReadAt = 0; // when the last readRows returned
+  private stepMs = 0; // between the last two reads: a step's time in a decode loop
 
   private constructor(
     private readonly device: GPUDevice,
@@ -366,7 +368,9 @@ export class RowSampler {
     const flight = this.flights[this.firstFlight];
     const { readback, mapBytes, count } = flight;
     if (this.quiet) {
-      enterQuiet(); // no closure for quietWait: this runs every token
+      // With a step queued behind this one the GPU stays busy while the read is late:
+      // poll a quarter-step apart (at most QUEUED_POLL_MS), else every POLL_MS.
+      enterQuiet(this.inFlight > 1 ? this.stepMs / 4 : POLL_MS); // no closure for quietWait: this runs every token
       try {
         await readback.mapAsync(GPUMapMode.READ, 0, mapBytes);
       } finally {
@@ -380,6 +384,9 @@ export class RowSampler {
       this.records.set(new Uint32Array(mapped, this.idsBytes, words));
     }
     readback.unmap();
+    const now = performance.now();
+    this.stepMs = now - this.lastReadAt;
+    this.lastReadAt = now;
     this.firstFlight = (this.firstFlight + 1) % MAX_IN_FLIGHT;
     this.inFlight--;
     this.lastRead = flight;

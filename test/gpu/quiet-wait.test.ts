@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { mainThreadCpuSeconds } from '../../src/cli/bench/main-thread-cpu.js';
-import { enterQuiet, isQuietDevice, leaveQuiet, markQuietDevice, quietWait } from '../../src/gpu/quiet-wait.js';
+import { enterQuiet, isQuietDevice, leaveQuiet, markQuietDevice, POLL_MS, QUEUED_POLL_MS, quietWait } from '../../src/gpu/quiet-wait.js';
 import { BANDWIDTH_GROUPS, BANDWIDTH_WORKGROUP, Bandwidth } from '../../src/ops/bandwidth.js';
 import { runOps } from '../../src/ops/op.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
@@ -41,6 +41,36 @@ describe('quietWait', () => {
     });
     expect(kinds).toEqual({ native: 'Timeout', js: 'Immediate', resolver: 'Immediate' });
     expect(globalThis.setImmediate).toBe(original);
+  });
+
+  it('a wait with work queued behind it polls less often, never past QUEUED_POLL_MS; the open waits\' shortest interval wins', async () => {
+    // The timer's interval, read off Node's Timeout (its _idleTimeout field).
+    const interval = () => {
+      const handle = setImmediate(nativeCallback) as unknown as { _idleTimeout?: number };
+      const ms = handle._idleTimeout;
+      clearTimeout(handle as unknown as NodeJS.Timeout);
+      return ms;
+    };
+    enterQuiet(5);
+    try {
+      await sleep(5);
+      expect(interval()).toBe(5);
+      enterQuiet(100); // clamped to QUEUED_POLL_MS, and the open 5 ms stays the shortest
+      expect(interval()).toBe(Math.min(5, QUEUED_POLL_MS));
+      leaveQuiet();
+      enterQuiet(); // an ordinary wait joins: every POLL_MS now
+      expect(interval()).toBe(POLL_MS);
+      leaveQuiet();
+    } finally {
+      leaveQuiet();
+    }
+    enterQuiet(100);
+    try {
+      await sleep(5);
+      expect(interval()).toBe(QUEUED_POLL_MS);
+    } finally {
+      leaveQuiet();
+    }
   });
 
   it('restores setImmediate when the wait rejects, and only when the outermost wait ends', async () => {
