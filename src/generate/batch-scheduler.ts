@@ -96,8 +96,12 @@ export interface BatchBackend {
   begin(slot: number, config: SamplerConfig, promptLength: number): void;
   /** Writes the keys and values of `ids` at [start, start + ids.length) of `slot` (no logits). */
   prefill(slot: number, ids: readonly number[], start: number): Promise<void>;
-  /** One pass over `rows` (distinct slots); resolves with each row's sampled id. */
-  decode(rows: readonly BatchRow[]): Promise<ArrayLike<number>>;
+  /**
+   * One pass over `rows` (distinct slots); resolves with each row's sampled id. `ahead`
+   * (one unmasked row): the next step is likely that row's sequence again, fed the id this
+   * one draws; a backend may submit it before reading this one back (ModelBatchBackend).
+   */
+  decode(rows: readonly BatchRow[], ahead?: boolean): Promise<ArrayLike<number>>;
   /** The logprobs of row `row` of the last decode, when its sequence asked for them. */
   logprobsOf(row: number): TokenLogprobs | null;
 }
@@ -110,6 +114,8 @@ export interface BatchOptions {
   defaults?: Partial<SamplingParams>;
   /** Eos ids of requests that name none. */
   eosIds?: readonly number[];
+  /** A lone decoding sequence's next step may be submitted before its current one is read (default true; BatchBackend.decode's `ahead`). */
+  decodeAhead?: boolean;
 }
 
 export interface BatchStats extends GenerationStats {
@@ -332,7 +338,7 @@ export class BatchScheduler {
             if (prefilling.phase === 'decode') this.collectDecoding();
           }
           const rows = this.decodingCount ? this.fillRows() : 0;
-          if (rows) this.takeSampled(await this.backend.decode(this.rowViews[rows]), rows);
+          if (rows) this.takeSampled(await this.backend.decode(this.rowViews[rows], this.decodeAhead(rows)), rows);
         } catch (e) {
           // The failed pass's slots hold unknown state: their sequences end with the error.
           const failed = this.decoding.slice(0, this.decodingCount) as Sequence[];
@@ -445,6 +451,17 @@ export class BatchScheduler {
     }
     this.maskedRows = masked;
     return n;
+  }
+
+  /**
+   * Whether the step's next pass may go ahead: one sequence alone, decoding unconstrained,
+   * nothing waiting or prefilling to join the next step, and a next token it may still
+   * take (it may yet draw eos or a stop: that pass is then dropped).
+   */
+  private decodeAhead(rows: number): boolean {
+    if (rows !== 1 || this.options.decodeAhead === false || this.waiting.length || this.active.length !== 1) return false;
+    const seq = this.rowSequences[0]!;
+    return !seq.constraint && seq.reply.generated + 1 < seq.reply.maxTokens && seq.position + 1 < this.backend.contextLength;
   }
 
   /** Each row's sampled id goes to its sequence: cached, checked by its grammar, emitted. */

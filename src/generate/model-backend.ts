@@ -27,8 +27,21 @@ export class ModelBatchBackend implements BatchBackend {
   lastMaskMs = 0;
   /** The step's requests, for encodeSampling (set before each unmasked decode). */
   private stepRequests: readonly RowRequest[] = [];
-  /** What decodeRows encodes after the pass, made once (no closure per token). */
-  private readonly encodeSampling = (encoder: GPUCommandEncoder) => this.sampler.sampleRows(encoder, this.stepRequests);
+  /**
+   * What decodeRows encodes after the pass, made once (no closure per token): the sampling,
+   * and for a one-row step a copy of the drawn id to where the next one-row pass reads its
+   * token (decode's `ahead`).
+   */
+  private readonly encodeSampling = (encoder: GPUCommandEncoder) => {
+    this.sampler.sampleRows(encoder, this.stepRequests);
+    if (this.stepRequests.length === 1) this.sampler.copyDrawn(encoder, 0, this.model.decodeIdSlot);
+  };
+  /** The one-row pass submitted ahead and not yet read (decode's `ahead`): its slot (−1: none), position and RNG step. */
+  private aheadSlot = -1;
+  private aheadPosition = 0;
+  private aheadStep = 0;
+  /** The id the last one-row step drew (what a pass ahead was fed). */
+  private lastDrawn = -1;
 
   private constructor(
     readonly model: LlamaModel,
@@ -73,7 +86,51 @@ export class ModelBatchBackend implements BatchBackend {
     this.model.prefillSlot(slot, ids, start);
   }
 
-  async decode(rows: readonly BatchRow[]): Promise<Uint32Array> {
+  /**
+   * `ahead` (one unmasked row): the scheduler expects that row's sequence to feed the id it
+   * draws next, at the next position. Before reading this step back, that pass is
+   * submitted, its id copied on the GPU from this step's draw (GpuSampler.next does the
+   * same), so the GPU works while the host reads, emits and schedules. A next step that is
+   * exactly that row (slot, position, RNG step, the id drawn) finds its pass running;
+   * anything else reads the pass ahead back and drops it (its key and value rows lie past
+   * what the slot's sequence has fed, and are overwritten when fed).
+   */
+  async decode(rows: readonly BatchRow[], ahead = false): Promise<Uint32Array> {
+    const one = rows.length === 1 && rows[0].mask === undefined ? rows[0] : null;
+    const hit = this.aheadSlot >= 0 && one !== null && one.slot === this.aheadSlot && one.position === this.aheadPosition && one.step === this.aheadStep && one.id === this.lastDrawn;
+    if (this.aheadSlot >= 0 && !hit) await this.sampler.readRows(); // dropped: read only to keep the sampler's steps in order
+    this.aheadSlot = -1;
+    this.lastMaskMs = 0;
+    if (hit) this.model.recordFed(one.id, one.position); // its pass ran on the GPU's copy of the id
+    else if (!this.prepare(rows)) {
+      this.stepRequests = this.views[rows.length];
+      await this.model.decodeRows(rows, this.encodeSampling);
+    } else {
+      await this.model.decodeRows(rows); // submitted: the GPU runs the pass while the host fills the masks
+      for (let i = 0; i < rows.length; i++) this.requests[i].mask = rows[i].mask?.();
+      this.sampler.submitRows(this.views[rows.length]);
+      this.lastMaskMs = this.sampler.lastMaskMs;
+    }
+    if (ahead && one) {
+      const request = this.requests[0];
+      request.slot = one.slot;
+      request.step = one.step + 1;
+      request.historyLength = one.position + 2;
+      request.mask = undefined;
+      this.stepRequests = this.views[1];
+      if (this.model.forwardFed(one.position + 1, one.slot, this.encodeSampling)) {
+        this.aheadSlot = one.slot;
+        this.aheadPosition = one.position + 1;
+        this.aheadStep = one.step + 1;
+      }
+    }
+    const ids = await this.sampler.readRows(); // this step's: the oldest in flight
+    if (one) this.lastDrawn = ids[0];
+    return ids;
+  }
+
+  /** The rows' histories and sampling requests, before their pass (inline in decode: no promise of its own); whether a row is masked. */
+  private prepare(rows: readonly BatchRow[]): boolean {
     let masked = false;
     for (let i = 0; i < rows.length; i++) {
       const { slot, id, position, step, mask } = rows[i];
@@ -86,18 +143,7 @@ export class ModelBatchBackend implements BatchBackend {
       request.mask = undefined;
       masked ||= mask !== undefined;
     }
-    const requests = this.views[rows.length];
-    if (!masked) {
-      this.stepRequests = requests;
-      await this.model.decodeRows(rows, this.encodeSampling);
-      this.lastMaskMs = 0;
-      return this.sampler.readRows();
-    }
-    await this.model.decodeRows(rows); // submitted: the GPU runs the pass while the host fills the masks
-    for (let i = 0; i < rows.length; i++) this.requests[i].mask = rows[i].mask?.();
-    this.sampler.submitRows(requests);
-    this.lastMaskMs = this.sampler.lastMaskMs;
-    return this.sampler.readRows();
+    return masked;
   }
 
   logprobsOf(row: number): TokenLogprobs | null {
