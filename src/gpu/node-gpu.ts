@@ -15,7 +15,6 @@ import { SluiceError } from '../errors.js';
 import { type AcquireOptions, acquireDevice, type GpuContext } from './device.js';
 import { nodeShaderLoader } from './node-shaders.js';
 import { setShaderLoader } from './shader-library.js';
-import { isSoftwareRenderer } from './adapter-info.js';
 import { markQuietDevice } from './quiet-wait.js';
 
 // Any Node program that gets a device from here gets its shaders from the package on disk.
