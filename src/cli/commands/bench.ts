@@ -307,8 +307,9 @@ sluice bench generate (MODEL | --synthetic NAME [--layers N] [--storage bf16|f16
   tokens/s, dispatches and submits per token, and the weight bandwidth of decoding
   (weight bytes per token × tokens/s) against the read limit measured in the same run.
   The decode runs once untimed, then R times (--repeats, default ${DEFAULT_DECODE_REPEATS}): the median
-  tokens/s and the spread (max − min) / median; the read limit is probed just before
-  and just after those runs, and the larger of the two is the limit.
+  tokens/s and the spread (max − min) / median; the read limit is probed before each run
+  and after the last, each run's ratio taken against the larger probe around it, and the
+  ratio reported is the median of the runs'.
   MODEL: a directory, or org/name[@REVISION] from the HF cache (downloaded there if
   missing, unless --offline).
   --synthetic NAME: random weights (BF16 unless --storage) with the real config.json of
