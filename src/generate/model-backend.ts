@@ -10,6 +10,9 @@
 // masked or wants logprobs: each row's fed id is remembered for the penalties, but the
 // sampler's kernel already put every id it drew where it is fed, so only a sequence's
 // first row (its prompt's last id) writes one. Nothing here allocates per step.
+//
+// A sequence decoding alone goes ahead (decode's `ahead`): its next one-row pass is
+// submitted, fed on the GPU the id this step draws, before this step is read back.
 
 import type { TokenLogprobs } from '../ops/logprobs.js';
 import type { LlamaModel } from '../model/llama.js';
@@ -74,8 +77,6 @@ export class ModelBatchBackend implements BatchBackend {
   get vocabSize(): number {
     return this.model.config.vocabSize;
   }
-
-
 
   begin(slot: number, config: SamplerConfig, promptLength: number): void {
     this.sampler.configure(slot, config, promptLength);
