@@ -25,6 +25,7 @@ import { destroyQuantized, type QuantKind } from '../gpu/quantized-tensor.js';
 import { concatQuantizedRows, rowsWordAligned } from '../gpu/concat-quantized.js';
 import { concatRows, concatVectors } from '../gpu/concat-rows.js';
 import { splitRows } from '../gpu/split-rows.js';
+import { quietWait } from '../gpu/quiet-wait.js';
 import { Step } from '../gpu/step.js';
 import type { RowView } from '../ops/qkv-rope-store.js';
 import { QGemv } from '../ops/qgemv.js';
@@ -270,7 +271,7 @@ export class LlamaModel {
       this.weights.delete(n);
       this.weights.quantized.delete(n);
     }
-    await this.device.queue.onSubmittedWorkDone();
+    await quietWait(this.device, () => this.device.queue.onSubmittedWorkDone()); // as the loader waits
     free();
     biasParts.forEach(destroyTensor);
     return true;
