@@ -1,10 +1,12 @@
 // SwiGLU gate of the Llama MLP: out = silu(gate) * up, elementwise over (rows, cols),
 // as HF's `act_fn(gate_proj(x)) * up_proj(x)`: silu in f32, rounded to the compute dtype
-// (torch's f16 silu rounds its f32 result), then the product rounded once more.
-// Launcher: src/ops/swiglu.ts. Variants: F16 (f16 storage), FUSED (one (rows, 2·cols)
-// input holding [gate | up] per row, the output of a fused gate_up projection), GELU_TANH
-// (GeGLU, Gemma's gelu_pytorch_tanh instead of silu: out = gelu_tanh(gate) * up).
+// (torch's f16 silu rounds its f32 result), then the product rounded once more: the
+// activation and its roundings are common/glu.wgsl's. Launcher: src/ops/swiglu.ts.
+// Variants: F16 (f16 storage), FUSED (one (rows, 2·cols) input holding [gate | up] per
+// row, the output of a fused gate_up projection), GELU_TANH (GeGLU, Gemma's
+// gelu_pytorch_tanh instead of silu: out = gelu_tanh(gate) * up).
 #include "common/dtype.wgsl"
+#include "common/glu.wgsl"
 
 struct Params {
   rows: u32, // T
@@ -23,27 +25,6 @@ override WORKGROUP_SIZE: u32;
 @group(0) @binding(3) var<storage, read_write> out: array<T>;  // (rows, cols)
 #endif
 
-// x · sigmoid(x). For x → −∞, exp(−x) overflows to +inf and the quotient is −0, as
-// torch's; for x → +∞ it is x.
-fn silu(x: f32) -> f32 {
-  return x / (1.0 + exp(-x));
-}
-
-#ifdef GELU_TANH
-// torch's gelu(approximate='tanh'): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), in f32.
-// 1 + tanh(y) = 2·sigmoid(2y), so this is x / (1 + exp(−2y)): the same value without a
-// tanh (which some WGSL implementations compute as sinh/cosh, NaN past |y| ≈ 44) and
-// without the cancellation of 1 + tanh(y) at large negative x. Saturates as silu does:
-// exp overflowing to +inf gives −0 for x → −∞; x for x → +∞.
-const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
-fn act(x: f32) -> f32 {
-  let y = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
-  return x / (1.0 + exp(-2.0 * y));
-}
-#else
-fn act(x: f32) -> f32 { return silu(x); }
-#endif
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = gid.x + gid.y * groups.x * WORKGROUP_SIZE;
@@ -57,6 +38,5 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
   let g = f32(gate[i]);
   let u = f32(up[i]);
 #endif
-  // An f16 × f16 product is exact in f32: one rounding, as torch's f16 multiply.
-  out[i] = T(f32(T(act(g))) * u);
+  out[i] = glu(g, u);
 }
