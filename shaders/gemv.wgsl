@@ -5,7 +5,9 @@
 // (f32 logits from f16 compute: the LM head), RESIDUAL (y += W·x (+ b): y is the residual
 // stream, so o_proj and down_proj need no separate add dispatch), BATCH (TOKENS rows of x at
 // once, x (TOKENS, K) and y (TOKENS, N): a batched decode pass, one row per sequence, reads
-// each weight once for all of them).
+// each weight once for all of them), GLU (W is an MLP's [gate; up] (2I, K) and y (I,) =
+// act(gate·x) · (up·x), common/glu.wgsl's activation and roundings in the epilogue:
+// gate_up_proj and the activation in one dispatch; GELU_TANH picks GeGLU).
 //
 // Memory-bound: 2 (f16) or 4 (f32) bytes per weight, each read once, 2 flops per weight.
 // THREADS_PER_ROW threads split each row's K into 16-byte vectors (4 f32 or 8 f16), and each
@@ -28,9 +30,12 @@ enable subgroups;
 // instructions per byte (measured 0.55-0.6x of the read limit against 0.7-0.9x), while
 // unpack2x16float compiles to vcvtph2ps; bitcast<vec4<f16>> of a u32 pair is a few % more code.
 #include "common/linear_dtypes.wgsl"
+#ifdef GLU
+#include "common/glu.wgsl"
+#endif
 
 struct Params {
-  rows: u32,       // rows of this chunk of W (≤ N)
+  rows: u32,       // rows of this chunk of W (≤ N); GLU: I, the gate rows (half of W's)
   cols: u32,       // K: elements of x and of each row of W
   rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias
   yStride: u32,    // N: elements between rows of y (BATCH)
@@ -88,17 +93,29 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let rowGroup = lid / THREADS_PER_ROW;      // which ROWS_PER_THREAD rows
   let rowGroupsPerWorkgroup = WORKGROUP_SIZE / THREADS_PER_ROW;
   let workgroup = wid.x + wid.y * groups.x;  // 2-D past 65535 workgroups
-  let firstRow = (workgroup * rowGroupsPerWorkgroup + rowGroup) * ROWS_PER_THREAD;
   let K = params.cols;
 
   // Rows past the chunk's end recompute its last row (no out-of-bounds read, no early
   // return: every invocation must reach the reduction) and are not written.
   var base: array<u32, MAX_ROWS_PER_THREAD>; // first element of each row
   var acc: array<f32, ACC>; // this thread's partial dot products: acc[j * MAX_TOKENS + t], row j, token t
+#ifdef GLU
+  // A thread's rows are `pairs` gate rows and the up rows that go with them (I further on),
+  // so the epilogue has both halves of its outputs; each row is summed exactly as the
+  // plain variant sums it, so y is bit for bit gemv → [gate | up] → swiglu.wgsl.
+  let pairs = ROWS_PER_THREAD / 2u;
+  let firstRow = (workgroup * rowGroupsPerWorkgroup + rowGroup) * pairs; // first gate row
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+    base[j] = (min(firstRow + j % pairs, params.rows - 1u) + select(0u, params.rows, j >= pairs)) * K;
+    acc[j] = 0.0;
+  }
+#else
+  let firstRow = (workgroup * rowGroupsPerWorkgroup + rowGroup) * ROWS_PER_THREAD;
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     base[j] = min(firstRow + j, params.rows - 1u) * K;
     for (var t = 0u; t < TOKENS; t++) { acc[j * MAX_TOKENS + t] = 0.0; }
   }
+#endif
 
   // Vector path: rows start on 16-byte boundaries only when K is a multiple of VEC; then
   // every element of the row is covered here. Otherwise the scalar loop below does the row.
@@ -199,6 +216,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 #endif
 
   if (lane != 0u) { return; }
+#ifdef GLU
+  for (var j = 0u; j < pairs; j++) {
+    let row = firstRow + j;
+    if (row >= params.rows) { break; }
+    y[params.rowOffset + row] = glu(acc[j], acc[j + pairs]);
+  }
+#else
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     let row = firstRow + j;
     if (row >= params.rows) { break; }
@@ -218,4 +242,5 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 #endif
     }
   }
+#endif
 }

@@ -27,10 +27,29 @@ fn gluAct(x: f32) -> f32 {
 fn gluAct(x: f32) -> f32 { return silu(x); }
 #endif
 
+// v rounded to T (to nearest, ties to even), as a store to a T buffer rounds it. Not
+// f32(T(v)), nor unpack2x16float(pack2x16float(v)): shader compilers may drop either round
+// trip as an identity (lavapipe does: NIR's inexact f2f32(f2f16(a)) → a), and a projection
+// rounded here must be the very value the unfused kernels store. So the rounding is done on
+// the bits: f16's normal range keeps 10 of f32's 23 mantissa bits; below it, f16's
+// subnormals are the multiples of 2^-24 (round() is exact there); at 65520 and past, inf.
+fn roundT(v: f32) -> f32 {
+#ifdef F16
+  let a = abs(v);
+  if (a < 6.103515625e-05) { return round(v * 16777216.0) * 5.9604644775390625e-08; }
+  let b = bitcast<u32>(v);
+  if (a >= 65520.0) { return bitcast<f32>((b & 0x80000000u) | 0x7f800000u); }
+  if (a != a) { return v; } // NaN stays NaN
+  return bitcast<f32>((b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u);
+#else
+  return v;
+#endif
+}
+
 // act(gate) * up from the two projections' values (f32 sums, or values already in T).
 fn glu(gate: f32, up: f32) -> T {
-  let g = f32(T(gate));
-  let u = f32(T(up));
+  let g = roundT(gate);
+  let u = roundT(up);
   // An f16 × f16 product is exact in f32: one rounding, as torch's f16 multiply.
-  return T(f32(T(gluAct(g))) * u);
+  return T(roundT(gluAct(g)) * u);
 }

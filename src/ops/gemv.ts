@@ -1,6 +1,8 @@
 // Launcher of shaders/gemv.wgsl: y = W·x (+ b), or y += W·x (+ b), for one token (decode), W a Linear weight
 // in HF layout (N, K), possibly row-chunked (the LM head: vocab 128256 × 2048 is 525 MB in
 // f16, four 128 MiB bindings). One dispatch per chunk, each writing its rows of y.
+// With `glu`, W is an MLP's [gate; up] in one chunk and y = act(gate·x) · (up·x): the
+// decode's gate_up_proj and its activation in one dispatch, not two.
 //
 // Nothing changes per token: the caller writes the new x into the same buffer and encodes
 // the same PreparedOp again (shapes are fixed at prepare time, in the Params buffers).
@@ -16,8 +18,9 @@ import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import { canShareX } from './qgemv.js';
-import { checkLinearOperands, prepareChunks } from './linear-prepare.js';
+import { checkLinearOperands, checkLinearOptions, prepareChunks } from './linear-prepare.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
+import type { SwigluAct } from './swiglu.js';
 
 /**
  * Threads splitting one row's K (a power of two ≤ 4, WebGPU's smallest subgroup, so a
@@ -74,6 +77,13 @@ export interface GemvOptions {
    * matmul took 7-15× (step 14's profile). Needs the subgroup reduction (gemvBatchable).
    */
   tokens?: number;
+  /**
+   * The MLP's activation in the epilogue: W is [gate; up] (2I, K) in one chunk and y (I,) =
+   * act(gate·x) · (up·x), bit for bit the plain gemv then Swiglu (fused) over its output
+   * (each row summed alike; shaders/common/glu.wgsl's roundings). One token, no bias,
+   * outF32 or residual.
+   */
+  glu?: SwigluAct;
 }
 
 interface VariantChoice {
@@ -85,24 +95,29 @@ interface VariantChoice {
   tokens: number;
   /** BATCH: x shared by pairs of lanes (subgroups of ≥ 8 invocations). */
   shareX: boolean;
+  glu: SwigluAct | null;
 }
 
 /** Every variant: both dtypes given, subgroup ones only where the device has 'subgroups'. */
 export function gemvVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const subgroups = features.has('subgroups') ? [false, true] : [false];
   return dtypes.flatMap((dtype) =>
-    subgroups.flatMap((sg) =>
-      [false, true].flatMap((bias) =>
+    subgroups.flatMap((sg) => [
+      ...[false, true].flatMap((bias) =>
         // f32 compute already writes f32: OUT_F32 is an F16 variant only.
         // RESIDUAL writes the compute dtype (the residual stream): never with OUT_F32.
         [
-          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false, tokens: 1, shareX: false })),
-          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true, tokens: 1, shareX: false }),
+          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false, tokens: 1, shareX: false, glu: null })),
+          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true, tokens: 1, shareX: false, glu: null }),
         ],
       ),
-    ),
+      // GLU: no bias, outF32 or residual
+      ...GLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, tokens: 1, shareX: false, glu })),
+    ]),
   );
 }
+
+const GLU_ACTS: readonly SwigluAct[] = ['silu', 'gelu_tanh'];
 
 /** Whether a batched pass of `tokens` rows can use the gemv (else the small matmul). */
 export function gemvBatchable(device: GPUDevice, tokens: number): boolean {
@@ -120,9 +135,9 @@ export function gemvBatchVariants(dtypes: readonly ComputeDtype[], features: Rea
   return dtypes.flatMap((dtype) =>
     [false, true].flatMap((shareX) =>
       [false, true].flatMap((bias) => [
-        variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX }),
-        variant({ dtype, subgroups: true, bias, outF32: false, residual: true, tokens, shareX }),
-        ...(dtype === 'F16' ? [variant({ dtype, subgroups: true, bias, outF32: true, residual: false, tokens, shareX })] : []),
+        variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX, glu: null }),
+        variant({ dtype, subgroups: true, bias, outF32: false, residual: true, tokens, shareX, glu: null }),
+        ...(dtype === 'F16' ? [variant({ dtype, subgroups: true, bias, outF32: true, residual: false, tokens, shareX, glu: null })] : []),
       ]),
     ),
   );
@@ -137,8 +152,9 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.residual ? ['RESIDUAL'] : []),
     ...(v.tokens > 1 ? ['BATCH'] : []),
     ...(v.shareX ? ['SHARE_X'] : []),
+    ...(v.glu ? ['GLU', ...(v.glu === 'gelu_tanh' ? ['GELU_TANH'] : [])] : []),
   ];
-  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []), ...(v.tokens > 1 ? [`b${v.tokens}`] : []), ...(v.shareX ? ['sx'] : [])];
+  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []), ...(v.tokens > 1 ? [`b${v.tokens}`] : []), ...(v.shareX ? ['sx'] : []), ...(v.glu ? [`glu_${v.glu}`] : [])];
   return {
     key: `${name.join('_')}_t${GEMV_THREADS_PER_ROW}r${GEMV_ROWS_PER_THREAD}_wg${GEMV_WORKGROUP}`,
     spec: {
@@ -162,41 +178,46 @@ export class Gemv {
     readonly residual: boolean,
     /** Rows of x and y (GemvOptions.tokens). */
     readonly tokens: number,
+    /** The epilogue's activation over [gate; up] (GemvOptions.glu), or null. */
+    readonly glu: SwigluAct | null,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<Gemv> {
-    if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`gemv: F16 compute needs the device feature 'shader-f16'`);
+    checkLinearOptions('gemv', device, dtype, options);
     const subgroups = options.subgroups ?? device.features.has('subgroups');
     if (subgroups && !device.features.has('subgroups')) throw new Error(`gemv: the device has no 'subgroups' feature`);
     const residual = options.residual ?? false;
-    if (residual && options.outF32) throw new Error('gemv: residual writes the compute dtype (the residual stream), not outF32');
     const tokens = options.tokens ?? 1;
     if (!(Number.isInteger(tokens) && tokens >= 1 && tokens <= GEMV_MAX_TOKENS)) throw new Error(`gemv: tokens must be a whole number in [1, ${GEMV_MAX_TOKENS}], not ${tokens}`);
     // Without subgroups the reduction of T·4 accumulators goes through workgroup memory: on
     // lavapipe some of those variants took 20-30 s to compile, so a device without
     // subgroups batches its decode with the matmul instead (gemvBatchable).
+    if (tokens > 1 && options.glu) throw new Error(`gemv: the GLU epilogue is for one token, not ${tokens}`);
     if (tokens > 1 && !subgroups) throw new Error(`gemv: tokens > 1 needs the subgroup reduction (the device's 'subgroups' feature)`);
     // Sharing x needs subgroups of at least 8 (lane ^ 4); the reduction alone needs 4.
     const shareX = tokens > 1 && subgroups && canShareX(device);
-    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual, tokens, shareX };
+    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual, tokens, shareX, glu: options.glu ?? null };
     const { key, spec } = variant(choice);
-    return new Gemv(device, await pipelineCache(device).get(key, spec), dtype, choice.bias, options.outF32 ?? false, subgroups, residual, tokens);
+    return new Gemv(device, await pipelineCache(device).get(key, spec), dtype, choice.bias, options.outF32 ?? false, subgroups, residual, tokens, choice.glu);
   }
 
   /**
    * y = W·x (+ bias). weight: (N, K) in the compute dtype, any number of row-chunks.
    * x: (K,) in the compute dtype. y: (N,) in the compute dtype, or f32 with outF32; distinct
    * from x. Created with tokens T > 1: x (T, K) and y (T, N), row t of y from row t of x. bias: (N,) in the compute dtype, one chunk, given exactly when created with bias.
-   * Created with residual: y is read too, y += W·x (+ bias).
+   * Created with residual: y is read too, y += W·x (+ bias). Created with glu: weight is
+   * [gate; up] (2I, K) in one chunk and y (I,) = act(gate·x) · (up·x).
    */
   prepare(label: string, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
     const [n, k] = checkLinearOperands(label, this, undefined, weight, x, y, bias, this.tokens);
     const biasBuffer = bias ? [singleBuffer(bias)] : [];
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    // GLU: a thread computes GEMV_ROWS_PER_THREAD / 2 outputs (a gate and an up row each).
+    const [rows, rowsPerWorkgroup] = this.glu ? [n / 2, GEMV_ROWS_PER_WORKGROUP / 2] : [undefined, GEMV_ROWS_PER_WORKGROUP];
     return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
-      params: PARAMS.createBuffer(this.device, name, { rows: chunk.rows, cols: k, rowOffset: chunk.firstRow, yStride: n }),
+      params: PARAMS.createBuffer(this.device, name, { rows: rows ?? chunk.rows, cols: k, rowOffset: chunk.firstRow, yStride: n }),
       buffers: [chunk.buffer, x, y, ...biasBuffer],
-      workgroups: workgroups1d(chunk.rows, GEMV_ROWS_PER_WORKGROUP, maxGroups),
+      workgroups: workgroups1d(rows ?? chunk.rows, rowsPerWorkgroup, maxGroups),
     }));
   }
 }

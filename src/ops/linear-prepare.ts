@@ -4,6 +4,7 @@
 // fails the same way, word for word.
 
 import type { GpuTensor, GpuTensorChunk } from '../gpu/gpu-tensor.js';
+import type { SwigluAct } from './swiglu.js';
 import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, type PreparedDispatch, type PreparedOp } from './op.js';
 
 /** How a launcher was created: what its operands must be. */
@@ -12,15 +13,23 @@ export interface LinearCreated {
   readonly bias: boolean;
   /** y is f32 whatever the compute dtype. */
   readonly outF32: boolean;
+  /**
+   * A gemv's GLU epilogue: W is [gate; up] (2I, K) in one chunk and y (I,) = act(gate·x) ·
+   * (up·x) (shaders/common/glu.wgsl), the MLP's gate_up_proj and its activation in one dispatch.
+   */
+  readonly glu?: SwigluAct | null;
 }
 
 /**
  * Throws unless `device` computes in `dtype` and the options go together: residual writes
  * the compute dtype (the residual stream), so never with outF32. `op` names the kernel.
  */
-export function checkLinearOptions(op: string, device: GPUDevice, dtype: ComputeDtype, options: { outF32?: boolean; residual?: boolean }): void {
+export function checkLinearOptions(op: string, device: GPUDevice, dtype: ComputeDtype, options: { outF32?: boolean; residual?: boolean; bias?: boolean; glu?: SwigluAct | null }): void {
   if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`${op}: F16 compute needs the device feature 'shader-f16'`);
   if (options.residual && options.outF32) throw new Error(`${op}: residual writes the compute dtype (the residual stream), not outF32`);
+  if (options.glu && (options.bias || options.outF32 || options.residual)) {
+    throw new Error(`${op}: the GLU epilogue (glu: '${options.glu}') takes no bias, outF32 or residual`);
+  }
 }
 
 /**
@@ -50,10 +59,15 @@ export function checkLinearOperands(
   const rows = m ?? gemvTokens;
   if (rows * Math.max(n, k) > 2 ** 32 - 1) throw new Error(`${label}: ${op} (${rows}, ${k}) × (${n}, ${k}) has more elements than u32 indexes`);
   const shape = (d: number) => (rows === 1 && m === undefined ? `(${d},)` : `(${rows}, ${d})`);
+  if (created.glu) {
+    if (n % 2 !== 0) throw new Error(`${label}: a GLU gemv needs [gate; up] rows, an even N, ${weight.name} is [${n}, ${k}]`);
+    if (weight.chunks.length !== 1) throw new Error(`${label}: a GLU gemv needs the gate and up rows in one chunk, ${weight.name} has ${weight.chunks.length}`);
+  }
+  const outN = created.glu ? n / 2 : n;
   const xBytes = rows * k * computeBytes(created.dtype);
-  const yBytes = rows * n * (created.outF32 ? 4 : computeBytes(created.dtype));
+  const yBytes = rows * outN * (created.outF32 ? 4 : computeBytes(created.dtype));
   if (x.size < xBytes) throw new Error(`${label}: ${op} x holds ${x.size} bytes, ${shape(k)} ${created.dtype} needs ${xBytes}`);
-  if (y.size < yBytes) throw new Error(`${label}: ${op} y holds ${y.size} bytes, ${shape(n)} needs ${yBytes}`);
+  if (y.size < yBytes) throw new Error(`${label}: ${op} y holds ${y.size} bytes, ${shape(outN)} needs ${yBytes}`);
   if (x === y) throw new Error(`${label}: ${op} cannot run in place (x and y are one buffer)`);
   return [n, k];
 }
