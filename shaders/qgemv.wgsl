@@ -3,7 +3,14 @@
 // Launcher: src/ops/qgemv.ts. Variants: Q4 (8 nibbles per word; else q8, 4 signed bytes),
 // F16 (x, y, bias f16), SUBGROUPS (x shared by subgroupBroadcast), BIAS, OUT_F32, RESIDUAL
 // (y += W·x (+ b): y is the residual stream, so o_proj and down_proj need no add dispatch),
-// GENERIC (the per-word path). Scale storage (f16 pairs or f32) and zero points are Params flags.
+// GENERIC (the per-word path), GLU (below). Scale storage (f16 pairs or f32) and zero points
+// are Params flags.
+//
+// GLU: gate_up_proj and the MLP's activation in one dispatch. W (2I, K) holds [gate; up] (gate
+// rows 0..I-1, up rows I..2I-1) and y (I,) = glu(gate_i·x, up_i·x) (common/glu.wgsl; GELU_TANH
+// picks GeGLU). Each invocation computes ROWS_PER_THREAD / 2 gate rows and their up rows itself,
+// each summed exactly as the plain variant sums it, so y is bit for bit the unfused qgemv (2I
+// values rounded to T) then swiglu.wgsl FUSED, with no exchange between invocations.
 //
 // Per group, Σ_i s·(q_i − z)·x_i = s·(Σ q_i·x_i − z·Σ x_i): the inner loop is unpack + FMA,
 // and Σ x_i is shared by every row.
@@ -32,6 +39,9 @@
 enable subgroups;
 #endif
 #include "common/linear_dtypes.wgsl"
+#ifdef GLU
+#include "common/glu.wgsl"
+#endif
 #ifdef Q4
 const EPW = 8u;           // elements per packed word
 const DEFAULT_ZERO = 8.0; // zero point without zeros
@@ -50,7 +60,7 @@ const XWORDS = CHUNK;
 #endif
 
 struct Params {
-  rows: u32,       // rows of this chunk of W (≤ N)
+  rows: u32,       // rows of this chunk of W (≤ N); GLU: I, the rows of y (W has 2I, one chunk)
   cols: u32,       // K, a multiple of groupSize
   rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias
   groupSize: u32,  // G, a multiple of 8
@@ -71,7 +81,7 @@ const MAX_ROWS = 4u;           // capacity of the per-row arrays (function array
 @group(0) @binding(2) var<storage, read> scales: array<u32>;     // (rows, K / G) f16 pairs or f32
 @group(0) @binding(3) var<storage, read> zeros: array<u32>;      // (rows, K / G) a byte each
 @group(0) @binding(4) var<storage, read> x: array<u32>;          // (K,) f16 pairs or f32 bits
-@group(0) @binding(5) var<storage, read_write> y: array<Y>;      // (N,) whole output (RESIDUAL: read first)
+@group(0) @binding(5) var<storage, read_write> y: array<Y>;      // (N,) whole output (RESIDUAL: read first; GLU: (I,))
 #ifdef BIAS
 @group(0) @binding(6) var<storage, read> bias: array<T>;         // (N,)
 #endif
@@ -206,14 +216,22 @@ fn main(
 #ifndef SUBGROUPS
   let sgLane = 0u;
 #endif
-  let firstRow = ((wid.x + wid.y * groups.x) * WORKGROUP_SIZE + lid) * ROWS_PER_THREAD;
+  let thread = (wid.x + wid.y * groups.x) * WORKGROUP_SIZE + lid;
+#ifdef GLU
+  // Row j < pairs is gate row firstPair + j, row pairs + j its up row I + firstPair + j.
+  let pairs = ROWS_PER_THREAD / 2u;
+  let firstPair = thread * pairs;
+#else
+  let firstRow = thread * ROWS_PER_THREAD;
+#endif
   let K = params.cols;
   let G = params.groupSize;
   let groupsPerRow = K / G;
   let f16Scales = params.scalesF16 == 1u;
   let hasZeros = params.hasZeros == 1u;
 
-  // Rows past the chunk's end recompute its last row and are not written.
+  // Rows past the chunk's end recompute its last row and are not written (GLU: pairs past I
+  // recompute the last pair).
 #ifdef GENERIC
   var rowWord: array<u32, MAX_ROWS>;  // first word of the row in data
 #else
@@ -222,7 +240,11 @@ fn main(
   var rowGroup: array<u32, MAX_ROWS>; // first group of the row
   var acc: array<f32, MAX_ROWS>;
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+#ifdef GLU
+    let row = min(firstPair + j % pairs, params.rows - 1u) + select(0u, params.rows, j >= pairs);
+#else
     let row = min(firstRow + j, params.rows - 1u);
+#endif
 #ifdef GENERIC
     rowWord[j] = row * (K / EPW);
 #else
@@ -312,6 +334,14 @@ fn main(
   }
 #endif
 
+#ifdef GLU
+  for (var j = 0u; j < pairs; j++) {
+    let i = firstPair + j;
+    if (i >= params.rows) { break; }
+    // glu rounds each sum to T first: the values the unfused qgemv would have stored.
+    y[i] = glu(acc[j], acc[pairs + j]);
+  }
+#else
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     let r = firstRow + j;
     if (r >= params.rows) { break; }
@@ -328,4 +358,5 @@ fn main(
     y[at] = v;
 #endif
   }
+#endif
 }

@@ -14,6 +14,10 @@
 // Llama-family projection at G = 32/64/128) and the per-word path (any valid layout), picked
 // per weight in prepare(). llvmpipe compiles a pipeline at its first dispatch, so the one a
 // model never uses costs nothing.
+//
+// GLU (QGemvOptions.glu): gate_up_proj and the MLP's act(gate) * up in one dispatch. The weight
+// (2I, K) is the joined [gate; up], one chunk; y (I,) = glu(gate_i·x, up_i·x), bit for bit the
+// unfused qgemv into (2I,) then Swiglu fused, with a dispatch and the (2I,) intermediate saved.
 
 import { workgroups1d } from '../gpu/dispatch.js';
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
@@ -21,6 +25,7 @@ import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { QuantKind, QuantizedTensor } from '../gpu/quantized-tensor.js';
 import type { GemvOptions } from './gemv.js';
+import type { SwigluAct } from './swiglu.js';
 import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
 
 /**
@@ -31,11 +36,14 @@ export const QGEMV_ROWS_PER_THREAD = 4;
 /** Invocations per workgroup (128 rows each: a 512-row K/V projection still makes 4 workgroups for 2 cores). */
 export const QGEMV_WORKGROUP = 32;
 export const QGEMV_ROWS_PER_WORKGROUP = QGEMV_WORKGROUP * QGEMV_ROWS_PER_THREAD;
+/** GLU: each invocation computes half its rows as gate rows, half as their up rows (so ROWS_PER_THREAD is even). */
+export const QGEMV_GLU_PAIRS_PER_WORKGROUP = QGEMV_ROWS_PER_WORKGROUP / 2;
+const GLU_ACTS: readonly SwigluAct[] = ['silu', 'gelu_tanh'];
 /** Elements per block of the fast path (the shader's BLOCK). */
 const BLOCK = 128;
 
 const PARAMS = new ParamsLayout([
-  ['rows', 'u32'], // rows of this chunk
+  ['rows', 'u32'], // rows of this chunk; GLU: I, the rows of y (the weight's 2I rows are one chunk)
   ['cols', 'u32'], // K
   ['rowOffset', 'u32'], // the chunk's first row in y and bias
   ['groupSize', 'u32'],
@@ -55,6 +63,17 @@ interface VariantChoice {
   /** y += W·x (+ b) (GemvOptions.residual): never with outF32. */
   residual: boolean;
   path: Path;
+  /** y = act(gate) * up over the weight's [gate; up] rows (QGemvOptions.glu): never with bias, outF32, residual. */
+  glu?: SwigluAct;
+}
+
+export interface QGemvOptions extends GemvOptions {
+  /**
+   * The weight is the joined (2I, K) [gate; up] of an MLP and y (I,) = act(gate·x) * (up·x),
+   * 'silu' (SwiGLU) or 'gelu_tanh' (GeGLU), rounded as Swiglu rounds them. Not with bias,
+   * outF32 or residual.
+   */
+  glu?: SwigluAct;
 }
 
 /** Shader flags of a weight kind: Q4, or none for q8. */
@@ -73,19 +92,21 @@ const QGEMV_PIPELINES: Record<QuantKind, Record<ComputeDtype, (v: Omit<VariantCh
 
 /**
  * Every variant: both kinds and paths, the dtypes given, subgroup ones only where the device
- * has them; RESIDUAL writes the compute dtype (the residual stream), so never with OUT_F32.
+ * has them; RESIDUAL writes the compute dtype (the residual stream), so never with OUT_F32;
+ * GLU with each act, with none of bias, OUT_F32, RESIDUAL.
  */
 export function qgemvVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const subgroups = features.has('subgroups') ? [false, true] : [false];
   return (['q8', 'q4'] as const).flatMap((kind) =>
     dtypes.flatMap((dtype) =>
       subgroups.flatMap((sg) =>
-        (['block', 'word'] as const).flatMap((path) =>
-          [false, true].flatMap((bias) => [
+        (['block', 'word'] as const).flatMap((path) => [
+          ...[false, true].flatMap((bias) => [
             ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32, residual: false, path })),
             QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32: false, residual: true, path }),
           ]),
-        ),
+          ...GLU_ACTS.map((glu) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias: false, outF32: false, residual: false, path, glu })),
+        ]),
       ),
     ),
   );
@@ -100,8 +121,13 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.outF32 ? ['OUT_F32'] : []),
     ...(v.residual ? ['RESIDUAL'] : []),
     ...(v.path === 'word' ? ['GENERIC'] : []),
+    ...(v.glu ? ['GLU'] : []),
+    ...(v.glu === 'gelu_tanh' ? ['GELU_TANH'] : []),
   ];
-  const options = [...(v.subgroups ? ['sg'] : []), ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : [])];
+  const options = [
+    ...(v.subgroups ? ['sg'] : []), ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []),
+    ...(v.glu ? [`glu_${v.glu}`] : []),
+  ];
   const name = ['qgemv', v.kind, v.dtype.toLowerCase(), v.path, ...options];
   return {
     key: `${name.join('_')}_r${QGEMV_ROWS_PER_THREAD}_wg${QGEMV_WORKGROUP}`,
@@ -146,14 +172,17 @@ export class QGemv {
     readonly subgroups: boolean,
     /** y += W·x (+ b) (GemvOptions.residual). */
     readonly residual: boolean,
+    /** y = act(gate) * up over the weight's [gate; up] rows (QGemvOptions.glu). */
+    readonly glu: SwigluAct | undefined,
   ) {}
 
   /**
    * options.subgroups: share x by subgroupBroadcast; default where the device has 'subgroups'
    * with subgroups of at least 8 invocations (adapterInfo.subgroupMinSize); true requires it.
    * options.residual: y += W·x (+ b), as Gemv's (not with outF32). options.tokens: 1 only.
+   * options.glu: the weight is [gate; up] and y = act(gate) * up (not with bias, outF32, residual).
    */
-  static async create(device: GPUDevice, kind: QuantKind, dtype: ComputeDtype, options: GemvOptions = {}): Promise<QGemv> {
+  static async create(device: GPUDevice, kind: QuantKind, dtype: ComputeDtype, options: QGemvOptions = {}): Promise<QGemv> {
     if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`qgemv: F16 compute needs the device feature 'shader-f16'`);
     const subgroups = options.subgroups ?? canShareX(device);
     if (subgroups && !canShareX(device)) throw new Error(`qgemv: sharing x needs the 'subgroups' feature with subgroups of at least 8 invocations`);
@@ -161,30 +190,43 @@ export class QGemv {
     if (residual && options.outF32) throw new Error('qgemv: residual writes the compute dtype (the residual stream), not outF32');
     if ((options.tokens ?? 1) !== 1) throw new Error(`qgemv: one row of x only, not tokens = ${options.tokens}`);
     const bias = options.bias ?? false;
+    const glu = options.glu;
+    if (glu !== undefined && !GLU_ACTS.includes(glu)) throw new Error(`qgemv: glu must be one of ${GLU_ACTS.join(', ')}, got ${String(glu)}`);
+    // The epilogue writes act(gate) * up in the compute dtype: no bias (the joined projections
+    // of Llama-family MLPs have none), no f32 logits, no residual stream to add to.
+    const refused = glu ? (['bias', 'outF32', 'residual'] as const).filter((o) => options[o]) : [];
+    if (refused.length) throw new Error(`qgemv: glu cannot be combined with ${refused.join(', ')}`);
     const outF32 = dtype === 'F16' && (options.outF32 ?? false);
     const cache = pipelineCache(device);
     const get = (path: Path) => {
-      const { key, spec } = QGEMV_PIPELINES[kind][dtype]({ subgroups, bias, outF32, residual, path });
+      const { key, spec } = QGEMV_PIPELINES[kind][dtype]({ subgroups, bias, outF32, residual, path, glu });
       return cache.get(key, spec);
     };
     const [block, word] = await Promise.all([get('block'), get('word')]);
-    return new QGemv(device, { block, word }, kind, dtype, bias, options.outF32 ?? false, subgroups, residual);
+    return new QGemv(device, { block, word }, kind, dtype, bias, options.outF32 ?? false, subgroups, residual, glu);
   }
 
   /**
    * y = W·x (+ bias). weight: quantized (N, K), any chunks. x: (K,) in the compute dtype.
    * y: (N,) in the compute dtype, or f32 with outF32; distinct from x. bias: (N,) in the
    * compute dtype, one chunk, given exactly when created with bias. Created with residual:
-   * y is read too, y += W·x (+ bias).
+   * y is read too, y += W·x (+ bias). Created with glu: weight (2I, K) = [gate; up] in one
+   * chunk, y (I,) in the compute dtype = act(gate·x) * (up·x).
    */
   prepare(label: string, weight: QuantizedTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
     const [n, k] = checkQuantizedWeight(label, 'qgemv', weight, this.kind);
     if (this.bias !== (bias !== undefined)) throw new Error(`${label}: qgemv was created ${this.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
     if (bias) checkWeight(label, bias, this.dtype, [n]);
+    if (this.glu) {
+      // Each invocation reads gate row i and up row I + i from the same buffers.
+      if (weight.chunks.length !== 1) throw new Error(`${label}: a GLU gemv needs the gate and up rows in one chunk, not ${weight.chunks.length}`);
+      if (n % 2 !== 0) throw new Error(`${label}: a GLU gemv needs [gate; up], an even number of rows, not ${n}`);
+    }
+    const outRows = this.glu ? n / 2 : n;
     const xBytes = k * computeBytes(this.dtype);
-    const yBytes = n * (this.outF32 ? 4 : computeBytes(this.dtype));
+    const yBytes = outRows * (this.outF32 ? 4 : computeBytes(this.dtype));
     if (x.size < xBytes) throw new Error(`${label}: qgemv x holds ${x.size} bytes, (${k},) ${this.dtype} needs ${xBytes}`);
-    if (y.size < yBytes) throw new Error(`${label}: qgemv y holds ${y.size} bytes, (${n},) needs ${yBytes}`);
+    if (y.size < yBytes) throw new Error(`${label}: qgemv y holds ${y.size} bytes, (${outRows},) needs ${yBytes}`);
     if (x === y) throw new Error(`${label}: qgemv cannot run in place (x and y are one buffer)`);
 
     const pipeline = this.pipelines[qgemvPath(weight)];
@@ -194,7 +236,7 @@ export class QGemv {
     const dispatches: PreparedDispatch[] = weight.chunks.map((chunk, i) => {
       const name = weight.chunks.length > 1 ? `${label}.chunk${i}` : label;
       const params = PARAMS.createBuffer(this.device, name, {
-        rows: chunk.rows,
+        rows: this.glu ? outRows : chunk.rows,
         cols: k,
         rowOffset: chunk.firstRow,
         groupSize: weight.groupSize,
@@ -203,7 +245,9 @@ export class QGemv {
       });
       buffers.push(params);
       const bindGroup = bindBuffers(this.device, pipeline, name, [params, chunk.data, chunk.scales, chunk.zeros ?? noZeros, x, y, ...biasBuffer]);
-      const workgroups = workgroups1d(chunk.rows, QGEMV_ROWS_PER_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
+      const workgroups = this.glu
+        ? workgroups1d(outRows, QGEMV_GLU_PAIRS_PER_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension)
+        : workgroups1d(chunk.rows, QGEMV_ROWS_PER_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
       return { label: name, pipeline, bindGroup, workgroups };
     });
     return { label, dispatches, destroy: () => buffers.forEach((b) => b.destroy()) };
