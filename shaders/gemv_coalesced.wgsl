@@ -3,7 +3,16 @@
 // variants and results as gemv.wgsl (the software-GPU design); only the mapping of
 // threads to memory differs. One dispatch per row-chunk of W; a chunk writes rows
 // [rowOffset, rowOffset + rows) of y. Variants: F16 (f16 storage, f32 accumulation),
-// SUBGROUPS (row sums by subgroupAdd, else a workgroup-memory tree), BIAS, OUT_F32, RESIDUAL.
+// SUBGROUPS (row sums by subgroupAdd, else a workgroup-memory tree), BIAS, OUT_F32, RESIDUAL,
+// GLU (with GELU_TANH: GeGLU instead of SwiGLU), below.
+//
+// GLU: the Llama MLP's gate_up_proj and its activation in one dispatch. W is the joined
+// (2I, K) [gate; up] weight in one chunk, y is (I,): y[p] = act(gate_p·x) * (up_p·x), with
+// common/glu.wgsl's roundings. Each row group takes ROWS_PER_THREAD / 2 pairs p: its first
+// half of the accumulators reduces gate rows p, its second half up rows I + p, each exactly
+// as the plain variant reduces that row (same lanes, same order), so y holds the bits of
+// this gemv writing 2I values in T and then swiglu.wgsl FUSED. Not with BIAS, OUT_F32,
+// RESIDUAL.
 //
 // Why this shape suits a hardware GPU (and not lavapipe):
 // - Coalescing. A row group of THREADS_PER_ROW (32 or more) neighbouring invocations reads
@@ -49,16 +58,19 @@ alias Y = f32;
 #else
 alias Y = T;
 #endif
+#ifdef GLU
+#include "common/glu.wgsl"
+#endif
 
 struct Params {
-  rows: u32,       // rows of this chunk of W (≤ N)
+  rows: u32,       // rows of this chunk of W (≤ N); GLU: I, the pairs (gate rows; W has 2I)
   cols: u32,       // K: elements of x and of each row of W
-  rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias
+  rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias; GLU: 0 (one chunk)
 }
 
 override WORKGROUP_SIZE: u32;   // a multiple of THREADS_PER_ROW
 override THREADS_PER_ROW: u32;  // a power of two ≥ the widest subgroup (SUBGROUPS), ≤ WORKGROUP_SIZE
-override ROWS_PER_THREAD: u32;  // ≤ MAX_ROWS_PER_THREAD
+override ROWS_PER_THREAD: u32;  // ≤ MAX_ROWS_PER_THREAD; GLU: even (gate and up rows of its pairs)
 override X_CACHE: u32;          // 16-byte vectors of x the workgroup memory holds
 const MAX_ROWS_PER_THREAD = 4u; // capacity of the accumulator arrays (function arrays need a const size)
 
@@ -105,17 +117,30 @@ fn main(
   let lane = lid % THREADS_PER_ROW;          // which vectors of the row
   let rowGroup = lid / THREADS_PER_ROW;      // which ROWS_PER_THREAD rows of the workgroup's
   let workgroup = wid.x + wid.y * groups.x;  // 2-D past 65535 workgroups
-  let firstRow = (workgroup * (WORKGROUP_SIZE / THREADS_PER_ROW) + rowGroup) * ROWS_PER_THREAD;
   let K = params.cols;
 
-  // Rows past the chunk's end recompute its last row (in bounds, and every invocation
-  // reaches the barriers) and are not written.
   var base: array<u32, MAX_ROWS_PER_THREAD>; // first element of each row
   var acc: array<f32, MAX_ROWS_PER_THREAD>;
+#ifdef GLU
+  // Accumulator j < pairs: gate row p = firstPair + j; j ≥ pairs: up row I + p of the same p.
+  // Pairs past I recompute the last pair (in bounds, and every invocation reaches the
+  // barriers) and are not written.
+  let pairs = ROWS_PER_THREAD / 2u;
+  let firstPair = (workgroup * (WORKGROUP_SIZE / THREADS_PER_ROW) + rowGroup) * pairs;
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+    let p = min(firstPair + j % pairs, params.rows - 1u);
+    base[j] = select(p, params.rows + p, j >= pairs) * K;
+    acc[j] = 0.0;
+  }
+#else
+  let firstRow = (workgroup * (WORKGROUP_SIZE / THREADS_PER_ROW) + rowGroup) * ROWS_PER_THREAD;
+  // Rows past the chunk's end recompute its last row (in bounds, and every invocation
+  // reaches the barriers) and are not written.
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     base[j] = min(firstRow + j, params.rows - 1u) * K;
     acc[j] = 0.0;
   }
+#endif
 
   // Vector path: rows start on 16-byte boundaries only when K is a multiple of VEC; then it
   // covers every element. Otherwise (never in real models) the scalar loop does the row.
@@ -176,6 +201,13 @@ fn main(
   for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] = partial[lid * ROWS_PER_THREAD + j]; }
 #endif
 
+#ifdef GLU
+  for (var j = 0u; j < pairs; j++) {
+    let p = firstPair + j;
+    if (p >= params.rows) { break; }
+    y[params.rowOffset + p] = glu(acc[j], acc[j + pairs]); // act(gate) * up, each rounded to T first
+  }
+#else
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     let row = firstRow + j;
     if (row >= params.rows) { break; }
@@ -191,4 +223,5 @@ fn main(
     y[params.rowOffset + row] = Y(r);
 #endif
   }
+#endif
 }

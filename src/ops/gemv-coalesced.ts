@@ -1,6 +1,8 @@
 // Launcher of shaders/gemv_coalesced.wgsl: the hardware-GPU ("gpu" family) decode gemv,
 // y = W·x (+ b) or y += W·x (+ b). The same API as Gemv (src/ops/gemv.ts), so the model takes
 // either: the software family (Gemv, tuned for lavapipe) or this one, picked by adapter.
+// With `glu`, W is an MLP's [gate; up] (2I, K) in one chunk and y (I,) = act(gate·x) ·
+// (up·x): the decode's gate_up_proj and its activation in one dispatch, not two.
 //
 // Design, for a GPU with DRAM behind 32-128-byte lines (the shader's header has the detail):
 // a row group of GEMV_COALESCED_THREADS_PER_ROW lanes reads one row in consecutive 16-byte
@@ -21,6 +23,7 @@ import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { GemvOptions } from './gemv.js';
 import { checkLinearOperands, checkLinearOptions, prepareChunks } from './linear-prepare.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
+import type { SwigluAct } from './swiglu.js';
 
 /** Invocations per workgroup: 8 warps of 32, enough to keep loads in flight, few enough to keep several workgroups per SM. */
 export const GEMV_COALESCED_WORKGROUP = 256;
@@ -34,7 +37,7 @@ export const GEMV_COALESCED_X_CACHE_BYTES = 8192;
 const X_CACHE = GEMV_COALESCED_X_CACHE_BYTES / 16;
 
 const PARAMS = new ParamsLayout([
-  ['rows', 'u32'], // rows of this chunk
+  ['rows', 'u32'], // rows of this chunk; GLU: I, the gate rows (W has 2I)
   ['cols', 'u32'], // K
   ['rowOffset', 'u32'], // the chunk's first row in y and bias
 ] as const);
@@ -47,26 +50,31 @@ interface VariantChoice {
   residual: boolean;
   /** Lanes per row (a power of two ≥ the widest subgroup). */
   threadsPerRow: number;
+  glu: SwigluAct | null;
 }
+
+const GLU_ACTS: readonly SwigluAct[] = ['silu', 'gelu_tanh'];
 
 /**
  * Every variant at the default row group (32 lanes): both dtypes given, subgroup ones only
- * where the device has 'subgroups'. A device with wider subgroups builds a 64- or
- * 128-lane one from the same source, by its override.
+ * where the device has 'subgroups', the GLU ones (both acts) with neither bias, outF32 nor
+ * residual. A device with wider subgroups builds a 64- or 128-lane one from the same
+ * source, by its override.
  */
 export function gemvCoalescedVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const subgroups = features.has('subgroups') ? [false, true] : [false];
   const threadsPerRow = GEMV_COALESCED_THREADS_PER_ROW;
   return dtypes.flatMap((dtype) =>
-    subgroups.flatMap((sg) =>
-      [false, true].flatMap((bias) =>
+    subgroups.flatMap((sg) => [
+      ...[false, true].flatMap((bias) =>
         // OUT_F32 is an F16 variant only (f32 compute writes f32); RESIDUAL never with OUT_F32.
         [
-          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false, threadsPerRow })),
-          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true, threadsPerRow }),
+          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false, threadsPerRow, glu: null })),
+          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true, threadsPerRow, glu: null }),
         ],
       ),
-    ),
+      ...GLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, threadsPerRow, glu })),
+    ]),
   );
 }
 
@@ -77,8 +85,9 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.bias ? ['BIAS'] : []),
     ...(v.outF32 ? ['OUT_F32'] : []),
     ...(v.residual ? ['RESIDUAL'] : []),
+    ...(v.glu ? ['GLU', ...(v.glu === 'gelu_tanh' ? ['GELU_TANH'] : [])] : []),
   ];
-  const options = [...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : [])];
+  const options = [...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []), ...(v.glu ? [`glu_${v.glu}`] : [])];
   const shape = `t${v.threadsPerRow}r${GEMV_COALESCED_ROWS_PER_THREAD}x${X_CACHE}_wg${GEMV_COALESCED_WORKGROUP}`;
   return {
     key: ['gemv_coalesced', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...options, shape].join('_'),
@@ -117,12 +126,16 @@ export class GemvCoalesced {
     readonly subgroups: boolean,
     /** y += W·x (+ b) (GemvOptions.residual). */
     readonly residual: boolean,
-    /** Rows of y per workgroup (256 / lanes per row × 2). */
+    /** Rows of W per workgroup (256 / lanes per row × 2); GLU: pairs, half of that. */
     private readonly rowsPerWorkgroup: number,
+    /** The epilogue's activation over [gate; up] (GemvOptions.glu), or null. */
+    readonly glu: SwigluAct | null,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<GemvCoalesced> {
     checkLinearOptions('gemv_coalesced', device, dtype, options);
+    const glu = options.glu ?? null;
+    if (glu !== null && !GLU_ACTS.includes(glu)) throw new Error(`gemv_coalesced: glu must be one of ${GLU_ACTS.join(', ')}, got ${String(glu)}`);
     // A GemvOptions field this kernel has no variant for must not be dropped silently.
     const tokens = (options as { tokens?: number }).tokens ?? 1;
     if (tokens !== 1) throw new Error(`gemv_coalesced: one row of x only (tokens ${tokens}): use Gemv for a batched decode`);
@@ -133,27 +146,31 @@ export class GemvCoalesced {
     }
     const residual = options.residual ?? false;
     const threadsPerRow = subgroups ? sgThreads! : GEMV_COALESCED_THREADS_PER_ROW;
-    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual, threadsPerRow };
+    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual, threadsPerRow, glu };
     const { key, spec } = variant(choice);
     const pipeline = await pipelineCache(device).get(key, spec);
     const rowsPerWorkgroup = (GEMV_COALESCED_WORKGROUP / threadsPerRow) * GEMV_COALESCED_ROWS_PER_THREAD;
-    return new GemvCoalesced(device, pipeline, dtype, choice.bias, options.outF32 ?? false, subgroups, residual, rowsPerWorkgroup);
+    return new GemvCoalesced(device, pipeline, dtype, choice.bias, options.outF32 ?? false, subgroups, residual, rowsPerWorkgroup, glu);
   }
 
   /**
    * y = W·x (+ bias), as Gemv.prepare. weight: (N, K) in the compute dtype, any number of
    * row-chunks. x: (K,) in the compute dtype. y: (N,) in the compute dtype, or f32 with
    * outF32; distinct from x. bias: (N,) in the compute dtype, one chunk, given exactly when
-   * created with bias. Created with residual: y is read too, y += W·x (+ bias).
+   * created with bias. Created with residual: y is read too, y += W·x (+ bias). Created
+   * with glu: weight is [gate; up] (2I, K) in one chunk and y (I,) = act(gate·x) · (up·x).
    */
   prepare(label: string, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
-    const [, k] = checkLinearOperands(label, this, undefined, weight, x, y, bias);
+    const [n, k] = checkLinearOperands(label, this, undefined, weight, x, y, bias);
     const biasBuffer = bias ? [singleBuffer(bias)] : [];
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    // GLU: a row group's ROWS_PER_THREAD rows are ROWS_PER_THREAD / 2 (gate, up) pairs, so a
+    // workgroup makes half as many outputs; the shader's rows count the I pairs.
+    const [rows, perWorkgroup] = this.glu ? [n / 2, this.rowsPerWorkgroup / 2] : [undefined, this.rowsPerWorkgroup];
     return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
-      params: PARAMS.createBuffer(this.device, name, { rows: chunk.rows, cols: k, rowOffset: chunk.firstRow }),
+      params: PARAMS.createBuffer(this.device, name, { rows: rows ?? chunk.rows, cols: k, rowOffset: chunk.firstRow }),
       buffers: [chunk.buffer, x, y, ...biasBuffer],
-      workgroups: workgroups1d(chunk.rows, this.rowsPerWorkgroup, maxGroups),
+      workgroups: workgroups1d(rows ?? chunk.rows, perWorkgroup, maxGroups),
     }));
   }
 }
