@@ -83,6 +83,9 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     // dense ones here, quantized ones below (quantizedResidualLinears).
     ...residualLinears(gemv, matmul, device, dtype, !f.sandwichNorms && needs.quantized === null, bias),
     lmHead: gemv(device, dtype, { outF32: true }),
+    // the decode's gate_up_proj with the MLP's activation in its epilogue: one dispatch, not two
+    gemvGlu: gemv(device, dtype, { glu: f.act }),
+    qGemvGlu: q((kind) => QGemv.create(device, kind, dtype, { glu: f.act })) as Promise<QGemv> | null,
     qGemv: q((kind) => QGemv.create(device, kind, dtype)) as Promise<QGemv> | null,
     qGemvBias: bias ? (q((kind) => QGemv.create(device, kind, dtype, { bias: true })) as Promise<QGemv> | null) : null,
     qMatmul: q((kind) => QMatmul.create(device, kind, dtype)) as Promise<QMatmul> | null,

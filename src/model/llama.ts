@@ -371,16 +371,21 @@ export class LlamaModel {
       };
       // output = W·input (+ b); with `residual`, output += W·input (+ b) (output is the residual
       // stream) where the weight's kind has a residual kernel here, else nothing is added and
-      // the answer is false (project() then adds on its own).
-      const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer, residual = false): boolean => {
+      // the answer is false (project() then adds on its own). With `glu` (one row), W is the
+      // MLP's [gate; up] and output = act(gate·input) · (up·input), one dispatch, where a GLU
+      // gemv of the weight's kind is here and its rows are one chunk; else the answer is false
+      // (the caller projects, then runs the activation).
+      const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer, residual = false, glu = false): boolean => {
         const bt = bias === null ? undefined : this.weight(bias);
         const qt = this.weights.quantized.get(weight);
+        if (glu && !(gemv && bt === undefined && !residual && (qt ?? this.weight(weight)).chunks.length === 1)) return false;
         if (qt) {
           // [weight kind][compute dtype]: the quantized ops, chosen once the weight says so
-          const op = gemv ? (residual ? (bt ? ops.qGemvResidualBias : ops.qGemvResidual) : bt ? ops.qGemvBias : ops.qGemv)
+          const op = glu ? (ops.qGemvGlu?.glu === f.act ? ops.qGemvGlu : null)
+            : gemv ? (residual ? (bt ? ops.qGemvResidualBias : ops.qGemvResidual) : bt ? ops.qGemvBias : ops.qGemv)
             : small ? (residual ? (bt ? ops.qMatmulSmallResidualBias : ops.qMatmulSmallResidual) : bt ? ops.qMatmulSmallBias : ops.qMatmulSmall)
             : residual ? (bt ? ops.qMatmulResidualBias : ops.qMatmulResidual) : bt ? ops.qMatmulBias : ops.qMatmul;
-          if (!op) return missing(label, residual);
+          if (!op) return missing(label, residual || glu);
           // act-order: x' = x[:, perm], once for the linears that share an input and a perm (q/k/v, gate/up)
           const perm = perms.get(weight);
           const before = permuted;
@@ -392,11 +397,12 @@ export class LlamaModel {
           return true;
         }
         const wt = this.weight(weight);
-        const op = gemv ? (residual ? (bt ? ops.gemvResidualBias : ops.gemvResidual) : bt ? ops.gemvBias : ops.gemv)
+        const op = glu ? (ops.gemvGlu.glu === f.act ? ops.gemvGlu : null)
+          : gemv ? (residual ? (bt ? ops.gemvResidualBias : ops.gemvResidual) : bt ? ops.gemvBias : ops.gemv)
           : gemvRows ? (residual ? (bt ? gemvRows.residualBias : gemvRows.residual) : bt ? gemvRows.bias : gemvRows.plain)
           : small ? (residual ? (bt ? ops.matmulSmallResidualBias : ops.matmulSmallResidual) : bt ? ops.matmulSmallBias : ops.matmulSmall)
           : residual ? (bt ? ops.matmulResidualBias : ops.matmulResidual) : bt ? ops.matmulBias : ops.matmul;
-        if (!op) return missing(label, residual);
+        if (!op) return missing(label, residual || glu);
         add(isGemv(op) ? op.prepare(label, wt, input, output, bt) : op.prepare(label, rows, wt, input, output, bt));
         return true;
       };
@@ -460,7 +466,10 @@ export class LlamaModel {
         // ── MLP: x = x + post?(down_proj(act(gate_proj(rms(x))) · up_proj(rms(x))))
         if (!mlpNormed) norm(`${p}.pre_mlp_norm`, l.preMlpNorm, x, b.normed);
         const joinedGateUp = this.joinedGateUp.get(i);
-        if ('fused' in l.gateUp) {
+        const gateUp = 'fused' in l.gateUp ? l.gateUp.fused : joinedGateUp;
+        if (gateUp !== undefined && linear(`${p}.gate_up_act`, gateUp, null, b.normed, b.mlp, false, true)) {
+          // gate_up_proj and the activation in one decode dispatch (the GLU gemv)
+        } else if ('fused' in l.gateUp) {
           // gate_up_proj's rows are [gate; up]: each output row is [gate | up] (modeling_phi3.py chunk(2))
           linear(`${p}.gate_up_proj`, l.gateUp.fused, null, b.normed, b.gateUp);
           add(ops.mlpAct.prepare(`${p}.mlp_act`, rows, inter, [b.gateUp], b.mlp));
