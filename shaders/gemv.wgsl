@@ -7,7 +7,11 @@
 // once, x (TOKENS, K) and y (TOKENS, N): a batched decode pass, one row per sequence, reads
 // each weight once for all of them), GLU (W is an MLP's [gate; up] (2I, K) and y (I,) =
 // act(gate·x) · (up·x), common/glu.wgsl's activation and roundings in the epilogue:
-// gate_up_proj and the activation in one dispatch; GELU_TANH picks GeGLU).
+// gate_up_proj and the activation in one dispatch; GELU_TANH picks GeGLU), RMS_NORM (x is
+// the un-normalised residual stream and the kernel is the RMSNorm too: y = s·(W·x) (+ b),
+// s = 1/sqrt(mean(x²) + eps), the norm's weight folded into W's columns at load; the
+// squares ride on the loads of x the dot products make anyway, each row's threads covering
+// all of K, and reduce with the row sums).
 //
 // Memory-bound: 2 (f16) or 4 (f32) bytes per weight, each read once, 2 flops per weight.
 // THREADS_PER_ROW threads split each row's K into 16-byte vectors (4 f32 or 8 f16), and each
@@ -39,6 +43,7 @@ struct Params {
   cols: u32,       // K: elements of x and of each row of W
   rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias
   yStride: u32,    // N: elements between rows of y (BATCH)
+  eps: f32,        // RMS_NORM: the norm's eps
 }
 
 override THREADS_PER_ROW: u32; // a power of two ≤ 4 (WebGPU's smallest subgroup)
@@ -53,6 +58,11 @@ const TOKENS = 1u;
 const MAX_TOKENS = 1u;
 #endif
 const ACC = MAX_ROWS_PER_THREAD * MAX_TOKENS; // accumulators: [row of W][token]
+#ifdef RMS_NORM
+const SLOTS = ACC + 1u; // what a thread reduces: its accumulators and its sum of x²
+#else
+const SLOTS = ACC;
+#endif
 
 @group(0) @binding(0) var<uniform> params: Params;
 #ifdef F16
@@ -71,7 +81,7 @@ const VEC = 4u;
 #endif
 
 #ifndef SUBGROUPS
-var<workgroup> partial: array<f32, WORKGROUP_SIZE * ACC>; // (threads, accumulators)
+var<workgroup> partial: array<f32, WORKGROUP_SIZE * SLOTS>; // (threads, accumulators (+ squares))
 #endif
 
 #ifdef F16
@@ -99,6 +109,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   // return: every invocation must reach the reduction) and are not written.
   var base: array<u32, MAX_ROWS_PER_THREAD>; // first element of each row
   var acc: array<f32, ACC>; // this thread's partial dot products: acc[j * MAX_TOKENS + t], row j, token t
+#ifdef RMS_NORM
+  var squares = 0.0; // Σ x² over this thread's slice of K
+#endif
 #ifdef GLU
   // A thread's rows are `pairs` gate rows and the up rows that go with them (I further on),
   // so the epilogue has both halves of its outputs; each row is summed exactly as the
@@ -175,12 +188,18 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   for (var k = lane; k < vectors; k += THREADS_PER_ROW) {
 #ifdef F16
     let xv = widen(x[k]);
+#ifdef RMS_NORM
+    squares += dot(xv[0], xv[0]) + dot(xv[1], xv[1]);
+#endif
     for (var j = 0u; j < ROWS_PER_THREAD; j++) {
       let wv = widen(w[base[j] / VEC + k]);
       acc[j] += dot(wv[0], xv[0]) + dot(wv[1], xv[1]);
     }
 #else
     let xv = x[k];
+#ifdef RMS_NORM
+    squares += dot(xv, xv);
+#endif
     for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += dot(w[base[j] / VEC + k], xv); }
 #endif
   }
@@ -188,6 +207,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   for (var e = vectors * VEC + lane; e < K; e += THREADS_PER_ROW) {
     for (var t = 0u; t < TOKENS; t++) {
       let xe = xAt(t * K + e);
+#ifdef RMS_NORM
+      squares += xe * xe; // TOKENS is 1
+#endif
       for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j * MAX_TOKENS + t] += wAt(base[j] + e) * xe; }
     }
   }
@@ -200,27 +222,42 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var j = 0u; j < ROWS_PER_THREAD; j++) {
       for (var t = 0u; t < TOKENS; t++) { acc[j * MAX_TOKENS + t] += subgroupShuffleXor(acc[j * MAX_TOKENS + t], o); }
     }
+#ifdef RMS_NORM
+    squares += subgroupShuffleXor(squares, o);
+#endif
   }
 #else
   // Tree over workgroup memory, halving the active lanes each step. Lane 0 ends with the
   // sum in its own slot, written by itself, so no barrier follows the last step (on
   // lavapipe every barrier is a coroutine switch per subgroup).
-  for (var a = 0u; a < ACC; a++) { partial[lid * ACC + a] = acc[a]; }
+  for (var a = 0u; a < ACC; a++) { partial[lid * SLOTS + a] = acc[a]; }
+#ifdef RMS_NORM
+  partial[lid * SLOTS + ACC] = squares;
+#endif
   for (var o = THREADS_PER_ROW / 2u; o > 0u; o /= 2u) {
     workgroupBarrier();
     if (lane < o) {
-      for (var a = 0u; a < ACC; a++) { partial[lid * ACC + a] += partial[(lid + o) * ACC + a]; }
+      for (var a = 0u; a < SLOTS; a++) { partial[lid * SLOTS + a] += partial[(lid + o) * SLOTS + a]; }
     }
   }
-  for (var a = 0u; a < ACC; a++) { acc[a] = partial[lid * ACC + a]; }
+  for (var a = 0u; a < ACC; a++) { acc[a] = partial[lid * SLOTS + a]; }
+#ifdef RMS_NORM
+  squares = partial[lid * SLOTS + ACC];
+#endif
 #endif
 
   if (lane != 0u) { return; }
+#ifdef RMS_NORM
+  // rms_norm.wgsl's scale (its sum of squares in another order): x·s is the normed row.
+  let s = 1.0 / sqrt(squares / f32(K) + params.eps);
+#else
+  let s = 1.0;
+#endif
 #ifdef GLU
   for (var j = 0u; j < pairs; j++) {
     let row = firstRow + j;
     if (row >= params.rows) { break; }
-    y[params.rowOffset + row] = glu(acc[j], acc[j + pairs]);
+    y[params.rowOffset + row] = glu(acc[j] * s, acc[j + pairs] * s);
   }
 #else
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
@@ -229,9 +266,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var t = 0u; t < TOKENS; t++) {
       let at = t * params.yStride + params.rowOffset + row;
 #ifdef BIAS
-      let r = acc[j * MAX_TOKENS + t] + f32(bias[params.rowOffset + row]);
+      let r = acc[j * MAX_TOKENS + t] * s + f32(bias[params.rowOffset + row]);
 #else
-      let r = acc[j * MAX_TOKENS + t];
+      let r = acc[j * MAX_TOKENS + t] * s;
 #endif
 #ifdef RESIDUAL
       // Rounded to T first, then added in T: bit for bit the unfused projection + add.wgsl

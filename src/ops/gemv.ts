@@ -47,6 +47,7 @@ const PARAMS = new ParamsLayout([
   ['cols', 'u32'], // K
   ['rowOffset', 'u32'], // the chunk's first row in y and bias
   ['yStride', 'u32'], // N: elements between the rows of y (tokens > 1)
+  ['eps', 'f32'], // rmsNorm's eps (0 without)
 ] as const);
 
 /** Most rows of x one gemv takes (GemvOptions.tokens): the shader's MAX_TOKENS. */
@@ -84,6 +85,14 @@ export interface GemvOptions {
    * outF32 or residual.
    */
   glu?: SwigluAct;
+  /**
+   * RMSNorm in the kernel: x is an un-normalised row (the residual stream) and y = s·(W·x)
+   * (+ b), s = 1/sqrt(mean(x²) + eps) over x's K elements, as shaders/rms_norm.wgsl's scale;
+   * the norm's weight is folded into W's columns at load (ScaleColumns), so the norm needs
+   * no dispatch of its own. With glu, both halves are scaled before the activation. Not
+   * with residual, outF32 or tokens > 1.
+   */
+  rmsNorm?: { eps: number };
 }
 
 interface VariantChoice {
@@ -96,6 +105,7 @@ interface VariantChoice {
   /** BATCH: x shared by pairs of lanes (subgroups of ≥ 8 invocations). */
   shareX: boolean;
   glu: SwigluAct | null;
+  rmsNorm: boolean;
 }
 
 /** Every variant: both dtypes given, subgroup ones only where the device has 'subgroups'. */
@@ -107,12 +117,15 @@ export function gemvVariants(dtypes: readonly ComputeDtype[], features: Readonly
         // f32 compute already writes f32: OUT_F32 is an F16 variant only.
         // RESIDUAL writes the compute dtype (the residual stream): never with OUT_F32.
         [
-          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false, tokens: 1, shareX: false, glu: null })),
-          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true, tokens: 1, shareX: false, glu: null }),
+          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false, tokens: 1, shareX: false, glu: null, rmsNorm: false })),
+          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true, tokens: 1, shareX: false, glu: null, rmsNorm: false }),
         ],
       ),
       // GLU: no bias, outF32 or residual
-      ...GLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, tokens: 1, shareX: false, glu })),
+      ...GLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, tokens: 1, shareX: false, glu, rmsNorm: false })),
+      // RMS_NORM: the projections after a norm (q/k/v, with or without bias; gate/up with the GLU)
+      ...[false, true].map((bias) => variant({ dtype, subgroups: sg, bias, outF32: false, residual: false, tokens: 1, shareX: false, glu: null, rmsNorm: true })),
+      ...GLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, tokens: 1, shareX: false, glu, rmsNorm: true })),
     ]),
   );
 }
@@ -135,9 +148,9 @@ export function gemvBatchVariants(dtypes: readonly ComputeDtype[], features: Rea
   return dtypes.flatMap((dtype) =>
     [false, true].flatMap((shareX) =>
       [false, true].flatMap((bias) => [
-        variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX, glu: null }),
-        variant({ dtype, subgroups: true, bias, outF32: false, residual: true, tokens, shareX, glu: null }),
-        ...(dtype === 'F16' ? [variant({ dtype, subgroups: true, bias, outF32: true, residual: false, tokens, shareX, glu: null })] : []),
+        variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX, glu: null, rmsNorm: false }),
+        variant({ dtype, subgroups: true, bias, outF32: false, residual: true, tokens, shareX, glu: null, rmsNorm: false }),
+        ...(dtype === 'F16' ? [variant({ dtype, subgroups: true, bias, outF32: true, residual: false, tokens, shareX, glu: null, rmsNorm: false })] : []),
       ]),
     ),
   );
@@ -153,8 +166,9 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.tokens > 1 ? ['BATCH'] : []),
     ...(v.shareX ? ['SHARE_X'] : []),
     ...(v.glu ? ['GLU', ...(v.glu === 'gelu_tanh' ? ['GELU_TANH'] : [])] : []),
+    ...(v.rmsNorm ? ['RMS_NORM'] : []),
   ];
-  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []), ...(v.tokens > 1 ? [`b${v.tokens}`] : []), ...(v.shareX ? ['sx'] : []), ...(v.glu ? [`glu_${v.glu}`] : [])];
+  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []), ...(v.tokens > 1 ? [`b${v.tokens}`] : []), ...(v.shareX ? ['sx'] : []), ...(v.glu ? [`glu_${v.glu}`] : []), ...(v.rmsNorm ? ['rms'] : [])];
   return {
     key: `${name.join('_')}_t${GEMV_THREADS_PER_ROW}r${GEMV_ROWS_PER_THREAD}_wg${GEMV_WORKGROUP}`,
     spec: {
@@ -180,6 +194,8 @@ export class Gemv {
     readonly tokens: number,
     /** The epilogue's activation over [gate; up] (GemvOptions.glu), or null. */
     readonly glu: SwigluAct | null,
+    /** The RMSNorm the kernel applies to x (GemvOptions.rmsNorm), or null. */
+    readonly rmsNorm: { readonly eps: number } | null,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<Gemv> {
@@ -193,12 +209,15 @@ export class Gemv {
     // lavapipe some of those variants took 20-30 s to compile, so a device without
     // subgroups batches its decode with the matmul instead (gemvBatchable).
     if (tokens > 1 && options.glu) throw new Error(`gemv: the GLU epilogue is for one token, not ${tokens}`);
+    const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null;
+    if (rmsNorm && (residual || options.outF32 || tokens > 1)) throw new Error('gemv: rmsNorm takes no residual, outF32 or tokens > 1');
+    if (rmsNorm && !(Number.isFinite(rmsNorm.eps) && rmsNorm.eps >= 0)) throw new Error(`gemv: rmsNorm's eps must be a finite number ≥ 0, not ${rmsNorm.eps}`);
     if (tokens > 1 && !subgroups) throw new Error(`gemv: tokens > 1 needs the subgroup reduction (the device's 'subgroups' feature)`);
     // Sharing x needs subgroups of at least 8 (lane ^ 4); the reduction alone needs 4.
     const shareX = tokens > 1 && subgroups && canShareX(device);
-    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual, tokens, shareX, glu: options.glu ?? null };
+    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual, tokens, shareX, glu: options.glu ?? null, rmsNorm: rmsNorm !== null };
     const { key, spec } = variant(choice);
-    return new Gemv(device, await pipelineCache(device).get(key, spec), dtype, choice.bias, options.outF32 ?? false, subgroups, residual, tokens, choice.glu);
+    return new Gemv(device, await pipelineCache(device).get(key, spec), dtype, choice.bias, options.outF32 ?? false, subgroups, residual, tokens, choice.glu, rmsNorm);
   }
 
   /**
@@ -206,7 +225,8 @@ export class Gemv {
    * x: (K,) in the compute dtype. y: (N,) in the compute dtype, or f32 with outF32; distinct
    * from x. Created with tokens T > 1: x (T, K) and y (T, N), row t of y from row t of x. bias: (N,) in the compute dtype, one chunk, given exactly when created with bias.
    * Created with residual: y is read too, y += W·x (+ bias). Created with glu: weight is
-   * [gate; up] (2I, K) in one chunk and y (I,) = act(gate·x) · (up·x).
+   * [gate; up] (2I, K) in one chunk and y (I,) = act(gate·x) · (up·x). Created with
+   * rmsNorm: x is normalised in the kernel (W's columns carry the norm's weight).
    */
   prepare(label: string, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
     const [n, k] = checkLinearOperands(label, this, undefined, weight, x, y, bias, this.tokens);
@@ -215,7 +235,7 @@ export class Gemv {
     // GLU: a thread computes GEMV_ROWS_PER_THREAD / 2 outputs (a gate and an up row each).
     const [rows, rowsPerWorkgroup] = this.glu ? [n / 2, GEMV_ROWS_PER_WORKGROUP / 2] : [undefined, GEMV_ROWS_PER_WORKGROUP];
     return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
-      params: PARAMS.createBuffer(this.device, name, { rows: rows ?? chunk.rows, cols: k, rowOffset: chunk.firstRow, yStride: n }),
+      params: PARAMS.createBuffer(this.device, name, { rows: rows ?? chunk.rows, cols: k, rowOffset: chunk.firstRow, yStride: n, eps: this.rmsNorm?.eps ?? 0 }),
       buffers: [chunk.buffer, x, y, ...biasBuffer],
       workgroups: workgroups1d(rows ?? chunk.rows, rowsPerWorkgroup, maxGroups),
     }));
