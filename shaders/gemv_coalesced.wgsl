@@ -4,7 +4,7 @@
 // threads to memory differs. One dispatch per row-chunk of W; a chunk writes rows
 // [rowOffset, rowOffset + rows) of y. Variants: F16 (f16 storage, f32 accumulation),
 // SUBGROUPS (row sums by subgroupAdd, else a workgroup-memory tree), BIAS, OUT_F32, RESIDUAL,
-// GLU (with GELU_TANH: GeGLU instead of SwiGLU), below.
+// GLU (with GELU_TANH: GeGLU instead of SwiGLU), RMS_NORM, below.
 //
 // GLU: the Llama MLP's gate_up_proj and its activation in one dispatch. W is the joined
 // (2I, K) [gate; up] weight in one chunk, y is (I,): y[p] = act(gate_p·x) * (up_p·x), with
@@ -13,6 +13,14 @@
 // as the plain variant reduces that row (same lanes, same order), so y holds the bits of
 // this gemv writing 2I values in T and then swiglu.wgsl FUSED. Not with BIAS, OUT_F32,
 // RESIDUAL.
+//
+// RMS_NORM: the RMSNorm before a projection folded into it. x is the un-normalised row (the
+// residual stream), the norm's weight g is already in W's columns (W·g, at load), and
+// y = s·(W·x) (+ b), s = 1 / sqrt(mean(x²) + eps), rms_norm.wgsl's `scale`. Each row group
+// sums x_k² in f32 in the loop that reads x (its lanes read every element once), reduces
+// it as it reduces its rows, and scales the row sums before the epilogue: the bias after
+// the scale, GLU's act(s·gate)·(s·up). Every row group computes the same s. 1 KiB more
+// workgroup memory (partialSq). Not with OUT_F32 or RESIDUAL.
 //
 // Why this shape suits a hardware GPU (and not lavapipe):
 // - Coalescing. A row group of THREADS_PER_ROW (32 or more) neighbouring invocations reads
@@ -66,6 +74,7 @@ struct Params {
   rows: u32,       // rows of this chunk of W (≤ N); GLU: I, the pairs (gate rows; W has 2I)
   cols: u32,       // K: elements of x and of each row of W
   rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias; GLU: 0 (one chunk)
+  eps: f32,        // RMS_NORM: the norm's eps (0 otherwise, unread)
 }
 
 override WORKGROUP_SIZE: u32;   // a multiple of THREADS_PER_ROW
@@ -88,6 +97,10 @@ const VEC = 4u;
 var<workgroup> xs: array<V, X_CACHE>;
 // Partial row sums, (invocation or subgroup, rows per thread).
 var<workgroup> partial: array<f32, WORKGROUP_SIZE * ROWS_PER_THREAD>;
+#ifdef RMS_NORM
+// Partial sums of x², (invocation or subgroup,): reduced alongside `partial`.
+var<workgroup> partialSq: array<f32, WORKGROUP_SIZE>;
+#endif
 
 #ifdef F16
 // dot of two 16-byte vectors of 8 halves, in f32.
@@ -150,21 +163,33 @@ fn main(
     for (var i = lid; i < vectors; i += WORKGROUP_SIZE) { xs[i] = x[i]; }
   }
   workgroupBarrier();
+#ifdef RMS_NORM
+  var sumSq = 0.0; // this lane's share of Σ x², from the x it reads below
+#endif
   if (cached) {
     for (var k = lane; k < vectors; k += THREADS_PER_ROW) {
       let xv = xs[k];
       for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += dot8(w[base[j] / VEC + k], xv); }
+#ifdef RMS_NORM
+      sumSq += dot8(xv, xv);
+#endif
     }
   } else {
     for (var k = lane; k < vectors; k += THREADS_PER_ROW) {
       let xv = x[k];
       for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += dot8(w[base[j] / VEC + k], xv); }
+#ifdef RMS_NORM
+      sumSq += dot8(xv, xv);
+#endif
     }
   }
   // Scalar path, coalesced too: neighbouring lanes read neighbouring elements.
   for (var e = vectors * VEC + lane; e < K; e += THREADS_PER_ROW) {
     let xe = xAt(e);
     for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += wAt(base[j] + e) * xe; }
+#ifdef RMS_NORM
+    sumSq += xe * xe;
+#endif
   }
 
   // Sum each row over its THREADS_PER_ROW lanes.
@@ -177,6 +202,10 @@ fn main(
     let s = subgroupAdd(acc[j]);
     if (sgLane == 0u) { partial[(lid / sgSize) * ROWS_PER_THREAD + j] = s; }
   }
+#ifdef RMS_NORM
+  let sq = subgroupAdd(sumSq);
+  if (sgLane == 0u) { partialSq[lid / sgSize] = sq; }
+#endif
   workgroupBarrier();
   if (lane != 0u) { return; }
   let first = lid / sgSize; // lane 0 starts the row group's first subgroup
@@ -185,20 +214,39 @@ fn main(
     for (var p = 0u; p < THREADS_PER_ROW / sgSize; p++) { sum += partial[(first + p) * ROWS_PER_THREAD + j]; }
     acc[j] = sum;
   }
+#ifdef RMS_NORM
+  var totalSq = 0.0;
+  for (var p = 0u; p < THREADS_PER_ROW / sgSize; p++) { totalSq += partialSq[first + p]; }
+#endif
 #else
   // Tree over workgroup memory, halving the active lanes each step. Lane 0 ends with the
   // sum in its own slot, written by itself, so no barrier follows the last step.
   for (var j = 0u; j < ROWS_PER_THREAD; j++) { partial[lid * ROWS_PER_THREAD + j] = acc[j]; }
+#ifdef RMS_NORM
+  partialSq[lid] = sumSq;
+#endif
   for (var o = THREADS_PER_ROW / 2u; o > 0u; o /= 2u) {
     workgroupBarrier();
     if (lane < o) {
       for (var j = 0u; j < ROWS_PER_THREAD; j++) {
         partial[lid * ROWS_PER_THREAD + j] += partial[(lid + o) * ROWS_PER_THREAD + j];
       }
+#ifdef RMS_NORM
+      partialSq[lid] += partialSq[lid + o];
+#endif
     }
   }
   if (lane != 0u) { return; }
   for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] = partial[lid * ROWS_PER_THREAD + j]; }
+#ifdef RMS_NORM
+  let totalSq = partialSq[lid];
+#endif
+#endif
+
+#ifdef RMS_NORM
+  // The norm's scale, as rms_norm.wgsl's; then every row sum is s·(W·x), before the bias or GLU.
+  let scale = 1.0 / sqrt(totalSq / f32(K) + params.eps);
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] *= scale; }
 #endif
 
 #ifdef GLU

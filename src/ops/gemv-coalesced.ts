@@ -2,7 +2,10 @@
 // y = W·x (+ b) or y += W·x (+ b). The same API as Gemv (src/ops/gemv.ts), so the model takes
 // either: the software family (Gemv, tuned for lavapipe) or this one, picked by adapter.
 // With `glu`, W is an MLP's [gate; up] (2I, K) in one chunk and y (I,) = act(gate·x) ·
-// (up·x): the decode's gate_up_proj and its activation in one dispatch, not two.
+// (up·x): the decode's gate_up_proj and its activation in one dispatch, not two. With
+// `rmsNorm`, x is the un-normalised residual stream and the kernel applies the RMSNorm's
+// scale itself (the norm's weight folded into W at load): y = s·(W·x) (+ b), so the norm
+// before q/k/v and before gate/up needs no dispatch of its own.
 //
 // Design, for a GPU with DRAM behind 32-128-byte lines (the shader's header has the detail):
 // a row group of GEMV_COALESCED_THREADS_PER_ROW lanes reads one row in consecutive 16-byte
@@ -40,6 +43,7 @@ const PARAMS = new ParamsLayout([
   ['rows', 'u32'], // rows of this chunk; GLU: I, the gate rows (W has 2I)
   ['cols', 'u32'], // K
   ['rowOffset', 'u32'], // the chunk's first row in y and bias
+  ['eps', 'f32'], // rmsNorm's eps (0 without)
 ] as const);
 
 interface VariantChoice {
@@ -51,6 +55,8 @@ interface VariantChoice {
   /** Lanes per row (a power of two ≥ the widest subgroup). */
   threadsPerRow: number;
   glu: SwigluAct | null;
+  /** RMS_NORM: y = s·(W·x) (+ b), s from x's own mean square. */
+  rmsNorm: boolean;
 }
 
 const GLU_ACTS: readonly SwigluAct[] = ['silu', 'gelu_tanh'];
@@ -58,22 +64,27 @@ const GLU_ACTS: readonly SwigluAct[] = ['silu', 'gelu_tanh'];
 /**
  * Every variant at the default row group (32 lanes): both dtypes given, subgroup ones only
  * where the device has 'subgroups', the GLU ones (both acts) with neither bias, outF32 nor
- * residual. A device with wider subgroups builds a 64- or 128-lane one from the same
+ * residual, and the RMS_NORM ones over plain, bias and both GLU acts (neither outF32 nor
+ * residual). A device with wider subgroups builds a 64- or 128-lane one from the same
  * source, by its override.
  */
 export function gemvCoalescedVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const subgroups = features.has('subgroups') ? [false, true] : [false];
   const threadsPerRow = GEMV_COALESCED_THREADS_PER_ROW;
+  const plain = { outF32: false, residual: false, threadsPerRow, rmsNorm: false };
   return dtypes.flatMap((dtype) =>
     subgroups.flatMap((sg) => [
       ...[false, true].flatMap((bias) =>
         // OUT_F32 is an F16 variant only (f32 compute writes f32); RESIDUAL never with OUT_F32.
         [
-          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false, threadsPerRow, glu: null })),
-          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true, threadsPerRow, glu: null }),
+          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ ...plain, dtype, subgroups: sg, bias, outF32, glu: null })),
+          variant({ ...plain, dtype, subgroups: sg, bias, residual: true, glu: null }),
         ],
       ),
-      ...GLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, threadsPerRow, glu })),
+      ...GLU_ACTS.map((glu) => variant({ ...plain, dtype, subgroups: sg, bias: false, glu })),
+      // RMS_NORM: plain, bias (q/k/v with a bias) and GLU (gate_up_proj).
+      ...[false, true].map((bias) => variant({ ...plain, dtype, subgroups: sg, bias, glu: null, rmsNorm: true })),
+      ...GLU_ACTS.map((glu) => variant({ ...plain, dtype, subgroups: sg, bias: false, glu, rmsNorm: true })),
     ]),
   );
 }
@@ -86,8 +97,15 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.outF32 ? ['OUT_F32'] : []),
     ...(v.residual ? ['RESIDUAL'] : []),
     ...(v.glu ? ['GLU', ...(v.glu === 'gelu_tanh' ? ['GELU_TANH'] : [])] : []),
+    ...(v.rmsNorm ? ['RMS_NORM'] : []),
   ];
-  const options = [...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []), ...(v.glu ? [`glu_${v.glu}`] : [])];
+  const options = [
+    ...(v.rmsNorm ? ['rms'] : []),
+    ...(v.bias ? ['bias'] : []),
+    ...(v.outF32 ? ['outf32'] : []),
+    ...(v.residual ? ['residual'] : []),
+    ...(v.glu ? [`glu_${v.glu}`] : []),
+  ];
   const shape = `t${v.threadsPerRow}r${GEMV_COALESCED_ROWS_PER_THREAD}x${X_CACHE}_wg${GEMV_COALESCED_WORKGROUP}`;
   return {
     key: ['gemv_coalesced', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...options, shape].join('_'),
@@ -130,6 +148,8 @@ export class GemvCoalesced {
     private readonly rowsPerWorkgroup: number,
     /** The epilogue's activation over [gate; up] (GemvOptions.glu), or null. */
     readonly glu: SwigluAct | null,
+    /** The RMSNorm scale applied to x's products (GemvOptions.rmsNorm), or null. */
+    readonly rmsNorm: { readonly eps: number } | null,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<GemvCoalesced> {
@@ -145,12 +165,28 @@ export class GemvCoalesced {
       throw new Error(`gemv_coalesced: subgroups need the device feature 'subgroups' and a known subgroup width of at most ${GEMV_COALESCED_WORKGROUP}`);
     }
     const residual = options.residual ?? false;
+    const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null;
+    if (rmsNorm) {
+      // The norm folds into the projections that read the normed stream (q/k/v, gate/up), which
+      // write the compute dtype and add nothing: no variant is built for the rest, so refuse them.
+      if (residual || options.outF32) throw new Error(`gemv_coalesced: rmsNorm takes no residual, outF32 or tokens > 1`);
+      if (!(Number.isFinite(rmsNorm.eps) && rmsNorm.eps >= 0)) throw new Error(`gemv_coalesced: rmsNorm.eps must be a finite number ≥ 0, got ${rmsNorm.eps}`);
+    }
     const threadsPerRow = subgroups ? sgThreads! : GEMV_COALESCED_THREADS_PER_ROW;
-    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual, threadsPerRow, glu };
+    const choice: VariantChoice = {
+      dtype,
+      subgroups,
+      bias: options.bias ?? false,
+      outF32: dtype === 'F16' && (options.outF32 ?? false),
+      residual,
+      threadsPerRow,
+      glu,
+      rmsNorm: rmsNorm !== null,
+    };
     const { key, spec } = variant(choice);
     const pipeline = await pipelineCache(device).get(key, spec);
     const rowsPerWorkgroup = (GEMV_COALESCED_WORKGROUP / threadsPerRow) * GEMV_COALESCED_ROWS_PER_THREAD;
-    return new GemvCoalesced(device, pipeline, dtype, choice.bias, options.outF32 ?? false, subgroups, residual, rowsPerWorkgroup, glu);
+    return new GemvCoalesced(device, pipeline, dtype, choice.bias, options.outF32 ?? false, subgroups, residual, rowsPerWorkgroup, glu, rmsNorm);
   }
 
   /**
@@ -159,6 +195,7 @@ export class GemvCoalesced {
    * outF32; distinct from x. bias: (N,) in the compute dtype, one chunk, given exactly when
    * created with bias. Created with residual: y is read too, y += W·x (+ bias). Created
    * with glu: weight is [gate; up] (2I, K) in one chunk and y (I,) = act(gate·x) · (up·x).
+   * Created with rmsNorm: x is un-normalised and every product is scaled by 1/rms(x) first.
    */
   prepare(label: string, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
     const [n, k] = checkLinearOperands(label, this, undefined, weight, x, y, bias);
@@ -168,7 +205,7 @@ export class GemvCoalesced {
     // workgroup makes half as many outputs; the shader's rows count the I pairs.
     const [rows, perWorkgroup] = this.glu ? [n / 2, this.rowsPerWorkgroup / 2] : [undefined, this.rowsPerWorkgroup];
     return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
-      params: PARAMS.createBuffer(this.device, name, { rows: rows ?? chunk.rows, cols: k, rowOffset: chunk.firstRow }),
+      params: PARAMS.createBuffer(this.device, name, { rows: rows ?? chunk.rows, cols: k, rowOffset: chunk.firstRow, eps: this.rmsNorm?.eps ?? 0 }),
       buffers: [chunk.buffer, x, y, ...biasBuffer],
       workgroups: workgroups1d(rows ?? chunk.rows, perWorkgroup, maxGroups),
     }));
