@@ -100,11 +100,11 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.rmsNorm ? ['RMS_NORM'] : []),
   ];
   const options = [
-    ...(v.rmsNorm ? ['rms'] : []),
     ...(v.bias ? ['bias'] : []),
     ...(v.outF32 ? ['outf32'] : []),
     ...(v.residual ? ['residual'] : []),
     ...(v.glu ? [`glu_${v.glu}`] : []),
+    ...(v.rmsNorm ? ['rms'] : []), // last, as gemv's keys
   ];
   const shape = `t${v.threadsPerRow}r${GEMV_COALESCED_ROWS_PER_THREAD}x${X_CACHE}_wg${GEMV_COALESCED_WORKGROUP}`;
   return {

@@ -129,14 +129,14 @@ it('the RMS_NORM variants are among gemvCoalescedVariants, plain, bias and both 
   const rms = variants.filter((v) => flagsOf(v.spec).includes('RMS_NORM'));
   expect(rms.length).toBe(2 * 4 * (features.has('subgroups') ? 2 : 1)); // dtypes × (plain, bias, silu, gelu_tanh) × reductions
   for (const { key, spec } of rms) {
-    expect(key, key).toMatch(/^gemv_coalesced_f(16|32)_(sg|wgred)_rms_/);
+    expect(key, key).toMatch(/^gemv_coalesced_f(16|32)_(sg|wgred)_.*rms_t/);
     expect(flagsOf(spec).filter((f) => ['OUT_F32', 'RESIDUAL'].includes(f)), key).toEqual([]);
     if (key.includes('_f16_') && !features.has('shader-f16')) continue; // said: no F16 on this adapter, F32 ones compile
     const info = await pipelineCache(gpu.device).module(spec.shader, spec.flags).getCompilationInfo();
     expect(info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`), key).toEqual([]);
   }
   const keys = rms.map((v) => v.key);
-  for (const options of ['rms', 'rms_bias', 'rms_glu_silu', 'rms_glu_gelu_tanh']) expect(keys).toContain(`gemv_coalesced_f32_wgred_${options}_t32r2x512_wg256`);
+  for (const options of ['rms', 'bias_rms', 'glu_silu_rms', 'glu_gelu_tanh_rms']) expect(keys).toContain(`gemv_coalesced_f32_wgred_${options}_t32r2x512_wg256`);
 });
 
 describe.each(['F32', 'F16'] as const)('gemv_coalesced rmsNorm %s', (dtype) => {
