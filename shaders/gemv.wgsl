@@ -59,7 +59,7 @@ const MAX_TOKENS = 1u;
 #endif
 const ACC = MAX_ROWS_PER_THREAD * MAX_TOKENS; // accumulators: [row of W][token]
 #ifdef RMS_NORM
-const SLOTS = ACC + 1u; // what a thread reduces: its accumulators and its sum of x²
+const SLOTS = ACC + MAX_TOKENS; // what a thread reduces: its accumulators and its sums of x² (a token each)
 #else
 const SLOTS = ACC;
 #endif
@@ -97,6 +97,16 @@ fn wAt(e: u32) -> f32 { return w[e / 4u][e % 4u]; }
 fn xAt(e: u32) -> f32 { return x[e / 4u][e % 4u]; }
 #endif
 
+// RMS_NORM: rms_norm.wgsl's scale from a row's sum of squares (summed in another order
+// here): x·s is the normed row. Else 1, which the compiler folds away.
+fn rmsScale(squares: f32) -> f32 {
+#ifdef RMS_NORM
+  return 1.0 / sqrt(squares / f32(params.cols) + params.eps);
+#else
+  return 1.0;
+#endif
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let lane = lid % THREADS_PER_ROW;          // which slice of K
@@ -109,9 +119,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   // return: every invocation must reach the reduction) and are not written.
   var base: array<u32, MAX_ROWS_PER_THREAD>; // first element of each row
   var acc: array<f32, ACC>; // this thread's partial dot products: acc[j * MAX_TOKENS + t], row j, token t
-#ifdef RMS_NORM
-  var squares = 0.0; // Σ x² over this thread's slice of K
-#endif
+  var squares: array<f32, MAX_TOKENS>; // RMS_NORM: Σ x² over this thread's slice of K, per token (zeros)
 #ifdef GLU
   // A thread's rows are `pairs` gate rows and the up rows that go with them (I further on),
   // so the epilogue has both halves of its outputs; each row is summed exactly as the
@@ -165,9 +173,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         if (t + u >= TOKENS) { break; }
 #ifdef F16
         let xv = widen(pair[u]);
+#ifdef RMS_NORM
+        squares[t + u] += select(0.0, dot(xv[0], xv[0]) + dot(xv[1], xv[1]), live);
+#endif
         for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j * MAX_TOKENS + t + u] += select(0.0, dot(wv[j][0], xv[0]) + dot(wv[j][1], xv[1]), live); }
 #else
         let xv = pair[u];
+#ifdef RMS_NORM
+        squares[t + u] += select(0.0, dot(xv, xv), live);
+#endif
         for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j * MAX_TOKENS + t + u] += select(0.0, dot(wv[j], xv), live); }
 #endif
       }
@@ -176,9 +190,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var t = 0u; t < TOKENS; t++) {
 #ifdef F16
       let xv = widen(x[t * vectors + k]);
+#ifdef RMS_NORM
+      squares[t] += select(0.0, dot(xv[0], xv[0]) + dot(xv[1], xv[1]), live);
+#endif
       for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j * MAX_TOKENS + t] += select(0.0, dot(wv[j][0], xv[0]) + dot(wv[j][1], xv[1]), live); }
 #else
       let xv = x[t * vectors + k];
+#ifdef RMS_NORM
+      squares[t] += select(0.0, dot(xv, xv), live);
+#endif
       for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j * MAX_TOKENS + t] += select(0.0, dot(wv[j], xv), live); }
 #endif
     }
@@ -189,7 +209,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 #ifdef F16
     let xv = widen(x[k]);
 #ifdef RMS_NORM
-    squares += dot(xv[0], xv[0]) + dot(xv[1], xv[1]);
+    squares[0] += dot(xv[0], xv[0]) + dot(xv[1], xv[1]);
 #endif
     for (var j = 0u; j < ROWS_PER_THREAD; j++) {
       let wv = widen(w[base[j] / VEC + k]);
@@ -198,7 +218,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 #else
     let xv = x[k];
 #ifdef RMS_NORM
-    squares += dot(xv, xv);
+    squares[0] += dot(xv, xv);
 #endif
     for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] += dot(w[base[j] / VEC + k], xv); }
 #endif
@@ -208,7 +228,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var t = 0u; t < TOKENS; t++) {
       let xe = xAt(t * K + e);
 #ifdef RMS_NORM
-      squares += xe * xe; // TOKENS is 1
+      squares[t] += xe * xe;
 #endif
       for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j * MAX_TOKENS + t] += wAt(base[j] + e) * xe; }
     }
@@ -223,7 +243,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       for (var t = 0u; t < TOKENS; t++) { acc[j * MAX_TOKENS + t] += subgroupShuffleXor(acc[j * MAX_TOKENS + t], o); }
     }
 #ifdef RMS_NORM
-    squares += subgroupShuffleXor(squares, o);
+    for (var t = 0u; t < TOKENS; t++) { squares[t] += subgroupShuffleXor(squares[t], o); }
 #endif
   }
 #else
@@ -232,7 +252,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   // lavapipe every barrier is a coroutine switch per subgroup).
   for (var a = 0u; a < ACC; a++) { partial[lid * SLOTS + a] = acc[a]; }
 #ifdef RMS_NORM
-  partial[lid * SLOTS + ACC] = squares;
+  for (var t = 0u; t < TOKENS; t++) { partial[lid * SLOTS + ACC + t] = squares[t]; }
 #endif
   for (var o = THREADS_PER_ROW / 2u; o > 0u; o /= 2u) {
     workgroupBarrier();
@@ -242,21 +262,16 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   for (var a = 0u; a < ACC; a++) { acc[a] = partial[lid * SLOTS + a]; }
 #ifdef RMS_NORM
-  squares = partial[lid * SLOTS + ACC];
+  for (var t = 0u; t < TOKENS; t++) { squares[t] = partial[lid * SLOTS + ACC + t]; }
 #endif
 #endif
 
   if (lane != 0u) { return; }
-#ifdef RMS_NORM
-  // rms_norm.wgsl's scale (its sum of squares in another order): x·s is the normed row.
-  let s = 1.0 / sqrt(squares / f32(K) + params.eps);
-#else
-  let s = 1.0;
-#endif
 #ifdef GLU
   for (var j = 0u; j < pairs; j++) {
     let row = firstRow + j;
     if (row >= params.rows) { break; }
+    let s = rmsScale(squares[0]);
     y[params.rowOffset + row] = glu(acc[j] * s, acc[j + pairs] * s);
   }
 #else
@@ -265,6 +280,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (row >= params.rows) { break; }
     for (var t = 0u; t < TOKENS; t++) {
       let at = t * params.yStride + params.rowOffset + row;
+      let s = rmsScale(squares[t]);
 #ifdef BIAS
       let r = acc[j * MAX_TOKENS + t] * s + f32(bias[params.rowOffset + row]);
 #else

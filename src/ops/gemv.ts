@@ -89,8 +89,9 @@ export interface GemvOptions {
    * RMSNorm in the kernel: x is an un-normalised row (the residual stream) and y = s·(W·x)
    * (+ b), s = 1/sqrt(mean(x²) + eps) over x's K elements, as shaders/rms_norm.wgsl's scale;
    * the norm's weight is folded into W's columns at load (ScaleColumns), so the norm needs
-   * no dispatch of its own. With glu, both halves are scaled before the activation. Not
-   * with residual, outF32 or tokens > 1.
+   * no dispatch of its own. With glu, both halves are scaled before the activation; with
+   * tokens, each row of x by its own scale, bit for bit as one row alone. Not with residual
+   * or outF32.
    */
   rmsNorm?: { eps: number };
 }
@@ -139,8 +140,8 @@ export function gemvBatchable(device: GPUDevice, tokens: number): boolean {
 
 /**
  * The BATCH variants a batched decode pass of `tokens` rows uses (the projections, the
- * residual ones, the f32 LM head), for the test that compiles variants: one per row count
- * in use, so not every count up to GEMV_MAX_TOKENS.
+ * residual ones, the f32 LM head, the RMS_NORM ones of folded norms), for the test that
+ * compiles variants: one per row count in use, so not every count up to GEMV_MAX_TOKENS.
  */
 export function gemvBatchVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>, tokens = 4): { key: string; spec: PipelineSpec }[] {
   if (!features.has('subgroups')) return [];
@@ -151,6 +152,7 @@ export function gemvBatchVariants(dtypes: readonly ComputeDtype[], features: Rea
         variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX, glu: null, rmsNorm: false }),
         variant({ dtype, subgroups: true, bias, outF32: false, residual: true, tokens, shareX, glu: null, rmsNorm: false }),
         ...(dtype === 'F16' ? [variant({ dtype, subgroups: true, bias, outF32: true, residual: false, tokens, shareX, glu: null, rmsNorm: false })] : []),
+        variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX, glu: null, rmsNorm: true }),
       ]),
     ),
   );
@@ -210,7 +212,7 @@ export class Gemv {
     // subgroups batches its decode with the matmul instead (gemvBatchable).
     if (tokens > 1 && options.glu) throw new Error(`gemv: the GLU epilogue is for one token, not ${tokens}`);
     const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null;
-    if (rmsNorm && (residual || options.outF32 || tokens > 1)) throw new Error('gemv: rmsNorm takes no residual, outF32 or tokens > 1');
+    if (rmsNorm && (residual || options.outF32)) throw new Error('gemv: rmsNorm takes no residual or outF32');
     if (rmsNorm && !(Number.isFinite(rmsNorm.eps) && rmsNorm.eps >= 0)) throw new Error(`gemv: rmsNorm's eps must be a finite number ≥ 0, not ${rmsNorm.eps}`);
     if (tokens > 1 && !subgroups) throw new Error(`gemv: tokens > 1 needs the subgroup reduction (the device's 'subgroups' feature)`);
     // Sharing x needs subgroups of at least 8 (lane ^ 4); the reduction alone needs 4.

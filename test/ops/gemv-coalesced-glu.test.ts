@@ -147,7 +147,7 @@ it('the GLU variants are among gemvCoalescedVariants, both acts, neither bias no
   const variants = gemvCoalescedVariants(['F32', 'F16'], features);
   const flagsOf = (spec: { flags?: readonly string[] }): readonly string[] => spec.flags ?? [];
   const glu = variants.filter((v) => flagsOf(v.spec).includes('GLU'));
-  expect(glu.length).toBe(2 * 2 * (features.has('subgroups') ? 2 : 1)); // dtypes × acts × reductions
+  expect(glu.length).toBe(2 * 2 * 2 * (features.has('subgroups') ? 2 : 1)); // dtypes × acts × RMS_NORM or not × reductions
   for (const { key, spec } of glu) {
     expect(flagsOf(spec).filter((f) => ['BIAS', 'OUT_F32', 'RESIDUAL'].includes(f)), key).toEqual([]);
     expect(flagsOf(spec).includes('GELU_TANH'), key).toBe(key.includes('_glu_gelu_tanh_'));
