@@ -6,7 +6,7 @@
 import { Add } from '../ops/add.js';
 import { Embedding } from '../ops/embedding.js';
 import { QEmbedding } from '../ops/qembedding.js';
-import { Gemv, gemvBatchable } from '../ops/gemv.js';
+import { Gemv, gemvBatchable, type GemvOptions } from '../ops/gemv.js';
 import { GemvCoalesced } from '../ops/gemv-coalesced.js';
 import { familyKernels, type KernelFamily } from './kernel-family.js';
 import { NormAddNorm } from '../ops/norm-add-norm.js';
@@ -18,6 +18,7 @@ import type { QuantKind } from '../gpu/quantized-tensor.js';
 import type { ComputeDtype } from '../ops/op.js';
 import { RmsNorm } from '../ops/rms-norm.js';
 import { Rope } from '../ops/rope.js';
+import { ScaleColumns } from '../ops/scale-columns.js';
 import { Softcap } from '../ops/softcap.js';
 import { Swiglu } from '../ops/swiglu.js';
 import type { ModelConfig } from './config.js';
@@ -67,6 +68,11 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
   const normOptions = { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' };
   const qkNorm = f.qkNorm ? normOptions : null;
   const { gemv, matmul, attention } = familyKernels(needs.family);
+  // Layer norms folded into the dense linears after them (LlamaModel.foldNorms): where the
+  // norm's weight multiplies (not Gemma's 1 + w, whose sandwich norms run fused with the
+  // residual add anyway) and the weights are dense.
+  const foldNorms = canFoldNorms(config, needs);
+  const rmsNorm = { eps: config.rmsNormEps };
   const pending = {
     embedding: Embedding.create(device, dtype),
     qEmbedding: q((kind) => QEmbedding.create(device, kind, dtype)) as Promise<QEmbedding> | null,
@@ -86,6 +92,12 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     // the decode's gate_up_proj with the MLP's activation in its epilogue: one dispatch, not two
     gemvGlu: gemv(device, dtype, { glu: f.act }),
     qGemvGlu: q((kind) => QGemv.create(device, kind, dtype, { glu: f.act })) as Promise<QGemv> | null,
+    // the decode's q/k/v and gate/up projections with the norm before them inside (folded norms)
+    gemvRms: foldNorms ? gemv(device, dtype, { rmsNorm }) : null,
+    gemvRmsBias: foldNorms && bias ? gemv(device, dtype, { rmsNorm, bias: true }) : null,
+    gemvRmsGlu: foldNorms ? gemv(device, dtype, { rmsNorm, glu: f.act }) : null,
+    // W ← W·diag(norm weight), once at load
+    scaleColumns: foldNorms ? ScaleColumns.create(device, dtype) : null,
     qGemv: q((kind) => QGemv.create(device, kind, dtype)) as Promise<QGemv> | null,
     qGemvBias: bias ? (q((kind) => QGemv.create(device, kind, dtype, { bias: true })) as Promise<QGemv> | null) : null,
     qMatmul: q((kind) => QMatmul.create(device, kind, dtype)) as Promise<QMatmul> | null,
@@ -96,7 +108,7 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     ...quantizedResidualLinears(device, dtype, !f.sandwichNorms ? needs.quantized : null, bias),
     // The batched decode passes (one row per sequence), by row count (decodeRowCounts).
     decodeBatch: Promise.all(
-      decodeRowCounts(needs.decodeRows).map(async (rows) => [rows, await batchedDecodeKernels(device, dtype, rows, needs, bias, !f.sandwichNorms && needs.quantized === null, matmul)] as const),
+      decodeRowCounts(needs.decodeRows).map(async (rows) => [rows, await batchedDecodeKernels(device, dtype, rows, needs, bias, !f.sandwichNorms && needs.quantized === null, foldNorms ? rmsNorm : null, matmul)] as const),
     ).then((entries) => new Map(entries)),
     // x[:, perm]: an act-order linear's input, in the column order its weight was repacked to
     permute: needs.permute ? Permute.create(device, dtype) : null,
@@ -133,6 +145,15 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
 }
 
 /**
+ * Whether the model's layer norms fold into the linears after them: a norm that multiplies
+ * by its weight (y = w·norm(x): Llama, Mistral, Qwen, Phi-3, SmolLM3; not Gemma's 1 + w with
+ * sandwich norms) before dense linears (none quantized on load or in the checkpoint).
+ */
+export function canFoldNorms(config: ModelConfig, needs: KernelNeeds): boolean {
+  return config.features.norm === 'w' && !config.features.sandwichNorms && needs.quantized === null;
+}
+
+/**
  * Row counts of the batched decode passes of a model with `slots` KV slots: the powers of
  * two below it, and itself (4 slots: 2 and 4). A step runs the smallest that holds its
  * sequences, so 2 of 8 slots busy cost a 2-row pass, not an 8-row one (on lavapipe the
@@ -148,7 +169,7 @@ export function decodeRowCounts(slots: number): number[] {
 /** The linear kernels of a batched decode pass: the gemvs over its rows, or null (the pass takes the matmuls). */
 export interface BatchedDecodeKernels {
   /** Dense linears as gemvs over the pass's rows (GemvOptions.tokens); the residual ones only where residual linears exist. */
-  gemv: { plain: Gemv; bias: Gemv | null; residual: Gemv | null; residualBias: Gemv | null } | null;
+  gemv: { plain: Gemv; bias: Gemv | null; residual: Gemv | null; residualBias: Gemv | null; rms: Gemv | null; rmsBias: Gemv | null } | null;
   /** The LM head over the rows, f32 logits: a gemv over them, or a matmul. */
   lmHead: Gemv | GemvCoalesced | Awaited<ReturnType<ReturnType<typeof familyKernels>['matmul']>>;
   qLmHead: QMatmul | null;
@@ -167,19 +188,24 @@ async function batchedDecodeKernels(
   needs: KernelNeeds,
   bias: boolean,
   residual: boolean,
+  rmsNorm: { eps: number } | null,
   matmul: ReturnType<typeof familyKernels>['matmul'],
 ): Promise<BatchedDecodeKernels> {
   const useGemv = needs.family === 'software' && gemvBatchable(device, rows);
-  const make = (options: { bias?: boolean; residual?: boolean; outF32?: boolean }) => Gemv.create(device, dtype, { ...options, tokens: rows });
-  const [plain, withBias, res, resBias, lmHead, qLmHead] = await Promise.all([
+  const make = (options: GemvOptions) => Gemv.create(device, dtype, { ...options, tokens: rows });
+  // rms: the projections after a folded norm, each row normalised in the gemv as one row
+  // alone is (so a batched sequence decodes exactly as alone)
+  const [plain, withBias, res, resBias, rms, rmsBias, lmHead, qLmHead] = await Promise.all([
     useGemv ? make({}) : null,
     useGemv && bias ? make({ bias: true }) : null,
     useGemv && residual ? make({ residual: true }) : null,
     useGemv && residual && bias ? make({ residual: true, bias: true }) : null,
+    useGemv && rmsNorm ? make({ rmsNorm }) : null,
+    useGemv && rmsNorm && bias ? make({ rmsNorm, bias: true }) : null,
     useGemv ? make({ outF32: true }) : matmul(device, dtype, { outF32: true, tileM: rowsTile(rows) }),
     needs.quantized ? QMatmul.create(device, needs.quantized, dtype, { outF32: true, tileM: rowsTile(rows) }) : null,
   ]);
-  return { gemv: plain && { plain, bias: withBias, residual: res, residualBias: resBias }, lmHead: lmHead!, qLmHead };
+  return { gemv: plain && { plain, bias: withBias, residual: res, residualBias: resBias, rms, rmsBias }, lmHead: lmHead!, qLmHead };
 }
 
 /** The residual variants of the quantized linears of `kind` (y += W·x (+ b)), null where there is no kind. */

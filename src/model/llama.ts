@@ -29,7 +29,7 @@ import { quietWait } from '../gpu/quiet-wait.js';
 import { Step } from '../gpu/step.js';
 import type { RowView } from '../ops/qkv-rope-store.js';
 import { QGemv } from '../ops/qgemv.js';
-import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp, submitOne } from '../ops/op.js';
+import { type ComputeDtype, computeBytes, encodeOp, type PreparedOp, runOps, submitOne } from '../ops/op.js';
 import type { ModelConfig } from './config.js';
 import { compileKernels, isGemv, type Kernels, type RopeTable, SMALL_PREFILL_ROWS } from './kernels.js';
 import { type KernelChoice, type KernelFamily, kernelFamily } from './kernel-family.js';
@@ -97,6 +97,16 @@ interface Pass {
 const DECODE_DESCRIPTORS = { 'model.decode': { label: 'model.decode' }, 'model.decode_rows': { label: 'model.decode_rows' } } as const;
 type DecodeLabel = keyof typeof DECODE_DESCRIPTORS;
 
+/** A 1-D tensor of ones shaped and typed like `like` (F16 or F32), in one buffer. */
+function unitVector(device: GPUDevice, name: string, like: GpuTensor): GpuTensor & { destroy(): void } {
+  const [n] = like.shape;
+  const values = like.dtype === 'F16' ? new Uint16Array(n).fill(0x3c00) : new Float32Array(n).fill(1);
+  const buffer = device.createBuffer({ label: name, size: Math.max(16, Math.ceil(values.byteLength / 16) * 16), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(buffer, 0, values);
+  const chunk = { buffer, firstRow: 0, rows: n, byteLength: values.byteLength };
+  return { name, shape: [n], storageDtype: like.dtype, dtype: like.dtype, chunks: [chunk], rowsPerChunk: n, byteLength: values.byteLength, destroy: () => buffer.destroy() };
+}
+
 export class LlamaModel {
   private readonly owned: { destroy(): void }[] = [];
   private prefill!: Map<number, Pass>; // by prepared rows (PREFILL_ROWS)
@@ -117,6 +127,8 @@ export class LlamaModel {
   private history!: Uint32Array; // (contextLength,) the id at each cached position, for a re-run
   private readonly joinedGateUp = new Map<number, string>(); // layer → its [gate; up] tensor (joinGateUp)
   private readonly joinedQkv = new Map<number, { weight: string; bias: string | null }>(); // layer → its [q; k; v] tensors (joinQkv)
+  private readonly foldedNorms = new Set<string>(); // norm weights folded into the linears after them (foldNorms)
+  private unitNorm: GpuTensor | null = null; // (hidden,) ones: the weight of a folded norm in a pass of several rows
   /** (slots, V) f32: row r the logits of the r-th row of the last decodeRows (row 0 after forward). */
   logits!: GPUBuffer;
 
@@ -193,6 +205,7 @@ export class LlamaModel {
       model.splitFused();
       await model.joinGateUp(ops);
       await model.joinQkv();
+      await model.foldNorms(ops);
       model.build(ops);
     } catch (e) {
       model.dispose();
@@ -277,6 +290,42 @@ export class LlamaModel {
     return true;
   }
 
+  /**
+   * Each layer's input_norm and pre_mlp_norm weight w → the columns of the linears that read
+   * the norm's output (q/k/v and gate/up, joined or not): W ← W·diag(w), once, on the GPU
+   * (ScaleColumns). Then a decode row needs no norm dispatch: the RMS_NORM gemv normalises
+   * the residual stream itself and W carries w. A pass of several rows norms with a unit
+   * weight before its matmuls. Where compileKernels compiled the ops for it (canFoldNorms:
+   * w multiplies, all linears dense). In f16, W·w rounds once where HF rounds the normed
+   * row twice (x·s, then w·): the same size of error, in another place.
+   */
+  private async foldNorms(ops: Kernels): Promise<void> {
+    if (!ops.scaleColumns) return;
+    const folds: PreparedOp[] = [];
+    for (const [i, l] of this.names.layers.entries()) {
+      const qkv = this.joinedQkv.get(i);
+      const gateUp = 'fused' in l.gateUp ? [l.gateUp.fused] : this.joinedGateUp.has(i) ? [this.joinedGateUp.get(i)!] : [l.gateUp.gate, l.gateUp.up];
+      const readers: [norm: string, linears: string[]][] = [[l.inputNorm, qkv ? [qkv.weight] : [l.q, l.k, l.v]], [l.preMlpNorm, gateUp]];
+      for (const [norm, linears] of readers) {
+        for (const name of linears) folds.push(ops.scaleColumns.prepare(`model.fold.${name}`, this.weight(name), this.weight(norm)));
+        this.foldedNorms.add(norm);
+      }
+    }
+    if (!folds.length) return;
+    const like = this.weight(this.names.layers[0].inputNorm);
+    this.unitNorm = this.own(unitVector(this.device, 'model.unit_norm', like));
+    try {
+      await runOps(this.device, folds, 'model.fold_norms');
+    } finally {
+      folds.forEach((op) => op.destroy());
+    }
+    // Nothing reads a folded norm's weight again (passes of several rows take unitNorm).
+    for (const norm of this.foldedNorms) {
+      destroyTensor(this.weight(norm));
+      this.weights.delete(norm);
+    }
+  }
+
   /** Phi-3's fused qkv_proj → q, k, v by GPU copies (the fused tensor is freed after); joinQkv then joins dense ones again. */
   private splitFused(): void {
     for (const split of this.names.splits) {
@@ -359,6 +408,8 @@ export class LlamaModel {
       const gemv = rows === 1;
       const batch = kind === 'decode' && rows > 1 ? ops.decodeBatch.get(rows)! : null;
       const gemvRows = batch?.gemv ?? null;
+      // the linears after a folded norm can normalise their input themselves (RMS_NORM gemvs)
+      const rmsGemv = gemv ? ops.gemvRms !== null : (gemvRows?.rms ?? null) !== null;
       const small = rows <= SMALL_PREFILL_ROWS;
       const out: Pass = { ops: [], step };
       // What b.permuted holds: `input` gathered by `perm`, valid until any other op runs.
@@ -375,10 +426,19 @@ export class LlamaModel {
       // MLP's [gate; up] and output = act(gate·input) · (up·input), one dispatch, where a GLU
       // gemv of the weight's kind is here and its rows are one chunk; else the answer is false
       // (the caller projects, then runs the activation).
-      const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer, residual = false, glu = false): boolean => {
+      const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer, { residual = false, glu = false, normed = true } = {}): boolean => {
         const bt = bias === null ? undefined : this.weight(bias);
         const qt = this.weights.quantized.get(weight);
         if (glu && !(gemv && bt === undefined && !residual && (qt ?? this.weight(weight)).chunks.length === 1)) return false;
+        // !normed: input is the residual stream and the norm before this linear is folded into
+        // it (foldNorms): the RMS_NORM gemv (one row, or a batched pass's) normalises it.
+        if (!normed) {
+          const rms = gemv ? { plain: ops.gemvRms, bias: ops.gemvRmsBias } : { plain: gemvRows?.rms, bias: gemvRows?.rmsBias };
+          const op = qt || residual ? null : glu ? ops.gemvRmsGlu : bt ? rms.bias : rms.plain;
+          if (!op || (glu && op.glu !== f.act)) throw new Error(`${label}: no RMS_NORM gemv was compiled for this folded linear`);
+          add(op.prepare(label, this.weight(weight), input, output, bt));
+          return true;
+        }
         if (qt) {
           // [weight kind][compute dtype]: the quantized ops, chosen once the weight says so
           const op = glu ? (ops.qGemvGlu?.glu === f.act ? ops.qGemvGlu : null)
@@ -406,8 +466,9 @@ export class LlamaModel {
         add(isGemv(op) ? op.prepare(label, wt, input, output, bt) : op.prepare(label, rows, wt, input, output, bt));
         return true;
       };
-      const norm = (label: string, weight: string, input: GPUBuffer, output: GPUBuffer, normRows = rows, width = h) =>
-        add(ops.norm.prepare(label, normRows, width, input, this.weight(weight), output));
+      // weight null: a unit weight (the norm's own is folded into the linears after it)
+      const norm = (label: string, weight: string | null, input: GPUBuffer, output: GPUBuffer, normRows = rows, width = h) =>
+        add(ops.norm.prepare(label, normRows, width, input, weight === null ? this.unitNorm! : this.weight(weight), output));
       // x = x + post_norm?(W·input (+ b)) for o_proj and down_proj. A linear with no
       // post-norm adds into x in its epilogue (one dispatch, not two). Gemma's post-normed
       // blocks project into b.proj, then one norm_add_norm adds post_norm(b.proj) into x and
@@ -420,7 +481,7 @@ export class LlamaModel {
           add(ops.normAddNorm!.prepare(residualLabel, rows, h, b.proj, this.weight(postNorm), x, nextNorm));
           return next !== null;
         }
-        if (!linear(label, weight, bias, input, x, true)) {
+        if (!linear(label, weight, bias, input, x, { residual: true })) {
           linear(label, weight, bias, input, b.proj);
           add(ops.add.prepare(residualLabel, rows * h, x, b.proj));
         }
@@ -437,17 +498,23 @@ export class LlamaModel {
         const p = `${tag}.layers.${i}`;
         const kindOf = f.layers[i];
         // ── attention: x = x + post?(o_proj(attn(rope(q_norm?(q_proj(rms(x)))), rope(k_norm?(k_proj(rms(x)))), v_proj(rms(x)))))
-        if (!inputNormed) norm(`${p}.input_norm`, l.inputNorm, x, b.normed);
+        // A norm folded into the linears after it (foldNorms): the RMS_NORM gemvs normalise
+        // (no dispatch here); a prefill's matmuls take rows normed with a unit weight, as W
+        // carries the norm's.
+        const [inputFolded, mlpFolded] = [this.foldedNorms.has(l.inputNorm), this.foldedNorms.has(l.preMlpNorm)];
+        const normedIn = inputFolded && rmsGemv ? x : b.normed;
+        if (!inputNormed && normedIn === b.normed) norm(`${p}.input_norm`, inputFolded ? null : l.inputNorm, x, b.normed);
+        const inOpts = { normed: normedIn === b.normed };
         const joinedQkv = this.joinedQkv.get(i);
         let views: { q: RowView; k: RowView; v: RowView };
         if (joinedQkv) {
-          linear(`${p}.qkv_proj`, joinedQkv.weight, joinedQkv.bias, b.normed, b.qkv!);
+          linear(`${p}.qkv_proj`, joinedQkv.weight, joinedQkv.bias, normedIn, b.qkv!, inOpts);
           const view = (offset: number): RowView => ({ buffer: b.qkv!, offset, stride: qkvWidth });
           views = { q: view(0), k: view(qDim), v: view(qDim + kvDim) };
         } else {
-          linear(`${p}.q_proj`, l.q, l.qBias, b.normed, b.qIn!);
-          linear(`${p}.k_proj`, l.k, l.kBias, b.normed, b.kIn!);
-          linear(`${p}.v_proj`, l.v, l.vBias, b.normed, b.vIn!);
+          linear(`${p}.q_proj`, l.q, l.qBias, normedIn, b.qIn!, inOpts);
+          linear(`${p}.k_proj`, l.k, l.kBias, normedIn, b.kIn!, inOpts);
+          linear(`${p}.v_proj`, l.v, l.vBias, normedIn, b.vIn!, inOpts);
           views = { q: { buffer: b.qIn!, offset: 0, stride: qDim }, k: { buffer: b.kIn!, offset: 0, stride: kvDim }, v: { buffer: b.vIn!, offset: 0, stride: kvDim } };
         }
         // q_norm/k_norm per head (modeling_qwen3.py), rope, and k, v into the cache: one dispatch
@@ -464,22 +531,24 @@ export class LlamaModel {
           : ops.attention.prepare(`${p}.attention`, shape, attnBuffers));
         const mlpNormed = project(`${p}.o_proj`, l.o, l.oBias, b.attn, `${p}.attn_residual`, l.postAttnNorm, l.preMlpNorm);
         // ── MLP: x = x + post?(down_proj(act(gate_proj(rms(x))) · up_proj(rms(x))))
-        if (!mlpNormed) norm(`${p}.pre_mlp_norm`, l.preMlpNorm, x, b.normed);
+        const normedMlp = mlpFolded && rmsGemv ? x : b.normed;
+        if (!mlpNormed && normedMlp === b.normed) norm(`${p}.pre_mlp_norm`, mlpFolded ? null : l.preMlpNorm, x, b.normed);
+        const mlpOpts = { normed: normedMlp === b.normed };
         const joinedGateUp = this.joinedGateUp.get(i);
         const gateUp = 'fused' in l.gateUp ? l.gateUp.fused : joinedGateUp;
-        if (gateUp !== undefined && linear(`${p}.gate_up_act`, gateUp, null, b.normed, b.mlp, false, true)) {
+        if (gateUp !== undefined && linear(`${p}.gate_up_act`, gateUp, null, normedMlp, b.mlp, { ...mlpOpts, glu: true })) {
           // gate_up_proj and the activation in one decode dispatch (the GLU gemv)
         } else if ('fused' in l.gateUp) {
           // gate_up_proj's rows are [gate; up]: each output row is [gate | up] (modeling_phi3.py chunk(2))
-          linear(`${p}.gate_up_proj`, l.gateUp.fused, null, b.normed, b.gateUp);
+          linear(`${p}.gate_up_proj`, l.gateUp.fused, null, normedMlp, b.gateUp, mlpOpts);
           add(ops.mlpAct.prepare(`${p}.mlp_act`, rows, inter, [b.gateUp], b.mlp));
         } else if (joinedGateUp !== undefined) {
           // gate_proj and up_proj joined at load (joinGateUp): the same [gate | up] rows
-          linear(`${p}.gate_up_proj`, joinedGateUp, null, b.normed, b.gateUp);
+          linear(`${p}.gate_up_proj`, joinedGateUp, null, normedMlp, b.gateUp, mlpOpts);
           add(ops.mlpActJoined!.prepare(`${p}.mlp_act`, rows, inter, [b.gateUp], b.mlp));
         } else {
-          linear(`${p}.gate_proj`, l.gateUp.gate, l.gateBias, b.normed, b.gateUp);
-          linear(`${p}.up_proj`, l.gateUp.up, l.upBias, b.normed, b.up!);
+          linear(`${p}.gate_proj`, l.gateUp.gate, l.gateBias, normedMlp, b.gateUp, mlpOpts);
+          linear(`${p}.up_proj`, l.gateUp.up, l.upBias, normedMlp, b.up!, mlpOpts);
           add(ops.mlpAct.prepare(`${p}.mlp_act`, rows, inter, [b.gateUp, b.up!], b.mlp));
         }
         const nextLayer = this.names.layers[i + 1];
@@ -661,8 +730,9 @@ export class LlamaModel {
   }
 
   /**
-   * Weight bytes one decode step reads: every matrix and norm once, the LM head whole; the
-   * embedding table only for its one row (unless it is also the tied LM head).
+   * Weight bytes one decode step reads: every matrix and norm once (a folded norm lives in
+   * its linears' columns), the LM head whole; the embedding table only for its one row
+   * (unless it is also the tied LM head).
    */
   get weightBytesPerToken(): number {
     let bytes = 0;

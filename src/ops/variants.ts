@@ -26,6 +26,7 @@ import { repackVariants } from './repack.js';
 import type { ComputeDtype } from './op.js';
 import { permuteVariants } from './permute.js';
 import { rmsNormVariants } from './rms-norm.js';
+import { scaleColumnsVariants } from './scale-columns.js';
 import { sampleVariants } from './sample.js';
 import { softcapVariants } from './softcap.js';
 import { softmaxVariants } from './softmax.js';
@@ -54,6 +55,7 @@ export function allVariants(features: ReadonlySet<string>): Variant[] {
     ...addVariants(dtypes),
     ...embeddingVariants(dtypes, features),
     ...rmsNormVariants(dtypes, features),
+    ...scaleColumnsVariants(dtypes, features),
     ...normAddNormVariants(dtypes, features),
     ...ropeVariants(dtypes, features),
     ...swigluVariants(dtypes, features),

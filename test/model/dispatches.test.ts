@@ -1,13 +1,15 @@
 // Dispatches per decode token, per layer, for each family of step 12 (issue 21's goal: ≤ 10
-// a layer). A Llama layer: input_norm, qkv_proj (q/k/v joined at load), qkv_rope_store
-// (q/k norms + rope + the K/V store), attention, o_proj (+ the residual add), pre_mlp_norm,
-// gate_up_act (gate/up joined at load, or stored fused, with the activation in the gemv's
-// epilogue), down_proj (+ the residual add): 8. Gemma's sandwich norms normalise o_proj's
-// and down_proj's outputs before the add, so those two project into a buffer and one
-// norm_add_norm each adds post_norm(projection) into x and writes the next pre-norm
+// a layer). A dense Llama layer: qkv_proj (q/k/v joined at load, input_norm folded into it:
+// the RMS_NORM gemv normalises x), qkv_rope_store (q/k norms + rope + the K/V store),
+// attention, o_proj (+ the residual add), gate_up_act (gate/up joined at load, or stored
+// fused, pre_mlp_norm folded in, the activation in the epilogue), down_proj (+ the residual
+// add): 6. Quantized linears keep their norms (a norm's weight cannot fold into quantized
+// columns): 8. Gemma's (1 + w) norms do not fold either, and its sandwich norms normalise
+// o_proj's and down_proj's outputs before the add, so those two project into a buffer and
+// one norm_add_norm each adds post_norm(projection) into x and writes the next pre-norm
 // (pre_mlp_norm; the next layer's input_norm): 8 too, and the first layer's own input_norm
-// once. Quantized q/k/v and gate/up join as the dense ones do, qgemv adds into the residual
-// stream and has the GLU epilogue too.
+// once. Quantized q/k/v and gate/up join as the dense ones do, and qgemv adds into the
+// residual stream and has the GLU epilogue too.
 
 import { describe, expect, it } from 'vitest';
 import { loadReferenceModel } from '../support/model-reference.js';
@@ -15,14 +17,14 @@ import { useGpuTestDevice } from '../support/gpu-helpers.js';
 
 const gpu = useGpuTestDevice('test.dispatches');
 
-// [per layer, once more]
-const PER_LAYER: Record<string, [number, number]> = {
-  'llama-gqa': [8, 0],
-  'mistral-window': [8, 0],
-  qwen3: [8, 0],
-  phi3: [8, 0],
-  gemma2: [8, 1],
-  gemma3: [8, 1],
+// [per layer dense, quantized, once more]
+const PER_LAYER: Record<string, [number, number, number]> = {
+  'llama-gqa': [6, 8, 0],
+  'mistral-window': [6, 8, 0],
+  qwen3: [6, 8, 0],
+  phi3: [6, 8, 0],
+  gemma2: [8, 8, 1],
+  gemma3: [8, 8, 1],
 };
 
 // Quantized on load the same, where the parts join: q4 of a 64-wide model has 2 groups a
@@ -30,10 +32,10 @@ const PER_LAYER: Record<string, [number, number]> = {
 // (concat-quantized.ts): q/k/v and gate/up stay apart there, 4 dispatches more (q, k, v
 // apart; gate, up and the activation apart). Real widths (≥ 576) join; q8 (no zero points)
 // joins here too.
-const CASES = Object.entries(PER_LAYER).flatMap(([name, [perLayer, once]]) => [
-  [name, 'dense', perLayer, once],
-  [name, 'q8', perLayer, once],
-  [name, 'q4', ['llama-gqa', 'mistral-window', 'qwen3'].includes(name) ? perLayer + 4 : perLayer, once],
+const CASES = Object.entries(PER_LAYER).flatMap(([name, [dense, quantized, once]]) => [
+  [name, 'dense', dense, once],
+  [name, 'q8', quantized, once],
+  [name, 'q4', ['llama-gqa', 'mistral-window', 'qwen3'].includes(name) ? quantized + 4 : quantized, once],
 ] as const);
 
 describe.each(CASES)('%s %s', (name, weights, perLayer, once) => {
