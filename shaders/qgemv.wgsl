@@ -3,14 +3,22 @@
 // Launcher: src/ops/qgemv.ts. Variants: Q4 (8 nibbles per word; else q8, 4 signed bytes),
 // F16 (x, y, bias f16), SUBGROUPS (x shared by subgroupBroadcast), BIAS, OUT_F32, RESIDUAL
 // (y += W·x (+ b): y is the residual stream, so o_proj and down_proj need no add dispatch),
-// GENERIC (the per-word path), GLU (below). Scale storage (f16 pairs or f32) and zero points
-// are Params flags.
+// GENERIC (the per-word path), GLU (below), RMS_NORM (below). Scale storage (f16 pairs or f32)
+// and zero points are Params flags.
 //
 // GLU: gate_up_proj and the MLP's activation in one dispatch. W (2I, K) holds [gate; up] (gate
 // rows 0..I-1, up rows I..2I-1) and y (I,) = glu(gate_i·x, up_i·x) (common/glu.wgsl; GELU_TANH
 // picks GeGLU). Each invocation computes ROWS_PER_THREAD / 2 gate rows and their up rows itself,
 // each summed exactly as the plain variant sums it, so y is bit for bit the unfused qgemv (2I
 // values rounded to T) then swiglu.wgsl FUSED, with no exchange between invocations.
+//
+// RMS_NORM: the decode's RMSNorm in the projection after it. x is the un-normalised row (the
+// residual stream) and y = r·Σ_k W[n,k]·(x[k]·g[k]) (+ b), g the norm's weight (K,) (`norm`),
+// r = 1/sqrt(Σ x²/K + eps) as rms_norm.wgsl computes it; GLU: glu(r·gate, r·up). A quantized
+// W cannot carry g in its columns (per-group scales), as the dense gemv's does, so g scales
+// each chunk of x where it is loaded, once for all rows: x·g in f32 feeds the products and Σ x
+// of the zero-point term alike, and the squares of x as stored (not times g, not pre-scaled)
+// give r, applied to the row sums before the epilogue.
 //
 // Per group, Σ_i s·(q_i − z)·x_i = s·(Σ q_i·x_i − z·Σ x_i): the inner loop is unpack + FMA,
 // and Σ x_i is shared by every row.
@@ -66,6 +74,7 @@ struct Params {
   groupSize: u32,  // G, a multiple of 8
   scalesF16: u32,  // 1: scales are f16 pairs, 0: f32
   hasZeros: u32,   // 1: zero points in `zeros`, 0: DEFAULT_ZERO (zeros is a placeholder)
+  eps: f32,        // RMS_NORM: the norm's eps (0 otherwise)
 }
 
 override ROWS_PER_THREAD: u32; // ≤ MAX_ROWS
@@ -85,11 +94,36 @@ const MAX_ROWS = 4u;           // capacity of the per-row arrays (function array
 #ifdef BIAS
 @group(0) @binding(6) var<storage, read> bias: array<T>;         // (N,)
 #endif
+// RMS_NORM: the norm's weight g, after the bindings above (bound in order: 7 with BIAS, else 6).
+#ifdef RMS_NORM
+#ifdef BIAS
+@group(0) @binding(7) var<storage, read> norm: array<u32>;       // (K,) f16 pairs or f32 bits, as x
+#else
+@group(0) @binding(6) var<storage, read> norm: array<u32>;       // (K,) f16 pairs or f32 bits, as x
+#endif
 
-// One chunk of x as f32, pre-scaled for dotWord, and its sum.
+// Elements e..e + 3 of g (e a multiple of 4).
+fn norm4(e: u32) -> vec4f {
+#ifdef F16
+  return vec4f(unpack2x16float(norm[e / 2u]), unpack2x16float(norm[e / 2u + 1u]));
+#else
+  return bitcast<vec4f>(vec4u(norm[e], norm[e + 1u], norm[e + 2u], norm[e + 3u]));
+#endif
+}
+
+// rms_norm.wgsl's scale from the sum of x² over the row.
+fn rmsScale(squares: f32) -> f32 {
+  return 1.0 / sqrt(squares / f32(params.cols) + params.eps);
+}
+#endif
+
+// One chunk of x as f32, pre-scaled for dotWord, and its sum (RMS_NORM: of x·g, and x's squares).
 struct XChunk {
   v: array<vec4f, XV>,
   sum: f32,
+#ifdef RMS_NORM
+  squares: f32,
+#endif
 }
 
 #ifdef Q4
@@ -147,23 +181,45 @@ fn xChunk(c: u32, sgLane: u32) -> XChunk {
   let lane = sgLane % 8u;
   var xc: XChunk;
   var part = 0.0;
+#ifdef RMS_NORM
+  var squares = 0.0;
+#endif
   for (var i = 0u; i < XWORDS / 8u; i++) {
     let word = x[c * XWORDS + 8u * i + lane];
 #ifdef F16
     // Elements 16i + 2·lane + (0, 1): nibble positions 2·(lane % 2) + (0, 1) in their 4.
+#ifdef RMS_NORM
+    let raw = unpack2x16float(word);
+    squares += dot(raw, raw);
+    let v = raw * unpack2x16float(norm[c * XWORDS + 8u * i + lane]);
+#else
     let v = unpack2x16float(word);
+#endif
     part += v.x + v.y;
     let got = share(v * select(PRESCALE.xy, PRESCALE.zw, lane % 2u == 1u));
     for (var m = 0u; m < 4u; m++) { xc.v[4u * i + m] = got[m]; }
 #else
     // Element 8i + lane: nibble position lane % 4.
+#ifdef RMS_NORM
+    let raw = bitcast<f32>(word);
+    squares += raw * raw;
+    let v = raw * bitcast<f32>(norm[c * XWORDS + 8u * i + lane]);
+#else
     let v = bitcast<f32>(word);
+#endif
     part += v;
     let got = share(v * PRESCALE[lane % 4u]);
     for (var m = 0u; m < 2u; m++) { xc.v[2u * i + m] = got[m]; }
 #endif
   }
+#ifdef RMS_NORM
+  // Both sums in one subgroup operation.
+  let sums = subgroupAdd(select(vec2f(0.0), vec2f(part, squares), lane == sgLane));
+  xc.sum = sums.x;
+  xc.squares = sums.y;
+#else
   xc.sum = subgroupAdd(select(0.0, part, lane == sgLane));
+#endif
   return xc;
 }
 #else
@@ -171,16 +227,28 @@ fn xChunk(c: u32, sgLane: u32) -> XChunk {
 fn xChunk(c: u32, sgLane: u32) -> XChunk {
   var xc: XChunk;
   var t = vec4f(0.0);
+#ifdef RMS_NORM
+  var squares = vec4f(0.0);
+#endif
   for (var i = 0u; i < XV; i++) {
 #ifdef F16
-    let v = vec4f(unpack2x16float(x[c * XWORDS + 2u * i]), unpack2x16float(x[c * XWORDS + 2u * i + 1u]));
+    let raw = vec4f(unpack2x16float(x[c * XWORDS + 2u * i]), unpack2x16float(x[c * XWORDS + 2u * i + 1u]));
 #else
-    let v = bitcast<vec4f>(vec4u(x[c * XWORDS + 4u * i], x[c * XWORDS + 4u * i + 1u], x[c * XWORDS + 4u * i + 2u], x[c * XWORDS + 4u * i + 3u]));
+    let raw = bitcast<vec4f>(vec4u(x[c * XWORDS + 4u * i], x[c * XWORDS + 4u * i + 1u], x[c * XWORDS + 4u * i + 2u], x[c * XWORDS + 4u * i + 3u]));
+#endif
+#ifdef RMS_NORM
+    squares += raw * raw;
+    let v = raw * norm4(c * CHUNK + 4u * i);
+#else
+    let v = raw;
 #endif
     t += v;
     xc.v[i] = v * PRESCALE;
   }
   xc.sum = (t.x + t.y) + (t.z + t.w);
+#ifdef RMS_NORM
+  xc.squares = (squares.x + squares.y) + (squares.z + squares.w);
+#endif
   return xc;
 }
 #endif
@@ -239,6 +307,9 @@ fn main(
 #endif
   var rowGroup: array<u32, MAX_ROWS>; // first group of the row
   var acc: array<f32, MAX_ROWS>;
+#ifdef RMS_NORM
+  var squares = 0.0; // Σ x² over the row, the same in every invocation
+#endif
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
 #ifdef GLU
     let row = min(firstPair + j % pairs, params.rows - 1u) + select(0u, params.rows, j >= pairs);
@@ -287,6 +358,9 @@ fn main(
       for (var i = 0u; i < CHUNKS_PER_BLOCK; i++) {
         let c = b * CHUNKS_PER_BLOCK + i;
         let xc = xChunk(c, sgLane);
+#ifdef RMS_NORM
+        squares += xc.squares;
+#endif
         let g = (i * CHUNK) >> gShift; // the chunk's group in the block
         for (var j = 0u; j < ROWS_PER_THREAD; j++) {
           let dq = dotChunk(data[rowChunk[j] + c], xc);
@@ -304,16 +378,30 @@ fn main(
     let wordsPerRow = K / EPW;
     for (var w = 0u; w < wordsPerRow; w++) {
 #ifdef F16
-      let a = vec4f(unpack2x16float(x[w * (EPW / 2u)]), unpack2x16float(x[w * (EPW / 2u) + 1u]));
+      let rawA = vec4f(unpack2x16float(x[w * (EPW / 2u)]), unpack2x16float(x[w * (EPW / 2u) + 1u]));
 #ifdef Q4
-      let b = vec4f(unpack2x16float(x[w * 4u + 2u]), unpack2x16float(x[w * 4u + 3u]));
+      let rawB = vec4f(unpack2x16float(x[w * 4u + 2u]), unpack2x16float(x[w * 4u + 3u]));
+#endif
+#else
+      let rawA = bitcast<vec4f>(vec4u(x[w * EPW], x[w * EPW + 1u], x[w * EPW + 2u], x[w * EPW + 3u]));
+#ifdef Q4
+      let rawB = bitcast<vec4f>(vec4u(x[w * 8u + 4u], x[w * 8u + 5u], x[w * 8u + 6u], x[w * 8u + 7u]));
+#endif
+#endif
+#ifdef RMS_NORM
+      // The squares of x as stored, then x·g for the products and their sum.
+      squares += dot(rawA, rawA);
+      let a = rawA * norm4(w * EPW);
+#ifdef Q4
+      squares += dot(rawB, rawB);
+      let b = rawB * norm4(w * EPW + 4u);
 #else
       let b = a;
 #endif
 #else
-      let a = bitcast<vec4f>(vec4u(x[w * EPW], x[w * EPW + 1u], x[w * EPW + 2u], x[w * EPW + 3u]));
+      let a = rawA;
 #ifdef Q4
-      let b = bitcast<vec4f>(vec4u(x[w * 8u + 4u], x[w * 8u + 5u], x[w * 8u + 6u], x[w * 8u + 7u]));
+      let b = rawB;
 #else
       let b = a;
 #endif
@@ -332,6 +420,12 @@ fn main(
       }
     }
   }
+#endif
+
+#ifdef RMS_NORM
+  // The normed row's sums: each sum times r, before the bias or the GLU (glu(r·gate, r·up)).
+  let rms = rmsScale(squares);
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] *= rms; }
 #endif
 
 #ifdef GLU

@@ -18,6 +18,13 @@
 // GLU (QGemvOptions.glu): gate_up_proj and the MLP's act(gate) * up in one dispatch. The weight
 // (2I, K) is the joined [gate; up], one chunk; y (I,) = glu(gate_i·x, up_i·x), bit for bit the
 // unfused qgemv into (2I,) then Swiglu fused, with a dispatch and the (2I,) intermediate saved.
+//
+// RMS_NORM (QGemvOptions.rmsNorm): the decode's RMSNorm in the projection after it (q/k/v,
+// gate/up), a dispatch of one workgroup saved per norm. x is the un-normalised residual stream
+// and prepare() takes the norm's weight g, which the kernel multiplies into x (a quantized W
+// cannot carry it in its columns, as the dense gemv's does): y = r·(W·(x·g)) (+ b), r =
+// 1/sqrt(mean(x²) + eps). Napkin math: per chunk of x, one more load and multiply per element
+// of g and a square, shared by all ROWS_PER_THREAD rows, against ~4 ops per weight per row.
 
 import { workgroups1d } from '../gpu/dispatch.js';
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
@@ -49,6 +56,7 @@ const PARAMS = new ParamsLayout([
   ['groupSize', 'u32'],
   ['scalesF16', 'u32'], // 1: f16 scale pairs
   ['hasZeros', 'u32'], // 1: zero points bound
+  ['eps', 'f32'], // rmsNorm's eps (0 without)
 ] as const);
 
 type Path = 'block' | 'word';
@@ -65,6 +73,8 @@ interface VariantChoice {
   path: Path;
   /** y = act(gate) * up over the weight's [gate; up] rows (QGemvOptions.glu): never with bias, outF32, residual. */
   glu?: SwigluAct;
+  /** RMS_NORM: x is un-normalised and prepare() takes the norm's weight (QGemvOptions.rmsNorm). */
+  rmsNorm?: boolean;
 }
 
 export interface QGemvOptions extends GemvOptions {
@@ -74,6 +84,14 @@ export interface QGemvOptions extends GemvOptions {
    * outF32 or residual.
    */
   glu?: SwigluAct;
+  /**
+   * RMSNorm in the kernel: x is an un-normalised row (the residual stream), prepare() takes
+   * the norm's weight g (K,), and y = s·Σ_k W[n,k]·(x[k]·g[k]) (+ b), s = 1/sqrt(mean(x²) + eps)
+   * as shaders/rms_norm.wgsl's scale (x·g in f32, not rounded to the compute dtype as the
+   * unfused norm rounds its output). With glu: glu(s·gate, s·up). Not with residual or outF32.
+   * Unlike the dense Gemv's, g is not folded into W (per-group scales cannot take it).
+   */
+  rmsNorm?: { eps: number };
 }
 
 /** Shader flags of a weight kind: Q4, or none for q8. */
@@ -93,7 +111,8 @@ const QGEMV_PIPELINES: Record<QuantKind, Record<ComputeDtype, (v: Omit<VariantCh
 /**
  * Every variant: both kinds and paths, the dtypes given, subgroup ones only where the device
  * has them; RESIDUAL writes the compute dtype (the residual stream), so never with OUT_F32;
- * GLU with each act, with none of bias, OUT_F32, RESIDUAL.
+ * GLU with each act, with none of bias, OUT_F32, RESIDUAL; RMS_NORM over plain, bias and
+ * both GLU acts (the projections after a norm), never with OUT_F32 or RESIDUAL.
  */
 export function qgemvVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const subgroups = features.has('subgroups') ? [false, true] : [false];
@@ -106,6 +125,8 @@ export function qgemvVariants(dtypes: readonly ComputeDtype[], features: Readonl
             QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32: false, residual: true, path }),
           ]),
           ...GLU_ACTS.map((glu) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias: false, outF32: false, residual: false, path, glu })),
+          ...[false, true].map((bias) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32: false, residual: false, path, rmsNorm: true })),
+          ...GLU_ACTS.map((glu) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias: false, outF32: false, residual: false, path, glu, rmsNorm: true })),
         ]),
       ),
     ),
@@ -123,10 +144,11 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.path === 'word' ? ['GENERIC'] : []),
     ...(v.glu ? ['GLU'] : []),
     ...(v.glu === 'gelu_tanh' ? ['GELU_TANH'] : []),
+    ...(v.rmsNorm ? ['RMS_NORM'] : []),
   ];
   const options = [
     ...(v.subgroups ? ['sg'] : []), ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []),
-    ...(v.glu ? [`glu_${v.glu}`] : []),
+    ...(v.glu ? [`glu_${v.glu}`] : []), ...(v.rmsNorm ? ['rms'] : []), // rms last, as gemv's keys
   ];
   const name = ['qgemv', v.kind, v.dtype.toLowerCase(), v.path, ...options];
   return {
@@ -174,6 +196,8 @@ export class QGemv {
     readonly residual: boolean,
     /** y = act(gate) * up over the weight's [gate; up] rows (QGemvOptions.glu). */
     readonly glu: SwigluAct | undefined,
+    /** The RMSNorm the kernel applies to x (QGemvOptions.rmsNorm), or null. */
+    readonly rmsNorm: { readonly eps: number } | null,
   ) {}
 
   /**
@@ -181,6 +205,8 @@ export class QGemv {
    * with subgroups of at least 8 invocations (adapterInfo.subgroupMinSize); true requires it.
    * options.residual: y += W·x (+ b), as Gemv's (not with outF32). options.tokens: 1 only.
    * options.glu: the weight is [gate; up] and y = act(gate) * up (not with bias, outF32, residual).
+   * options.rmsNorm: x is normalised in the kernel, prepare() takes the norm's weight (not with
+   * residual or outF32).
    */
   static async create(device: GPUDevice, kind: QuantKind, dtype: ComputeDtype, options: QGemvOptions = {}): Promise<QGemv> {
     if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`qgemv: F16 compute needs the device feature 'shader-f16'`);
@@ -196,14 +222,17 @@ export class QGemv {
     // of Llama-family MLPs have none), no f32 logits, no residual stream to add to.
     const refused = glu ? (['bias', 'outF32', 'residual'] as const).filter((o) => options[o]) : [];
     if (refused.length) throw new Error(`qgemv: glu cannot be combined with ${refused.join(', ')}`);
+    const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null;
+    if (rmsNorm && (residual || options.outF32)) throw new Error('qgemv: rmsNorm takes no residual or outF32');
+    if (rmsNorm && !(Number.isFinite(rmsNorm.eps) && rmsNorm.eps >= 0)) throw new Error(`qgemv: rmsNorm's eps must be a finite number ≥ 0, not ${rmsNorm.eps}`);
     const outF32 = dtype === 'F16' && (options.outF32 ?? false);
     const cache = pipelineCache(device);
     const get = (path: Path) => {
-      const { key, spec } = QGEMV_PIPELINES[kind][dtype]({ subgroups, bias, outF32, residual, path, glu });
+      const { key, spec } = QGEMV_PIPELINES[kind][dtype]({ subgroups, bias, outF32, residual, path, glu, rmsNorm: rmsNorm !== null });
       return cache.get(key, spec);
     };
     const [block, word] = await Promise.all([get('block'), get('word')]);
-    return new QGemv(device, { block, word }, kind, dtype, bias, options.outF32 ?? false, subgroups, residual, glu);
+    return new QGemv(device, { block, word }, kind, dtype, bias, options.outF32 ?? false, subgroups, residual, glu, rmsNorm);
   }
 
   /**
@@ -211,12 +240,19 @@ export class QGemv {
    * y: (N,) in the compute dtype, or f32 with outF32; distinct from x. bias: (N,) in the
    * compute dtype, one chunk, given exactly when created with bias. Created with residual:
    * y is read too, y += W·x (+ bias). Created with glu: weight (2I, K) = [gate; up] in one
-   * chunk, y (I,) in the compute dtype = act(gate·x) * (up·x).
+   * chunk, y (I,) in the compute dtype = act(gate·x) * (up·x). norm: the RMSNorm's weight
+   * (K,) in the compute dtype, one chunk, given exactly when created with rmsNorm (x is then
+   * the un-normalised row).
    */
-  prepare(label: string, weight: QuantizedTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
+  prepare(label: string, weight: QuantizedTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor, norm?: GpuTensor): PreparedOp {
     const [n, k] = checkQuantizedWeight(label, 'qgemv', weight, this.kind);
     if (this.bias !== (bias !== undefined)) throw new Error(`${label}: qgemv was created ${this.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
     if (bias) checkWeight(label, bias, this.dtype, [n]);
+    if ((this.rmsNorm !== null) !== (norm !== undefined)) throw new Error(`${label}: qgemv was created ${this.rmsNorm ? 'with' : 'without'} rmsNorm, prepare got ${norm ? 'a' : 'no'} norm weight`);
+    if (norm) {
+      checkWeight(label, norm, this.dtype, [k]);
+      if (norm.chunks.length !== 1) throw new Error(`${label}: qgemv's norm weight ${norm.name} is in ${norm.chunks.length} chunks, not one`);
+    }
     if (this.glu) {
       // Each invocation reads gate row i and up row I + i from the same buffers.
       if (weight.chunks.length !== 1) throw new Error(`${label}: a GLU gemv needs the gate and up rows in one chunk, not ${weight.chunks.length}`);
@@ -231,6 +267,7 @@ export class QGemv {
 
     const pipeline = this.pipelines[qgemvPath(weight)];
     const biasBuffer = bias ? [singleBuffer(bias)] : [];
+    const normBuffer = norm ? [singleBuffer(norm)] : []; // bound after the bias (the shader's RMS_NORM binding)
     const noZeros = placeholderZeros(this.device, label);
     const buffers: GPUBuffer[] = [noZeros];
     const dispatches: PreparedDispatch[] = weight.chunks.map((chunk, i) => {
@@ -242,9 +279,10 @@ export class QGemv {
         groupSize: weight.groupSize,
         scalesF16: weight.scaleDtype === 'F16' ? 1 : 0,
         hasZeros: chunk.zeros ? 1 : 0,
+        eps: this.rmsNorm?.eps ?? 0,
       });
       buffers.push(params);
-      const bindGroup = bindBuffers(this.device, pipeline, name, [params, chunk.data, chunk.scales, chunk.zeros ?? noZeros, x, y, ...biasBuffer]);
+      const bindGroup = bindBuffers(this.device, pipeline, name, [params, chunk.data, chunk.scales, chunk.zeros ?? noZeros, x, y, ...biasBuffer, ...normBuffer]);
       const workgroups = this.glu
         ? workgroups1d(outRows, QGEMV_GLU_PAIRS_PER_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension)
         : workgroups1d(chunk.rows, QGEMV_ROWS_PER_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
