@@ -117,7 +117,8 @@ fn rmsScale(squares: f32) -> f32 {
 }
 #endif
 
-// One chunk of x as f32, pre-scaled for dotWord, and its sum (RMS_NORM: of x·g, and x's squares).
+// One chunk of x as f32, pre-scaled for dotWord, and its sum (RMS_NORM: of x·g), and x's squares
+// (RMS_NORM; SUBGROUPS: this lane's share of them).
 struct XChunk {
   v: array<vec4f, XV>,
   sum: f32,
@@ -212,13 +213,10 @@ fn xChunk(c: u32, sgLane: u32) -> XChunk {
     for (var m = 0u; m < 2u; m++) { xc.v[2u * i + m] = got[m]; }
 #endif
   }
-#ifdef RMS_NORM
-  // Both sums in one subgroup operation.
-  let sums = subgroupAdd(select(vec2f(0.0), vec2f(part, squares), lane == sgLane));
-  xc.sum = sums.x;
-  xc.squares = sums.y;
-#else
   xc.sum = subgroupAdd(select(0.0, part, lane == sgLane));
+#ifdef RMS_NORM
+  // This lane's squares only: main reduces them once, after the last chunk.
+  xc.squares = squares;
 #endif
   return xc;
 }
@@ -423,6 +421,12 @@ fn main(
 #endif
 
 #ifdef RMS_NORM
+#ifdef SUBGROUPS
+#ifndef GENERIC
+  // The block path summed each lane's share of x's squares (first 8 lanes of the subgroup).
+  squares = subgroupAdd(select(0.0, squares, sgLane < 8u));
+#endif
+#endif
   // The normed row's sums: each sum times r, before the bias or the GLU (glu(r·gate, r·up)).
   let rms = rmsScale(squares);
   for (var j = 0u; j < ROWS_PER_THREAD; j++) { acc[j] *= rms; }
