@@ -72,6 +72,7 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
   // norm's weight multiplies (not Gemma's 1 + w, whose sandwich norms run fused with the
   // residual add anyway) and the weights are dense.
   const foldNorms = canFoldNorms(config, needs);
+  const quantizedNorms = canFuseQuantizedNorms(config, needs);
   const rmsNorm = { eps: config.rmsNormEps };
   const pending = {
     embedding: Embedding.create(device, dtype),
@@ -98,6 +99,10 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     gemvRmsGlu: foldNorms ? gemv(device, dtype, { rmsNorm, glu: f.act }) : null,
     // W ← W·diag(norm weight), once at load
     scaleColumns: foldNorms ? ScaleColumns.create(device, dtype) : null,
+    // quantized weights: the decode's qgemvs apply the norm (and its weight) to x themselves
+    qGemvRms: quantizedNorms ? q((kind) => QGemv.create(device, kind, dtype, { rmsNorm })) as Promise<QGemv> | null : null,
+    qGemvRmsBias: quantizedNorms && bias ? q((kind) => QGemv.create(device, kind, dtype, { rmsNorm, bias: true })) as Promise<QGemv> | null : null,
+    qGemvRmsGlu: quantizedNorms ? q((kind) => QGemv.create(device, kind, dtype, { rmsNorm, glu: f.act })) as Promise<QGemv> | null : null,
     qGemv: q((kind) => QGemv.create(device, kind, dtype)) as Promise<QGemv> | null,
     qGemvBias: bias ? (q((kind) => QGemv.create(device, kind, dtype, { bias: true })) as Promise<QGemv> | null) : null,
     qMatmul: q((kind) => QMatmul.create(device, kind, dtype)) as Promise<QMatmul> | null,
@@ -151,6 +156,16 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
  */
 export function canFoldNorms(config: ModelConfig, needs: KernelNeeds): boolean {
   return config.features.norm === 'w' && !config.features.sandwichNorms && needs.quantized === null;
+}
+
+/**
+ * Whether the quantized decode gemvs apply the layer norms before them (the norms of
+ * canFoldNorms), in the gpu family only: there a dispatch saved is worth microseconds and
+ * the norm's weight, loaded with x, next to nothing; on lavapipe those loads cost about
+ * what the norm's dispatch does (qgemv.ts: even at 3072×2048 q4, ~10% slower at 16384×2048).
+ */
+export function canFuseQuantizedNorms(config: ModelConfig, needs: KernelNeeds): boolean {
+  return config.features.norm === 'w' && !config.features.sandwichNorms && needs.quantized !== null && needs.family === 'gpu';
 }
 
 /**

@@ -128,6 +128,7 @@ export class LlamaModel {
   private readonly joinedGateUp = new Map<number, string>(); // layer → its [gate; up] tensor (joinGateUp)
   private readonly joinedQkv = new Map<number, { weight: string; bias: string | null }>(); // layer → its [q; k; v] tensors (joinQkv)
   private readonly foldedNorms = new Set<string>(); // norm weights folded into the linears after them (foldNorms)
+  private readonly qgemvNorms = new Set<string>(); // norms the quantized decode gemvs after them apply themselves (foldNorms)
   private unitNorm: GpuTensor | null = null; // (hidden,) ones: the weight of a folded norm in a pass of several rows
   /** (slots, V) f32: row r the logits of the r-th row of the last decodeRows (row 0 after forward). */
   logits!: GPUBuffer;
@@ -291,24 +292,32 @@ export class LlamaModel {
   }
 
   /**
-   * Each layer's input_norm and pre_mlp_norm weight w → the columns of the linears that read
-   * the norm's output (q/k/v and gate/up, joined or not): W ← W·diag(w), once, on the GPU
-   * (ScaleColumns). Then a decode row needs no norm dispatch: the RMS_NORM gemv normalises
-   * the residual stream itself and W carries w. A pass of several rows norms with a unit
-   * weight before its matmuls. Where compileKernels compiled the ops for it (canFoldNorms:
-   * w multiplies, all linears dense). In f16, W·w rounds once where HF rounds the normed
-   * row twice (x·s, then w·): the same size of error, in another place.
+   * Each layer's input_norm and pre_mlp_norm into the linears that read the norm's output
+   * (q/k/v and gate/up, joined or not), so a decode row needs no norm dispatch: the RMS_NORM
+   * gemvs normalise the residual stream themselves. Where the norm's weight w multiplies
+   * (compileKernels compiled the ops: canFoldNorms, canFuseQuantizedNorms):
+   * - dense linears: w goes into their columns, W ← W·diag(w), once, on the GPU
+   *   (ScaleColumns); a pass of several rows norms with a unit weight before its matmuls.
+   *   In f16, W·w rounds once where HF rounds the normed row twice (x·s, then w·): the same
+   *   size of error, in another place.
+   * - quantized linears (w cannot scale quantized columns): the RMS_NORM qgemv applies w to
+   *   x itself, and other passes norm as before. Not where an act-order input permutation
+   *   comes first (x would need w permuted too).
    */
   private async foldNorms(ops: Kernels): Promise<void> {
-    if (!ops.scaleColumns) return;
     const folds: PreparedOp[] = [];
     for (const [i, l] of this.names.layers.entries()) {
       const qkv = this.joinedQkv.get(i);
       const gateUp = 'fused' in l.gateUp ? [l.gateUp.fused] : this.joinedGateUp.has(i) ? [this.joinedGateUp.get(i)!] : [l.gateUp.gate, l.gateUp.up];
       const readers: [norm: string, linears: string[]][] = [[l.inputNorm, qkv ? [qkv.weight] : [l.q, l.k, l.v]], [l.preMlpNorm, gateUp]];
       for (const [norm, linears] of readers) {
-        for (const name of linears) folds.push(ops.scaleColumns.prepare(`model.fold.${name}`, this.weight(name), this.weight(norm)));
-        this.foldedNorms.add(norm);
+        const dense = linears.every((n) => this.weights.has(n));
+        if (dense && ops.scaleColumns) {
+          for (const name of linears) folds.push(ops.scaleColumns.prepare(`model.fold.${name}`, this.weight(name), this.weight(norm)));
+          this.foldedNorms.add(norm);
+        } else if (ops.qGemvRms && linears.every((n) => this.weights.quantized.has(n) && !this.weights.inputPerms.has(n))) {
+          this.qgemvNorms.add(norm);
+        }
       }
     }
     if (!folds.length) return;
@@ -408,8 +417,13 @@ export class LlamaModel {
       const gemv = rows === 1;
       const batch = kind === 'decode' && rows > 1 ? ops.decodeBatch.get(rows)! : null;
       const gemvRows = batch?.gemv ?? null;
-      // the linears after a folded norm can normalise their input themselves (RMS_NORM gemvs)
+      // A layer norm the linears after it apply themselves (foldNorms): `inLinear` where they
+      // normalise their input here (the RMS_NORM gemvs: folded ones in one row or a batched
+      // pass's, quantized ones in one row); `weight`, what a norm dispatch or a quantized
+      // RMS_NORM gemv takes: null for a folded norm (a unit weight, as W carries it).
       const rmsGemv = gemv ? ops.gemvRms !== null : (gemvRows?.rms ?? null) !== null;
+      const normPlan = (name: string): { inLinear: boolean; weight: string | null } =>
+        this.foldedNorms.has(name) ? { inLinear: rmsGemv, weight: null } : { inLinear: gemv && this.qgemvNorms.has(name), weight: name };
       const small = rows <= SMALL_PREFILL_ROWS;
       const out: Pass = { ops: [], step };
       // What b.permuted holds: `input` gathered by `perm`, valid until any other op runs.
@@ -426,15 +440,22 @@ export class LlamaModel {
       // MLP's [gate; up] and output = act(gate·input) · (up·input), one dispatch, where a GLU
       // gemv of the weight's kind is here and its rows are one chunk; else the answer is false
       // (the caller projects, then runs the activation).
-      const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer, { residual = false, glu = false, normed = true } = {}): boolean => {
+      const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer, { residual = false, glu = false, normed = true, norm = null as string | null } = {}): boolean => {
         const bt = bias === null ? undefined : this.weight(bias);
         const qt = this.weights.quantized.get(weight);
         if (glu && !(gemv && bt === undefined && !residual && (qt ?? this.weight(weight)).chunks.length === 1)) return false;
-        // !normed: input is the residual stream and the norm before this linear is folded into
-        // it (foldNorms): the RMS_NORM gemv (one row, or a batched pass's) normalises it.
+        // !normed: input is the residual stream and the norm before this linear is in it
+        // (foldNorms): the RMS_NORM gemv normalises it (one row, or a batched pass's); a
+        // quantized one takes the norm's weight too.
+        if (!normed && qt) {
+          const op = residual ? null : glu ? ops.qGemvRmsGlu : bt ? ops.qGemvRmsBias : ops.qGemvRms;
+          if (!op || norm === null || (glu && op.glu !== f.act)) throw new Error(`${label}: no RMS_NORM qgemv was compiled for this linear`);
+          add(op.prepare(label, qt, input, output, bt, this.weight(norm)));
+          return true;
+        }
         if (!normed) {
           const rms = gemv ? { plain: ops.gemvRms, bias: ops.gemvRmsBias } : { plain: gemvRows?.rms, bias: gemvRows?.rmsBias };
-          const op = qt || residual ? null : glu ? ops.gemvRmsGlu : bt ? rms.bias : rms.plain;
+          const op = residual ? null : glu ? ops.gemvRmsGlu : bt ? rms.bias : rms.plain;
           if (!op || (glu && op.glu !== f.act)) throw new Error(`${label}: no RMS_NORM gemv was compiled for this folded linear`);
           add(op.prepare(label, this.weight(weight), input, output, bt));
           return true;
@@ -501,10 +522,10 @@ export class LlamaModel {
         // A norm folded into the linears after it (foldNorms): the RMS_NORM gemvs normalise
         // (no dispatch here); a prefill's matmuls take rows normed with a unit weight, as W
         // carries the norm's.
-        const [inputFolded, mlpFolded] = [this.foldedNorms.has(l.inputNorm), this.foldedNorms.has(l.preMlpNorm)];
-        const normedIn = inputFolded && rmsGemv ? x : b.normed;
-        if (!inputNormed && normedIn === b.normed) norm(`${p}.input_norm`, inputFolded ? null : l.inputNorm, x, b.normed);
-        const inOpts = { normed: normedIn === b.normed };
+        const inputPlan = normPlan(l.inputNorm);
+        const normedIn = inputPlan.inLinear ? x : b.normed;
+        if (!inputNormed && !inputPlan.inLinear) norm(`${p}.input_norm`, inputPlan.weight, x, b.normed);
+        const inOpts = { normed: !inputPlan.inLinear, norm: inputPlan.weight };
         const joinedQkv = this.joinedQkv.get(i);
         let views: { q: RowView; k: RowView; v: RowView };
         if (joinedQkv) {
@@ -531,9 +552,10 @@ export class LlamaModel {
           : ops.attention.prepare(`${p}.attention`, shape, attnBuffers));
         const mlpNormed = project(`${p}.o_proj`, l.o, l.oBias, b.attn, `${p}.attn_residual`, l.postAttnNorm, l.preMlpNorm);
         // ── MLP: x = x + post?(down_proj(act(gate_proj(rms(x))) · up_proj(rms(x))))
-        const normedMlp = mlpFolded && rmsGemv ? x : b.normed;
-        if (!mlpNormed && normedMlp === b.normed) norm(`${p}.pre_mlp_norm`, mlpFolded ? null : l.preMlpNorm, x, b.normed);
-        const mlpOpts = { normed: normedMlp === b.normed };
+        const mlpPlan = normPlan(l.preMlpNorm);
+        const normedMlp = mlpPlan.inLinear ? x : b.normed;
+        if (!mlpNormed && !mlpPlan.inLinear) norm(`${p}.pre_mlp_norm`, mlpPlan.weight, x, b.normed);
+        const mlpOpts = { normed: !mlpPlan.inLinear, norm: mlpPlan.weight };
         const joinedGateUp = this.joinedGateUp.get(i);
         const gateUp = 'fused' in l.gateUp ? l.gateUp.fused : joinedGateUp;
         if (gateUp !== undefined && linear(`${p}.gate_up_act`, gateUp, null, normedMlp, b.mlp, { ...mlpOpts, glu: true })) {

@@ -3,8 +3,9 @@
 // the RMS_NORM gemv normalises x), qkv_rope_store (q/k norms + rope + the K/V store),
 // attention, o_proj (+ the residual add), gate_up_act (gate/up joined at load, or stored
 // fused, pre_mlp_norm folded in, the activation in the epilogue), down_proj (+ the residual
-// add): 6. Quantized linears keep their norms (a norm's weight cannot fold into quantized
-// columns): 8. Gemma's (1 + w) norms do not fold either, and its sandwich norms normalise
+// add): 6. Quantized linears keep their norms here (a norm's weight cannot fold into
+// quantized columns, and on this adapter the software family's qgemv applying it costs
+// what the dispatch does): 8; in the gpu family the qgemvs apply them (6: kernel-family.test.ts). Gemma's (1 + w) norms do not fold either, and its sandwich norms normalise
 // o_proj's and down_proj's outputs before the add, so those two project into a buffer and
 // one norm_add_norm each adds post_norm(projection) into x and writes the next pre-norm
 // (pre_mlp_norm; the next layer's input_norm): 8 too, and the first layer's own input_norm

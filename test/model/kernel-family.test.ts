@@ -30,6 +30,29 @@ describe.each(MODELS)('%s on the gpu kernels', (name) => {
   });
 });
 
+describe.each(['q8', 'q4'] as const)('quantized (%s) on the gpu kernels', (quantize) => {
+  // There the decode's qgemvs apply the layer norms themselves (RMS_NORM, the norm's weight
+  // on x); the software family runs them as dispatches. The rest is the same quantized
+  // kernels, so the two decode alike: the same greedy ids, logits to f32 rounding.
+  it('the norms inside the qgemvs: 2 dispatches a layer fewer, the same decode as separate norms', async () => {
+    const [gpuFamily, software] = [
+      await loadReferenceModel(gpu.device, 'qwen3', 'f32', 128, { quantize, kernels: 'gpu' }),
+      await loadReferenceModel(gpu.device, 'qwen3', 'f32', 128, { quantize, kernels: 'software' }),
+    ];
+    try {
+      const layers = gpuFamily.model.config.numLayers;
+      expect(software.model.decodeDispatches - gpuFamily.model.decodeDispatches).toBe(2 * layers);
+      const { prompt_ids: prompt } = gpuFamily.reference;
+      const [a, b] = [await greedy(gpuFamily.model, prompt, 0, 8), await greedy(software.model, prompt, 0, 8)];
+      expect(a).toEqual(b);
+      expect(nmse(await gpuFamily.model.readLogits(), await software.model.readLogits()), 'logits NMSE').toBeLessThan(1e-9);
+    } finally {
+      gpuFamily.model.dispose();
+      software.model.dispose();
+    }
+  });
+});
+
 it('batched decode on the gpu kernels: 3 sequences together give their solo ids', async () => {
   const { model, reference } = await loadReferenceModel(gpu.device, 'mistral-window', 'f32', 256, { parallel: 3, kernels: 'gpu' });
   const backend = await ModelBatchBackend.create(model);
