@@ -73,6 +73,21 @@ describe('quietWait', () => {
     }
   });
 
+  it('a wait with work queued behind it sleeps from its first poll; an ordinary one spins its first 2 ms', async () => {
+    enterQuiet(QUEUED_POLL_MS);
+    try {
+      expect(scheduledBy(nativeCallback)).toBe('Timeout');
+    } finally {
+      leaveQuiet();
+    }
+    enterQuiet();
+    try {
+      expect(scheduledBy(nativeCallback)).toBe('Immediate');
+    } finally {
+      leaveQuiet();
+    }
+  });
+
   it('restores setImmediate when the wait rejects, and only when the outermost wait ends', async () => {
     const device = {} as GPUDevice;
     markQuietDevice(device);
