@@ -15,6 +15,7 @@
 // to T, then added in T; the new x stored as T and squared from that stored value).
 // Variants: F16, ONE_PLUS_WEIGHT (Gemma's (1 + w), both norms), NEXT (also write out).
 #include "common/dtype.wgsl"
+#include "common/round_t.wgsl"
 
 struct Params {
   rows: u32,   // T: rows of the residual stream
@@ -53,8 +54,8 @@ fn normed(v: T, scale: f32, w: T) -> T {
 #ifdef ONE_PLUS_WEIGHT
   return T((f32(v) * scale) * (1.0 + f32(w)));
 #else
-  let h = T(f32(v) * scale);
-  return T(f32(w) * f32(h));
+  let h = roundT(f32(v) * scale);
+  return T(f32(w) * h);
 #endif
 }
 

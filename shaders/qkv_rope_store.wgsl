@@ -27,6 +27,7 @@
 //  - kv_store: a copy (of T values; finite values round-trip exactly).
 // Variants: F16 (f16 storage), NORM (+ ONE_PLUS_WEIGHT), SCALED.
 #include "common/dtype.wgsl"
+#include "common/round_t.wgsl"
 
 struct Params {
   n_heads: u32,    // Q heads per row
@@ -184,8 +185,8 @@ fn norm_element(h: Head, e: u32, scale: f32) -> T {
 #ifdef ONE_PLUS_WEIGHT
   return T((x * scale) * (1.0 + w));
 #else
-  let hx = T(x * scale);
-  return T(w * f32(hx));
+  let hx = roundT(x * scale);
+  return T(w * hx);
 #endif
 }
 

@@ -8,6 +8,7 @@
 //   transformers' GemmaRMSNorm: `output = self._norm(x.float())`,
 //   `output = output * (1.0 + self.weight.float())`, `return output.type_as(x)`).
 #include "common/dtype.wgsl"
+#include "common/round_t.wgsl"
 
 struct Params {
   rows: u32,   // T: rows to normalise
@@ -44,8 +45,8 @@ var<workgroup> partial: array<f32, WORKGROUP_SIZE>; // (WORKGROUP_SIZE,) sums of
 #else
     // HF: weight * h.to(input_dtype). An f16 × f16 product is exact in f32, so rounding it
     // once to f16 gives torch's f16 multiply bit for bit.
-    let h = T(f32(x[base + i]) * scale);
-    out[base + i] = T(f32(weight[i]) * f32(h));
+    let h = roundT(f32(x[base + i]) * scale);
+    out[base + i] = T(f32(weight[i]) * h);
 #endif
   }
 }

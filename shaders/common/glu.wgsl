@@ -5,6 +5,7 @@
 // GELU_TANH: GeGLU (Gemma's gelu_pytorch_tanh) instead of silu. Used by swiglu.wgsl and by
 // the linear kernels whose GLU variant computes gate and up rows and applies this in their
 // epilogue (one dispatch for gate_up_proj + act).
+#include "common/round_t.wgsl"
 
 // x · sigmoid(x). For x → −∞, exp(−x) overflows to +inf and the quotient is −0, as
 // torch's; for x → +∞ it is x.
@@ -26,25 +27,6 @@ fn gluAct(x: f32) -> f32 {
 #else
 fn gluAct(x: f32) -> f32 { return silu(x); }
 #endif
-
-// v rounded to T (to nearest, ties to even), as a store to a T buffer rounds it. Not
-// f32(T(v)), nor unpack2x16float(pack2x16float(v)): shader compilers may drop either round
-// trip as an identity (lavapipe does: NIR's inexact f2f32(f2f16(a)) → a), and a projection
-// rounded here must be the very value the unfused kernels store. So the rounding is done on
-// the bits: f16's normal range keeps 10 of f32's 23 mantissa bits; below it, f16's
-// subnormals are the multiples of 2^-24 (round() is exact there); at 65520 and past, inf.
-fn roundT(v: f32) -> f32 {
-#ifdef F16
-  let a = abs(v);
-  if (a < 6.103515625e-05) { return round(v * 16777216.0) * 5.9604644775390625e-08; }
-  let b = bitcast<u32>(v);
-  if (a >= 65520.0) { return bitcast<f32>((b & 0x80000000u) | 0x7f800000u); }
-  if (a != a) { return v; } // NaN stays NaN
-  return bitcast<f32>((b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u);
-#else
-  return v;
-#endif
-}
 
 // act(gate) * up from the two projections' values (f32 sums, or values already in T).
 fn glu(gate: f32, up: f32) -> T {

@@ -75,8 +75,16 @@ describe.each(['F32', 'F16'] as const)('rms_norm %s', (dtype) => {
       // ~1e-6 at most, NMSE ≤ 1e-11. F16: the output's f16 rounding alone gives NMSE up to
       // 2^-22 (2^-11 relative); h's f16 rounding may flip at a tie (the f32 scale differs by
       // ulps from float64's), one f16 ulp on a few elements: allow 2^-20.
-      const err = nmse(got, reference(x, asDtype(w, dtype), rows, hidden, dtype));
+      const want = reference(x, asDtype(w, dtype), rows, hidden, dtype);
+      const err = nmse(got, want);
       expect(err, `rows=${rows} hidden=${hidden} nmse=${err}`).toBeLessThan(dtype === 'F16' ? 2 ** -20 : 1e-11);
+      if (dtype === 'F16') {
+        // HF's two roundings (h, then w·h) bit for bit but where a tie flips: a kernel whose
+        // compiler dropped h's rounding (lavapipe drops f32(f16(v))) left ~25% of elements
+        // an ulp off; allow 1%.
+        const off = got.filter((v, i) => v !== roundF16(want[i])).length;
+        expect(off, `rows=${rows} hidden=${hidden}: ${off} of ${got.length} not torch's f16`).toBeLessThanOrEqual(Math.max(1, got.length / 100));
+      }
       op.destroy();
       weights.destroy();
       xBuf.destroy();
