@@ -26,7 +26,7 @@ import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { GemvOptions } from './gemv.js';
 import { checkLinearOperands, checkLinearOptions, prepareChunks } from './linear-prepare.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
-import type { SwigluAct } from './swiglu.js';
+import { SWIGLU_ACTS, type SwigluAct } from './swiglu.js';
 
 /** Invocations per workgroup: 8 warps of 32, enough to keep loads in flight, few enough to keep several workgroups per SM. */
 export const GEMV_COALESCED_WORKGROUP = 256;
@@ -59,8 +59,6 @@ interface VariantChoice {
   rmsNorm: boolean;
 }
 
-const GLU_ACTS: readonly SwigluAct[] = ['silu', 'gelu_tanh'];
-
 /**
  * Every variant at the default row group (32 lanes): both dtypes given, subgroup ones only
  * where the device has 'subgroups', the GLU ones (both acts) with neither bias, outF32 nor
@@ -81,10 +79,10 @@ export function gemvCoalescedVariants(dtypes: readonly ComputeDtype[], features:
           variant({ ...plain, dtype, subgroups: sg, bias, residual: true, glu: null }),
         ],
       ),
-      ...GLU_ACTS.map((glu) => variant({ ...plain, dtype, subgroups: sg, bias: false, glu })),
+      ...SWIGLU_ACTS.map((glu) => variant({ ...plain, dtype, subgroups: sg, bias: false, glu })),
       // RMS_NORM: plain, bias (q/k/v with a bias) and GLU (gate_up_proj).
       ...[false, true].map((bias) => variant({ ...plain, dtype, subgroups: sg, bias, glu: null, rmsNorm: true })),
-      ...GLU_ACTS.map((glu) => variant({ ...plain, dtype, subgroups: sg, bias: false, glu, rmsNorm: true })),
+      ...SWIGLU_ACTS.map((glu) => variant({ ...plain, dtype, subgroups: sg, bias: false, glu, rmsNorm: true })),
     ]),
   );
 }
@@ -155,7 +153,7 @@ export class GemvCoalesced {
   static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<GemvCoalesced> {
     checkLinearOptions('gemv_coalesced', device, dtype, options);
     const glu = options.glu ?? null;
-    if (glu !== null && !GLU_ACTS.includes(glu)) throw new Error(`gemv_coalesced: glu must be one of ${GLU_ACTS.join(', ')}, got ${String(glu)}`);
+    if (glu !== null && !SWIGLU_ACTS.includes(glu)) throw new Error(`gemv_coalesced: glu must be one of ${SWIGLU_ACTS.join(', ')}, got ${String(glu)}`);
     // A GemvOptions field this kernel has no variant for must not be dropped silently.
     const tokens = (options as { tokens?: number }).tokens ?? 1;
     if (tokens !== 1) throw new Error(`gemv_coalesced: one row of x only (tokens ${tokens}): use Gemv for a batched decode`);

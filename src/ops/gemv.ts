@@ -20,7 +20,7 @@ import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import { canShareX } from './qgemv.js';
 import { checkLinearOperands, checkLinearOptions, prepareChunks } from './linear-prepare.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
-import type { SwigluAct } from './swiglu.js';
+import { SWIGLU_ACTS, type SwigluAct } from './swiglu.js';
 
 /**
  * Threads splitting one row's K (a power of two ≤ 4, WebGPU's smallest subgroup, so a
@@ -130,15 +130,13 @@ export function gemvVariants(dtypes: readonly ComputeDtype[], features: Readonly
         ],
       ),
       // GLU: no bias, outF32 or residual
-      ...GLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, tokens: 1, shareX: false, glu, rmsNorm: false })),
+      ...SWIGLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, tokens: 1, shareX: false, glu, rmsNorm: false })),
       // RMS_NORM: the projections after a norm (q/k/v, with or without bias; gate/up with the GLU)
       ...[false, true].map((bias) => variant({ dtype, subgroups: sg, bias, outF32: false, residual: false, tokens: 1, shareX: false, glu: null, rmsNorm: true })),
-      ...GLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, tokens: 1, shareX: false, glu, rmsNorm: true })),
+      ...SWIGLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, tokens: 1, shareX: false, glu, rmsNorm: true })),
     ]),
   );
 }
-
-const GLU_ACTS: readonly SwigluAct[] = ['silu', 'gelu_tanh'];
 
 /** Whether a batched pass of `tokens` rows can use the gemv (else the small matmul). */
 export function gemvBatchable(device: GPUDevice, tokens: number): boolean {

@@ -37,7 +37,7 @@ import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { QuantKind, QuantizedTensor } from '../gpu/quantized-tensor.js';
 import type { GemvOptions } from './gemv.js';
-import type { SwigluAct } from './swiglu.js';
+import { SWIGLU_ACTS, type SwigluAct } from './swiglu.js';
 import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
 
 /**
@@ -50,7 +50,6 @@ export const QGEMV_WORKGROUP = 32;
 export const QGEMV_ROWS_PER_WORKGROUP = QGEMV_WORKGROUP * QGEMV_ROWS_PER_THREAD;
 /** GLU: each invocation computes half its rows as gate rows, half as their up rows (so ROWS_PER_THREAD is even). */
 export const QGEMV_GLU_PAIRS_PER_WORKGROUP = QGEMV_ROWS_PER_WORKGROUP / 2;
-const GLU_ACTS: readonly SwigluAct[] = ['silu', 'gelu_tanh'];
 /** Elements per block of the fast path (the shader's BLOCK). */
 const BLOCK = 128;
 
@@ -129,9 +128,9 @@ export function qgemvVariants(dtypes: readonly ComputeDtype[], features: Readonl
             ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32, residual: false, path })),
             QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32: false, residual: true, path }),
           ]),
-          ...GLU_ACTS.map((glu) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias: false, outF32: false, residual: false, path, glu })),
+          ...SWIGLU_ACTS.map((glu) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias: false, outF32: false, residual: false, path, glu })),
           ...[false, true].map((bias) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32: false, residual: false, path, rmsNorm: true })),
-          ...GLU_ACTS.map((glu) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias: false, outF32: false, residual: false, path, glu, rmsNorm: true })),
+          ...SWIGLU_ACTS.map((glu) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias: false, outF32: false, residual: false, path, glu, rmsNorm: true })),
         ]),
       ),
     ),
@@ -222,7 +221,7 @@ export class QGemv {
     if ((options.tokens ?? 1) !== 1) throw new Error(`qgemv: one row of x only, not tokens = ${options.tokens}`);
     const bias = options.bias ?? false;
     const glu = options.glu;
-    if (glu !== undefined && !GLU_ACTS.includes(glu)) throw new Error(`qgemv: glu must be one of ${GLU_ACTS.join(', ')}, got ${String(glu)}`);
+    if (glu !== undefined && !SWIGLU_ACTS.includes(glu)) throw new Error(`qgemv: glu must be one of ${SWIGLU_ACTS.join(', ')}, got ${String(glu)}`);
     // The epilogue writes act(gate) * up in the compute dtype: no bias (the joined projections
     // of Llama-family MLPs have none), no f32 logits, no residual stream to add to.
     const refused = glu ? (['bias', 'outF32', 'residual'] as const).filter((o) => options[o]) : [];

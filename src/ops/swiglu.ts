@@ -27,11 +27,12 @@ export interface SwigluOptions {
 }
 
 export type SwigluAct = 'silu' | 'gelu_tanh';
-const ACTS: readonly SwigluAct[] = ['silu', 'gelu_tanh'];
+/** Every activation: swiglu's, and the GLU epilogues' of the linear kernels (gemv, gemv_coalesced, qgemv). */
+export const SWIGLU_ACTS: readonly SwigluAct[] = ['silu', 'gelu_tanh'];
 
 /** Every variant of the shader, for the test that compiles them all (no feature beyond shader-f16 used). */
 export function swigluVariants(dtypes: readonly ComputeDtype[], _features: ReadonlySet<string> = new Set()): { key: string; spec: PipelineSpec }[] {
-  return dtypes.flatMap((dtype) => ACTS.flatMap((act) => [false, true].map((fused) => variant(dtype, fused, act))));
+  return dtypes.flatMap((dtype) => SWIGLU_ACTS.flatMap((act) => [false, true].map((fused) => variant(dtype, fused, act))));
 }
 
 function variant(dtype: ComputeDtype, fused: boolean, act: SwigluAct): { key: string; spec: PipelineSpec } {
@@ -58,7 +59,7 @@ export class Swiglu {
   static async create(device: GPUDevice, dtype: ComputeDtype, options: SwigluOptions = {}): Promise<Swiglu> {
     const fused = options.fused ?? false;
     const act = options.act ?? 'silu';
-    if (!ACTS.includes(act)) throw new Error(`swiglu: act must be one of ${ACTS.join(', ')}, got ${String(act)}`);
+    if (!SWIGLU_ACTS.includes(act)) throw new Error(`swiglu: act must be one of ${SWIGLU_ACTS.join(', ')}, got ${String(act)}`);
     const { key, spec } = variant(dtype, fused, act);
     return new Swiglu(device, await pipelineCache(device).get(key, spec), dtype, fused, act);
   }
