@@ -11,7 +11,10 @@
 // the un-normalised residual stream and the kernel is the RMSNorm too: y = s·(W·x) (+ b),
 // s = 1/sqrt(mean(x²) + eps), the norm's weight folded into W's columns at load; the
 // squares ride on the loads of x the dot products make anyway, each row's threads covering
-// all of K, and reduce with the row sums).
+// all of K, and reduce with the row sums), ROPE_STORE (W is the joined [q; k; v] and the
+// kernel is qkv_rope_store too: a thread's rows are whole rotation units, whose projections
+// common/rope_store.wgsl rotates and stores, q into y and k, v into the KV cache, bit for bit
+// the projection then qkv_rope_store.wgsl without qk-norm).
 //
 // Memory-bound: 2 (f16) or 4 (f32) bytes per weight, each read once, 2 flops per weight.
 // THREADS_PER_ROW threads split each row's K into 16-byte vectors (4 f32 or 8 f16), and each
@@ -44,6 +47,16 @@ struct Params {
   rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias
   yStride: u32,    // N: elements between rows of y (BATCH)
   eps: f32,        // RMS_NORM: the norm's eps
+#ifdef ROPE_STORE
+  // qkv_rope_store.wgsl's shape; rows is (n_heads + 2·n_kv_heads)·head_dim
+  n_heads: u32,
+  n_kv_heads: u32,
+  head_dim: u32,
+  rot_half: u32,   // rotary_dim / 2: pairs rotated per head; 0: NoPE
+  attention_factor: f32, // SCALED: cos and sin are multiplied by it
+  max_seq: u32,    // positions per head in the cache
+  slots: u32,      // sequences the cache holds
+#endif
 }
 
 override THREADS_PER_ROW: u32; // a power of two ≤ 4 (WebGPU's smallest subgroup)
@@ -73,6 +86,10 @@ const SLOTS = ACC;
 @group(0) @binding(2) var<storage, read> x: array<vec4f>;     // (K,) f32, 4 per element
 #endif
 #include "common/linear_out.wgsl"
+#ifdef ROPE_STORE
+#include "common/round_t.wgsl"
+#include "common/rope_store.wgsl"
+#endif
 
 #ifdef F16
 const VEC = 8u; // elements per 16-byte load
@@ -131,11 +148,22 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     acc[j] = 0.0;
   }
 #else
+#ifdef ROPE_STORE
+  // A thread's rows are ROWS_PER_THREAD / 2 whole units (rope_store_row), each summed as the
+  // plain variant sums a row.
+  let units = ROWS_PER_THREAD / 2u;
+  let firstRow = (workgroup * rowGroupsPerWorkgroup + rowGroup) * units; // first unit
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+    base[j] = rope_store_row(min(firstRow + j / 2u, params.rows / 2u - 1u), j % 2u) * K;
+    for (var t = 0u; t < TOKENS; t++) { acc[j * MAX_TOKENS + t] = 0.0; }
+  }
+#else
   let firstRow = (workgroup * rowGroupsPerWorkgroup + rowGroup) * ROWS_PER_THREAD;
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     base[j] = min(firstRow + j, params.rows - 1u) * K;
     for (var t = 0u; t < TOKENS; t++) { acc[j * MAX_TOKENS + t] = 0.0; }
   }
+#endif
 #endif
 
   // Vector path: rows start on 16-byte boundaries only when K is a multiple of VEC; then
@@ -267,6 +295,23 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 #endif
 
   if (lane != 0u) { return; }
+#ifdef ROPE_STORE
+  for (var p = 0u; p < units; p++) {
+    let g = firstRow + p;
+    if (g >= params.rows / 2u) { break; }
+    for (var t = 0u; t < TOKENS; t++) {
+      let s = rmsScale(squares[t]);
+#ifdef BIAS
+      let a = acc[2u * p * MAX_TOKENS + t] * s + f32(bias[rope_store_row(g, 0u)]);
+      let b = acc[(2u * p + 1u) * MAX_TOKENS + t] * s + f32(bias[rope_store_row(g, 1u)]);
+#else
+      let a = acc[2u * p * MAX_TOKENS + t] * s;
+      let b = acc[(2u * p + 1u) * MAX_TOKENS + t] * s;
+#endif
+      rope_store_unit(t, g, vec2f(a, b));
+    }
+  }
+#else
 #ifdef GLU
   for (var j = 0u; j < pairs; j++) {
     let row = firstRow + j;
@@ -295,5 +340,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 #endif
     }
   }
+#endif
 #endif
 }

@@ -17,9 +17,12 @@ import { workgroups1d } from '../gpu/dispatch.js';
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
+import { type Step, stepProblem } from '../gpu/step.js';
 import { canShareX } from './qgemv.js';
 import { checkLinearOperands, checkLinearOptions, prepareChunks } from './linear-prepare.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
+import { checkRopeFits, checkRopeStoreOutputs, type QkvRopeStoreShape } from './qkv-rope-store.js';
+import type { Rope } from './rope.js';
 import { SWIGLU_ACTS, type SwigluAct } from './swiglu.js';
 
 /**
@@ -55,6 +58,18 @@ const PARAMS = new ParamsLayout([
   ['rowOffset', 'u32'], // the chunk's first row in y and bias
   ['yStride', 'u32'], // N: elements between the rows of y (tokens > 1)
   ['eps', 'f32'], // rmsNorm's eps (0 without)
+] as const);
+
+/** ROPE_STORE's Params: PARAMS, then qkv_rope_store's shape (the shader's struct under ROPE_STORE). */
+const ROPE_STORE_PARAMS = new ParamsLayout([
+  ...PARAMS.fields,
+  ['n_heads', 'u32'],
+  ['n_kv_heads', 'u32'],
+  ['head_dim', 'u32'],
+  ['rot_half', 'u32'], // 0: NoPE
+  ['attention_factor', 'f32'],
+  ['max_seq', 'u32'],
+  ['slots', 'u32'],
 ] as const);
 
 /** Most rows of x one gemv takes (GemvOptions.tokens): the shader's MAX_TOKENS. */
@@ -101,6 +116,27 @@ export interface GemvOptions {
    * or outF32.
    */
   rmsNorm?: { eps: number };
+  /**
+   * qkv_rope_store (without qk-norm) in the epilogue: W is a layer's joined [q; k; v] in
+   * one chunk, and prepareRopeStore's q rows are rotated into qOut, its k rows rotated and
+   * its v rows stored into the KV cache at each row's step slot and position, bit for bit
+   * the plain gemv (y = [q | k | v]) then QkvRopeStore. `scaled`: the rope's attention
+   * factor is not 1 (QkvRopeStore's). No glu, residual or outF32. prepare() refuses such a
+   * gemv: prepareRopeStore takes what the epilogue needs.
+   */
+  ropeStore?: { scaled: boolean };
+}
+
+/** What a ROPE_STORE gemv writes besides the projection: qkv_rope_store's shape and outputs (QkvRopeStoreBuffers without inputs or norms). */
+export interface GemvRopeStoreTargets {
+  readonly shape: QkvRopeStoreShape;
+  readonly step: Step;
+  /** (rows, nHeads, headDim): the rotated q. */
+  readonly qOut: GPUBuffer;
+  readonly kCache: GPUBuffer;
+  readonly vCache: GPUBuffer;
+  /** The layer's rope, or null for a NoPE layer. */
+  readonly rope: Rope | null;
 }
 
 interface VariantChoice {
@@ -114,6 +150,8 @@ interface VariantChoice {
   shareX: boolean;
   glu: SwigluAct | null;
   rmsNorm: boolean;
+  /** ROPE_STORE, and whether SCALED; null without. */
+  ropeStore: { scaled: boolean } | null;
 }
 
 /** Every variant: both dtypes given, subgroup ones only where the device has 'subgroups'. */
@@ -125,15 +163,19 @@ export function gemvVariants(dtypes: readonly ComputeDtype[], features: Readonly
         // f32 compute already writes f32: OUT_F32 is an F16 variant only.
         // RESIDUAL writes the compute dtype (the residual stream): never with OUT_F32.
         [
-          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false, tokens: 1, shareX: false, glu: null, rmsNorm: false })),
-          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true, tokens: 1, shareX: false, glu: null, rmsNorm: false }),
+          ...(dtype === 'F16' ? [false, true] : [false]).map((outF32) => variant({ dtype, subgroups: sg, bias, outF32, residual: false, tokens: 1, shareX: false, glu: null, rmsNorm: false, ropeStore: null })),
+          variant({ dtype, subgroups: sg, bias, outF32: false, residual: true, tokens: 1, shareX: false, glu: null, rmsNorm: false, ropeStore: null }),
         ],
       ),
       // GLU: no bias, outF32 or residual
-      ...SWIGLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, tokens: 1, shareX: false, glu, rmsNorm: false })),
+      ...SWIGLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, tokens: 1, shareX: false, glu, rmsNorm: false, ropeStore: null })),
       // RMS_NORM: the projections after a norm (q/k/v, with or without bias; gate/up with the GLU)
-      ...[false, true].map((bias) => variant({ dtype, subgroups: sg, bias, outF32: false, residual: false, tokens: 1, shareX: false, glu: null, rmsNorm: true })),
-      ...SWIGLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, tokens: 1, shareX: false, glu, rmsNorm: true })),
+      ...[false, true].map((bias) => variant({ dtype, subgroups: sg, bias, outF32: false, residual: false, tokens: 1, shareX: false, glu: null, rmsNorm: true, ropeStore: null })),
+      ...SWIGLU_ACTS.map((glu) => variant({ dtype, subgroups: sg, bias: false, outF32: false, residual: false, tokens: 1, shareX: false, glu, rmsNorm: true, ropeStore: null })),
+      // ROPE_STORE: q/k/v (with or without bias and a folded norm) + rope (scaled or not) + KV store
+      ...[false, true].flatMap((rmsNorm) =>
+        [false, true].flatMap((bias) => [false, true].map((scaled) => variant({ dtype, subgroups: sg, bias, outF32: false, residual: false, tokens: 1, shareX: false, glu: null, rmsNorm, ropeStore: { scaled } }))),
+      ),
     ]),
   );
 }
@@ -154,10 +196,10 @@ export function gemvBatchVariants(dtypes: readonly ComputeDtype[], features: Rea
   return dtypes.flatMap((dtype) =>
     [false, true].flatMap((shareX) =>
       [false, true].flatMap((bias) => [
-        variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX, glu: null, rmsNorm: false }),
-        variant({ dtype, subgroups: true, bias, outF32: false, residual: true, tokens, shareX, glu: null, rmsNorm: false }),
-        ...(dtype === 'F16' ? [variant({ dtype, subgroups: true, bias, outF32: true, residual: false, tokens, shareX, glu: null, rmsNorm: false })] : []),
-        variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX, glu: null, rmsNorm: true }),
+        variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX, glu: null, rmsNorm: false, ropeStore: null }),
+        variant({ dtype, subgroups: true, bias, outF32: false, residual: true, tokens, shareX, glu: null, rmsNorm: false, ropeStore: null }),
+        ...(dtype === 'F16' ? [variant({ dtype, subgroups: true, bias, outF32: true, residual: false, tokens, shareX, glu: null, rmsNorm: false, ropeStore: null })] : []),
+        variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX, glu: null, rmsNorm: true, ropeStore: null }),
       ]),
     ),
   );
@@ -174,8 +216,9 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.shareX ? ['SHARE_X'] : []),
     ...(v.glu ? ['GLU', ...(v.glu === 'gelu_tanh' ? ['GELU_TANH'] : [])] : []),
     ...(v.rmsNorm ? ['RMS_NORM'] : []),
+    ...(v.ropeStore ? ['ROPE_STORE', ...(v.ropeStore.scaled ? ['SCALED'] : [])] : []),
   ];
-  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []), ...(v.tokens > 1 ? [`b${v.tokens}`] : []), ...(v.shareX ? ['sx'] : []), ...(v.glu ? [`glu_${v.glu}`] : []), ...(v.rmsNorm ? ['rms'] : [])];
+  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []), ...(v.tokens > 1 ? [`b${v.tokens}`] : []), ...(v.shareX ? ['sx'] : []), ...(v.glu ? [`glu_${v.glu}`] : []), ...(v.rmsNorm ? ['rms'] : []), ...(v.ropeStore ? [v.ropeStore.scaled ? 'ropestore_scaled' : 'ropestore'] : [])];
   return {
     key: `${name.join('_')}_t${GEMV_THREADS_PER_ROW}r${GEMV_ROWS_PER_THREAD}_wg${GEMV_WORKGROUP}`,
     spec: {
@@ -203,6 +246,8 @@ export class Gemv {
     readonly glu: SwigluAct | null,
     /** The RMSNorm the kernel applies to x (GemvOptions.rmsNorm), or null. */
     readonly rmsNorm: { readonly eps: number } | null,
+    /** qkv_rope_store in the epilogue (GemvOptions.ropeStore), or null. */
+    readonly ropeStore: { readonly scaled: boolean } | null,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<Gemv> {
@@ -219,12 +264,15 @@ export class Gemv {
     const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null;
     if (rmsNorm && (residual || options.outF32)) throw new Error('gemv: rmsNorm takes no residual or outF32');
     if (rmsNorm && !(Number.isFinite(rmsNorm.eps) && rmsNorm.eps >= 0)) throw new Error(`gemv: rmsNorm's eps must be a finite number ≥ 0, not ${rmsNorm.eps}`);
+    const ropeStore = options.ropeStore ? { scaled: options.ropeStore.scaled } : null;
+    if (ropeStore && (options.glu || residual || options.outF32)) throw new Error('gemv: ropeStore takes no glu, residual or outF32');
+    if (ropeStore && tokens > 1) throw new Error(`gemv: the ROPE_STORE epilogue is for one token, not ${tokens}`);
     if (tokens > 1 && !subgroups) throw new Error(`gemv: tokens > 1 needs the subgroup reduction (the device's 'subgroups' feature)`);
     // Sharing x needs subgroups of at least 8 (lane ^ 4); the reduction alone needs 4.
     const shareX = tokens > 1 && subgroups && canShareX(device);
-    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual, tokens, shareX, glu: options.glu ?? null, rmsNorm: rmsNorm !== null };
+    const choice: VariantChoice = { dtype, subgroups, bias: options.bias ?? false, outF32: dtype === 'F16' && (options.outF32 ?? false), residual, tokens, shareX, glu: options.glu ?? null, rmsNorm: rmsNorm !== null, ropeStore };
     const { key, spec } = variant(choice);
-    return new Gemv(device, await pipelineCache(device).get(key, spec), dtype, choice.bias, options.outF32 ?? false, subgroups, residual, tokens, choice.glu, rmsNorm);
+    return new Gemv(device, await pipelineCache(device).get(key, spec), dtype, choice.bias, options.outF32 ?? false, subgroups, residual, tokens, choice.glu, rmsNorm, ropeStore);
   }
 
   /**
@@ -236,6 +284,7 @@ export class Gemv {
    * rmsNorm: x is normalised in the kernel (W's columns carry the norm's weight).
    */
   prepare(label: string, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
+    if (this.ropeStore) throw new Error(`${label}: a ropeStore gemv runs through prepareRopeStore`);
     const [n, k] = checkLinearOperands(label, this, undefined, weight, x, y, bias, this.tokens);
     const biasBuffer = bias ? [singleBuffer(bias)] : [];
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
@@ -245,6 +294,55 @@ export class Gemv {
       params: PARAMS.createBuffer(this.device, name, { rows: rows ?? chunk.rows, cols: k, rowOffset: chunk.firstRow, yStride: n, eps: this.rmsNorm?.eps ?? 0 }),
       buffers: [chunk.buffer, x, y, ...biasBuffer],
       workgroups: workgroups1d(rows ?? chunk.rows, rowsPerWorkgroup, maxGroups),
+    }));
+  }
+
+  /**
+   * A ROPE_STORE gemv's pass: q/k/v = W·x (+ bias), W the joined [q; k; v] ((nH + 2·nKV)·headDim,
+   * K) in one chunk, bias likewise; then, as QkvRopeStore without qk-norm, q rotated into
+   * qOut, k rotated into kCache and v into vCache at the step's row 0 slot and position.
+   * The projection itself is written nowhere.
+   */
+  prepareRopeStore(label: string, weight: GpuTensor, x: GPUBuffer, targets: GemvRopeStoreTargets, bias?: GpuTensor): PreparedOp {
+    if (!this.ropeStore) throw new Error(`${label}: prepareRopeStore needs a gemv created with ropeStore`);
+    const { shape, step, qOut, kCache, vCache, rope } = targets;
+    const { nHeads, nKvHeads, headDim, maxSeq, slots, rows } = shape;
+    for (const [name, v] of Object.entries({ nHeads, nKvHeads, headDim, maxSeq, slots, rows })) {
+      if (!Number.isInteger(v) || v < 1) throw new Error(`${label}: gemv ropeStore ${name} = ${v} is not a positive integer`);
+    }
+    if (headDim % 2 !== 0) throw new Error(`${label}: gemv ropeStore needs an even headDim, got ${headDim}`);
+    if (rows !== 1) throw new Error(`${label}: gemv ropeStore writes one row, the shape says ${rows}`);
+    // qOut stands in for y in the operand checks: one token, W's rows are q, k and v
+    const [n, k] = checkLinearOperands(label, this, undefined, weight, x, qOut, bias, 1, nHeads * headDim); // y: the q rows, rotated
+    if (n !== (nHeads + 2 * nKvHeads) * headDim) throw new Error(`${label}: gemv ropeStore's weight has ${n} rows, (${nHeads} + 2·${nKvHeads})·${headDim} = ${(nHeads + 2 * nKvHeads) * headDim} are q, k and v`);
+    if (weight.chunks.length !== 1) throw new Error(`${label}: gemv ropeStore takes its [q; k; v] in one chunk, ${weight.name} has ${weight.chunks.length}`);
+    const problem = stepProblem(step, rows, maxSeq, slots);
+    if (problem) throw new Error(`${label}: gemv ropeStore ${problem}`);
+    checkRopeStoreOutputs(label, this.dtype, shape, targets, [x]);
+    const rotHalf = rope ? checkRopeFits(label, rope, headDim, step, this.ropeStore.scaled) : 0;
+    const biasBuffer = bias ? singleBuffer(bias) : null;
+    // A NoPE layer reads no inv_freq (rot_half = 0), but the binding needs a buffer: the step's.
+    const invFreq = rope ? rope.invFreqBuffer : step.buffer;
+    // Two rows a unit, GEMV_ROWS_PER_THREAD / 2 units a thread.
+    const units = n / 2;
+    return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
+      params: ROPE_STORE_PARAMS.createBuffer(this.device, name, {
+        rows: n,
+        cols: k,
+        rowOffset: 0,
+        yStride: nHeads * headDim,
+        eps: this.rmsNorm?.eps ?? 0,
+        n_heads: nHeads,
+        n_kv_heads: nKvHeads,
+        head_dim: headDim,
+        rot_half: rotHalf,
+        attention_factor: rope?.attentionFactor ?? 1,
+        max_seq: maxSeq,
+        slots,
+      }),
+      // binding 4 is the bias, absent without one
+      buffers: [chunk.buffer, x, qOut, biasBuffer, step.buffer, invFreq, kCache, vCache],
+      workgroups: workgroups1d(units, GEMV_ROWS_PER_WORKGROUP / 2, this.device.limits.maxComputeWorkgroupsPerDimension),
     }));
   }
 }

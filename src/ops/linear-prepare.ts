@@ -36,7 +36,8 @@ export function checkLinearOptions(op: string, device: GPUDevice, dtype: Compute
  * Throws unless y = x·Wᵀ (+ bias) can run: W (N, K) and bias (N,) in the compute dtype,
  * bias given exactly when created with one, x (m, K) and y (m, N) large enough and distinct.
  * `m` undefined: a gemv of `gemvTokens` rows (Gemv's tokens option; shapes written (K,) for
- * one row, (tokens, K) for more); else a matmul of m rows. Returns [N, K].
+ * one row, (tokens, K) for more); else a matmul of m rows. yWidth: y's row width where it is
+ * not N (a ROPE_STORE gemv writes only the q rows there). Returns [N, K].
  */
 export function checkLinearOperands(
   label: string,
@@ -47,6 +48,7 @@ export function checkLinearOperands(
   y: GPUBuffer,
   bias: GpuTensor | undefined,
   gemvTokens = 1,
+  yWidth?: number,
 ): [n: number, k: number] {
   const op = m === undefined ? 'gemv' : 'matmul';
   if (weight.shape.length !== 2) throw new Error(`${label}: ${op} needs a 2-D weight, ${weight.name} is [${weight.shape.join(', ')}]`);
@@ -63,7 +65,7 @@ export function checkLinearOperands(
     if (n % 2 !== 0) throw new Error(`${label}: a GLU gemv needs [gate; up] rows, an even N, ${weight.name} is [${n}, ${k}]`);
     if (weight.chunks.length !== 1) throw new Error(`${label}: a GLU gemv needs the gate and up rows in one chunk, ${weight.name} has ${weight.chunks.length}`);
   }
-  const outN = created.glu ? n / 2 : n;
+  const outN = yWidth ?? (created.glu ? n / 2 : n);
   const xBytes = rows * k * computeBytes(created.dtype);
   const yBytes = rows * outN * (created.outF32 ? 4 : computeBytes(created.dtype));
   if (x.size < xBytes) throw new Error(`${label}: ${op} x holds ${x.size} bytes, ${shape(k)} ${created.dtype} needs ${xBytes}`);
@@ -75,7 +77,8 @@ export function checkLinearOperands(
 /** One chunk's dispatch, as a launcher describes it: its Params buffer, its bindings in order, its workgroups. */
 export interface ChunkDispatch {
   params: GPUBuffer;
-  buffers: readonly GPUBuffer[];
+  /** null: a binding the variant lacks (bindBuffers leaves its number unused). */
+  buffers: readonly (GPUBuffer | null)[];
   workgroups: readonly [number, number?, number?];
 }
 

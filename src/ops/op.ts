@@ -25,12 +25,12 @@ export interface PreparedOp {
   destroy(): void;
 }
 
-/** A bind group of `buffers` at bindings 0, 1, 2, … of group 0, in order: each bound whole, or the range given. */
-export function bindBuffers(device: GPUDevice, pipeline: GPUComputePipeline, label: string, buffers: readonly BufferResource[]): GPUBindGroup {
+/** A bind group of `buffers` at bindings 0, 1, 2, … of group 0, in order: each bound whole, or the range given; null leaves its number unbound (a variant without that binding). */
+export function bindBuffers(device: GPUDevice, pipeline: GPUComputePipeline, label: string, buffers: readonly (BufferResource | null)[]): GPUBindGroup {
   return device.createBindGroup({
     label,
     layout: pipeline.getBindGroupLayout(0),
-    entries: buffers.map((b, binding) => ({ binding, resource: isBinding(b) ? { ...b } : { buffer: b } })),
+    entries: buffers.flatMap((b, binding) => (b === null ? [] : [{ binding, resource: isBinding(b) ? { ...b } : { buffer: b } }])),
   });
 }
 

@@ -120,6 +120,41 @@ function fail(label: string, why: string): never {
   throw new SluiceError('SHAPE_MISMATCH', `${label}: qkv_rope_store ${why}`);
 }
 
+/**
+ * Throws unless qOut (rows, nHeads, headDim) and the caches (slots, nKvHeads, maxSeq,
+ * headDim) are large enough, u32-indexable, distinct, and none of them is an input
+ * (qkv_rope_store's and the ROPE_STORE gemv's outputs).
+ */
+export function checkRopeStoreOutputs(
+  label: string,
+  dtype: ComputeDtype,
+  shape: QkvRopeStoreShape,
+  buffers: { readonly qOut: GPUBuffer; readonly kCache: GPUBuffer; readonly vCache: GPUBuffer },
+  inputs: readonly GPUBuffer[],
+): void {
+  const { nHeads, nKvHeads, headDim, maxSeq, slots, rows } = shape;
+  const outputs = { qOut: [buffers.qOut, rows * nHeads], kCache: [buffers.kCache, slots * nKvHeads * maxSeq], vCache: [buffers.vCache, slots * nKvHeads * maxSeq] } as const;
+  for (const [name, [buffer, headRows]] of Object.entries(outputs)) {
+    const need = headRows * headDim * computeBytes(dtype);
+    if (buffer.size < need) fail(label, `${name} holds ${buffer.size} bytes, needs ${need}`);
+    if (headRows * headDim > 2 ** 32 - 1) fail(label, `${name} has more elements than u32 indexes`);
+    if (inputs.includes(buffer)) fail(label, `${name} is also an input (WebGPU forbids a buffer bound both read and read-write)`);
+  }
+  if (new Set([buffers.qOut, buffers.kCache, buffers.vCache]).size !== 3) fail(label, 'qOut, kCache and vCache must be distinct buffers');
+}
+
+/** The rope's half rotary dim, once the rope fits heads of headDim, the step, and an op compiled with or without SCALED. */
+export function checkRopeFits(label: string, rope: Rope, headDim: number, step: Step, scaled: boolean): number {
+  if (rope.rotaryDim > headDim) fail(label, `rope's rotary dim ${rope.rotaryDim} exceeds headDim ${headDim}`);
+  // Rope compiles SCALED exactly when the factor is not 1 in f32; so must this op, or it
+  // would drop the factor (or multiply by 1, rounding differently from nothing).
+  const ropeScaled = Math.fround(rope.attentionFactor) !== 1;
+  if (ropeScaled !== scaled) fail(label, `rope's attention factor is ${rope.attentionFactor}: create the op with scaled: ${ropeScaled}`);
+  // f32(position) must be exact: positions below 2^24, as Rope.
+  if (step.positions > 2 ** 24) fail(label, `step ${step.label} allows positions up to ${step.positions}, rope takes [0, 2^24)`);
+  return rope.rotaryDim / 2;
+}
+
 export class QkvRopeStore {
   private constructor(
     private readonly device: GPUDevice,
@@ -165,15 +200,8 @@ export class QkvRopeStore {
       if (view.buffer.size < end * bytes) fail(label, `${name} holds ${view.buffer.size} bytes, ${rows} rows of ${width} at offset ${view.offset}, stride ${view.stride} ${this.dtype} need ${end * bytes}`);
       if (end > 2 ** 32 - 1) fail(label, `${name} spans more elements than u32 indexes`);
     }
-    const outputs = { qOut: [buffers.qOut, rows * nHeads], kCache: [buffers.kCache, slots * nKvHeads * maxSeq], vCache: [buffers.vCache, slots * nKvHeads * maxSeq] } as const;
-    for (const [name, [buffer, headRows]] of Object.entries(outputs)) {
-      const need = headRows * headDim * bytes;
-      if (buffer.size < need) fail(label, `${name} holds ${buffer.size} bytes, needs ${need}`);
-      if (headRows * headDim > 2 ** 32 - 1) fail(label, `${name} has more elements than u32 indexes`);
-      if ([buffers.q, buffers.k, buffers.v].some((view) => view.buffer === buffer)) fail(label, `${name} is also an input (WebGPU forbids a buffer bound both read and read-write)`);
-    }
-    if (new Set([buffers.qOut, buffers.kCache, buffers.vCache]).size !== 3) fail(label, 'qOut, kCache and vCache must be distinct buffers');
-    const rotHalf = rope ? this.checkRope(label, rope, headDim, step) : 0;
+    checkRopeStoreOutputs(label, this.dtype, shape, buffers, [buffers.q.buffer, buffers.k.buffer, buffers.v.buffer]);
+    const rotHalf = rope ? checkRopeFits(label, rope, headDim, step, this.scaled) : 0;
     const heads = nHeads + nKvHeads;
     if (rows * heads * headDim > 2 ** 32 - 1) fail(label, `(${rows}, ${heads}, ${headDim}) has more elements than u32 indexes`);
     // qk-norm: rms_norm's leaves that are not all 0, the next power of two ≥ headDim
@@ -217,18 +245,6 @@ export class QkvRopeStore {
         normWeights?.destroy();
       },
     };
-  }
-
-  /** The rope's half rotary dim, once the rope fits this op and the step. */
-  private checkRope(label: string, rope: Rope, headDim: number, step: Step): number {
-    if (rope.rotaryDim > headDim) fail(label, `rope's rotary dim ${rope.rotaryDim} exceeds headDim ${headDim}`);
-    // Rope compiles SCALED exactly when the factor is not 1 in f32; so must this op, or it
-    // would drop the factor (or multiply by 1, rounding differently from nothing).
-    const scaled = Math.fround(rope.attentionFactor) !== 1;
-    if (scaled !== this.scaled) fail(label, `rope's attention factor is ${rope.attentionFactor}: create the op with scaled: ${scaled}`);
-    // f32(position) must be exact: positions below 2^24, as Rope.
-    if (step.positions > 2 ** 24) fail(label, `step ${step.label} allows positions up to ${step.positions}, rope takes [0, 2^24)`);
-    return rope.rotaryDim / 2;
   }
 
   /**
