@@ -527,24 +527,37 @@ export class LlamaModel {
         if (!inputNormed && !inputPlan.inLinear) norm(`${p}.input_norm`, inputPlan.weight, x, b.normed);
         const inOpts = { normed: !inputPlan.inLinear, norm: inputPlan.weight };
         const joinedQkv = this.joinedQkv.get(i);
-        let views: { q: RowView; k: RowView; v: RowView };
-        if (joinedQkv) {
-          linear(`${p}.qkv_proj`, joinedQkv.weight, joinedQkv.bias, normedIn, b.qkv!, inOpts);
-          const view = (offset: number): RowView => ({ buffer: b.qkv!, offset, stride: qkvWidth });
-          views = { q: view(0), k: view(qDim), v: view(qDim + kvDim) };
-        } else {
-          linear(`${p}.q_proj`, l.q, l.qBias, normedIn, b.qIn!, inOpts);
-          linear(`${p}.k_proj`, l.k, l.kBias, normedIn, b.kIn!, inOpts);
-          linear(`${p}.v_proj`, l.v, l.vBias, normedIn, b.vIn!, inOpts);
-          views = { q: { buffer: b.qIn!, offset: 0, stride: qDim }, k: { buffer: b.kIn!, offset: 0, stride: kvDim }, v: { buffer: b.vIn!, offset: 0, stride: kvDim } };
-        }
-        // q_norm/k_norm per head (modeling_qwen3.py), rope, and k, v into the cache: one dispatch
         const rope = kindOf.rope === null ? null : ops.ropeOf.get(kindOf.rope)!.op;
-        const glue = rope && Math.fround(rope.attentionFactor) !== 1 ? ops.qkvRopeStoreScaled! : ops.qkvRopeStore;
-        add(glue.prepare(`${p}.qkv_rope_store`, { nHeads: numHeads, nKvHeads: numKvHeads, headDim, maxSeq, slots: S, rows }, {
-          step, ...views, qOut: b.q, kCache: cache[i].k, vCache: cache[i].v, rope,
-          ...(l.qNorm !== null && l.kNorm !== null ? { qNorm: this.weight(l.qNorm), kNorm: this.weight(l.kNorm) } : {}),
-        }));
+        const scaled = rope !== null && Math.fround(rope.attentionFactor) !== 1;
+        const glueShape = { nHeads: numHeads, nKvHeads: numKvHeads, headDim, maxSeq, slots: S, rows };
+        // One decode row: the joined q/k/v projection rotates q and k and stores k and v
+        // itself (the ROPE_STORE gemv: no dispatch for the glue), where this layer has no q/k
+        // norm, dense weights, and a kernel that normalises its input as inputPlan says.
+        const ropeStore = gemv && kind === 'decode' && joinedQkv && l.qNorm === null && l.kNorm === null && !this.weights.quantized.has(joinedQkv.weight)
+          ? (scaled ? (joinedQkv.bias ? ops.gemvRopeStoreScaledBias : ops.gemvRopeStoreScaled) : joinedQkv.bias ? ops.gemvRopeStoreBias : ops.gemvRopeStore)
+          : null;
+        if (ropeStore && joinedQkv && (ropeStore.rmsNorm !== null) === inputPlan.inLinear) {
+          const targets = { shape: glueShape, step, qOut: b.q, kCache: cache[i].k, vCache: cache[i].v, rope };
+          add(ropeStore.prepareRopeStore(`${p}.qkv_proj_rope_store`, this.weight(joinedQkv.weight), normedIn, targets, joinedQkv.bias === null ? undefined : this.weight(joinedQkv.bias)));
+        } else {
+          let views: { q: RowView; k: RowView; v: RowView };
+          if (joinedQkv) {
+            linear(`${p}.qkv_proj`, joinedQkv.weight, joinedQkv.bias, normedIn, b.qkv!, inOpts);
+            const view = (offset: number): RowView => ({ buffer: b.qkv!, offset, stride: qkvWidth });
+            views = { q: view(0), k: view(qDim), v: view(qDim + kvDim) };
+          } else {
+            linear(`${p}.q_proj`, l.q, l.qBias, normedIn, b.qIn!, inOpts);
+            linear(`${p}.k_proj`, l.k, l.kBias, normedIn, b.kIn!, inOpts);
+            linear(`${p}.v_proj`, l.v, l.vBias, normedIn, b.vIn!, inOpts);
+            views = { q: { buffer: b.qIn!, offset: 0, stride: qDim }, k: { buffer: b.kIn!, offset: 0, stride: kvDim }, v: { buffer: b.vIn!, offset: 0, stride: kvDim } };
+          }
+          // q_norm/k_norm per head (modeling_qwen3.py), rope, and k, v into the cache: one dispatch
+          const glue = scaled ? ops.qkvRopeStoreScaled! : ops.qkvRopeStore;
+          add(glue.prepare(`${p}.qkv_rope_store`, glueShape, {
+            step, ...views, qOut: b.q, kCache: cache[i].k, vCache: cache[i].v, rope,
+            ...(l.qNorm !== null && l.kNorm !== null ? { qNorm: this.weight(l.qNorm), kNorm: this.weight(l.kNorm) } : {}),
+          }));
+        }
         const shape = { ...attnShape, scale: f.attnScale, softcap: f.attnSoftcap, window: kindOf.window };
         const attnBuffers = { step, q: b.q, kCache: cache[i].k, vCache: cache[i].v, out: b.attn };
         add(kind === 'decode'
