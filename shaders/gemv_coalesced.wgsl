@@ -4,7 +4,7 @@
 // threads to memory differs. One dispatch per row-chunk of W; a chunk writes rows
 // [rowOffset, rowOffset + rows) of y. Variants: F16 (f16 storage, f32 accumulation),
 // SUBGROUPS (row sums by subgroupAdd, else a workgroup-memory tree), BIAS, OUT_F32, RESIDUAL,
-// GLU (with GELU_TANH: GeGLU instead of SwiGLU), RMS_NORM, below.
+// GLU (with GELU_TANH: GeGLU instead of SwiGLU), RMS_NORM, ROPE_STORE (with SCALED), below.
 //
 // GLU: the Llama MLP's gate_up_proj and its activation in one dispatch. W is the joined
 // (2I, K) [gate; up] weight in one chunk, y is (I,): y[p] = act(gate_p·x) * (up_p·x), with
@@ -21,6 +21,17 @@
 // it as it reduces its rows, and scales the row sums before the epilogue: the bias after
 // the scale, GLU's act(s·gate)·(s·up). Every row group computes the same s. 1 KiB more
 // workgroup memory (partialSq). Not with OUT_F32 or RESIDUAL.
+//
+// ROPE_STORE: the q/k/v projection and qkv_rope_store.wgsl (without qk-norm) in one
+// dispatch, as gemv.wgsl's. W is the joined [q; k; v] ((n_heads + 2·n_kv_heads)·head_dim
+// rows) in one chunk, rows its row count. A row group's ROWS_PER_THREAD rows are
+// ROWS_PER_THREAD / 2 whole units of common/rope_store.wgsl (one at the default 2): the two
+// rows rope_store_row names, each reduced exactly as the plain variant reduces that row, and
+// the reducing lane hands the unit's two values (scaled, bias added: what the plain variant
+// would round and store) to rope_store_unit, which rotates q into y and k, v into the KV
+// cache: bit for bit this gemv into [q | k | v] then qkv_rope_store. Units past the last
+// recompute it (in bounds, every invocation at the barriers) and write nothing. With BIAS,
+// RMS_NORM, SCALED; not with OUT_F32, RESIDUAL or GLU.
 //
 // Why this shape suits a hardware GPU (and not lavapipe):
 // - Coalescing. A row group of THREADS_PER_ROW (32 or more) neighbouring invocations reads
@@ -75,6 +86,17 @@ struct Params {
   cols: u32,       // K: elements of x and of each row of W
   rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias; GLU: 0 (one chunk)
   eps: f32,        // RMS_NORM: the norm's eps (0 otherwise, unread)
+#ifdef ROPE_STORE
+  // qkv_rope_store.wgsl's shape (common/rope_store.wgsl reads these names); rows is
+  // (n_heads + 2·n_kv_heads)·head_dim
+  n_heads: u32,
+  n_kv_heads: u32,
+  head_dim: u32,
+  rot_half: u32,   // rotary_dim / 2: pairs rotated per head; 0: NoPE
+  attention_factor: f32, // SCALED: cos and sin are multiplied by it
+  max_seq: u32,    // positions per head in the cache
+  slots: u32,      // sequences the cache holds
+#endif
 }
 
 override WORKGROUP_SIZE: u32;   // a multiple of THREADS_PER_ROW
@@ -87,6 +109,10 @@ const MAX_ROWS_PER_THREAD = 4u; // capacity of the accumulator arrays (function 
 @group(0) @binding(1) var<storage, read> w: array<V>;       // (rows, K): 8 halves or 4 floats per element
 @group(0) @binding(2) var<storage, read> x: array<V>;       // (K,)
 #include "common/linear_out.wgsl"
+#ifdef ROPE_STORE
+#include "common/round_t.wgsl"
+#include "common/rope_store.wgsl"
+#endif
 
 #ifdef F16
 const VEC = 8u; // elements per 16-byte vector
@@ -146,6 +172,16 @@ fn main(
     acc[j] = 0.0;
   }
 #else
+#ifdef ROPE_STORE
+  // Accumulator j: element j % 2 of unit firstUnit + j / 2. Units past the last recompute it
+  // (in bounds, and every invocation reaches the barriers) and are not written.
+  let units = ROWS_PER_THREAD / 2u;
+  let firstUnit = (workgroup * (WORKGROUP_SIZE / THREADS_PER_ROW) + rowGroup) * units;
+  for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+    base[j] = rope_store_row(min(firstUnit + j / 2u, params.rows / 2u - 1u), j % 2u) * K;
+    acc[j] = 0.0;
+  }
+#else
   let firstRow = (workgroup * (WORKGROUP_SIZE / THREADS_PER_ROW) + rowGroup) * ROWS_PER_THREAD;
   // Rows past the chunk's end recompute its last row (in bounds, and every invocation
   // reaches the barriers) and are not written.
@@ -153,6 +189,7 @@ fn main(
     base[j] = min(firstRow + j, params.rows - 1u) * K;
     acc[j] = 0.0;
   }
+#endif
 #endif
 
   // Vector path: rows start on 16-byte boundaries only when K is a multiple of VEC; then it
@@ -256,6 +293,20 @@ fn main(
     y[params.rowOffset + p] = glu(acc[j], acc[j + pairs]); // act(gate) * up, each rounded to T first
   }
 #else
+#ifdef ROPE_STORE
+  for (var p = 0u; p < units; p++) {
+    let g = firstUnit + p;
+    if (g >= params.rows / 2u) { break; }
+#ifdef BIAS
+    let a = acc[2u * p] + f32(bias[rope_store_row(g, 0u)]);
+    let b = acc[2u * p + 1u] + f32(bias[rope_store_row(g, 1u)]);
+#else
+    let a = acc[2u * p];
+    let b = acc[2u * p + 1u];
+#endif
+    rope_store_unit(0u, g, vec2f(a, b)); // rounded to T there, as the plain variant's store
+  }
+#else
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     let row = firstRow + j;
     if (row >= params.rows) { break; }
@@ -271,5 +322,6 @@ fn main(
     y[params.rowOffset + row] = Y(r);
 #endif
   }
+#endif
 #endif
 }

@@ -5,7 +5,9 @@
 // (up·x): the decode's gate_up_proj and its activation in one dispatch, not two. With
 // `rmsNorm`, x is the un-normalised residual stream and the kernel applies the RMSNorm's
 // scale itself (the norm's weight folded into W at load): y = s·(W·x) (+ b), so the norm
-// before q/k/v and before gate/up needs no dispatch of its own.
+// before q/k/v and before gate/up needs no dispatch of its own. With `ropeStore`, W is a
+// layer's joined [q; k; v] and prepareRopeStore's epilogue is qkv_rope_store (without
+// qk-norm): q rotated into qOut, k rotated and v stored into the KV cache, as Gemv's.
 //
 // Design, for a GPU with DRAM behind 32-128-byte lines (the shader's header has the detail):
 // a row group of GEMV_COALESCED_THREADS_PER_ROW lanes reads one row in consecutive 16-byte
@@ -23,9 +25,11 @@ import { workgroups1d } from '../gpu/dispatch.js';
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import type { GemvOptions } from './gemv.js';
+import { stepProblem } from '../gpu/step.js';
+import type { GemvOptions, GemvRopeStoreTargets } from './gemv.js';
 import { checkLinearOperands, checkLinearOptions, prepareChunks } from './linear-prepare.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
+import { checkRopeFits, checkRopeStoreOutputs } from './qkv-rope-store.js';
 import { SWIGLU_ACTS, type SwigluAct } from './swiglu.js';
 
 /** Invocations per workgroup: 8 warps of 32, enough to keep loads in flight, few enough to keep several workgroups per SM. */
@@ -46,6 +50,18 @@ const PARAMS = new ParamsLayout([
   ['eps', 'f32'], // rmsNorm's eps (0 without)
 ] as const);
 
+/** ROPE_STORE's Params: PARAMS, then qkv_rope_store's shape (the shader's struct under ROPE_STORE). */
+const ROPE_STORE_PARAMS = new ParamsLayout([
+  ...PARAMS.fields,
+  ['n_heads', 'u32'],
+  ['n_kv_heads', 'u32'],
+  ['head_dim', 'u32'],
+  ['rot_half', 'u32'], // 0: NoPE
+  ['attention_factor', 'f32'],
+  ['max_seq', 'u32'],
+  ['slots', 'u32'],
+] as const);
+
 interface VariantChoice {
   dtype: ComputeDtype;
   subgroups: boolean;
@@ -57,19 +73,21 @@ interface VariantChoice {
   glu: SwigluAct | null;
   /** RMS_NORM: y = s·(W·x) (+ b), s from x's own mean square. */
   rmsNorm: boolean;
+  /** ROPE_STORE, and whether SCALED; null without. */
+  ropeStore: { scaled: boolean } | null;
 }
 
 /**
  * Every variant at the default row group (32 lanes): both dtypes given, subgroup ones only
  * where the device has 'subgroups', the GLU ones (both acts) with neither bias, outF32 nor
- * residual, and the RMS_NORM ones over plain, bias and both GLU acts (neither outF32 nor
- * residual). A device with wider subgroups builds a 64- or 128-lane one from the same
- * source, by its override.
+ * residual, the RMS_NORM ones over plain, bias and both GLU acts (neither outF32 nor
+ * residual), and the ROPE_STORE ones over rmsNorm × bias × scaled. A device with wider
+ * subgroups builds a 64- or 128-lane one from the same source, by its override.
  */
 export function gemvCoalescedVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const subgroups = features.has('subgroups') ? [false, true] : [false];
   const threadsPerRow = GEMV_COALESCED_THREADS_PER_ROW;
-  const plain = { outF32: false, residual: false, threadsPerRow, rmsNorm: false };
+  const plain = { outF32: false, residual: false, threadsPerRow, rmsNorm: false, ropeStore: null };
   return dtypes.flatMap((dtype) =>
     subgroups.flatMap((sg) => [
       ...[false, true].flatMap((bias) =>
@@ -83,6 +101,10 @@ export function gemvCoalescedVariants(dtypes: readonly ComputeDtype[], features:
       // RMS_NORM: plain, bias (q/k/v with a bias) and GLU (gate_up_proj).
       ...[false, true].map((bias) => variant({ ...plain, dtype, subgroups: sg, bias, glu: null, rmsNorm: true })),
       ...SWIGLU_ACTS.map((glu) => variant({ ...plain, dtype, subgroups: sg, bias: false, glu, rmsNorm: true })),
+      // ROPE_STORE: q/k/v (with or without bias and a folded norm) + rope (scaled or not) + KV store
+      ...[false, true].flatMap((rmsNorm) =>
+        [false, true].flatMap((bias) => [false, true].map((scaled) => variant({ ...plain, dtype, subgroups: sg, bias, glu: null, rmsNorm, ropeStore: { scaled } }))),
+      ),
     ]),
   );
 }
@@ -96,13 +118,15 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.residual ? ['RESIDUAL'] : []),
     ...(v.glu ? ['GLU', ...(v.glu === 'gelu_tanh' ? ['GELU_TANH'] : [])] : []),
     ...(v.rmsNorm ? ['RMS_NORM'] : []),
+    ...(v.ropeStore ? ['ROPE_STORE', ...(v.ropeStore.scaled ? ['SCALED'] : [])] : []),
   ];
   const options = [
     ...(v.bias ? ['bias'] : []),
     ...(v.outF32 ? ['outf32'] : []),
     ...(v.residual ? ['residual'] : []),
     ...(v.glu ? [`glu_${v.glu}`] : []),
-    ...(v.rmsNorm ? ['rms'] : []), // last, as gemv's keys
+    ...(v.rmsNorm ? ['rms'] : []), // then ropestore, as gemv's keys
+    ...(v.ropeStore ? [v.ropeStore.scaled ? 'ropestore_scaled' : 'ropestore'] : []),
   ];
   const shape = `t${v.threadsPerRow}r${GEMV_COALESCED_ROWS_PER_THREAD}x${X_CACHE}_wg${GEMV_COALESCED_WORKGROUP}`;
   return {
@@ -148,6 +172,8 @@ export class GemvCoalesced {
     readonly glu: SwigluAct | null,
     /** The RMSNorm scale applied to x's products (GemvOptions.rmsNorm), or null. */
     readonly rmsNorm: { readonly eps: number } | null,
+    /** qkv_rope_store in the epilogue (GemvOptions.ropeStore), or null. */
+    readonly ropeStore: { readonly scaled: boolean } | null,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<GemvCoalesced> {
@@ -156,6 +182,7 @@ export class GemvCoalesced {
     if (glu !== null && !SWIGLU_ACTS.includes(glu)) throw new Error(`gemv_coalesced: glu must be one of ${SWIGLU_ACTS.join(', ')}, got ${String(glu)}`);
     // A GemvOptions field this kernel has no variant for must not be dropped silently.
     const tokens = (options as { tokens?: number }).tokens ?? 1;
+    if (options.ropeStore && tokens !== 1) throw new Error(`gemv_coalesced: the ROPE_STORE epilogue is for one token, not ${tokens}`);
     if (tokens !== 1) throw new Error(`gemv_coalesced: one row of x only (tokens ${tokens}): use Gemv for a batched decode`);
     const sgThreads = subgroupThreadsPerRow(device);
     const subgroups = options.subgroups ?? sgThreads !== undefined;
@@ -170,6 +197,8 @@ export class GemvCoalesced {
       if (residual || options.outF32) throw new Error(`gemv_coalesced: rmsNorm takes no residual, outF32 or tokens > 1`);
       if (!(Number.isFinite(rmsNorm.eps) && rmsNorm.eps >= 0)) throw new Error(`gemv_coalesced: rmsNorm.eps must be a finite number ≥ 0, got ${rmsNorm.eps}`);
     }
+    const ropeStore = options.ropeStore ? { scaled: options.ropeStore.scaled } : null;
+    if (ropeStore && (glu || residual || options.outF32)) throw new Error('gemv_coalesced: ropeStore takes no glu, residual or outF32');
     const threadsPerRow = subgroups ? sgThreads! : GEMV_COALESCED_THREADS_PER_ROW;
     const choice: VariantChoice = {
       dtype,
@@ -180,11 +209,12 @@ export class GemvCoalesced {
       threadsPerRow,
       glu,
       rmsNorm: rmsNorm !== null,
+      ropeStore,
     };
     const { key, spec } = variant(choice);
     const pipeline = await pipelineCache(device).get(key, spec);
     const rowsPerWorkgroup = (GEMV_COALESCED_WORKGROUP / threadsPerRow) * GEMV_COALESCED_ROWS_PER_THREAD;
-    return new GemvCoalesced(device, pipeline, dtype, choice.bias, options.outF32 ?? false, subgroups, residual, rowsPerWorkgroup, glu, rmsNorm);
+    return new GemvCoalesced(device, pipeline, dtype, choice.bias, options.outF32 ?? false, subgroups, residual, rowsPerWorkgroup, glu, rmsNorm, ropeStore);
   }
 
   /**
@@ -196,6 +226,7 @@ export class GemvCoalesced {
    * Created with rmsNorm: x is un-normalised and every product is scaled by 1/rms(x) first.
    */
   prepare(label: string, weight: GpuTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor): PreparedOp {
+    if (this.ropeStore) throw new Error(`${label}: a ropeStore gemv runs through prepareRopeStore`);
     const [n, k] = checkLinearOperands(label, this, undefined, weight, x, y, bias);
     const biasBuffer = bias ? [singleBuffer(bias)] : [];
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
@@ -206,6 +237,53 @@ export class GemvCoalesced {
       params: PARAMS.createBuffer(this.device, name, { rows: rows ?? chunk.rows, cols: k, rowOffset: chunk.firstRow, eps: this.rmsNorm?.eps ?? 0 }),
       buffers: [chunk.buffer, x, y, ...biasBuffer],
       workgroups: workgroups1d(rows ?? chunk.rows, perWorkgroup, maxGroups),
+    }));
+  }
+
+  /**
+   * A ROPE_STORE gemv's pass, as Gemv.prepareRopeStore: q/k/v = W·x (+ bias), W the joined
+   * [q; k; v] ((nH + 2·nKV)·headDim, K) in one chunk, bias likewise; then, as QkvRopeStore
+   * without qk-norm, q rotated into qOut, k rotated into kCache and v into vCache at the
+   * step's row 0 slot and position. The projection itself is written nowhere.
+   */
+  prepareRopeStore(label: string, weight: GpuTensor, x: GPUBuffer, targets: GemvRopeStoreTargets, bias?: GpuTensor): PreparedOp {
+    if (!this.ropeStore) throw new Error(`${label}: prepareRopeStore needs a gemv created with ropeStore`);
+    const { shape, step, qOut, kCache, vCache, rope } = targets;
+    const { nHeads, nKvHeads, headDim, maxSeq, slots, rows } = shape;
+    for (const [name, v] of Object.entries({ nHeads, nKvHeads, headDim, maxSeq, slots, rows })) {
+      if (!Number.isInteger(v) || v < 1) throw new Error(`${label}: gemv ropeStore ${name} = ${v} is not a positive integer`);
+    }
+    if (headDim % 2 !== 0) throw new Error(`${label}: gemv ropeStore needs an even headDim, got ${headDim}`);
+    if (rows !== 1) throw new Error(`${label}: gemv ropeStore writes one row, the shape says ${rows}`);
+    // qOut stands in for y in the operand checks: one token, W's rows are q, k and v
+    const [n, k] = checkLinearOperands(label, this, undefined, weight, x, qOut, bias, 1, nHeads * headDim); // y: the q rows, rotated
+    if (n !== (nHeads + 2 * nKvHeads) * headDim) throw new Error(`${label}: gemv ropeStore's weight has ${n} rows, (${nHeads} + 2·${nKvHeads})·${headDim} = ${(nHeads + 2 * nKvHeads) * headDim} are q, k and v`);
+    if (weight.chunks.length !== 1) throw new Error(`${label}: gemv ropeStore takes its [q; k; v] in one chunk, ${weight.name} has ${weight.chunks.length}`);
+    const problem = stepProblem(step, rows, maxSeq, slots);
+    if (problem) throw new Error(`${label}: gemv ropeStore ${problem}`);
+    checkRopeStoreOutputs(label, this.dtype, shape, targets, [x]);
+    const rotHalf = rope ? checkRopeFits(label, rope, headDim, step, this.ropeStore.scaled) : 0;
+    const biasBuffer = bias ? singleBuffer(bias) : null;
+    // A NoPE layer reads no inv_freq (rot_half = 0), but the binding needs a buffer: the step's.
+    const invFreq = rope ? rope.invFreqBuffer : step.buffer;
+    // Two rows a unit: a workgroup's row groups take rowsPerWorkgroup / 2 units.
+    return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
+      params: ROPE_STORE_PARAMS.createBuffer(this.device, name, {
+        rows: n,
+        cols: k,
+        rowOffset: 0,
+        eps: this.rmsNorm?.eps ?? 0,
+        n_heads: nHeads,
+        n_kv_heads: nKvHeads,
+        head_dim: headDim,
+        rot_half: rotHalf,
+        attention_factor: rope?.attentionFactor ?? 1,
+        max_seq: maxSeq,
+        slots,
+      }),
+      // binding 4 is the bias, absent without one
+      buffers: [chunk.buffer, x, qOut, biasBuffer, step.buffer, invFreq, kCache, vCache],
+      workgroups: workgroups1d(n / 2, this.rowsPerWorkgroup / 2, this.device.limits.maxComputeWorkgroupsPerDimension),
     }));
   }
 }
