@@ -122,7 +122,7 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     qkvRopeStore: QkvRopeStore.create(device, dtype, { qkNorm }),
     qkvRopeStoreScaled: ropes.some(scaledRope) ? QkvRopeStore.create(device, dtype, { qkNorm, scaled: true }) : null,
     // ... and all of that in the decode's q/k/v projection itself (no qk-norm, dense, software family)
-    ...ropeStoreGemvs(device, dtype, canFuseRopeStore(config, needs), foldNorms ? rmsNorm : null, bias, f.layers.map((l) => l.rope !== null && scaledRope(l.rope))),
+    ...ropeStoreGemvs(gemv, device, dtype, canFuseRopeStore(config, needs), foldNorms ? rmsNorm : null, bias, f.layers.map((l) => l.rope !== null && scaledRope(l.rope))),
     attention: attention(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),
     // fused gate_up_proj (Phi-3): one input, each row [gate | up]
     mlpAct: Swiglu.create(device, dtype, { act: f.act, fused: f.fused }),
@@ -162,21 +162,20 @@ export function canFoldNorms(config: ModelConfig, needs: KernelNeeds): boolean {
 
 /**
  * Whether a one-row decode runs qkv_rope_store in the epilogue of its q/k/v projection (the
- * ROPE_STORE gemv): dense weights, no per-head q/k norm (a head's norm would need the sums
- * of rows other workgroups hold), and the software family's gemv, the one with that
- * epilogue (GemvCoalesced has none yet).
+ * ROPE_STORE gemv, either family's): dense weights (qgemv has no such epilogue yet), and no
+ * per-head q/k norm (a head's norm would need the sums of rows other workgroups hold).
  */
 export function canFuseRopeStore(config: ModelConfig, needs: KernelNeeds): boolean {
-  return !config.features.qkNorm && needs.quantized === null && needs.family === 'software';
+  return !config.features.qkNorm && needs.quantized === null;
 }
 
 /**
  * The ROPE_STORE gemvs a model's layers use, by [scaled rope][bias]: with the layer norm in
  * the kernel where the norms fold (rmsNorm), else over the normed row; null where not wanted.
  */
-function ropeStoreGemvs(device: GPUDevice, dtype: ComputeDtype, wanted: boolean, rmsNorm: { eps: number } | null, bias: boolean, layerScaled: readonly boolean[]) {
+function ropeStoreGemvs(gemv: ReturnType<typeof familyKernels>['gemv'], device: GPUDevice, dtype: ComputeDtype, wanted: boolean, rmsNorm: { eps: number } | null, bias: boolean, layerScaled: readonly boolean[]) {
   const make = (scaled: boolean, withBias: boolean) =>
-    wanted && layerScaled.includes(scaled) && (bias || !withBias) ? Gemv.create(device, dtype, { ropeStore: { scaled }, bias: withBias, ...(rmsNorm ? { rmsNorm } : {}) }) : null;
+    wanted && layerScaled.includes(scaled) && (bias || !withBias) ? gemv(device, dtype, { ropeStore: { scaled }, bias: withBias, ...(rmsNorm ? { rmsNorm } : {}) }) : null;
   return {
     gemvRopeStore: make(false, false),
     gemvRopeStoreBias: make(false, true),

@@ -55,3 +55,18 @@ describe.each(CASES)('%s %s', (name, weights, perLayer, once) => {
     }
   });
 });
+
+// The gpu family's dense kernels have the same epilogues (GemvCoalesced: RMS_NORM, GLU,
+// ROPE_STORE, RESIDUAL), so its decode takes as few dispatches.
+describe.each(['llama-gqa', 'qwen3', 'gemma2'])('%s dense on the gpu kernels', (name) => {
+  it(`decodes a token in ${PER_LAYER[name][0]} dispatches a layer, as the software kernels do`, async () => {
+    const { model } = await loadReferenceModel(gpu.device, name, 'f32', 64, { kernels: 'gpu' });
+    try {
+      expect(model.kernelFamily).toBe('gpu');
+      const head = model.config.features.finalSoftcap !== null ? 3 : 2;
+      expect(model.decodeDispatches - 1 - head - PER_LAYER[name][2]).toBe(PER_LAYER[name][0] * model.config.numLayers);
+    } finally {
+      model.dispose();
+    }
+  });
+});
