@@ -45,7 +45,7 @@ struct Params {
   rows: u32,       // rows of this chunk of W (≤ N); GLU: I, the gate rows (half of W's)
   cols: u32,       // K: elements of x and of each row of W
   rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias
-  yStride: u32,    // N: elements between rows of y (BATCH)
+  yStride: u32,    // elements between rows of y (BATCH): N; GLU: I; ROPE_STORE: q's n_heads·head_dim
   eps: f32,        // RMS_NORM: the norm's eps
 #ifdef ROPE_STORE
   // qkv_rope_store.wgsl's shape; rows is (n_heads + 2·n_kv_heads)·head_dim
@@ -145,7 +145,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let firstRow = (workgroup * rowGroupsPerWorkgroup + rowGroup) * pairs; // first gate row
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     base[j] = (min(firstRow + j % pairs, params.rows - 1u) + select(0u, params.rows, j >= pairs)) * K;
-    acc[j] = 0.0;
+    for (var t = 0u; t < TOKENS; t++) { acc[j * MAX_TOKENS + t] = 0.0; }
   }
 #else
 #ifdef ROPE_STORE
@@ -316,8 +316,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   for (var j = 0u; j < pairs; j++) {
     let row = firstRow + j;
     if (row >= params.rows) { break; }
-    let s = rmsScale(squares[0]);
-    y[params.rowOffset + row] = glu(acc[j] * s, acc[j + pairs] * s);
+    for (var t = 0u; t < TOKENS; t++) {
+      let s = rmsScale(squares[t]);
+      y[t * params.yStride + params.rowOffset + row] = glu(acc[j * MAX_TOKENS + t] * s, acc[(j + pairs) * MAX_TOKENS + t] * s);
+    }
   }
 #else
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {

@@ -103,8 +103,8 @@ export interface GemvOptions {
   /**
    * The MLP's activation in the epilogue: W is [gate; up] (2I, K) in one chunk and y (I,) =
    * act(gate·x) · (up·x), bit for bit the plain gemv then Swiglu (fused) over its output
-   * (each row summed alike; shaders/common/glu.wgsl's roundings). One token, no bias,
-   * outF32 or residual.
+   * (each row summed alike; shaders/common/glu.wgsl's roundings); with tokens, y (tokens, I).
+   * No bias, outF32 or residual.
    */
   glu?: SwigluAct;
   /**
@@ -121,8 +121,9 @@ export interface GemvOptions {
    * one chunk, and prepareRopeStore's q rows are rotated into qOut, its k rows rotated and
    * its v rows stored into the KV cache at each row's step slot and position, bit for bit
    * the plain gemv (y = [q | k | v]) then QkvRopeStore. `scaled`: the rope's attention
-   * factor is not 1 (QkvRopeStore's). No glu, residual or outF32. prepare() refuses such a
-   * gemv: prepareRopeStore takes what the epilogue needs.
+   * factor is not 1 (QkvRopeStore's). With tokens, row t at step row t's slot and position
+   * (rows past the step's count write nothing). No glu, residual or outF32. prepare()
+   * refuses such a gemv: prepareRopeStore takes what the epilogue needs.
    */
   ropeStore?: { scaled: boolean };
 }
@@ -187,7 +188,8 @@ export function gemvBatchable(device: GPUDevice, tokens: number): boolean {
 
 /**
  * The BATCH variants a batched decode pass of `tokens` rows uses (the projections, the
- * residual ones, the f32 LM head, the RMS_NORM ones of folded norms), for the test that
+ * residual ones, the f32 LM head, the RMS_NORM ones of folded norms, with ROPE_STORE or
+ * SwiGLU's GLU), for the test that
  * compiles variants: one per row count in use, so not every count up to GEMV_MAX_TOKENS.
  */
 export function gemvBatchVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>, tokens = 4): { key: string; spec: PipelineSpec }[] {
@@ -200,6 +202,9 @@ export function gemvBatchVariants(dtypes: readonly ComputeDtype[], features: Rea
         variant({ dtype, subgroups: true, bias, outF32: false, residual: true, tokens, shareX, glu: null, rmsNorm: false, ropeStore: null }),
         ...(dtype === 'F16' ? [variant({ dtype, subgroups: true, bias, outF32: true, residual: false, tokens, shareX, glu: null, rmsNorm: false, ropeStore: null })] : []),
         variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX, glu: null, rmsNorm: true, ropeStore: null }),
+        // a folded norm's q/k/v projection with the rope and KV store, its MLP's gate/up with the activation
+        ...[false, true].map((scaled) => variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX, glu: null, rmsNorm: true, ropeStore: { scaled } })),
+        ...(bias ? [] : [variant({ dtype, subgroups: true, bias, outF32: false, residual: false, tokens, shareX, glu: 'silu', rmsNorm: true, ropeStore: null })]),
       ]),
     ),
   );
@@ -260,13 +265,11 @@ export class Gemv {
     // Without subgroups the reduction of T·4 accumulators goes through workgroup memory: on
     // lavapipe some of those variants took 20-30 s to compile, so a device without
     // subgroups batches its decode with the matmul instead (gemvBatchable).
-    if (tokens > 1 && options.glu) throw new Error(`gemv: the GLU epilogue is for one token, not ${tokens}`);
     const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null;
     if (rmsNorm && (residual || options.outF32)) throw new Error('gemv: rmsNorm takes no residual or outF32');
     if (rmsNorm && !(Number.isFinite(rmsNorm.eps) && rmsNorm.eps >= 0)) throw new Error(`gemv: rmsNorm's eps must be a finite number ≥ 0, not ${rmsNorm.eps}`);
     const ropeStore = options.ropeStore ? { scaled: options.ropeStore.scaled } : null;
     if (ropeStore && (options.glu || residual || options.outF32)) throw new Error('gemv: ropeStore takes no glu, residual or outF32');
-    if (ropeStore && tokens > 1) throw new Error(`gemv: the ROPE_STORE epilogue is for one token, not ${tokens}`);
     if (tokens > 1 && !subgroups) throw new Error(`gemv: tokens > 1 needs the subgroup reduction (the device's 'subgroups' feature)`);
     // Sharing x needs subgroups of at least 8 (lane ^ 4); the reduction alone needs 4.
     const shareX = tokens > 1 && subgroups && canShareX(device);
@@ -291,7 +294,7 @@ export class Gemv {
     // GLU: a thread computes GEMV_ROWS_PER_THREAD / 2 outputs (a gate and an up row each).
     const [rows, rowsPerWorkgroup] = this.glu ? [n / 2, GEMV_ROWS_PER_WORKGROUP / 2] : [undefined, GEMV_ROWS_PER_WORKGROUP];
     return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
-      params: PARAMS.createBuffer(this.device, name, { rows: rows ?? chunk.rows, cols: k, rowOffset: chunk.firstRow, yStride: n, eps: this.rmsNorm?.eps ?? 0 }),
+      params: PARAMS.createBuffer(this.device, name, { rows: rows ?? chunk.rows, cols: k, rowOffset: chunk.firstRow, yStride: rows ?? n, eps: this.rmsNorm?.eps ?? 0 }),
       buffers: [chunk.buffer, x, y, ...biasBuffer],
       workgroups: workgroups1d(rows ?? chunk.rows, rowsPerWorkgroup, maxGroups),
     }));
@@ -300,8 +303,8 @@ export class Gemv {
   /**
    * A ROPE_STORE gemv's pass: q/k/v = W·x (+ bias), W the joined [q; k; v] ((nH + 2·nKV)·headDim,
    * K) in one chunk, bias likewise; then, as QkvRopeStore without qk-norm, q rotated into
-   * qOut, k rotated into kCache and v into vCache at the step's row 0 slot and position.
-   * The projection itself is written nowhere.
+   * qOut, k rotated into kCache and v into vCache at each step row's slot and position
+   * (shape.rows: the gemv's tokens). The projection itself is written nowhere.
    */
   prepareRopeStore(label: string, weight: GpuTensor, x: GPUBuffer, targets: GemvRopeStoreTargets, bias?: GpuTensor): PreparedOp {
     if (!this.ropeStore) throw new Error(`${label}: prepareRopeStore needs a gemv created with ropeStore`);
@@ -311,9 +314,8 @@ export class Gemv {
       if (!Number.isInteger(v) || v < 1) throw new Error(`${label}: gemv ropeStore ${name} = ${v} is not a positive integer`);
     }
     if (headDim % 2 !== 0) throw new Error(`${label}: gemv ropeStore needs an even headDim, got ${headDim}`);
-    if (rows !== 1) throw new Error(`${label}: gemv ropeStore writes one row, the shape says ${rows}`);
-    // qOut stands in for y in the operand checks: one token, W's rows are q, k and v
-    const [n, k] = checkLinearOperands(label, this, undefined, weight, x, qOut, bias, 1, nHeads * headDim); // y: the q rows, rotated
+    if (rows !== this.tokens) throw new Error(`${label}: gemv ropeStore was created with tokens ${this.tokens}, the shape says rows ${rows}`);
+    const [n, k] = checkLinearOperands(label, this, undefined, weight, x, qOut, bias, this.tokens, nHeads * headDim); // y: the q rows, rotated
     if (n !== (nHeads + 2 * nKvHeads) * headDim) throw new Error(`${label}: gemv ropeStore's weight has ${n} rows, (${nHeads} + 2·${nKvHeads})·${headDim} = ${(nHeads + 2 * nKvHeads) * headDim} are q, k and v`);
     if (weight.chunks.length !== 1) throw new Error(`${label}: gemv ropeStore takes its [q; k; v] in one chunk, ${weight.name} has ${weight.chunks.length}`);
     const problem = stepProblem(step, rows, maxSeq, slots);

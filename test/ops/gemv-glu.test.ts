@@ -2,8 +2,9 @@
 // gelu_tanh, F32 and F16, both reductions, on seeded shapes (I not a multiple of the pairs
 // per workgroup, K around and off the vector width). Bit for bit the unfused decode (the
 // plain gemv into [gate | up], then swiglu.wgsl FUSED), and close to a float64 reference
-// with the roundings HF's f16 MLP makes. The refusals: bias, outF32, residual, tokens, a
-// chunked weight, an odd N.
+// with the roundings HF's f16 MLP makes. Batched (tokens, with and without the folded norm):
+// each row the bits of the one-row GLU gemv. The refusals: bias, outF32, residual, a chunked
+// weight, an odd N.
 
 import { describe, expect, it } from 'vitest';
 import { alignUp } from '../../src/gpu/gpu-tensor.js';
@@ -90,13 +91,51 @@ describe.each(['F32', 'F16'] as const)('gemv GLU %s', (dtype) => {
   });
 });
 
+describe.each(['F32', 'F16'] as const)('gemv GLU %s over several rows (the batched decode pass)', (dtype) => {
+  it.each([false, true])('rmsNorm %s: each row the bits of the one-row GLU gemv', async (rms) => {
+    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said, not silent: no F16 on this adapter
+    if (!gpu.device.features.has('subgroups')) return expect(gpu.device.features.has('subgroups')).toBe(false); // said: the batch needs subgroups
+    const { device } = gpu;
+    const options = { glu: 'silu' as const, ...(rms ? { rmsNorm: { eps: 1e-5 } } : {}) };
+    const single = await Gemv.create(device, dtype, options);
+    for (const [s, [i, k]] of SHAPES.entries()) {
+      const tokens = [2, 3, 4, 8, 5][s % 5];
+      const batched = await Gemv.create(device, dtype, { ...options, tokens });
+      const what = `I=${i} K=${k} tokens=${tokens}`;
+      const weights = await uploadWeights(device, { w: { shape: [2 * i, k], values: randomValues(rng, 2 * i * k) } }, dtype);
+      const weight = weights.tensors.get('w')!;
+      const x = asDtype(randomValues(rng, tokens * k, -2, 2), dtype);
+      const xBuf = uploadArray(device, x, dtype, 'test.glu.x');
+      const spare = 8;
+      const y = uploadArray(device, new Float32Array(tokens * i + spare).fill(7), dtype, 'test.glu.y');
+      const op = batched.prepare(`test.glu.batch.${what}`, weight, xBuf, y);
+      await runOps(device, [op]);
+      const all = await readArray(device, y, tokens * i + spare, dtype);
+      for (let t = 0; t < tokens; t++) {
+        const xRow = uploadArray(device, x.subarray(t * k, (t + 1) * k), dtype, 'test.glu.x_row');
+        const yRow = outputBuffer(device, i, dtype === 'F16' ? 2 : 4, 'test.glu.y_row');
+        const one = single.prepare('test.glu.solo', weight, xRow, yRow);
+        await runOps(device, [one]);
+        expect([...all.subarray(t * i, (t + 1) * i)], `${what}: row ${t}, the one-row gemv's bits`).toEqual([...(await readArray(device, yRow, i, dtype))]);
+        one.destroy();
+        xRow.destroy();
+        yRow.destroy();
+      }
+      expect([...all.subarray(tokens * i)], `${what}: y past T·I untouched`).toEqual(new Array(spare).fill(7));
+      op.destroy();
+      xBuf.destroy();
+      y.destroy();
+      weights.destroy();
+    }
+  });
+});
+
 describe('gemv GLU refusals', () => {
-  it('refuses bias, outF32, residual and more than one token with glu, each in one line', async () => {
+  it('refuses bias, outF32 and residual with glu, each in one line', async () => {
     const { device } = gpu;
     await expect(Gemv.create(device, 'F32', { glu: 'silu', bias: true })).rejects.toThrow(/^gemv: the GLU epilogue \(glu: 'silu'\) takes no bias, outF32 or residual$/);
     await expect(Gemv.create(device, 'F32', { glu: 'silu', residual: true })).rejects.toThrow(/takes no bias, outF32 or residual/);
     await expect(Gemv.create(device, 'F32', { glu: 'gelu_tanh', outF32: true })).rejects.toThrow(/takes no bias, outF32 or residual/);
-    if (device.features.has('subgroups')) await expect(Gemv.create(device, 'F32', { glu: 'silu', tokens: 2 })).rejects.toThrow(/^gemv: the GLU epilogue is for one token, not 2$/);
   });
 
   it('refuses a chunked [gate; up], an odd N and a y shorter than I, naming the op', async () => {

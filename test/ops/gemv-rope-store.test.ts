@@ -3,7 +3,9 @@
 // epilogue into [q | k | v], then qkv_rope_store.wgsl), F32 and F16, both reductions, with
 // and without bias and the folded RMSNorm; real models' head shapes (GQA, head 64/80/96/128),
 // partial rotary, NoPE, a scaled rope, slots and positions far into the cache, K off the
-// vector width; the cache rows it does not own keep their stale bytes. The refusals.
+// vector width; the cache rows it does not own keep their stale bytes. Batched (tokens > 1,
+// the batched decode pass): rows of unrelated slots and positions, fewer run than prepared,
+// bit for bit the batched gemv then qkv_rope_store. The refusals.
 
 import { describe, expect, it } from 'vitest';
 import type { GpuTensor } from '../../src/gpu/gpu-tensor.js';
@@ -39,6 +41,8 @@ interface Case {
   slots: number;
   slot: number;
   position: number;
+  /** A batched gemv of `tokens` rows, the step running `rows` (else one row at slot, position). */
+  batch?: { tokens: number; rows: { slot: number; position: number }[] };
 }
 
 const base = { factor: 1, bias: false, rms: true, slots: 1, slot: 0 } as const;
@@ -55,6 +59,10 @@ const CASES: Case[] = [
   // a position far into the context (the angle's range reduction); tiny heads, K below the vector width
   { ...base, nHeads: 2, nKvHeads: 1, headDim: 64, rotary: 64, factor: 0.9, k: 64, maxSeq: 20_000, position: 19_999 },
   { ...base, nHeads: 3, nKvHeads: 1, headDim: 4, rotary: 4, k: 5, bias: true, maxSeq: 7, slots: 2, slot: 0, position: 6 },
+  // batched: 4 rows of 3 slots (one slot twice, positions apart); 3 of 5 prepared rows run; 8 rows, bias, scaled
+  { ...base, nHeads: 9, nKvHeads: 3, headDim: 64, rotary: 64, k: 576, maxSeq: 40, slots: 3, position: 0, batch: { tokens: 4, rows: [{ slot: 2, position: 39 }, { slot: 0, position: 0 }, { slot: 2, position: 5 }, { slot: 1, position: 17 }] } },
+  { ...base, nHeads: 4, nKvHeads: 2, headDim: 96, rotary: 64, k: 100, maxSeq: 12, slots: 4, position: 0, batch: { tokens: 5, rows: [{ slot: 3, position: 11 }, { slot: 1, position: 2 }, { slot: 0, position: 7 }] } },
+  { ...base, nHeads: 2, nKvHeads: 1, headDim: 16, rotary: 16, factor: 1.2, k: 37, bias: true, maxSeq: 9, slots: 8, position: 0, batch: { tokens: 8, rows: Array.from({ length: 8 }, (_, i) => ({ slot: 7 - i, position: i })) } },
   ...Array.from({ length: 8 }, (): Case => {
     const headDim = [2, 6, 16, 64, 80, 96, 128][Math.floor(rng() * 7)];
     const nKvHeads = 1 + Math.floor(rng() * 4);
@@ -100,7 +108,9 @@ async function check(dtype: ComputeDtype, subgroups: boolean, c: Case): Promise<
   const [qDim, kvDim, bytes] = [nHeads * d, nKvHeads * d, dtype === 'F16' ? 2 : 4];
   const n = qDim + 2 * kvDim;
   const what = `${dtype} subgroups=${subgroups} ${JSON.stringify(c)}`;
-  const options = { subgroups, bias: c.bias, ...(c.rms ? { rmsNorm: { eps: 1e-5 } } : {}) };
+  const tokens = c.batch?.tokens ?? 1;
+  const stepRows = c.batch?.rows ?? [{ slot: c.slot, position: c.position }];
+  const options = { subgroups, bias: c.bias, tokens, ...(c.rms ? { rmsNorm: { eps: 1e-5 } } : {}) };
   const scaled = c.factor !== 1;
   const [fused, plain, glue] = await Promise.all([
     Gemv.create(device, dtype, { ...options, ropeStore: { scaled } }),
@@ -110,16 +120,16 @@ async function check(dtype: ComputeDtype, subgroups: boolean, c: Case): Promise<
   expect(fused.ropeStore).toEqual({ scaled });
   const weights = await uploadWeights(device, { w: { shape: [n, k], values: asDtype(randomValues(rng, n * k, -0.5, 0.5), dtype) }, ...(c.bias ? { b: { shape: [n], values: asDtype(randomValues(rng, n), dtype) } } : {}) }, dtype);
   const [w, b] = [weights.tensors.get('w')!, weights.tensors.get('b')] as [GpuTensor, GpuTensor | undefined];
-  const x = uploadArray(device, asDtype(randomValues(rng, k, -2, 2), dtype), dtype);
+  const x = uploadArray(device, asDtype(randomValues(rng, tokens * k, -2, 2), dtype), dtype);
   const rope = c.rotary === null ? null : await Rope.create(device, dtype, { invFreq: invFreqOf(c.rotary), attentionFactor: c.factor });
-  const step = new Step(device, 'test.step', { rows: 1, positions: maxSeq, slots });
-  step.writeRange(c.position, 1, c.slot);
+  const step = new Step(device, 'test.step', { rows: tokens, positions: maxSeq, slots });
+  step.write(stepRows.map((r) => r.position), stepRows.map((r) => r.slot));
   const stale = asDtype(randomValues(rng, slots * kvDim * maxSeq, -4, 4), dtype); // what a cache row holds until written
-  const qStale = asDtype(randomValues(rng, qDim), dtype);
+  const qStale = asDtype(randomValues(rng, tokens * qDim), dtype);
   const [kCache, vCache, kRef, vRef] = [0, 1, 2, 3].map(() => uploadArray(device, stale, dtype));
   const [qOut, qRef] = [0, 1].map(() => uploadArray(device, qStale, dtype));
-  const qkv = outputBuffer(device, n, bytes);
-  const shape = { nHeads, nKvHeads, headDim: d, maxSeq, slots, rows: 1 };
+  const qkv = outputBuffer(device, tokens * n, bytes);
+  const shape = { nHeads, nKvHeads, headDim: d, maxSeq, slots, rows: tokens };
   const view = (offset: number) => ({ buffer: qkv, offset, stride: n });
   const ops = [
     fused.prepareRopeStore('test.fused', w, x, { shape, step, qOut, kCache, vCache, rope }, b),
@@ -129,15 +139,15 @@ async function check(dtype: ComputeDtype, subgroups: boolean, c: Case): Promise<
   await runOps(device, ops);
   const cacheBytes = slots * kvDim * maxSeq * bytes;
   const [qGot, qWant, kGot, kWant, vGot, vWant] = await Promise.all([
-    readBytes(qOut, qDim * bytes),
-    readBytes(qRef, qDim * bytes),
+    readBytes(qOut, tokens * qDim * bytes),
+    readBytes(qRef, tokens * qDim * bytes),
     ...[kCache, kRef, vCache, vRef].map((buf) => readBytes(buf, cacheBytes)),
   ]);
   expect(firstDiff(qGot, qWant, dtype), `q ${what}`).toBeNull();
   expect(firstDiff(kGot, kWant, dtype), `k cache ${what}`).toBeNull();
   expect(firstDiff(vGot, vWant, dtype), `v cache ${what}`).toBeNull();
   // and the rows were written at all: the row's own cache entries changed, the others did not
-  const at = (c.slot * nKvHeads * maxSeq + c.position) * d * bytes; // KV head 0's row
+  const at = (stepRows[0].slot * nKvHeads * maxSeq + stepRows[0].position) * d * bytes; // the first row's KV head 0
   const staleBytes = encode(stale, dtype);
   expect(Buffer.from(vGot.subarray(at, at + d * bytes)).equals(staleBytes.subarray(at, at + d * bytes)), `v row written ${what}`).toBe(false);
   for (const op of ops) op.destroy();
@@ -161,7 +171,7 @@ describe.each(['F32', 'F16'] as const)('gemv ROPE_STORE %s', (dtype) => {
   it.each([true, false])(`subgroups %s: ${CASES.length} cases, the bits of the gemv then qkv_rope_store`, async (subgroups) => {
     if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said, not silent: no F16 on this adapter
     if (subgroups && !gpu.device.features.has('subgroups')) return expect(subgroups).toBe(true); // said: no subgroups here
-    for (const c of CASES) await check(dtype, subgroups, c);
+    for (const c of CASES) if (subgroups || !c.batch) await check(dtype, subgroups, c); // a batch needs the subgroup reduction
   });
 });
 
@@ -169,7 +179,6 @@ it('refuses what the epilogue cannot do, each in one line', async () => {
   const { device } = gpu;
   await expect(Gemv.create(device, 'F32', { ropeStore: { scaled: false }, residual: true })).rejects.toThrow(/^gemv: ropeStore takes no glu, residual or outF32$/);
   await expect(Gemv.create(device, 'F32', { ropeStore: { scaled: false }, glu: 'silu' })).rejects.toThrow(/^gemv: ropeStore takes no glu, residual or outF32$/);
-  if (device.features.has('subgroups')) await expect(Gemv.create(device, 'F32', { ropeStore: { scaled: false }, tokens: 2 })).rejects.toThrow(/^gemv: the ROPE_STORE epilogue is for one token, not 2$/);
   const [fused, plain] = await Promise.all([Gemv.create(device, 'F32', { ropeStore: { scaled: false } }), Gemv.create(device, 'F32')]);
   const weights = await uploadWeights(device, { w: { shape: [24, 8], values: randomValues(rng, 24 * 8) } }, 'F32');
   const chunked = await uploadWeights(device, { w: { shape: [24, 8], values: randomValues(rng, 24 * 8) } }, 'F32', 16 * 8 * 4);
@@ -182,6 +191,7 @@ it('refuses what the epilogue cannot do, each in one line', async () => {
   expect(() => plain.prepareRopeStore('test.plain', w, x, targets)).toThrow(/^test\.plain: prepareRopeStore needs a gemv created with ropeStore$/);
   expect(() => fused.prepareRopeStore('test.rows', w, x, { ...targets, shape: { ...targets.shape, nHeads: 3 } })).toThrow(/^test\.rows: gemv ropeStore's weight has 24 rows, \(3 \+ 2·1\)·4 = 20 are q, k and v$/);
   expect(() => fused.prepareRopeStore('test.chunked', chunked.tensors.get('w')!, x, targets)).toThrow(/^test\.chunked: gemv ropeStore takes its \[q; k; v\] in one chunk/);
+  expect(() => fused.prepareRopeStore('test.two', w, x, { ...targets, shape: { ...targets.shape, rows: 2 } })).toThrow(/^test\.two: gemv ropeStore was created with tokens 1, the shape says rows 2$/);
   expect(() => fused.prepareRopeStore('test.odd', w, x, { ...targets, shape: { ...targets.shape, headDim: 3 } })).toThrow(/^test\.odd: gemv ropeStore needs an even headDim, got 3$/);
   expect(() => fused.prepareRopeStore('test.cache', w, x, { ...targets, shape: { ...targets.shape, maxSeq: 50 } })).toThrow(/^test\.cache: .*kCache holds 160 bytes, needs 800/);
   expect(() => fused.prepareRopeStore('test.inplace', w, x, { ...targets, kCache: x })).toThrow(/kCache is also an input/);
