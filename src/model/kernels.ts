@@ -20,7 +20,7 @@ import { RmsNorm } from '../ops/rms-norm.js';
 import { Rope } from '../ops/rope.js';
 import { ScaleColumns } from '../ops/scale-columns.js';
 import { Softcap } from '../ops/softcap.js';
-import { Swiglu } from '../ops/swiglu.js';
+import { Swiglu, type SwigluAct } from '../ops/swiglu.js';
 import type { ModelConfig } from './config.js';
 import type { ModelProgress } from './progress.js';
 import { type RopeScaling, ropeTables, ropeTableSeqLen } from './rope-scaling.js';
@@ -68,6 +68,8 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
   const normOptions = { eps: config.rmsNormEps, onePlusWeight: f.norm === 'one-plus-w' };
   const qkNorm = f.qkNorm ? normOptions : null;
   const { gemv, matmul, attention } = familyKernels(needs.family);
+  // each layer's rope: scaled cos and sin (an attention factor ≠ 1) or not (NoPE: not)
+  const layerScaled = f.layers.map((l) => l.rope !== null && scaledRope(l.rope));
   // Layer norms folded into the dense linears after them (LlamaModel.foldNorms): where the
   // norm's weight multiplies (not Gemma's 1 + w, whose sandwich norms run fused with the
   // residual add anyway) and the weights are dense.
@@ -113,7 +115,11 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     ...quantizedResidualLinears(device, dtype, !f.sandwichNorms ? needs.quantized : null, bias),
     // The batched decode passes (one row per sequence), by row count (decodeRowCounts).
     decodeBatch: Promise.all(
-      decodeRowCounts(needs.decodeRows).map(async (rows) => [rows, await batchedDecodeKernels(device, dtype, rows, needs, bias, !f.sandwichNorms && needs.quantized === null, foldNorms ? rmsNorm : null, matmul)] as const),
+      decodeRowCounts(needs.decodeRows).map(async (rows) => [rows, await batchedDecodeKernels(device, dtype, rows, needs, bias, !f.sandwichNorms && needs.quantized === null, foldNorms ? rmsNorm : null, matmul, {
+        act: f.act,
+        ropeStore: canFuseRopeStore(config, needs),
+        layerScaled,
+      })] as const),
     ).then((entries) => new Map(entries)),
     // x[:, perm]: an act-order linear's input, in the column order its weight was repacked to
     permute: needs.permute ? Permute.create(device, dtype) : null,
@@ -122,7 +128,7 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     qkvRopeStore: QkvRopeStore.create(device, dtype, { qkNorm }),
     qkvRopeStoreScaled: ropes.some(scaledRope) ? QkvRopeStore.create(device, dtype, { qkNorm, scaled: true }) : null,
     // ... and all of that in the decode's q/k/v projection itself (no qk-norm, dense, software family)
-    ...ropeStoreGemvs(gemv, device, dtype, canFuseRopeStore(config, needs), foldNorms ? rmsNorm : null, bias, f.layers.map((l) => l.rope !== null && scaledRope(l.rope))),
+    ropeStore: ropeStoreGemvs((options) => gemv(device, dtype, options), canFuseRopeStore(config, needs), foldNorms ? rmsNorm : null, bias, layerScaled),
     attention: attention(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),
     // fused gate_up_proj (Phi-3): one input, each row [gate | up]
     mlpAct: Swiglu.create(device, dtype, { act: f.act, fused: f.fused }),
@@ -169,19 +175,23 @@ export function canFuseRopeStore(config: ModelConfig, needs: KernelNeeds): boole
   return !config.features.qkNorm && needs.quantized === null;
 }
 
+/** A pass's ROPE_STORE gemvs by [scaled rope][bias], null where no layer uses one. */
+export interface RopeStoreGemvs<G> {
+  plain: G | null;
+  bias: G | null;
+  scaled: G | null;
+  scaledBias: G | null;
+}
+
 /**
  * The ROPE_STORE gemvs a model's layers use, by [scaled rope][bias]: with the layer norm in
  * the kernel where the norms fold (rmsNorm), else over the normed row; null where not wanted.
  */
-function ropeStoreGemvs(gemv: ReturnType<typeof familyKernels>['gemv'], device: GPUDevice, dtype: ComputeDtype, wanted: boolean, rmsNorm: { eps: number } | null, bias: boolean, layerScaled: readonly boolean[]) {
+async function ropeStoreGemvs<G>(gemv: (options: GemvOptions) => Promise<G>, wanted: boolean, rmsNorm: { eps: number } | null, bias: boolean, layerScaled: readonly boolean[]): Promise<RopeStoreGemvs<G>> {
   const make = (scaled: boolean, withBias: boolean) =>
-    wanted && layerScaled.includes(scaled) && (bias || !withBias) ? gemv(device, dtype, { ropeStore: { scaled }, bias: withBias, ...(rmsNorm ? { rmsNorm } : {}) }) : null;
-  return {
-    gemvRopeStore: make(false, false),
-    gemvRopeStoreBias: make(false, true),
-    gemvRopeStoreScaled: make(true, false),
-    gemvRopeStoreScaledBias: make(true, true),
-  };
+    wanted && layerScaled.includes(scaled) && (bias || !withBias) ? gemv({ ropeStore: { scaled }, bias: withBias, ...(rmsNorm ? { rmsNorm } : {}) }) : null;
+  const [plain, withBias, scaled, scaledBias] = await Promise.all([make(false, false), make(false, true), make(true, false), make(true, true)]);
+  return { plain, bias: withBias, scaled, scaledBias };
 }
 
 /**
@@ -210,7 +220,18 @@ export function decodeRowCounts(slots: number): number[] {
 /** The linear kernels of a batched decode pass: the gemvs over its rows, or null (the pass takes the matmuls). */
 export interface BatchedDecodeKernels {
   /** Dense linears as gemvs over the pass's rows (GemvOptions.tokens); the residual ones only where residual linears exist. */
-  gemv: { plain: Gemv; bias: Gemv | null; residual: Gemv | null; residualBias: Gemv | null; rms: Gemv | null; rmsBias: Gemv | null } | null;
+  gemv: {
+    plain: Gemv;
+    bias: Gemv | null;
+    residual: Gemv | null;
+    residualBias: Gemv | null;
+    rms: Gemv | null;
+    rmsBias: Gemv | null;
+    /** The folded pre-MLP norm, gate/up and the activation (GLU). */
+    rmsGlu: Gemv | null;
+    /** The folded input norm, q/k/v, the rope and the KV store (ROPE_STORE), by [scaled][bias]. */
+    ropeStore: RopeStoreGemvs<Gemv>;
+  } | null;
   /** The LM head over the rows, f32 logits: a gemv over them, or a matmul. */
   lmHead: Gemv | GemvCoalesced | Awaited<ReturnType<ReturnType<typeof familyKernels>['matmul']>>;
   qLmHead: QMatmul | null;
@@ -231,11 +252,14 @@ async function batchedDecodeKernels(
   residual: boolean,
   rmsNorm: { eps: number } | null,
   matmul: ReturnType<typeof familyKernels>['matmul'],
+  fused: { act: SwigluAct; ropeStore: boolean; layerScaled: readonly boolean[] },
 ): Promise<BatchedDecodeKernels> {
   const useGemv = needs.family === 'software' && gemvBatchable(device, rows);
   const make = (options: GemvOptions) => Gemv.create(device, dtype, { ...options, tokens: rows });
+
   // rms: the projections after a folded norm, each row normalised in the gemv as one row
   // alone is (so a batched sequence decodes exactly as alone)
+  // With folded norms the attention glue and the MLP's activation ride in the projections' epilogues too, as in one row.
   const [plain, withBias, res, resBias, rms, rmsBias, lmHead, qLmHead] = await Promise.all([
     useGemv ? make({}) : null,
     useGemv && bias ? make({ bias: true }) : null,
@@ -246,7 +270,11 @@ async function batchedDecodeKernels(
     useGemv ? make({ outF32: true }) : matmul(device, dtype, { outF32: true, tileM: rowsTile(rows) }),
     needs.quantized ? QMatmul.create(device, needs.quantized, dtype, { outF32: true, tileM: rowsTile(rows) }) : null,
   ]);
-  return { gemv: plain && { plain, bias: withBias, residual: res, residualBias: resBias, rms, rmsBias }, lmHead: lmHead!, qLmHead };
+  const [rmsGlu, ropeStore] = await Promise.all([
+    useGemv && rmsNorm ? make({ rmsNorm, glu: fused.act }) : null,
+    ropeStoreGemvs(make, useGemv && rmsNorm !== null && fused.ropeStore, rmsNorm, bias, fused.layerScaled),
+  ]);
+  return { gemv: plain && { plain, bias: withBias, residual: res, residualBias: resBias, rms, rmsBias, rmsGlu, ropeStore }, lmHead: lmHead!, qLmHead };
 }
 
 /** The residual variants of the quantized linears of `kind` (y += W·x (+ b)), null where there is no kind. */

@@ -436,14 +436,16 @@ export class LlamaModel {
       };
       // output = W·input (+ b); with `residual`, output += W·input (+ b) (output is the residual
       // stream) where the weight's kind has a residual kernel here, else nothing is added and
-      // the answer is false (project() then adds on its own). With `glu` (one row), W is the
+      // the answer is false (project() then adds on its own). With `glu` (one row, or a batched
+      // decode pass's after a folded norm), W is the
       // MLP's [gate; up] and output = act(gate·input) · (up·input), one dispatch, where a GLU
       // gemv of the weight's kind is here and its rows are one chunk; else the answer is false
       // (the caller projects, then runs the activation).
       const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer, { residual = false, glu = false, normed = true, norm = null as string | null } = {}): boolean => {
         const bt = bias === null ? undefined : this.weight(bias);
         const qt = this.weights.quantized.get(weight);
-        if (glu && !(gemv && bt === undefined && !residual && (qt ?? this.weight(weight)).chunks.length === 1)) return false;
+        // a batched decode pass's GLU gemv takes a folded norm's input (gemvRows.rmsGlu) only
+        if (glu && !((gemv || (!normed && !qt && gemvRows?.rmsGlu)) && bt === undefined && !residual && (qt ?? this.weight(weight)).chunks.length === 1)) return false;
         // !normed: input is the residual stream and the norm before this linear is in it
         // (foldNorms): the RMS_NORM gemv normalises it (one row, or a batched pass's); a
         // quantized one takes the norm's weight too.
@@ -455,7 +457,7 @@ export class LlamaModel {
         }
         if (!normed) {
           const rms = gemv ? { plain: ops.gemvRms, bias: ops.gemvRmsBias } : { plain: gemvRows?.rms, bias: gemvRows?.rmsBias };
-          const op = residual ? null : glu ? ops.gemvRmsGlu : bt ? rms.bias : rms.plain;
+          const op = residual ? null : glu ? (gemv ? ops.gemvRmsGlu : gemvRows?.rmsGlu) : bt ? rms.bias : rms.plain;
           if (!op || (glu && op.glu !== f.act)) throw new Error(`${label}: no RMS_NORM gemv was compiled for this folded linear`);
           add(op.prepare(label, this.weight(weight), input, output, bt));
           return true;
@@ -530,11 +532,12 @@ export class LlamaModel {
         const rope = kindOf.rope === null ? null : ops.ropeOf.get(kindOf.rope)!.op;
         const scaled = rope !== null && Math.fround(rope.attentionFactor) !== 1;
         const glueShape = { nHeads: numHeads, nKvHeads: numKvHeads, headDim, maxSeq, slots: S, rows };
-        // One decode row: the joined q/k/v projection rotates q and k and stores k and v
-        // itself (the ROPE_STORE gemv: no dispatch for the glue), where this layer has no q/k
-        // norm, dense weights, and a kernel that normalises its input as inputPlan says.
-        const ropeStore = gemv && kind === 'decode' && joinedQkv && l.qNorm === null && l.kNorm === null && !this.weights.quantized.has(joinedQkv.weight)
-          ? (scaled ? (joinedQkv.bias ? ops.gemvRopeStoreScaledBias : ops.gemvRopeStoreScaled) : joinedQkv.bias ? ops.gemvRopeStoreBias : ops.gemvRopeStore)
+        // A decode pass's gemvs: the joined q/k/v projection rotates q and k and stores k and
+        // v itself (the ROPE_STORE gemv: no dispatch for the glue), where this layer has no
+        // q/k norm, dense weights, and a kernel that normalises its input as inputPlan says.
+        const ropeStores = kind !== 'decode' ? null : gemv ? ops.ropeStore : gemvRows?.ropeStore ?? null;
+        const ropeStore = ropeStores && joinedQkv && l.qNorm === null && l.kNorm === null && !this.weights.quantized.has(joinedQkv.weight)
+          ? ropeStores[scaled ? (joinedQkv.bias ? 'scaledBias' : 'scaled') : joinedQkv.bias ? 'bias' : 'plain']
           : null;
         if (ropeStore && joinedQkv && (ropeStore.rmsNorm !== null) === inputPlan.inLinear) {
           const targets = { shape: glueShape, step, qOut: b.q, kCache: cache[i].k, vCache: cache[i].v, rope };
@@ -762,6 +765,11 @@ export class LlamaModel {
   /** Dispatches one decode step encodes (all layers and the LM head; sampling not included). */
   get decodeDispatches(): number {
     return [...this.decode.ops, ...this.head].reduce((n, op) => n + op.dispatches.length, 0);
+  }
+
+  /** Dispatches a batched decode step of `rows` rows encodes (a row count of decodeRows' passes), or undefined where there is no such pass. */
+  decodeRowsDispatches(rows: number): number | undefined {
+    return this.decodeBatchStep.get(rows)?.reduce((n, op) => n + op.dispatches.length, 0);
   }
 
   /**

@@ -70,3 +70,17 @@ describe.each(['llama-gqa', 'qwen3', 'gemma2'])('%s dense on the gpu kernels', (
     }
   });
 });
+
+// A batched decode pass (continuous batching) of the software kernels has the one row's
+// epilogues in its BATCH gemvs: as few dispatches a layer for all its rows.
+describe.each(['llama-gqa', 'qwen3', 'phi3'])('%s dense, a batched decode pass of 2 and of 3 rows', (name) => {
+  it(`takes ${PER_LAYER[name][0]} dispatches a layer, as one row does`, async () => {
+    const { model } = await loadReferenceModel(gpu.device, name, 'f32', 32, { parallel: 3 }); // 32: Phi-3's longrope switches tables past it
+    try {
+      const perToken = model.decodeDispatches;
+      for (const rows of [2, 3]) expect(model.decodeRowsDispatches(rows), `${rows} rows`).toBe(perToken);
+    } finally {
+      model.dispose();
+    }
+  });
+});
