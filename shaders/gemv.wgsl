@@ -48,14 +48,7 @@ struct Params {
   yStride: u32,    // elements between rows of y (BATCH): N; GLU: I; ROPE_STORE: q's n_heads·head_dim
   eps: f32,        // RMS_NORM: the norm's eps
 #ifdef ROPE_STORE
-  // qkv_rope_store.wgsl's shape; rows is (n_heads + 2·n_kv_heads)·head_dim
-  n_heads: u32,
-  n_kv_heads: u32,
-  head_dim: u32,
-  rot_half: u32,   // rotary_dim / 2: pairs rotated per head; 0: NoPE
-  attention_factor: f32, // SCALED: cos and sin are multiplied by it
-  max_seq: u32,    // positions per head in the cache
-  slots: u32,      // sequences the cache holds
+#include "common/rope_store_params.wgsl"
 #endif
 }
 

@@ -87,15 +87,7 @@ struct Params {
   rowOffset: u32,  // the chunk's first row: where it writes in y and reads in bias; GLU: 0 (one chunk)
   eps: f32,        // RMS_NORM: the norm's eps (0 otherwise, unread)
 #ifdef ROPE_STORE
-  // qkv_rope_store.wgsl's shape (common/rope_store.wgsl reads these names); rows is
-  // (n_heads + 2·n_kv_heads)·head_dim
-  n_heads: u32,
-  n_kv_heads: u32,
-  head_dim: u32,
-  rot_half: u32,   // rotary_dim / 2: pairs rotated per head; 0: NoPE
-  attention_factor: f32, // SCALED: cos and sin are multiplied by it
-  max_seq: u32,    // positions per head in the cache
-  slots: u32,      // sequences the cache holds
+#include "common/rope_store_params.wgsl"
 #endif
 }
 

@@ -25,11 +25,10 @@ import { workgroups1d } from '../gpu/dispatch.js';
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { stepProblem } from '../gpu/step.js';
-import type { GemvOptions, GemvRopeStoreTargets } from './gemv.js';
+import type { GemvOptions } from './gemv.js';
 import { checkLinearOperands, checkLinearOptions, prepareChunks } from './linear-prepare.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
-import { checkRopeFits, checkRopeStoreOutputs } from './qkv-rope-store.js';
+import { type GemvRopeStoreTargets, ROPE_STORE_FIELDS, ropeStoreOperands } from './rope-store-epilogue.js';
 import { SWIGLU_ACTS, type SwigluAct } from './swiglu.js';
 
 /** Invocations per workgroup: 8 warps of 32, enough to keep loads in flight, few enough to keep several workgroups per SM. */
@@ -51,16 +50,7 @@ const PARAMS = new ParamsLayout([
 ] as const);
 
 /** ROPE_STORE's Params: PARAMS, then qkv_rope_store's shape (the shader's struct under ROPE_STORE). */
-const ROPE_STORE_PARAMS = new ParamsLayout([
-  ...PARAMS.fields,
-  ['n_heads', 'u32'],
-  ['n_kv_heads', 'u32'],
-  ['head_dim', 'u32'],
-  ['rot_half', 'u32'], // 0: NoPE
-  ['attention_factor', 'f32'],
-  ['max_seq', 'u32'],
-  ['slots', 'u32'],
-] as const);
+const ROPE_STORE_PARAMS = new ParamsLayout([...PARAMS.fields, ...ROPE_STORE_FIELDS] as const);
 
 interface VariantChoice {
   dtype: ComputeDtype;
@@ -190,15 +180,8 @@ export class GemvCoalesced {
       throw new Error(`gemv_coalesced: subgroups need the device feature 'subgroups' and a known subgroup width of at most ${GEMV_COALESCED_WORKGROUP}`);
     }
     const residual = options.residual ?? false;
-    const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null;
-    if (rmsNorm) {
-      // The norm folds into the projections that read the normed stream (q/k/v, gate/up), which
-      // write the compute dtype and add nothing: no variant is built for the rest, so refuse them.
-      if (residual || options.outF32) throw new Error(`gemv_coalesced: rmsNorm takes no residual, outF32 or tokens > 1`);
-      if (!(Number.isFinite(rmsNorm.eps) && rmsNorm.eps >= 0)) throw new Error(`gemv_coalesced: rmsNorm.eps must be a finite number ≥ 0, got ${rmsNorm.eps}`);
-    }
-    const ropeStore = options.ropeStore ? { scaled: options.ropeStore.scaled } : null;
-    if (ropeStore && (glu || residual || options.outF32)) throw new Error('gemv_coalesced: ropeStore takes no glu, residual or outF32');
+    const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null; // checkLinearOptions: not with residual or outF32
+    const ropeStore = options.ropeStore ? { scaled: options.ropeStore.scaled } : null; // nor this, nor with glu
     const threadsPerRow = subgroups ? sgThreads! : GEMV_COALESCED_THREADS_PER_ROW;
     const choice: VariantChoice = {
       dtype,
@@ -248,41 +231,11 @@ export class GemvCoalesced {
    */
   prepareRopeStore(label: string, weight: GpuTensor, x: GPUBuffer, targets: GemvRopeStoreTargets, bias?: GpuTensor): PreparedOp {
     if (!this.ropeStore) throw new Error(`${label}: prepareRopeStore needs a gemv created with ropeStore`);
-    const { shape, step, qOut, kCache, vCache, rope } = targets;
-    const { nHeads, nKvHeads, headDim, maxSeq, slots, rows } = shape;
-    for (const [name, v] of Object.entries({ nHeads, nKvHeads, headDim, maxSeq, slots, rows })) {
-      if (!Number.isInteger(v) || v < 1) throw new Error(`${label}: gemv ropeStore ${name} = ${v} is not a positive integer`);
-    }
-    if (headDim % 2 !== 0) throw new Error(`${label}: gemv ropeStore needs an even headDim, got ${headDim}`);
-    if (rows !== 1) throw new Error(`${label}: gemv ropeStore writes one row, the shape says ${rows}`);
-    // qOut stands in for y in the operand checks: one token, W's rows are q, k and v
-    const [n, k] = checkLinearOperands(label, this, undefined, weight, x, qOut, bias, 1, nHeads * headDim); // y: the q rows, rotated
-    if (n !== (nHeads + 2 * nKvHeads) * headDim) throw new Error(`${label}: gemv ropeStore's weight has ${n} rows, (${nHeads} + 2·${nKvHeads})·${headDim} = ${(nHeads + 2 * nKvHeads) * headDim} are q, k and v`);
-    if (weight.chunks.length !== 1) throw new Error(`${label}: gemv ropeStore takes its [q; k; v] in one chunk, ${weight.name} has ${weight.chunks.length}`);
-    const problem = stepProblem(step, rows, maxSeq, slots);
-    if (problem) throw new Error(`${label}: gemv ropeStore ${problem}`);
-    checkRopeStoreOutputs(label, this.dtype, shape, targets, [x]);
-    const rotHalf = rope ? checkRopeFits(label, rope, headDim, step, this.ropeStore.scaled) : 0;
-    const biasBuffer = bias ? singleBuffer(bias) : null;
-    // A NoPE layer reads no inv_freq (rot_half = 0), but the binding needs a buffer: the step's.
-    const invFreq = rope ? rope.invFreqBuffer : step.buffer;
+    const { n, k, values, bindings } = ropeStoreOperands(label, { ...this, tokens: 1, scaled: this.ropeStore.scaled }, weight, x, targets, bias);
     // Two rows a unit: a workgroup's row groups take rowsPerWorkgroup / 2 units.
     return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
-      params: ROPE_STORE_PARAMS.createBuffer(this.device, name, {
-        rows: n,
-        cols: k,
-        rowOffset: 0,
-        eps: this.rmsNorm?.eps ?? 0,
-        n_heads: nHeads,
-        n_kv_heads: nKvHeads,
-        head_dim: headDim,
-        rot_half: rotHalf,
-        attention_factor: rope?.attentionFactor ?? 1,
-        max_seq: maxSeq,
-        slots,
-      }),
-      // binding 4 is the bias, absent without one
-      buffers: [chunk.buffer, x, qOut, biasBuffer, step.buffer, invFreq, kCache, vCache],
+      params: ROPE_STORE_PARAMS.createBuffer(this.device, name, { rows: n, cols: k, rowOffset: 0, eps: this.rmsNorm?.eps ?? 0, ...values }),
+      buffers: [chunk.buffer, ...bindings],
       workgroups: workgroups1d(n / 2, this.rowsPerWorkgroup / 2, this.device.limits.maxComputeWorkgroupsPerDimension),
     }));
   }

@@ -17,12 +17,10 @@ import { workgroups1d } from '../gpu/dispatch.js';
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
-import { type Step, stepProblem } from '../gpu/step.js';
 import { canShareX } from './qgemv.js';
 import { checkLinearOperands, checkLinearOptions, prepareChunks } from './linear-prepare.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
-import { checkRopeFits, checkRopeStoreOutputs, type QkvRopeStoreShape } from './qkv-rope-store.js';
-import type { Rope } from './rope.js';
+import { type GemvRopeStoreTargets, ROPE_STORE_FIELDS, ropeStoreOperands } from './rope-store-epilogue.js';
 import { SWIGLU_ACTS, type SwigluAct } from './swiglu.js';
 
 /**
@@ -60,17 +58,8 @@ const PARAMS = new ParamsLayout([
   ['eps', 'f32'], // rmsNorm's eps (0 without)
 ] as const);
 
-/** ROPE_STORE's Params: PARAMS, then qkv_rope_store's shape (the shader's struct under ROPE_STORE). */
-const ROPE_STORE_PARAMS = new ParamsLayout([
-  ...PARAMS.fields,
-  ['n_heads', 'u32'],
-  ['n_kv_heads', 'u32'],
-  ['head_dim', 'u32'],
-  ['rot_half', 'u32'], // 0: NoPE
-  ['attention_factor', 'f32'],
-  ['max_seq', 'u32'],
-  ['slots', 'u32'],
-] as const);
+/** ROPE_STORE's Params: PARAMS, then qkv_rope_store's shape (shaders/common/rope_store_params.wgsl). */
+const ROPE_STORE_PARAMS = new ParamsLayout([...PARAMS.fields, ...ROPE_STORE_FIELDS] as const);
 
 /** Most rows of x one gemv takes (GemvOptions.tokens): the shader's MAX_TOKENS. */
 export const GEMV_MAX_TOKENS = 8;
@@ -126,18 +115,6 @@ export interface GemvOptions {
    * refuses such a gemv: prepareRopeStore takes what the epilogue needs.
    */
   ropeStore?: { scaled: boolean };
-}
-
-/** What a ROPE_STORE gemv writes besides the projection: qkv_rope_store's shape and outputs (QkvRopeStoreBuffers without inputs or norms). */
-export interface GemvRopeStoreTargets {
-  readonly shape: QkvRopeStoreShape;
-  readonly step: Step;
-  /** (rows, nHeads, headDim): the rotated q. */
-  readonly qOut: GPUBuffer;
-  readonly kCache: GPUBuffer;
-  readonly vCache: GPUBuffer;
-  /** The layer's rope, or null for a NoPE layer. */
-  readonly rope: Rope | null;
 }
 
 interface VariantChoice {
@@ -266,10 +243,7 @@ export class Gemv {
     // lavapipe some of those variants took 20-30 s to compile, so a device without
     // subgroups batches its decode with the matmul instead (gemvBatchable).
     const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null;
-    if (rmsNorm && (residual || options.outF32)) throw new Error('gemv: rmsNorm takes no residual or outF32');
-    if (rmsNorm && !(Number.isFinite(rmsNorm.eps) && rmsNorm.eps >= 0)) throw new Error(`gemv: rmsNorm's eps must be a finite number ≥ 0, not ${rmsNorm.eps}`);
     const ropeStore = options.ropeStore ? { scaled: options.ropeStore.scaled } : null;
-    if (ropeStore && (options.glu || residual || options.outF32)) throw new Error('gemv: ropeStore takes no glu, residual or outF32');
     if (tokens > 1 && !subgroups) throw new Error(`gemv: tokens > 1 needs the subgroup reduction (the device's 'subgroups' feature)`);
     // Sharing x needs subgroups of at least 8 (lane ^ 4); the reduction alone needs 4.
     const shareX = tokens > 1 && subgroups && canShareX(device);
@@ -308,43 +282,12 @@ export class Gemv {
    */
   prepareRopeStore(label: string, weight: GpuTensor, x: GPUBuffer, targets: GemvRopeStoreTargets, bias?: GpuTensor): PreparedOp {
     if (!this.ropeStore) throw new Error(`${label}: prepareRopeStore needs a gemv created with ropeStore`);
-    const { shape, step, qOut, kCache, vCache, rope } = targets;
-    const { nHeads, nKvHeads, headDim, maxSeq, slots, rows } = shape;
-    for (const [name, v] of Object.entries({ nHeads, nKvHeads, headDim, maxSeq, slots, rows })) {
-      if (!Number.isInteger(v) || v < 1) throw new Error(`${label}: gemv ropeStore ${name} = ${v} is not a positive integer`);
-    }
-    if (headDim % 2 !== 0) throw new Error(`${label}: gemv ropeStore needs an even headDim, got ${headDim}`);
-    if (rows !== this.tokens) throw new Error(`${label}: gemv ropeStore was created with tokens ${this.tokens}, the shape says rows ${rows}`);
-    const [n, k] = checkLinearOperands(label, this, undefined, weight, x, qOut, bias, this.tokens, nHeads * headDim); // y: the q rows, rotated
-    if (n !== (nHeads + 2 * nKvHeads) * headDim) throw new Error(`${label}: gemv ropeStore's weight has ${n} rows, (${nHeads} + 2·${nKvHeads})·${headDim} = ${(nHeads + 2 * nKvHeads) * headDim} are q, k and v`);
-    if (weight.chunks.length !== 1) throw new Error(`${label}: gemv ropeStore takes its [q; k; v] in one chunk, ${weight.name} has ${weight.chunks.length}`);
-    const problem = stepProblem(step, rows, maxSeq, slots);
-    if (problem) throw new Error(`${label}: gemv ropeStore ${problem}`);
-    checkRopeStoreOutputs(label, this.dtype, shape, targets, [x]);
-    const rotHalf = rope ? checkRopeFits(label, rope, headDim, step, this.ropeStore.scaled) : 0;
-    const biasBuffer = bias ? singleBuffer(bias) : null;
-    // A NoPE layer reads no inv_freq (rot_half = 0), but the binding needs a buffer: the step's.
-    const invFreq = rope ? rope.invFreqBuffer : step.buffer;
+    const { n, k, values, bindings } = ropeStoreOperands(label, { ...this, scaled: this.ropeStore.scaled }, weight, x, targets, bias);
     // Two rows a unit, GEMV_ROWS_PER_THREAD / 2 units a thread.
-    const units = n / 2;
     return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
-      params: ROPE_STORE_PARAMS.createBuffer(this.device, name, {
-        rows: n,
-        cols: k,
-        rowOffset: 0,
-        yStride: nHeads * headDim,
-        eps: this.rmsNorm?.eps ?? 0,
-        n_heads: nHeads,
-        n_kv_heads: nKvHeads,
-        head_dim: headDim,
-        rot_half: rotHalf,
-        attention_factor: rope?.attentionFactor ?? 1,
-        max_seq: maxSeq,
-        slots,
-      }),
-      // binding 4 is the bias, absent without one
-      buffers: [chunk.buffer, x, qOut, biasBuffer, step.buffer, invFreq, kCache, vCache],
-      workgroups: workgroups1d(units, GEMV_ROWS_PER_WORKGROUP / 2, this.device.limits.maxComputeWorkgroupsPerDimension),
+      params: ROPE_STORE_PARAMS.createBuffer(this.device, name, { rows: n, cols: k, rowOffset: 0, yStride: values.n_heads * values.head_dim, eps: this.rmsNorm?.eps ?? 0, ...values }),
+      buffers: [chunk.buffer, ...bindings],
+      workgroups: workgroups1d(n / 2, GEMV_ROWS_PER_WORKGROUP / 2, this.device.limits.maxComputeWorkgroupsPerDimension),
     }));
   }
 }

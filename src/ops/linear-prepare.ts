@@ -24,12 +24,34 @@ export interface LinearCreated {
  * Throws unless `device` computes in `dtype` and the options go together: residual writes
  * the compute dtype (the residual stream), so never with outF32. `op` names the kernel.
  */
-export function checkLinearOptions(op: string, device: GPUDevice, dtype: ComputeDtype, options: { outF32?: boolean; residual?: boolean; bias?: boolean; glu?: SwigluAct | null }): void {
+export function checkLinearOptions(op: string, device: GPUDevice, dtype: ComputeDtype, options: EpilogueOptions & { bias?: boolean }): void {
   if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`${op}: F16 compute needs the device feature 'shader-f16'`);
   if (options.residual && options.outF32) throw new Error(`${op}: residual writes the compute dtype (the residual stream), not outF32`);
   if (options.glu && (options.bias || options.outF32 || options.residual)) {
     throw new Error(`${op}: the GLU epilogue (glu: '${options.glu}') takes no bias, outF32 or residual`);
   }
+  checkEpilogueOptions(op, options);
+}
+
+/** The options of a linear's prologue and epilogues that exclude one another (GemvOptions' and QGemvOptions'). */
+export interface EpilogueOptions {
+  outF32?: boolean;
+  residual?: boolean;
+  glu?: SwigluAct | null;
+  rmsNorm?: { eps: number } | null;
+  ropeStore?: { scaled: boolean } | null;
+}
+
+/**
+ * Throws unless the norm in the prologue and the ROPE_STORE epilogue combine with the rest:
+ * both write the projection in the compute dtype and add it to nothing, and the rope reads
+ * q/k/v rows, not an MLP's.
+ */
+export function checkEpilogueOptions(op: string, options: EpilogueOptions): void {
+  const { rmsNorm, ropeStore } = options;
+  if (rmsNorm && (options.residual || options.outF32)) throw new Error(`${op}: rmsNorm takes no residual or outF32`);
+  if (rmsNorm && !(Number.isFinite(rmsNorm.eps) && rmsNorm.eps >= 0)) throw new Error(`${op}: rmsNorm's eps must be a finite number ≥ 0, not ${rmsNorm.eps}`);
+  if (ropeStore && (options.glu || options.residual || options.outF32)) throw new Error(`${op}: ropeStore takes no glu, residual or outF32`);
 }
 
 /**

@@ -37,6 +37,7 @@ import { ParamsLayout } from '../gpu/params.js';
 import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { QuantKind, QuantizedTensor } from '../gpu/quantized-tensor.js';
 import type { GemvOptions } from './gemv.js';
+import { checkEpilogueOptions } from './linear-prepare.js';
 import { SWIGLU_ACTS, type SwigluAct } from './swiglu.js';
 import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
 
@@ -227,8 +228,7 @@ export class QGemv {
     const refused = glu ? (['bias', 'outF32', 'residual'] as const).filter((o) => options[o]) : [];
     if (refused.length) throw new Error(`qgemv: glu cannot be combined with ${refused.join(', ')}`);
     const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null;
-    if (rmsNorm && (residual || options.outF32)) throw new Error('qgemv: rmsNorm takes no residual or outF32');
-    if (rmsNorm && !(Number.isFinite(rmsNorm.eps) && rmsNorm.eps >= 0)) throw new Error(`qgemv: rmsNorm's eps must be a finite number ≥ 0, not ${rmsNorm.eps}`);
+    checkEpilogueOptions('qgemv', options);
     const outF32 = dtype === 'F16' && (options.outF32 ?? false);
     const cache = pipelineCache(device);
     const get = (path: Path) => {
