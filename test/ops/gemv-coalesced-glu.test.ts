@@ -20,7 +20,7 @@ import {
 import type { GemvOptions } from '../../src/ops/gemv.js';
 import { type ComputeDtype, computeBytes, runOps } from '../../src/ops/op.js';
 import { Swiglu, type SwigluAct } from '../../src/ops/swiglu.js';
-import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
+import { spyDevice, useGpuTestDevice, withSubgroupWidth } from '../support/gpu-helpers.js';
 import { SPARE, untouched } from '../support/linear-cases.js';
 import { asDtype, linearReference, nmse, outputBuffer, randomValues, readArray, roundF16, uploadArray, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
@@ -130,17 +130,6 @@ async function checkShapes(device: GPUDevice, dtype: ComputeDtype, subgroups: bo
   }
 }
 
-/** The device with its adapter reporting subgroups up to `width` wide (what the launcher sizes row groups by). */
-function withSubgroupWidth(device: GPUDevice, width: number): GPUDevice {
-  const adapterInfo = { subgroupMinSize: device.adapterInfo.subgroupMinSize, subgroupMaxSize: width };
-  return new Proxy(device, {
-    get(target, prop) {
-      if (prop === 'adapterInfo') return adapterInfo;
-      const value = Reflect.get(target, prop, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
-}
 
 it('the GLU variants are among gemvCoalescedVariants, both acts, neither bias nor outF32 nor residual, and compile', async () => {
   const features = gpu.device.features as ReadonlySet<string>;

@@ -19,7 +19,7 @@ import {
 } from '../../src/ops/gemv-coalesced.js';
 import type { GemvOptions } from '../../src/ops/gemv.js';
 import type { ComputeDtype } from '../../src/ops/op.js';
-import { spyDevice, useGpuTestDevice } from '../support/gpu-helpers.js';
+import { spyDevice, useGpuTestDevice, withSubgroupWidth } from '../support/gpu-helpers.js';
 import { gemvAsLinear, linearCase, residualCase, untouched } from '../support/linear-cases.js';
 import { nmse, outputBuffer, randomValues, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
@@ -57,17 +57,6 @@ const tolerance = (f16Out: boolean): number => (f16Out ? 2 ** -22 + 1e-10 : 1e-1
 const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
 const noSubgroups = (subgroups: boolean): boolean => subgroups && !gpu.device.features.has('subgroups');
 
-/** The device with its adapter reporting subgroups up to `width` wide (what the launcher sizes row groups by). */
-function withSubgroupWidth(device: GPUDevice, width: number): GPUDevice {
-  const adapterInfo = { subgroupMinSize: device.adapterInfo.subgroupMinSize, subgroupMaxSize: width };
-  return new Proxy(device, {
-    get(target, prop) {
-      if (prop === 'adapterInfo') return adapterInfo;
-      const value = Reflect.get(target, prop, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
-}
 
 /** Runs every shape, case i taking bit 0 = bias, bit 1 = chunked, bit 2 = outF32 (F16). */
 async function checkShapes(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions, shapes: [number, number][]): Promise<void> {

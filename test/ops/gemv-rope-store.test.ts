@@ -20,7 +20,7 @@ import { GemvCoalesced, gemvCoalescedVariants } from '../../src/ops/gemv-coalesc
 import { type ComputeDtype, runOps } from '../../src/ops/op.js';
 import { QkvRopeStore } from '../../src/ops/qkv-rope-store.js';
 import { Rope } from '../../src/ops/rope.js';
-import { useGpuTestDevice } from '../support/gpu-helpers.js';
+import { useGpuTestDevice, withSubgroupWidth } from '../support/gpu-helpers.js';
 import { asDtype, decode, encode, outputBuffer, randomValues, uploadArray, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
@@ -120,17 +120,6 @@ const KERNELS: Kernel[] = [
   { name: 'gemv_coalesced', create: (device, dtype, options) => GemvCoalesced.create(device, dtype, options), variants: gemvCoalescedVariants, batch: false },
 ];
 
-/** The device with its adapter reporting subgroups up to `width` wide (what GemvCoalesced sizes row groups by), as gemv-coalesced.test.ts's. */
-function withSubgroupWidth(device: GPUDevice, width: number): GPUDevice {
-  const adapterInfo = { subgroupMinSize: device.adapterInfo.subgroupMinSize, subgroupMaxSize: width };
-  return new Proxy(device, {
-    get(target, prop) {
-      if (prop === 'adapterInfo') return adapterInfo;
-      const value = Reflect.get(target, prop, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
-}
 
 /**
  * Runs one case fused (the ROPE_STORE gemv) and unfused (the gemv into [q | k | v], then

@@ -183,3 +183,18 @@ export function useGpuTestDevice(label: string): { readonly context: GpuContext;
   });
   return state;
 }
+
+/**
+ * `device` with its adapter reporting subgroups up to `width` wide (subgroupMaxSize, what
+ * GemvCoalesced sizes its row groups by): a wave64 GPU's layout, run on this adapter.
+ */
+export function withSubgroupWidth(device: GPUDevice, width: number): GPUDevice {
+  const adapterInfo = { subgroupMinSize: device.adapterInfo.subgroupMinSize, subgroupMaxSize: width };
+  return new Proxy(device, {
+    get(target, prop) {
+      if (prop === 'adapterInfo') return adapterInfo;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
