@@ -9,9 +9,12 @@
 //   batched  with `parallel` slots, one row per sequence (continuous batching): gemvs over
 //            the rows (or small matmuls) and per-row flash-decoding, prepared for each
 //            decodeRowCounts count so a step costs the smallest that holds its sequences
-// A decode layer is 9 dispatches for every family: q/k/v and gate/up joined at load into
-// one projection each, qkv_rope_store (q/k norms, rope, K/V store), o_proj and down_proj
-// adding into the residual stream (Gemma: norm_add_norm for its sandwich norms).
+// A dense decode layer is 5 dispatches (Llama, Qwen2, Phi-3: test/model/dispatches.test.ts
+// counts every family): q/k/v and gate/up joined at load into one projection each, the
+// layer norms folded into them (RMS_NORM), the rope and K/V store in the q/k/v projection's
+// epilogue (ROPE_STORE; with q/k norms qkv_rope_store after it), the activation in gate/up's
+// (GLU), o_proj and down_proj adding into the residual stream (Gemma: norm_add_norm for its
+// sandwich norms).
 // Shapes: T = tokens in the pass, h = hidden, q = nHeads·headDim, kv = nKvHeads·headDim,
 // I = intermediate, V = vocab.
 
