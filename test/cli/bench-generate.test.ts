@@ -31,10 +31,10 @@ describe('sluice bench generate', () => {
     expect([code, stderr]).toEqual([0, '']);
     const r = JSON.parse(stdout);
     expect(r).toMatchObject({ compute_dtype: 'F32', prompt_tokens: 20, generated_tokens: 8, submits_per_token: 1, readback_bytes_per_token: 4 });
-    // 2 layers × (norm + q|k|v, qkv_rope_store, attention, o + residual add, norm + gate|up
+    // 2 layers × (norm + q|k|v + rope + K/V store, attention, o + residual add, norm + gate|up
     // + swiglu, down + residual add; as test/model/dispatches.test.ts counts them) + embedding
     // + final norm + LM head + sampler; the tiny cache fits one decode split.
-    expect(r.dispatches_per_token).toBe(2 * 6 + 1 + 2 + 1);
+    expect(r.dispatches_per_token).toBe(2 * 5 + 1 + 2 + 1);
     // Every weight once in f32, the tied table as the LM head, plus one embedding row; the
     // layers' norms live in the linears' columns (folded at load), the final one is read.
     const params = 256 * 64 + 64 + 2 * (64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 160 * 64);
@@ -88,8 +88,8 @@ describe('sluice bench generate', () => {
       expect(r.prefill.map((p: { prompt_tokens: number }) => p.prompt_tokens)).toEqual([8, 64]);
       for (const p of r.prefill) expect(p.ttft_ms).toBeGreaterThan(0);
       expect(r.ttft_ms).toBe(r.prefill[1].ttft_ms);
-      // 1 layer × 6 + embedding + final norm + LM head + sampler.
-      expect(r.dispatches_per_token).toBe(6 + 1 + 2 + 1);
+      // 1 layer × 5 + embedding + final norm + LM head + sampler.
+      expect(r.dispatches_per_token).toBe(5 + 1 + 2 + 1);
       // At the real width (576, vocab 49152): the tied table as LM head, one embedding row, one
       // layer (its norms folded into its linears).
       const h = 576;
