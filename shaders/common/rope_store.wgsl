@@ -46,16 +46,14 @@ fn rope_store_row(g: u32, which: u32) -> u32 {
 fn rope_store_unit(t: u32, g: u32, projected: vec2f) {
   if (t >= step.rows) { return; }
   let d = params.head_dim;
-  let units = d / 2u;
-  let head = g / units;
-  let u = g % units;
+  let head = g / (d / 2u);
+  let u = g % (d / 2u);
   let at = step.row[t];
+  let qk = params.n_heads + params.n_kv_heads; // the q and k heads; v's follow
+  if (head >= params.n_heads && !(at.position < params.max_seq && at.slot < params.slots)) { return; }
   let x = vec2f(roundT(projected[0]), roundT(projected[1])); // as stored to T and read back
-  let q = head < params.n_heads;
-  let kv = head - select(params.n_heads + params.n_kv_heads, params.n_heads, head < params.n_heads + params.n_kv_heads);
-  let cached = ((at.slot * params.n_kv_heads + kv) * params.max_seq + at.position) * d;
-  if (!q && !(at.position < params.max_seq && at.slot < params.slots)) { return; }
-  if (head >= params.n_heads + params.n_kv_heads) {
+  if (head >= qk) {
+    let cached = ((at.slot * params.n_kv_heads + head - qk) * params.max_seq + at.position) * d;
     v_cache[cached + 2u * u] = T(x[0]);
     v_cache[cached + 2u * u + 1u] = T(x[1]);
     return;
@@ -68,11 +66,12 @@ fn rope_store_unit(t: u32, g: u32, projected: vec2f) {
     y2 = vec2f(x[0] * c - x[1] * s, x[1] * c + x[0] * s);
   }
   let e = select(vec2u(2u * half + 2u * (u - half), 2u * half + 2u * (u - half) + 1u), vec2u(u, u + half), u < half);
-  if (q) {
+  if (head < params.n_heads) {
     let dst = (t * params.n_heads + head) * d;
     y[dst + e[0]] = T(y2[0]);
     y[dst + e[1]] = T(y2[1]);
   } else {
+    let cached = ((at.slot * params.n_kv_heads + head - params.n_heads) * params.max_seq + at.position) * d;
     k_cache[cached + e[0]] = T(y2[0]);
     k_cache[cached + e[1]] = T(y2[1]);
   }

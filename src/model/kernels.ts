@@ -127,7 +127,7 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     // q_norm/k_norm + rope + the K/V store in one dispatch, per distinct attention factor
     qkvRopeStore: QkvRopeStore.create(device, dtype, { qkNorm }),
     qkvRopeStoreScaled: ropes.some(scaledRope) ? QkvRopeStore.create(device, dtype, { qkNorm, scaled: true }) : null,
-    // ... and all of that in the decode's q/k/v projection itself (no qk-norm, dense, software family)
+    // ... and, without qk-norm, all of that in the decode's q/k/v projection itself (dense weights, either family's gemv)
     ropeStore: ropeStoreGemvs((options) => gemv(device, dtype, options), canFuseRopeStore(config, needs), foldNorms ? rmsNorm : null, bias, layerScaled),
     attention: attention(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),
     // fused gate_up_proj (Phi-3): one input, each row [gate | up]
@@ -256,10 +256,9 @@ async function batchedDecodeKernels(
 ): Promise<BatchedDecodeKernels> {
   const useGemv = needs.family === 'software' && gemvBatchable(device, rows);
   const make = (options: GemvOptions) => Gemv.create(device, dtype, { ...options, tokens: rows });
-
   // rms: the projections after a folded norm, each row normalised in the gemv as one row
-  // alone is (so a batched sequence decodes exactly as alone)
-  // With folded norms the attention glue and the MLP's activation ride in the projections' epilogues too, as in one row.
+  // alone is (so a batched sequence decodes exactly as alone); rmsGlu and ropeStore: the
+  // MLP's activation and the attention glue in those projections' epilogues, as in one row.
   const [plain, withBias, res, resBias, rms, rmsBias, lmHead, qLmHead] = await Promise.all([
     useGemv ? make({}) : null,
     useGemv && bias ? make({ bias: true }) : null,

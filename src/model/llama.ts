@@ -439,11 +439,11 @@ export class LlamaModel {
       };
       // output = W·input (+ b); with `residual`, output += W·input (+ b) (output is the residual
       // stream) where the weight's kind has a residual kernel here, else nothing is added and
-      // the answer is false (project() then adds on its own). With `glu` (one row, or a batched
-      // decode pass's after a folded norm), W is the
-      // MLP's [gate; up] and output = act(gate·input) · (up·input), one dispatch, where a GLU
-      // gemv of the weight's kind is here and its rows are one chunk; else the answer is false
-      // (the caller projects, then runs the activation).
+      // the answer is false (project() then adds on its own). With `glu` (one row, or a
+      // batched decode pass's after a folded norm), W is the MLP's [gate; up] and output =
+      // act(gate·input) · (up·input), one dispatch, where a GLU gemv of the weight's kind is
+      // here and its rows are one chunk; else the answer is false (the caller projects, then
+      // runs the activation).
       const linear = (label: string, weight: string, bias: string | null, input: GPUBuffer, output: GPUBuffer, { residual = false, glu = false, normed = true, norm = null as string | null } = {}): boolean => {
         const bt = bias === null ? undefined : this.weight(bias);
         const qt = this.weights.quantized.get(weight);
