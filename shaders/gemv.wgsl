@@ -14,10 +14,7 @@
 // all of K, and reduce with the row sums), ROPE_STORE (W is the joined [q; k; v] and the
 // kernel is qkv_rope_store too: a thread's rows are whole rotation units, whose projections
 // common/rope_store.wgsl rotates and stores, q into y and k, v into the KV cache, bit for bit
-// the projection then qkv_rope_store.wgsl without qk-norm), QK_NORM (with ROPE_STORE, one
-// token: and the per-head q/k RMSNorm first, qkv_rope_store.wgsl's NORM (+ ONE_PLUS_WEIGHT):
-// a workgroup is one head, WORKGROUP_SIZE = head_dim threads, so it holds every row the
-// head's norm sums; common/qk_norm.wgsl's tree, shared with qkv_rope_store).
+// the projection then qkv_rope_store.wgsl without qk-norm).
 //
 // Memory-bound: 2 (f16) or 4 (f32) bytes per weight, each read once, 2 flops per weight.
 // THREADS_PER_ROW threads split each row's K into 16-byte vectors (4 f32 or 8 f16), and each
@@ -86,9 +83,6 @@ const SLOTS = ACC;
 #include "common/round_t.wgsl"
 #include "common/rope_store.wgsl"
 #endif
-#ifdef QK_NORM
-#include "common/qk_norm.wgsl"
-#endif
 
 #ifdef F16
 const VEC = 8u; // elements per 16-byte load
@@ -122,61 +116,6 @@ fn rmsScale(squares: f32) -> f32 {
   return 1.0;
 #endif
 }
-
-#ifdef QK_NORM
-// The projections of the workgroup's head, rounded to T as stored: the tree's leaves.
-var<workgroup> head_x: array<f32, WORKGROUP_SIZE>;
-
-// QK_NORM's epilogue: one head a workgroup (head_dim / 4 row groups of 2 units, one head's
-// units: THREADS_PER_ROW = ROWS_PER_THREAD = 4, the launcher's), normed as qkv_rope_store.wgsl's NORM (V heads are not), then rotated and stored
-// by rope_store_unit (its roundT of a value already in T changes nothing). Every invocation
-// comes here, the tree having barriers; lane 0 of a row group holds its rows' sums (all
-// lanes do with SUBGROUPS) and writes its units.
-fn rope_store_head(lid: u32, head: u32, acc: array<f32, ACC>, squares: f32) {
-  let d = params.head_dim;
-  let lead = lid % THREADS_PER_ROW == 0u;
-  let first = head * (d / 2u) + (lid / THREADS_PER_ROW) * 2u; // the row group's first unit
-  let s = rmsScale(squares);
-  var x: array<vec2f, 2>; // units first, first + 1: elements (rope_store_row's) 0 and 1
-  for (var p = 0u; p < 2u; p++) {
-    let g = first + p;
-#ifdef BIAS
-    let a = acc[2u * p * MAX_TOKENS] * s + f32(bias[rope_store_row(g, 0u)]);
-    let b = acc[(2u * p + 1u) * MAX_TOKENS] * s + f32(bias[rope_store_row(g, 1u)]);
-#else
-    let a = acc[2u * p * MAX_TOKENS] * s;
-    let b = acc[(2u * p + 1u) * MAX_TOKENS] * s;
-#endif
-    x[p] = vec2f(roundT(a), roundT(b));
-    if (lead) {
-      head_x[rope_store_row(g, 0u) - head * d] = x[p][0];
-      head_x[rope_store_row(g, 1u) - head * d] = x[p][1];
-    }
-  }
-  // head: the workgroup's, so this branch and the tree's barriers are workgroup-uniform
-  if (head < params.n_heads + params.n_kv_heads) {
-    workgroupBarrier();
-    let segment = params.norm_width / 2u;
-    let total = head_square_sum(0u, lid, segment, select(0.0, square_pair(head_leaf_x(lid), head_leaf_x(lid + segment)), lid < segment));
-    let scale = qk_norm_scale(total, d, params.qk_eps);
-    let weights = select(NORM_MAX_HEAD_DIM, 0u, head < params.n_heads); // k_norm's follow q_norm's
-    for (var p = 0u; p < 2u; p++) {
-      let g = first + p;
-      for (var which = 0u; which < 2u; which++) {
-        x[p][which] = qk_norm_value(x[p][which], weight_at(weights + rope_store_row(g, which) - head * d), scale);
-      }
-    }
-  }
-  if (!lead) { return; }
-  for (var p = 0u; p < 2u; p++) { rope_store_unit(0u, first + p, x[p]); }
-}
-
-// rms_norm.wgsl's leaf j's element: x_j, 0 past the head (its square is the leaf).
-fn head_leaf_x(j: u32) -> f32 {
-  if (j >= params.head_dim) { return 0.0; }
-  return head_x[j];
-}
-#endif
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3u) {
@@ -348,9 +287,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 #endif
 #endif
 
-#ifdef QK_NORM
-  rope_store_head(lid, workgroup, acc, squares[0]);
-#else
   if (lane != 0u) { return; }
 #ifdef ROPE_STORE
   for (var p = 0u; p < units; p++) {
@@ -399,7 +335,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 #endif
     }
   }
-#endif
 #endif
 #endif
 }

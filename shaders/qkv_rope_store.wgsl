@@ -13,8 +13,8 @@
 // reduce the head's squares together.
 //
 // Bit-exact with the unfused ops, by doing their arithmetic in their order:
-//  - NORM (common/qk_norm.wgsl, shared with gemv.wgsl's QK_NORM): the sum of squares is
-//    rms_norm.wgsl's: with head_dim ≤ its workgroup size, leaf j is x_j² (0 past the head), and the same halving tree adds them. Its leaves past the
+//  - NORM: the sum of squares is rms_norm.wgsl's: with head_dim ≤ its workgroup size, leaf
+//    j is x_j² (0 past the head), and the same halving tree adds them. Its leaves past the
 //    next power of two ≥ head_dim are 0, and adding 0 changes nothing, so the tree runs over
 //    those norm_width leaves only: the same additions, though fewer barriers separate them
 //    (below). Then the same scale and, per element, the same roundings to T (HF's
@@ -125,24 +125,69 @@ fn write_unit(h: Head, u: u32, x: vec2f) {
 }
 
 #ifdef NORM
-#include "common/qk_norm.wgsl"
+// The q_norm and k_norm weights, in a uniform: eight storage buffers per stage is WebGPU's
+// default limit, and the bindings above take them all. q_norm's at elements [0, head_dim),
+// k_norm's at [NORM_MAX_HEAD_DIM, NORM_MAX_HEAD_DIM + head_dim), in the compute dtype
+// (f16 packed two to a u32). The launcher's NORM_WEIGHT_SLOT: a smaller buffer there fails
+// binding, a larger one puts k_norm elsewhere and fails the bit-exact tests.
+const NORM_MAX_HEAD_DIM = 256u;
+#ifdef F16
+@group(0) @binding(9) var<uniform> norm_weight: array<vec4u, NORM_MAX_HEAD_DIM / 4u>;  // 2·NORM_MAX_HEAD_DIM f16
+fn weight_at(i: u32) -> f32 {
+  return unpack2x16float(norm_weight[i / 8u][(i / 2u) % 4u])[i % 2u];
+}
+#else
+@group(0) @binding(9) var<uniform> norm_weight: array<vec4f, NORM_MAX_HEAD_DIM / 2u>;  // 2·NORM_MAX_HEAD_DIM f32
+fn weight_at(i: u32) -> f32 {
+  return norm_weight[i / 4u][i % 4u];
+}
+#endif
 
+// Per head, a segment of `segment` = norm_width / 2 invocations (and entries): the partial
+// sums of squares of rms_norm.wgsl's tree below its first level.
+var<workgroup> partial: array<f32, WORKGROUP_SIZE>;
 // The normed heads, 2·segment ≥ head_dim entries each, in T: through memory, as between
 // rms_norm and rope. Kept in a register, lavapipe's compiler drops the rounding of
 // f32(T(y)) (measured: rope's results then differ by an ulp in F16); a store to memory and
 // a barrier before the load keep it.
 var<workgroup> normed: array<T, 2u * WORKGROUP_SIZE>;
 
-// rms_norm.wgsl's leaf j's element: x_j, 0 past the head (its square is the leaf).
-fn leaf_x(h: Head, j: u32) -> f32 {
+// rms_norm.wgsl's leaf j: x_j² (its workgroup ≥ head_dim, so one square per leaf), 0 past the head.
+fn leaf(h: Head, j: u32) -> f32 {
   if (j >= params.head_dim) { return 0.0; }
-  return load_x(h, j);
+  let x = load_x(h, j);
+  return x * x;
+}
+
+// The halving tree (a[m] += a[m + n/2], then n/4, … as rms_norm.wgsl adds) over the n
+// (a power of two ≤ 16) values partial[at + m·spacing]: its order is the pairwise sum of the
+// values in bit-reversed order of m, which a stack of partial sums computes in one pass.
+fn halving_sum(at: u32, n: u32, spacing: u32) -> f32 {
+  if (n == 1u) { return partial[at]; }
+  let bits = countTrailingZeros(n);
+  var stack: array<f32, 5>;
+  for (var m = 0u; m < n; m++) {
+    var sum = partial[at + (reverseBits(m) >> (32u - bits)) * spacing];
+    var level = 0u;
+    for (var carry = m; (carry & 1u) == 1u; carry >>= 1u) {
+      sum = stack[level] + sum;
+      level++;
+    }
+    stack[level] = sum;
+  }
+  return stack[bits];
 }
 
 // Element e of the head normed, rounded to T as rms_norm stores it.
 fn norm_element(h: Head, e: u32, scale: f32) -> T {
+  let x = load_x(h, e);
   let w = weight_at(select(NORM_MAX_HEAD_DIM, 0u, h.is_q) + e); // k_norm's weights follow q_norm's
-  return T(qk_norm_value(load_x(h, e), w, scale));
+#ifdef ONE_PLUS_WEIGHT
+  return T((x * scale) * (1.0 + w));
+#else
+  let hx = roundT(x * scale);
+  return T(w * hx);
+#endif
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -163,9 +208,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) groups: vec3
   let unit = live && u < params.head_dim / 2u; // a unit of the head: it writes two elements
 
   // x = q_norm(x) / k_norm(x). The tree's first level in registers (leaves u and u + half
-  // the width; leaves past the head are 0), the rest in common/qk_norm.wgsl's rounds.
-  let total = head_square_sum(base, u, segment, select(0.0, square_pair(leaf_x(h, u), leaf_x(h, u + segment)), live));
-  let scale = qk_norm_scale(total, params.head_dim, params.eps);
+  // the width; leaves past the head are 0), the rest in rounds of 3 levels, each thread
+  // j < width / 8 adding its 8 entries j + m·width/8; the last ≤ 16 by every thread.
+  partial[lid] = select(0.0, leaf(h, u) + leaf(h, u + segment), live);
+  workgroupBarrier();
+  var width = segment;
+  for (; width > 16u; width /= 8u) {
+    let spread = width / 8u;
+    if (u < spread) {
+      let sum = halving_sum(base + u, 8u, spread);
+      partial[base + u] = sum;
+    }
+    workgroupBarrier();
+  }
+  let total = halving_sum(base, width, 1u);
+  let scale = 1.0 / sqrt(total / f32(params.head_dim) + params.eps);
   let at = elements_of(u);
   if (unit) {
     normed[2u * base + at[0]] = norm_element(h, at[0], scale);

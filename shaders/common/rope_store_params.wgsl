@@ -8,5 +8,3 @@
   attention_factor: f32, // SCALED: cos and sin are multiplied by it
   max_seq: u32,    // positions per head in the cache
   slots: u32,      // sequences the cache holds
-  qk_eps: f32,     // QK_NORM: the q/k norms' eps (0 without)
-  norm_width: u32, // QK_NORM: leaves the head's tree adds, the next power of two ≥ head_dim

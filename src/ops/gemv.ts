@@ -20,7 +20,6 @@ import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import { canShareX } from './qgemv.js';
 import { checkLinearOperands, checkLinearOptions, prepareChunks } from './linear-prepare.js';
 import { type ComputeDtype, dtypeFlags, type PreparedOp } from './op.js';
-import { QK_NORM_MAX_HEAD_DIM, qkNormWeights } from './qkv-rope-store.js';
 import { type GemvRopeStoreTargets, ROPE_STORE_FIELDS, ropeStoreOperands } from './rope-store-epilogue.js';
 import { SWIGLU_ACTS, type SwigluAct } from './swiglu.js';
 
@@ -114,19 +113,8 @@ export interface GemvOptions {
    * factor is not 1 (QkvRopeStore's). With tokens, row t at step row t's slot and position
    * (rows past the step's count write nothing). No glu, residual or outF32. prepare()
    * refuses such a gemv: prepareRopeStore takes what the epilogue needs.
-   * `qkNorm`: and QkvRopeStore's per-head q/k RMSNorm before the rope (Qwen3: w·x̂; Gemma 3:
-   * onePlusWeight), bit for bit the plain gemv then QkvRopeStore created with that qkNorm;
-   * prepareRopeStore then takes qNorm and kNorm. One token only; headDim (a multiple of 4,
-   * ≤ QK_NORM_MAX_HEAD_DIM) is the pipeline's: a workgroup is one head, headDim threads.
    */
-  ropeStore?: { scaled: boolean; qkNorm?: GemvQkNorm | null };
-}
-
-/** GemvOptions.ropeStore.qkNorm: QkvRopeStoreOptions.qkNorm and the head size the pipeline is built for. */
-export interface GemvQkNorm {
-  eps: number;
-  onePlusWeight: boolean;
-  headDim: number;
+  ropeStore?: { scaled: boolean };
 }
 
 interface VariantChoice {
@@ -140,8 +128,8 @@ interface VariantChoice {
   shareX: boolean;
   glu: SwigluAct | null;
   rmsNorm: boolean;
-  /** ROPE_STORE, whether SCALED, and QK_NORM's norm kind and head size (its workgroup); null without. */
-  ropeStore: { scaled: boolean; qkNorm?: { onePlusWeight: boolean; headDim: number } | null } | null;
+  /** ROPE_STORE, and whether SCALED; null without. */
+  ropeStore: { scaled: boolean } | null;
 }
 
 /** Every variant: both dtypes given, subgroup ones only where the device has 'subgroups'. */
@@ -165,11 +153,6 @@ export function gemvVariants(dtypes: readonly ComputeDtype[], features: Readonly
       // ROPE_STORE: q/k/v (with or without bias and a folded norm) + rope (scaled or not) + KV store
       ...[false, true].flatMap((rmsNorm) =>
         [false, true].flatMap((bias) => [false, true].map((scaled) => variant({ dtype, subgroups: sg, bias, outF32: false, residual: false, tokens: 1, shareX: false, glu: null, rmsNorm, ropeStore: { scaled } }))),
-      ),
-      // QK_NORM (one token): both norm kinds, a folded norm without bias (Qwen3, Gemma 3), and
-      // an unfolded one with bias and a scaled rope; head 128 (the workgroup is a head)
-      ...[false, true].flatMap((onePlusWeight) =>
-        [false, true].map((rmsNorm) => variant({ dtype, subgroups: sg, bias: !rmsNorm, outF32: false, residual: false, tokens: 1, shareX: false, glu: null, rmsNorm, ropeStore: { scaled: !rmsNorm, qkNorm: { onePlusWeight, headDim: 128 } } })),
       ),
     ]),
   );
@@ -205,9 +188,6 @@ export function gemvBatchVariants(dtypes: readonly ComputeDtype[], features: Rea
 }
 
 function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
-  const qkNorm = v.ropeStore?.qkNorm ?? null;
-  // QK_NORM: a workgroup is one head, headDim / 4 row groups of 2 units
-  const workgroup = qkNorm ? qkNorm.headDim : GEMV_WORKGROUP;
   const flags = [
     ...dtypeFlags(v.dtype),
     ...(v.subgroups ? ['SUBGROUPS'] : []),
@@ -219,15 +199,14 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.glu ? ['GLU', ...(v.glu === 'gelu_tanh' ? ['GELU_TANH'] : [])] : []),
     ...(v.rmsNorm ? ['RMS_NORM'] : []),
     ...(v.ropeStore ? ['ROPE_STORE', ...(v.ropeStore.scaled ? ['SCALED'] : [])] : []),
-    ...(qkNorm ? ['QK_NORM', ...(qkNorm.onePlusWeight ? ['ONE_PLUS_WEIGHT'] : [])] : []),
   ];
-  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []), ...(v.tokens > 1 ? [`b${v.tokens}`] : []), ...(v.shareX ? ['sx'] : []), ...(v.glu ? [`glu_${v.glu}`] : []), ...(v.rmsNorm ? ['rms'] : []), ...(v.ropeStore ? [v.ropeStore.scaled ? 'ropestore_scaled' : 'ropestore'] : []), ...(qkNorm ? [qkNorm.onePlusWeight ? 'qknorm_one_plus_w' : 'qknorm'] : [])];
+  const name = ['gemv', v.dtype.toLowerCase(), v.subgroups ? 'sg' : 'wgred', ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []), ...(v.tokens > 1 ? [`b${v.tokens}`] : []), ...(v.shareX ? ['sx'] : []), ...(v.glu ? [`glu_${v.glu}`] : []), ...(v.rmsNorm ? ['rms'] : []), ...(v.ropeStore ? [v.ropeStore.scaled ? 'ropestore_scaled' : 'ropestore'] : [])];
   return {
-    key: `${name.join('_')}_t${GEMV_THREADS_PER_ROW}r${GEMV_ROWS_PER_THREAD}_wg${workgroup}`,
+    key: `${name.join('_')}_t${GEMV_THREADS_PER_ROW}r${GEMV_ROWS_PER_THREAD}_wg${GEMV_WORKGROUP}`,
     spec: {
       shader: 'gemv',
       flags,
-      constants: { THREADS_PER_ROW: GEMV_THREADS_PER_ROW, ROWS_PER_THREAD: GEMV_ROWS_PER_THREAD, WORKGROUP_SIZE: workgroup, ...(v.tokens > 1 ? { TOKENS: v.tokens } : {}) },
+      constants: { THREADS_PER_ROW: GEMV_THREADS_PER_ROW, ROWS_PER_THREAD: GEMV_ROWS_PER_THREAD, WORKGROUP_SIZE: GEMV_WORKGROUP, ...(v.tokens > 1 ? { TOKENS: v.tokens } : {}) },
     },
   };
 }
@@ -249,8 +228,8 @@ export class Gemv {
     readonly glu: SwigluAct | null,
     /** The RMSNorm the kernel applies to x (GemvOptions.rmsNorm), or null. */
     readonly rmsNorm: { readonly eps: number } | null,
-    /** qkv_rope_store in the epilogue (GemvOptions.ropeStore; qkNorm only where given), or null. */
-    readonly ropeStore: { readonly scaled: boolean; readonly qkNorm?: Readonly<GemvQkNorm> } | null,
+    /** qkv_rope_store in the epilogue (GemvOptions.ropeStore), or null. */
+    readonly ropeStore: { readonly scaled: boolean } | null,
   ) {}
 
   static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<Gemv> {
@@ -264,8 +243,7 @@ export class Gemv {
     // lavapipe some of those variants took 20-30 s to compile, so a device without
     // subgroups batches its decode with the matmul instead (gemvBatchable).
     const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null;
-    const qkNorm = options.ropeStore?.qkNorm ? checkQkNorm(device, options.ropeStore.qkNorm, tokens) : null;
-    const ropeStore = options.ropeStore ? { scaled: options.ropeStore.scaled, ...(qkNorm ? { qkNorm } : {}) } : null;
+    const ropeStore = options.ropeStore ? { scaled: options.ropeStore.scaled } : null;
     if (tokens > 1 && !subgroups) throw new Error(`gemv: tokens > 1 needs the subgroup reduction (the device's 'subgroups' feature)`);
     // Sharing x needs subgroups of at least 8 (lane ^ 4); the reduction alone needs 4.
     const shareX = tokens > 1 && subgroups && canShareX(device);
@@ -298,45 +276,18 @@ export class Gemv {
 
   /**
    * A ROPE_STORE gemv's pass: q/k/v = W·x (+ bias), W the joined [q; k; v] ((nH + 2·nKV)·headDim,
-   * K) in one chunk, bias likewise; then, as QkvRopeStore (with the created qkNorm, or
-   * none), q (normed and) rotated into qOut, k (normed and) rotated into kCache and v into
-   * vCache at each step row's slot and position (shape.rows: the gemv's tokens). The
-   * projection itself is written nowhere. targets.qNorm and kNorm ((headDim,) each): given
-   * exactly with qkNorm, copied here into a uniform the pass owns.
+   * K) in one chunk, bias likewise; then, as QkvRopeStore without qk-norm, q rotated into
+   * qOut, k rotated into kCache and v into vCache at each step row's slot and position
+   * (shape.rows: the gemv's tokens). The projection itself is written nowhere.
    */
   prepareRopeStore(label: string, weight: GpuTensor, x: GPUBuffer, targets: GemvRopeStoreTargets, bias?: GpuTensor): PreparedOp {
     if (!this.ropeStore) throw new Error(`${label}: prepareRopeStore needs a gemv created with ropeStore`);
-    const { scaled, qkNorm } = this.ropeStore;
-    const { n, k, values, bindings } = ropeStoreOperands(label, { ...this, scaled, qkNorm }, weight, x, targets, bias);
-    const { headDim } = targets.shape;
-    if (qkNorm && headDim !== qkNorm.headDim) throw new Error(`${label}: gemv ropeStore's qkNorm was created for headDim ${qkNorm.headDim}, the shape says ${headDim}`);
-    // The q/k norms' uniform (binding 9), owned by the pass.
-    const normWeights = qkNormWeights(this.device, label, 'gemv ropeStore', this.dtype, headDim, qkNorm !== undefined, targets);
-    // Two rows a unit, GEMV_ROWS_PER_THREAD / 2 units a thread; QK_NORM: a head a workgroup.
-    const unitsPerWorkgroup = qkNorm ? headDim / 2 : GEMV_ROWS_PER_WORKGROUP / 2;
-    try {
-      const op = prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
-        params: ROPE_STORE_PARAMS.createBuffer(this.device, name, { rows: n, cols: k, rowOffset: 0, yStride: values.n_heads * values.head_dim, eps: this.rmsNorm?.eps ?? 0, ...values }),
-        buffers: [chunk.buffer, ...bindings, ...(normWeights ? [normWeights] : [])],
-        workgroups: workgroups1d(n / 2, unitsPerWorkgroup, this.device.limits.maxComputeWorkgroupsPerDimension),
-      }));
-      return { ...op, destroy: () => (op.destroy(), normWeights?.destroy()) };
-    } catch (e) {
-      normWeights?.destroy();
-      throw e;
-    }
+    const { n, k, values, bindings } = ropeStoreOperands(label, { ...this, scaled: this.ropeStore.scaled }, weight, x, targets, bias);
+    // Two rows a unit, GEMV_ROWS_PER_THREAD / 2 units a thread.
+    return prepareChunks(this.device, this.pipeline, label, weight, (chunk, name) => ({
+      params: ROPE_STORE_PARAMS.createBuffer(this.device, name, { rows: n, cols: k, rowOffset: 0, yStride: values.n_heads * values.head_dim, eps: this.rmsNorm?.eps ?? 0, ...values }),
+      buffers: [chunk.buffer, ...bindings],
+      workgroups: workgroups1d(n / 2, GEMV_ROWS_PER_WORKGROUP / 2, this.device.limits.maxComputeWorkgroupsPerDimension),
+    }));
   }
-}
-
-/** GemvOptions.ropeStore.qkNorm checked: a head fits one workgroup of headDim threads (4 a row group). */
-function checkQkNorm(device: GPUDevice, qkNorm: GemvQkNorm, tokens: number): GemvQkNorm {
-  const { eps, onePlusWeight, headDim } = qkNorm;
-  // The epilogue's leaves and tree hold one row's head (a BATCH variant would need them per row).
-  if (tokens !== 1) throw new Error(`gemv: ropeStore's qkNorm is for one token, not ${tokens}`);
-  if (!(Number.isFinite(eps) && eps >= 0)) throw new Error(`gemv: ropeStore's qkNorm eps must be a finite number ≥ 0, not ${eps}`);
-  const most = Math.min(QK_NORM_MAX_HEAD_DIM, device.limits.maxComputeInvocationsPerWorkgroup);
-  if (!(Number.isInteger(headDim) && headDim >= 4 && headDim <= most && headDim % GEMV_THREADS_PER_ROW === 0)) {
-    throw new Error(`gemv: ropeStore's qkNorm takes a headDim that is a multiple of ${GEMV_THREADS_PER_ROW} in [4, ${most}], not ${headDim}`);
-  }
-  return { eps, onePlusWeight, headDim };
 }

@@ -206,7 +206,7 @@ export class QkvRopeStore {
     if (rows * heads * headDim > 2 ** 32 - 1) fail(label, `(${rows}, ${heads}, ${headDim}) has more elements than u32 indexes`);
     // qk-norm: rms_norm's leaves that are not all 0, the next power of two ≥ headDim
     const normWidth = 2 ** Math.ceil(Math.log2(headDim));
-    const normWeights = qkNormWeights(this.device, label, 'qkv_rope_store', this.dtype, headDim, this.qkNorm !== null, buffers);
+    const normWeights = this.normWeights(label, headDim, buffers);
     const values = {
       n_heads: nHeads,
       n_kv_heads: nKvHeads,
@@ -246,41 +246,28 @@ export class QkvRopeStore {
       },
     };
   }
-}
 
-/**
- * The uniform of q_norm's and k_norm's weights (common/qk_norm.wgsl's layout: q's at element
- * 0, k's at NORM_WEIGHT_SLOT), copied on the queue, so after every earlier upload; null
- * without qkNorm. Throws unless the weights are given exactly with qkNorm, (headDim,) each
- * in the compute dtype. `op` names the op in the messages (QkvRopeStore, the ROPE_STORE gemv).
- */
-export function qkNormWeights(
-  device: GPUDevice,
-  label: string,
-  op: string,
-  dtype: ComputeDtype,
-  headDim: number,
-  qkNorm: boolean,
-  norms: { readonly qNorm?: GpuTensor; readonly kNorm?: GpuTensor },
-): GPUBuffer | null {
-  const { qNorm, kNorm } = norms;
-  const refuse = (why: string): never => {
-    throw new SluiceError('SHAPE_MISMATCH', `${label}: ${op} ${why}`);
-  };
-  if (!qkNorm) {
-    if (qNorm || kNorm) refuse('was created without qkNorm but is given norm weights');
-    return null;
+  /**
+   * The uniform of q_norm's and k_norm's weights (the shader's layout: q's at element 0,
+   * k's at NORM_WEIGHT_SLOT), copied on the queue, so after every earlier upload; or null
+   * without qkNorm.
+   */
+  private normWeights(label: string, headDim: number, buffers: QkvRopeStoreBuffers): GPUBuffer | null {
+    const { qNorm, kNorm } = buffers;
+    if (!this.qkNorm) {
+      if (qNorm || kNorm) fail(label, 'was created without qkNorm but is given norm weights');
+      return null;
+    }
+    if (!qNorm || !kNorm) fail(label, 'was created with qkNorm and needs qNorm and kNorm');
+    checkWeight(label, qNorm, this.dtype, [headDim]);
+    checkWeight(label, kNorm, this.dtype, [headDim]);
+    const bytes = computeBytes(this.dtype);
+    const weights = this.device.createBuffer({ label: `${label}.norm_weight`, size: 2 * NORM_WEIGHT_SLOT * bytes, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    // headDim is even: whole 4-byte words, as copies move
+    const encoder = this.device.createCommandEncoder({ label: `${label}.norm_weight` });
+    encoder.copyBufferToBuffer(singleBuffer(qNorm), 0, weights, 0, headDim * bytes);
+    encoder.copyBufferToBuffer(singleBuffer(kNorm), 0, weights, NORM_WEIGHT_SLOT * bytes, headDim * bytes);
+    this.device.queue.submit([encoder.finish()]);
+    return weights;
   }
-  if (!qNorm || !kNorm) return refuse('was created with qkNorm and needs qNorm and kNorm');
-  if (headDim > QK_NORM_MAX_HEAD_DIM) refuse(`with qkNorm takes heads up to ${QK_NORM_MAX_HEAD_DIM}, got headDim ${headDim}`);
-  checkWeight(label, qNorm, dtype, [headDim]);
-  checkWeight(label, kNorm, dtype, [headDim]);
-  const bytes = computeBytes(dtype);
-  const weights = device.createBuffer({ label: `${label}.norm_weight`, size: 2 * NORM_WEIGHT_SLOT * bytes, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-  // headDim is even: whole 4-byte words, as copies move
-  const encoder = device.createCommandEncoder({ label: `${label}.norm_weight` });
-  encoder.copyBufferToBuffer(singleBuffer(qNorm), 0, weights, 0, headDim * bytes);
-  encoder.copyBufferToBuffer(singleBuffer(kNorm), 0, weights, NORM_WEIGHT_SLOT * bytes, headDim * bytes);
-  device.queue.submit([encoder.finish()]);
-  return weights;
 }

@@ -1,8 +1,8 @@
 // The launcher side of the dense gemvs' ROPE_STORE epilogue (Gemv, GemvCoalesced; the shader
 // side is shaders/common/rope_store.wgsl and rope_store_params.wgsl): what the epilogue
 // writes, the Params fields it reads after a gemv's own, and the checks both gemvs make
-// before binding it. The epilogue is qkv_rope_store (Gemv's QK_NORM variant: with its per-head
-// q/k norm; else without), so its shape, rope, norm-weight and output checks are QkvRopeStore's.
+// before binding it. The epilogue is qkv_rope_store without qk-norm, so its shape, rope
+// and output checks are QkvRopeStore's.
 
 import { type GpuTensor, singleBuffer } from '../gpu/gpu-tensor.js';
 import { type Step, stepProblem } from '../gpu/step.js';
@@ -10,7 +10,7 @@ import { checkLinearOperands, type LinearCreated } from './linear-prepare.js';
 import { checkRopeFits, checkRopeStoreOutputs, type QkvRopeStoreShape } from './qkv-rope-store.js';
 import type { Rope } from './rope.js';
 
-/** What a ROPE_STORE gemv writes besides the projection: qkv_rope_store's shape, outputs and norms (QkvRopeStoreBuffers without inputs). */
+/** What a ROPE_STORE gemv writes besides the projection: qkv_rope_store's shape and outputs (QkvRopeStoreBuffers without inputs or norms). */
 export interface GemvRopeStoreTargets {
   readonly shape: QkvRopeStoreShape;
   readonly step: Step;
@@ -20,9 +20,6 @@ export interface GemvRopeStoreTargets {
   readonly vCache: GPUBuffer;
   /** The layer's rope, or null for a NoPE layer. */
   readonly rope: Rope | null;
-  /** (headDim,) each, one chunk: given exactly when the gemv was created with ropeStore.qkNorm. */
-  readonly qNorm?: GpuTensor;
-  readonly kNorm?: GpuTensor;
 }
 
 /** The Params fields after a gemv's own, in shaders/common/rope_store_params.wgsl's order. */
@@ -34,8 +31,6 @@ export const ROPE_STORE_FIELDS = [
   ['attention_factor', 'f32'],
   ['max_seq', 'u32'],
   ['slots', 'u32'],
-  ['qk_eps', 'f32'], // the q/k norms' eps (0 without)
-  ['norm_width', 'u32'], // the next power of two ≥ headDim: the q/k norms' tree
 ] as const;
 
 type RopeStoreValues = { [F in (typeof ROPE_STORE_FIELDS)[number][0]]: number };
@@ -51,12 +46,11 @@ export interface RopeStoreOperands {
 /**
  * Throws unless a ROPE_STORE gemv created with `tokens` rows and `scaled` can run: W the
  * joined [q; k; v] ((nH + 2·nKV)·headDim, K) in one chunk, bias likewise, x and qOut large
- * enough, the step, caches and rope as QkvRopeStore takes them, and no norm weights
- * unless created with qkNorm (qkNormWeights checks those it takes).
+ * enough, the step, caches and rope as QkvRopeStore takes them.
  */
 export function ropeStoreOperands(
   label: string,
-  created: LinearCreated & { readonly tokens: number; readonly scaled: boolean; readonly qkNorm?: { readonly eps: number } | null },
+  created: LinearCreated & { readonly tokens: number; readonly scaled: boolean },
   weight: GpuTensor,
   x: GPUBuffer,
   targets: GemvRopeStoreTargets,
@@ -76,14 +70,9 @@ export function ropeStoreOperands(
   if (problem) throw new Error(`${label}: gemv ropeStore ${problem}`);
   checkRopeStoreOutputs(label, created.dtype, shape, targets, [x]);
   const rotHalf = rope ? checkRopeFits(label, rope, headDim, step, created.scaled) : 0;
-  // the q/k norms' tree: rms_norm's leaves that are not all 0
-  const normWidth = 2 ** Math.ceil(Math.log2(headDim));
-  const values = { n_heads: nHeads, n_kv_heads: nKvHeads, head_dim: headDim, rot_half: rotHalf, attention_factor: rope?.attentionFactor ?? 1, max_seq: maxSeq, slots, qk_eps: created.qkNorm?.eps ?? 0, norm_width: normWidth };
+  const values = { n_heads: nHeads, n_kv_heads: nKvHeads, head_dim: headDim, rot_half: rotHalf, attention_factor: rope?.attentionFactor ?? 1, max_seq: maxSeq, slots };
   // A NoPE layer reads no inv_freq (rot_half = 0), but the binding needs a buffer: the step's.
   // The bias is binding 4, absent without one.
-  // A gemv without qkNorm must not drop norms it is given (GemvCoalesced has no QK_NORM);
-  // one with it makes their uniform (binding 9) with qkNormWeights, once nothing else refuses.
-  if (!created.qkNorm && (targets.qNorm || targets.kNorm)) throw new Error(`${label}: gemv ropeStore was created without qkNorm but is given norm weights`);
   const bindings = [x, qOut, bias ? singleBuffer(bias) : null, step.buffer, rope ? rope.invFreqBuffer : step.buffer, kCache, vCache];
   return { n, k, values, bindings };
 }

@@ -7,9 +7,7 @@
 // cache, K off the vector width and past GemvCoalesced's x cache; the cache rows it does not
 // own keep their stale bytes. Gemv batched (tokens > 1, the batched decode pass): rows of
 // unrelated slots and positions, fewer run than prepared. GemvCoalesced's 64-lane row
-// groups (a wave64 device). Gemv's QK_NORM (the per-head q/k RMSNorm first, Qwen3's w and
-// Gemma 3's 1 + w): bit for bit the gemv then QkvRopeStore created with qkNorm, on Qwen3's
-// and Gemma 3's shapes, heads 96 and 80, NoPE, partial rotary, seeded ones. The refusals.
+// groups (a wave64 device). The refusals.
 
 import { describe, expect, it } from 'vitest';
 import type { GpuTensor } from '../../src/gpu/gpu-tensor.js';
@@ -48,8 +46,6 @@ interface Case {
   position: number;
   /** A batched gemv of `tokens` rows, the step running `rows` (else one row at slot, position). */
   batch?: { tokens: number; rows: { slot: number; position: number }[] };
-  /** Per-head q/k RMSNorm before the rope (Gemv only): Gemma's 1 + w or Qwen3's w. */
-  qkNorm?: { onePlusWeight: boolean };
 }
 
 const base = { factor: 1, bias: false, rms: true, slots: 1, slot: 0 } as const;
@@ -92,40 +88,6 @@ const CASES: Case[] = [
     };
   }),
 ];
-
-// Per-head q/k norms: Qwen3 (head 128, w), Gemma 3 (head 256, 1 + w, scaled), heads 96 and
-// 80 (norm_width past the head), NoPE and partial rotary with a norm; seeded ones (heads a
-// multiple of 4: a row group is 4 threads).
-const qwen = { onePlusWeight: false }, gemma = { onePlusWeight: true };
-const QK_NORM_CASES: Case[] = [
-  { ...base, nHeads: 16, nKvHeads: 8, headDim: 128, rotary: 128, k: 1024, maxSeq: 40, slots: 2, slot: 1, position: 33, qkNorm: qwen },
-  { ...base, nHeads: 4, nKvHeads: 1, headDim: 256, rotary: 256, factor: 1.25, k: 320, maxSeq: 12, position: 11, qkNorm: gemma },
-  { ...base, nHeads: 4, nKvHeads: 2, headDim: 96, rotary: 96, k: 100, bias: true, rms: false, maxSeq: 9, position: 5, qkNorm: qwen },
-  { ...base, nHeads: 5, nKvHeads: 1, headDim: 80, rotary: 80, k: 77, maxSeq: 12, position: 3, qkNorm: gemma },
-  { ...base, nHeads: 4, nKvHeads: 4, headDim: 64, rotary: null, k: 96, maxSeq: 9, slots: 2, slot: 1, position: 8, qkNorm: qwen },
-  { ...base, nHeads: 6, nKvHeads: 2, headDim: 128, rotary: 96, factor: 1.19, k: 300, bias: true, maxSeq: 20, position: 11, qkNorm: gemma },
-  ...Array.from({ length: 6 }, (): Case => {
-    const headDim = [4, 12, 16, 64, 80, 96, 128, 256][Math.floor(rng() * 8)];
-    const nKvHeads = 1 + Math.floor(rng() * 3);
-    const [maxSeq, slots] = [1 + Math.floor(rng() * 60), 1 + Math.floor(rng() * 3)];
-    return {
-      nHeads: nKvHeads * (1 + Math.floor(rng() * 3)),
-      nKvHeads,
-      headDim,
-      rotary: rng() < 0.2 ? null : rng() < 0.3 ? 2 * (1 + Math.floor((rng() * headDim) / 2)) : headDim,
-      factor: rng() < 0.3 ? 1.1 : 1,
-      k: 1 + Math.floor(rng() * 300),
-      bias: rng() < 0.5,
-      rms: rng() < 0.7,
-      maxSeq,
-      slots,
-      slot: Math.floor(rng() * slots),
-      position: Math.floor(rng() * maxSeq),
-      qkNorm: { onePlusWeight: rng() < 0.5 },
-    };
-  }),
-];
-const QK_EPS = 1e-6;
 
 const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
 const invFreqOf = (rotary: number): Float32Array => ropeTables(parseRope({ head_dim: rotary, rope_theta: rotary % 64 === 0 ? 500_000 : 10_000 }).rope).invFreq;
@@ -174,20 +136,14 @@ async function check(kernel: Kernel, dtype: ComputeDtype, subgroups: boolean, c:
   const stepRows = c.batch?.rows ?? [{ slot: c.slot, position: c.position }];
   const options = { subgroups, bias: c.bias, ...(tokens > 1 ? { tokens } : {}), ...(c.rms ? { rmsNorm: { eps: 1e-5 } } : {}) };
   const scaled = c.factor !== 1;
-  const qkNorm = c.qkNorm ? { eps: QK_EPS, onePlusWeight: c.qkNorm.onePlusWeight } : undefined;
-  const ropeStore = { scaled, ...(qkNorm ? { qkNorm: { ...qkNorm, headDim: d } } : {}) };
   const [fused, plain, glue] = await Promise.all([
-    kernel.create(gemvDevice, dtype, { ...options, ropeStore }),
+    kernel.create(gemvDevice, dtype, { ...options, ropeStore: { scaled } }),
     kernel.create(gemvDevice, dtype, options),
-    QkvRopeStore.create(device, dtype, { scaled, qkNorm }),
+    QkvRopeStore.create(device, dtype, { scaled }),
   ]);
-  expect(fused.ropeStore).toEqual(ropeStore);
-  // the norms' weights about 1 (w) or about 0 (Gemma's 1 + w)
-  const normValues = () => asDtype(randomValues(rng, d, ...(c.qkNorm?.onePlusWeight ? [-0.5, 0.5] : [0.5, 1.5])), dtype);
-  const norms: Record<string, { shape: number[]; values: Float32Array }> = c.qkNorm ? { qn: { shape: [d], values: normValues() }, kn: { shape: [d], values: normValues() } } : {};
-  const weights = await uploadWeights(device, { w: { shape: [n, k], values: asDtype(randomValues(rng, n * k, -0.5, 0.5), dtype) }, ...(c.bias ? { b: { shape: [n], values: asDtype(randomValues(rng, n), dtype) } } : {}), ...norms }, dtype);
+  expect(fused.ropeStore).toEqual({ scaled });
+  const weights = await uploadWeights(device, { w: { shape: [n, k], values: asDtype(randomValues(rng, n * k, -0.5, 0.5), dtype) }, ...(c.bias ? { b: { shape: [n], values: asDtype(randomValues(rng, n), dtype) } } : {}) }, dtype);
   const [w, b] = [weights.tensors.get('w')!, weights.tensors.get('b')] as [GpuTensor, GpuTensor | undefined];
-  const normTensors = c.qkNorm ? { qNorm: weights.tensors.get('qn')!, kNorm: weights.tensors.get('kn')! } : {};
   const x = uploadArray(device, asDtype(randomValues(rng, tokens * k, -2, 2), dtype), dtype);
   const rope = c.rotary === null ? null : await Rope.create(device, dtype, { invFreq: invFreqOf(c.rotary), attentionFactor: c.factor });
   const step = new Step(device, 'test.step', { rows: tokens, positions: maxSeq, slots });
@@ -200,9 +156,9 @@ async function check(kernel: Kernel, dtype: ComputeDtype, subgroups: boolean, c:
   const shape = { nHeads, nKvHeads, headDim: d, maxSeq, slots, rows: tokens };
   const view = (offset: number) => ({ buffer: qkv, offset, stride: n });
   const ops = [
-    fused.prepareRopeStore('test.fused', w, x, { shape, step, qOut, kCache, vCache, rope, ...normTensors }, b),
+    fused.prepareRopeStore('test.fused', w, x, { shape, step, qOut, kCache, vCache, rope }, b),
     plain.prepare('test.qkv_proj', w, x, qkv, b),
-    glue.prepare('test.qkv_rope_store', shape, { step, q: view(0), k: view(qDim), v: view(qDim + kvDim), qOut: qRef, kCache: kRef, vCache: vRef, rope, ...normTensors }),
+    glue.prepare('test.qkv_rope_store', shape, { step, q: view(0), k: view(qDim), v: view(qDim + kvDim), qOut: qRef, kCache: kRef, vCache: vRef, rope }),
   ];
   await runOps(device, ops);
   const cacheBytes = slots * kvDim * maxSeq * bytes;
@@ -230,8 +186,7 @@ describe.each(KERNELS)('$name ROPE_STORE', (kernel) => {
     const features = gpu.device.features as ReadonlySet<string>;
     const all = kernel.variants(features.has('shader-f16') ? ['F32', 'F16'] : ['F32'], features);
     const variants = all.filter((v) => (v.spec.flags ?? []).includes('ROPE_STORE'));
-    // dtypes × reductions × (rmsNorm × bias × scaled, and Gemv's 4 QK_NORM: norm kinds × (rmsNorm, or bias and scaled))
-    expect(variants.length).toBe((features.has('shader-f16') ? 2 : 1) * (features.has('subgroups') ? 2 : 1) * (kernel.name === 'gemv' ? 12 : 8));
+    expect(variants.length).toBe((features.has('shader-f16') ? 2 : 1) * (features.has('subgroups') ? 2 : 1) * 8); // dtypes × reductions × rmsNorm × bias × scaled
     expect(variants.filter((v) => (v.spec.flags ?? []).some((f) => ['GLU', 'OUT_F32', 'RESIDUAL'].includes(f)))).toEqual([]);
     for (const { key, spec } of variants) {
       const info = await pipelineCache(gpu.device).module(spec.shader, spec.flags).getCompilationInfo();
@@ -279,41 +234,6 @@ describe.each(KERNELS)('$name ROPE_STORE', (kernel) => {
     weights.destroy();
     chunked.destroy();
   });
-});
-
-describe.each(['F32', 'F16'] as const)('gemv ROPE_STORE + QK_NORM %s', (dtype) => {
-  it.each([true, false])(`subgroups %s: ${QK_NORM_CASES.length} cases, the bits of the gemv then qkv_rope_store with qkNorm`, async (subgroups) => {
-    if (noF16(dtype)) return expect(noF16(dtype)).toBe(true); // said: no F16 on this adapter
-    if (subgroups && !gpu.device.features.has('subgroups')) return expect(subgroups).toBe(true); // said: no subgroups here
-    for (const c of QK_NORM_CASES) await check(KERNELS[0], dtype, subgroups, c);
-  });
-});
-
-it('gemv ROPE_STORE + QK_NORM refuses what it cannot do, each in one line', async () => {
-  const { device } = gpu;
-  const qkNorm = { eps: 1e-6, onePlusWeight: false, headDim: 4 };
-  if (device.features.has('subgroups')) await expect(Gemv.create(device, 'F32', { ropeStore: { scaled: false, qkNorm }, tokens: 2 })).rejects.toThrow(/^gemv: ropeStore's qkNorm is for one token, not 2$/);
-  await expect(Gemv.create(device, 'F32', { ropeStore: { scaled: false, qkNorm: { ...qkNorm, headDim: 6 } } })).rejects.toThrow(/^gemv: ropeStore's qkNorm takes a headDim that is a multiple of 4 in \[4, 256\], not 6$/);
-  await expect(Gemv.create(device, 'F32', { ropeStore: { scaled: false, qkNorm: { ...qkNorm, headDim: 512 } } })).rejects.toThrow(/not 512$/);
-  await expect(Gemv.create(device, 'F32', { ropeStore: { scaled: false, qkNorm: { ...qkNorm, eps: -1 } } })).rejects.toThrow(/^gemv: ropeStore's qkNorm eps must be a finite number ≥ 0, not -1$/);
-  const [normed, plain] = await Promise.all([Gemv.create(device, 'F32', { ropeStore: { scaled: false, qkNorm } }), Gemv.create(device, 'F32', { ropeStore: { scaled: false } })]);
-  const weights = await uploadWeights(device, { w: { shape: [24, 8], values: randomValues(rng, 24 * 8) }, n4: { shape: [4], values: randomValues(rng, 4) }, n8: { shape: [8], values: randomValues(rng, 8) } }, 'F32');
-  const [w, n4, n8] = ['w', 'n4', 'n8'].map((name) => weights.tensors.get(name)!);
-  const [x, q, kc, vc] = [40, 16, 40, 40].map((len) => outputBuffer(device, len, 4));
-  const step = new Step(device, 'test.step', { rows: 1, positions: 5 });
-  const targets = { shape: { nHeads: 4, nKvHeads: 1, headDim: 4, maxSeq: 5, slots: 1, rows: 1 }, step, qOut: q, kCache: kc, vCache: vc, rope: null };
-  expect(() => normed.prepareRopeStore('test.none', w, x, targets)).toThrow(/^test\.none: gemv ropeStore was created with qkNorm and needs qNorm and kNorm$/);
-  expect(() => normed.prepareRopeStore('test.one', w, x, { ...targets, qNorm: n4 })).toThrow(/^test\.one: gemv ropeStore was created with qkNorm and needs qNorm and kNorm$/);
-  expect(() => normed.prepareRopeStore('test.width', w, x, { ...targets, qNorm: n8, kNorm: n4 })).toThrow(/^test\.width: .*expected F32 \[4\]$/);
-  expect(() => plain.prepareRopeStore('test.plain', w, x, { ...targets, qNorm: n4, kNorm: n4 })).toThrow(/^test\.plain: gemv ropeStore was created without qkNorm but is given norm weights$/);
-  const w2 = await uploadWeights(device, { w: { shape: [24, 8], values: randomValues(rng, 24 * 8) } }, 'F32');
-  expect(() => normed.prepareRopeStore('test.head', w2.tensors.get('w')!, x, { ...targets, shape: { ...targets.shape, nHeads: 1, headDim: 8 }, qNorm: n8, kNorm: n8 })).toThrow(/^test\.head: gemv ropeStore's qkNorm was created for headDim 4, the shape says 8$/);
-  const op = normed.prepareRopeStore('test.ok', w, x, { ...targets, qNorm: n4, kNorm: n4 });
-  op.destroy();
-  for (const buf of [x, q, kc, vc]) buf.destroy();
-  step.destroy();
-  weights.destroy();
-  w2.destroy();
 });
 
 describe.each(['F32', 'F16'] as const)('gemv_coalesced ROPE_STORE %s in 64-lane row groups (a wave64 device)', (dtype) => {
