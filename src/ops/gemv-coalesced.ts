@@ -169,7 +169,6 @@ export class GemvCoalesced {
   static async create(device: GPUDevice, dtype: ComputeDtype, options: GemvOptions = {}): Promise<GemvCoalesced> {
     checkLinearOptions('gemv_coalesced', device, dtype, options);
     const glu = options.glu ?? null;
-    if (glu !== null && !SWIGLU_ACTS.includes(glu)) throw new Error(`gemv_coalesced: glu must be one of ${SWIGLU_ACTS.join(', ')}, got ${String(glu)}`);
     // A GemvOptions field this kernel has no variant for must not be dropped silently.
     const tokens = (options as { tokens?: number }).tokens ?? 1;
     if (options.ropeStore && tokens !== 1) throw new Error(`gemv_coalesced: the ROPE_STORE epilogue is for one token, not ${tokens}`);

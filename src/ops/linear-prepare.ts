@@ -4,7 +4,7 @@
 // fails the same way, word for word.
 
 import type { GpuTensor, GpuTensorChunk } from '../gpu/gpu-tensor.js';
-import type { SwigluAct } from './swiglu.js';
+import { SWIGLU_ACTS, type SwigluAct } from './swiglu.js';
 import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, type PreparedDispatch, type PreparedOp } from './op.js';
 
 /** How a launcher was created: what its operands must be. */
@@ -43,12 +43,15 @@ export interface EpilogueOptions {
 }
 
 /**
- * Throws unless the norm in the prologue and the ROPE_STORE epilogue combine with the rest:
+ * Throws unless the GLU's act is one there is, and the norm in the prologue and the
+ * ROPE_STORE epilogue combine with the rest:
  * both write the projection in the compute dtype and add it to nothing, and the rope reads
  * q/k/v rows, not an MLP's.
  */
 export function checkEpilogueOptions(op: string, options: EpilogueOptions): void {
-  const { rmsNorm, ropeStore } = options;
+  const { glu, rmsNorm, ropeStore } = options;
+  // TypeScript stops an unknown act at compile time; a caller from JavaScript may not be
+  if (glu != null && !SWIGLU_ACTS.includes(glu)) throw new Error(`${op}: glu must be one of ${SWIGLU_ACTS.join(', ')}, got ${String(glu)}`);
   if (rmsNorm && (options.residual || options.outF32)) throw new Error(`${op}: rmsNorm takes no residual or outF32`);
   if (rmsNorm && !(Number.isFinite(rmsNorm.eps) && rmsNorm.eps >= 0)) throw new Error(`${op}: rmsNorm's eps must be a finite number ≥ 0, not ${rmsNorm.eps}`);
   if (ropeStore && (options.glu || options.residual || options.outF32)) throw new Error(`${op}: ropeStore takes no glu, residual or outF32`);

@@ -222,13 +222,12 @@ export class QGemv {
     if ((options.tokens ?? 1) !== 1) throw new Error(`qgemv: one row of x only, not tokens = ${options.tokens}`);
     const bias = options.bias ?? false;
     const glu = options.glu;
-    if (glu !== undefined && !SWIGLU_ACTS.includes(glu)) throw new Error(`qgemv: glu must be one of ${SWIGLU_ACTS.join(', ')}, got ${String(glu)}`);
+    checkEpilogueOptions('qgemv', options); // the act, rmsNorm's combinations and eps
     // The epilogue writes act(gate) * up in the compute dtype: no bias (the joined projections
     // of Llama-family MLPs have none), no f32 logits, no residual stream to add to.
     const refused = glu ? (['bias', 'outF32', 'residual'] as const).filter((o) => options[o]) : [];
     if (refused.length) throw new Error(`qgemv: glu cannot be combined with ${refused.join(', ')}`);
     const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null;
-    checkEpilogueOptions('qgemv', options);
     const outF32 = dtype === 'F16' && (options.outF32 ?? false);
     const cache = pipelineCache(device);
     const get = (path: Path) => {

@@ -131,11 +131,13 @@ describe.each(['F32', 'F16'] as const)('gemv GLU %s over several rows (the batch
 });
 
 describe('gemv GLU refusals', () => {
-  it('refuses bias, outF32 and residual with glu, each in one line', async () => {
+  it('refuses bias, outF32 and residual with glu, and an unknown act, each in one line', async () => {
     const { device } = gpu;
     await expect(Gemv.create(device, 'F32', { glu: 'silu', bias: true })).rejects.toThrow(/^gemv: the GLU epilogue \(glu: 'silu'\) takes no bias, outF32 or residual$/);
     await expect(Gemv.create(device, 'F32', { glu: 'silu', residual: true })).rejects.toThrow(/takes no bias, outF32 or residual/);
     await expect(Gemv.create(device, 'F32', { glu: 'gelu_tanh', outF32: true })).rejects.toThrow(/takes no bias, outF32 or residual/);
+    // an act TypeScript would have refused, from JavaScript
+    await expect(Gemv.create(device, 'F32', { glu: 'relu' as SwigluAct })).rejects.toThrow(/^gemv: glu must be one of silu, gelu_tanh, got relu$/);
   });
 
   it('refuses a chunked [gate; up], an odd N and a y shorter than I, naming the op', async () => {
