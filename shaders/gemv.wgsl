@@ -80,6 +80,7 @@ const SLOTS = ACC;
 #endif
 #include "common/linear_out.wgsl"
 #ifdef ROPE_STORE
+const ROPE_STORE_FIRST_BINDING: u32 = 5u; // step, inv_freq, k_cache, v_cache: after the bias (4)
 #include "common/round_t.wgsl"
 #include "common/rope_store.wgsl"
 #endif

@@ -102,6 +102,7 @@ const MAX_ROWS_PER_THREAD = 4u; // capacity of the accumulator arrays (function 
 @group(0) @binding(2) var<storage, read> x: array<V>;       // (K,)
 #include "common/linear_out.wgsl"
 #ifdef ROPE_STORE
+const ROPE_STORE_FIRST_BINDING: u32 = 5u; // step, inv_freq, k_cache, v_cache: after the bias (4)
 #include "common/round_t.wgsl"
 #include "common/rope_store.wgsl"
 #endif

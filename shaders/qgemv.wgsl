@@ -3,7 +3,8 @@
 // Launcher: src/ops/qgemv.ts. Variants: Q4 (8 nibbles per word; else q8, 4 signed bytes),
 // F16 (x, y, bias f16), SUBGROUPS (x shared by subgroupBroadcast), BIAS, OUT_F32, RESIDUAL
 // (y += W·x (+ b): y is the residual stream, so o_proj and down_proj need no add dispatch),
-// GENERIC (the per-word path), GLU (below), RMS_NORM (below). Scale storage (f16 pairs or f32)
+// GENERIC (the per-word path), GLU (below), RMS_NORM (below), ROPE_STORE (with SCALED; below).
+// Scale storage (f16 pairs or f32)
 // and zero points are Params flags.
 //
 // GLU: gate_up_proj and the MLP's activation in one dispatch. W (2I, K) holds [gate; up] (gate
@@ -19,6 +20,13 @@
 // each chunk of x where it is loaded, once for all rows: x·g in f32 feeds the products and Σ x
 // of the zero-point term alike, and the squares of x as stored (not times g, not pre-scaled)
 // give r, applied to the row sums before the epilogue.
+//
+// ROPE_STORE: the q/k/v projection and qkv_rope_store.wgsl (without qk-norm) in one dispatch
+// (common/rope_store.wgsl). W is the joined [q; k; v]; each invocation's ROWS_PER_THREAD rows
+// are ROWS_PER_THREAD / 2 whole units, the two rows rope_store_row names each, summed exactly as
+// the plain variant sums that row (RMS_NORM's scale and the bias applied as it applies them), so
+// rope_store_unit gets the f32 values the plain variant would round and store: bit for bit this
+// qgemv into [q | k | v] then qkv_rope_store. y is the rotated q (n_heads·head_dim,).
 //
 // Per group, Σ_i s·(q_i − z)·x_i = s·(Σ q_i·x_i − z·Σ x_i): the inner loop is unpack + FMA,
 // and Σ x_i is shared by every row.
@@ -75,6 +83,9 @@ struct Params {
   scalesF16: u32,  // 1: scales are f16 pairs, 0: f32
   hasZeros: u32,   // 1: zero points in `zeros`, 0: DEFAULT_ZERO (zeros is a placeholder)
   eps: f32,        // RMS_NORM: the norm's eps (0 otherwise)
+#ifdef ROPE_STORE
+#include "common/rope_store_params.wgsl"
+#endif
 }
 
 override ROWS_PER_THREAD: u32; // ≤ MAX_ROWS
@@ -115,6 +126,13 @@ fn norm4(e: u32) -> vec4f {
 fn rmsScale(squares: f32) -> f32 {
   return 1.0 / sqrt(squares / f32(params.cols) + params.eps);
 }
+#endif
+#ifdef ROPE_STORE
+// After y, bias and norm (5, 6, 7 at most); the launcher leaves the numbers between unused.
+// src/ops/qgemv.ts's ROPE_STORE_FIRST_BINDING.
+const ROPE_STORE_FIRST_BINDING: u32 = 8u;
+#include "common/round_t.wgsl"
+#include "common/rope_store.wgsl"
 #endif
 
 // One chunk of x as f32, pre-scaled for dotWord, and its sum (RMS_NORM: of x·g), and x's squares
@@ -288,7 +306,13 @@ fn main(
   let pairs = ROWS_PER_THREAD / 2u;
   let firstPair = thread * pairs;
 #else
+#ifdef ROPE_STORE
+  // Row j is element j % 2 of unit firstUnit + j / 2 (params.rows / 2 units).
+  let units = ROWS_PER_THREAD / 2u;
+  let firstUnit = thread * units;
+#else
   let firstRow = thread * ROWS_PER_THREAD;
+#endif
 #endif
   let K = params.cols;
   let G = params.groupSize;
@@ -297,7 +321,7 @@ fn main(
   let hasZeros = params.hasZeros == 1u;
 
   // Rows past the chunk's end recompute its last row and are not written (GLU: pairs past I
-  // recompute the last pair).
+  // recompute the last pair; ROPE_STORE: units past the last, the last unit).
 #ifdef GENERIC
   var rowWord: array<u32, MAX_ROWS>;  // first word of the row in data
 #else
@@ -312,7 +336,11 @@ fn main(
 #ifdef GLU
     let row = min(firstPair + j % pairs, params.rows - 1u) + select(0u, params.rows, j >= pairs);
 #else
+#ifdef ROPE_STORE
+    let row = rope_store_row(min(firstUnit + j / 2u, params.rows / 2u - 1u), j % 2u);
+#else
     let row = min(firstRow + j, params.rows - 1u);
+#endif
 #endif
 #ifdef GENERIC
     rowWord[j] = row * (K / EPW);
@@ -440,6 +468,20 @@ fn main(
     y[i] = glu(acc[j], acc[pairs + j]);
   }
 #else
+#ifdef ROPE_STORE
+  for (var p = 0u; p < units; p++) {
+    let g = firstUnit + p;
+    if (g >= params.rows / 2u) { break; }
+#ifdef BIAS
+    let a = acc[2u * p] + f32(bias[rope_store_row(g, 0u)]);
+    let b = acc[2u * p + 1u] + f32(bias[rope_store_row(g, 1u)]);
+#else
+    let a = acc[2u * p];
+    let b = acc[2u * p + 1u];
+#endif
+    rope_store_unit(0u, g, vec2f(a, b)); // rounded to T there, as the plain variant's store
+  }
+#else
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {
     let r = firstRow + j;
     if (r >= params.rows) { break; }
@@ -456,5 +498,6 @@ fn main(
     y[at] = v;
 #endif
   }
+#endif
 #endif
 }

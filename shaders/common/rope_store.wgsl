@@ -13,15 +13,16 @@
 // rounded to T on the bits (roundT: lavapipe drops f32(T(v)) as an identity) before the
 // rope's arithmetic, which is write_unit's expression for expression (common/rope_angle.wgsl,
 // common/rope_cos_sin.wgsl). The includer declares T, roundT, `params` with the fields below
-// (after its own), `y` (array<T>) and bindings 0-4.
+// (after its own), `y` (array<T>), and ROPE_STORE_FIRST_BINDING: the first of the four
+// bindings below, after its own (gemv's end at 4, qgemv's at 7).
 
 struct StepRow { slot: u32, position: u32 }
 struct Step { rows: u32, row: array<StepRow> }
 
-@group(0) @binding(5) var<storage, read> step: Step;              // this call's rows: slot and position of each
-@group(0) @binding(6) var<storage, read> inv_freq: array<f32>;    // (rot_half,) f32; unread when rot_half = 0
-@group(0) @binding(7) var<storage, read_write> k_cache: array<T>; // (slots, n_kv_heads, max_seq, head_dim)
-@group(0) @binding(8) var<storage, read_write> v_cache: array<T>; // (slots, n_kv_heads, max_seq, head_dim)
+@group(0) @binding(ROPE_STORE_FIRST_BINDING) var<storage, read> step: Step;                  // this call's rows: slot and position of each
+@group(0) @binding(ROPE_STORE_FIRST_BINDING + 1u) var<storage, read> inv_freq: array<f32>;   // (rot_half,) f32; unread when rot_half = 0
+@group(0) @binding(ROPE_STORE_FIRST_BINDING + 2u) var<storage, read_write> k_cache: array<T>; // (slots, n_kv_heads, max_seq, head_dim)
+@group(0) @binding(ROPE_STORE_FIRST_BINDING + 3u) var<storage, read_write> v_cache: array<T>; // (slots, n_kv_heads, max_seq, head_dim)
 
 #include "common/rope_angle.wgsl"
 

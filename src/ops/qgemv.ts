@@ -19,6 +19,11 @@
 // (2I, K) is the joined [gate; up], one chunk; y (I,) = glu(gate_i·x, up_i·x), bit for bit the
 // unfused qgemv into (2I,) then Swiglu fused, with a dispatch and the (2I,) intermediate saved.
 //
+// ROPE_STORE (GemvOptions.ropeStore): the decode's q/k/v projection and qkv_rope_store (no
+// qk-norm) in one dispatch, as the dense gemvs' (src/ops/rope-store-epilogue.ts holds the
+// shared launcher side): W the joined [q; k; v], prepareRopeStore rotates q into qOut and k, v
+// into the KV cache, bit for bit this qgemv into [q | k | v] then QkvRopeStore.
+//
 // RMS_NORM (QGemvOptions.rmsNorm): the decode's RMSNorm in the projection after it (q/k/v,
 // gate/up), a dispatch of one workgroup saved per norm. x is the un-normalised residual stream
 // and prepare() takes the norm's weight g, which the kernel multiplies into x (a quantized W
@@ -38,6 +43,7 @@ import { pipelineCache, type PipelineSpec } from '../gpu/pipeline-cache.js';
 import type { QuantKind, QuantizedTensor } from '../gpu/quantized-tensor.js';
 import type { GemvOptions } from './gemv.js';
 import { checkEpilogueOptions } from './linear-prepare.js';
+import { checkRopeStoreShape, type GemvRopeStoreTargets, ROPE_STORE_FIELDS, ropeStoreEpilogue } from './rope-store-epilogue.js';
 import { SWIGLU_ACTS, type SwigluAct } from './swiglu.js';
 import { bindBuffers, checkWeight, type ComputeDtype, computeBytes, dtypeFlags, type PreparedDispatch, type PreparedOp } from './op.js';
 
@@ -51,6 +57,8 @@ export const QGEMV_WORKGROUP = 32;
 export const QGEMV_ROWS_PER_WORKGROUP = QGEMV_WORKGROUP * QGEMV_ROWS_PER_THREAD;
 /** GLU: each invocation computes half its rows as gate rows, half as their up rows (so ROWS_PER_THREAD is even). */
 export const QGEMV_GLU_PAIRS_PER_WORKGROUP = QGEMV_ROWS_PER_WORKGROUP / 2;
+/** ROPE_STORE: the binding of common/rope_store.wgsl's first buffer, after y, bias and norm (the shader's ROPE_STORE_FIRST_BINDING). */
+const ROPE_STORE_FIRST_BINDING = 8;
 /** Elements per block of the fast path (the shader's BLOCK). */
 const BLOCK = 128;
 
@@ -63,6 +71,9 @@ const PARAMS = new ParamsLayout([
   ['hasZeros', 'u32'], // 1: zero points bound
   ['eps', 'f32'], // rmsNorm's eps (0 without)
 ] as const);
+
+/** ROPE_STORE's Params: PARAMS, then qkv_rope_store's shape (shaders/common/rope_store_params.wgsl). */
+const ROPE_STORE_PARAMS = new ParamsLayout([...PARAMS.fields, ...ROPE_STORE_FIELDS] as const);
 
 type Path = 'block' | 'word';
 
@@ -80,6 +91,8 @@ interface VariantChoice {
   glu?: SwigluAct;
   /** RMS_NORM: x is un-normalised and prepare() takes the norm's weight (QGemvOptions.rmsNorm). */
   rmsNorm?: boolean;
+  /** ROPE_STORE, and whether SCALED (GemvOptions.ropeStore): never with glu, outF32, residual. */
+  ropeStore?: { scaled: boolean };
 }
 
 export interface QGemvOptions extends GemvOptions {
@@ -97,6 +110,21 @@ export interface QGemvOptions extends GemvOptions {
    * Unlike the dense Gemv's, g is not folded into W (per-group scales cannot take it).
    */
   rmsNorm?: { eps: number };
+  // ropeStore (GemvOptions'): prepareRopeStore's q/k/v projection, rotated and stored. It binds
+  // up to 11 storage buffers, past WebGPU's default 8 a stage: see qgemvRopeStoreFits.
+}
+
+/**
+ * Storage buffers a ROPE_STORE qgemv binds: data, scales, zeros, x, qOut, [bias], [norm],
+ * step, inv_freq, kCache, vCache.
+ */
+function ropeStoreStorageBuffers(options: { bias: boolean; rmsNorm: boolean }): number {
+  return 9 + (options.bias ? 1 : 0) + (options.rmsNorm ? 1 : 0);
+}
+
+/** Whether `device` binds as many storage buffers a stage as a ROPE_STORE qgemv with these options needs (lavapipe: 16; WebGPU's default: 8). */
+export function qgemvRopeStoreFits(device: GPUDevice, options: { bias: boolean; rmsNorm: boolean }): boolean {
+  return device.limits.maxStorageBuffersPerShaderStage >= ropeStoreStorageBuffers(options);
 }
 
 /** Shader flags of a weight kind: Q4, or none for q8. */
@@ -117,7 +145,10 @@ const QGEMV_PIPELINES: Record<QuantKind, Record<ComputeDtype, (v: Omit<VariantCh
  * Every variant: both kinds and paths, the dtypes given, subgroup ones only where the device
  * has them; RESIDUAL writes the compute dtype (the residual stream), so never with OUT_F32;
  * GLU with each act, with none of bias, OUT_F32, RESIDUAL; RMS_NORM over plain, bias and
- * both GLU acts (the projections after a norm), never with OUT_F32 or RESIDUAL.
+ * both GLU acts (the projections after a norm), never with OUT_F32 or RESIDUAL; ROPE_STORE
+ * (scaled or not) for the decode's q/k/v projection only, as the model builds it: after the
+ * layer's norm in the kernel (RMS_NORM) where norms fuse, else plain, with or without bias;
+ * both paths (K picks one per weight: SmolLM2's 576 the per-word one, Qwen2.5's 896 the block).
  */
 export function qgemvVariants(dtypes: readonly ComputeDtype[], features: ReadonlySet<string>): { key: string; spec: PipelineSpec }[] {
   const subgroups = features.has('subgroups') ? [false, true] : [false];
@@ -132,6 +163,9 @@ export function qgemvVariants(dtypes: readonly ComputeDtype[], features: Readonl
           ...SWIGLU_ACTS.map((glu) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias: false, outF32: false, residual: false, path, glu })),
           ...[false, true].map((bias) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32: false, residual: false, path, rmsNorm: true })),
           ...SWIGLU_ACTS.map((glu) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias: false, outF32: false, residual: false, path, glu, rmsNorm: true })),
+          ...[false, true].flatMap((rmsNorm) =>
+            [false, true].flatMap((bias) => [false, true].map((scaled) => QGEMV_PIPELINES[kind][dtype]({ subgroups: sg, bias, outF32: false, residual: false, path, rmsNorm, ropeStore: { scaled } }))),
+          ),
         ]),
       ),
     ),
@@ -150,10 +184,12 @@ function variant(v: VariantChoice): { key: string; spec: PipelineSpec } {
     ...(v.glu ? ['GLU'] : []),
     ...(v.glu === 'gelu_tanh' ? ['GELU_TANH'] : []),
     ...(v.rmsNorm ? ['RMS_NORM'] : []),
+    ...(v.ropeStore ? ['ROPE_STORE', ...(v.ropeStore.scaled ? ['SCALED'] : [])] : []),
   ];
   const options = [
     ...(v.subgroups ? ['sg'] : []), ...(v.bias ? ['bias'] : []), ...(v.outF32 ? ['outf32'] : []), ...(v.residual ? ['residual'] : []),
-    ...(v.glu ? [`glu_${v.glu}`] : []), ...(v.rmsNorm ? ['rms'] : []), // rms last, as gemv's keys
+    ...(v.glu ? [`glu_${v.glu}`] : []), ...(v.rmsNorm ? ['rms'] : []), // rms, then ropestore, as gemv's keys
+    ...(v.ropeStore ? [v.ropeStore.scaled ? 'ropestore_scaled' : 'ropestore'] : []),
   ];
   const name = ['qgemv', v.kind, v.dtype.toLowerCase(), v.path, ...options];
   return {
@@ -203,6 +239,8 @@ export class QGemv {
     readonly glu: SwigluAct | undefined,
     /** The RMSNorm the kernel applies to x (QGemvOptions.rmsNorm), or null. */
     readonly rmsNorm: { readonly eps: number } | null,
+    /** qkv_rope_store in the epilogue (GemvOptions.ropeStore), or null. */
+    readonly ropeStore: { readonly scaled: boolean } | null,
   ) {}
 
   /**
@@ -211,7 +249,9 @@ export class QGemv {
    * options.residual: y += W·x (+ b), as Gemv's (not with outF32). options.tokens: 1 only.
    * options.glu: the weight is [gate; up] and y = act(gate) * up (not with bias, outF32, residual).
    * options.rmsNorm: x is normalised in the kernel, prepare() takes the norm's weight (not with
-   * residual or outF32).
+   * residual or outF32). options.ropeStore: the q/k/v projection rotated and stored
+   * (prepareRopeStore; not with glu, residual or outF32), where the device binds enough
+   * storage buffers (qgemvRopeStoreFits).
    */
   static async create(device: GPUDevice, kind: QuantKind, dtype: ComputeDtype, options: QGemvOptions = {}): Promise<QGemv> {
     if (dtype === 'F16' && !device.features.has('shader-f16')) throw new Error(`qgemv: F16 compute needs the device feature 'shader-f16'`);
@@ -228,14 +268,19 @@ export class QGemv {
     const refused = glu ? (['bias', 'outF32', 'residual'] as const).filter((o) => options[o]) : [];
     if (refused.length) throw new Error(`qgemv: glu cannot be combined with ${refused.join(', ')}`);
     const rmsNorm = options.rmsNorm ? { eps: options.rmsNorm.eps } : null;
+    const ropeStore = options.ropeStore ? { scaled: options.ropeStore.scaled } : null;
+    if (ropeStore && !qgemvRopeStoreFits(device, { bias, rmsNorm: rmsNorm !== null })) {
+      const count = ropeStoreStorageBuffers({ bias, rmsNorm: rmsNorm !== null });
+      throw new Error(`qgemv: ropeStore binds ${count} storage buffers, the device's maxStorageBuffersPerShaderStage is ${device.limits.maxStorageBuffersPerShaderStage}`);
+    }
     const outF32 = dtype === 'F16' && (options.outF32 ?? false);
     const cache = pipelineCache(device);
     const get = (path: Path) => {
-      const { key, spec } = QGEMV_PIPELINES[kind][dtype]({ subgroups, bias, outF32, residual, path, glu, rmsNorm: rmsNorm !== null });
+      const { key, spec } = QGEMV_PIPELINES[kind][dtype]({ subgroups, bias, outF32, residual, path, glu, rmsNorm: rmsNorm !== null, ...(ropeStore ? { ropeStore } : {}) });
       return cache.get(key, spec);
     };
     const [block, word] = await Promise.all([get('block'), get('word')]);
-    return new QGemv(device, { block, word }, kind, dtype, bias, options.outF32 ?? false, subgroups, residual, glu, rmsNorm);
+    return new QGemv(device, { block, word }, kind, dtype, bias, options.outF32 ?? false, subgroups, residual, glu, rmsNorm, ropeStore);
   }
 
   /**
@@ -248,25 +293,9 @@ export class QGemv {
    * the un-normalised row).
    */
   prepare(label: string, weight: QuantizedTensor, x: GPUBuffer, y: GPUBuffer, bias?: GpuTensor, norm?: GpuTensor): PreparedOp {
-    const [n, k] = checkQuantizedWeight(label, 'qgemv', weight, this.kind);
-    if (this.bias !== (bias !== undefined)) throw new Error(`${label}: qgemv was created ${this.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
-    if (bias) checkWeight(label, bias, this.dtype, [n]);
-    if ((this.rmsNorm !== null) !== (norm !== undefined)) throw new Error(`${label}: qgemv was created ${this.rmsNorm ? 'with' : 'without'} rmsNorm, prepare got ${norm ? 'a' : 'no'} norm weight`);
-    if (norm) {
-      checkWeight(label, norm, this.dtype, [k]);
-      if (norm.chunks.length !== 1) throw new Error(`${label}: qgemv's norm weight ${norm.name} is in ${norm.chunks.length} chunks, not one`);
-    }
-    if (this.glu) {
-      // Each invocation reads gate row i and up row I + i from the same buffers.
-      if (weight.chunks.length !== 1) throw new Error(`${label}: a GLU gemv needs the gate and up rows in one chunk, not ${weight.chunks.length}`);
-      if (n % 2 !== 0) throw new Error(`${label}: a GLU gemv needs [gate; up], an even number of rows, not ${n}`);
-    }
+    if (this.ropeStore) throw new Error(`${label}: a ropeStore qgemv runs through prepareRopeStore`);
+    const [n, k] = this.checkOperands(label, weight, x, y, bias, norm);
     const outRows = this.glu ? n / 2 : n;
-    const xBytes = k * computeBytes(this.dtype);
-    const yBytes = outRows * (this.outF32 ? 4 : computeBytes(this.dtype));
-    if (x.size < xBytes) throw new Error(`${label}: qgemv x holds ${x.size} bytes, (${k},) ${this.dtype} needs ${xBytes}`);
-    if (y.size < yBytes) throw new Error(`${label}: qgemv y holds ${y.size} bytes, (${outRows},) needs ${yBytes}`);
-    if (x === y) throw new Error(`${label}: qgemv cannot run in place (x and y are one buffer)`);
 
     const pipeline = this.pipelines[qgemvPath(weight)];
     const biasBuffer = bias ? [singleBuffer(bias)] : [];
@@ -292,5 +321,67 @@ export class QGemv {
       return { label: name, pipeline, bindGroup, workgroups };
     });
     return { label, dispatches, destroy: () => buffers.forEach((b) => b.destroy()) };
+  }
+
+  /**
+   * A ROPE_STORE qgemv's pass: q/k/v = W·x (+ bias), W quantized, the joined [q; k; v]
+   * ((nH + 2·nKV)·headDim, K) in one chunk, bias likewise, norm as prepare()'s; then, as
+   * QkvRopeStore without qk-norm, q rotated into qOut, k rotated into kCache and v into vCache
+   * at the step's slot and position (one row: shape.rows 1). The projection itself is written
+   * nowhere.
+   */
+  prepareRopeStore(label: string, weight: QuantizedTensor, x: GPUBuffer, targets: GemvRopeStoreTargets, bias?: GpuTensor, norm?: GpuTensor): PreparedOp {
+    if (!this.ropeStore) throw new Error(`${label}: prepareRopeStore needs a qgemv created with ropeStore`);
+    checkRopeStoreShape(label, 'qgemv', 1, targets.shape);
+    const { nHeads, headDim } = targets.shape;
+    const [n, k] = this.checkOperands(label, weight, x, targets.qOut, bias, norm, nHeads * headDim); // y: the q rows, rotated
+    const { values, bindings } = ropeStoreEpilogue(label, 'qgemv', { dtype: this.dtype, scaled: this.ropeStore.scaled }, weight, n, x, targets);
+    const pipeline = this.pipelines[qgemvPath(weight)];
+    const [chunk] = weight.chunks;
+    const noZeros = placeholderZeros(this.device, label);
+    const params = ROPE_STORE_PARAMS.createBuffer(this.device, label, {
+      rows: n,
+      cols: k,
+      rowOffset: 0,
+      groupSize: weight.groupSize,
+      scalesF16: weight.scaleDtype === 'F16' ? 1 : 0,
+      hasZeros: chunk.zeros ? 1 : 0,
+      eps: this.rmsNorm?.eps ?? 0,
+      ...values,
+    });
+    // The bias and norm in order after y, as prepare() binds them; the epilogue's from 8 (the
+    // shader's ROPE_STORE_FIRST_BINDING), the numbers between unused (null).
+    const own: (GPUBuffer | null)[] = [params, chunk.data, chunk.scales, chunk.zeros ?? noZeros, x, targets.qOut, ...(bias ? [singleBuffer(bias)] : []), ...(norm ? [singleBuffer(norm)] : [])];
+    const bindGroup = bindBuffers(this.device, pipeline, label, [...own, ...new Array<null>(ROPE_STORE_FIRST_BINDING - own.length).fill(null), ...bindings]);
+    // Two rows a unit, QGEMV_ROWS_PER_THREAD / 2 units an invocation (as GLU's pairs).
+    const workgroups = workgroups1d(n / 2, QGEMV_GLU_PAIRS_PER_WORKGROUP, this.device.limits.maxComputeWorkgroupsPerDimension);
+    return { label, dispatches: [{ label, pipeline, bindGroup, workgroups }], destroy: () => [noZeros, params].forEach((b) => b.destroy()) };
+  }
+
+  /**
+   * Throws unless the weight (of this kind), bias and norm weight (as created), x (K,) and y
+   * (outRows,: the GLU's I, or N) can run. Returns [N, K].
+   */
+  private checkOperands(label: string, weight: QuantizedTensor, x: GPUBuffer, y: GPUBuffer, bias: GpuTensor | undefined, norm: GpuTensor | undefined, yRows?: number): [number, number] {
+    const [n, k] = checkQuantizedWeight(label, 'qgemv', weight, this.kind);
+    if (this.bias !== (bias !== undefined)) throw new Error(`${label}: qgemv was created ${this.bias ? 'with' : 'without'} bias, prepare got ${bias ? 'one' : 'none'}`);
+    if (bias) checkWeight(label, bias, this.dtype, [n]);
+    if ((this.rmsNorm !== null) !== (norm !== undefined)) throw new Error(`${label}: qgemv was created ${this.rmsNorm ? 'with' : 'without'} rmsNorm, prepare got ${norm ? 'a' : 'no'} norm weight`);
+    if (norm) {
+      checkWeight(label, norm, this.dtype, [k]);
+      if (norm.chunks.length !== 1) throw new Error(`${label}: qgemv's norm weight ${norm.name} is in ${norm.chunks.length} chunks, not one`);
+    }
+    if (this.glu) {
+      // Each invocation reads gate row i and up row I + i from the same buffers.
+      if (weight.chunks.length !== 1) throw new Error(`${label}: a GLU gemv needs the gate and up rows in one chunk, not ${weight.chunks.length}`);
+      if (n % 2 !== 0) throw new Error(`${label}: a GLU gemv needs [gate; up], an even number of rows, not ${n}`);
+    }
+    const outRows = yRows ?? (this.glu ? n / 2 : n);
+    const xBytes = k * computeBytes(this.dtype);
+    const yBytes = outRows * (this.outF32 ? 4 : computeBytes(this.dtype));
+    if (x.size < xBytes) throw new Error(`${label}: qgemv x holds ${x.size} bytes, (${k},) ${this.dtype} needs ${xBytes}`);
+    if (y.size < yBytes) throw new Error(`${label}: qgemv y holds ${y.size} bytes, (${outRows},) needs ${yBytes}`);
+    if (x === y) throw new Error(`${label}: qgemv cannot run in place (x and y are one buffer)`);
+    return [n, k];
   }
 }

@@ -213,8 +213,8 @@ it('every RMS_NORM variant compiles with no message', async () => {
   const features = gpu.device.features as ReadonlySet<string>;
   const dtypes: ComputeDtype[] = features.has('shader-f16') ? ['F32', 'F16'] : ['F32'];
   const rms = qgemvVariants(dtypes, features).filter((v) => (v.spec.flags ?? []).includes('RMS_NORM'));
-  // kinds × dtypes × x sharing × paths × (plain, bias, glu silu, glu gelu_tanh).
-  expect(rms.length).toBe(2 * dtypes.length * (features.has('subgroups') ? 2 : 1) * 2 * 4);
+  // kinds × dtypes × x sharing × paths × (plain, bias, glu silu, glu gelu_tanh, ropeStore × bias × scaled).
+  expect(rms.length).toBe(2 * dtypes.length * (features.has('subgroups') ? 2 : 1) * 2 * 8);
   expect(rms.map((v) => v.key)).toContain('qgemv_q4_f32_block_bias_rms_r4_wg32');
   expect(rms.map((v) => v.key)).toContain('qgemv_q8_f32_word_glu_gelu_tanh_rms_r4_wg32');
   for (const { key, spec } of rms) {
