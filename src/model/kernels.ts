@@ -12,7 +12,7 @@ import { familyKernels, type KernelFamily } from './kernel-family.js';
 import { NormAddNorm } from '../ops/norm-add-norm.js';
 import { Permute } from '../ops/permute.js';
 import { QkvRopeStore } from '../ops/qkv-rope-store.js';
-import { QGemv } from '../ops/qgemv.js';
+import { QGemv, qgemvRopeStoreFits } from '../ops/qgemv.js';
 import { QMatmul } from '../ops/qmatmul.js';
 import type { QuantKind } from '../gpu/quantized-tensor.js';
 import type { ComputeDtype } from '../ops/op.js';
@@ -117,7 +117,7 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     decodeBatch: Promise.all(
       decodeRowCounts(needs.decodeRows).map(async (rows) => [rows, await batchedDecodeKernels(device, dtype, rows, needs, bias, !f.sandwichNorms && needs.quantized === null, foldNorms ? rmsNorm : null, matmul, {
         act: f.act,
-        ropeStore: canFuseRopeStore(config, needs),
+        ropeStore: canFuseRopeStore(config),
         layerScaled,
       })] as const),
     ).then((entries) => new Map(entries)),
@@ -128,7 +128,11 @@ export async function compileKernels(device: GPUDevice, dtype: ComputeDtype, con
     qkvRopeStore: QkvRopeStore.create(device, dtype, { qkNorm }),
     qkvRopeStoreScaled: ropes.some(scaledRope) ? QkvRopeStore.create(device, dtype, { qkNorm, scaled: true }) : null,
     // ... and, without qk-norm, all of that in the decode's q/k/v projection itself (dense weights, either family's gemv)
-    ropeStore: ropeStoreGemvs((options) => gemv(device, dtype, options), canFuseRopeStore(config, needs), foldNorms ? rmsNorm : null, bias, layerScaled),
+    ropeStore: ropeStoreGemvs((options) => gemv(device, dtype, options), canFuseRopeStore(config), foldNorms ? rmsNorm : null, bias, layerScaled),
+    // the quantized twins, where the device binds the storage buffers they take (up to 11)
+    qRopeStore: needs.quantized && canFuseQuantizedRopeStore(device, config, needs)
+      ? ropeStoreGemvs((options) => QGemv.create(device, needs.quantized!, dtype, options), true, quantizedNorms ? rmsNorm : null, bias, layerScaled)
+      : null,
     attention: attention(device, dtype, { softcap: f.attnSoftcap !== null, window: f.layers.some((l) => l.window !== null) }),
     // fused gate_up_proj (Phi-3): one input, each row [gate | up]
     mlpAct: Swiglu.create(device, dtype, { act: f.act, fused: f.fused }),
@@ -167,12 +171,22 @@ export function canFoldNorms(config: ModelConfig, needs: KernelNeeds): boolean {
 }
 
 /**
- * Whether a one-row decode runs qkv_rope_store in the epilogue of its q/k/v projection (the
- * ROPE_STORE gemv, either family's): dense weights (qgemv has no such epilogue yet), and no
- * per-head q/k norm (a head's norm would need the sums of rows other workgroups hold).
+ * Whether a one-row decode runs qkv_rope_store in the epilogue of its dense q/k/v projection
+ * (the ROPE_STORE gemv, either family's): no per-head q/k norm (a head's norm would need the
+ * sums of rows other workgroups hold). Quantized models too: a checkpoint (or quantize on
+ * load) may leave q/k/v dense.
  */
-export function canFuseRopeStore(config: ModelConfig, needs: KernelNeeds): boolean {
-  return !config.features.qkNorm && needs.quantized === null;
+export function canFuseRopeStore(config: ModelConfig): boolean {
+  return !config.features.qkNorm;
+}
+
+/**
+ * The same for quantized q/k/v (the ROPE_STORE qgemv), where the device binds its storage
+ * buffers: up to 11, past WebGPU's default 8 (lavapipe and desktop Dawn give more; a
+ * browser may not), else qkv_rope_store keeps its dispatch.
+ */
+export function canFuseQuantizedRopeStore(device: GPUDevice, config: ModelConfig, needs: KernelNeeds): boolean {
+  return !config.features.qkNorm && needs.quantized !== null && qgemvRopeStoreFits(device, { bias: needs.bias, rmsNorm: canFuseQuantizedNorms(config, needs) });
 }
 
 /** A pass's ROPE_STORE gemvs by [scaled rope][bias], null where no layer uses one. */

@@ -538,13 +538,21 @@ export class LlamaModel {
         // A decode pass's gemvs: the joined q/k/v projection rotates q and k and stores k and
         // v itself (the ROPE_STORE gemv: no dispatch for the glue), where this layer has no
         // q/k norm, dense weights, and a kernel that normalises its input as inputPlan says.
-        const ropeStores = kind !== 'decode' ? null : gemv ? ops.ropeStore : gemvRows?.ropeStore ?? null;
-        const ropeStore = ropeStores && joinedQkv && l.qNorm === null && l.kNorm === null && !this.weights.quantized.has(joinedQkv.weight)
-          ? ropeStores[scaled ? (joinedQkv.bias ? 'scaledBias' : 'scaled') : joinedQkv.bias ? 'bias' : 'plain']
+        // Quantized: one row's qgemv (not an act-order one, whose input is gathered first).
+        const qkvQuantized = joinedQkv && this.weights.quantized.get(joinedQkv.weight);
+        const ropeStores = kind !== 'decode' || !joinedQkv ? null
+          : qkvQuantized ? (gemv && !perms.has(joinedQkv.weight) ? ops.qRopeStore : null)
+          : gemv ? ops.ropeStore : gemvRows?.ropeStore ?? null;
+        const ropeStore = ropeStores && l.qNorm === null && l.kNorm === null
+          ? ropeStores[scaled ? (joinedQkv!.bias ? 'scaledBias' : 'scaled') : joinedQkv!.bias ? 'bias' : 'plain']
           : null;
         if (ropeStore && joinedQkv && (ropeStore.rmsNorm !== null) === inputPlan.inLinear) {
+          const label = `${p}.qkv_proj_rope_store`;
           const targets = { shape: glueShape, step, qOut: b.q, kCache: cache[i].k, vCache: cache[i].v, rope };
-          add(ropeStore.prepareRopeStore(`${p}.qkv_proj_rope_store`, this.weight(joinedQkv.weight), normedIn, targets, joinedQkv.bias === null ? undefined : this.weight(joinedQkv.bias)));
+          const bias = joinedQkv.bias === null ? undefined : this.weight(joinedQkv.bias);
+          add(ropeStore instanceof QGemv
+            ? ropeStore.prepareRopeStore(label, qkvQuantized!, normedIn, targets, bias, inputPlan.inLinear ? this.weight(inputPlan.weight!) : undefined)
+            : ropeStore.prepareRopeStore(label, this.weight(joinedQkv.weight), normedIn, targets, bias));
         } else {
           let views: { q: RowView; k: RowView; v: RowView };
           if (joinedQkv) {
