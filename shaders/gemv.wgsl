@@ -295,14 +295,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (g >= params.rows / 2u) { break; }
     for (var t = 0u; t < TOKENS; t++) {
       let s = rmsScale(squares[t]);
-#ifdef BIAS
-      let a = acc[2u * p * MAX_TOKENS + t] * s + f32(bias[rope_store_row(g, 0u)]);
-      let b = acc[(2u * p + 1u) * MAX_TOKENS + t] * s + f32(bias[rope_store_row(g, 1u)]);
-#else
-      let a = acc[2u * p * MAX_TOKENS + t] * s;
-      let b = acc[(2u * p + 1u) * MAX_TOKENS + t] * s;
-#endif
-      rope_store_unit(t, g, vec2f(a, b));
+      rope_store_unit(t, g, rope_store_biased(g, vec2f(acc[2u * p * MAX_TOKENS + t], acc[(2u * p + 1u) * MAX_TOKENS + t]) * s));
     }
   }
 #else

@@ -472,14 +472,7 @@ fn main(
   for (var p = 0u; p < units; p++) {
     let g = firstUnit + p;
     if (g >= params.rows / 2u) { break; }
-#ifdef BIAS
-    let a = acc[2u * p] + f32(bias[rope_store_row(g, 0u)]);
-    let b = acc[2u * p + 1u] + f32(bias[rope_store_row(g, 1u)]);
-#else
-    let a = acc[2u * p];
-    let b = acc[2u * p + 1u];
-#endif
-    rope_store_unit(0u, g, vec2f(a, b)); // rounded to T there, as the plain variant's store
+    rope_store_unit(0u, g, rope_store_biased(g, vec2f(acc[2u * p], acc[2u * p + 1u]))); // rounded to T there, as the plain variant's store
   }
 #else
   for (var j = 0u; j < ROWS_PER_THREAD; j++) {

@@ -41,6 +41,16 @@ fn rope_store_row(g: u32, which: u32) -> u32 {
   return head * params.head_dim + e;
 }
 
+// Unit g's two projections with the bias added (BIAS: the includer's `bias`, (N,) in T), as
+// the plain variant adds it before its store.
+fn rope_store_biased(g: u32, v: vec2f) -> vec2f {
+#ifdef BIAS
+  return v + vec2f(f32(bias[rope_store_row(g, 0u)]), f32(bias[rope_store_row(g, 1u)]));
+#else
+  return v;
+#endif
+}
+
 // Unit g of row t of this call: its two projections (bias added, not yet rounded) rotated
 // and stored. Rows past step.rows write nothing (their step entries are stale), nor do K
 // and V past the cache (Step.write refuses them, as kv_store).
