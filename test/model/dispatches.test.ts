@@ -20,7 +20,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { greedy, loadReferenceModel } from '../support/model-reference.js';
-import { useGpuTestDevice } from '../support/gpu-helpers.js';
+import { useGpuTestDevice, withStorageLimit } from '../support/gpu-helpers.js';
 
 const gpu = useGpuTestDevice('test.dispatches');
 
@@ -92,14 +92,7 @@ describe.each(['llama-gqa', 'qwen3', 'phi3'])('%s dense, a batched decode pass o
 describe('llama-gqa q8 on a device of 8 storage buffers a stage', () => {
   it('8 dispatches a layer, not 7, and the same greedy ids', async () => {
     const { device } = gpu;
-    const limits = new Proxy(device.limits, { get: (target, prop) => (prop === 'maxStorageBuffersPerShaderStage' ? 8 : Reflect.get(target, prop)) });
-    const narrow = new Proxy(device, {
-      get(target, prop) {
-        if (prop === 'limits') return limits;
-        const value = Reflect.get(target, prop, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
+    const narrow = withStorageLimit(device, 8);
     const [wide, few] = [await loadReferenceModel(device, 'llama-gqa', 'f32', 64, { quantize: 'q8' }), await loadReferenceModel(narrow, 'llama-gqa', 'f32', 64, { quantize: 'q8' })];
     try {
       const layers = wide.model.config.numLayers;

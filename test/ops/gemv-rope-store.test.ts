@@ -12,38 +12,21 @@
 import { describe, expect, it } from 'vitest';
 import type { GpuTensor } from '../../src/gpu/gpu-tensor.js';
 import { pipelineCache, type PipelineSpec } from '../../src/gpu/pipeline-cache.js';
-import { readBuffer } from '../../src/gpu/read-back.js';
 import { Step } from '../../src/gpu/step.js';
-import { parseRope, ropeTables } from '../../src/model/rope-scaling.js';
 import { Gemv, type GemvOptions, gemvVariants } from '../../src/ops/gemv.js';
 import { GemvCoalesced, gemvCoalescedVariants } from '../../src/ops/gemv-coalesced.js';
 import { type ComputeDtype, runOps } from '../../src/ops/op.js';
 import { QkvRopeStore } from '../../src/ops/qkv-rope-store.js';
 import { Rope } from '../../src/ops/rope.js';
 import { useGpuTestDevice, withSubgroupWidth } from '../support/gpu-helpers.js';
-import { asDtype, decode, encode, outputBuffer, randomValues, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { asDtype, outputBuffer, randomValues, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { invFreqOf, type RopeStoreCase, ropeStoreOutputs } from '../support/rope-store.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.gemv-rope-store');
 const rng = mulberry32(0x20e5);
 
-interface Case {
-  nHeads: number;
-  nKvHeads: number;
-  headDim: number;
-  /** Rotated elements per head, or null: a NoPE layer. */
-  rotary: number | null;
-  /** The rope's attention factor (1: unscaled). */
-  factor: number;
-  /** x's width. */
-  k: number;
-  bias: boolean;
-  /** x is the un-normed residual stream (the folded norm in the kernel). */
-  rms: boolean;
-  maxSeq: number;
-  slots: number;
-  slot: number;
-  position: number;
+interface Case extends RopeStoreCase {
   /** A batched gemv of `tokens` rows, the step running `rows` (else one row at slot, position). */
   batch?: { tokens: number; rows: { slot: number; position: number }[] };
 }
@@ -90,21 +73,6 @@ const CASES: Case[] = [
 ];
 
 const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
-const invFreqOf = (rotary: number): Float32Array => ropeTables(parseRope({ head_dim: rotary, rope_theta: rotary % 64 === 0 ? 500_000 : 10_000 }).rope).invFreq;
-
-async function readBytes(buffer: GPUBuffer, bytes: number): Promise<Uint8Array> {
-  return readBuffer(gpu.device, buffer, 0, Math.ceil(bytes / 4) * 4).then((b) => b.subarray(0, bytes));
-}
-
-/** Index and values of the first element where two byte strings of `dtype` differ, or null. */
-function firstDiff(got: Uint8Array, want: Uint8Array, dtype: ComputeDtype): string | null {
-  if (Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(want)) return null;
-  const size = dtype === 'F16' ? 2 : 4;
-  for (let i = 0; i < want.length; i += size) {
-    if (!Buffer.from(got.subarray(i, i + size)).equals(want.subarray(i, i + size))) return `element ${i / size}: got ${decode(got.subarray(i, i + size), dtype)[0]}, unfused ${decode(want.subarray(i, i + size), dtype)[0]}`;
-  }
-  return null;
-}
 
 /** A kernel family's dense gemv, as the tests make it. */
 interface Kernel {
@@ -119,7 +87,6 @@ const KERNELS: Kernel[] = [
   { name: 'gemv', create: (device, dtype, options) => Gemv.create(device, dtype, options), variants: gemvVariants, batch: true },
   { name: 'gemv_coalesced', create: (device, dtype, options) => GemvCoalesced.create(device, dtype, options), variants: gemvCoalescedVariants, batch: false },
 ];
-
 
 /**
  * Runs one case fused (the ROPE_STORE gemv) and unfused (the gemv into [q | k | v], then
@@ -148,34 +115,19 @@ async function check(kernel: Kernel, dtype: ComputeDtype, subgroups: boolean, c:
   const rope = c.rotary === null ? null : await Rope.create(device, dtype, { invFreq: invFreqOf(c.rotary), attentionFactor: c.factor });
   const step = new Step(device, 'test.step', { rows: tokens, positions: maxSeq, slots });
   step.write(stepRows.map((r) => r.position), stepRows.map((r) => r.slot));
-  const stale = asDtype(randomValues(rng, slots * kvDim * maxSeq, -4, 4), dtype); // what a cache row holds until written
-  const qStale = asDtype(randomValues(rng, tokens * qDim), dtype);
-  const [kCache, vCache, kRef, vRef] = [0, 1, 2, 3].map(() => uploadArray(device, stale, dtype));
-  const [qOut, qRef] = [0, 1].map(() => uploadArray(device, qStale, dtype));
-  const qkv = outputBuffer(device, tokens * n, bytes);
   const shape = { nHeads, nKvHeads, headDim: d, maxSeq, slots, rows: tokens };
-  const view = (offset: number) => ({ buffer: qkv, offset, stride: n });
+  const outputs = ropeStoreOutputs(device, dtype, shape, rng);
+  const qkv = outputBuffer(device, tokens * n, bytes);
   const ops = [
-    fused.prepareRopeStore('test.fused', w, x, { shape, step, qOut, kCache, vCache, rope }, b),
+    fused.prepareRopeStore('test.fused', w, x, { shape, step, ...outputs.fused, rope }, b),
     plain.prepare('test.qkv_proj', w, x, qkv, b),
-    glue.prepare('test.qkv_rope_store', shape, { step, q: view(0), k: view(qDim), v: view(qDim + kvDim), qOut: qRef, kCache: kRef, vCache: vRef, rope }),
+    glue.prepare('test.qkv_rope_store', shape, outputs.glueBuffers(step, qkv, rope)),
   ];
   await runOps(device, ops);
-  const cacheBytes = slots * kvDim * maxSeq * bytes;
-  const [qGot, qWant, kGot, kWant, vGot, vWant] = await Promise.all([
-    readBytes(qOut, tokens * qDim * bytes),
-    readBytes(qRef, tokens * qDim * bytes),
-    ...[kCache, kRef, vCache, vRef].map((buf) => readBytes(buf, cacheBytes)),
-  ]);
-  expect(firstDiff(qGot, qWant, dtype), `q ${what}`).toBeNull();
-  expect(firstDiff(kGot, kWant, dtype), `k cache ${what}`).toBeNull();
-  expect(firstDiff(vGot, vWant, dtype), `v cache ${what}`).toBeNull();
-  // and the rows were written at all: the row's own cache entries changed, the others did not
-  const at = (stepRows[0].slot * nKvHeads * maxSeq + stepRows[0].position) * d * bytes; // the first row's KV head 0
-  const staleBytes = encode(stale, dtype);
-  expect(Buffer.from(vGot.subarray(at, at + d * bytes)).equals(staleBytes.subarray(at, at + d * bytes)), `v row written ${what}`).toBe(false);
+  await outputs.expectSame(what, stepRows);
   for (const op of ops) op.destroy();
-  for (const buf of [x, qkv, kCache, vCache, kRef, vRef, qOut, qRef]) buf.destroy();
+  for (const buf of [x, qkv]) buf.destroy();
+  outputs.destroy();
   step.destroy();
   rope?.destroy();
   weights.destroy();

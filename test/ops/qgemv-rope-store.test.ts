@@ -11,41 +11,25 @@ import { describe, expect, it } from 'vitest';
 import type { GpuTensor } from '../../src/gpu/gpu-tensor.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
 import { destroyQuantized, type QuantKind } from '../../src/gpu/quantized-tensor.js';
-import { readBuffer } from '../../src/gpu/read-back.js';
 import { Step } from '../../src/gpu/step.js';
-import { parseRope, ropeTables } from '../../src/model/rope-scaling.js';
 import { type ComputeDtype, runOps } from '../../src/ops/op.js';
 import { canShareX, QGemv, type QGemvOptions, qgemvPath, qgemvRopeStoreFits, qgemvVariants } from '../../src/ops/qgemv.js';
 import { QkvRopeStore } from '../../src/ops/qkv-rope-store.js';
 import { Rope } from '../../src/ops/rope.js';
-import { useGpuTestDevice } from '../support/gpu-helpers.js';
-import { asDtype, decode, encode, outputBuffer, randomValues, uploadArray, uploadWeights } from '../support/op-helpers.js';
+import { useGpuTestDevice, withStorageLimit } from '../support/gpu-helpers.js';
+import { asDtype, outputBuffer, randomValues, uploadArray, uploadWeights } from '../support/op-helpers.js';
 import { randomQuantized, uploadQuantized } from '../support/quantized-weights.js';
+import { invFreqOf, type RopeStoreCase, ropeStoreOutputs } from '../support/rope-store.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.qgemv-rope-store');
 const rng = mulberry32(0x9e5);
 
-interface Case {
-  nHeads: number;
-  nKvHeads: number;
-  headDim: number;
-  /** Rotated elements per head, or null: a NoPE layer. */
-  rotary: number | null;
-  /** The rope's attention factor (1: unscaled). */
-  factor: number;
-  /** x's width, and the weight's group size. */
-  k: number;
+interface Case extends RopeStoreCase {
+  /** The weight's group size. */
   g: number;
-  bias: boolean;
-  /** x is the un-normed residual stream (the RMSNorm in the kernel). */
-  rms: boolean;
   zeros: boolean;
   scaleDtype: 'F16' | 'F32';
-  maxSeq: number;
-  slots: number;
-  slot: number;
-  position: number;
 }
 
 const base = { factor: 1, g: 32, bias: false, rms: true, zeros: true, scaleDtype: 'F16', slots: 1, slot: 0 } as const;
@@ -87,21 +71,6 @@ const CASES: Case[] = [
 ];
 
 const noF16 = (dtype: ComputeDtype): boolean => dtype === 'F16' && !gpu.device.features.has('shader-f16');
-const invFreqOf = (rotary: number): Float32Array => ropeTables(parseRope({ head_dim: rotary, rope_theta: rotary % 64 === 0 ? 500_000 : 10_000 }).rope).invFreq;
-
-async function readBytes(buffer: GPUBuffer, bytes: number): Promise<Uint8Array> {
-  return readBuffer(gpu.device, buffer, 0, Math.ceil(bytes / 4) * 4).then((b) => b.subarray(0, bytes));
-}
-
-/** Index and values of the first element where two byte strings of `dtype` differ, or null. */
-function firstDiff(got: Uint8Array, want: Uint8Array, dtype: ComputeDtype): string | null {
-  if (Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(want)) return null;
-  const size = dtype === 'F16' ? 2 : 4;
-  for (let i = 0; i < want.length; i += size) {
-    if (!Buffer.from(got.subarray(i, i + size)).equals(want.subarray(i, i + size))) return `element ${i / size}: got ${decode(got.subarray(i, i + size), dtype)[0]}, unfused ${decode(want.subarray(i, i + size), dtype)[0]}`;
-  }
-  return null;
-}
 
 /** Runs one case fused (the ROPE_STORE qgemv) and unfused (the qgemv into [q | k | v], then QkvRopeStore) and checks their bytes equal. Returns the path taken. */
 async function check(kind: QuantKind, dtype: ComputeDtype, subgroups: boolean, c: Case): Promise<string> {
@@ -130,53 +99,25 @@ async function check(kind: QuantKind, dtype: ComputeDtype, subgroups: boolean, c
   const rope = c.rotary === null ? null : await Rope.create(device, dtype, { invFreq: invFreqOf(c.rotary), attentionFactor: c.factor });
   const step = new Step(device, 'test.step', { rows: 1, positions: maxSeq, slots });
   step.write([c.position], [c.slot]);
-  const stale = asDtype(randomValues(rng, slots * kvDim * maxSeq, -4, 4), dtype); // what a cache row holds until written
-  const qStale = asDtype(randomValues(rng, qDim), dtype);
-  const [kCache, vCache, kRef, vRef] = [0, 1, 2, 3].map(() => uploadArray(device, stale, dtype));
-  const [qOut, qRef] = [0, 1].map(() => uploadArray(device, qStale, dtype));
-  const qkv = outputBuffer(device, n, bytes);
   const shape = { nHeads, nKvHeads, headDim: d, maxSeq, slots, rows: 1 };
-  const view = (offset: number) => ({ buffer: qkv, offset, stride: n });
+  const outputs = ropeStoreOutputs(device, dtype, shape, rng);
+  const qkv = outputBuffer(device, n, bytes);
   const ops = [
-    fused.prepareRopeStore('test.fused', weight, x, { shape, step, qOut, kCache, vCache, rope }, b, norm),
+    fused.prepareRopeStore('test.fused', weight, x, { shape, step, ...outputs.fused, rope }, b, norm),
     plain.prepare('test.qkv_proj', weight, x, qkv, b, norm),
-    glue.prepare('test.qkv_rope_store', shape, { step, q: view(0), k: view(qDim), v: view(qDim + kvDim), qOut: qRef, kCache: kRef, vCache: vRef, rope }),
+    glue.prepare('test.qkv_rope_store', shape, outputs.glueBuffers(step, qkv, rope)),
   ];
   await runOps(device, ops);
-  const cacheBytes = slots * kvDim * maxSeq * bytes;
-  const [qGot, qWant, kGot, kWant, vGot, vWant] = await Promise.all([
-    readBytes(qOut, qDim * bytes),
-    readBytes(qRef, qDim * bytes),
-    ...[kCache, kRef, vCache, vRef].map((buf) => readBytes(buf, cacheBytes)),
-  ]);
-  expect(firstDiff(qGot, qWant, dtype), `q ${what}`).toBeNull();
-  expect(firstDiff(kGot, kWant, dtype), `k cache ${what}`).toBeNull();
-  expect(firstDiff(vGot, vWant, dtype), `v cache ${what}`).toBeNull();
-  // and the row was written at all: its own cache entries changed
-  const at = (c.slot * nKvHeads * maxSeq + c.position) * d * bytes; // KV head 0's
-  const staleBytes = encode(stale, dtype);
-  expect(Buffer.from(vGot.subarray(at, at + d * bytes)).equals(staleBytes.subarray(at, at + d * bytes)), `v row written ${what}`).toBe(false);
-  expect(Buffer.from(qGot).equals(encode(qStale, dtype)), `q written ${what}`).toBe(false);
+  await outputs.expectSame(what, [{ slot: c.slot, position: c.position }]);
   const path = qgemvPath(weight);
   for (const op of ops) op.destroy();
-  for (const buf of [x, qkv, kCache, vCache, kRef, vRef, qOut, qRef]) buf.destroy();
+  for (const buf of [x, qkv]) buf.destroy();
+  outputs.destroy();
   step.destroy();
   rope?.destroy();
   destroyQuantized(weight);
   tensors.destroy();
   return path;
-}
-
-/** `device` reporting maxStorageBuffersPerShaderStage = `limit` (WebGPU's default is 8). */
-function withStorageLimit(device: GPUDevice, limit: number): GPUDevice {
-  const limits = new Proxy(device.limits, { get: (target, prop) => (prop === 'maxStorageBuffersPerShaderStage' ? limit : Reflect.get(target, prop, target)) });
-  return new Proxy(device, {
-    get(target, prop) {
-      if (prop === 'limits') return limits;
-      const value = Reflect.get(target, prop, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
 }
 
 it('every ROPE_STORE variant compiles with no message: kinds × dtypes × x sharing × paths × rmsNorm × bias × scaled', async () => {

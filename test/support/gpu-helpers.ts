@@ -198,3 +198,15 @@ export function withSubgroupWidth(device: GPUDevice, width: number): GPUDevice {
     },
   });
 }
+
+/** `device` reporting maxStorageBuffersPerShaderStage = `limit` (WebGPU's default is 8; a browser on many GPUs gives no more). */
+export function withStorageLimit(device: GPUDevice, limit: number): GPUDevice {
+  const limits = new Proxy(device.limits, { get: (target, prop) => (prop === 'maxStorageBuffersPerShaderStage' ? limit : Reflect.get(target, prop, target)) });
+  return new Proxy(device, {
+    get(target, prop) {
+      if (prop === 'limits') return limits;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
