@@ -10,10 +10,6 @@ import { alignUp } from '../../src/gpu/gpu-tensor.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
 import { readBuffer } from '../../src/gpu/read-back.js';
 import {
-  GEMV_COALESCED_ROWS_PER_THREAD,
-  GEMV_COALESCED_THREADS_PER_ROW,
-  GEMV_COALESCED_WORKGROUP,
-  GEMV_COALESCED_X_CACHE_BYTES,
   GemvCoalesced,
   gemvCoalescedVariants,
 } from '../../src/ops/gemv-coalesced.js';
@@ -21,16 +17,14 @@ import type { GemvOptions } from '../../src/ops/gemv.js';
 import { type ComputeDtype, computeBytes, runOps } from '../../src/ops/op.js';
 import { Swiglu, type SwigluAct } from '../../src/ops/swiglu.js';
 import { spyDevice, useGpuTestDevice, withSubgroupWidth } from '../support/gpu-helpers.js';
-import { SPARE, untouched } from '../support/linear-cases.js';
+import { COALESCED_ROWS, pastCoalescedCache as pastCache, SPARE, untouched } from '../support/linear-cases.js';
 import { asDtype, linearReference, nmse, outputBuffer, randomValues, readArray, roundF16, uploadArray, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.gemv_coalesced_glu');
 
 /** (gate, up) pairs per workgroup with 32-lane row groups (8): a pair takes two of a row group's rows. */
-const PAIRS = (GEMV_COALESCED_WORKGROUP / GEMV_COALESCED_THREADS_PER_ROW) * (GEMV_COALESCED_ROWS_PER_THREAD / 2);
-/** K just past the x cache in each dtype (a multiple of 8): x streamed from the storage buffer. */
-const pastCache = (dtype: ComputeDtype): number => GEMV_COALESCED_X_CACHE_BYTES / (dtype === 'F16' ? 2 : 4) + 8;
+const PAIRS = COALESCED_ROWS / 2;
 const ACTS: readonly SwigluAct[] = ['silu', 'gelu_tanh'];
 
 // Named cases first: I of 1 and around the pairs per workgroup, K of 1 and around the

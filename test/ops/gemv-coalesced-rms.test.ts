@@ -10,10 +10,6 @@ import { describe, expect, it } from 'vitest';
 import { alignUp } from '../../src/gpu/gpu-tensor.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
 import {
-  GEMV_COALESCED_ROWS_PER_THREAD,
-  GEMV_COALESCED_THREADS_PER_ROW,
-  GEMV_COALESCED_WORKGROUP,
-  GEMV_COALESCED_X_CACHE_BYTES,
   GemvCoalesced,
   gemvCoalescedVariants,
 } from '../../src/ops/gemv-coalesced.js';
@@ -21,16 +17,12 @@ import type { GemvOptions } from '../../src/ops/gemv.js';
 import { type ComputeDtype, computeBytes, runOps } from '../../src/ops/op.js';
 import type { SwigluAct } from '../../src/ops/swiglu.js';
 import { useGpuTestDevice } from '../support/gpu-helpers.js';
-import { SPARE, untouched } from '../support/linear-cases.js';
+import { COALESCED_ROWS as ROWS, pastCoalescedCache as pastCache, SPARE, untouched } from '../support/linear-cases.js';
 import { asDtype, linearReference, nmse, randomValues, readArray, roundF16, uploadArray, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.gemv_coalesced_rms');
 
-/** Rows per workgroup with 32-lane row groups (16); GLU pairs are half of that. */
-const ROWS = (GEMV_COALESCED_WORKGROUP / GEMV_COALESCED_THREADS_PER_ROW) * GEMV_COALESCED_ROWS_PER_THREAD;
-/** K just past the x cache in each dtype (a multiple of 8): x streamed from the storage buffer. */
-const pastCache = (dtype: ComputeDtype): number => GEMV_COALESCED_X_CACHE_BYTES / (dtype === 'F16' ? 2 : 4) + 8;
 /** Llama's rms_norm_eps. */
 const EPS = 1e-5;
 

@@ -11,25 +11,18 @@ import { alignUp } from '../../src/gpu/gpu-tensor.js';
 import { pipelineCache } from '../../src/gpu/pipeline-cache.js';
 import {
   GEMV_COALESCED_ROWS_PER_THREAD,
-  GEMV_COALESCED_THREADS_PER_ROW,
-  GEMV_COALESCED_WORKGROUP,
-  GEMV_COALESCED_X_CACHE_BYTES,
   GemvCoalesced,
   gemvCoalescedVariants,
 } from '../../src/ops/gemv-coalesced.js';
 import type { GemvOptions } from '../../src/ops/gemv.js';
 import type { ComputeDtype } from '../../src/ops/op.js';
 import { spyDevice, useGpuTestDevice, withSubgroupWidth } from '../support/gpu-helpers.js';
-import { gemvAsLinear, linearCase, residualCase, untouched } from '../support/linear-cases.js';
+import { gemvAsLinear, linearCase, residualCase, untouched, COALESCED_ROWS as ROWS, pastCoalescedCache as pastCache } from '../support/linear-cases.js';
 import { nmse, outputBuffer, randomValues, uploadWeights } from '../support/op-helpers.js';
 import { mulberry32 } from '../support/safetensors-bytes.js';
 
 const gpu = useGpuTestDevice('test.gemv_coalesced');
 
-/** Rows per workgroup with 32-lane row groups (16). */
-const ROWS = (GEMV_COALESCED_WORKGROUP / GEMV_COALESCED_THREADS_PER_ROW) * GEMV_COALESCED_ROWS_PER_THREAD;
-/** K just past the x cache in each dtype (a multiple of 8): x streamed from the storage buffer. */
-const pastCache = (dtype: ComputeDtype): number => GEMV_COALESCED_X_CACHE_BYTES / (dtype === 'F16' ? 2 : 4) + 8;
 
 // Named cases first: K of 1 and around the vector widths (the scalar path), multiples of 8
 // (the vector path in both dtypes), N of 1 and around the rows per workgroup, K = 1000 (an

@@ -7,6 +7,7 @@
 import type { GpuTensor } from '../../src/gpu/gpu-tensor.js';
 import { alignUp } from '../../src/gpu/gpu-tensor.js';
 import { Add } from '../../src/ops/add.js';
+import { GEMV_COALESCED_ROWS_PER_THREAD, GEMV_COALESCED_THREADS_PER_ROW, GEMV_COALESCED_WORKGROUP, GEMV_COALESCED_X_CACHE_BYTES } from '../../src/ops/gemv-coalesced.js';
 import { runOps, type ComputeDtype, type PreparedOp } from '../../src/ops/op.js';
 import { asDtype, closeness, linearReference, outputBuffer, randomValues, readArray, uploadArray, uploadWeights } from './op-helpers.js';
 
@@ -24,6 +25,11 @@ export function gemvAsLinear(gemv: Omit<LinearOp, 'prepare'> & { prepare(label: 
 }
 
 /** Sentinel elements past y's end, which no kernel may write. */
+/** GemvCoalesced's rows per workgroup with 32-lane row groups (16): what its tests' shapes straddle. */
+export const COALESCED_ROWS = (GEMV_COALESCED_WORKGROUP / GEMV_COALESCED_THREADS_PER_ROW) * GEMV_COALESCED_ROWS_PER_THREAD;
+/** K just past GemvCoalesced's x cache in each dtype (a multiple of 8): x streamed from the storage buffer. */
+export const pastCoalescedCache = (dtype: ComputeDtype): number => GEMV_COALESCED_X_CACHE_BYTES / (dtype === 'F16' ? 2 : 4) + 8;
+
 export const SPARE = 8;
 const SENTINEL = 7;
 export const untouched = (): number[] => new Array(SPARE).fill(SENTINEL);
