@@ -537,8 +537,9 @@ export class LlamaModel {
         const glueShape = { nHeads: numHeads, nKvHeads: numKvHeads, headDim, maxSeq, slots: S, rows };
         // A decode pass's gemvs: the joined q/k/v projection rotates q and k and stores k and
         // v itself (the ROPE_STORE gemv: no dispatch for the glue), where this layer has no
-        // q/k norm, dense weights, and a kernel that normalises its input as inputPlan says.
-        // Quantized: one row's qgemv (not an act-order one, whose input is gathered first).
+        // q/k norm and a kernel that normalises its input as inputPlan says. Quantized q/k/v:
+        // one row's qgemv, where the device binds its buffers (not an act-order one, whose
+        // input is gathered first).
         const qkvQuantized = joinedQkv && this.weights.quantized.get(joinedQkv.weight);
         const ropeStores = kind !== 'decode' || !joinedQkv ? null
           : qkvQuantized ? (gemv && !perms.has(joinedQkv.weight) ? ops.qRopeStore : null)
